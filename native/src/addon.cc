@@ -1,0 +1,16 @@
+// Export table of the nspawn-ts native addon. Each concern registers its own functions; protocol
+// logic (netlink, DHCP, nftables grammar) lives in TypeScript, not here.
+#include <napi.h>
+
+void InitSock(Napi::Env env, Napi::Object exports);
+void InitNetns(Napi::Env env, Napi::Object exports);
+void InitNft(Napi::Env env, Napi::Object exports);
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  InitSock(env, exports);
+  InitNetns(env, exports);
+  InitNft(env, exports);
+  return exports;
+}
+
+NODE_API_MODULE(nspawn_native, Init)

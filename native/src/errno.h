@@ -1,0 +1,15 @@
+// The addon's one failure path: a JS Error carrying errno, its symbolic code and the syscall.
+#pragma once
+#include <napi.h>
+#include <string>
+
+// Builds (does not throw) an Error like Node's own: err.code = 'EEXIST', err.errno = 17 (positive),
+// err.syscall = 'socket'. `detail` names the object the call was about (a path, an interface).
+Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall, const std::string& detail = "");
+
+// Symbolic name of an errno value ("EEXIST"), or "E<number>" when the C library has none.
+std::string ErrnoName(int err);
+
+// Argument helpers: a TypeError naming the argument when it has the wrong type.
+int ArgInt(const Napi::CallbackInfo& info, size_t i, const char* name);
+bool ArgIsPresent(const Napi::CallbackInfo& info, size_t i);

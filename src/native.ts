@@ -1,0 +1,118 @@
+// The only importer of the native addon (native/, node-addon-api). It exposes the syscalls Node
+// lacks and nothing else: sockets of any family (optionally made inside another network namespace),
+// readiness watching through the event loop, namespace fds, and libnftables. Every failure becomes
+// a SysError with the kernel's errno (`err.code === 'EEXIST'`, `err.errno === 17`).
+import { createRequire } from 'node:module';
+import { NspawnError } from './errors.js';
+
+export interface NftResult {
+  rc: number;
+  output: string;
+  error: string;
+}
+
+export interface NftRunOptions {
+  /** Run in this network namespace (fd); default: the caller's. */
+  netnsFd?: number;
+  /** JSON output (default true). */
+  json?: boolean;
+  /** Print rule handles in output. */
+  handle?: boolean;
+  /** Echo what was added (with handles) in output. */
+  echo?: boolean;
+}
+
+/** Readiness bits passed to and from FdWatcher. */
+export const POLL_READABLE = 1;
+export const POLL_WRITABLE = 2;
+/** Set in the callback's argument when the poll itself failed (the fd was closed under it). */
+export const POLL_ERROR = 4;
+
+export interface FdWatcher {
+  /** Stops watching for good; the fd stays open. */
+  stop(): void;
+  /** Keeps the process alive while armed (the default). */
+  ref(): void;
+  /** Lets the process exit while armed. */
+  unref(): void;
+  setEvents(events: number): void;
+}
+
+export interface NativeAddon {
+  socket(domain: number, type: number, protocol: number, netnsFd?: number): number;
+  bind(fd: number, sockaddr: Uint8Array): void;
+  connect(fd: number, sockaddr: Uint8Array): void;
+  setsockoptInt(fd: number, level: number, name: number, value: number): void;
+  setsockoptBytes(fd: number, level: number, name: number, value: Uint8Array): void;
+  getsockoptInt(fd: number, level: number, name: number): number;
+  getsockname(fd: number): Uint8Array;
+  /** Throws SysError EAGAIN when the socket buffer is full. */
+  sendto(fd: number, data: Uint8Array, sockaddr?: Uint8Array): number;
+  /** Length received, or -1 when nothing is waiting. Never blocks. */
+  recv(fd: number, buf: Uint8Array, flags?: number, addrBuf?: Uint8Array): number;
+  close(fd: number): void;
+  FdWatcher: new (fd: number, events: number, callback: (events: number) => void) => FdWatcher;
+  openNamespace(path: string): number;
+  createNetns(): number;
+  namespaceId(fd: number): string;
+  nftRun(command: string, options?: NftRunOptions): NftResult;
+  nftForget(netnsFd: number): void;
+}
+
+/** A syscall failed; `code` is the errno name ('EEXIST'), `errno` its number. */
+export class SysError extends NspawnError {
+  readonly errno: number;
+  readonly syscall: string;
+
+  constructor(errno: number, code: string, syscall: string, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.errno = errno;
+    this.syscall = syscall;
+  }
+
+  static from(err: unknown): unknown {
+    if (err instanceof SysError || !(err instanceof Error)) return err;
+    const e = err as Error & { errno?: unknown; code?: unknown; syscall?: unknown };
+    if (typeof e.errno !== 'number' || typeof e.code !== 'string') return err;
+    return new SysError(e.errno, e.code, typeof e.syscall === 'string' ? e.syscall : '', e.message);
+  }
+}
+
+const require = createRequire(import.meta.url);
+
+function loadAddon(): NativeAddon {
+  const path = new URL('../native/build/Release/nspawn_native.node', import.meta.url).pathname;
+  try {
+    return require(path) as NativeAddon;
+  } catch (err) {
+    throw new NspawnError('SYS_ADDON_MISSING',
+      `the native addon could not be loaded from ${path}; run "npm run setup" to build it`, { cause: err });
+  }
+}
+
+function wrap(addon: NativeAddon): NativeAddon {
+  const out: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(addon)) {
+    if (typeof value !== 'function' || name === 'FdWatcher') {
+      out[name] = value;
+      continue;
+    }
+    const fn = value as (...args: unknown[]) => unknown;
+    out[name] = (...args: unknown[]) => {
+      try {
+        return fn(...args);
+      } catch (err) {
+        throw SysError.from(err);
+      }
+    };
+  }
+  return out as unknown as NativeAddon;
+}
+
+let cached: NativeAddon | undefined;
+
+/** The addon, loaded on first use (so modules that never touch the kernel start without it). */
+export function sys(): NativeAddon {
+  cached ??= wrap(loadAddon());
+  return cached;
+}

@@ -1,0 +1,108 @@
+// LaunchSpec: everything the launcher needs to start one container, after the command line and
+// the .nspawn settings file have been parsed, merged and validated (src/runtime/cli.ts and
+// src/runtime/settings.ts produce it; src/runtime/launcher.ts consumes it). Plain data, no I/O.
+
+export type PrivateUsers =
+  | { mode: 'no' }
+  /** `yes`/`UID[:N]`: a range starting at `uid` of `count` IDs (systemd: 65536). */
+  | { mode: 'range'; uid: number; count: number }
+  /** `pick`: a free 64K range chosen at start (see systemd's user-namespace pick). */
+  | { mode: 'pick' }
+  /** `identity`: 0..65535 mapped onto itself (only private to the extent of capabilities). */
+  | { mode: 'identity' };
+
+export interface BindMount {
+  source: string;
+  destination: string;
+  readOnly: boolean;
+  /** `rbind` (default) or `norbind`, and `idmap`/`noidmap` etc. as given after the second colon. */
+  options: string[];
+}
+
+export interface TmpfsMount {
+  destination: string;
+  /** mount options, default "mode=0755" */
+  options: string;
+}
+
+export type ResolvConfMode =
+  | 'off' | 'copy-host' | 'copy-static' | 'copy-uplink' | 'copy-stub'
+  | 'replace-host' | 'replace-static' | 'replace-uplink' | 'replace-stub'
+  | 'bind-host' | 'bind-static' | 'bind-uplink' | 'bind-stub'
+  | 'delete' | 'auto';
+
+export interface PortForward {
+  protocol: 'tcp' | 'udp';
+  hostPort: number;
+  /** last port of a range (hostPort..hostPortEnd); equals hostPort for a single port */
+  hostPortEnd: number;
+  containerPort: number;
+  containerPortEnd: number;
+}
+
+export interface VethExtra {
+  hostIfname: string;
+  containerIfname: string;
+}
+
+/** The network options of systemd-nspawn. Any link option implies `private`. */
+export interface NetworkSpec {
+  private: boolean;
+  veth: boolean;
+  vethExtra: VethExtra[];
+  bridge?: string;
+  zone?: string;
+  macvlan: string[];
+  ipvlan: string[];
+  interfaces: string[];
+  /** `--network-namespace-path=` */
+  namespacePath?: string;
+  ports: PortForward[];
+  /** beyond systemd-nspawn: also forward 127.0.0.1:HOSTPORT */
+  portLoopback: boolean;
+  /** beyond systemd-nspawn: configure host0 before the command starts, or leave it to DHCP */
+  config: 'auto' | 'static' | 'dhcp';
+}
+
+export interface LaunchSpec {
+  /** root directory (-D); for --template/--ephemeral, the one to copy or overlay */
+  directory: string;
+  /** -M, default: the directory's last component, made valid */
+  machine: string;
+  hostname?: string;
+  /** the container's PID 1: the command, our stub init (--as-pid2) or the container's init (-b) */
+  mode: 'command' | 'as-pid2' | 'boot';
+  /** the command and its arguments (or, with -b, arguments for init) */
+  command: string[];
+  user?: string;
+  chdir?: string;
+  /** KEY=VALUE from -E/--setenv and Environment= */
+  environment: string[];
+  binds: BindMount[];
+  tmpfs: TmpfsMount[];
+  ephemeral: boolean;
+  template?: string;
+  privateUsers: PrivateUsers;
+  privateUsersChown: boolean;
+  network: NetworkSpec;
+  resolvConf: ResolvConfMode;
+  /** systemd's --timezone= is not handled yet; the host's is not copied */
+  quiet: boolean;
+  /** --register=: recorded in the machine registry (always; systemd-machined is not used) */
+  register: boolean;
+  keepUnit: boolean;
+  linkJournal: 'no' | 'host' | 'try-host' | 'guest' | 'try-guest' | 'auto';
+  /** --property=NAME=VALUE (MemoryMax=, CPUQuota=, TasksMax=, MemoryHigh=) */
+  properties: Array<{ name: string; value: string }>;
+  /** where the settings file came from, for messages */
+  settingsFile?: string;
+  /** --kill-signal= or the default for the mode (SIGRTMIN+3 for a systemd init) */
+  killSignal?: string;
+}
+
+export function defaultNetworkSpec(): NetworkSpec {
+  return {
+    private: false, veth: false, vethExtra: [], macvlan: [], ipvlan: [], interfaces: [],
+    ports: [], portLoopback: false, config: 'auto',
+  };
+}

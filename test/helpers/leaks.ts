@@ -1,0 +1,91 @@
+// Leak check for kernel tests: what a test leaves behind in the run's network namespace — links,
+// named network namespaces, nft tables, mounts, child processes — fails the test.
+import { readFileSync, readdirSync } from 'node:fs';
+import { runOk } from './exec.js';
+
+export interface Snapshot {
+  links: Set<string>;
+  netns: Set<string>;
+  nftTables: Set<string>;
+  mounts: Set<string>;
+  processes: Set<string>;
+}
+
+async function links(): Promise<Set<string>> {
+  const out = JSON.parse(await runOk('ip', ['-j', 'link', 'show'])) as Array<{ ifname: string }>;
+  return new Set(out.map((l) => l.ifname));
+}
+
+async function netns(): Promise<Set<string>> {
+  const out = (await runOk('ip', ['-j', 'netns', 'list'])).trim();
+  const list = out ? (JSON.parse(out) as Array<{ name: string }>) : [];
+  return new Set(list.map((n) => n.name));
+}
+
+async function nftTables(): Promise<Set<string>> {
+  const out = JSON.parse(await runOk('nft', ['-j', 'list', 'tables'])) as {
+    nftables: Array<{ table?: { family: string; name: string } }>;
+  };
+  return new Set(out.nftables.flatMap((o) => (o.table ? [`${o.table.family} ${o.table.name}`] : [])));
+}
+
+function mounts(): Set<string> {
+  return new Set(readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean)
+    .map((l) => l.split(' ')[4] ?? ''));
+}
+
+/** Descendants of this process, as "pid comm". */
+function processes(): Set<string> {
+  const parent = new Map<number, number>();
+  const comm = new Map<number, string>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const close = stat.lastIndexOf(')');
+      const fields = stat.slice(close + 2).split(' ');
+      parent.set(Number(entry), Number(fields[1]));
+      comm.set(Number(entry), stat.slice(stat.indexOf('(') + 1, close));
+    } catch {
+      // exited while we looked
+    }
+  }
+  const out = new Set<string>();
+  for (const [pid] of parent) {
+    for (let p = parent.get(pid); p !== undefined && p > 1; p = parent.get(p)) {
+      if (p === process.pid) {
+        // ip/nft/ps run by this very check are not leaks
+        const c = comm.get(pid) ?? '?';
+        if (!['ip', 'nft'].includes(c)) out.add(`${pid} ${c}`);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+export async function snapshot(): Promise<Snapshot> {
+  return { links: await links(), netns: await netns(), nftTables: await nftTables(), mounts: mounts(), processes: processes() };
+}
+
+function added(before: Set<string>, after: Set<string>): string[] {
+  return [...after].filter((x) => !before.has(x));
+}
+
+/** Waits up to `graceMs` for leftovers to go (namespaces die asynchronously), then throws a list. */
+export async function assertNoLeaks(before: Snapshot, graceMs = 3_000): Promise<void> {
+  const deadline = Date.now() + graceMs;
+  for (;;) {
+    const now = await snapshot();
+    const leaks: string[] = [];
+    const kinds: Array<[string, Set<string>, Set<string>]> = [
+      ['link', before.links, now.links], ['netns', before.netns, now.netns],
+      ['nft table', before.nftTables, now.nftTables], ['mount', before.mounts, now.mounts],
+      ['process', before.processes, now.processes],
+    ];
+    for (const [kind, b, a] of kinds) for (const x of added(b, a)) leaks.push(`${kind} ${x}`);
+    if (leaks.length === 0) return;
+    if (Date.now() > deadline) throw new Error(`test leaked: ${leaks.join(', ')}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
