@@ -57,6 +57,8 @@ export interface NativeAddon {
   namespaceId(fd: number): string;
   nftRun(command: string, options?: NftRunOptions): NftResult;
   nftForget(netnsFd: number): void;
+  /** Attaches a classic BPF program (8-byte sock_filter records, host order) with SO_ATTACH_FILTER. */
+  attachFilter(fd: number, program: Uint8Array): void;
 }
 
 /** A syscall failed; `code` is the errno name ('EEXIST'), `errno` its number. */
