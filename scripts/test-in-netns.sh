@@ -2,8 +2,19 @@
 # Runs inside the private namespaces made by scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# /sys shows the links of the namespace that mounted it: remount it for ours.
+# /sys shows the links of the namespace that mounted it: remount it for ours. The fresh sysfs would
+# hide the cgroup hierarchies mounted below /sys/fs/cgroup (resource-control tests and
+# systemd-nspawn need them): carry them over.
+cgroups=""
+if mountpoint -q /sys/fs/cgroup; then
+  cgroups=$(mktemp -d /run/nspawn-ts-cgroup.XXXXXX)
+  mount --rbind /sys/fs/cgroup "$cgroups"
+fi
 mount -t sysfs sysfs /sys
+if [ -n "$cgroups" ]; then
+  mount --move "$cgroups" /sys/fs/cgroup
+  rmdir "$cgroups"
+fi
 # Machine records and sidecar state of tests stay inside this run.
 mkdir -p /run/nspawn-ts /var/lib/nspawn-ts /run/netns
 mount -t tmpfs tmpfs /run/nspawn-ts
