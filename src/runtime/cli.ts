@@ -905,8 +905,8 @@ export async function runCli(
   deps: {
     io?: CliIo;
     env?: CliEnvironment;
-    /** command line → final LaunchSpec (settings files merged, verified) */
-    resolve?: (cl: CommandLine) => LaunchSpec;
+    /** command line → final LaunchSpec: settings.ts's resolveLaunchSpec (merges .nspawn files, verifies) */
+    resolve: (cl: CommandLine) => LaunchSpec;
     onVerbose?: () => void;
     launch: (spec: LaunchSpec, cl: CommandLine) => Promise<number>;
   },
@@ -922,7 +922,7 @@ export async function runCli(
     }
     cl = r;
     if (cl.verbose) deps.onVerbose?.();
-    spec = deps.resolve ? deps.resolve(cl) : verifyLaunchSpec(cl.spec);
+    spec = deps.resolve(cl);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     io.stderr(formatCliError(err) + '\n');

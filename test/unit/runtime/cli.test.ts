@@ -440,7 +440,7 @@ describe('runCli', () => {
   test('bad input: "nspawn-ts: MESSAGE", the hint, exit 1, launch never called', async () => {
     const o = io();
     let launched = false;
-    const rc = await runCli(['-M', 'container_name'], { io: o.io, env, launch: async () => { launched = true; return 0; } });
+    const rc = await runCli(['-M', 'container_name'], { io: o.io, env, resolve: (cl) => verifyLaunchSpec(cl.spec), launch: async () => { launched = true; return 0; } });
     expect(rc).toBe(1);
     expect(launched).toBe(false);
     expect(o.err.join('')).toMatch(/^nspawn-ts: Invalid machine name: container_name\nnspawn-ts: .*not allowed.*\n$/);
@@ -449,7 +449,7 @@ describe('runCli', () => {
 
   test('help and version print to stdout with exit 0', async () => {
     const o = io();
-    expect(await runCli(['--version'], { io: o.io, env, launch: async () => 5 })).toBe(0);
+    expect(await runCli(['--version'], { io: o.io, env, resolve: (cl) => verifyLaunchSpec(cl.spec), launch: async () => 5 })).toBe(0);
     expect(o.out.join('')).toMatch(/^nspawn-ts 0\.1\.0\n/);
   });
 
@@ -458,7 +458,7 @@ describe('runCli', () => {
     let seen: LaunchSpec | undefined;
     let verbose = false;
     const rc = await runCli(['-bD', '/srv/c', '-v'], {
-      io: o.io, env, onVerbose: () => { verbose = true; },
+      io: o.io, env, resolve: (cl) => verifyLaunchSpec(cl.spec), onVerbose: () => { verbose = true; },
       launch: async (s) => { seen = s; return 7; },
     });
     expect(rc).toBe(7);
