@@ -19,6 +19,9 @@ fi
 mkdir -p /run/nspawn-ts /var/lib/nspawn-ts /run/netns
 mount -t tmpfs tmpfs /run/nspawn-ts
 mount -t tmpfs tmpfs /var/lib/nspawn-ts
+# Named network namespaces of this run only: another run on this machine adds its own to the shared
+# /run/netns, and the leak check (ip netns list) would blame them on our tests.
+mount -t tmpfs -o mode=0755 tmpfs /run/netns
 ip link set lo up
 # The first `ip netns add` turns /run/netns into a mount point; do it now, not inside a leak-checked test.
 ip netns add nspawn-ts-warmup && ip netns del nspawn-ts-warmup
