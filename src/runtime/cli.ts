@@ -660,7 +660,8 @@ export function parseCommandLine(argv: readonly string[], env: CliEnvironment = 
     spec: newSpec(), explicit: new Set(), settingsMode: 'yes', verbose: false, help: false, version: false,
   };
   let i = 0;
-  while (i < argv.length) {
+  // like systemd's parse_argv(), -h/--version act as soon as they are read
+  while (i < argv.length && !st.help && !st.version) {
     const a = argv[i] as string;
     if (a === '--') {
       i++;
@@ -689,6 +690,7 @@ export function parseCommandLine(argv: readonly string[], env: CliEnvironment = 
       const def = findShort(c);
       if (def.arg === 'none') {
         def.handle(st, undefined, env, c);
+        if (st.help || st.version) break;
         continue;
       }
       let value: string;

@@ -105,6 +105,9 @@ describe('getopt syntax', () => {
     const h = parseCommandLine(['-D/c', '--help'], env);
     expect(h.action).toBe('help');
     expect(parseCommandLine(['-h'], env).action).toBe('help');
+    // acted on when read: later errors do not matter, earlier ones do
+    expect(parseCommandLine(['-bh', '--frobnicate'], env).action).toBe('help');
+    expect(() => parseCommandLine(['--frobnicate', '-h'], env)).toThrow("Unknown option '--frobnicate'.");
     const v = parseCommandLine(['--version'], env);
     expect(v).toMatchObject({ action: 'version' });
     expect(v.action === 'version' && v.text).toMatch(/^nspawn-ts \d+\.\d+\.\d+/);
