@@ -2,8 +2,13 @@
 # Runs inside the private namespaces made by scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# /sys shows the links of the namespace that mounted it: remount it for ours.
+# /sys shows the links of the namespace that mounted it: remount it for ours. The fresh sysfs would
+# hide the cgroup hierarchies mounted below it (containers booting systemd need them): move them over.
+cgroups=$(mktemp -d)
+mount --rbind /sys/fs/cgroup "$cgroups"
 mount -t sysfs sysfs /sys
+mount --move "$cgroups" /sys/fs/cgroup
+rmdir "$cgroups"
 # Machine records and sidecar state of tests stay inside this run.
 mkdir -p /run/nspawn-ts /var/lib/nspawn-ts /run/netns
 mount -t tmpfs tmpfs /run/nspawn-ts
