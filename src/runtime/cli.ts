@@ -660,7 +660,8 @@ export function parseCommandLine(argv: readonly string[], env: CliEnvironment = 
     spec: newSpec(), explicit: new Set(), settingsMode: 'yes', verbose: false, help: false, version: false,
   };
   let i = 0;
-  while (i < argv.length) {
+  // like systemd's parse_argv(), -h/--version act as soon as they are read
+  while (i < argv.length && !st.help && !st.version) {
     const a = argv[i] as string;
     if (a === '--') {
       i++;
@@ -689,6 +690,7 @@ export function parseCommandLine(argv: readonly string[], env: CliEnvironment = 
       const def = findShort(c);
       if (def.arg === 'none') {
         def.handle(st, undefined, env, c);
+        if (st.help || st.version) break;
         continue;
       }
       let value: string;
@@ -905,8 +907,8 @@ export async function runCli(
   deps: {
     io?: CliIo;
     env?: CliEnvironment;
-    /** command line → final LaunchSpec (settings files merged, verified) */
-    resolve?: (cl: CommandLine) => LaunchSpec;
+    /** command line → final LaunchSpec: settings.ts's resolveLaunchSpec (merges .nspawn files, verifies) */
+    resolve: (cl: CommandLine) => LaunchSpec;
     onVerbose?: () => void;
     launch: (spec: LaunchSpec, cl: CommandLine) => Promise<number>;
   },
@@ -922,7 +924,7 @@ export async function runCli(
     }
     cl = r;
     if (cl.verbose) deps.onVerbose?.();
-    spec = deps.resolve ? deps.resolve(cl) : verifyLaunchSpec(cl.spec);
+    spec = deps.resolve(cl);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     io.stderr(formatCliError(err) + '\n');

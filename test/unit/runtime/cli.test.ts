@@ -105,6 +105,9 @@ describe('getopt syntax', () => {
     const h = parseCommandLine(['-D/c', '--help'], env);
     expect(h.action).toBe('help');
     expect(parseCommandLine(['-h'], env).action).toBe('help');
+    // acted on when read: later errors do not matter, earlier ones do
+    expect(parseCommandLine(['-bh', '--frobnicate'], env).action).toBe('help');
+    expect(() => parseCommandLine(['--frobnicate', '-h'], env)).toThrow("Unknown option '--frobnicate'.");
     const v = parseCommandLine(['--version'], env);
     expect(v).toMatchObject({ action: 'version' });
     expect(v.action === 'version' && v.text).toMatch(/^nspawn-ts \d+\.\d+\.\d+/);
@@ -440,7 +443,7 @@ describe('runCli', () => {
   test('bad input: "nspawn-ts: MESSAGE", the hint, exit 1, launch never called', async () => {
     const o = io();
     let launched = false;
-    const rc = await runCli(['-M', 'container_name'], { io: o.io, env, launch: async () => { launched = true; return 0; } });
+    const rc = await runCli(['-M', 'container_name'], { io: o.io, env, resolve: (cl) => verifyLaunchSpec(cl.spec), launch: async () => { launched = true; return 0; } });
     expect(rc).toBe(1);
     expect(launched).toBe(false);
     expect(o.err.join('')).toMatch(/^nspawn-ts: Invalid machine name: container_name\nnspawn-ts: .*not allowed.*\n$/);
@@ -449,7 +452,7 @@ describe('runCli', () => {
 
   test('help and version print to stdout with exit 0', async () => {
     const o = io();
-    expect(await runCli(['--version'], { io: o.io, env, launch: async () => 5 })).toBe(0);
+    expect(await runCli(['--version'], { io: o.io, env, resolve: (cl) => verifyLaunchSpec(cl.spec), launch: async () => 5 })).toBe(0);
     expect(o.out.join('')).toMatch(/^nspawn-ts 0\.1\.0\n/);
   });
 
@@ -458,7 +461,7 @@ describe('runCli', () => {
     let seen: LaunchSpec | undefined;
     let verbose = false;
     const rc = await runCli(['-bD', '/srv/c', '-v'], {
-      io: o.io, env, onVerbose: () => { verbose = true; },
+      io: o.io, env, resolve: (cl) => verifyLaunchSpec(cl.spec), onVerbose: () => { verbose = true; },
       launch: async (s) => { seen = s; return 7; },
     });
     expect(rc).toBe(7);
