@@ -30,7 +30,7 @@
 // an approximation: v1 has no throttling threshold, the soft limit only steers reclaim under global
 // memory pressure. MemoryLow has no v1 equivalent and is refused. CPUQuota → cfs_period_us/cfs_quota_us,
 // CPUWeight → cpu.shares, TasksMax → pids.max.
-import { closeSync, constants as fsConstants, mkdirSync, openSync, readFileSync, readdirSync, rmdirSync, statSync, writeSync } from 'node:fs';
+import { chownSync, closeSync, constants as fsConstants, mkdirSync, openSync, readFileSync, readdirSync, rmdirSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, NspawnError, TeardownError } from '../errors.js';
 import { logger } from '../log.js';
@@ -304,6 +304,11 @@ export interface CgroupOptions {
   layout?: CgroupLayout;
   /** 'self' (default): below the launcher's own cgroup in each hierarchy; 'root': below the roots */
   placement?: 'self' | 'root';
+  /**
+   * Named v1 hierarchies to make the machine a cgroup in too, e.g. ['systemd'] (name=systemd) for a
+   * container whose systemd expects its own cgroup there on a legacy/hybrid host (`-b`).
+   */
+  namedHierarchies?: readonly string[];
   /** what percentages resolve against (default: readHostFacts()) */
   facts?: HostFacts;
 }
@@ -313,6 +318,8 @@ export interface CgroupDir {
   version: 1 | 2;
   /** v1: the hierarchy's controllers; v2: the controllers enabled for this cgroup */
   controllers: string[];
+  /** v1 named hierarchy ("systemd") */
+  name?: string;
   path: string;
 }
 
@@ -552,6 +559,12 @@ export class MachineCgroup {
     const used: Hierarchy[] = [];
     for (const h of layout.hierarchies) {
       if (h.version === 2 || h.controllers.some((c) => (CONTROLLERS as readonly string[]).includes(c))) used.push(h);
+      else if (h.name !== undefined && opts.namedHierarchies?.includes(h.name)) used.push(h);
+    }
+    for (const n of opts.namedHierarchies ?? []) {
+      if (!layout.hierarchies.some((h) => h.name === n)) {
+        throw new CgroupError('CGROUP_UNAVAILABLE', `no cgroup v1 hierarchy name=${n} is mounted`, '/proc/self/mountinfo');
+      }
     }
     const v2Controllers = CONTROLLERS.filter((c) => layout.controllers[c]?.version === 2);
 
@@ -590,7 +603,10 @@ export class MachineCgroup {
           log.debug('reusing a leftover empty cgroup', { dir });
           created.push(dir); // ours now: removed with the machine
         }
-        dirs.push({ version: h.version, controllers: h.version === 2 ? v2Controllers : h.controllers, path: dir });
+        dirs.push({
+          version: h.version, controllers: h.version === 2 ? v2Controllers : h.controllers, path: dir,
+          ...(h.name !== undefined ? { name: h.name } : {}),
+        });
       }
       applyLimits(dirs, layout, limits, {});
     } catch (err) {
@@ -655,6 +671,25 @@ export class MachineCgroup {
     }
     applyLimits(this.dirs, this.layout, changed, resolveProperties(this.props, this.facts));
     this.props = merged;
+  }
+
+  /**
+   * Delegates the machine's cgroups to the container's root user (`-U`), as systemd does for
+   * Delegate=yes: the directories and, in them, cgroup.procs, cgroup.threads, cgroup.subtree_control
+   * (v2) or tasks/cgroup.procs (v1) change owner, so the container can make and manage sub-cgroups.
+   */
+  delegate(uid: number, gid: number): void {
+    for (const d of this.dirs) {
+      const files = d.version === 2 ? ['cgroup.procs', 'cgroup.threads', 'cgroup.subtree_control'] : ['cgroup.procs', 'tasks'];
+      for (const p of [d.path, ...files.map((f) => join(d.path, f))]) {
+        try {
+          chownSync(p, uid, gid);
+        } catch (err) {
+          if (p !== d.path && errCode(err) === 'ENOENT') continue;
+          throw CgroupError.io(`chown ${uid}:${gid}`, p, err);
+        }
+      }
+    }
   }
 
   /** Process IDs in the machine's cgroup (the union over hierarchies). */

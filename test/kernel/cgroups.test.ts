@@ -1,6 +1,6 @@
 // Resource control against the real kernel: the limits of --property= and set-property hold for
 // real processes. Only cgroups the tests create get limits, and every one is removed (checked).
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { describe, expect } from 'vitest';
@@ -17,7 +17,7 @@ let counter = 0;
 function subtrees(): string[] {
   const out: string[] = [];
   for (const h of layout.hierarchies) {
-    if (h.version === 1 && !h.controllers.some((c) => ['memory', 'cpu', 'cpuacct', 'pids'].includes(c))) continue;
+    if (h.version === 1 && h.name !== 'systemd' && !h.controllers.some((c) => ['memory', 'cpu', 'cpuacct', 'pids'].includes(c))) continue;
     const base = h.ownPath === undefined ? undefined : cgroupFsPath(h, h.ownPath);
     if (base) out.push(join(base, 'nspawn-ts'));
   }
@@ -136,6 +136,22 @@ describe('machine cgroups', () => {
     expect(again.usage().tasksMax).toBe(50);
     await again.remove();
     expect(() => MachineCgroup.open(record, { layout })).toThrow(CgroupError);
+  });
+
+  ctest('a -U container gets its cgroups delegated, also in name=systemd when asked', async ({ machine }) => {
+    const named = layout.hierarchies.some((h) => h.name === 'systemd') ? ['systemd'] : [];
+    const cg = MachineCgroup.create(machine, {}, { layout, namedHierarchies: named });
+    try {
+      if (named.length) expect(cg.dirs.some((d) => d.name === 'systemd' && d.path.includes(`/nspawn-ts/machine-${machine}`))).toBe(true);
+      cg.delegate(1_000_000, 1_000_000);
+      for (const d of cg.dirs) {
+        expect(statSync(d.path).uid).toBe(1_000_000);
+        expect(statSync(join(d.path, 'cgroup.procs')).gid).toBe(1_000_000);
+      }
+      expect(() => MachineCgroup.create(`${machine}x`, {}, { layout, namedHierarchies: ['no-such'] })).toThrow(/name=no-such/);
+    } finally {
+      await cg.remove();
+    }
   });
 
   ctest('properties the host cannot enforce are refused before anything is created', ({ machine }) => {
