@@ -4,15 +4,23 @@
 
 export type PrivateUsers =
   | { mode: 'no' }
-  /** `yes`/`UID[:N]`: a range starting at `uid` of `count` IDs (systemd: 65536). */
+  /** `UID[:N]`: a range starting at `uid` of `count` IDs (systemd: 65536). */
   | { mode: 'range'; uid: number; count: number }
+  /**
+   * `yes`: a 65536-ID range whose base is the owner UID of the container's root directory rounded
+   * down to a multiple of 65536 (owner UID and GID base must agree); read by the launcher at start.
+   */
+  | { mode: 'yes' }
   /** `pick`: a free 64K range chosen at start (see systemd's user-namespace pick). */
   | { mode: 'pick' }
   /** `identity`: 0..65535 mapped onto itself (only private to the extent of capabilities). */
   | { mode: 'identity' };
 
 export interface BindMount {
+  /** absolute; with `sourceInRoot`, a path inside the container's root directory */
   source: string;
+  /** the source was given as `+PATH`: relative to the container's root directory */
+  sourceInRoot?: boolean;
   destination: string;
   readOnly: boolean;
   /** `rbind` (default) or `norbind`, and `idmap`/`noidmap` etc. as given after the second colon. */

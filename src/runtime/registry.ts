@@ -1,0 +1,423 @@
+// The machine registry: what systemd-machined is for systemd-nspawn, as files. Each running
+// container is one JSON record, `<run dir>/machines/NAME.json` (run dir: $NSPAWN_TS_RUN_DIR or
+// /run/nspawn-ts), written atomically (temp file + rename). machinectl-ts and the sidecar read it.
+//
+// One machine per name: register() refuses a name whose record is still live. A record is live
+// while its leader (the container's PID 1) or its launcher runs — each identified by PID *and*
+// start time (/proc/PID/stat field 22), so a reused PID does not keep a dead machine alive. Dead
+// records are pruned on sight. Check-and-write happens under flock(2) on `<dir>/.lock`, which the
+// kernel drops when its holder dies, so two launchers racing for one name cannot both win and a
+// crashed launcher never leaves the registry locked.
+import {
+  closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, renameSync, unlinkSync, writeSync,
+} from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { NspawnError } from '../errors.js';
+import { sys } from '../native.js';
+import { machineNameValid } from './machine-name.js';
+import type { LaunchSpec, PortForward } from './spec.js';
+
+export const RECORD_VERSION = 1;
+
+/** A process identified beyond its PID: start time in clock ticks since boot (/proc/PID/stat #22). */
+export interface ProcessRef {
+  pid: number;
+  startTime: string;
+}
+
+export type NamespaceKind = 'cgroup' | 'ipc' | 'mnt' | 'net' | 'pid' | 'time' | 'user' | 'uts';
+export const NAMESPACE_KINDS: readonly NamespaceKind[] = ['cgroup', 'ipc', 'mnt', 'net', 'pid', 'time', 'user', 'uts'];
+
+export interface NamespaceRef {
+  /** /proc/LEADER/ns/KIND: usable while the leader lives */
+  path: string;
+  /** the namespace's identity as readlink shows it, e.g. "net:[4026532281]" */
+  id: string;
+}
+
+/** Filled in by the network subsystem; every field optional. */
+export interface MachineNetwork {
+  links?: Array<{
+    name: string;
+    side: 'host' | 'container';
+    kind?: string;
+    ifindex?: number;
+    mac?: string;
+    /** bridge the host side is enslaved to (vb-/zone) */
+    master?: string;
+  }>;
+  addresses?: Array<{ ifname: string; side: 'host' | 'container'; address: string; prefixLength: number }>;
+  ports?: PortForward[];
+  /** e.g. the subnet allocated to the machine's ve-/vz- link */
+  subnets?: string[];
+  dns?: string[];
+}
+
+/** The LaunchSpec essentials a record keeps (what machinectl-ts status shows). */
+export type MachineSpecSummary = Pick<LaunchSpec,
+  'mode' | 'command' | 'ephemeral' | 'privateUsers' | 'network' | 'resolvConf' | 'properties'
+> & Partial<Pick<LaunchSpec, 'user' | 'hostname' | 'template' | 'killSignal' | 'settingsFile'>>;
+
+export interface MachineRecord {
+  version: typeof RECORD_VERSION;
+  name: string;
+  class: 'container';
+  /** the container's PID 1 (as the host sees it); absent until the launcher has started it */
+  leader?: ProcessRef;
+  /** the nspawn-ts process that runs (and will clean up) the machine */
+  launcher: ProcessRef;
+  rootDirectory: string;
+  namespaces: Partial<Record<NamespaceKind, NamespaceRef>>;
+  network?: MachineNetwork;
+  /** ISO 8601 */
+  startedAt: string;
+  spec: MachineSpecSummary;
+}
+
+export interface NewMachine {
+  name: string;
+  rootDirectory: string;
+  spec: MachineSpecSummary;
+  leader?: number;
+  network?: MachineNetwork;
+}
+
+export interface MachinePatch {
+  /** the leader's PID; its start time and namespaces are read from /proc */
+  leader?: number;
+  network?: MachineNetwork;
+}
+
+export class RegistryError extends NspawnError {}
+
+export function summarizeSpec(spec: LaunchSpec): MachineSpecSummary {
+  const s: MachineSpecSummary = {
+    mode: spec.mode, command: spec.command, ephemeral: spec.ephemeral, privateUsers: spec.privateUsers,
+    network: spec.network, resolvConf: spec.resolvConf, properties: spec.properties,
+  };
+  for (const k of ['user', 'hostname', 'template', 'killSignal', 'settingsFile'] as const) {
+    if (spec[k] !== undefined) s[k] = spec[k];
+  }
+  return structuredClone(s);
+}
+
+export function defaultRunDir(env: NodeJS.ProcessEnv = process.env): string {
+  return env.NSPAWN_TS_RUN_DIR || '/run/nspawn-ts';
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc
+
+/** State and start time from the text of /proc/PID/stat (comm may hold spaces and parentheses). */
+export function parseProcStat(text: string): { state: string; startTime: string } | undefined {
+  const close = text.lastIndexOf(')');
+  if (close < 0) return undefined;
+  const fields = text.slice(close + 2).trim().split(' ');
+  // fields[0] is field 3 (state); starttime is field 22
+  const state = fields[0];
+  const startTime = fields[19];
+  if (state === undefined || startTime === undefined || !/^[0-9]+$/.test(startTime)) return undefined;
+  return { state, startTime };
+}
+
+export class ProcFs {
+  constructor(readonly root = '/proc') {}
+
+  /** The process as it is now, or undefined if there is none (or only a zombie). */
+  process(pid: number): ProcessRef | undefined {
+    let text: string;
+    try {
+      text = readFileSync(`${this.root}/${pid}/stat`, 'utf8');
+    } catch {
+      return undefined;
+    }
+    const st = parseProcStat(text);
+    if (!st || st.state === 'Z' || st.state === 'X') return undefined;
+    return { pid, startTime: st.startTime };
+  }
+
+  alive(ref: ProcessRef): boolean {
+    return this.process(ref.pid)?.startTime === ref.startTime;
+  }
+
+  namespaces(pid: number): Partial<Record<NamespaceKind, NamespaceRef>> {
+    const out: Partial<Record<NamespaceKind, NamespaceRef>> = {};
+    for (const kind of NAMESPACE_KINDS) {
+      const path = `${this.root}/${pid}/ns/${kind}`;
+      try {
+        out[kind] = { path, id: readlinkSync(path) };
+      } catch { /* kernel without this namespace type */ }
+    }
+    return out;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+const LOCK_UN = 8;
+
+type FlockFn = (fd: number, operation: number) => boolean;
+
+/**
+ * A valid machine name, or an ephemeral one whose random suffix made it longer than 64: either way
+ * safe as a file name (no '/', no leading '.').
+ */
+function recordNameOk(name: string): boolean {
+  return machineNameValid(name) || /^[A-Za-z0-9][A-Za-z0-9.-]{0,100}$/.test(name);
+}
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+export interface RegistryOptions {
+  /** the directory of the records; default <$NSPAWN_TS_RUN_DIR or /run/nspawn-ts>/machines */
+  dir?: string;
+  proc?: ProcFs;
+  /** how long to wait for another process's lock before failing (default 5 s) */
+  lockTimeoutMs?: number;
+  /** the launcher recorded by register() (default: this process) */
+  self?: ProcessRef;
+  flock?: FlockFn;
+  /** told about records that were dropped (stale or unreadable) */
+  onPrune?: (name: string, why: string) => void;
+}
+
+export class MachineRegistry {
+  readonly dir: string;
+  private readonly proc: ProcFs;
+  private readonly lockTimeoutMs: number;
+  private readonly selfRef: ProcessRef | undefined;
+  private readonly flockFn: FlockFn | undefined;
+  private readonly onPrune: (name: string, why: string) => void;
+
+  constructor(opts: RegistryOptions = {}) {
+    this.dir = opts.dir ?? `${defaultRunDir()}/machines`;
+    this.proc = opts.proc ?? new ProcFs();
+    this.lockTimeoutMs = opts.lockTimeoutMs ?? 5000;
+    this.selfRef = opts.self;
+    this.flockFn = opts.flock;
+    this.onPrune = opts.onPrune ?? (() => {});
+  }
+
+  private self(): ProcessRef {
+    const me = this.selfRef ?? this.proc.process(process.pid);
+    if (!me) throw new RegistryError('REG_PROC', `cannot read /proc/${process.pid}/stat`);
+    return me;
+  }
+
+  private path(name: string): string {
+    return `${this.dir}/${name}.json`;
+  }
+
+  /** Runs fn holding the registry's lock (flock on <dir>/.lock). */
+  private locked<T>(fn: () => T): T {
+    mkdirSync(this.dir, { recursive: true, mode: 0o755 });
+    const flock = this.flockFn ?? ((fd: number, op: number) => sys().flock(fd, op));
+    const fd = openSync(`${this.dir}/.lock`, 'a', 0o600);
+    try {
+      const deadline = Date.now() + this.lockTimeoutMs;
+      let delay = 1;
+      while (!flock(fd, LOCK_EX | LOCK_NB)) {
+        if (Date.now() >= deadline) {
+          throw new RegistryError('REG_LOCKED', `the machine registry ${this.dir} stayed locked by another process for ${this.lockTimeoutMs} ms`);
+        }
+        sleepSync(delay);
+        delay = Math.min(delay * 2, 50);
+      }
+      try {
+        return fn();
+      } finally {
+        flock(fd, LOCK_UN);
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  private read(name: string): MachineRecord | undefined | 'corrupt' {
+    let text: string;
+    try {
+      text = readFileSync(this.path(name), 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+    try {
+      const r = JSON.parse(text) as MachineRecord;
+      if (r.version !== RECORD_VERSION || r.name !== name || typeof r.launcher?.pid !== 'number') return 'corrupt';
+      return r;
+    } catch {
+      return 'corrupt';
+    }
+  }
+
+  /** Live: its leader or its launcher still runs (same PID and start time). */
+  isLive(r: MachineRecord): boolean {
+    return (r.leader !== undefined && this.proc.alive(r.leader)) || this.proc.alive(r.launcher);
+  }
+
+  private write(r: MachineRecord): void {
+    const tmp = `${this.dir}/.${r.name}.json.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+    const fd = openSync(tmp, 'wx', 0o644);
+    try {
+      writeSync(fd, JSON.stringify(r, null, 2) + '\n');
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    try {
+      renameSync(tmp, this.path(r.name));
+    } catch (e) {
+      try { unlinkSync(tmp); } catch { /* already gone */ }
+      throw e;
+    }
+  }
+
+  /** Reads a record under the lock, pruning it if dead or unreadable. */
+  private current(name: string): MachineRecord | undefined {
+    const r = this.read(name);
+    if (r === undefined) return undefined;
+    if (r === 'corrupt') {
+      this.remove(name, 'the record is unreadable');
+      return undefined;
+    }
+    if (!this.isLive(r)) {
+      this.remove(name, `leader ${r.leader ? `PID ${r.leader.pid} ` : ''}and launcher PID ${r.launcher.pid} are gone`);
+      return undefined;
+    }
+    return r;
+  }
+
+  private remove(name: string, why: string): void {
+    try {
+      unlinkSync(this.path(name));
+      this.onPrune(name, why);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+  }
+
+  private checkName(name: string): void {
+    if (!recordNameOk(name)) throw new RegistryError('REG_NAME', `Invalid machine name: ${name}`);
+  }
+
+  /**
+   * Records a new machine; this process is its launcher. Fails with REG_EXISTS when a live machine
+   * has the name.
+   */
+  register(m: NewMachine): MachineRecord {
+    this.checkName(m.name);
+    const launcher = this.self();
+    const leader = m.leader === undefined ? undefined : this.leaderRef(m.leader);
+    return this.locked(() => {
+      const existing = this.current(m.name);
+      if (existing) {
+        const who = existing.leader ? `leader PID ${existing.leader.pid}, ` : '';
+        throw new RegistryError('REG_EXISTS',
+          `Machine '${m.name}' already exists (${who}launcher PID ${existing.launcher.pid}, root ${existing.rootDirectory}); `
+          + 'pick another name with -M or stop it first');
+      }
+      const r: MachineRecord = {
+        version: RECORD_VERSION,
+        name: m.name,
+        class: 'container',
+        launcher,
+        rootDirectory: m.rootDirectory,
+        namespaces: leader ? this.proc.namespaces(leader.pid) : {},
+        startedAt: new Date().toISOString(),
+        spec: structuredClone(m.spec),
+      };
+      if (leader) r.leader = leader;
+      if (m.network) r.network = structuredClone(m.network);
+      this.write(r);
+      return r;
+    });
+  }
+
+  private leaderRef(pid: number): ProcessRef {
+    const ref = this.proc.process(pid);
+    if (!ref) throw new RegistryError('REG_NO_LEADER', `the leader PID ${pid} does not exist (any more)`);
+    return ref;
+  }
+
+  /** Changes a live record: sets the leader (with its start time and namespaces) or the network. */
+  update(name: string, patch: MachinePatch): MachineRecord {
+    const leader = patch.leader === undefined ? undefined : this.leaderRef(patch.leader);
+    return this.locked(() => {
+      const r = this.current(name);
+      if (!r) throw new RegistryError('REG_NOT_FOUND', `No machine '${name}' is registered`);
+      if (leader) {
+        r.leader = leader;
+        r.namespaces = this.proc.namespaces(leader.pid);
+      }
+      if (patch.network) r.network = structuredClone(patch.network);
+      this.write(r);
+      return r;
+    });
+  }
+
+  /**
+   * Removes NAME's record if this process launched it, or it is dead, or `force`. Returns whether a
+   * record was removed. A live machine of another launcher is left alone (REG_NOT_OWNER).
+   */
+  unregister(name: string, opts: { force?: boolean } = {}): boolean {
+    return this.locked(() => {
+      const r = this.read(name);
+      if (r === undefined) return false;
+      if (r !== 'corrupt' && !opts.force) {
+        const me = this.self();
+        const mine = r.launcher.pid === me.pid && r.launcher.startTime === me.startTime;
+        if (!mine && this.isLive(r)) {
+          throw new RegistryError('REG_NOT_OWNER', `Machine '${name}' belongs to launcher PID ${r.launcher.pid}, which is still running`);
+        }
+      }
+      try {
+        unlinkSync(this.path(name));
+        return true;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+        throw e;
+      }
+    });
+  }
+
+  /** The live record of NAME, or undefined (a dead one is pruned). */
+  get(name: string): MachineRecord | undefined {
+    if (!recordNameOk(name)) return undefined;
+    const r = this.read(name);
+    if (r === undefined) return undefined;
+    if (r !== 'corrupt' && this.isLive(r)) return r;
+    return this.locked(() => this.current(name));
+  }
+
+  /** Every live machine, sorted by name; dead and unreadable records are pruned. */
+  list(): MachineRecord[] {
+    let names: string[];
+    try {
+      names = readdirSync(this.dir).filter((f) => f.endsWith('.json') && !f.startsWith('.')).map((f) => f.slice(0, -5));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw e;
+    }
+    const live: MachineRecord[] = [];
+    const suspect: string[] = [];
+    for (const n of names) {
+      const r = this.read(n);
+      if (r === undefined) continue;
+      if (r !== 'corrupt' && this.isLive(r)) live.push(r);
+      else suspect.push(n);
+    }
+    if (suspect.length > 0) {
+      this.locked(() => {
+        for (const n of suspect) {
+          const r = this.current(n); // re-checked under the lock: it may have been re-registered
+          if (r) live.push(r);
+        }
+      });
+    }
+    return live.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+}
