@@ -8,6 +8,7 @@
         "src/sock.cc",
         "src/netns.cc",
         "src/nft.cc",
+        "src/container.cc",
         "src/packet.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

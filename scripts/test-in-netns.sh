@@ -2,12 +2,26 @@
 # Runs inside the private namespaces made by scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# /sys shows the links of the namespace that mounted it: remount it for ours.
+# /sys shows the links of the namespace that mounted it: remount it for ours. The fresh sysfs would
+# hide the cgroup hierarchies mounted below /sys/fs/cgroup (resource-control tests and
+# systemd-nspawn need them): carry them over.
+cgroups=""
+if mountpoint -q /sys/fs/cgroup; then
+  cgroups=$(mktemp -d /run/nspawn-ts-cgroup.XXXXXX)
+  mount --rbind /sys/fs/cgroup "$cgroups"
+fi
 mount -t sysfs sysfs /sys
+if [ -n "$cgroups" ]; then
+  mount --move "$cgroups" /sys/fs/cgroup
+  rmdir "$cgroups"
+fi
 # Machine records and sidecar state of tests stay inside this run.
 mkdir -p /run/nspawn-ts /var/lib/nspawn-ts /run/netns
 mount -t tmpfs tmpfs /run/nspawn-ts
 mount -t tmpfs tmpfs /var/lib/nspawn-ts
+# Named network namespaces of this run only: another run on this machine adds its own to the shared
+# /run/netns, and the leak check (ip netns list) would blame them on our tests.
+mount -t tmpfs -o mode=0755 tmpfs /run/netns
 ip link set lo up
 # The first `ip netns add` turns /run/netns into a mount point; do it now, not inside a leak-checked test.
 ip netns add nspawn-ts-warmup && ip netns del nspawn-ts-warmup

@@ -38,6 +38,25 @@ export interface FdWatcher {
   setEvents(events: number): void;
 }
 
+/** A message from a container's clone child (native/src/container.cc). */
+export interface ChannelMessage {
+  /** 0 end-of-file (the payload exec()ed, or everything exited), 1 ready at a sync op, 2 error, 3 inner pid, 4 pty master */
+  kind: number;
+  op?: number;
+  err?: number;
+  code?: string;
+  value?: number;
+  /** a received fd (the pty master), close-on-exec */
+  fd?: number;
+}
+
+export interface SpawnedContainer {
+  pid: number;
+  pidfd: number;
+  /** our end of the channel (non-blocking, close-on-exec) */
+  channel: number;
+}
+
 export interface NativeAddon {
   socket(domain: number, type: number, protocol: number, netnsFd?: number): number;
   bind(fd: number, sockaddr: Uint8Array): void;
@@ -57,6 +76,24 @@ export interface NativeAddon {
   namespaceId(fd: number): string;
   nftRun(command: string, options?: NftRunOptions): NftResult;
   nftForget(netnsFd: number): void;
+  /** clone3() into new namespaces and run the plan's ops (src/runtime/plan.ts) in the child. */
+  spawnContainer(plan: { cloneFlags: number; ops: ReadonlyArray<object> }): SpawnedContainer;
+  /** Next message from a clone child; null when none is waiting. */
+  channelRecv(fd: number): ChannelMessage | null;
+  /** Lets a clone child that reported READY go on. */
+  channelGo(fd: number): void;
+  pidfdOpen(pid: number): number;
+  pidfdSendSignal(pidfd: number, signal: number): void;
+  /** Reaps the process if it has exited: {code} or {signal}; null while it runs. */
+  waitPidfd(pidfd: number): { code: number | null; signal: number | null } | null;
+  /** Bytes read, 0 at end-of-file (EIO on a pty counts), -1 when nothing is waiting. */
+  readFd(fd: number, buf: Uint8Array): number;
+  /** Bytes written, -1 when it would block. */
+  writeFd(fd: number, buf: Uint8Array): number;
+  setNonblocking(fd: number): void;
+  setWindowSize(fd: number, rows: number, cols: number): void;
+  /** flock(); false when LOCK_NB was given and another holder has it. */
+  flock(fd: number, operation: number): boolean;
   /** Attaches a classic BPF program (8-byte sock_filter records, host order) with SO_ATTACH_FILTER. */
   attachFilter(fd: number, program: Uint8Array): void;
 }

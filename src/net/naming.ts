@@ -283,7 +283,8 @@ export function readMachineId(paths: readonly string[] = ['/etc/machine-id', '/v
 /**
  * systemd's hostname_is_valid(name, 0), which nspawn applies to -M/--machine=: 1–64 characters of
  * [A-Za-z0-9.-], dot-separated labels that are non-empty and neither start nor end with '-', no
- * leading or trailing dot; ".host" (the host itself in machined) is refused.
+ * leading or trailing dot; ".host" (the host itself in machined) is refused. The user-facing error
+ * ("Invalid machine name: NAME") is src/runtime/machine-name.ts's requireMachineName().
  */
 export function machineNameValid(name: string): boolean {
   if (name.length === 0 || name === '.host') return false;
@@ -307,13 +308,6 @@ export function machineNameValid(name: string): boolean {
   }
   if (dot || hyphen) return false;
   return name.length <= HOST_NAME_MAX;
-}
-
-/** Throws ConfigError "Invalid machine name: NAME" (systemd's text) plus what is allowed. */
-export function assertMachineName(name: string): void {
-  if (machineNameValid(name)) return;
-  throw new ConfigError(`Invalid machine name: ${name} (a machine name is 1–${HOST_NAME_MAX} characters of letters, digits, '-' and '.', `
-    + `in dot-separated labels that do not start or end with '-')`, { code: 'CFG_INVALID_MACHINE_NAME' });
 }
 
 /**

@@ -160,14 +160,6 @@ const LOCK_UN = 8;
 
 type FlockFn = (fd: number, operation: number) => boolean;
 
-function nativeFlock(): FlockFn {
-  const f = (sys() as unknown as { flock?: FlockFn }).flock;
-  if (typeof f !== 'function') {
-    throw new NspawnError('SYS_ADDON_MISSING', 'the native addon has no flock(); run "npm run setup" to rebuild it');
-  }
-  return f;
-}
-
 /**
  * A valid machine name, or an ephemeral one whose random suffix made it longer than 64: either way
  * safe as a file name (no '/', no leading '.').
@@ -223,7 +215,7 @@ export class MachineRegistry {
   /** Runs fn holding the registry's lock (flock on <dir>/.lock). */
   private locked<T>(fn: () => T): T {
     mkdirSync(this.dir, { recursive: true, mode: 0o755 });
-    const flock = this.flockFn ?? nativeFlock();
+    const flock = this.flockFn ?? ((fd: number, op: number) => sys().flock(fd, op));
     const fd = openSync(`${this.dir}/.lock`, 'a', 0o600);
     try {
       const deadline = Date.now() + this.lockTimeoutMs;

@@ -1,12 +1,16 @@
 // Resource-control property syntax, as systemd parses it (parse_size, parse_permyriad, CPUQuota=,
 // TasksMax=), and its resolution against the host.
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import fc from 'fast-check';
 import { ConfigError } from '../../../src/errors.js';
 import {
   SUPPORTED_PROPERTIES, adjustCpuPeriod, cpuWeightToShares, formatProperties, formatPropertyValue,
   mergeProperties, parsePermyriad, parseProperties, parsePropertyAssignment, parsePropertyValue, parseSize,
-  parseTimespanUsec, readHostFacts, resolveProperties, type HostFacts, type PropertyAssignment,
+  parseTimespanUsec, propertiesDir, readHostFacts, removeProperties, resolveProperties, saveProperties, startProperties,
+  loadProperties, type HostFacts, type PropertyAssignment,
 } from '../../../src/runtime/properties.js';
 
 const G = 1024n ** 3n;
@@ -225,5 +229,58 @@ describe('properties (property-based)', () => {
       expect(cpu.periodUsec).toBeLessThanOrEqual(1_000_000);
       expect(cpu.quotaUsec).toBeGreaterThanOrEqual(1_000);
     }));
+  });
+});
+
+describe('persistent properties (set-property without --runtime)', () => {
+  test('save merges per property, load reads it back, start applies them over --property=', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'props-'));
+    try {
+      expect(loadProperties('web', { dir })).toEqual({});
+      saveProperties('web', parseProperties(['MemoryMax=2G', 'CPUQuota=200%']), { dir });
+      const merged = saveProperties('web', parseProperties(['MemoryMax=1G', 'TasksMax=10%']), { dir });
+      expect(merged).toEqual(parseProperties(['MemoryMax=1G', 'CPUQuota=200%', 'TasksMax=10%']));
+      expect(loadProperties('web', { dir })).toEqual(merged);
+      const text = readFileSync(join(dir, 'web.properties'), 'utf8');
+      expect(text).toContain('[Resources]\nMemoryMax=1073741824\nCPUQuota=200%\nTasksMax=10%\n');
+      expect(startProperties('web', ['MemoryMax=4G', 'CPUWeight=50'], { dir }))
+        .toEqual(parseProperties(['MemoryMax=1G', 'CPUQuota=200%', 'TasksMax=10%', 'CPUWeight=50']));
+      expect(readdirSync(dir)).toEqual(['web.properties']); // no temporary file left
+      expect(removeProperties('web', { dir })).toBe(true);
+      expect(removeProperties('web', { dir })).toBe(false);
+      expect(loadProperties('web', { dir })).toEqual({});
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('the directory comes from $NSPAWN_TS_PROPERTIES_DIR, else /etc/systemd/nspawn-ts', () => {
+    const saved = process.env.NSPAWN_TS_PROPERTIES_DIR;
+    try {
+      delete process.env.NSPAWN_TS_PROPERTIES_DIR;
+      expect(propertiesDir()).toBe('/etc/systemd/nspawn-ts');
+      process.env.NSPAWN_TS_PROPERTIES_DIR = '/tmp/x';
+      expect(propertiesDir()).toBe('/tmp/x');
+      expect(propertiesDir('/given')).toBe('/given');
+    } finally {
+      if (saved === undefined) delete process.env.NSPAWN_TS_PROPERTIES_DIR;
+      else process.env.NSPAWN_TS_PROPERTIES_DIR = saved;
+    }
+  });
+
+  test('a broken file is a ConfigError naming file and line; bad names cannot escape the directory', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'props-'));
+    try {
+      writeFileSync(join(dir, 'a.properties'), '[Resources]\nMemoryMax=lots\n');
+      expect(() => loadProperties('a', { dir })).toThrow(new RegExp(`${dir}/a.properties:2: invalid value 'lots' for MemoryMax=`));
+      writeFileSync(join(dir, 'b.properties'), '[Service]\nMemoryMax=1G\n');
+      expect(() => loadProperties('b', { dir })).toThrow(/b.properties:1: unknown section \[Service\]/);
+      writeFileSync(join(dir, 'c.properties'), 'MemoryMax=1G\n');
+      expect(() => loadProperties('c', { dir })).toThrow(/outside \[Resources\]/);
+      expect(() => saveProperties('../etc/x', {}, { dir })).toThrow(ConfigError);
+      expect(() => loadProperties('..', { dir })).toThrow(ConfigError);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,0 +1,941 @@
+// Starting a container: clone3() with fork semantics into new namespaces, then an interpreter of
+// an operation list that TypeScript built (src/runtime/plan.ts): mount, mkdir, mknod, pivot_root,
+// sethostname, setresuid, capability and seccomp set-up, exec. The policy (which mounts, which
+// capabilities) is data decided in TypeScript; this file only executes it.
+//
+// Node is multi-threaded, so after clone() the child may use nothing that takes a lock or
+// allocates: every string and array is converted to plain C memory *before* clone, and the child
+// makes raw system calls only. Progress and failures travel over a SOCK_SEQPACKET socketpair (the
+// "channel"): the child reports READY at each sync point and waits for GO (the parent writes
+// uid/gid maps, moves it into cgroups, sets up the network in between), reports ERROR(op, errno)
+// when an operation fails, and its end is close-on-exec, so end-of-file means a successful exec.
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/mount.h>
+#include <linux/sched.h>
+#include <linux/seccomp.h>
+#include <net/if.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "errno.h"
+
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef TIOCGPTPEER
+#define TIOCGPTPEER _IO('T', 0x41)
+#endif
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+namespace {
+
+// Messages on the channel (both directions): fixed size, host byte order.
+enum MsgKind : int32_t {
+  MSG_READY = 1,  // child reached sync op `op`; waits for MSG_GO
+  MSG_ERROR = 2,  // op `op` failed with errno `err`; the child exits
+  MSG_PID = 3,    // the inner child (after a cloneInner op) has host pid `value`
+  MSG_PTY = 4,    // the pty master travels as SCM_RIGHTS; `value` is the pty number
+  MSG_GO = 5,     // parent -> child: continue
+};
+
+struct Msg {
+  int32_t kind;
+  int32_t op;
+  int32_t err;
+  int32_t value;
+};
+
+enum OpCode {
+  OP_MOUNT,
+  OP_SETATTR,
+  OP_UMOUNT,
+  OP_MKDIR,
+  OP_TOUCH,
+  OP_MKNOD,
+  OP_SYMLINK,
+  OP_WRITE_FILE,
+  OP_CHOWN,
+  OP_CHMOD,
+  OP_PIVOT_ROOT,
+  OP_SETHOSTNAME,
+  OP_CHDIR,
+  OP_UNSHARE,
+  OP_SETNS,
+  OP_SYNC,
+  OP_SETGROUPS,
+  OP_SETRESGID,
+  OP_SETRESUID,
+  OP_CAPBSET,
+  OP_CAPSET,
+  OP_SECCOMP,
+  OP_NO_NEW_PRIVS,
+  OP_LOOPBACK_UP,
+  OP_PTY,
+  OP_CTTY,
+  OP_SETSID,
+  OP_STUB_INIT,
+  OP_CLONE_INNER,
+  OP_PDEATHSIG,
+  OP_EXEC,
+};
+
+struct OpName {
+  const char* name;
+  OpCode code;
+};
+
+const OpName kOpNames[] = {
+    {"mount", OP_MOUNT},       {"setattr", OP_SETATTR},         {"umount", OP_UMOUNT},
+    {"mkdir", OP_MKDIR},       {"touch", OP_TOUCH},             {"mknod", OP_MKNOD},
+    {"symlink", OP_SYMLINK},   {"writeFile", OP_WRITE_FILE},    {"chown", OP_CHOWN},
+    {"chmod", OP_CHMOD},       {"pivotRoot", OP_PIVOT_ROOT},    {"sethostname", OP_SETHOSTNAME},
+    {"chdir", OP_CHDIR},       {"unshare", OP_UNSHARE},         {"setns", OP_SETNS},
+    {"sync", OP_SYNC},         {"setgroups", OP_SETGROUPS},     {"setresgid", OP_SETRESGID},
+    {"setresuid", OP_SETRESUID}, {"capbset", OP_CAPBSET},       {"capset", OP_CAPSET},
+    {"seccomp", OP_SECCOMP},   {"noNewPrivs", OP_NO_NEW_PRIVS}, {"loopbackUp", OP_LOOPBACK_UP},
+    {"pty", OP_PTY},           {"ctty", OP_CTTY},               {"setsid", OP_SETSID},
+    {"stubInit", OP_STUB_INIT}, {"cloneInner", OP_CLONE_INNER}, {"pdeathsig", OP_PDEATHSIG},
+    {"exec", OP_EXEC},
+};
+
+// One operation, with every argument already in plain memory (pointers into Plan's storage).
+struct Op {
+  OpCode code;
+  bool optional;  // ENOENT/ENODEV/ENOTDIR are not failures (a /proc file this kernel lacks)
+  const char* s1 = nullptr;
+  const char* s2 = nullptr;
+  const char* s3 = nullptr;
+  const char* s4 = nullptr;
+  uint64_t n1 = 0, n2 = 0, n3 = 0, n4 = 0;
+  const char* const* list1 = nullptr;  // exec: candidate paths
+  const char* const* list2 = nullptr;  // exec: argv
+  const char* const* list3 = nullptr;  // exec: envp
+  const uint32_t* nums = nullptr;      // setgroups
+  size_t numsLen = 0;
+  const uint8_t* bytes = nullptr;      // seccomp program (struct sock_filter[])
+  size_t bytesLen = 0;
+};
+
+// Owns the memory the child reads. Built by the parent before clone; never changed after.
+struct Plan {
+  uint64_t cloneFlags = 0;
+  std::vector<Op> ops;
+  std::deque<std::string> strings;
+  std::deque<std::vector<const char*>> lists;
+  std::deque<std::vector<uint32_t>> numLists;
+  std::deque<std::vector<uint8_t>> byteLists;
+};
+
+// ---- parsing the JS plan (parent, before clone) ----
+
+const char* GetString(Plan& plan, const Napi::Object& o, const char* key, bool required, size_t index) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) {
+    if (required) {
+      throw Napi::TypeError::New(o.Env(), "plan op " + std::to_string(index) + ": '" + key + "' is required");
+    }
+    return nullptr;
+  }
+  if (!v.IsString()) throw Napi::TypeError::New(o.Env(), "plan op " + std::to_string(index) + ": '" + key + "' must be a string");
+  plan.strings.push_back(v.As<Napi::String>().Utf8Value());
+  if (plan.strings.back().find('\0') != std::string::npos) {
+    throw Napi::TypeError::New(o.Env(), "plan op " + std::to_string(index) + ": '" + key + "' contains a NUL byte");
+  }
+  return plan.strings.back().c_str();
+}
+
+uint64_t GetNumber(const Napi::Object& o, const char* key, uint64_t def) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return def;
+  if (v.IsBigInt()) {
+    bool lossless;
+    return v.As<Napi::BigInt>().Uint64Value(&lossless);
+  }
+  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string("plan: '") + key + "' must be a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (d < 0) return static_cast<uint64_t>(static_cast<int64_t>(d));
+  return static_cast<uint64_t>(d);
+}
+
+const char* const* GetStringList(Plan& plan, const Napi::Object& o, const char* key, size_t index) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return nullptr;
+  if (!v.IsArray()) throw Napi::TypeError::New(o.Env(), "plan op " + std::to_string(index) + ": '" + key + "' must be an array");
+  Napi::Array a = v.As<Napi::Array>();
+  plan.lists.emplace_back();
+  auto& list = plan.lists.back();
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value e = a.Get(i);
+    if (!e.IsString()) throw Napi::TypeError::New(o.Env(), "plan op " + std::to_string(index) + ": '" + key + "' must hold strings");
+    plan.strings.push_back(e.As<Napi::String>().Utf8Value());
+    list.push_back(plan.strings.back().c_str());
+  }
+  list.push_back(nullptr);
+  return list.data();
+}
+
+void ParsePlan(const Napi::Object& obj, Plan& plan) {
+  Napi::Env env = obj.Env();
+  plan.cloneFlags = GetNumber(obj, "cloneFlags", 0);
+  Napi::Value opsV = obj.Get("ops");
+  if (!opsV.IsArray()) throw Napi::TypeError::New(env, "plan: 'ops' must be an array");
+  Napi::Array ops = opsV.As<Napi::Array>();
+  for (uint32_t i = 0; i < ops.Length(); i++) {
+    Napi::Value ov = ops.Get(i);
+    if (!ov.IsObject()) throw Napi::TypeError::New(env, "plan op " + std::to_string(i) + " must be an object");
+    Napi::Object o = ov.As<Napi::Object>();
+    Napi::Value nameV = o.Get("op");
+    if (!nameV.IsString()) throw Napi::TypeError::New(env, "plan op " + std::to_string(i) + ": 'op' must be a string");
+    std::string name = nameV.As<Napi::String>().Utf8Value();
+    Op op{};
+    bool found = false;
+    for (const auto& n : kOpNames) {
+      if (name == n.name) {
+        op.code = n.code;
+        found = true;
+        break;
+      }
+    }
+    if (!found) throw Napi::TypeError::New(env, "plan op " + std::to_string(i) + ": unknown op '" + name + "'");
+    op.optional = o.Get("optional").ToBoolean().Value();
+    switch (op.code) {
+      case OP_MOUNT:
+        op.s1 = GetString(plan, o, "source", false, i);
+        op.s2 = GetString(plan, o, "target", true, i);
+        op.s3 = GetString(plan, o, "fstype", false, i);
+        op.s4 = GetString(plan, o, "data", false, i);
+        op.n1 = GetNumber(o, "flags", 0);
+        break;
+      case OP_SETATTR:
+        op.s1 = GetString(plan, o, "path", true, i);
+        op.n1 = GetNumber(o, "set", 0);
+        op.n2 = GetNumber(o, "clear", 0);
+        op.n3 = o.Get("recursive").ToBoolean().Value() ? 1 : 0;
+        op.n4 = GetNumber(o, "propagation", 0);
+        break;
+      case OP_UMOUNT:
+        op.s1 = GetString(plan, o, "path", true, i);
+        op.n1 = GetNumber(o, "flags", 0);
+        break;
+      case OP_MKDIR:
+      case OP_TOUCH:
+      case OP_CHMOD:
+        op.s1 = GetString(plan, o, "path", true, i);
+        op.n1 = GetNumber(o, "mode", 0755);
+        break;
+      case OP_MKNOD:
+        op.s1 = GetString(plan, o, "path", true, i);
+        op.n1 = GetNumber(o, "mode", 0);
+        op.n2 = makedev(GetNumber(o, "major", 0), GetNumber(o, "minor", 0));
+        break;
+      case OP_SYMLINK:
+        op.s1 = GetString(plan, o, "target", true, i);
+        op.s2 = GetString(plan, o, "path", true, i);
+        break;
+      case OP_WRITE_FILE:
+        op.s1 = GetString(plan, o, "path", true, i);
+        op.s2 = GetString(plan, o, "content", true, i);
+        op.n1 = GetNumber(o, "mode", 0644);
+        break;
+      case OP_CHOWN:
+        op.s1 = GetString(plan, o, "path", true, i);
+        op.n1 = GetNumber(o, "uid", 0);
+        op.n2 = GetNumber(o, "gid", 0);
+        break;
+      case OP_PIVOT_ROOT:
+      case OP_SETHOSTNAME:
+      case OP_CHDIR:
+        op.s1 = GetString(plan, o, op.code == OP_SETHOSTNAME ? "name" : "path", true, i);
+        break;
+      case OP_UNSHARE:
+        op.n1 = GetNumber(o, "flags", 0);
+        break;
+      case OP_SETNS:
+        op.s1 = GetString(plan, o, "path", true, i);
+        op.n1 = GetNumber(o, "nstype", 0);
+        break;
+      case OP_SETGROUPS: {
+        Napi::Value g = o.Get("gids");
+        if (!g.IsArray()) throw Napi::TypeError::New(env, "plan op " + std::to_string(i) + ": 'gids' must be an array");
+        Napi::Array a = g.As<Napi::Array>();
+        plan.numLists.emplace_back();
+        for (uint32_t k = 0; k < a.Length(); k++) plan.numLists.back().push_back(a.Get(k).As<Napi::Number>().Uint32Value());
+        op.nums = plan.numLists.back().data();
+        op.numsLen = plan.numLists.back().size();
+        break;
+      }
+      case OP_SETRESGID:
+        op.n1 = GetNumber(o, "gid", 0);
+        break;
+      case OP_SETRESUID:
+        op.n1 = GetNumber(o, "uid", 0);
+        break;
+      case OP_CAPBSET:
+        op.n1 = GetNumber(o, "keep", 0);
+        break;
+      case OP_CAPSET:
+        op.n1 = GetNumber(o, "effective", 0);
+        op.n2 = GetNumber(o, "permitted", 0);
+        op.n3 = GetNumber(o, "inheritable", 0);
+        op.n4 = GetNumber(o, "ambient", 0);
+        break;
+      case OP_SECCOMP: {
+        Napi::Value b = o.Get("program");
+        if (!b.IsTypedArray()) throw Napi::TypeError::New(env, "plan op " + std::to_string(i) + ": 'program' must be a Uint8Array");
+        Napi::Uint8Array u = b.As<Napi::Uint8Array>();
+        plan.byteLists.emplace_back(u.Data(), u.Data() + u.ByteLength());
+        op.bytes = plan.byteLists.back().data();
+        op.bytesLen = plan.byteLists.back().size();
+        if (op.bytesLen % sizeof(sock_filter) != 0) throw Napi::TypeError::New(env, "seccomp program length is not a multiple of 8");
+        break;
+      }
+      case OP_PTY:
+        op.s1 = GetString(plan, o, "ptmx", true, i);
+        op.s2 = GetString(plan, o, "consoleLink", false, i);
+        break;
+      case OP_CLONE_INNER:
+        op.n1 = GetNumber(o, "flags", 0);
+        break;
+      case OP_PDEATHSIG:
+        op.n1 = GetNumber(o, "signal", SIGKILL);
+        break;
+      case OP_EXEC:
+        op.list1 = GetStringList(plan, o, "candidates", i);
+        op.list2 = GetStringList(plan, o, "argv", i);
+        op.list3 = GetStringList(plan, o, "envp", i);
+        if (!op.list1 || !op.list2 || !op.list3) throw Napi::TypeError::New(env, "plan op " + std::to_string(i) + ": exec needs candidates, argv and envp");
+        break;
+      case OP_SYNC:
+      case OP_NO_NEW_PRIVS:
+      case OP_LOOPBACK_UP:
+      case OP_CTTY:
+      case OP_SETSID:
+      case OP_STUB_INIT:
+        break;
+    }
+    plan.ops.push_back(op);
+  }
+}
+
+// ---- the child: raw system calls only ----
+
+constexpr int kChannelFd = 3;
+
+void SendMsg(int chan, int32_t kind, int32_t op, int32_t err, int32_t value) {
+  Msg m{kind, op, err, value};
+  while (send(chan, &m, sizeof m, MSG_NOSIGNAL) < 0 && errno == EINTR) {
+  }
+}
+
+[[noreturn]] void Fail(int chan, size_t index, int err) {
+  SendMsg(chan, MSG_ERROR, static_cast<int32_t>(index), err, 0);
+  _exit(err == ENOENT ? 127 : 1);
+}
+
+long Clone3(uint64_t flags, int* pidfd) {
+  struct clone_args args;
+  memset(&args, 0, sizeof args);
+  args.flags = flags | (pidfd ? CLONE_PIDFD : 0);
+  args.pidfd = reinterpret_cast<uint64_t>(pidfd);
+  args.exit_signal = (flags & CLONE_PARENT) ? 0 : SIGCHLD;
+  return syscall(SYS_clone3, &args, sizeof args);
+}
+
+void ResetSignals() {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < _NSIG; sig++) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    sigaction(sig, &sa, nullptr);  // EINVAL for glibc-reserved signals is fine
+  }
+}
+
+// The container's PID 1 with --as-pid2: reaps every zombie, forwards every signal to the payload
+// and exits with its status (128+N when a signal ended it). All signals stay blocked and are taken
+// with sigwaitinfo(), which also receives signals that init would otherwise ignore.
+[[noreturn]] void StubInit(pid_t payload) {
+  prctl(PR_SET_NAME, "nspawn-ts-init", 0, 0, 0);
+  sigset_t all;
+  sigfillset(&all);
+  sigprocmask(SIG_SETMASK, &all, nullptr);
+  for (;;) {
+    siginfo_t si;
+    int sig = sigwaitinfo(&all, &si);
+    if (sig < 0) continue;
+    if (sig == SIGCHLD) {
+      for (;;) {
+        int status = 0;
+        pid_t p = waitpid(-1, &status, WNOHANG);
+        if (p <= 0) break;
+        if (p == payload) {
+          if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
+          _exit(128 + WTERMSIG(status));
+        }
+      }
+      continue;
+    }
+    kill(payload, sig);
+  }
+}
+
+bool IgnorableForOptional(int err) { return err == ENOENT || err == ENODEV || err == ENOTDIR; }
+
+int CapBsetDrop(uint64_t keep) {
+  for (int cap = 0; cap < 64; cap++) {
+    if (keep & (1ULL << cap)) continue;
+    if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) < 0) {
+      if (errno == EINVAL) break;  // beyond the last capability this kernel knows
+      return errno;
+    }
+    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) return errno;
+  }
+  return 0;
+}
+
+int CapSet(uint64_t eff, uint64_t perm, uint64_t inh, uint64_t amb) {
+  struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[2];
+  data[0].effective = static_cast<uint32_t>(eff);
+  data[1].effective = static_cast<uint32_t>(eff >> 32);
+  data[0].permitted = static_cast<uint32_t>(perm);
+  data[1].permitted = static_cast<uint32_t>(perm >> 32);
+  data[0].inheritable = static_cast<uint32_t>(inh);
+  data[1].inheritable = static_cast<uint32_t>(inh >> 32);
+  if (syscall(SYS_capset, &hdr, data) < 0) return errno;
+  prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+  for (int cap = 0; cap < 64; cap++) {
+    if (!(amb & (1ULL << cap))) continue;
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0) return errno;
+  }
+  return 0;
+}
+
+// Decimal digits of n into buf (no snprintf after clone); returns the end.
+char* PutUint(char* buf, unsigned n) {
+  char tmp[12];
+  int len = 0;
+  do {
+    tmp[len++] = static_cast<char>('0' + n % 10);
+    n /= 10;
+  } while (n);
+  while (len) *buf++ = tmp[--len];
+  *buf = '\0';
+  return buf;
+}
+
+int OpenPty(int chan, const Op& op) {
+  int master = open(op.s1, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0) return errno;
+  int unlock = 0;
+  if (ioctl(master, TIOCSPTLCK, &unlock) < 0) return errno;
+  unsigned ptyNumber = 0;
+  if (ioctl(master, TIOCGPTN, &ptyNumber) < 0) return errno;
+  int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
+  if (slave < 0) return errno;
+  // hand the master to the parent
+  Msg m{MSG_PTY, 0, 0, static_cast<int32_t>(ptyNumber)};
+  struct iovec iov = {&m, sizeof m};
+  char cbuf[CMSG_SPACE(sizeof(int))];
+  memset(cbuf, 0, sizeof cbuf);
+  struct msghdr mh;
+  memset(&mh, 0, sizeof mh);
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = cbuf;
+  mh.msg_controllen = sizeof cbuf;
+  struct cmsghdr* c = CMSG_FIRSTHDR(&mh);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &master, sizeof(int));
+  if (sendmsg(chan, &mh, MSG_NOSIGNAL) < 0) return errno;
+  close(master);
+  for (int fd = 0; fd < 3; fd++) {
+    if (dup2(slave, fd) < 0) return errno;
+  }
+  if (slave > 2) close(slave);
+  if (op.s2) {
+    char target[32] = "pts/";
+    PutUint(target + 4, ptyNumber);
+    if (symlink(target, op.s2) < 0 && errno != EEXIST) return errno;
+  }
+  return 0;
+}
+
+int LoopbackUp() {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errno;
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  memcpy(ifr.ifr_name, "lo", 3);
+  int err = 0;
+  if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0) {
+    err = errno;
+  } else {
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0) err = errno;
+  }
+  close(fd);
+  return err;
+}
+
+int Exec(const Op& op) {
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  bool sawEacces = false;
+  for (const char* const* c = op.list1; *c; c++) {
+    execve(*c, const_cast<char* const*>(op.list2), const_cast<char* const*>(op.list3));
+    int e = errno;
+    if (e == EACCES) {
+      sawEacces = true;
+    } else if (e != ENOENT && e != ENOTDIR) {
+      return e;  // found but could not run it (ENOEXEC, ELOOP, ...)
+    }
+  }
+  return sawEacces ? EACCES : ENOENT;
+}
+
+// Runs ops[start..] in the child; never returns.
+[[noreturn]] void RunOps(const Plan& plan, size_t start, int chan) {
+  for (size_t i = start; i < plan.ops.size(); i++) {
+    const Op& op = plan.ops[i];
+    int err = 0;
+    switch (op.code) {
+      case OP_MOUNT:
+        if (mount(op.s1, op.s2, op.s3, op.n1, op.s4) < 0) err = errno;
+        break;
+      case OP_SETATTR: {
+        struct mount_attr attr;
+        memset(&attr, 0, sizeof attr);
+        attr.attr_set = op.n1;
+        attr.attr_clr = op.n2;
+        attr.propagation = op.n4;
+        if (syscall(SYS_mount_setattr, AT_FDCWD, op.s1, op.n3 ? AT_RECURSIVE : 0, &attr, sizeof attr) < 0) err = errno;
+        break;
+      }
+      case OP_UMOUNT:
+        if (umount2(op.s1, static_cast<int>(op.n1)) < 0) err = errno;
+        break;
+      case OP_MKDIR:
+        if (mkdir(op.s1, static_cast<mode_t>(op.n1)) < 0 && errno != EEXIST) err = errno;
+        break;
+      case OP_TOUCH: {
+        int fd = open(op.s1, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, static_cast<mode_t>(op.n1));
+        if (fd < 0) {
+          if (errno != EISDIR) err = errno;  // a directory is a fine mount point too
+        } else {
+          close(fd);
+        }
+        break;
+      }
+      case OP_MKNOD:
+        if (mknod(op.s1, static_cast<mode_t>(op.n1), static_cast<dev_t>(op.n2)) < 0) err = errno;
+        break;
+      case OP_SYMLINK:
+        if (symlink(op.s1, op.s2) < 0 && errno != EEXIST) err = errno;
+        break;
+      case OP_WRITE_FILE: {
+        int fd = open(op.s1, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, static_cast<mode_t>(op.n1));
+        if (fd < 0) {
+          err = errno;
+          break;
+        }
+        size_t len = strlen(op.s2), off = 0;
+        while (off < len) {
+          ssize_t n = write(fd, op.s2 + off, len - off);
+          if (n < 0) {
+            if (errno == EINTR) continue;
+            err = errno;
+            break;
+          }
+          off += static_cast<size_t>(n);
+        }
+        if (!err && fchmod(fd, static_cast<mode_t>(op.n1)) < 0) err = errno;
+        close(fd);
+        break;
+      }
+      case OP_CHOWN:
+        if (lchown(op.s1, static_cast<uid_t>(op.n1), static_cast<gid_t>(op.n2)) < 0) err = errno;
+        break;
+      case OP_CHMOD:
+        if (chmod(op.s1, static_cast<mode_t>(op.n1)) < 0) err = errno;
+        break;
+      case OP_PIVOT_ROOT:
+        // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves
+        // only the new root (no directory for the old root is needed inside the container).
+        if (chdir(op.s1) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 || umount2(".", MNT_DETACH) < 0 || chdir("/") < 0) {
+          err = errno;
+        }
+        break;
+      case OP_SETHOSTNAME:
+        if (sethostname(op.s1, strlen(op.s1)) < 0) err = errno;
+        break;
+      case OP_CHDIR:
+        if (chdir(op.s1) < 0) err = errno;
+        break;
+      case OP_UNSHARE:
+        if (unshare(static_cast<int>(op.n1)) < 0) err = errno;
+        break;
+      case OP_SETNS: {
+        int fd = open(op.s1, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+          err = errno;
+          break;
+        }
+        if (setns(fd, static_cast<int>(op.n1)) < 0) err = errno;
+        close(fd);
+        break;
+      }
+      case OP_SYNC: {
+        SendMsg(chan, MSG_READY, static_cast<int32_t>(i), 0, 0);
+        Msg m;
+        ssize_t n;
+        do {
+          n = recv(chan, &m, sizeof m, 0);
+        } while (n < 0 && errno == EINTR);
+        if (n != sizeof m || m.kind != MSG_GO) _exit(1);  // the launcher is gone or gave up
+        break;
+      }
+      case OP_SETGROUPS:
+        if (syscall(SYS_setgroups, op.numsLen, op.nums) < 0) err = errno;
+        break;
+      case OP_SETRESGID:
+        if (syscall(SYS_setresgid, op.n1, op.n1, op.n1) < 0) err = errno;
+        break;
+      case OP_SETRESUID:
+        if (syscall(SYS_setresuid, op.n1, op.n1, op.n1) < 0) err = errno;
+        break;
+      case OP_CAPBSET:
+        err = CapBsetDrop(op.n1);
+        break;
+      case OP_CAPSET:
+        err = CapSet(op.n1, op.n2, op.n3, op.n4);
+        break;
+      case OP_SECCOMP: {
+        struct sock_fprog prog;
+        prog.len = static_cast<unsigned short>(op.bytesLen / sizeof(sock_filter));
+        prog.filter = reinterpret_cast<sock_filter*>(const_cast<uint8_t*>(op.bytes));
+        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0) err = errno;
+        break;
+      }
+      case OP_NO_NEW_PRIVS:
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) err = errno;
+        break;
+      case OP_LOOPBACK_UP:
+        err = LoopbackUp();
+        break;
+      case OP_PTY:
+        err = OpenPty(chan, op);
+        break;
+      case OP_CTTY:
+        if (setsid() < 0 || ioctl(0, TIOCSCTTY, 0) < 0) err = errno;
+        break;
+      case OP_SETSID:
+        if (setsid() < 0 && errno != EPERM) err = errno;
+        break;
+      case OP_STUB_INIT: {
+        long pid = Clone3(0, nullptr);
+        if (pid < 0) {
+          err = errno;
+          break;
+        }
+        if (pid == 0) break;  // the payload continues with the next op
+        close(chan);  // end-of-file on the channel must come from the payload's exec
+        StubInit(static_cast<pid_t>(pid));
+      }
+      case OP_CLONE_INNER: {
+        // The inner child becomes the launcher's child (CLONE_PARENT) so that the launcher can
+        // wait for it; this outer child only reports its pid and exits.
+        long pid = Clone3(op.n1 | CLONE_PARENT, nullptr);
+        if (pid < 0) {
+          err = errno;
+          break;
+        }
+        if (pid == 0) {
+          prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+          break;
+        }
+        SendMsg(chan, MSG_PID, static_cast<int32_t>(i), 0, static_cast<int32_t>(pid));
+        _exit(0);
+      }
+      case OP_PDEATHSIG:
+        if (prctl(PR_SET_PDEATHSIG, op.n1, 0, 0, 0) < 0) err = errno;
+        break;
+      case OP_EXEC:
+        err = Exec(op);
+        break;
+    }
+    if (err && !(op.optional && IgnorableForOptional(err))) Fail(chan, i, err);
+  }
+  _exit(0);
+}
+
+[[noreturn]] void ChildMain(const Plan& plan, int chan, int parentEnd) {
+  close(parentEnd);
+  ResetSignals();
+  prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  // The channel goes to a fixed fd; everything else Node had open is closed, so a stub init that
+  // never execs holds none of the launcher's sockets or namespace fds.
+  if (chan != kChannelFd) {
+    if (dup3(chan, kChannelFd, O_CLOEXEC) < 0) _exit(1);
+    close(chan);
+  }
+  // Node marks its stdio close-on-exec (uv_disable_stdio_inheritance); the payload needs them.
+  for (int fd = 0; fd < 3; fd++) fcntl(fd, F_SETFD, 0);
+  if (syscall(SYS_close_range, kChannelFd + 1, ~0U, 0) < 0) {
+    for (int fd = kChannelFd + 1; fd < 1024; fd++) close(fd);
+  }
+  RunOps(plan, 0, kChannelFd);
+}
+
+// ---- N-API surface ----
+
+// spawnContainer({cloneFlags, ops}) -> {pid, pidfd, channel}
+Napi::Value SpawnContainer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "argument 'plan' must be an object");
+  Plan plan;
+  ParsePlan(info[0].As<Napi::Object>(), plan);
+
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) throw ErrnoError(env, errno, "socketpair");
+
+  // Signals stay blocked across clone so that none runs Node's handlers in the child (they would
+  // write into the launcher's own signal pipe); the child resets every handler first.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int pidfd = -1;
+  long pid = Clone3(plan.cloneFlags, &pidfd);
+  if (pid == 0) ChildMain(plan, sv[1], sv[0]);
+  int cloneErr = errno;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  close(sv[1]);
+  if (pid < 0) {
+    close(sv[0]);
+    throw ErrnoError(env, cloneErr, "clone3");
+  }
+  int fl = fcntl(sv[0], F_GETFL);
+  fcntl(sv[0], F_SETFL, fl | O_NONBLOCK);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("pid", Napi::Number::New(env, static_cast<double>(pid)));
+  out.Set("pidfd", Napi::Number::New(env, pidfd));
+  out.Set("channel", Napi::Number::New(env, sv[0]));
+  return out;
+}
+
+// channelRecv(fd) -> {kind, op, err, value, fd?} | {kind: 0} at end-of-file | null when empty
+Napi::Value ChannelRecv(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt(info, 0, "fd");
+  Msg m;
+  memset(&m, 0, sizeof m);
+  struct iovec iov = {&m, sizeof m};
+  char cbuf[CMSG_SPACE(sizeof(int) * 4)];
+  struct msghdr mh;
+  memset(&mh, 0, sizeof mh);
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = cbuf;
+  mh.msg_controllen = sizeof cbuf;
+  ssize_t n;
+  do {
+    n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return env.Null();
+    if (errno == ECONNRESET) n = 0;
+    else throw ErrnoError(env, errno, "recvmsg", "(container channel)");
+  }
+  Napi::Object out = Napi::Object::New(env);
+  if (n == 0) {
+    out.Set("kind", Napi::Number::New(env, 0));
+    return out;
+  }
+  out.Set("kind", Napi::Number::New(env, m.kind));
+  out.Set("op", Napi::Number::New(env, m.op));
+  out.Set("err", Napi::Number::New(env, m.err));
+  out.Set("value", Napi::Number::New(env, m.value));
+  if (m.err) out.Set("code", Napi::String::New(env, ErrnoName(m.err)));
+  for (struct cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+      int passed;
+      memcpy(&passed, CMSG_DATA(c), sizeof passed);
+      out.Set("fd", Napi::Number::New(env, passed));
+    }
+  }
+  return out;
+}
+
+// channelGo(fd): lets the child continue past its sync point.
+Napi::Value ChannelGo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt(info, 0, "fd");
+  Msg m{MSG_GO, 0, 0, 0};
+  ssize_t n;
+  do {
+    n = send(fd, &m, sizeof m, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) throw ErrnoError(env, errno, "send", "(container channel)");
+  return env.Undefined();
+}
+
+Napi::Value PidfdOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int pid = ArgInt(info, 0, "pid");
+  long fd = syscall(SYS_pidfd_open, pid, 0);
+  if (fd < 0) throw ErrnoError(env, errno, "pidfd_open", "(pid " + std::to_string(pid) + ")");
+  fcntl(static_cast<int>(fd), F_SETFD, FD_CLOEXEC);
+  return Napi::Number::New(env, static_cast<double>(fd));
+}
+
+Napi::Value PidfdSendSignal(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt(info, 0, "pidfd");
+  int sig = ArgInt(info, 1, "signal");
+  if (syscall(SYS_pidfd_send_signal, fd, sig, nullptr, 0) < 0) {
+    throw ErrnoError(env, errno, "pidfd_send_signal", "(signal " + std::to_string(sig) + ")");
+  }
+  return env.Undefined();
+}
+
+// waitPidfd(pidfd) -> null while running, else {code, signal} (one of them null). Reaps it.
+Napi::Value WaitPidfd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt(info, 0, "pidfd");
+  siginfo_t si;
+  memset(&si, 0, sizeof si);
+  int rc;
+  do {
+    rc = waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(fd), &si, WEXITED | WNOHANG);
+  } while (rc < 0 && errno == EINTR);
+  if (rc < 0) throw ErrnoError(env, errno, "waitid");
+  if (si.si_pid == 0) return env.Null();
+  Napi::Object out = Napi::Object::New(env);
+  if (si.si_code == CLD_EXITED) {
+    out.Set("code", Napi::Number::New(env, si.si_status));
+    out.Set("signal", env.Null());
+  } else {
+    out.Set("code", env.Null());
+    out.Set("signal", Napi::Number::New(env, si.si_status));
+  }
+  return out;
+}
+
+Napi::Uint8Array ArgBuf(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || !info[i].IsTypedArray()) throw Napi::TypeError::New(info.Env(), "argument 'buf' must be a Uint8Array");
+  return info[i].As<Napi::Uint8Array>();
+}
+
+// readFd(fd, buf) -> bytes read, 0 at end-of-file, -1 when nothing is waiting. EIO (a pty whose
+// other side closed) reads as end-of-file.
+Napi::Value ReadFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt(info, 0, "fd");
+  auto buf = ArgBuf(info, 1);
+  ssize_t n;
+  do {
+    n = read(fd, buf.Data(), buf.ByteLength());
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return Napi::Number::New(env, -1);
+    if (errno == EIO) return Napi::Number::New(env, 0);
+    throw ErrnoError(env, errno, "read");
+  }
+  return Napi::Number::New(env, static_cast<double>(n));
+}
+
+// writeFd(fd, buf) -> bytes written, -1 when it would block.
+Napi::Value WriteFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt(info, 0, "fd");
+  auto buf = ArgBuf(info, 1);
+  ssize_t n;
+  do {
+    n = write(fd, buf.Data(), buf.ByteLength());
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return Napi::Number::New(env, -1);
+    throw ErrnoError(env, errno, "write");
+  }
+  return Napi::Number::New(env, static_cast<double>(n));
+}
+
+Napi::Value SetNonblocking(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt(info, 0, "fd");
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) throw ErrnoError(env, errno, "fcntl");
+  return env.Undefined();
+}
+
+// setWindowSize(fd, rows, cols): TIOCSWINSZ on a terminal (the pty master).
+Napi::Value SetWindowSize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt(info, 0, "fd");
+  struct winsize ws;
+  memset(&ws, 0, sizeof ws);
+  ws.ws_row = static_cast<unsigned short>(ArgInt(info, 1, "rows"));
+  ws.ws_col = static_cast<unsigned short>(ArgInt(info, 2, "cols"));
+  if (ioctl(fd, TIOCSWINSZ, &ws) < 0) throw ErrnoError(env, errno, "ioctl", "(TIOCSWINSZ)");
+  return env.Undefined();
+}
+
+// flock(fd, operation) -> true, or false when LOCK_NB was given and the lock is held elsewhere.
+Napi::Value Flock(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt(info, 0, "fd");
+  int op = ArgInt(info, 1, "operation");
+  int rc;
+  do {
+    rc = flock(fd, op);
+  } while (rc < 0 && errno == EINTR);
+  if (rc < 0) {
+    if (errno == EWOULDBLOCK) return Napi::Boolean::New(env, false);
+    throw ErrnoError(env, errno, "flock");
+  }
+  return Napi::Boolean::New(env, true);
+}
+
+}  // namespace
+
+void InitContainer(Napi::Env env, Napi::Object exports) {
+  exports.Set("spawnContainer", Napi::Function::New(env, SpawnContainer));
+  exports.Set("channelRecv", Napi::Function::New(env, ChannelRecv));
+  exports.Set("channelGo", Napi::Function::New(env, ChannelGo));
+  exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen));
+  exports.Set("pidfdSendSignal", Napi::Function::New(env, PidfdSendSignal));
+  exports.Set("waitPidfd", Napi::Function::New(env, WaitPidfd));
+  exports.Set("readFd", Napi::Function::New(env, ReadFd));
+  exports.Set("writeFd", Napi::Function::New(env, WriteFd));
+  exports.Set("setNonblocking", Napi::Function::New(env, SetNonblocking));
+  exports.Set("setWindowSize", Napi::Function::New(env, SetWindowSize));
+  exports.Set("flock", Napi::Function::New(env, Flock));
+}

@@ -1,0 +1,342 @@
+// Applies the firewall (rules.ts) through libnftables, in-process: one long-lived libnftables
+// context per network namespace (sys().nftRun), one transaction per operation, element by element
+// — the table is never reloaded, so established connections and other owners' entries are never
+// disturbed. See rules.ts for the layout and why it is shaped so.
+//
+// Ownership lives in the kernel (element comments), so any process — the sidecar, an embedded
+// launcher, a sidecar restarted after a crash — sees the same truth: removePortMappings(owner)
+// reads the table and deletes that owner's elements in one transaction; reconcile() turns the
+// table into a desired state with no duplicates and no leftovers.
+//
+// Like systemd (firewall-util-nft.c), an element operation that fails with ENOENT (the table went
+// away, e.g. `nft flush ruleset`) re-creates the table and retries once; on top of systemd, this
+// instance also re-adds what it had added, so a flush costs the running containers nothing.
+//
+// Forwarding (net.ipv4.ip_forward / net.ipv6.conf.all.forwarding) and route_localnet for the
+// loopback variant are sysctls of links and namespaces, set by the link layer, not here.
+import { NspawnError } from '../../errors.js';
+import { logger } from '../../log.js';
+import { sys, type NftResult } from '../../native.js';
+import type { NftCommand, NftDocument, NftListing } from './nft-json.js';
+import {
+  addMasqueradeDocument, addPortMappingDocument, assertOwner, assertTableName, changeDocument, DEFAULT_TABLE,
+  deleteTableDocument, describeMapping, elementsFromListing, layoutDocument, layoutMapsScript, mappingElements,
+  masqueradeElement, normaliseMapping, normaliseSubnet, ownerRemoval, portKey, reconcilePlan, removeMasqueradeDocument, replacementPlan,
+  stateFromElements, TABLE_FAMILY, type FirewallState, type FwElement, type PortMapping,
+} from './rules.js';
+
+const log = logger('firewall');
+
+/** The kernel's (or libnftables') answer, recognised in its error text. */
+export type NftErrno = 'ENOENT' | 'EEXIST' | 'EBUSY' | 'EOPNOTSUPP' | 'EPERM' | 'EINVAL' | 'EOVERFLOW' | 'ENOMEM';
+
+const ERRNO_TEXT: Array<[RegExp, NftErrno]> = [
+  [/No such file or directory|does not exist/, 'ENOENT'],
+  [/File exists|overlaps with an existing/, 'EEXIST'],
+  [/Device or resource busy/, 'EBUSY'],
+  [/Operation not supported/, 'EOPNOTSUPP'],
+  [/Operation not permitted/, 'EPERM'],
+  [/Value too large/, 'EOVERFLOW'],
+  [/Cannot allocate memory/, 'ENOMEM'],
+  [/Invalid argument/, 'EINVAL'],
+];
+
+function cleanNftError(text: string): string {
+  const lines = text.split('\n').map((l) => l.replace(/^internal:\d+:\d+-\d+: /, '').trim()).filter((l) => l && !/^\^+$/.test(l));
+  return [...new Set(lines)].join('; ');
+}
+
+/** libnftables refused a command: `rc` and its error text (`stderr`), and what we were doing. */
+export class NftError extends NspawnError {
+  readonly rc: number;
+  readonly stderr: string;
+  /** errno recognised in the error text, when there is one */
+  readonly errno?: NftErrno;
+
+  /**
+   * `what`: the operation and its object ("forwarding tcp port 8080 → 10.0.0.2:80 for web in table
+   * inet nspawn-ts"); `reason`: our explanation when we know better than the kernel's text.
+   */
+  constructor(what: string, result: Pick<NftResult, 'rc' | 'error'>, code = 'NFT_FAILED', reason?: string) {
+    const detail = cleanNftError(result.error) || `libnftables returned ${result.rc} without a message`;
+    super(code, `nftables: ${what} failed: ${reason ? `${reason} (${detail})` : detail}`);
+    this.rc = result.rc;
+    this.stderr = result.error;
+    const errno = ERRNO_TEXT.find(([re]) => re.test(result.error))?.[1];
+    if (errno) this.errno = errno;
+  }
+}
+
+/** How commands reach libnftables; replaceable in tests. */
+export type NftRunner = (command: string) => NftResult;
+
+export interface FirewallOptions {
+  /** The network namespace to work in (default: the caller's). Call close() before closing the fd. */
+  netnsFd?: number;
+  /** Table name (default "nspawn-ts"); the family is always inet. */
+  table?: string;
+  runner?: NftRunner;
+}
+
+export interface ReconcileOptions {
+  /**
+   * Which owners this caller speaks for: entries of other owners are left alone even when not in
+   * `desired`. Default: every owner (the table is the caller's alone).
+   */
+  owns?: (owner: string | undefined) => boolean;
+}
+
+export interface ReconcileResult {
+  added: FwElement[];
+  removed: FwElement[];
+}
+
+/** A base chain of another table that drops what our containers need. */
+export interface FirewallBlocker {
+  family: string;
+  table: string;
+  chain: string;
+  hook: 'forward' | 'input';
+  /** what it means for containers, in words */
+  effect: string;
+}
+
+export class Firewall {
+  readonly table: string;
+  private readonly run: NftRunner;
+  private readonly netnsFd: number | undefined;
+  /** What this instance added and has not removed: replayed after the table vanished. */
+  private readonly knownMasq = new Map<string, string | undefined>();
+  private readonly knownPorts = new Map<string, PortMapping>();
+
+  constructor(opts: FirewallOptions = {}) {
+    this.table = opts.table ?? DEFAULT_TABLE;
+    assertTableName(this.table);
+    this.netnsFd = opts.netnsFd;
+    const netnsFd = opts.netnsFd;
+    this.run = opts.runner ?? ((cmd) => sys().nftRun(cmd, netnsFd === undefined ? {} : { netnsFd }));
+  }
+
+  private get where(): string {
+    return `table ${TABLE_FAMILY} ${this.table}`;
+  }
+
+  private exec(command: string | NftDocument, what: string, code?: string): string {
+    const text = typeof command === 'string' ? command : JSON.stringify(command);
+    const r = this.run(text);
+    if (r.rc !== 0) throw new NftError(what, r, code);
+    return r.output;
+  }
+
+  /**
+   * Creates the table, chains, sets and maps if missing and (re)writes our chains' rules, keeping
+   * every element. Idempotent; safe at every start and while other processes use the table.
+   */
+  ensureTables(): void {
+    this.exec(layoutMapsScript(this.table), `creating the maps of ${this.where}`);
+    this.exec(layoutDocument(this.table), `setting up chains, sets and rules of ${this.where}`);
+  }
+
+  /** Deletes our table with everything in it (other tables are never touched). Absent is fine. */
+  removeTables(): void {
+    try {
+      this.exec(deleteTableDocument(this.table), `deleting ${this.where}`);
+    } catch (err) {
+      if (!(err instanceof NftError && err.errno === 'ENOENT')) throw err;
+    }
+    this.knownMasq.clear();
+    this.knownPorts.clear();
+  }
+
+  /** Releases the namespace's libnftables context (before the caller closes netnsFd). */
+  close(): void {
+    if (this.netnsFd !== undefined) sys().nftForget(this.netnsFd);
+  }
+
+  /** The table's elements as listed now; [] when the table does not exist. */
+  elements(): FwElement[] {
+    const r = this.run(`list table ${TABLE_FAMILY} ${this.table}`);
+    if (r.rc !== 0) {
+      const err = new NftError(`listing ${this.where}`, r);
+      if (err.errno === 'ENOENT') return [];
+      throw err;
+    }
+    return elementsFromListing(JSON.parse(r.output) as NftListing, this.table);
+  }
+
+  /** What the table holds: masqueraded subnets and port mappings with their owners. */
+  state(): FirewallState {
+    return stateFromElements(this.elements());
+  }
+
+  /** Runs an adding operation; if the table vanished, re-creates it, re-adds what we knew, retries. */
+  private withRecovery<T>(op: () => T): T {
+    try {
+      return op();
+    } catch (err) {
+      if (!(err instanceof NftError && err.errno === 'ENOENT')) throw err;
+      log.warn(`${this.where} is gone (was the ruleset flushed?); re-creating it`, { error: err.message });
+      this.ensureTables();
+      this.replayKnown();
+      return op();
+    }
+  }
+
+  private replayKnown(): void {
+    const els: FwElement[] = [
+      ...[...this.knownMasq].map(([subnet, owner]) => masqueradeElement(subnet, owner)),
+      ...[...this.knownPorts.values()].flatMap(mappingElements),
+    ];
+    if (els.length) this.exec(changeDocument([], els, this.table), `restoring ${els.length} element(s) of ${this.where}`);
+  }
+
+  /** Masquerades traffic from `subnet` (network address and prefix; host bits are cleared). */
+  addMasquerade(subnet: string, owner?: string): void {
+    const el = masqueradeElement(subnet, owner);
+    try {
+      this.withRecovery(() => this.exec(addMasqueradeDocument(el.key, owner, this.table), `adding masquerade for ${el.key} to ${this.where}`));
+    } catch (err) {
+      if (err instanceof NftError && err.errno === 'EEXIST') {
+        const clash = this.elements().filter((e) => e.set === el.set).map((e) => `${e.key}${e.owner ? ` (${e.owner})` : ''}`);
+        throw new NftError(`adding masquerade for ${el.key}${owner ? ` (${owner})` : ''} to ${this.where}`,
+          { rc: err.rc, error: err.stderr }, 'NFT_CONFLICT', `it overlaps the masqueraded subnets ${clash.join(', ')}`);
+      }
+      throw err;
+    }
+    this.knownMasq.set(el.key, owner);
+  }
+
+  /** Stops masquerading `subnet`. Absent (or no table) is fine. */
+  removeMasquerade(subnet: string): void {
+    const { subnet: key } = normaliseSubnet(subnet);
+    this.knownMasq.delete(key);
+    try {
+      this.exec(removeMasqueradeDocument(key, this.table), `removing masquerade for ${key} from ${this.where}`);
+    } catch (err) {
+      if (!(err instanceof NftError && err.errno === 'ENOENT')) throw err;
+    }
+  }
+
+  /**
+   * Forwards hostPort to containerAddress:containerPort. The same mapping again is a no-op; the
+   * same owner with a new target (the container's address changed) replaces it atomically; a port
+   * another owner holds is refused (NftError NFT_PORT_IN_USE), never overwritten.
+   */
+  addPortMapping(mapping: PortMapping): void {
+    const m = normaliseMapping(mapping);
+    const what = `forwarding ${describeMapping(m)} for ${m.owner} in ${this.where}`;
+    try {
+      this.withRecovery(() => this.exec(addPortMappingDocument(m, this.table), what));
+    } catch (err) {
+      if (!(err instanceof NftError && err.errno === 'EEXIST')) throw err;
+      this.replaceMapping(m, what, err);
+    }
+    this.knownPorts.set(`${m.family} ${portKey(m.protocol, m.hostPort)}`, m);
+  }
+
+  private replaceMapping(m: PortMapping & { family: 4 | 6 }, what: string, cause: NftError): void {
+    for (let attempt = 0; ; attempt++) {
+      const current = this.elements();
+      const key = portKey(m.protocol, m.hostPort);
+      const holder = current.find((e) => e.set === (m.family === 4 ? 'ports4' : 'ports6') && e.key === key);
+      if (holder && holder.owner !== m.owner) {
+        throw new NftError(what, { rc: cause.rc, error: cause.stderr }, 'NFT_PORT_IN_USE',
+          `${m.protocol} port ${m.hostPort} is already forwarded to ${(holder.data ?? '?').replace(' . ', ':')} for ${holder.owner ?? '(no owner)'}`);
+      }
+      const plan = replacementPlan(current, m);
+      if (plan.add.length === 0 && plan.remove.length === 0) return;
+      try {
+        this.exec(changeDocument(plan.remove, plan.add, this.table), `${what} (replacing ${holder?.data?.replace(' . ', ':') ?? 'a stale entry'})`);
+        return;
+      } catch (err) {
+        // another process changed the table between our listing and our change: look again
+        if (attempt < 2 && err instanceof NftError && (err.errno === 'ENOENT' || err.errno === 'EEXIST')) continue;
+        throw err;
+      }
+    }
+  }
+
+  /**
+   * Removes every mapping of `owner` (map, loopback and hairpin entries) in one transaction and
+   * returns them. Nothing of other owners is touched; no mappings (or no table) is fine.
+   */
+  removePortMappings(owner: string): PortMapping[] {
+    assertOwner(owner);
+    for (const [k, p] of this.knownPorts) if (p.owner === owner) this.knownPorts.delete(k);
+    for (let attempt = 0; ; attempt++) {
+      const current = this.elements();
+      const plan = ownerRemoval(current, owner);
+      if (plan.remove.length === 0) return [];
+      try {
+        this.exec(changeDocument(plan.remove, plan.add, this.table), `removing the port mappings of ${owner} from ${this.where}`);
+        return stateFromElements(plan.remove).ports;
+      } catch (err) {
+        if (attempt < 2 && err instanceof NftError && err.errno === 'ENOENT') continue;
+        throw err;
+      }
+    }
+  }
+
+  /**
+   * Makes the table hold exactly `desired` (for the owners this caller speaks for): creates the
+   * table if needed, then adds what is missing, replaces what differs and removes leftovers, in
+   * one transaction. For a sidecar that restarted: its records are `desired`.
+   */
+  reconcile(desired: FirewallState, opts: ReconcileOptions = {}): ReconcileResult {
+    this.ensureTables();
+    let done: ReconcileResult = { added: [], removed: [] };
+    for (let attempt = 0; ; attempt++) {
+      const plan = reconcilePlan(this.elements(), desired, opts.owns);
+      if (plan.add.length === 0 && plan.remove.length === 0) break;
+      try {
+        this.exec(changeDocument(plan.remove, plan.add, this.table),
+          `reconciling ${this.where} (${plan.add.length} to add, ${plan.remove.length} to remove)`);
+        done = { added: [...done.added, ...plan.add], removed: [...done.removed, ...plan.remove] };
+        // another process may have changed the table meanwhile: a second look must find nothing
+        if (attempt < 2) continue;
+        break;
+      } catch (err) {
+        if (attempt < 2 && err instanceof NftError && (err.errno === 'ENOENT' || err.errno === 'EEXIST')) continue;
+        throw err;
+      }
+    }
+    this.knownMasq.clear();
+    this.knownPorts.clear();
+    for (const m of desired.masquerade) this.knownMasq.set(normaliseSubnet(m.subnet).subnet, m.owner);
+    for (const p of desired.ports) {
+      const n = normaliseMapping(p);
+      this.knownPorts.set(`${n.family} ${portKey(n.protocol, n.hostPort)}`, n);
+    }
+    return done;
+  }
+
+  /**
+   * Base chains of other tables whose drop policy (an accept in our table cannot override a drop
+   * elsewhere: every base chain of a hook is evaluated) would drop containers' forwarded traffic
+   * or their DHCP/DNS to the host. For a warning that tells the user what to allow.
+   */
+  blockers(): FirewallBlocker[] {
+    const r = this.run('list chains');
+    if (r.rc !== 0) throw new NftError('listing chains', r);
+    const out: FirewallBlocker[] = [];
+    for (const o of (JSON.parse(r.output) as NftListing).nftables) {
+      if (!('chain' in o)) continue;
+      const c = o.chain;
+      if (c.table === this.table && c.family === TABLE_FAMILY) continue;
+      if (c.policy !== 'drop' || (c.hook !== 'forward' && c.hook !== 'input')) continue;
+      if (!['ip', 'ip6', 'inet'].includes(c.family)) continue;
+      out.push({
+        family: c.family, table: c.table, chain: c.name, hook: c.hook,
+        effect: c.hook === 'forward'
+          ? `traffic forwarded to and from containers is dropped unless chain "${c.name}" of table ${c.family} ${c.table} accepts it (e.g. iifname "ve-*" accept; oifname "ve-*" ct state established,related accept)`
+          : `DHCP and DNS from containers to the host are dropped unless chain "${c.name}" of table ${c.family} ${c.table} accepts them (e.g. iifname { "ve-*", "vz-*" } udp dport { 53, 67 } accept)`,
+      });
+    }
+    return out;
+  }
+
+  /** Runs raw commands in this instance's namespace (for diagnostics and tests). */
+  raw(commands: NftCommand[] | string): string {
+    return this.exec(typeof commands === 'string' ? commands : { nftables: commands }, 'running commands');
+  }
+}

@@ -1,0 +1,836 @@
+// Control groups of machines: where they go, the limits on them (MemoryMax=, CPUQuota=, TasksMax=…
+// from src/runtime/properties.ts), their usage, and their removal — on whatever layout the host has:
+//
+//   unified  cgroup2 only (/sys/fs/cgroup): controllers listed in cgroup.controllers, enabled for
+//            children through each ancestor's cgroup.subtree_control.
+//   legacy   cgroup v1 only: one hierarchy per controller group (memory, cpu[,cpuacct], pids …),
+//            found in /proc/self/mountinfo; a machine gets a directory in each.
+//   hybrid   both: v1 hierarchies carry the controllers, a cgroup2 (usually /sys/fs/cgroup/unified)
+//            tracks processes. This machine is one: memory, cpu, cpuacct and pids are v1, its cgroup2
+//            has only hugetlb; limits go to memory.limit_in_bytes, cpu.cfs_quota_us, pids.max.
+//
+// Placement. A machine's cgroup is `<base>/nspawn-ts/machine-<NAME>` in every hierarchy we use, and
+// <base> is by default the launcher's *own* cgroup in that hierarchy (from /proc/self/cgroup) — what
+// `systemd-nspawn --keep-unit` does, and what systemd-nspawn@.service (Delegate=yes) relies on. Why
+// not a top-level `nspawn-ts/` subtree next to system.slice: limits set above the launcher (a
+// service's MemoryMax=, a session's budget — this machine runs us in memory:/process_api/<id>, with
+// its own accounting) must bound the container too; a container started at the root would escape
+// them, and we would write into parts of the tree that systemd or the host's supervisor own. With
+// `placement: 'root'` the base is the hierarchy's root (for a launcher that is the cgroup manager of
+// the host). The `nspawn-ts/` level keeps our directories apart from whatever else lives in <base>.
+//
+// cgroup v2 forbids processes in a cgroup whose children get controllers ("no internal processes").
+// When <base> holds processes (a launcher started from a shell), enabling controllers fails with
+// EBUSY; like systemd-nspawn --keep-unit we then move ourselves into `<base>/nspawn-ts/supervisor`
+// if we are the only process there, and otherwise say what to do (systemd-run --scope -p Delegate=yes).
+//
+// v1 mapping (systemd's, plus MemoryHigh): MemoryMax → memory.limit_in_bytes and, when swap
+// accounting exists, memory.memsw.limit_in_bytes = MemoryMax + MemorySwapMax (0 by default: no swap
+// beyond the limit, as a v2 memory.max + memory.swap.max=0 would do); MemoryHigh → soft_limit_in_bytes,
+// an approximation: v1 has no throttling threshold, the soft limit only steers reclaim under global
+// memory pressure. MemoryLow has no v1 equivalent and is refused. CPUQuota → cfs_period_us/cfs_quota_us,
+// CPUWeight → cpu.shares, TasksMax → pids.max.
+import { chownSync, closeSync, constants as fsConstants, mkdirSync, openSync, readFileSync, readdirSync, rmdirSync, statSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConfigError, NspawnError, TeardownError } from '../errors.js';
+import { logger } from '../log.js';
+import {
+  cpuWeightToShares, formatProperties, mergeProperties, parseProperties, readHostFacts, resolveProperties,
+  type HostFacts, type ResolvedLimits, type ResourceProperties,
+} from './properties.js';
+
+const log = logger('cgroups');
+
+/** The controllers machines use. cpuacct exists only on v1 (v2's cpu.stat always has usage). */
+export type Controller = 'memory' | 'cpu' | 'cpuacct' | 'pids';
+const CONTROLLERS: readonly Controller[] = ['memory', 'cpu', 'cpuacct', 'pids'];
+
+/** A filesystem operation on a cgroup failed; `errno`/`errnoCode` say what the kernel answered. */
+export class CgroupError extends NspawnError {
+  readonly path: string;
+  readonly errno: number | undefined;
+  readonly errnoCode: string | undefined;
+
+  constructor(code: string, message: string, path: string, options?: { cause?: unknown; errno?: number; errnoCode?: string }) {
+    super(code, message, options);
+    this.path = path;
+    this.errno = options?.errno;
+    this.errnoCode = options?.errnoCode;
+  }
+
+  /** Wraps a Node fs error: code CGROUP_IO, errno and its name kept. */
+  static io(op: string, path: string, err: unknown, hint = ''): CgroupError {
+    const e = err as NodeJS.ErrnoException;
+    const errnoCode = typeof e?.code === 'string' ? e.code : undefined;
+    const errno = typeof e?.errno === 'number' ? Math.abs(e.errno) : undefined;
+    return new CgroupError('CGROUP_IO', `${op} ${path}: ${errnoCode ?? (err instanceof Error ? err.message : String(err))}${hint ? ` (${hint})` : ''}`,
+      path, { cause: err, ...(errno !== undefined ? { errno } : {}), ...(errnoCode !== undefined ? { errnoCode } : {}) });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// layout detection
+
+export interface MountEntry {
+  mountId: number;
+  parentId: number;
+  /** "major:minor" of the filesystem */
+  dev: string;
+  /** the path inside the filesystem that is mounted (for cgroupfs: the cgroup at the mount point) */
+  root: string;
+  mountPoint: string;
+  fsType: string;
+  superOptions: string[];
+}
+
+/** mountinfo fields are octal-escaped (space → \040). */
+function unescapeMountField(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+/** Parses /proc/self/mountinfo (proc(5)); malformed lines are skipped. */
+export function parseMountinfo(text: string): MountEntry[] {
+  const out: MountEntry[] = [];
+  for (const line of text.split('\n')) {
+    const sep = line.indexOf(' - ');
+    if (sep < 0) continue;
+    const pre = line.slice(0, sep).split(' ');
+    const post = line.slice(sep + 3).split(' ');
+    if (pre.length < 6 || post.length < 3) continue;
+    out.push({
+      mountId: Number(pre[0]), parentId: Number(pre[1]), dev: pre[2]!, root: unescapeMountField(pre[3]!),
+      mountPoint: unescapeMountField(pre[4]!), fsType: post[0]!, superOptions: post[2]!.split(','),
+    });
+  }
+  return out;
+}
+
+export interface ProcCgroupEntry {
+  /** hierarchy ID; 0 for cgroup2 */
+  id: number;
+  /** controllers (v1), "name=systemd" for named hierarchies, empty for cgroup2 */
+  controllers: string[];
+  path: string;
+}
+
+/** Parses /proc/PID/cgroup ("4:memory:/process_api/x", "0::/"). */
+export function parseProcCgroup(text: string): ProcCgroupEntry[] {
+  const out: ProcCgroupEntry[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^(\d+):([^:]*):(.*)$/.exec(line);
+    if (!m) continue;
+    out.push({ id: Number(m[1]), controllers: m[2] ? m[2].split(',') : [], path: m[3]! });
+  }
+  return out;
+}
+
+/** Mount options of a v1 cgroupfs that are not controllers. */
+const V1_NON_CONTROLLER_OPTIONS = new Set(['rw', 'ro', 'noprefix', 'clone_children', 'xattr', 'cpuset_v2_mode', 'favordynmods', 'all', 'none']);
+
+export interface Hierarchy {
+  version: 1 | 2;
+  /** v1: the controllers bound to it; v2: those its root offers (cgroup.controllers) */
+  controllers: string[];
+  /** v1 named hierarchy ("systemd" for name=systemd) */
+  name?: string;
+  mountPoint: string;
+  /** the cgroup that is mounted at mountPoint (mountinfo's root field; "/" unless in a container) */
+  mountRoot: string;
+  /** this process's cgroup in the hierarchy, if /proc/self/cgroup lists it */
+  ownPath?: string;
+}
+
+export interface CgroupLayout {
+  mode: 'unified' | 'hybrid' | 'legacy' | 'none';
+  hierarchies: Hierarchy[];
+  /** where each controller lives (v1 hierarchy, or the cgroup2 when it offers it) */
+  controllers: Partial<Record<Controller, Hierarchy>>;
+  /** the cgroup2 hierarchy, in unified or hybrid mode */
+  unified?: Hierarchy;
+}
+
+export interface DetectOptions {
+  /** /proc/self/mountinfo text (default: read it) */
+  mountinfo?: string;
+  /** /proc/self/cgroup text (default: read it) */
+  procCgroup?: string;
+  /** reads a file, undefined if missing (default: the real filesystem) */
+  readFile?: (path: string) => string | undefined;
+  /**
+   * Whether the mount is what its mount point shows (a later mount can cover it: npm test mounts a
+   * fresh /sys over the host's). Default: stat(mountPoint).st_dev equals the mount's device.
+   */
+  isVisible?: (mount: MountEntry) => boolean;
+}
+
+function readOptional(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/** glibc's makedev() encoding of st_dev. */
+function makedev(major: bigint, minor: bigint): bigint {
+  return (minor & 0xffn) | ((major & 0xfffn) << 8n) | ((minor & ~0xffn) << 12n) | ((major & ~0xfffn) << 32n);
+}
+
+function mountIsVisible(m: MountEntry): boolean {
+  const [maj, min] = m.dev.split(':');
+  try {
+    return statSync(m.mountPoint, { bigint: true }).dev === makedev(BigInt(maj ?? 0), BigInt(min ?? 0));
+  } catch {
+    return false;
+  }
+}
+
+/** Path of `cgroupPath` (relative to the hierarchy root) in the filesystem, or undefined if not under the mount. */
+export function cgroupFsPath(h: Hierarchy, cgroupPath: string): string | undefined {
+  const root = h.mountRoot === '/' ? '' : h.mountRoot.replace(/\/+$/, '');
+  if (root && cgroupPath !== root && !cgroupPath.startsWith(root + '/')) return undefined;
+  const rel = cgroupPath.slice(root.length).replace(/^\/+/, '');
+  return rel ? join(h.mountPoint, rel) : h.mountPoint;
+}
+
+/** Finds the host's cgroup hierarchies and where memory, cpu, cpuacct and pids live. */
+export function detectLayout(opts: DetectOptions = {}): CgroupLayout {
+  const mountinfo = opts.mountinfo ?? readFileSync('/proc/self/mountinfo', 'utf8');
+  const procCgroup = opts.procCgroup ?? readOptional('/proc/self/cgroup') ?? '';
+  const readFile = opts.readFile ?? readOptional;
+  const visible = opts.isVisible ?? mountIsVisible;
+  const own = parseProcCgroup(procCgroup);
+
+  const hierarchies: Hierarchy[] = [];
+  const seen = new Set<string>();
+  for (const m of parseMountinfo(mountinfo)) {
+    if (m.fsType !== 'cgroup' && m.fsType !== 'cgroup2') continue;
+    if (!visible(m)) continue;
+    if (m.fsType === 'cgroup2') {
+      // one cgroup2 hierarchy per system; the first visible mount of it is used
+      if (seen.has('v2')) continue;
+      seen.add('v2');
+      const ownPath = own.find((e) => e.id === 0 && e.controllers.length === 0)?.path;
+      const controllers = (readFile(join(m.mountPoint, 'cgroup.controllers')) ?? '').trim().split(/\s+/).filter(Boolean);
+      hierarchies.push({ version: 2, controllers, mountPoint: m.mountPoint, mountRoot: m.root, ...(ownPath !== undefined ? { ownPath } : {}) });
+      continue;
+    }
+    const controllers = m.superOptions.filter((o) => !o.includes('=') && !V1_NON_CONTROLLER_OPTIONS.has(o));
+    const nameOpt = m.superOptions.find((o) => o.startsWith('name='));
+    const name = nameOpt?.slice(5);
+    const id = [...controllers].sort().join(',') + (name ? `;name=${name}` : '');
+    if (seen.has(id)) continue; // the same hierarchy mounted twice
+    seen.add(id);
+    const ownEntry = own.find((e) => e.id !== 0 && (name
+      ? e.controllers.includes(`name=${name}`)
+      : controllers.length > 0 && controllers.every((c) => e.controllers.includes(c))));
+    hierarchies.push({
+      version: 1, controllers, mountPoint: m.mountPoint, mountRoot: m.root,
+      ...(name ? { name } : {}), ...(ownEntry ? { ownPath: ownEntry.path } : {}),
+    });
+  }
+
+  const unified = hierarchies.find((h) => h.version === 2);
+  const controllers: Partial<Record<Controller, Hierarchy>> = {};
+  for (const c of CONTROLLERS) {
+    const v1 = hierarchies.find((h) => h.version === 1 && h.controllers.includes(c));
+    if (v1) controllers[c] = v1;
+    else if (unified && c !== 'cpuacct' && unified.controllers.includes(c)) controllers[c] = unified;
+  }
+  const v1Controllers = hierarchies.some((h) => h.version === 1 && h.controllers.length > 0);
+  const mode = unified ? (v1Controllers ? 'hybrid' : 'unified') : v1Controllers ? 'legacy' : 'none';
+  return { mode, hierarchies, controllers, ...(unified ? { unified } : {}) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// file access (sync: cgroupfs answers immediately, and errors must carry the path)
+
+function writeAttr(path: string, value: string, hint?: string): void {
+  let fd: number;
+  try {
+    // O_WRONLY (write-only files like cgroup.kill refuse read opens), no O_CREAT: a missing knob is ENOENT
+    fd = openSync(path, fsConstants.O_WRONLY | fsConstants.O_TRUNC);
+  } catch (err) {
+    throw CgroupError.io('open', path, err, hint);
+  }
+  try {
+    writeSync(fd, value);
+  } catch (err) {
+    throw CgroupError.io(`write '${value.trim()}' to`, path, err, hint);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function readAttr(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+function readBig(path: string): bigint | undefined {
+  const t = readAttr(path)?.trim();
+  if (t === undefined) return undefined;
+  if (t === 'max') return undefined;
+  return /^-?[0-9]+$/.test(t) ? BigInt(t) : undefined;
+}
+
+/** "key value" lines (memory.stat, cpu.stat, memory.events, memory.oom_control). */
+function readKeyed(path: string): Map<string, bigint> {
+  const out = new Map<string, bigint>();
+  for (const line of (readAttr(path) ?? '').split('\n')) {
+    const [k, v] = line.trim().split(/\s+/);
+    if (k && v && /^[0-9]+$/.test(v)) out.set(k, BigInt(v));
+  }
+  return out;
+}
+
+function readPids(dir: string): number[] {
+  return (readAttr(join(dir, 'cgroup.procs')) ?? '').split('\n').filter(Boolean).map(Number);
+}
+
+function errCode(err: unknown): string | undefined {
+  const c = (err as NodeJS.ErrnoException)?.code;
+  return typeof c === 'string' ? c : undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// machines
+
+export interface CgroupOptions {
+  /** default: detectLayout() */
+  layout?: CgroupLayout;
+  /** 'self' (default): below the launcher's own cgroup in each hierarchy; 'root': below the roots */
+  placement?: 'self' | 'root';
+  /**
+   * Named v1 hierarchies to make the machine a cgroup in too, e.g. ['systemd'] (name=systemd) for a
+   * container whose systemd expects its own cgroup there on a legacy/hybrid host (`-b`).
+   */
+  namedHierarchies?: readonly string[];
+  /** what percentages resolve against (default: readHostFacts()) */
+  facts?: HostFacts;
+}
+
+/** One directory of a machine: the hierarchy it is in and what it controls there. */
+export interface CgroupDir {
+  version: 1 | 2;
+  /** v1: the hierarchy's controllers; v2: the controllers enabled for this cgroup */
+  controllers: string[];
+  /** v1 named hierarchy ("systemd") */
+  name?: string;
+  path: string;
+}
+
+/** What the registry keeps so that another process (machinectl-ts) can open the machine's cgroup. */
+export interface MachineCgroupState {
+  name: string;
+  dirs: CgroupDir[];
+  /** the nspawn-ts/ directories the machine's cgroups are in (removed when they are left empty) */
+  parents: string[];
+  /** the effective properties, as "NAME=VALUE" lines */
+  properties: string[];
+}
+
+export interface CgroupUsage {
+  /** memory.usage_in_bytes (v1) / memory.current (v2) */
+  memoryBytes?: bigint;
+  /** memory.max_usage_in_bytes (v1) / memory.peak (v2) */
+  memoryPeakBytes?: bigint;
+  /** the memory limit in force (undefined: none) */
+  memoryLimitBytes?: bigint;
+  /** OOM kills in this cgroup (v1 memory.oom_control oom_kill / v2 memory.events oom_kill) */
+  oomKills?: number;
+  /** CPU time used: cpuacct.usage (v1) / cpu.stat usage_usec × 1000 (v2) */
+  cpuNs?: bigint;
+  /** times the quota stopped the group (cpu.stat nr_throttled) */
+  cpuThrottled?: number;
+  /** pids.current */
+  tasks?: number;
+  /** pids.max (undefined: none) */
+  tasksMax?: number;
+  /** processes in the cgroup (cgroup.procs) */
+  processes: number;
+}
+
+const MACHINE_PREFIX = 'machine-';
+const SUBTREE = 'nspawn-ts';
+const SUPERVISOR = 'supervisor';
+
+function checkMachineName(name: string): void {
+  if (!name || name.length > 255 || name.includes('/') || name.includes('\0') || name === '.' || name === '..') {
+    throw new ConfigError(`machine name '${name}' cannot name a cgroup (1–255 characters, no '/')`, { code: 'CFG_MACHINE_NAME' });
+  }
+}
+
+/** Which properties need which controller, for a clear error when one is missing. */
+function neededControllers(limits: ResolvedLimits): Map<Controller, string[]> {
+  const need = new Map<Controller, string[]>();
+  const add = (c: Controller, p: string): void => {
+    need.set(c, [...(need.get(c) ?? []), p]);
+  };
+  if (limits.memoryMax !== undefined) add('memory', 'MemoryMax');
+  if (limits.memoryHigh !== undefined) add('memory', 'MemoryHigh');
+  if (limits.memoryLow !== undefined) add('memory', 'MemoryLow');
+  if (limits.memorySwapMax !== undefined) add('memory', 'MemorySwapMax');
+  if (limits.cpu !== undefined) add('cpu', 'CPUQuota');
+  if (limits.cpuWeight !== undefined) add('cpu', 'CPUWeight');
+  if (limits.tasksMax !== undefined) add('pids', 'TasksMax');
+  return need;
+}
+
+/** Refuses what this layout cannot do, before anything is changed. */
+function checkSupported(layout: CgroupLayout, limits: ResolvedLimits): void {
+  for (const [c, props] of neededControllers(limits)) {
+    if (!layout.controllers[c]) {
+      throw new ConfigError(`${props.join('=, ')}= need the ${c} controller, which this host does not offer ` +
+        `(no cgroup v1 ${c} hierarchy is mounted and cgroup v2 does not list it in cgroup.controllers)`,
+      { code: 'CFG_PROPERTY_UNSUPPORTED_HERE' });
+    }
+  }
+  if (limits.memoryLow !== undefined && layout.controllers.memory?.version === 1) {
+    throw new ConfigError('MemoryLow= needs the cgroup v2 memory controller; on this host memory is a cgroup v1 controller, which has no protection threshold',
+      { code: 'CFG_PROPERTY_UNSUPPORTED_HERE' });
+  }
+  if (limits.memorySwapMax !== undefined && limits.memorySwapMax !== 'max' && layout.controllers.memory?.version === 1 && limits.memoryMax === undefined) {
+    throw new ConfigError('MemorySwapMax= on cgroup v1 needs MemoryMax= too (v1 limits memory and swap together: memsw = MemoryMax + MemorySwapMax)',
+      { code: 'CFG_PROPERTY_UNSUPPORTED_HERE' });
+  }
+}
+
+/** Writes the limits that are set in `limits` into the machine's directories. */
+function applyLimits(dirs: readonly CgroupDir[], layout: CgroupLayout, limits: ResolvedLimits, previous: ResolvedLimits): void {
+  const dirFor = (c: Controller): CgroupDir | undefined => {
+    const h = layout.controllers[c];
+    if (!h) return undefined;
+    return dirs.find((d) => d.version === h.version && (h.version === 2 || d.controllers.includes(c)));
+  };
+  const num = (v: bigint | 'max', v1: boolean): string => (v === 'max' ? (v1 ? '-1' : 'max') : v.toString());
+
+  const mem = dirFor('memory');
+  if (mem && mem.version === 1) {
+    if (limits.memoryMax !== undefined || limits.memorySwapMax !== undefined) {
+      const max = limits.memoryMax ?? previous.memoryMax ?? 'max';
+      const swap = limits.memorySwapMax ?? previous.memorySwapMax ?? 0n;
+      const memsw = max === 'max' || swap === 'max' ? 'max' : max + swap;
+      const limitFile = join(mem.path, 'memory.limit_in_bytes');
+      const memswFile = join(mem.path, 'memory.memsw.limit_in_bytes');
+      const hasMemsw = readAttr(memswFile) !== undefined;
+      // the kernel keeps limit ≤ memsw at every step: raise memsw first when growing, last when shrinking
+      const cur = readBig(limitFile);
+      const growing = max === 'max' || cur === undefined || max > cur;
+      if (hasMemsw && growing) writeAttr(memswFile, num(memsw, true));
+      writeAttr(limitFile, num(max, true), 'MemoryMax');
+      if (hasMemsw && !growing) writeAttr(memswFile, num(memsw, true));
+    }
+    if (limits.memoryHigh !== undefined) writeAttr(join(mem.path, 'memory.soft_limit_in_bytes'), num(limits.memoryHigh, true), 'MemoryHigh');
+  } else if (mem) {
+    if (limits.memoryLow !== undefined) writeAttr(join(mem.path, 'memory.low'), limits.memoryLow.toString(), 'MemoryLow');
+    if (limits.memoryHigh !== undefined) writeAttr(join(mem.path, 'memory.high'), num(limits.memoryHigh, false), 'MemoryHigh');
+    if (limits.memoryMax !== undefined) writeAttr(join(mem.path, 'memory.max'), num(limits.memoryMax, false), 'MemoryMax');
+    if (limits.memorySwapMax !== undefined) writeAttr(join(mem.path, 'memory.swap.max'), num(limits.memorySwapMax, false), 'MemorySwapMax');
+  }
+
+  const cpu = dirFor('cpu');
+  if (cpu && cpu.version === 1) {
+    if (limits.cpu) {
+      // the quota is checked against the current period: clear it, set the period, then the quota
+      writeAttr(join(cpu.path, 'cpu.cfs_quota_us'), '-1', 'CPUQuota');
+      writeAttr(join(cpu.path, 'cpu.cfs_period_us'), String(limits.cpu.periodUsec), 'CPUQuotaPeriodSec');
+      if (limits.cpu.quotaUsec !== 'max') writeAttr(join(cpu.path, 'cpu.cfs_quota_us'), String(limits.cpu.quotaUsec), 'CPUQuota');
+    }
+    if (limits.cpuWeight !== undefined) writeAttr(join(cpu.path, 'cpu.shares'), String(cpuWeightToShares(limits.cpuWeight)), 'CPUWeight');
+  } else if (cpu) {
+    if (limits.cpu) writeAttr(join(cpu.path, 'cpu.max'), `${limits.cpu.quotaUsec} ${limits.cpu.periodUsec}`, 'CPUQuota');
+    if (limits.cpuWeight !== undefined) {
+      const idle = limits.cpuWeight === 'idle';
+      if (idle || readAttr(join(cpu.path, 'cpu.idle')) !== undefined) writeAttr(join(cpu.path, 'cpu.idle'), idle ? '1' : '0', 'CPUWeight');
+      if (!idle) writeAttr(join(cpu.path, 'cpu.weight'), String(limits.cpuWeight), 'CPUWeight');
+    }
+  }
+
+  const pids = dirFor('pids');
+  if (pids && limits.tasksMax !== undefined) {
+    writeAttr(join(pids.path, 'pids.max'), limits.tasksMax === 'max' ? 'max' : limits.tasksMax.toString(), 'TasksMax');
+  }
+}
+
+function mkdirIfMissing(path: string, created: string[]): void {
+  try {
+    mkdirSync(path);
+    created.push(path);
+  } catch (err) {
+    if (errCode(err) !== 'EEXIST') throw CgroupError.io('mkdir', path, err);
+  }
+}
+
+function rmdirQuiet(path: string): void {
+  try {
+    rmdirSync(path);
+  } catch (err) {
+    const c = errCode(err);
+    if (c !== 'ENOENT' && c !== 'EBUSY' && c !== 'ENOTEMPTY') throw CgroupError.io('rmdir', path, err);
+  }
+}
+
+/** Sub-cgroups below `dir` (a container's own init makes some), deepest first. */
+function subCgroups(dir: string): string[] {
+  const out: string[] = [];
+  let entries: import('node:fs').Dirent[];
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    if (!e.isDirectory()) continue;
+    const sub = join(dir, e.name);
+    out.push(...subCgroups(sub), sub);
+  }
+  return out;
+}
+
+/**
+ * v2: enable `controllers` for the children of `dir` (cgroup.subtree_control). When `dir` holds
+ * processes (EBUSY, "no internal processes") and this process is the only one, it moves into a
+ * `supervisor` leaf first, as systemd-nspawn --keep-unit does; returns that leaf then.
+ */
+export function enableControllers(dir: string, controllers: readonly string[]): string | undefined {
+  return enableSubtree(dir, controllers, []);
+}
+
+function enableSubtree(dir: string, controllers: readonly string[], created: string[]): string | undefined {
+  if (controllers.length === 0) return undefined;
+  const file = join(dir, 'cgroup.subtree_control');
+  const already = (readAttr(file) ?? '').trim().split(/\s+/);
+  const missing = controllers.filter((c) => !already.includes(c));
+  if (missing.length === 0) return undefined;
+  const value = missing.map((c) => `+${c}`).join(' ');
+  try {
+    writeAttr(file, value);
+    return undefined;
+  } catch (err) {
+    if (!(err instanceof CgroupError) || err.errnoCode !== 'EBUSY') throw err;
+    const procs = readPids(dir);
+    if (procs.length > 0 && procs.every((p) => p === process.pid)) {
+      const sup = join(dir, SUPERVISOR);
+      mkdirIfMissing(sup, created);
+      writeAttr(join(sup, 'cgroup.procs'), String(process.pid));
+      log.debug('moved the launcher into a leaf cgroup (cgroup v2: no processes in inner cgroups)', { cgroup: sup });
+      writeAttr(file, value);
+      return sup;
+    }
+    throw new CgroupError('CGROUP_INNER_PROCESSES',
+      `cannot enable ${missing.join(', ')} for the children of ${dir}: it holds other processes (${procs.slice(0, 5).join(' ')}), and cgroup v2 ` +
+      'allows controllers only below cgroups without processes; start nspawn-ts in a cgroup of its own ' +
+      '(e.g. systemd-run --scope -p Delegate=yes nspawn-ts …)', file, { cause: err, errno: err.errno ?? 16, errnoCode: 'EBUSY' });
+  }
+}
+
+/** A machine's cgroups, created by `create` (launcher) or reopened by `open` (machinectl). */
+export class MachineCgroup {
+  readonly name: string;
+  readonly dirs: readonly CgroupDir[];
+  private readonly parents: readonly string[];
+  private readonly layout: CgroupLayout;
+  private readonly facts: HostFacts;
+  private props: ResourceProperties;
+
+  private constructor(name: string, dirs: CgroupDir[], parents: string[], layout: CgroupLayout, facts: HostFacts, props: ResourceProperties) {
+    this.name = name;
+    this.dirs = dirs;
+    this.parents = parents;
+    this.layout = layout;
+    this.facts = facts;
+    this.props = props;
+  }
+
+  /**
+   * Creates the machine's cgroup in every hierarchy that carries memory, cpu, cpuacct or pids, plus
+   * the cgroup2 (process tracking, cgroup.kill), and applies `props`. Refuses properties the host
+   * cannot enforce before touching anything; a failure halfway removes what was made.
+   */
+  static create(name: string, props: ResourceProperties = {}, opts: CgroupOptions = {}): MachineCgroup {
+    checkMachineName(name);
+    const layout = opts.layout ?? detectLayout();
+    const facts = opts.facts ?? readHostFacts();
+    const limits = resolveProperties(props, facts);
+    checkSupported(layout, limits);
+    if (layout.mode === 'none') {
+      throw new CgroupError('CGROUP_UNAVAILABLE', 'no cgroup hierarchy is mounted (or visible) on this host', '/proc/self/mountinfo');
+    }
+
+    // the hierarchies we use: every v1 one with one of our controllers, and the cgroup2
+    const used: Hierarchy[] = [];
+    for (const h of layout.hierarchies) {
+      if (h.version === 2 || h.controllers.some((c) => (CONTROLLERS as readonly string[]).includes(c))) used.push(h);
+      else if (h.name !== undefined && opts.namedHierarchies?.includes(h.name)) used.push(h);
+    }
+    for (const n of opts.namedHierarchies ?? []) {
+      if (!layout.hierarchies.some((h) => h.name === n)) {
+        throw new CgroupError('CGROUP_UNAVAILABLE', `no cgroup v1 hierarchy name=${n} is mounted`, '/proc/self/mountinfo');
+      }
+    }
+    const v2Controllers = CONTROLLERS.filter((c) => layout.controllers[c]?.version === 2);
+
+    const created: string[] = [];
+    const parents: string[] = [];
+    const dirs: CgroupDir[] = [];
+    try {
+      for (const h of used) {
+        const basePath = opts.placement === 'root' ? h.mountRoot : h.ownPath;
+        const base = basePath === undefined ? undefined : cgroupFsPath(h, basePath);
+        if (base === undefined) {
+          throw new CgroupError('CGROUP_UNAVAILABLE',
+            `this process's cgroup in the ${h.version === 2 ? 'cgroup2' : h.controllers.join(',')} hierarchy (${basePath ?? 'not listed in /proc/self/cgroup'}) ` +
+            `is not reachable below its mount at ${h.mountPoint}`, h.mountPoint);
+        }
+        const subtree = join(base, SUBTREE);
+        const dir = join(subtree, MACHINE_PREFIX + name);
+        if (h.version === 2) enableSubtree(base, v2Controllers, created);
+        for (let attempt = 0; ; attempt++) {
+          mkdirIfMissing(subtree, created);
+          if (h.version === 2) enableSubtree(subtree, v2Controllers, created);
+          try {
+            mkdirIfMissing(dir, created);
+            break;
+          } catch (err) {
+            // another launcher removed the empty nspawn-ts/ between our two mkdirs
+            if (!(err instanceof CgroupError) || err.errnoCode !== 'ENOENT' || attempt >= 3) throw err;
+          }
+        }
+        parents.push(subtree);
+        if (!created.includes(dir)) {
+          const pids = readPids(dir);
+          if (pids.length > 0) {
+            throw new CgroupError('CGROUP_EXISTS', `machine '${name}' already has a cgroup with processes (${pids.slice(0, 5).join(' ')}): ${dir}; is it running?`, dir);
+          }
+          log.debug('reusing a leftover empty cgroup', { dir });
+          created.push(dir); // ours now: removed with the machine
+        }
+        dirs.push({
+          version: h.version, controllers: h.version === 2 ? v2Controllers : h.controllers, path: dir,
+          ...(h.name !== undefined ? { name: h.name } : {}),
+        });
+      }
+      applyLimits(dirs, layout, limits, {});
+    } catch (err) {
+      for (const d of [...created].reverse()) {
+        try {
+          rmdirSync(d);
+        } catch {
+          // left for the error message's reader; nothing in it
+        }
+      }
+      throw err;
+    }
+    log.debug('machine cgroup created', { machine: name, dirs: dirs.map((d) => d.path) });
+    return new MachineCgroup(name, dirs, parents, layout, facts, props);
+  }
+
+  /** Reopens a machine's cgroup from the registry's record (machinectl-ts status/set-property/poweroff). */
+  static open(state: MachineCgroupState, opts: Omit<CgroupOptions, 'placement'> = {}): MachineCgroup {
+    checkMachineName(state.name);
+    const layout = opts.layout ?? detectLayout();
+    const facts = opts.facts ?? readHostFacts();
+    for (const d of state.dirs) {
+      try {
+        statSync(d.path);
+      } catch (err) {
+        throw CgroupError.io(`machine '${state.name}': cgroup missing:`, d.path, err);
+      }
+    }
+    return new MachineCgroup(state.name, state.dirs.map((d) => ({ ...d })), [...state.parents], layout, facts,
+      parseProperties(state.properties, 'machine record'));
+  }
+
+  toJSON(): MachineCgroupState {
+    return { name: this.name, dirs: this.dirs.map((d) => ({ ...d })), parents: [...this.parents], properties: formatProperties(this.props) };
+  }
+
+  /** The effective properties. */
+  get properties(): ResourceProperties {
+    return { ...this.props };
+  }
+
+  /** Moves `pid` (a whole process) into the machine's cgroup in every hierarchy. */
+  attach(pid: number): void {
+    if (!Number.isSafeInteger(pid) || pid <= 0) throw new NspawnError('CGROUP_BAD_PID', `cannot attach pid '${pid}'`);
+    for (const d of this.dirs) writeAttr(join(d.path, 'cgroup.procs'), String(pid), `attach process ${pid}`);
+  }
+
+  /**
+   * Changes limits on the running machine (set-property): `props` on top of the current ones. The
+   * refused-before-changed rule holds: an unsupported property changes nothing.
+   */
+  update(props: ResourceProperties): void {
+    const merged = mergeProperties(this.props, props);
+    const all = resolveProperties(merged, this.facts);
+    checkSupported(this.layout, all);
+    const changed = resolveProperties(props, this.facts);
+    // CPUQuota and CPUQuotaPeriodSec are written together: a change of one recomputes both
+    if (changed.cpu) changed.cpu = all.cpu;
+    if (props.MemorySwapMax || props.MemoryMax) {
+      changed.memoryMax = all.memoryMax;
+      changed.memorySwapMax = all.memorySwapMax;
+    }
+    applyLimits(this.dirs, this.layout, changed, resolveProperties(this.props, this.facts));
+    this.props = merged;
+  }
+
+  /**
+   * Delegates the machine's cgroups to the container's root user (`-U`), as systemd does for
+   * Delegate=yes: the directories and, in them, cgroup.procs, cgroup.threads, cgroup.subtree_control
+   * (v2) or tasks/cgroup.procs (v1) change owner, so the container can make and manage sub-cgroups.
+   */
+  delegate(uid: number, gid: number): void {
+    for (const d of this.dirs) {
+      const files = d.version === 2 ? ['cgroup.procs', 'cgroup.threads', 'cgroup.subtree_control'] : ['cgroup.procs', 'tasks'];
+      for (const p of [d.path, ...files.map((f) => join(d.path, f))]) {
+        try {
+          chownSync(p, uid, gid);
+        } catch (err) {
+          if (p !== d.path && errCode(err) === 'ENOENT') continue;
+          throw CgroupError.io(`chown ${uid}:${gid}`, p, err);
+        }
+      }
+    }
+  }
+
+  /** Process IDs in the machine's cgroup (the union over hierarchies). */
+  processes(): number[] {
+    const all = new Set<number>();
+    for (const d of this.dirs) {
+      for (const dir of [d.path, ...subCgroups(d.path)]) for (const p of readPids(dir)) all.add(p);
+    }
+    return [...all].sort((a, b) => a - b);
+  }
+
+  /** Current usage for `machinectl-ts status`. Missing files leave fields undefined. */
+  usage(): CgroupUsage {
+    const out: CgroupUsage = { processes: this.processes().length };
+    const dirOf = (c: Controller): CgroupDir | undefined => {
+      const h = this.layout.controllers[c];
+      return h ? this.dirs.find((d) => d.version === h.version && (h.version === 2 || d.controllers.includes(c))) : undefined;
+    };
+    const mem = dirOf('memory');
+    if (mem?.version === 1) {
+      const cur = readBig(join(mem.path, 'memory.usage_in_bytes'));
+      if (cur !== undefined) out.memoryBytes = cur;
+      const peak = readBig(join(mem.path, 'memory.max_usage_in_bytes'));
+      if (peak !== undefined) out.memoryPeakBytes = peak;
+      const lim = readBig(join(mem.path, 'memory.limit_in_bytes'));
+      // v1 reports "no limit" as PAGE_COUNTER_MAX × page size (9223372036854771712 on x86-64)
+      if (lim !== undefined && lim < 1n << 62n) out.memoryLimitBytes = lim;
+      const oom = readKeyed(join(mem.path, 'memory.oom_control')).get('oom_kill');
+      if (oom !== undefined) out.oomKills = Number(oom);
+    } else if (mem) {
+      const cur = readBig(join(mem.path, 'memory.current'));
+      if (cur !== undefined) out.memoryBytes = cur;
+      const peak = readBig(join(mem.path, 'memory.peak'));
+      if (peak !== undefined) out.memoryPeakBytes = peak;
+      const lim = readBig(join(mem.path, 'memory.max'));
+      if (lim !== undefined) out.memoryLimitBytes = lim;
+      const oom = readKeyed(join(mem.path, 'memory.events')).get('oom_kill');
+      if (oom !== undefined) out.oomKills = Number(oom);
+    }
+    const acct = dirOf('cpuacct');
+    const v2 = this.dirs.find((d) => d.version === 2);
+    if (acct) {
+      const ns = readBig(join(acct.path, 'cpuacct.usage'));
+      if (ns !== undefined) out.cpuNs = ns;
+    } else if (v2) {
+      const usec = readKeyed(join(v2.path, 'cpu.stat')).get('usage_usec');
+      if (usec !== undefined) out.cpuNs = usec * 1000n;
+    }
+    const cpu = dirOf('cpu');
+    if (cpu) {
+      const thr = readKeyed(join(cpu.path, 'cpu.stat')).get('nr_throttled');
+      if (thr !== undefined) out.cpuThrottled = Number(thr);
+    }
+    const pids = dirOf('pids');
+    if (pids) {
+      const cur = readBig(join(pids.path, 'pids.current'));
+      if (cur !== undefined) out.tasks = Number(cur);
+      const max = readBig(join(pids.path, 'pids.max'));
+      if (max !== undefined) out.tasksMax = Number(max);
+    }
+    return out;
+  }
+
+  /** SIGKILLs every process in the machine's cgroups (cgroup.kill where the kernel has it). */
+  kill(): void {
+    const v2 = this.dirs.find((d) => d.version === 2);
+    if (v2 && readAttr(join(v2.path, 'cgroup.events')) !== undefined) {
+      try {
+        writeAttr(join(v2.path, 'cgroup.kill'), '1');
+        return;
+      } catch (err) {
+        if (!(err instanceof CgroupError) || err.errnoCode !== 'ENOENT') throw err; // before Linux 5.14: no cgroup.kill
+      }
+    }
+    for (const pid of this.processes()) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch (err) {
+        if (errCode(err) !== 'ESRCH') throw new CgroupError('CGROUP_IO', `kill ${pid}: ${errCode(err) ?? String(err)}`, String(pid), { cause: err });
+      }
+    }
+  }
+
+  /**
+   * Removes the machine's cgroups in every hierarchy, sub-cgroups first, then our empty parents.
+   * With `kill` (default) remaining processes are SIGKILLed (repeatedly: forks race) until the
+   * cgroups are empty or `timeoutMs` passes; without it, processes left → CGROUP_BUSY, nothing removed.
+   */
+  async remove(opts: { kill?: boolean; timeoutMs?: number } = {}): Promise<void> {
+    const kill = opts.kill ?? true;
+    const deadline = Date.now() + (opts.timeoutMs ?? 5_000);
+    let left = this.processes();
+    if (left.length > 0 && !kill) {
+      throw new CgroupError('CGROUP_BUSY', `machine '${this.name}' still has processes (${left.slice(0, 10).join(' ')}); stop them or remove with kill`,
+        this.dirs[0]?.path ?? '');
+    }
+    while (left.length > 0) {
+      this.kill();
+      await new Promise((r) => setTimeout(r, 20)); // lets the event loop reap our own children
+      left = this.processes();
+      if (left.length > 0 && Date.now() > deadline) {
+        throw new CgroupError('CGROUP_BUSY', `machine '${this.name}': processes ${left.slice(0, 10).join(' ')} survived SIGKILL for ${opts.timeoutMs ?? 5_000} ms`,
+          this.dirs[0]?.path ?? '');
+      }
+    }
+    const errors: unknown[] = [];
+    for (const d of this.dirs) {
+      for (const dir of [...subCgroups(d.path), d.path]) {
+        for (;;) {
+          try {
+            rmdirSync(dir);
+            break;
+          } catch (err) {
+            const c = errCode(err);
+            if (c === 'ENOENT') break;
+            // an exiting process can keep a v1 cgroup busy for a moment after cgroup.procs is empty
+            if (c === 'EBUSY' && Date.now() < deadline) {
+              await new Promise((r) => setTimeout(r, 10));
+              continue;
+            }
+            errors.push(CgroupError.io('rmdir', dir, err));
+            break;
+          }
+        }
+      }
+    }
+    // nspawn-ts/ if no other machine is left in it (a supervisor leaf stays: we may live in it)
+    for (const p of this.parents) {
+      try {
+        rmdirQuiet(p);
+      } catch (err) {
+        errors.push(err);
+      }
+    }
+    if (errors.length > 0) throw new TeardownError(`removing the cgroups of machine '${this.name}'`, errors);
+    log.debug('machine cgroup removed', { machine: this.name });
+  }
+}
