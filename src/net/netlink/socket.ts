@@ -75,6 +75,8 @@ export class NetlinkSocket {
   private readonly onOverrun: (() => void) | undefined;
   private nextSeq = 1;
   private inFlight = 0;
+  /** The kernel runs one dump per socket at a time (a second gets EBUSY): dumps queue behind it. */
+  private dumpInFlight = false;
   private flushScheduled = false;
   private waitingWritable = false;
   private keepAlive = false;
@@ -185,8 +187,11 @@ export class NetlinkSocket {
       const w = this.writer;
       w.reset();
       const batch: Pending[] = [];
+      let dumpInBatch = false;
       while (this.outbox.length && this.inFlight + batch.length < this.window && w.length < MAX_DATAGRAM) {
         const p = this.outbox[0] as Pending;
+        // Keep order: a dump waits (and what follows it) while another dump is running.
+        if (p.dump && (this.dumpInFlight || dumpInBatch)) break;
         const mark = w.length;
         p.seq = this.takeSeq();
         p.msg.nl.seq = p.seq;
@@ -206,15 +211,18 @@ export class NetlinkSocket {
         }
         this.outbox.shift();
         batch.push(p);
+        if (p.dump) dumpInBatch = true;
       }
-      if (!batch.length) continue;
+      if (!batch.length) break;
       for (const p of batch) this.pending.set(p.seq, p);
       this.inFlight += batch.length;
+      if (dumpInBatch) this.dumpInFlight = true;
       try {
         this.sys.sendto(this.fd, w.peek());
       } catch (err) {
         for (const p of batch) this.pending.delete(p.seq);
         this.inFlight -= batch.length;
+        if (dumpInBatch) this.dumpInFlight = false;
         if (err instanceof SysError && (err.code === 'EAGAIN' || err.code === 'ENOBUFS')) {
           // Put them back and wait until the socket can take more.
           this.outbox.unshift(...batch);
@@ -271,7 +279,8 @@ export class NetlinkSocket {
       }
       let msgs: RtnlMessage[];
       try {
-        msgs = decodeMessages(this.recvBuf.subarray(0, n));
+        // One copy per datagram; raw attributes then point into it instead of being copied one by one.
+        msgs = decodeMessages(this.recvBuf.slice(0, n), { share: true });
       } catch (err) {
         log.warn('dropped an undecodable netlink datagram', { bytes: n, error: (err as Error).message });
         continue;
@@ -323,6 +332,10 @@ export class NetlinkSocket {
   private settle(p: Pending): void {
     this.pending.delete(p.seq);
     this.inFlight--;
+    if (p.dump) {
+      this.dumpInFlight = false;
+      if (this.outbox.length) this.scheduleFlush();
+    }
   }
 
   private retryDump(p: Pending): void {
@@ -339,6 +352,7 @@ export class NetlinkSocket {
     const all = [...this.pending.values()];
     this.pending.clear();
     this.inFlight = 0;
+    this.dumpInFlight = false;
     for (const p of all) p.reject(err);
   }
 

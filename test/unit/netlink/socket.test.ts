@@ -66,6 +66,22 @@ describe('NetlinkSocket', () => {
     s.close();
   });
 
+  test('concurrent dumps wait for each other (the kernel runs one per socket); other requests do not', async () => {
+    const kernel = new FakeKernel((req) => (req.nl.flags & C.NLM_F_DUMP) === C.NLM_F_DUMP
+      ? [[dumpedLink(req, req.nl.seq)], [done(req)]]
+      : [[ack(req)]]);
+    const s = open(kernel);
+    const [a, b, c, d] = await Promise.all([
+      s.dump(dumpLinksRequest()), s.dump(dumpLinksRequest()), s.request(setLinkRequest(3, { up: true })), s.dump(dumpLinksRequest()),
+    ]);
+    expect([a, b, d].map((x) => x.length)).toEqual([1, 1, 1]);
+    expect(c).toEqual([]);
+    // three dumps, each in a datagram of its own, in the order asked
+    const dumps = kernel.datagrams.flat().filter((m) => (m.nl.flags & C.NLM_F_DUMP) === C.NLM_F_DUMP);
+    expect(dumps).toHaveLength(3);
+    s.close();
+  });
+
   test('an interrupted dump (NLM_F_DUMP_INTR) is retried and only the clean attempt is returned', async () => {
     let attempt = 0;
     const kernel = new FakeKernel((req) => {
