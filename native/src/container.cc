@@ -783,7 +783,10 @@ Napi::Value ChannelRecv(const Napi::CallbackInfo& info) {
   out.Set("op", Napi::Number::New(env, m.op));
   out.Set("err", Napi::Number::New(env, m.err));
   out.Set("value", Napi::Number::New(env, m.value));
-  if (m.err) out.Set("code", Napi::String::New(env, ErrnoName(m.err)));
+  if (m.err) {
+    out.Set("code", Napi::String::New(env, ErrnoName(m.err)));
+    out.Set("message", Napi::String::New(env, strerror(m.err)));
+  }
   for (struct cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
     if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
       int passed;
