@@ -88,15 +88,15 @@ export function lookupUser(root: string, user: string): PasswdEntry {
   throw new ConfigError(`user "${user}" does not exist in the container (no entry in ${posix.join(root, 'etc/passwd')})`, { code: 'CFG_USER' });
 }
 
-/** Supplementary groups of `user` from the container's /etc/group. */
+/** The groups of `user` (primary first, then those /etc/group lists it in), as initgroups() makes them. */
 export function supplementaryGroups(root: string, user: string, primary: number): number[] {
-  const gids = new Set<number>();
+  const gids = new Set<number>([primary]);
   for (const l of readLines(resolveInRoot(root, '/etc/group'))) {
     const f = l.split(':');
     if (f.length < 4) continue;
     const members = (f[3] ?? '').split(',');
     const gid = Number(f[2]);
-    if (members.includes(user) && gid !== primary) gids.add(gid);
+    if (members.includes(user)) gids.add(gid);
   }
   return [...gids];
 }

@@ -180,13 +180,13 @@ export function buildMountPlan(input: MountPlanInput): MountPlan {
 
   // user bind mounts and tmpfs (after the API file systems, so they may go on top of /run or /tmp)
   for (const b of input.binds) {
-    if (b.file) outer.push({ op: 'touch', path: b.target, mode: 0o644 });
-    else outer.push({ op: 'mkdir', path: b.target, mode: 0o755 });
+    if (b.file) outer.push({ op: 'touch', path: b.target, mode: 0o644, parents: true });
+    else outer.push({ op: 'mkdir', path: b.target, mode: 0o755, parents: true });
     outer.push({ op: 'mount', source: b.source, target: b.target, flags: MS_BIND | (b.recursive ? MS_REC : 0) });
     if (b.readOnly) outer.push({ op: 'setattr', path: b.target, set: MOUNT_ATTR_RDONLY, recursive: b.recursive });
   }
   for (const t of input.tmpfs) {
-    outer.push({ op: 'mkdir', path: t.target, mode: 0o755 });
+    outer.push({ op: 'mkdir', path: t.target, mode: 0o755, parents: true });
     outer.push({ op: 'mount', source: 'tmpfs', target: t.target, fstype: 'tmpfs', flags: MS_NODEV | MS_STRICTATIME,
       data: withOwner(t.options, uidShift) });
   }
