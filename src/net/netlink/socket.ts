@@ -6,7 +6,8 @@
 // sendmsg() returns, and netlink_rcv_skb() processes every message of a datagram in order. So
 // pipelining is: coalesce the requests issued in one tick into one datagram, keep at most `window` of
 // them unanswered (each queued ACK takes receive-buffer space; an overflowing buffer drops ACKs and
-// reports ENOBUFS), and match replies by sequence number. As in vishvananda/netlink's executeIter and
+// reports ENOBUFS), and match replies by sequence number. The kernel runs one dump per socket at a
+// time (another gets EBUSY), so dumps wait for each other. As in vishvananda/netlink's executeIter and
 // containernetworking's netlinksafe, replies from a wrong port id are ignored and an interrupted dump is
 // retried, then reported.
 import { logger } from '../../log.js';
