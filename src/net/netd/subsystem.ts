@@ -334,7 +334,9 @@ export class NetworkSubsystem {
 
   /** IPv4 prefixes in use on the host, except on `ifindex` (its own address is its own). */
   private async inUse(ifindex: number): Promise<string[]> {
-    const [addrs, routes] = await Promise.all([this.rtnl.listAddresses({ family: 4 }), this.rtnl.listRoutes({ family: 4 })]);
+    // one dump at a time per socket
+    const addrs = await this.rtnl.listAddresses({ family: 4 });
+    const routes = await this.rtnl.listRoutes({ family: 4 });
     return [
       ...addrs.filter((a) => a.index !== ifindex).map((a) => a.cidr),
       ...routes.filter((r) => r.oif !== ifindex && r.dst !== 'default').map((r) => r.dst),
@@ -500,6 +502,7 @@ export class NetworkSubsystem {
       this.log.warn(`removing the masquerade of ${rec.subnet} failed: ${errorMessage(err)}`);
     }
     this.dhcpServer?.removeInterface(rec.ifname);
+    await this.dropTablesIfEmpty();
     this.log.info(`forgot ${rec.ifname} (${rec.subnet}): ${why}`, { ifname: rec.ifname });
   }
 
