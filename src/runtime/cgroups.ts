@@ -492,18 +492,24 @@ function subCgroups(dir: string): string[] {
 }
 
 /**
- * v2: enable `controllers` for the children of `dir`. When `dir` holds processes (EBUSY, "no
- * internal processes") and this process is the only one, move it into a `supervisor` leaf first.
+ * v2: enable `controllers` for the children of `dir` (cgroup.subtree_control). When `dir` holds
+ * processes (EBUSY, "no internal processes") and this process is the only one, it moves into a
+ * `supervisor` leaf first, as systemd-nspawn --keep-unit does; returns that leaf then.
  */
-function enableSubtree(dir: string, controllers: readonly string[], created: string[]): void {
-  if (controllers.length === 0) return;
+export function enableControllers(dir: string, controllers: readonly string[]): string | undefined {
+  return enableSubtree(dir, controllers, []);
+}
+
+function enableSubtree(dir: string, controllers: readonly string[], created: string[]): string | undefined {
+  if (controllers.length === 0) return undefined;
   const file = join(dir, 'cgroup.subtree_control');
   const already = (readAttr(file) ?? '').trim().split(/\s+/);
   const missing = controllers.filter((c) => !already.includes(c));
-  if (missing.length === 0) return;
+  if (missing.length === 0) return undefined;
   const value = missing.map((c) => `+${c}`).join(' ');
   try {
     writeAttr(file, value);
+    return undefined;
   } catch (err) {
     if (!(err instanceof CgroupError) || err.errnoCode !== 'EBUSY') throw err;
     const procs = readPids(dir);
@@ -513,7 +519,7 @@ function enableSubtree(dir: string, controllers: readonly string[], created: str
       writeAttr(join(sup, 'cgroup.procs'), String(process.pid));
       log.debug('moved the launcher into a leaf cgroup (cgroup v2: no processes in inner cgroups)', { cgroup: sup });
       writeAttr(file, value);
-      return;
+      return sup;
     }
     throw new CgroupError('CGROUP_INNER_PROCESSES',
       `cannot enable ${missing.join(', ')} for the children of ${dir}: it holds other processes (${procs.slice(0, 5).join(' ')}), and cgroup v2 ` +
