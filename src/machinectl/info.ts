@@ -6,6 +6,8 @@ import { readOsRelease } from '../runtime/images.js';
 import { formatProperties, loadProperties, mergeProperties, parseProperties } from '../runtime/properties.js';
 import type { MachineRecord } from '../runtime/registry.js';
 import type { PortForward } from '../runtime/spec.js';
+import { sys } from '../native.js';
+import { Rtnl } from '../net/rtnl.js';
 import { Proc, type ProcessInfo } from './procfs.js';
 
 export const SERVICE = 'nspawn-ts';
@@ -45,11 +47,42 @@ export function sortAddresses(list: MachineAddress[]): MachineAddress[] {
   return [...list].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
 }
 
+const RT_SCOPE_HOST = 254;
+const IFA_F_DEPRECATED = 0x20;
+
 /**
- * The container's own addresses, from the record's network (the sidecar or the launcher fills it).
- * TODO(netlink): read them from the container's network namespace through src/net/rtnl.ts once
- * that client is on main, so addresses a DHCP client in the container set show up too.
+ * The addresses of the container's interfaces, read from its network namespace (/proc/LEADER/ns/net)
+ * over rtnetlink, as machined's GetMachineAddresses does: every address but host-scope (loopback)
+ * and deprecated ones. Undefined when the namespace cannot be read.
  */
+export async function namespaceAddresses(nsPath: string): Promise<MachineAddress[] | undefined> {
+  let fd: number;
+  try {
+    fd = sys().openNamespace(nsPath);
+  } catch {
+    return undefined;
+  }
+  let rtnl: Rtnl | undefined;
+  try {
+    rtnl = Rtnl.open({ netnsFd: fd });
+    const [links, addrs] = await Promise.all([rtnl.listLinks(), rtnl.listAddresses()]);
+    const names = new Map(links.map((l) => [l.index, l.name]));
+    const out: MachineAddress[] = [];
+    for (const a of addrs) {
+      if (a.scope >= RT_SCOPE_HOST || (a.flags & IFA_F_DEPRECATED) !== 0) continue;
+      const ifname = names.get(a.index);
+      out.push({ family: a.family, address: a.address, ifindex: a.index, ...(ifname !== undefined ? { ifname } : {}) });
+    }
+    return sortAddresses(out);
+  } catch {
+    return undefined;
+  } finally {
+    rtnl?.close();
+    sys().close(fd);
+  }
+}
+
+/** The container's addresses as the record has them (what the network subsystem configured). */
 export function recordAddresses(r: MachineRecord): MachineAddress[] {
   const out: MachineAddress[] = [];
   for (const a of r.network?.addresses ?? []) {
@@ -128,7 +161,7 @@ export interface GatherOptions {
   processes?: boolean;
 }
 
-export function gatherInfo(r: MachineRecord, opts: GatherOptions = {}): MachineInfo {
+export async function gatherInfo(r: MachineRecord, opts: GatherOptions = {}): Promise<MachineInfo> {
   const proc = opts.proc ?? new Proc();
   const leaderPid = r.leader?.pid;
   const alive = r.leader !== undefined && proc.startTime(r.leader.pid) === r.leader.startTime;
@@ -150,6 +183,8 @@ export function gatherInfo(r: MachineRecord, opts: GatherOptions = {}): MachineI
   if (alive && leaderPid !== undefined) {
     const comm = proc.comm(leaderPid);
     info.leader = comm === undefined ? { pid: leaderPid } : { pid: leaderPid, comm };
+    const live = await namespaceAddresses(`${proc.root}/${leaderPid}/ns/net`);
+    if (live !== undefined) info.addresses = live;
     const shift = proc.uidShift(leaderPid);
     if (shift && shift.base !== 0) info.uidShift = shift.base;
     if (opts.processes) {

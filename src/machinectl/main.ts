@@ -14,7 +14,7 @@ import { gatherInfo } from './info.js';
 import { Proc } from './procfs.js';
 import { setProperty } from './resources.js';
 import { loginMachine, shellMachine } from './shell.js';
-import { disableMachines, enableMachines, startMachine } from './start.js';
+import { disableMachines, enableMachines, startMachine, type BootSystem } from './start.js';
 import {
   imageProperties, machineProperties, renderImageStatus, renderImages, renderList, renderProperties, renderStatus,
   type RenderContext,
@@ -37,6 +37,8 @@ export interface MainDeps {
   timeZone?: string;
   /** where set-property stores properties (default: properties.ts's) */
   propertiesDir?: string;
+  /** the service manager enable/disable talk to */
+  boot?: BootSystem;
 }
 
 interface Ctx {
@@ -47,6 +49,7 @@ interface Ctx {
   proc: Proc;
   render: RenderContext;
   propertiesDir?: string;
+  boot?: BootSystem;
 }
 
 /** Host-side ifindexes of the machine's links, from the record. */
@@ -66,7 +69,7 @@ async function runVerb(verb: Verb, args: string[], c: Ctx): Promise<number> {
   };
   switch (verb) {
     case 'list': {
-      const infos = c.registry.list().map((r) => gatherInfo(r, { proc: c.proc }));
+      const infos = await Promise.all(c.registry.list().map((r) => gatherInfo(r, { proc: c.proc })));
       io.stdout(renderList(infos, opts, c.render));
       return 0;
     }
@@ -74,7 +77,7 @@ async function runVerb(verb: Verb, args: string[], c: Ctx): Promise<number> {
       let first = true;
       for (const name of args) {
         const r = lookupMachine(c.registry, name);
-        const info = gatherInfo(r, { proc: c.proc, usage: true, processes: true });
+        const info = await gatherInfo(r, { proc: c.proc, usage: true, processes: true });
         io.stdout((first ? '' : '\n') + renderStatus(info, c.render));
         first = false;
       }
@@ -88,7 +91,7 @@ async function runVerb(verb: Verb, args: string[], c: Ctx): Promise<number> {
       let first = true;
       for (const name of args) {
         const r = lookupMachine(c.registry, name);
-        const info = gatherInfo(r, { proc: c.proc, usage: true });
+        const info = await gatherInfo(r, { proc: c.proc, usage: true });
         const machineId = r.leader ? readMachineIdOf(`${c.proc.root}/${r.leader.pid}/root`) : undefined;
         const props = machineProperties(info, {
           ...c.render,
@@ -173,12 +176,16 @@ async function runVerb(verb: Verb, args: string[], c: Ctx): Promise<number> {
         say(`Started machine '${name}' (launcher PID ${res.launcherPid}); its output goes to ${res.logFile}.`);
       }
       return 0;
-    case 'enable':
-      say(await enableMachines(c.images, args));
+    case 'enable': {
+      const out = await enableMachines(c.images, args, c.boot);
+      if (out) say(out);
       return 0;
-    case 'disable':
-      say(await disableMachines(c.images, args));
+    }
+    case 'disable': {
+      const out = await disableMachines(args, c.boot);
+      if (out) say(out);
       return 0;
+    }
     case 'set-property': {
       const res = setProperty(c.registry, c.images, args[0] as string, args.slice(1), {
         runtime: opts.runtime, ...(c.propertiesDir ? { propertiesDir: c.propertiesDir } : {}),
@@ -220,6 +227,7 @@ export async function main(argv: readonly string[], deps: MainDeps = {}): Promis
       proc: deps.proc ?? new Proc(),
       render: { now: deps.now?.() ?? Date.now() * 1000, ...(deps.timeZone !== undefined ? { timeZone: deps.timeZone } : {}) },
       ...(deps.propertiesDir !== undefined ? { propertiesDir: deps.propertiesDir } : {}),
+      ...(deps.boot !== undefined ? { boot: deps.boot } : {}),
     };
     return await runVerb(parsed.verb, parsed.args, ctx);
   } catch (err) {
