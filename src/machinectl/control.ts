@@ -85,12 +85,20 @@ export interface LeaderFacts {
   comm: string;
   /** SigCgt | SigBlk: what reaches a PID 1 from outside its namespace */
   deliverable: bigint;
+  /**
+   * Waiting in rt_sigtimedwait() (busybox init, our stub init): the signals it waits for are
+   * unblocked meanwhile and /proc cannot tell which they are, so any may be taken.
+   */
+  sigwait: boolean;
   busyboxInit: boolean;
 }
 
+/** rt_sigtimedwait's number where we know it. */
+const SIGTIMEDWAIT: Partial<Record<string, number>> = { x64: 128, arm64: 137 };
+
 /** The signal that makes this leader power off / reboot, or why there is none. */
 export function shutdownSignal(action: ShutdownAction, leader: LeaderFacts): { signal: number } | { error: string } {
-  const can = (n: number): boolean => maskHas(leader.deliverable, n);
+  const can = (n: number): boolean => leader.sigwait || maskHas(leader.deliverable, n);
   const machined = action === 'poweroff' ? SIGRTMIN_4 : SIGINT;
   if (leader.busyboxInit) {
     const bb = action === 'poweroff' ? SIGUSR2 : SIGTERM;
@@ -111,7 +119,9 @@ export function leaderFacts(pid: number, proc = new Proc()): LeaderFacts | undef
   try {
     exe = basename(readlinkSync(`${proc.root}/${pid}/exe`));
   } catch { /* a kernel thread or gone */ }
-  return { pid, comm, deliverable: masks.caught | masks.blocked, busyboxInit: exe.startsWith('busybox') && comm === 'init' };
+  const waitNr = SIGTIMEDWAIT[process.arch];
+  const sigwait = waitNr !== undefined && proc.syscall(pid) === waitNr;
+  return { pid, comm, deliverable: masks.caught | masks.blocked, sigwait, busyboxInit: exe.startsWith('busybox') && comm === 'init' };
 }
 
 function requireLeader(r: MachineRecord): ProcessRef {

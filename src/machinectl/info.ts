@@ -8,7 +8,10 @@ import type { MachineRecord } from '../runtime/registry.js';
 import type { PortForward } from '../runtime/spec.js';
 import { sys } from '../native.js';
 import { Rtnl } from '../net/rtnl.js';
+import { logger } from '../log.js';
 import { Proc, type ProcessInfo } from './procfs.js';
+
+const log = logger('machinectl');
 
 export const SERVICE = 'nspawn-ts';
 
@@ -65,7 +68,8 @@ export async function namespaceAddresses(nsPath: string): Promise<MachineAddress
   let rtnl: Rtnl | undefined;
   try {
     rtnl = Rtnl.open({ netnsFd: fd });
-    const [links, addrs] = await Promise.all([rtnl.listLinks(), rtnl.listAddresses()]);
+    const links = await rtnl.listLinks();
+    const addrs = await rtnl.listAddresses();
     const names = new Map(links.map((l) => [l.index, l.name]));
     const out: MachineAddress[] = [];
     for (const a of addrs) {
@@ -74,7 +78,8 @@ export async function namespaceAddresses(nsPath: string): Promise<MachineAddress
       out.push({ family: a.family, address: a.address, ifindex: a.index, ...(ifname !== undefined ? { ifname } : {}) });
     }
     return sortAddresses(out);
-  } catch {
+  } catch (err) {
+    log.debug('cannot read the addresses of a machine', { netns: nsPath, error: (err as Error).message });
     return undefined;
   } finally {
     rtnl?.close();

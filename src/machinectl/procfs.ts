@@ -82,6 +82,13 @@ export class Proc {
     return { caught: field('SigCgt'), blocked: field('SigBlk'), ignored: field('SigIgn') };
   }
 
+  /** The system call the process is blocked in (/proc/PID/syscall), undefined when running or unknown. */
+  syscall(pid: number): number | undefined {
+    const t = this.read(pid, 'syscall')?.trim();
+    const nr = t?.split(' ')[0];
+    return nr !== undefined && /^[0-9]+$/.test(nr) ? Number(nr) : undefined;
+  }
+
   /** A field of /proc/PID/status ("CapBnd", "NoNewPrivs"), as text. */
   statusField(pid: number, name: string): string | undefined {
     const status = this.read(pid, 'status');
