@@ -45,6 +45,8 @@ export interface ChannelMessage {
   op?: number;
   err?: number;
   code?: string;
+  /** strerror() of err */
+  message?: string;
   value?: number;
   /** a received fd (the pty master), close-on-exec */
   fd?: number;

@@ -129,9 +129,13 @@ export class Rtnl {
     await this.sock.request(newLinkRequest(spec), describeCreate(spec));
   }
 
-  /** Creates a veth pair; the peer may be created directly in another namespace (`peer.netnsFd`). */
+  /**
+   * Creates a veth pair; the peer may be created directly in another namespace (`peer.netnsFd`).
+   * Both ends get one TX and one RX queue unless `queues` / `peer.queues` say otherwise: that is the
+   * active queue count the kernel would leave them with anyway, at half the cost (see VethOptions).
+   */
   createVeth(opts: VethOptions): Promise<void> {
-    return this.createLink({ kind: 'veth', ...opts });
+    return this.createLink(withVethDefaults(opts));
   }
 
   createBridge(opts: BridgeOptions): Promise<void> {
@@ -185,7 +189,7 @@ export class Rtnl {
 
   /** Creates a veth pair or accepts an existing veth of that name. */
   ensureVeth(opts: VethOptions): Promise<Link> {
-    return this.ensureLink({ kind: 'veth', ...opts });
+    return this.ensureLink(withVethDefaults(opts));
   }
 
   /** Changes several properties in one request. A rename with a name `ref` first resolves the ifindex. */
@@ -312,7 +316,7 @@ export class Rtnl {
     const found = (await this.listAddresses({ link: index, family: want.family }))
       .find((a) => a.address === want.address && a.prefixlen === want.prefixlen);
     if (!found) {
-      throw new LinkMismatchError(`address ${cidr} on link ${show(link)} exists with another prefix length, or vanished after it was added`);
+      throw new NspawnError('NL_ADDRESS_MISMATCH', `address ${cidr} on link ${show(link)} exists with another prefix length, or vanished after it was added`);
     }
     return found;
   }
@@ -412,6 +416,10 @@ export class Rtnl {
     if (dev !== undefined) out.oif = await this.indexOf(dev);
     return out;
   }
+}
+
+function withVethDefaults(opts: VethOptions): LinkSpec {
+  return { kind: 'veth', ...opts, queues: opts.queues ?? 1, peer: { ...opts.peer, queues: opts.peer?.queues ?? 1 } };
 }
 
 function describeCreate(spec: LinkSpec): string {
