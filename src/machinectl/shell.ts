@@ -14,7 +14,8 @@ import { parseMachineUser, type Options } from './args.js';
 import { lookupMachine, MachineError } from './control.js';
 import { commandCandidates, enter, resolveUser, waitExit, type EnterRequest } from './enter.js';
 import { Proc } from './procfs.js';
-import { PtyForward } from './ptyfwd.js';
+import { PtyForwarder } from '../runtime/console.js';
+import type { ReadStream, WriteStream } from 'node:tty';
 
 /** systemd's DEFAULT_PATH. */
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -65,10 +66,13 @@ async function run(req: EnterRequest, t: Target, opts: Options, deps: ShellDeps)
   const stderr = deps.stderr ?? ((s: string) => process.stderr.write(s));
   const entered = await enter(req);
   if (entered.master === undefined) return exitStatus(await waitExit(entered.pidfd));
-  const fwd = new PtyForward(entered.master, () => {
+  // the launcher's console forwarder; it touches raw mode and window size only on a real terminal,
+  // so the streams of tests (pipes) serve as well
+  const io = { input: (deps.input ?? process.stdin) as ReadStream, output: (deps.output ?? process.stdout) as WriteStream };
+  const fwd = new PtyForwarder(entered.master, () => {
     // Ctrl-] ×3: leave; closing the pty hangs the session up (SIGHUP), as with machinectl
     fwd.stop();
-  }, deps.input ?? process.stdin, deps.output ?? process.stdout);
+  }, io);
   if (!opts.quiet) {
     stderr(t.name === '.host'
       ? 'Connected to the local host. Press ^] three times within 1s to exit session.\n'
@@ -78,7 +82,6 @@ async function run(req: EnterRequest, t: Target, opts: Options, deps: ShellDeps)
   const status = await waitExit(entered.pidfd);
   fwd.stop();
   if (!opts.quiet) {
-    if (!fwd.atLineStart) (deps.output ?? process.stdout).write('\n');
     stderr(t.name === '.host' ? 'Connection to the local host terminated.\n' : `Connection to machine ${t.name} terminated.\n`);
   }
   return exitStatus(status);
