@@ -247,6 +247,7 @@ void ParsePlan(const Napi::Object& obj, Plan& plan) {
       case OP_CHMOD:
         op.s1 = GetString(plan, o, "path", true, i);
         op.n1 = GetNumber(o, "mode", 0755);
+        op.n2 = o.Get("parents").ToBoolean().Value() ? 1 : 0;
         break;
       case OP_MKNOD:
         op.s1 = GetString(plan, o, "path", true, i);
@@ -404,6 +405,21 @@ void ResetSignals() {
   }
 }
 
+// mkdir -p of every parent of `path` (mode 0755); a fixed buffer, no allocation after clone.
+int MkdirParents(const char* path, mode_t) {
+  char buf[4096];
+  size_t len = strlen(path);
+  if (len >= sizeof buf) return ENAMETOOLONG;
+  memcpy(buf, path, len + 1);
+  for (size_t i = 1; i < len; i++) {
+    if (buf[i] != '/') continue;
+    buf[i] = '\0';
+    if (mkdir(buf, 0755) < 0 && errno != EEXIST) return errno;
+    buf[i] = '/';
+  }
+  return 0;
+}
+
 bool IgnorableForOptional(int err) { return err == ENOENT || err == ENODEV || err == ENOTDIR; }
 
 int CapBsetDrop(uint64_t keep) {
@@ -544,9 +560,11 @@ int Exec(const Op& op) {
         if (umount2(op.s1, static_cast<int>(op.n1)) < 0) err = errno;
         break;
       case OP_MKDIR:
-        if (mkdir(op.s1, static_cast<mode_t>(op.n1)) < 0 && errno != EEXIST) err = errno;
+        err = op.n2 ? MkdirParents(op.s1, static_cast<mode_t>(op.n1)) : 0;
+        if (!err && mkdir(op.s1, static_cast<mode_t>(op.n1)) < 0 && errno != EEXIST) err = errno;
         break;
       case OP_TOUCH: {
+        if (op.n2 && (err = MkdirParents(op.s1, 0755)) != 0) break;
         int fd = open(op.s1, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, static_cast<mode_t>(op.n1));
         if (fd < 0) {
           if (errno != EISDIR) err = errno;  // a directory is a fine mount point too
@@ -783,7 +801,10 @@ Napi::Value ChannelRecv(const Napi::CallbackInfo& info) {
   out.Set("op", Napi::Number::New(env, m.op));
   out.Set("err", Napi::Number::New(env, m.err));
   out.Set("value", Napi::Number::New(env, m.value));
-  if (m.err) out.Set("code", Napi::String::New(env, ErrnoName(m.err)));
+  if (m.err) {
+    out.Set("code", Napi::String::New(env, ErrnoName(m.err)));
+    out.Set("message", Napi::String::New(env, strerror(m.err)));
+  }
   for (struct cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
     if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
       int passed;

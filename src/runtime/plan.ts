@@ -40,10 +40,10 @@ export type PlanOp = (
   /** mount_setattr(): change flags of a mount (and, with recursive, its submounts) without restating locked ones */
   | { op: 'setattr'; path: string; set?: number; clear?: number; recursive?: boolean; propagation?: number }
   | { op: 'umount'; path: string; flags?: number }
-  /** mkdir, EEXIST is fine */
-  | { op: 'mkdir'; path: string; mode: number }
+  /** mkdir, EEXIST is fine; with parents, missing parents are made first (mode 0755) */
+  | { op: 'mkdir'; path: string; mode: number; parents?: boolean }
   /** creates an empty file to bind a file over (an existing directory is fine too) */
-  | { op: 'touch'; path: string; mode: number }
+  | { op: 'touch'; path: string; mode: number; parents?: boolean }
   | { op: 'mknod'; path: string; mode: number; major: number; minor: number }
   | { op: 'symlink'; target: string; path: string }
   | { op: 'writeFile'; path: string; content: string; mode: number }

@@ -35,7 +35,7 @@ for (const port of ports) {
 const CLIENT = `
 const [proto, host, port] = process.argv.slice(1);
 const done = (s) => { console.log(s); process.exit(0); };
-setTimeout(() => done('TIMEOUT'), 2000);
+setTimeout(() => done('TIMEOUT'), 3000);
 if (proto === 'tcp') {
   const s = require('net').connect({ host, port: Number(port) });
   let d = ''; s.on('data', (x) => d += x); s.on('end', () => done('OK ' + d.trim()));

@@ -155,6 +155,32 @@ export function normaliseMapping(m: PortMapping): PortMapping & { family: 4 | 6 
   return out;
 }
 
+/** Most ports one range may forward (each port is one map element). */
+export const MAX_RANGE_PORTS = 4096;
+
+/**
+ * A -p/Port= entry (src/runtime/spec.ts PortForward, possibly a range HOST..HOSTEND →
+ * CONT..CONTEND of equal length) as the mappings of one container address.
+ */
+export function portForwardMappings(pf: { protocol: Protocol; hostPort: number; hostPortEnd?: number; containerPort: number; containerPortEnd?: number },
+  containerAddress: string, owner: string, loopback = false): PortMapping[] {
+  const hostEnd = pf.hostPortEnd ?? pf.hostPort;
+  const contEnd = pf.containerPortEnd ?? pf.containerPort + (hostEnd - pf.hostPort);
+  const n = hostEnd - pf.hostPort + 1;
+  if (n < 1 || contEnd - pf.containerPort + 1 !== n) {
+    throw new ConfigError(`invalid port range ${pf.protocol}:${pf.hostPort}-${hostEnd}:${pf.containerPort}-${contEnd}: the host and container ranges must be non-empty and of equal length`,
+      { code: 'NFT_INVALID_PORT' });
+  }
+  if (n > MAX_RANGE_PORTS) throw new ConfigError(`port range ${pf.hostPort}-${hostEnd} is too large: at most ${MAX_RANGE_PORTS} ports`, { code: 'NFT_INVALID_PORT' });
+  const out: PortMapping[] = [];
+  for (let i = 0; i < n; i++) {
+    const m: PortMapping = { protocol: pf.protocol, hostPort: pf.hostPort + i, containerAddress, containerPort: pf.containerPort + i, owner };
+    if (loopback) m.loopback = true;
+    out.push(normaliseMapping(m));
+  }
+  return out.map(({ protocol, hostPort, containerAddress: a, containerPort, owner: o, loopback: l }) => (l ? { protocol, hostPort, containerAddress: a, containerPort, owner: o, loopback: l } : { protocol, hostPort, containerAddress: a, containerPort, owner: o }));
+}
+
 /** "tcp 8080 → 10.0.0.2:80" for messages. */
 export function describeMapping(m: Pick<PortMapping, 'protocol' | 'hostPort' | 'containerAddress' | 'containerPort'>): string {
   const addr = m.containerAddress.includes(':') ? `[${m.containerAddress}]` : m.containerAddress;

@@ -2,7 +2,7 @@ import { describe, expect, test } from 'vitest';
 import fc from 'fast-check';
 import {
   addMasqueradeDocument, addPortMappingDocument, changeDocument, deleteTableDocument, desiredElements, elementsFromListing,
-  layoutDocument, layoutMapsScript, mappingElements, normaliseMapping, normaliseSubnet, ownerRemoval, reconcilePlan,
+  layoutDocument, layoutMapsScript, mappingElements, portForwardMappings, normaliseMapping, normaliseSubnet, ownerRemoval, reconcilePlan,
   removeMasqueradeDocument, renderAddMap, mapObjects, replacementPlan, stateFromElements, describeState,
   type FirewallState, type FwElement, type PortMapping,
 } from '../../../src/net/firewall/rules.js';
@@ -148,6 +148,16 @@ describe('validation', () => {
     expect(() => normaliseMapping({ ...web, owner: 'a"b' })).toThrow(/invalid firewall owner/);
     expect(() => normaliseMapping({ ...web, owner: 'x'.repeat(101) })).toThrow(/invalid firewall owner/);
     expect(normaliseMapping({ ...web, owner: 'zone:public' }).owner).toBe('zone:public');
+  });
+
+  test('port-forward specs (also ranges) become mappings', () => {
+    expect(portForwardMappings({ protocol: 'tcp', hostPort: 8080, hostPortEnd: 8080, containerPort: 80, containerPortEnd: 80 }, '10.0.0.2', 'web'))
+      .toEqual([{ protocol: 'tcp', hostPort: 8080, containerAddress: '10.0.0.2', containerPort: 80, owner: 'web' }]);
+    expect(portForwardMappings({ protocol: 'udp', hostPort: 6000, hostPortEnd: 6002, containerPort: 7000, containerPortEnd: 7002 }, 'FD00::2', 'w', true)
+      .map((m) => `${m.hostPort}>${m.containerAddress}:${m.containerPort}`)).toEqual(['6000>fd00::2:7000', '6001>fd00::2:7001', '6002>fd00::2:7002']);
+    expect(() => portForwardMappings({ protocol: 'tcp', hostPort: 10, hostPortEnd: 12, containerPort: 1, containerPortEnd: 2 }, '10.0.0.2', 'w'))
+      .toThrow(/must be non-empty and of equal length/);
+    expect(() => portForwardMappings({ protocol: 'tcp', hostPort: 1, hostPortEnd: 5000, containerPort: 1 }, '10.0.0.2', 'w')).toThrow(/at most 4096 ports/);
   });
 
   test('subnets are normalised to their network address', () => {

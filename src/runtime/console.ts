@@ -1,0 +1,142 @@
+// The container's console when the launcher runs on a terminal: the container gets a pty of its
+// own devpts (its /dev/console), and this copies bytes between it and our terminal, which is put
+// in raw mode for the time. Ctrl-] pressed three times within a second kills the container, as
+// in systemd-nspawn (src/shared/ptyfwd.c). Without a terminal there is no pty: the container
+// inherits standard input and output directly ("pipe" mode), and nothing here runs.
+import type { ReadStream, WriteStream } from 'node:tty';
+import { POLL_READABLE, POLL_WRITABLE, sys, type FdWatcher } from '../native.js';
+
+/** Ctrl-] */
+export const ESCAPE_BYTE = 0x1d;
+export const ESCAPE_COUNT = 3;
+export const ESCAPE_WINDOW_MS = 1000;
+
+/** Counts Ctrl-] presses; true once three came within a second with nothing else between. */
+export class EscapeDetector {
+  private count = 0;
+  private first = 0;
+
+  feed(data: Uint8Array, now: number = Date.now()): boolean {
+    for (const b of data) {
+      if (b !== ESCAPE_BYTE) {
+        this.count = 0;
+        continue;
+      }
+      if (this.count === 0 || now - this.first > ESCAPE_WINDOW_MS) {
+        this.count = 0;
+        this.first = now;
+      }
+      if (++this.count >= ESCAPE_COUNT) return true;
+    }
+    return false;
+  }
+}
+
+/** Whether the launcher's standard input and output are a terminal (nspawn's "interactive" console). */
+export function interactiveConsole(): boolean {
+  return Boolean(process.stdin.isTTY && process.stdout.isTTY);
+}
+
+export class PtyForwarder {
+  private readonly input: ReadStream;
+  private readonly output: WriteStream;
+  private masterWatcher: FdWatcher | undefined;
+  private pendingToMaster: Buffer[] = [];
+  private readonly escape = new EscapeDetector();
+  private readonly buf = new Uint8Array(65536);
+  private closed = false;
+  private readonly onData = (d: Buffer): void => this.fromTerminal(d);
+  private readonly onResize = (): void => this.syncSize();
+
+  constructor(private readonly master: number, private readonly onEscape: () => void,
+    io: { input?: ReadStream; output?: WriteStream } = {}) {
+    this.input = io.input ?? (process.stdin as ReadStream);
+    this.output = io.output ?? (process.stdout as WriteStream);
+  }
+
+  start(): void {
+    sys().setNonblocking(this.master);
+    this.syncSize();
+    if (this.input.isTTY) this.input.setRawMode(true);
+    this.input.on('data', this.onData);
+    this.input.resume();
+    this.output.on('resize', this.onResize);
+    this.masterWatcher = new (sys().FdWatcher)(this.master, POLL_READABLE, (ev) => this.onMaster(ev));
+  }
+
+  private syncSize(): void {
+    const { rows, columns } = this.output;
+    if (rows && columns) {
+      try {
+        sys().setWindowSize(this.master, rows, columns);
+      } catch { /* the pty is gone */ }
+    }
+  }
+
+  private fromTerminal(d: Buffer): void {
+    if (this.escape.feed(d)) {
+      this.onEscape();
+      return;
+    }
+    this.pendingToMaster.push(d);
+    this.flushToMaster();
+  }
+
+  private flushToMaster(): void {
+    while (this.pendingToMaster.length > 0 && !this.closed) {
+      const head = this.pendingToMaster[0] as Buffer;
+      let n: number;
+      try {
+        n = sys().writeFd(this.master, head);
+      } catch {
+        this.pendingToMaster = [];
+        return;
+      }
+      if (n < 0) {
+        this.masterWatcher?.setEvents(POLL_READABLE | POLL_WRITABLE);
+        return;
+      }
+      if (n < head.length) this.pendingToMaster[0] = head.subarray(n);
+      else this.pendingToMaster.shift();
+    }
+    this.masterWatcher?.setEvents(POLL_READABLE);
+  }
+
+  private onMaster(ev: number): void {
+    if (ev & POLL_WRITABLE) this.flushToMaster();
+    if (ev & POLL_READABLE || ev & 4) this.drain();
+  }
+
+  /** Copies what the container wrote; false at end-of-file (every slave closed). */
+  drain(): boolean {
+    for (let i = 0; i < 64 && !this.closed; i++) {
+      let n: number;
+      try {
+        n = sys().readFd(this.master, this.buf);
+      } catch {
+        n = 0;
+      }
+      if (n < 0) return true;
+      if (n === 0) {
+        this.masterWatcher?.stop();
+        this.masterWatcher = undefined;
+        return false;
+      }
+      this.output.write(Buffer.from(this.buf.subarray(0, n)));
+    }
+    return true;
+  }
+
+  /** Copies what is left and gives the terminal back as it was. */
+  stop(): void {
+    if (this.closed) return;
+    this.drain();
+    this.closed = true;
+    this.masterWatcher?.stop();
+    this.input.off('data', this.onData);
+    this.output.off('resize', this.onResize);
+    if (this.input.isTTY) this.input.setRawMode(false);
+    this.input.pause();
+    sys().close(this.master);
+  }
+}

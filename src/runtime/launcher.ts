@@ -1,0 +1,702 @@
+// The launcher: a LaunchSpec in, a running container, its exit code out. It prepares the host side
+// (machine record, cgroups, ephemeral overlay, user-namespace range), turns the spec into a plan
+// (mounts.ts, caps.ts, seccomp.ts), clones the container (native spawnContainer), answers its sync
+// points (cgroup moves, uid/gid maps, hooks of other subsystems), forwards the console, stops it
+// gracefully on SIGTERM/SIGINT, and removes everything it made when it ends — also when starting
+// failed halfway.
+//
+// Hooks (LaunchHooks) are how other subsystems join in without the launcher knowing them:
+//   afterClone  the container's PID 1 exists, in its namespaces, and waits (its network namespace
+//               is /proc/PID/ns/net): create and move links here.
+//   beforeExec  its file system is set up; the payload starts when this resolves (only when given).
+//   afterExit   it has ended (or failed to start after afterClone ran): undo what afterClone did.
+//   planMounts  extra plan ops run inside the container's mount namespace before pivot_root
+//               (the root is at `root` then), e.g. a resolv.conf bind mount.
+import { cpSync, existsSync, lstatSync, chownSync, chmodSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { posix } from 'node:path';
+import { ConfigError, NspawnError, errorMessage } from '../errors.js';
+import { logger } from '../log.js';
+import { POLL_READABLE, sys, type ChannelMessage, type FdWatcher } from '../native.js';
+import { containerCaps, readOwnBoundingSet } from './caps.js';
+import { detectLayout, MachineCgroup, type CgroupLayout } from './cgroups.js';
+import { parseProperties } from './properties.js';
+import { PtyForwarder, interactiveConsole } from './console.js';
+import { SupportCgroups } from './container-cgroup.js';
+import {
+  DEFAULT_PATH, execCandidates, findInit, lookupUser, resolveInRoot, supplementaryGroups, type InitInfo, type PasswdEntry,
+} from './container-root.js';
+import { createEphemeral, defaultStateDir, sweepEphemeral, type EphemeralRoot } from './ephemeral.js';
+import { bindRecursive, buildMountPlan, type ResolvedBind, type ResolvedTmpfs, type RootSource } from './mounts.js';
+import {
+  containerCloneFlags, fixedUidRange, pickUidRange, shiftOwnership, writeIdMaps, type UidRange,
+} from './namespaces.js';
+import { CLONE_NEWCGROUP, CLONE_NEWNS, describeOp, type ContainerPlan, type PlanOp } from './plan.js';
+import { buildSeccompFilter, seccompSupported } from './seccomp.js';
+import { MachineRegistry, RegistryError, summarizeSpec } from './registry.js';
+import { parseSignal, SIGRTMIN } from './cli.js';
+import type { LaunchSpec } from './spec.js';
+
+const log = logger('launcher');
+
+export interface ContainerContext {
+  readonly machine: string;
+  readonly spec: LaunchSpec;
+  /** host PID of the container's PID 1 */
+  readonly pid: number;
+  /** its network namespace (its own with a private network, else the host's) */
+  readonly netnsPath: string;
+  /** the user namespace's range, if it has one */
+  readonly userns?: UidRange;
+}
+
+export interface LaunchHooks {
+  afterClone?(ctx: ContainerContext): void | Promise<void>;
+  beforeExec?(ctx: ContainerContext): void | Promise<void>;
+  afterExit?(ctx: ContainerContext): void | Promise<void>;
+  planMounts?(info: { root: string; spec: LaunchSpec }): PlanOp[];
+}
+
+export interface LaunchOptions {
+  hooks?: LaunchHooks[];
+  /** time between the kill signal and SIGKILL when stopping (default: $NSPAWN_TS_STOP_TIMEOUT_SEC, else 10 s, 30 s for -b) */
+  stopTimeoutMs?: number;
+  /** install SIGTERM/SIGINT/SIGHUP handlers that stop the container (default true) */
+  handleSignals?: boolean;
+  /** 'auto': a pty when standard input and output are a terminal */
+  console?: 'auto' | 'pipe' | 'interactive';
+  /** the machine registry (default: the one under /run/nspawn-ts); null: do not record */
+  registry?: MachineRegistry | null;
+  /** where ephemeral layers go (default <$NSPAWN_TS_STATE_DIR or /var/lib/nspawn-ts>/ephemeral) */
+  ephemeralDir?: string;
+  /** whether --kill-signal= was given (else the default follows the init that boots) */
+  killSignalExplicit?: boolean;
+  /** status lines ("Container … exited successfully.") go here; default stderr unless --quiet */
+  status?: (line: string) => void;
+}
+
+/** How the container ended. */
+export interface ContainerExit {
+  /** the launcher's exit code */
+  exitCode: number;
+  /** PID 1's own status */
+  code: number | null;
+  signal: number | null;
+  /** halt/poweroff/reboot() inside the container end PID 1 with SIGINT/SIGHUP (kernel: reboot_pid_ns) */
+  reboot: boolean;
+}
+
+export class LaunchError extends NspawnError {
+  readonly exitCode: number;
+
+  constructor(code: string, message: string, exitCode = 1, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.exitCode = exitCode;
+  }
+}
+
+const SIGNAL_NAMES: Record<number, string> = {
+  1: 'SIGHUP', 2: 'SIGINT', 3: 'SIGQUIT', 6: 'SIGABRT', 9: 'SIGKILL', 10: 'SIGUSR1', 12: 'SIGUSR2', 13: 'SIGPIPE',
+  14: 'SIGALRM', 15: 'SIGTERM',
+};
+
+export function signalName(n: number): string {
+  if (SIGNAL_NAMES[n]) return SIGNAL_NAMES[n];
+  if (n >= SIGRTMIN) return n === SIGRTMIN ? 'SIGRTMIN' : `SIGRTMIN+${n - SIGRTMIN}`;
+  return `signal ${n}`;
+}
+
+/** The signal that asks PID 1 to shut down (--kill-signal=, else by what PID 1 is). */
+export function stopSignal(spec: LaunchSpec, init: InitInfo | undefined, explicit: boolean): number {
+  const given = spec.killSignal !== undefined ? parseSignal(spec.killSignal)?.number : undefined;
+  if (given !== undefined && (explicit || spec.mode !== 'boot' || init?.systemd)) return given;
+  if (spec.mode === 'boot' && init?.systemd) return SIGRTMIN + 3;
+  return 15;
+}
+
+/** The environment of PID 1, as systemd-nspawn sets it. */
+export function containerEnvironment(opts: {
+  spec: LaunchSpec; uuid: string; user: PasswdEntry | undefined; term: string | undefined; hostOs: Record<string, string>;
+}): string[] {
+  const env = new Map<string, string>();
+  env.set('PATH', DEFAULT_PATH);
+  env.set('container', 'systemd-nspawn');
+  env.set('TERM', opts.term ?? 'vt220');
+  env.set('HOME', opts.user?.home ?? '/root');
+  env.set('USER', opts.user?.name ?? 'root');
+  env.set('LOGNAME', opts.user?.name ?? 'root');
+  if (opts.user) env.set('SHELL', opts.user.shell);
+  env.set('container_uuid', opts.uuid);
+  if (opts.hostOs.ID) env.set('container_host_id', opts.hostOs.ID);
+  if (opts.hostOs.VERSION_ID) env.set('container_host_version_id', opts.hostOs.VERSION_ID);
+  for (const kv of opts.spec.environment) {
+    const i = kv.indexOf('=');
+    if (i > 0) env.set(kv.slice(0, i), kv.slice(i + 1));
+  }
+  return [...env].map(([k, v]) => `${k}=${v}`);
+}
+
+export function parseOsRelease(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const m = /^([A-Z_][A-Z0-9_]*)=(.*)$/.exec(line.trim());
+    if (m) out[m[1] as string] = (m[2] as string).replace(/^(["'])(.*)\1$/, '$2');
+  }
+  return out;
+}
+
+function hostOsRelease(): { path?: string; fields: Record<string, string> } {
+  for (const p of ['/etc/os-release', '/usr/lib/os-release']) {
+    try {
+      return { path: p, fields: parseOsRelease(readFileSync(p, 'utf8')) };
+    } catch { /* next */ }
+  }
+  return { fields: {} };
+}
+
+function stopTimeout(spec: LaunchSpec, opts: LaunchOptions): number {
+  if (opts.stopTimeoutMs !== undefined) return opts.stopTimeoutMs;
+  const env = Number(process.env.NSPAWN_TS_STOP_TIMEOUT_SEC);
+  if (Number.isFinite(env) && env > 0) return env * 1000;
+  return spec.mode === 'boot' ? 30_000 : 10_000;
+}
+
+/** Throws unless `dir` looks like what the mode needs (systemd-nspawn's path_is_os_tree checks). */
+function checkRoot(dir: string, spec: LaunchSpec): void {
+  let st;
+  try {
+    st = statSync(dir);
+  } catch (err) {
+    throw new ConfigError(`Failed to access root directory ${dir}: ${errorMessage(err)}`, { code: 'CFG_DIRECTORY' });
+  }
+  if (!st.isDirectory()) throw new ConfigError(`${dir} is not a directory`, { code: 'CFG_DIRECTORY' });
+  if (dir === '/') return;
+  if (spec.mode === 'boot') {
+    if (!existsSync(resolveInRoot(dir, '/etc/os-release')) && !existsSync(resolveInRoot(dir, '/usr/lib/os-release'))) {
+      throw new ConfigError(`Directory ${dir} doesn't look like an OS root directory (os-release file is missing). Refusing.`, { code: 'CFG_DIRECTORY' });
+    }
+  } else if (!existsSync(resolveInRoot(dir, '/usr'))) {
+    throw new ConfigError(`Directory ${dir} doesn't look like it has an OS tree (/usr/ directory is missing). Refusing.`, { code: 'CFG_DIRECTORY' });
+  }
+}
+
+/** --template=: fills a missing directory with a copy of the template (atomically, by rename). */
+function populateFromTemplate(directory: string, template: string): void {
+  if (existsSync(directory)) return;
+  let st;
+  try {
+    st = statSync(template);
+  } catch (err) {
+    throw new ConfigError(`Failed to access template directory ${template}: ${errorMessage(err)}`, { code: 'CFG_TEMPLATE' });
+  }
+  if (!st.isDirectory()) throw new ConfigError(`template ${template} is not a directory`, { code: 'CFG_TEMPLATE' });
+  const tmp = `${directory}.#nspawn-ts-${process.pid}`;
+  try {
+    cpSync(template, tmp, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true, errorOnExist: true });
+    copyOwnership(template, tmp);
+    renameSync(tmp, directory);
+  } catch (err) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw new LaunchError('TEMPLATE_COPY', `failed to populate ${directory} from template ${template}: ${errorMessage(err)}`, 1, { cause: err });
+  }
+}
+
+/** cpSync keeps modes and times but not owners: copy those (and set-ID bits chown clears). */
+function copyOwnership(from: string, to: string): void {
+  const st = lstatSync(from);
+  chownSync(to, st.uid, st.gid);
+  if (!st.isSymbolicLink()) chmodSync(to, st.mode & 0o7777);
+  if (st.isDirectory()) {
+    for (const e of readdirSync(from)) copyOwnership(`${from}/${e}`, `${to}/${e}`);
+  }
+}
+
+/** A bind's destination: resolved in the directory (the overlay shows the same tree), rebased on the mounted root. */
+function resolveBinds(spec: LaunchSpec, directory: string, mountRoot: string): ResolvedBind[] {
+  return spec.binds.map((b) => {
+    const source = b.sourceInRoot ? resolveInRoot(directory, b.source) : b.source;
+    let st;
+    try {
+      st = statSync(source);
+    } catch (err) {
+      throw new ConfigError(`Failed to stat ${b.sourceInRoot ? `+${b.source}` : b.source} (source of --bind${b.readOnly ? '-ro' : ''}=): ${errorMessage(err)}`, { code: 'CFG_BIND' });
+    }
+    const inRoot = resolveInRoot(directory, b.destination);
+    const target = posix.join(mountRoot, inRoot.slice(directory.replace(/\/+$/, '').length));
+    return { source, target, readOnly: b.readOnly, recursive: bindRecursive(b), file: !st.isDirectory() };
+  });
+}
+
+function resolveTmpfs(spec: LaunchSpec, directory: string, mountRoot: string): ResolvedTmpfs[] {
+  return spec.tmpfs.map((t) => ({
+    target: posix.join(mountRoot, resolveInRoot(directory, t.destination).slice(directory.replace(/\/+$/, '').length)),
+    options: t.options,
+  }));
+}
+
+/** Runs one container to its end. */
+class ContainerRun {
+  private readonly undo: Array<{ what: string; fn: () => void | Promise<void> }> = [];
+  private readonly hooks: LaunchHooks[];
+  private readonly status: (line: string) => void;
+  private plan!: ContainerPlan;
+  private syncKinds = new Map<number, 'afterClone' | 'beforeExec'>();
+  private leaderPid = 0;
+  private leaderPidfd = -1;
+  private ctx: ContainerContext | undefined;
+  private failure: LaunchError | undefined;
+  private started = false;
+  private stopping = false;
+  private killTimer: NodeJS.Timeout | undefined;
+  private console: PtyForwarder | undefined;
+  private killSignal = 15;
+  private userns: UidRange | undefined;
+  private cgroup: MachineCgroup | undefined;
+  private support: SupportCgroups | undefined;
+  private registry: MachineRegistry | null;
+  private registered = false;
+  private init: InitInfo | undefined;
+
+  constructor(private readonly spec: LaunchSpec, private readonly opts: LaunchOptions) {
+    this.hooks = opts.hooks ?? [];
+    this.status = opts.status ?? ((line) => { if (!spec.quiet) process.stderr.write(`${line}\n`); });
+    this.registry = opts.registry === undefined ? new MachineRegistry() : opts.registry;
+  }
+
+  private onUndo(what: string, fn: () => void | Promise<void>): void {
+    this.undo.push({ what, fn });
+  }
+
+  private async teardown(): Promise<void> {
+    while (this.undo.length > 0) {
+      const { what, fn } = this.undo.pop() as { what: string; fn: () => void | Promise<void> };
+      try {
+        await fn();
+      } catch (err) {
+        log.warn(`cleanup: failed to ${what}: ${errorMessage(err)}`);
+      }
+    }
+  }
+
+  async run(): Promise<ContainerExit> {
+    try {
+      const exit = await this.start();
+      return exit;
+    } finally {
+      await this.teardown();
+    }
+  }
+
+  /** Host-side preparation and the plan; everything made is registered for undo. */
+  private prepare(): { cloneFlags: number; ops: PlanOp[]; uuid: string } {
+    const spec = this.spec;
+    if (spec.template !== undefined) populateFromTemplate(spec.directory, spec.template);
+    const directory = spec.directory;
+    checkRoot(directory, spec);
+
+    if (spec.mode === 'boot') {
+      this.init = findInit(directory);
+      if (!this.init) {
+        throw new ConfigError(`Failed to find an init in ${directory}: tried ${['/usr/lib/systemd/systemd', '/lib/systemd/systemd', '/sbin/init'].join(', ')}`, { code: 'CFG_NO_INIT' });
+      }
+    }
+    this.killSignal = stopSignal(spec, this.init, this.opts.killSignalExplicit ?? false);
+    const user = spec.user !== undefined ? lookupUser(directory, spec.user) : undefined;
+    if (spec.chdir !== undefined && !spec.chdir.startsWith('/')) {
+      throw new ConfigError(`--chdir= takes an absolute path, got ${spec.chdir}`, { code: 'CFG_CHDIR' });
+    }
+    if (spec.network.namespacePath !== undefined) {
+      throw new ConfigError('--network-namespace-path= is not supported by this launcher yet', { code: 'CFG_UNSUPPORTED' });
+    }
+
+    // the machine record claims the name: nothing else of this machine exists before it
+    if (this.registry) {
+      try {
+        this.registry.register({ name: spec.machine, rootDirectory: directory, spec: summarizeSpec(spec) });
+      } catch (err) {
+        if (err instanceof RegistryError) throw new ConfigError(err.message, { code: err.code, cause: err });
+        throw err;
+      }
+      this.registered = true;
+      const reg = this.registry;
+      this.onUndo('remove the machine record', () => { reg.unregister(spec.machine); });
+    }
+
+    // user namespace
+    let userns: UidRange | undefined;
+    if (spec.privateUsers.mode === 'pick') {
+      const held = pickUidRange(spec.machine, directory);
+      this.onUndo('release the UID range lock', () => held.release());
+      userns = held;
+    } else {
+      userns = fixedUidRange(spec.privateUsers, directory);
+    }
+    this.userns = userns;
+    const shiftOwner = userns !== undefined && (spec.privateUsersChown || spec.privateUsers.mode === 'pick');
+    if (shiftOwner && userns && spec.ephemeral) {
+      if (((statSync(directory).uid & 0xffff0000) >>> 0) !== userns.shift) {
+        throw new ConfigError(`--ephemeral with a user namespace needs ${directory} to be owned by the range already (UID ${userns.shift}); `
+          + 'shift it once with --private-users=' + userns.shift + ' --private-users-chown (without --ephemeral)', { code: 'CFG_CONFLICT' });
+      }
+    } else if (spec.privateUsersChown && userns === undefined && spec.privateUsers.mode === 'no') {
+      // --private-users-chown without a user namespace does nothing, as in systemd-nspawn
+    } else if (shiftOwner && userns) {
+      const n = shiftOwnership(directory, userns.shift);
+      if (n > 0) log.debug(`shifted ownership of ${n} files in ${directory} to ${userns.shift}`);
+    }
+
+    // ephemeral overlay
+    let root = directory;
+    let rootSource: RootSource = { kind: 'directory', directory };
+    if (spec.ephemeral) {
+      const base = this.opts.ephemeralDir ?? `${defaultStateDir()}/ephemeral`;
+      sweepEphemeral(base);
+      const eph: EphemeralRoot = createEphemeral(base, spec.machine);
+      this.onUndo('remove the ephemeral layer', () => eph.remove());
+      const st = statSync(directory);
+      chownSync(eph.upper, st.uid, st.gid);
+      chmodSync(eph.upper, st.mode & 0o7777);
+      root = eph.mountPoint;
+      rootSource = { kind: 'overlay', lower: directory, upper: eph.upper, work: eph.work };
+    }
+
+    // cgroups: resource control (cgroups.ts) and the container's own (container-cgroup.ts)
+    const layout: CgroupLayout = detectLayout();
+    if (spec.mode === 'boot' && this.init?.systemd && layout.mode === 'none') {
+      throw new LaunchError('CGROUP_UNAVAILABLE', 'systemd in the container needs cgroups, and this host has no cgroup hierarchy mounted at /sys/fs/cgroup');
+    }
+    if (layout.mode !== 'none') {
+      const cg = MachineCgroup.create(spec.machine, parseProperties(spec.properties));
+      this.cgroup = cg;
+      this.onUndo('remove the machine cgroups', () => cg.remove());
+      const sc = SupportCgroups.create(layout, spec.machine);
+      this.support = sc;
+      this.onUndo('remove the container cgroups', () => sc.remove());
+    }
+
+    // the plan
+    const uuid = randomUUID();
+    const os = hostOsRelease();
+    const wantConsole = this.opts.console === 'interactive' || (this.opts.console !== 'pipe' && interactiveConsole());
+    const mountPlan = buildMountPlan({
+      root, rootSource, privateNetwork: spec.network.private, console: wantConsole,
+      binds: resolveBinds(spec, directory, root), tmpfs: resolveTmpfs(spec, directory, root),
+      cgroups: layout, uuid, manager: 'systemd-nspawn',
+      ...(os.path ? { hostOsRelease: os.path } : {}),
+      ...(userns ? { uidShift: userns.shift } : {}),
+    });
+    const env = containerEnvironment({ spec, uuid, user, term: wantConsole ? process.env.TERM : undefined, hostOs: os.fields });
+    let bounding = containerCaps({ privateNetwork: spec.network.private });
+    const own = readOwnBoundingSet(readFileSync('/proc/self/status', 'utf8'));
+    if (own !== undefined) bounding &= own;
+
+    const inner: PlanOp[] = [{ op: 'sync' }];
+    if (userns) inner.push({ op: 'setgroups', gids: [] }, { op: 'setresgid', gid: 0 }, { op: 'setresuid', uid: 0 });
+    if (layout.mode !== 'none') inner.push({ op: 'unshare', flags: CLONE_NEWCGROUP });
+    const tail: PlanOp[] = [...mountPlan.inner];
+    for (const h of this.hooks) if (h.planMounts) tail.push(...h.planMounts({ root, spec }));
+    if (spec.network.private) tail.push({ op: 'loopbackUp' });
+    tail.push({ op: 'pivotRoot', path: root });
+    tail.push({ op: 'sethostname', name: spec.hostname ?? spec.machine });
+    if (this.hooks.some((h) => h.beforeExec)) tail.push({ op: 'sync' });
+    if (seccompSupported()) tail.push({ op: 'seccomp', program: buildSeccompFilter(bounding) });
+    tail.push({ op: 'capbset', keep: bounding });
+    if (spec.mode === 'as-pid2') tail.push({ op: 'stubInit' });
+    tail.push(wantConsole ? { op: 'ctty' } : { op: 'setsid' });
+    if (user) {
+      tail.push({ op: 'setgroups', gids: supplementaryGroups(directory, user.name, user.gid) });
+      tail.push({ op: 'setresgid', gid: user.gid }, { op: 'setresuid', uid: user.uid });
+    } else {
+      tail.push({ op: 'capset', effective: bounding, permitted: bounding, inheritable: bounding, ambient: 0n });
+    }
+    tail.push({ op: 'chdir', path: spec.chdir ?? (user ? user.home : '/') });
+    if (spec.mode !== 'as-pid2') tail.push({ op: 'pdeathsig', signal: 9 });
+    tail.push(this.execOp(env));
+
+    const flags = containerCloneFlags({ privateNetwork: spec.network.private, userns: userns !== undefined });
+    if (userns) {
+      // outer: host privileges in a new mount namespace; inner: the container, in a user namespace
+      const ops = [...mountPlan.outer, { op: 'cloneInner', flags: flags | CLONE_NEWNS } as PlanOp, ...inner, ...tail];
+      return { cloneFlags: CLONE_NEWNS, ops, uuid };
+    }
+    return { cloneFlags: flags, ops: [...inner, ...mountPlan.outer, ...tail], uuid };
+  }
+
+  private execOp(env: string[]): PlanOp {
+    const spec = this.spec;
+    if (spec.mode === 'boot') {
+      const init = this.init as InitInfo;
+      return { op: 'exec', candidates: [init.path], argv: [init.path, ...spec.command], envp: env };
+    }
+    const argv = spec.command.length > 0 ? spec.command : ['/bin/sh'];
+    const cmd = argv[0] as string;
+    // a shell when no command is given: the user's, else /bin/sh (systemd-nspawn: /bin/bash, then /bin/sh)
+    const candidates = spec.command.length > 0 ? execCandidates(cmd) : ['/bin/bash', '/bin/sh'];
+    return { op: 'exec', candidates, argv: spec.command.length > 0 ? argv : ['-sh'], envp: env };
+  }
+
+  private async start(): Promise<ContainerExit> {
+    const spec = this.spec;
+    const prepared = this.prepare();
+    this.plan = { cloneFlags: prepared.cloneFlags, ops: prepared.ops };
+    let afterCloneSeen = false;
+    prepared.ops.forEach((op, i) => {
+      if (op.op === 'sync') {
+        this.syncKinds.set(i, afterCloneSeen ? 'beforeExec' : 'afterClone');
+        afterCloneSeen = true;
+      }
+    });
+
+    const signalHandler = (sig: NodeJS.Signals): void => this.requestStop(sig);
+    if (this.opts.handleSignals !== false) {
+      for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(s, signalHandler);
+      this.onUndo('remove signal handlers', () => {
+        for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.off(s, signalHandler);
+      });
+    }
+    const interactive = prepared.ops.some((o) => o.op === 'pty');
+    this.status(`Spawning container ${spec.machine} on ${spec.directory}.`);
+    if (interactive) this.status('Press ^] three times within 1s to kill container.');
+
+    const s = sys();
+    let spawned;
+    try {
+      spawned = s.spawnContainer(this.plan);
+    } catch (err) {
+      throw new LaunchError('SPAWN_FAILED', `failed to create the container's namespaces: ${errorMessage(err)}`, 1, { cause: err });
+    }
+    const firstPidfd = spawned.pidfd;
+    const channel = spawned.channel;
+    const twoStage = this.plan.ops.some((o) => o.op === 'cloneInner');
+    if (!twoStage) {
+      this.leaderPid = spawned.pid;
+      this.leaderPidfd = firstPidfd;
+    }
+    this.onUndo('kill the container', () => this.killNow());
+
+    return await new Promise<ContainerExit>((resolve, reject) => {
+      let channelOpen = true;
+      let exit: ContainerExit | undefined;
+      let leaderWatcher: FdWatcher | undefined;
+      let outerWatcher: FdWatcher | undefined;
+      let busy = Promise.resolve();
+      const finish = (): void => {
+        if (!exit || channelOpen) return;
+        if (this.killTimer) clearTimeout(this.killTimer);
+        this.console?.stop();
+        if (this.failure) reject(this.failure);
+        else resolve(exit);
+      };
+      const closeChannel = (): void => {
+        if (!channelOpen) return;
+        channelOpen = false;
+        channelWatcher.stop();
+        s.close(channel);
+      };
+      const watchLeader = (): void => {
+        leaderWatcher = new s.FdWatcher(this.leaderPidfd, POLL_READABLE, () => {
+          const st = s.waitPidfd(this.leaderPidfd);
+          if (!st) return;
+          leaderWatcher?.stop();
+          s.close(this.leaderPidfd);
+          this.leaderPidfd = -1;
+          exit = this.exitOf(st);
+          // messages still queued (an error report) come before the end
+          drainChannel();
+          closeChannel();
+          finish();
+        });
+      };
+      const drainChannel = (): void => {
+        while (channelOpen) {
+          let m: ChannelMessage | null;
+          try {
+            m = s.channelRecv(channel);
+          } catch {
+            closeChannel();
+            return;
+          }
+          if (!m) return;
+          this.onMessage(m, channel, () => { closeChannel(); finish(); }, (p) => { busy = busy.then(p); }, watchLeader);
+        }
+      };
+      const channelWatcher = new s.FdWatcher(channel, POLL_READABLE, () => drainChannel());
+      if (twoStage) {
+        outerWatcher = new s.FdWatcher(firstPidfd, POLL_READABLE, () => {
+          const st = s.waitPidfd(firstPidfd);
+          if (!st) return;
+          outerWatcher?.stop();
+          s.close(firstPidfd);
+          drainChannel();
+          if (this.leaderPid === 0) {
+            // the helper ended without making the container: its error report says why
+            closeChannel();
+            exit = this.exitOf(st);
+            if (!this.failure) this.failure = new LaunchError('SPAWN_FAILED', `the container's set-up process ended (${st.code !== null ? `exit ${st.code}` : signalName(st.signal ?? 0)}) before the container started`);
+            finish();
+          }
+        });
+      } else {
+        watchLeader();
+      }
+    });
+  }
+
+  private onMessage(m: ChannelMessage, channel: number, eof: () => void, queue: (p: () => Promise<void>) => void, watchLeader: () => void): void {
+    const s = sys();
+    switch (m.kind) {
+      case 0:
+        this.started = true;
+        eof();
+        return;
+      case 1: { // ready at a sync op
+        const kind = this.syncKinds.get(m.op ?? -1);
+        queue(async () => {
+          try {
+            if (kind === 'afterClone') await this.afterClone();
+            else if (kind === 'beforeExec') for (const h of this.hooks) if (h.beforeExec) await h.beforeExec(this.context());
+            if (this.stopping) {
+              this.killNow();
+              return;
+            }
+            s.channelGo(channel);
+          } catch (err) {
+            this.failure = err instanceof LaunchError ? err : new LaunchError('SETUP_FAILED', `failed to set up the container: ${errorMessage(err)}`, 1, { cause: err });
+            this.killNow();
+          }
+        });
+        return;
+      }
+      case 2: { // an op failed
+        const op = this.plan.ops[m.op ?? -1];
+        const what = op ? describeOp(op) : `step ${m.op}`;
+        const reason = m.code ?? `errno ${m.err}`;
+        const text = m.message ?? `errno ${m.err}`;
+        if (op?.op === 'exec') {
+          const exitCode = m.code === 'ENOENT' ? 127 : 126;
+          this.failure = new LaunchError('EXEC_FAILED', `failed to execute ${op.argv[0] === '-sh' ? op.candidates.join(' or ') : op.argv[0]}: ${text} (${reason})`, exitCode);
+        } else {
+          this.failure = new LaunchError('SETUP_FAILED', `failed to ${what}: ${text} (${reason})`, 1);
+        }
+        return;
+      }
+      case 3: // the inner child (user namespace) exists
+        this.leaderPid = m.value ?? 0;
+        try {
+          this.leaderPidfd = s.pidfdOpen(this.leaderPid);
+        } catch (err) {
+          this.failure = new LaunchError('SPAWN_FAILED', `lost the container's PID 1: ${errorMessage(err)}`, 1, { cause: err });
+          return;
+        }
+        watchLeader();
+        if (this.stopping) this.killNow();
+        return;
+      case 4: // the console pty
+        if (m.fd !== undefined) {
+          this.console = new PtyForwarder(m.fd, () => {
+            this.status(`Container ${this.spec.machine} killed (^] pressed three times).`);
+            this.killNow();
+          });
+          this.console.start();
+        }
+        return;
+    }
+  }
+
+  private context(): ContainerContext {
+    if (!this.ctx) {
+      this.ctx = {
+        machine: this.spec.machine, spec: this.spec, pid: this.leaderPid, netnsPath: `/proc/${this.leaderPid}/ns/net`,
+        ...(this.userns ? { userns: this.userns } : {}),
+      };
+    }
+    return this.ctx;
+  }
+
+  /** First sync: the container's PID 1 exists and waits. */
+  private async afterClone(): Promise<void> {
+    const pid = this.leaderPid;
+    if (this.userns) writeIdMaps(pid, this.userns);
+    this.cgroup?.attach(pid);
+    this.support?.attach(pid);
+    if (this.registered && this.registry) this.registry.update(this.spec.machine, { leader: pid });
+    const ctx = this.context();
+    for (const h of this.hooks) {
+      if (!h.afterClone) continue;
+      if (h.afterExit) this.onUndo('undo a hook', () => h.afterExit?.(ctx));
+      await h.afterClone(ctx);
+    }
+  }
+
+  private exitOf(st: { code: number | null; signal: number | null }): ContainerExit {
+    if (st.code !== null) return { exitCode: st.code, code: st.code, signal: null, reboot: false };
+    const sig = st.signal ?? 0;
+    if (sig === 2) return { exitCode: 0, code: null, signal: sig, reboot: false }; // halt, poweroff
+    if (sig === 1) return { exitCode: 0, code: null, signal: sig, reboot: !this.stopping }; // reboot
+    return { exitCode: 128 + sig, code: null, signal: sig, reboot: false };
+  }
+
+  /** SIGTERM/SIGINT to the launcher: the kill signal to PID 1, SIGKILL after the timeout (or at once when asked twice). */
+  requestStop(sig: string): void {
+    if (this.stopping || !this.started) {
+      log.debug(`${sig}: killing the container`);
+      this.stopping = true;
+      this.killNow();
+      return;
+    }
+    this.stopping = true;
+    log.debug(`${sig}: stopping the container with ${signalName(this.killSignal)}`);
+    this.signalLeader(this.killSignal);
+    const ms = stopTimeout(this.spec, this.opts);
+    this.killTimer = setTimeout(() => {
+      this.status(`Container ${this.spec.machine} did not stop within ${ms / 1000} s; killing it.`);
+      this.killNow();
+    }, ms);
+  }
+
+  private signalLeader(sig: number): void {
+    if (this.leaderPidfd < 0) return;
+    try {
+      sys().pidfdSendSignal(this.leaderPidfd, sig);
+    } catch { /* already gone */ }
+  }
+
+  private killNow(): void {
+    this.signalLeader(9);
+  }
+
+  report(exit: ContainerExit): void {
+    const m = this.spec.machine;
+    if (exit.signal === 2) this.status(`Container ${m} has been shut down.`);
+    else if (exit.signal === 1) this.status(`Container ${m} is being rebooted.`);
+    else if (exit.signal !== null) this.status(`Container ${m} terminated by signal ${signalName(exit.signal).replace(/^SIG/, '')}.`);
+    else if (exit.code === 0) this.status(`Container ${m} exited successfully.`);
+    else this.status(`Container ${m} failed with error code ${exit.code}.`);
+  }
+}
+
+/**
+ * Runs a container for `spec` until it ends; returns the launcher's exit code. A reboot inside the
+ * container starts it again, as systemd-nspawn does. Setup failures throw LaunchError/ConfigError
+ * with nothing left behind.
+ */
+export async function runContainer(spec: LaunchSpec, opts: LaunchOptions = {}): Promise<ContainerExit> {
+  for (;;) {
+    const run = new ContainerRun(spec, opts);
+    const exit = await run.run();
+    run.report(exit);
+    if (!exit.reboot) return exit;
+  }
+}
+
+/** main's launch step: prints errors, returns the exit code. */
+export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promise<number> {
+  try {
+    return (await runContainer(spec, opts)).exitCode;
+  } catch (err) {
+    process.stderr.write(`nspawn-ts: ${errorMessage(err)}\n`);
+    if (err instanceof LaunchError) return err.exitCode;
+    if (err instanceof NspawnError) return 1;
+    throw err;
+  }
+}

@@ -1,0 +1,14 @@
+// The entry of bin/nspawn-ts: parse the command line (cli.ts), merge .nspawn settings
+// (settings.ts), launch (launcher.ts), and exit with the container's exit code.
+import { setLogLevel } from '../log.js';
+import { runCli } from './cli.js';
+import { launch } from './launcher.js';
+import { resolveLaunchSpec } from './settings.js';
+
+export async function main(argv: readonly string[]): Promise<number> {
+  return runCli(argv, {
+    resolve: (cl) => resolveLaunchSpec(cl),
+    onVerbose: () => setLogLevel('debug'),
+    launch: (spec, cl) => launch(spec, { killSignalExplicit: cl.explicit.has('kill-signal') }),
+  });
+}

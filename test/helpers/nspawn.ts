@@ -1,0 +1,66 @@
+// Running bin/nspawn-ts from tests: as a child process with a timeout, output captured.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { run, type RunResult } from './exec.js';
+
+export const NSPAWN_TS = fileURLToPath(new URL('../../bin/nspawn-ts', import.meta.url));
+
+export function nspawn(args: readonly string[], opts: { timeoutMs?: number; input?: string; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
+  return run(process.execPath, [NSPAWN_TS, ...args], { timeoutMs: opts.timeoutMs ?? 30_000, input: opts.input ?? '', env: { ...process.env, ...opts.env } });
+}
+
+/** Starts nspawn-ts in the background (stdin closed); the caller waits for it or kills it. */
+export function startNspawn(args: readonly string[], env: NodeJS.ProcessEnv = {}): ChildProcess & { output: () => string } {
+  const child = spawn(process.execPath, [NSPAWN_TS, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr?.on('data', (d: Buffer) => { out += d.toString(); });
+  return Object.assign(child, { output: () => out });
+}
+
+export function exited(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
+  return new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+}
+
+/** Names of machine records (the registry of this test run: a tmpfs at /run/nspawn-ts). */
+export function machineRecords(): string[] {
+  const dir = '/run/nspawn-ts/machines';
+  return existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.json') && !f.startsWith('.')).map((f) => f.slice(0, -5)) : [];
+}
+
+/** The leader PID in NAME's record, once it has one. */
+export function machineLeader(name: string): number | undefined {
+  try {
+    const r = JSON.parse(readFileSync(`/run/nspawn-ts/machines/${name}.json`, 'utf8')) as { leader?: { pid: number } };
+    return r.leader?.pid;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every nspawn-ts cgroup directory left on the host (there should be none after a container). */
+export function leftoverCgroups(): string[] {
+  const found: string[] = [];
+  const walk = (dir: string, depth: number): void => {
+    let entries;
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (!e.isDirectory()) continue;
+      if (e.name === 'nspawn-ts') {
+        for (const m of readdirSync(`${dir}/${e.name}`, { withFileTypes: true })) {
+          if (m.isDirectory() && m.name.startsWith('machine-')) found.push(`${dir}/${e.name}/${m.name}`);
+        }
+      } else if (depth < 4) {
+        walk(`${dir}/${e.name}`, depth + 1);
+      }
+    }
+  };
+  walk('/sys/fs/cgroup', 0);
+  return found;
+}
