@@ -2,12 +2,11 @@
 // private network namespace. With the rtnetlink client alone it builds the network systemd-nspawn
 // would give a container — two namespaces, a veth with nspawn's names and MACs, addresses, a default
 // route — shows it, pings across, watches it with the monitor, and takes it all down again.
-import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { errorMessage } from './errors.js';
 import { sys } from './native.js';
-import { CONTAINER_IFNAME, formatMac, vethHostIfname, vethMacs } from './net/naming.js';
+import { CONTAINER_IFNAME, formatMac, readMachineId, vethHostIfname, vethMacs } from './net/naming.js';
 import { type Address, type Link, type Route, type RtnlEvent, type RtnlMonitor, Rtnl } from './net/rtnl.js';
 
 const MACHINE = 'nspawn-ts-demo-machine';
@@ -27,12 +26,11 @@ function detail(text: string): void {
 
 function machineId(): Uint8Array {
   try {
-    const hex = readFileSync('/etc/machine-id', 'utf8').trim();
-    if (/^[0-9a-f]{32}$/.test(hex)) return Uint8Array.from(Buffer.from(hex, 'hex'));
+    return readMachineId();
   } catch {
-    // no machine id: any 16 bytes do for a demo
+    // no machine id on this system: any 16 bytes do for a demo
+    return Uint8Array.from(randomBytes(16));
   }
-  return Uint8Array.from(randomBytes(16));
 }
 
 /** One line per link, like `ip -br addr`: name, state, MAC, addresses. */

@@ -13,7 +13,7 @@ import { sys } from '../native.js';
 import { Rtnl } from '../net/rtnl.js';
 
 const GROUP = 4242;
-const ROUNDS = 3;
+const ROUNDS = 5;
 
 interface Times {
   add: number;

@@ -316,7 +316,7 @@ export class Rtnl {
     const found = (await this.listAddresses({ link: index, family: want.family }))
       .find((a) => a.address === want.address && a.prefixlen === want.prefixlen);
     if (!found) {
-      throw new LinkMismatchError(`address ${cidr} on link ${show(link)} exists with another prefix length, or vanished after it was added`);
+      throw new NspawnError('NL_ADDRESS_MISMATCH', `address ${cidr} on link ${show(link)} exists with another prefix length, or vanished after it was added`);
     }
     return found;
   }

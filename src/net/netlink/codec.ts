@@ -252,6 +252,7 @@ export function decodeStruct<T>(spec: StructSpec<T>, r: Reader): T {
   return out as T;
 }
 
+/** Writes a fixed struct (missing fields as 0, padding as zeros). */
 export function encodeStruct<T>(spec: StructSpec<T>, w: Writer, value: T): void {
   const v = value as Record<string, unknown>;
   if (typeof v !== 'object' || v === null) throw new NetlinkEncodeError(`struct ${spec.name}: expected an object`);

@@ -228,6 +228,7 @@ export function newVethRequest(o: VethOptions): LinkMessage {
   return newLink(o, attrs, { kind: 'veth', data: { peer: { header: { ...NO_HEADER }, attrs: peer } } });
 }
 
+/** RTM_NEWLINK for a bridge; IFLA_INFO_DATA only when a bridge option is set. */
 export function newBridgeRequest(o: BridgeOptions): LinkMessage {
   const data: BridgeInfo = { ...o.data };
   if (o.stp !== undefined) data.stpState = o.stp ? 1 : 0;
@@ -241,6 +242,7 @@ export function newBridgeRequest(o: BridgeOptions): LinkMessage {
   return newLink(o, commonAttrs(o), info);
 }
 
+/** RTM_NEWLINK for a macvlan on `parent` (IFLA_LINK) in one of the five modes. */
 export function newMacvlanRequest(o: MacvlanOptions): LinkMessage {
   const mode = MACVLAN_MODES[o.mode];
   if (mode === undefined || !Object.hasOwn(MACVLAN_MODES, o.mode)) {
@@ -255,6 +257,7 @@ export function newMacvlanRequest(o: MacvlanOptions): LinkMessage {
   return newLink(o, commonAttrs(o, o.parent), { kind: 'macvlan', data });
 }
 
+/** RTM_NEWLINK for an ipvlan on `parent`; IFLA_IPVLAN_FLAGS is always sent, as iproute2 does. */
 export function newIpvlanRequest(o: IpvlanOptions): LinkMessage {
   const mode = IPVLAN_MODES[o.mode];
   if (mode === undefined || !Object.hasOwn(IPVLAN_MODES, o.mode)) {

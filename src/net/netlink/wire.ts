@@ -9,6 +9,7 @@ import { NetlinkDecodeError, NetlinkEncodeError } from './errors.js';
 /** True on little-endian hosts: DataView calls take this as their littleEndian argument. */
 export const HOST_LE = endianness() === 'LE';
 
+/** NLMSG_ALIGN / NLA_ALIGN: rounds up to a multiple of 4. */
 export function align4(n: number): number {
   return (n + NLA_ALIGNTO - 1) & ~(NLA_ALIGNTO - 1);
 }
@@ -16,6 +17,7 @@ export function align4(n: number): number {
 const utf8 = new TextDecoder('utf-8');
 const utf8Encoder = new TextEncoder();
 
+/** UTF-8 bytes of a string. */
 export function encodeUtf8(s: string): Uint8Array {
   return utf8Encoder.encode(s);
 }

@@ -34,11 +34,23 @@ export class FakeKernel implements NetlinkSys {
     this.signal();
   }
 
+  /** The socket's receive buffer overflowed: the next read fails with ENOBUFS. */
+  overflow(): void {
+    this.queue.push('ENOBUFS');
+    this.signal();
+  }
+
   socket(): number {
     return 77;
   }
   setsockoptInt(_fd: number, level: number, name: number, value: number): void {
     this.sockopts.push([level, name, value]);
+  }
+  /** SO_RCVBUF as the kernel reports it (twice what was set), or `rcvbuf` when a test sets it. */
+  rcvbuf: number | undefined;
+  getsockoptInt(_fd: number, level: number, name: number): number {
+    if (level === C.SOL_SOCKET && name === C.SO_RCVBUF) return this.rcvbuf ?? 16 << 20;
+    return 0;
   }
   bind(): void {}
   getsockname(): Uint8Array {

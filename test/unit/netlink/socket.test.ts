@@ -132,6 +132,16 @@ describe('NetlinkSocket', () => {
     s.close();
   });
 
+  test('the window shrinks to what the receive buffer can hold (no root: no SO_RCVBUFFORCE)', async () => {
+    const kernel = new FakeKernel((req) => [[ack(req)]]);
+    kernel.rcvbuf = 2 * 212992; // rmem_max, doubled by the kernel
+    const s = open(kernel);
+    await Promise.all(Array.from({ length: 1000 }, (_, i) => s.request(setLinkRequest(i + 1, { up: true }))));
+    expect(kernel.peakOutstanding).toBeLessThanOrEqual(Math.floor(2 * 212992 / 1024));
+    expect(kernel.peakOutstanding).toBeGreaterThan(100);
+    s.close();
+  });
+
   test('an unencodable request fails alone; the others in its datagram go out', async () => {
     const kernel = new FakeKernel((req) => [[ack(req)]]);
     const s = open(kernel);
