@@ -6,9 +6,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { describe, expect } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { waitFor } from '../helpers/exec.js';
-import { NSPAWN_TS } from '../helpers/nspawn.js';
+import { NSPAWN_TS, leftoverCgroups } from '../helpers/nspawn.js';
 import type { TestNetns } from '../helpers/netns.js';
 import { busyboxRoot } from '../helpers/rootfs.js';
+
+// Machine cgroups are the machine's, not the test run's: names carry our PID so that concurrent
+// runs on this machine do not meet.
+const P = String(process.pid);
 
 interface Started {
   child: ChildProcess;
@@ -65,7 +69,7 @@ function insideLinks(output: string): Record<string, string> {
 describe('bin/nspawn-ts network options on a busybox container', () => {
   ktest('--private-network: only lo inside, and up', async ({ netns }) => {
     const root = await busyboxRoot();
-    const r = await runToEnd(netns, root, ['-M', 'priv', '--private-network'], 'ip -o link');
+    const r = await runToEnd(netns, root, ['-M', `priv${P}`, '--private-network'], 'ip -o link');
     expect(r.code).toBe(0);
     const inside = insideLinks(r.output);
     expect(Object.keys(inside)).toEqual(['lo']);
@@ -75,13 +79,13 @@ describe('bin/nspawn-ts network options on a busybox container', () => {
 
   ktest('-n: host0 and lo up inside, ve-NAME on the host while it runs, nothing after', async ({ netns }) => {
     const root = await busyboxRoot();
-    const s = launch(netns, root, ['-M', 'webby', '-n'], 'ip -o link');
+    const s = launch(netns, root, ['-M', `w${P}`, '-n'], 'ip -o link');
     await ready(s);
     const inside = insideLinks(s.output());
     expect(Object.keys(inside).sort()).toEqual(['host0', 'lo']);
     expect(inside.host0?.split(',')).toContain('UP');
     expect(inside.lo?.split(',')).toContain('UP');
-    expect(await hostNames(netns)).toEqual(['lo', 've-webby']);
+    expect(await hostNames(netns)).toEqual(['lo', `ve-w${P}`]);
     expect(await stop(s)).toBe(0);
     expect(await hostNames(netns)).toEqual(['lo']);
   });
@@ -90,7 +94,7 @@ describe('bin/nspawn-ts network options on a busybox container', () => {
     const root = await busyboxRoot();
     await netns.exec('ip', ['link', 'add', 'eth7', 'type', 'veth', 'peer', 'name', 'eth7p']);
     const index = (await hostLinks(netns)).find((l) => l.ifname === 'eth7')?.ifindex;
-    const s = launch(netns, root, ['-M', 'movein', '--network-interface=eth7'], 'ip link set eth7 name lan0; ip -o link');
+    const s = launch(netns, root, ['-M', `mi${P}`, '--network-interface=eth7'], 'ip link set eth7 name lan0; ip -o link');
     await ready(s);
     expect(Object.keys(insideLinks(s.output())).sort()).toEqual(['lan0', 'lo']);
     expect(await hostNames(netns)).toEqual(['eth7p', 'lo']);
@@ -102,7 +106,7 @@ describe('bin/nspawn-ts network options on a busybox container', () => {
   ktest('--network-macvlan and --network-veth-extra: mv-IF and the extra end inside', async ({ netns }) => {
     const root = await busyboxRoot();
     await netns.exec('ip', ['link', 'add', 'uplink0', 'type', 'veth', 'peer', 'name', 'uplink1']);
-    const s = launch(netns, root, ['-M', 'mixed', '--network-macvlan=uplink0', '--network-veth-extra=xhost:xct'], 'ip -o link');
+    const s = launch(netns, root, ['-M', `mx${P}`, '--network-macvlan=uplink0', '--network-veth-extra=xhost:xct'], 'ip -o link');
     await ready(s);
     expect(Object.keys(insideLinks(s.output())).sort()).toEqual(['lo', 'mv-uplink0', 'xct']);
     expect(await hostNames(netns)).toEqual(['lo', 'uplink0', 'uplink1', 'xhost']);
@@ -113,29 +117,31 @@ describe('bin/nspawn-ts network options on a busybox container', () => {
 
   ktest('two launchers in one zone: one bridge for both, gone when the second leaves', async ({ netns }) => {
     const root = await busyboxRoot();
-    const a = launch(netns, root, ['-M', 'zone-a', '--network-zone=pair'], 'true');
-    const b = launch(netns, root, ['-M', 'zone-b', '--network-zone=pair'], 'true');
+    const a = launch(netns, root, ['-M', `za${P}`, '--network-zone=pair'], 'true');
+    const b = launch(netns, root, ['-M', `zb${P}`, '--network-zone=pair'], 'true');
     await Promise.all([ready(a), ready(b)]);
     const links = await hostLinks(netns);
-    expect(links.map((l) => l.ifname).sort()).toEqual(['lo', 'vb-zone-a', 'vb-zone-b', 'vz-pair']);
-    expect(links.filter((l) => l.master === 'vz-pair').map((l) => l.ifname).sort()).toEqual(['vb-zone-a', 'vb-zone-b']);
+    expect(links.map((l) => l.ifname).sort()).toEqual(['lo', `vb-za${P}`, `vb-zb${P}`, 'vz-pair'].sort());
+    expect(links.filter((l) => l.master === 'vz-pair').map((l) => l.ifname).sort()).toEqual([`vb-za${P}`, `vb-zb${P}`].sort());
     expect(await stop(a)).toBe(0);
-    expect(await hostNames(netns)).toEqual(['lo', 'vb-zone-b', 'vz-pair']);
+    expect(await hostNames(netns)).toEqual(['lo', `vb-zb${P}`, 'vz-pair'].sort());
     expect(await stop(b)).toBe(0);
     expect(await hostNames(netns)).toEqual(['lo']);
   });
 
   ktest('a launcher killed with SIGKILL leaves its zone bridge; the next start in the zone removes it when done', async ({ netns }) => {
     const root = await busyboxRoot();
-    const victim = launch(netns, root, ['-M', 'victim', '--network-zone=kill'], 'true');
+    const victim = launch(netns, root, ['-M', `v${P}`, '--network-zone=kill'], 'true');
     await ready(victim);
     victim.child.kill('SIGKILL');
     await victim.exited;
     await waitFor(async () => (await hostNames(netns)).join() === 'lo,vz-kill', 'the container to die with its launcher', 10_000);
-    const next = await runToEnd(netns, root, ['-M', 'next', '--network-zone=kill'], 'ip -o link');
+    // the same machine again: it also reclaims the cgroup the killed launcher could not remove
+    const next = await runToEnd(netns, root, ['-M', `v${P}`, '--network-zone=kill'], 'ip -o link');
     expect(next.code).toBe(0);
     expect(Object.keys(insideLinks(next.output)).sort()).toEqual(['host0', 'lo']);
     expect(await hostNames(netns)).toEqual(['lo']);
+    expect(leftoverCgroups().filter((d) => d.endsWith(`/machine-v${P}`))).toEqual([]);
   });
 
   ktest('bad input: exit code 1, a message naming the interface and the cause, nothing left', async ({ netns }) => {
@@ -143,14 +149,14 @@ describe('bin/nspawn-ts network options on a busybox container', () => {
     await netns.exec('ip', ['link', 'add', 'br0', 'type', 'bridge']);
     await netns.exec('ip', ['link', 'add', 'eth7', 'type', 'veth', 'peer', 'name', 'eth7p']);
     await netns.exec('ip', ['link', 'set', 'eth7', 'master', 'br0']);
-    await netns.exec('ip', ['link', 'add', 've-clash', 'type', 'veth', 'peer', 'name', 'clash-p']);
+    await netns.exec('ip', ['link', 'add', `ve-cl${P}`, 'type', 'veth', 'peer', 'name', 'clash-p']);
     const before = await hostNames(netns);
     const cases: Array<[string[], string]> = [
-      [['-M', 'bad', '--network-bridge=br9'], '--network-bridge=br9: no such interface "br9" on the host'],
-      [['-M', 'bad', '--network-macvlan=eth9'], '--network-macvlan=eth9: no such interface "eth9" on the host'],
-      [['-M', 'bad', '-n', '--network-interface=eth7'], '--network-interface=eth7: interface is already in use: "eth7" is a port of bridge "br0"'],
-      [['-M', 'bad', '--network-zone=z1', '--network-veth-extra=ve-clash'], '--network-veth-extra=ve-clash:ve-clash: interface "ve-clash" already exists in the host\'s network namespace'],
-      [['-M', 'clash', '-n'], '--network-veth: interface "ve-clash" already exists in the host\'s network namespace'],
+      [['-M', `bad${P}`, '--network-bridge=br9'], '--network-bridge=br9: no such interface "br9" on the host'],
+      [['-M', `bad${P}`, '--network-macvlan=eth9'], '--network-macvlan=eth9: no such interface "eth9" on the host'],
+      [['-M', `bad${P}`, '-n', '--network-interface=eth7'], '--network-interface=eth7: interface is already in use: "eth7" is a port of bridge "br0"'],
+      [['-M', `bad${P}`, '--network-zone=z1', `--network-veth-extra=ve-cl${P}`], `--network-veth-extra=ve-cl${P}:ve-cl${P}: interface "ve-cl${P}" already exists in the host's network namespace`],
+      [['-M', `cl${P}`, '-n'], `--network-veth: interface "ve-cl${P}" already exists in the host's network namespace`],
     ];
     for (const [args, message] of cases) {
       const r = await runToEnd(netns, root, args, 'true');
@@ -160,14 +166,14 @@ describe('bin/nspawn-ts network options on a busybox container', () => {
     }
     await netns.exec('ip', ['link', 'del', 'eth7']);
     await netns.exec('ip', ['link', 'del', 'br0']);
-    await netns.exec('ip', ['link', 'del', 've-clash']);
+    await netns.exec('ip', ['link', 'del', `ve-cl${P}`]);
   });
 
   ktest('--network-ipvlan (skips, naming the kernel\'s error, where the kernel has no ipvlan)', async ({ netns, skip }) => {
     const root = await busyboxRoot();
     await netns.exec('ip', ['link', 'add', 'uplink0', 'type', 'veth', 'peer', 'name', 'uplink1']);
     try {
-      const r = await runToEnd(netns, root, ['-M', 'ipv', '-n', '--network-ipvlan=uplink0'], 'ip -o link');
+      const r = await runToEnd(netns, root, ['-M', `iv${P}`, '-n', '--network-ipvlan=uplink0'], 'ip -o link');
       if (r.code === 1 && r.output.includes('Operation not supported (EOPNOTSUPP)')) {
         expect(r.output).toContain('--network-ipvlan=uplink0: RTNETLINK: cannot create ipvlan link "iv-uplink0" on parent "uplink0": Operation not supported (EOPNOTSUPP)');
         expect(await hostNames(netns)).toEqual(['lo', 'uplink0', 'uplink1']); // the veth made before it is gone

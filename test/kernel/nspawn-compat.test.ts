@@ -140,32 +140,41 @@ interface Case {
   inside: string[];
   /** links both namespaces get before the start (macvlan parents) */
   prepare?: (ns: TestNetns) => Promise<void>;
+  /** prefixes of the host links systemd-nspawn must have made (so the comparison is not vacuous) */
   hostNames: string[];
+  /** whether the machine name is long enough for a shortened name with an altname */
+  shortened: boolean;
 }
+
+// Machine cgroups are per machine name, not per test run: names carry our PID so that concurrent
+// runs on this machine do not meet. Long ones still shorten (the exact algorithm is pinned with the
+// reference's examples in test/kernel/modes.test.ts and the naming unit tests).
+const P = String(process.pid);
 
 const CASES: Case[] = [
   {
     name: 'a short machine name with --network-veth and --network-veth-extra=',
-    machine: 'compat', args: ['--network-veth', '--network-veth-extra=xhost0:xct0'],
-    inside: ['host0', 'xct0'], hostNames: ['ve-compat', 'xhost0'],
+    machine: `c${P}`, args: ['--network-veth', '--network-veth-extra=xhost0:xct0'],
+    inside: ['host0', 'xct0'], hostNames: [`ve-c${P}`, 'xhost0'], shortened: false,
   },
   {
     name: 'a long machine name (shortened, the full name as altname)',
-    machine: 'long-container-name', args: ['-n'], inside: ['host0'], hostNames: ['ve-long-conJZbp'],
+    machine: `long-container-${P}`, args: ['-n'], inside: ['host0'], hostNames: ['ve-long-con'], shortened: true,
   },
   {
     name: 'a zone, with a long machine name',
-    machine: 'zoned-container-name', args: ['--network-zone=compat'], inside: ['host0'], hostNames: ['vb-zoned-c', 'vz-compat'],
+    machine: `zoned-container-${P}`, args: ['--network-zone=compat'], inside: ['host0'], hostNames: ['vb-zoned-c', 'vz-compat'],
+    shortened: true,
   },
   {
     name: 'a bridge and a macvlan',
-    machine: 'bridged', args: ['--network-bridge=br0', '--network-macvlan=uplink0'], inside: ['host0', 'mv-uplink0'],
+    machine: `b${P}`, args: ['--network-bridge=br0', '--network-macvlan=uplink0'], inside: ['host0', 'mv-uplink0'],
     prepare: async (ns) => {
       // fixed addresses: a bridge without one takes its ports' (and loses it with them)
       await ns.exec('ip', ['link', 'add', 'br0', 'address', '02:00:5e:00:53:10', 'type', 'bridge']);
       await ns.exec('ip', ['link', 'add', 'uplink0', 'address', '02:00:5e:00:53:01', 'type', 'veth', 'peer', 'name', 'uplink1', 'address', '02:00:5e:00:53:02']);
     },
-    hostNames: ['br0', 'uplink0', 'uplink1', 'vb-bridged'],
+    hostNames: ['br0', 'uplink0', 'uplink1', `vb-b${P}`], shortened: false,
   },
 ];
 
@@ -184,7 +193,8 @@ describe('identical links from systemd-nspawn and nspawn-ts', () => {
         const ts = await observe(mine, ours(mine, root, c.machine, c.args, c.inside));
 
         // systemd-nspawn made what the case expects (so the comparison is not vacuous) …
-        for (const n of c.hostNames) expect(sd.host.map((l) => l.ifname).some((x) => x.startsWith(n))).toBe(true);
+        for (const n of c.hostNames) expect(sd.host.map((l) => l.ifname).some((x) => x.startsWith(n)), n).toBe(true);
+        expect(sd.host.some((l) => l.altnames.length > 0)).toBe(c.shortened);
         expect(Object.keys(sd.container).sort()).toEqual([...c.inside].sort());
         // … and we made the same
         expect(ts.host).toEqual(sd.host);
