@@ -305,7 +305,10 @@ export async function dhcpServeMain(argv: readonly string[]): Promise<number> {
   log.info(`lease file ${args.leaseFile}`);
   return new Promise<number>((resolve) => {
     const stop = (signal: string): void => {
-      log.info(`${signal}: stopping`);
+      const st = server.stats;
+      log.info(`${signal}: stopping; ${st.received} datagrams received (${st.notServed} on other interfaces, ${st.malformed} malformed, ${st.ignored} ignored), `
+        + `${st.offers} offers, ${st.acks} ACKs, ${st.naks} NAKs, ${st.informs} INFORM answers, ${st.releases} releases, ${st.declines} declines, `
+        + `${st.internalErrors} internal errors`);
       process.off('SIGINT', onInt);
       process.off('SIGTERM', onTerm);
       server.stop().then(() => resolve(0), (err: unknown) => {
