@@ -38,6 +38,7 @@ import { parseSignal, SIGRTMIN } from './cli.js';
 import type { LaunchSpec } from './spec.js';
 import { containerNetworkHooks, type ContainerNetworkHooks } from '../net/network-plan.js';
 import { resolvConfHooks, type ResolvConfHookOptions } from '../net/resolv-hook.js';
+import { portsPreflightHooks } from '../net/netd/ports-hook.js';
 
 const log = logger('launcher');
 
@@ -53,6 +54,8 @@ export interface ContainerContext {
 }
 
 export interface LaunchHooks {
+  /** before anything is made (machine record, cgroups, namespaces): refuse a start that cannot work */
+  preflight?(spec: LaunchSpec): void | Promise<void>;
   afterClone?(ctx: ContainerContext): void | Promise<void>;
   beforeExec?(ctx: ContainerContext): void | Promise<void>;
   afterExit?(ctx: ContainerContext): void | Promise<void>;
@@ -268,7 +271,11 @@ class ContainerRun {
 
   constructor(private readonly spec: LaunchSpec, private readonly opts: LaunchOptions) {
     // container network (src/net/network-plan.ts): links made after the clone, removed after the exit
-    this.hooks = [...(spec.network.private ? [opts.network ?? containerNetworkHooks()] : []), resolvConfHooks(opts.resolvConf), ...(opts.hooks ?? [])];
+    this.hooks = [...(spec.network.private ? [opts.network ?? containerNetworkHooks()] : []), ...(opts.hooks ?? [])];
+    // -p (src/net/netd/ports-hook.ts): a host port another machine forwards is refused before anything is made
+    if (spec.network.ports.length > 0) this.hooks.unshift(portsPreflightHooks());
+    // --resolv-conf= (src/net/resolv-hook.ts)
+    this.hooks.push(resolvConfHooks(opts.resolvConf));
     this.status = opts.status ?? ((line) => { if (!spec.quiet) process.stderr.write(`${line}\n`); });
     this.registry = opts.registry === undefined ? new MachineRegistry() : opts.registry;
   }
@@ -447,6 +454,7 @@ class ContainerRun {
 
   private async start(): Promise<ContainerExit> {
     const spec = this.spec;
+    for (const h of this.hooks) if (h.preflight) await h.preflight(spec);
     const prepared = this.prepare();
     this.plan = { cloneFlags: prepared.cloneFlags, ops: prepared.ops };
     let afterCloneSeen = false;
