@@ -21,7 +21,7 @@ import { POLL_READABLE, sys, type ChannelMessage, type FdWatcher } from '../nati
 import { containerCaps, readOwnBoundingSet } from './caps.js';
 import { detectLayout, MachineCgroup, type CgroupLayout } from './cgroups.js';
 import { parseProperties } from './properties.js';
-import { PtyForwarder, interactiveConsole } from './console.js';
+import { PtyForwarder, consoleMode, type ConsoleMode } from './console.js';
 import { SupportCgroups } from './container-cgroup.js';
 import {
   DEFAULT_PATH, execCandidates, findInit, lookupUser, resolveInRoot, supplementaryGroups, type InitInfo, type PasswdEntry,
@@ -63,8 +63,8 @@ export interface LaunchOptions {
   stopTimeoutMs?: number;
   /** install SIGTERM/SIGINT/SIGHUP handlers that stop the container (default true) */
   handleSignals?: boolean;
-  /** 'auto': a pty when standard input and output are a terminal */
-  console?: 'auto' | 'pipe' | 'interactive';
+  /** 'auto': a pty when standard input and output are a terminal; read-only pty for a boot without one */
+  console?: 'auto' | ConsoleMode;
   /** the machine registry (default: the one under /run/nspawn-ts); null: do not record */
   registry?: MachineRegistry | null;
   /** where ephemeral layers go (default <$NSPAWN_TS_STATE_DIR or /var/lib/nspawn-ts>/ephemeral) */
@@ -256,6 +256,7 @@ class ContainerRun {
   private registry: MachineRegistry | null;
   private registered = false;
   private init: InitInfo | undefined;
+  private consoleMode: ConsoleMode = 'pipe';
 
   constructor(private readonly spec: LaunchSpec, private readonly opts: LaunchOptions) {
     this.hooks = opts.hooks ?? [];
@@ -377,7 +378,8 @@ class ContainerRun {
     // the plan
     const uuid = randomUUID();
     const os = hostOsRelease();
-    const wantConsole = this.opts.console === 'interactive' || (this.opts.console !== 'pipe' && interactiveConsole());
+    this.consoleMode = consoleMode(this.opts.console ?? 'auto', spec.mode === 'boot');
+    const wantConsole = this.consoleMode !== 'pipe';
     const mountPlan = buildMountPlan({
       root, rootSource, privateNetwork: spec.network.private, console: wantConsole,
       binds: resolveBinds(spec, directory, root), tmpfs: resolveTmpfs(spec, directory, root),
@@ -385,7 +387,7 @@ class ContainerRun {
       ...(os.path ? { hostOsRelease: os.path } : {}),
       ...(userns ? { uidShift: userns.shift } : {}),
     });
-    const env = containerEnvironment({ spec, uuid, user, term: wantConsole ? process.env.TERM : undefined, hostOs: os.fields });
+    const env = containerEnvironment({ spec, uuid, user, term: this.consoleMode === 'interactive' ? process.env.TERM : undefined, hostOs: os.fields });
     let bounding = containerCaps({ privateNetwork: spec.network.private });
     const own = readOwnBoundingSet(readFileSync('/proc/self/status', 'utf8'));
     if (own !== undefined) bounding &= own;
@@ -458,7 +460,7 @@ class ContainerRun {
         for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.off(s, signalHandler);
       });
     }
-    const interactive = prepared.ops.some((o) => o.op === 'pty');
+    const interactive = this.consoleMode === 'interactive';
     this.status(`Spawning container ${spec.machine} on ${spec.directory}.`);
     if (interactive) this.status('Press ^] three times within 1s to kill container.');
 
@@ -609,7 +611,7 @@ class ContainerRun {
           this.console = new PtyForwarder(m.fd, () => {
             this.status(`Container ${this.spec.machine} killed (^] pressed three times).`);
             this.killNow();
-          });
+          }, { readOnly: this.consoleMode === 'read-only' });
           this.console.start();
         }
         return;
@@ -698,7 +700,7 @@ class ContainerRun {
   report(exit: ContainerExit): void {
     const m = this.spec.machine;
     if (exit.signal === 2) this.status(`Container ${m} has been shut down.`);
-    else if (exit.signal === 1) this.status(`Container ${m} is being rebooted.`);
+    else if (exit.signal === 1) this.status(exit.reboot ? `Container ${m} is being rebooted.` : `Container ${m} has been shut down.`);
     else if (exit.signal !== null) this.status(`Container ${m} terminated by signal ${signalName(exit.signal).replace(/^SIG/, '')}.`);
     else if (exit.code === 0) this.status(`Container ${m} exited successfully.`);
     else this.status(`Container ${m} failed with error code ${exit.code}.`);
