@@ -8,7 +8,8 @@
 import { EventEmitter } from 'node:events';
 import * as C from './netlink/constants.js';
 import type { RtnlMessage } from './netlink/codec.js';
-import { NetlinkSocket, type NetlinkSocketOptions } from './netlink/socket.js';
+import { NetlinkSocket, type NetlinkSocketOptions, type NetlinkSys } from './netlink/socket.js';
+import { NetlinkEncodeError } from './netlink/errors.js';
 import { type Address, type Link, toAddress, toLink } from './netlink/views.js';
 
 export type RtnlEvent =
@@ -34,6 +35,8 @@ export interface MonitorOptions {
   netnsFd?: number;
   /** Events buffered for the async iterator before it reports 'overrun' (default 10000). */
   maxQueue?: number;
+  /** The syscalls (default the native addon); tests pass a scripted kernel. */
+  sys?: NetlinkSys;
 }
 
 /**
@@ -53,7 +56,9 @@ export class RtnlMonitor extends EventEmitter<{ event: [RtnlEvent]; close: [] }>
     super();
     const groups = (opts.groups ?? ['link', 'ipv4-addr', 'ipv6-addr']).map((g) => {
       const n = GROUPS[g];
-      if (n === undefined) throw new TypeError(`unknown monitor group "${String(g)}" (allowed: ${Object.keys(GROUPS).join(', ')})`);
+      if (n === undefined || !Object.hasOwn(GROUPS, g)) {
+        throw new NetlinkEncodeError(`unknown monitor group "${String(g)}" (allowed: ${Object.keys(GROUPS).join(', ')})`);
+      }
       return n;
     });
     this.maxQueue = opts.maxQueue ?? 10_000;
@@ -63,6 +68,7 @@ export class RtnlMonitor extends EventEmitter<{ event: [RtnlEvent]; close: [] }>
       onOverrun: () => this.push({ type: 'overrun' }),
     };
     if (opts.netnsFd !== undefined) sockOpts.netnsFd = opts.netnsFd;
+    if (opts.sys !== undefined) sockOpts.sys = opts.sys;
     this.socket = NetlinkSocket.open(sockOpts);
   }
 

@@ -41,6 +41,12 @@ export type IpvlanSpec = WithRef<IpvlanOptions, 'parent'>;
 /** Changes to a link; `master` by ifindex or name, or null to leave the master. */
 export type LinkChangeSpec = Omit<LinkChanges, 'master'> & { master?: LinkRef | null };
 
+/** Any link to create: parents of macvlan/ipvlan by ifindex or name. */
+export type RtnlLinkSpec =
+  | ({ kind: 'macvlan' } & MacvlanSpec)
+  | ({ kind: 'ipvlan' } & IpvlanSpec)
+  | Exclude<LinkSpec, { kind: 'macvlan' } | { kind: 'ipvlan' }>;
+
 export interface RouteInput extends Omit<RouteSpec, 'oif'> {
   /** Output device, by ifindex or name. */
   dev?: LinkRef;
@@ -124,12 +130,22 @@ export class Rtnl {
     return typeof ref === 'number' ? ref : (await this.requireLink(ref)).index;
   }
 
-  /** Creates a link of any kind; fails with EEXIST if the name is taken. */
-  async createLink(spec: LinkSpec): Promise<void> {
-    await this.sock.request(newLinkRequest(spec), describeCreate(spec));
+  /**
+   * Creates a link of any kind; fails with EEXIST if the name is taken. Veths get the defaults of
+   * createVeth, macvlan/ipvlan parents may be names.
+   */
+  async createLink(spec: RtnlLinkSpec): Promise<void> {
+    if (spec.kind === 'macvlan') return this.createMacvlan(spec as MacvlanSpec);
+    if (spec.kind === 'ipvlan') return this.createIpvlan(spec as IpvlanSpec);
+    const full = spec.kind === 'veth' ? withVethDefaults(spec as VethOptions) : (spec as LinkSpec);
+    await this.sock.request(newLinkRequest(full), describeCreate(full));
   }
 
-  /** Creates a veth pair; the peer may be created directly in another namespace (`peer.netnsFd`). */
+  /**
+   * Creates a veth pair; the peer may be created directly in another namespace (`peer.netnsFd`).
+   * Both ends get one TX and one RX queue unless `queues` / `peer.queues` say otherwise: that is the
+   * active queue count the kernel would leave them with anyway, at half the cost (see VethOptions).
+   */
   createVeth(opts: VethOptions): Promise<void> {
     return this.createLink({ kind: 'veth', ...opts });
   }
@@ -156,12 +172,10 @@ export class Rtnl {
    * Creates the link, or accepts an existing link of that name if it has the same kind; returns it
    * as read back. (Only the kind is compared: other settings of an existing link are left alone.)
    */
-  async ensureLink(spec: LinkSpec): Promise<Link> {
+  async ensureLink(spec: RtnlLinkSpec): Promise<Link> {
     for (let attempt = 0; ; attempt++) {
       try {
-        if (spec.kind === 'macvlan') await this.createMacvlan(spec as MacvlanSpec);
-        else if (spec.kind === 'ipvlan') await this.createIpvlan(spec as IpvlanSpec);
-        else await this.createLink(spec);
+        await this.createLink(spec);
       } catch (err) {
         if (!isCode(err, 'EEXIST')) throw err;
       }
@@ -312,7 +326,7 @@ export class Rtnl {
     const found = (await this.listAddresses({ link: index, family: want.family }))
       .find((a) => a.address === want.address && a.prefixlen === want.prefixlen);
     if (!found) {
-      throw new LinkMismatchError(`address ${cidr} on link ${show(link)} exists with another prefix length, or vanished after it was added`);
+      throw new NspawnError('NL_ADDRESS_MISMATCH', `address ${cidr} on link ${show(link)} exists with another prefix length, or vanished after it was added`);
     }
     return found;
   }
@@ -412,6 +426,10 @@ export class Rtnl {
     if (dev !== undefined) out.oif = await this.indexOf(dev);
     return out;
   }
+}
+
+function withVethDefaults(opts: VethOptions): LinkSpec {
+  return { kind: 'veth', ...opts, queues: opts.queues ?? 1, peer: { ...opts.peer, queues: opts.peer?.queues ?? 1 } };
 }
 
 function describeCreate(spec: LinkSpec): string {

@@ -16,7 +16,7 @@ import {
   type RawAttr, type RouteAttrs, type RtMsg, type ScalarType, type StructSpec, type UnionSpec,
   addr, extAck, ifaddrmsg, ifinfomsg, link, route, rtmsg,
 } from './policy.js';
-import { HOST_LE, Reader, Writer, align4, decodeStringAt, encodeUtf8, viewOf } from './wire.js';
+import { HOST_LE, Reader, Writer, align4, decodeStringAt, utf8Length, viewOf } from './wire.js';
 
 /** The nlmsghdr fields a caller sets; nlmsg_len is computed. */
 export interface NlMsgHeader {
@@ -88,8 +88,8 @@ export function messageKind(type: number): RtnlMessage['kind'] {
   return 'raw';
 }
 
-/** Deepest nesting the decoder follows (the deepest real message, a veth peer's linkinfo, is 4). */
-const MAX_DEPTH = 8;
+/** Deepest nesting the decoder follows (real messages stay below 6: a veth peer's linkinfo data is 4). */
+const MAX_DEPTH = 16;
 
 // ---------------------------------------------------------------------------------------------
 // Scalars
@@ -145,7 +145,20 @@ export function formatIpBytes(b: Uint8Array): string {
 
 const SCALAR_SIZE: Partial<Record<ScalarType, number>> = { u8: 1, u16: 2, u32: 4, s32: 4, u64: 8, be16: 2, be32: 4, ipv4: 4, ipv6: 16 };
 
-function decodeScalar(type: ScalarType, bytes: Uint8Array, view: DataView, s: number, e: number, key: string): unknown {
+/** What the decoder reads from: the bytes, a view of them, and whether results may alias them. */
+interface Src {
+  bytes: Uint8Array;
+  view: DataView;
+  /** Raw payloads are views into `bytes` instead of copies (the caller hands the buffer over). */
+  share: boolean;
+}
+
+function raw(src: Src, s: number, e: number): Uint8Array {
+  return src.share ? src.bytes.subarray(s, e) : src.bytes.slice(s, e);
+}
+
+function decodeScalar(type: ScalarType, src: Src, s: number, e: number, key: string): unknown {
+  const { bytes, view } = src;
   const len = e - s;
   const size = SCALAR_SIZE[type];
   if (size !== undefined && len !== size) {
@@ -167,7 +180,7 @@ function decodeScalar(type: ScalarType, bytes: Uint8Array, view: DataView, s: nu
       if (len !== 4 && len !== 16) throw new NetlinkDecodeError(`attribute ${key} (ip) has ${len} byte(s), expected 4 or 16`, s - C.NLA_HDRLEN);
       return formatIp(bytes.subarray(s, e));
     case 'flag': return true;
-    case 'bytes': return bytes.slice(s, e);
+    case 'bytes': return raw(src, s, e);
   }
 }
 
@@ -188,12 +201,12 @@ function encodeScalar(w: Writer, spec: { type: ScalarType; maxLen?: number; noNu
       return w.u64(value);
     case 'string': {
       if (typeof value !== 'string') throw new NetlinkEncodeError(`${key}: expected a string, got ${typeof value}`);
-      const b = encodeUtf8(value);
-      if (b.includes(0)) throw new NetlinkEncodeError(`${key}: "${value}" contains a NUL byte`);
-      if (spec.maxLen !== undefined && b.length > spec.maxLen) {
-        throw new NetlinkEncodeError(`${key}: "${value}" is ${b.length} bytes long, the kernel allows at most ${spec.maxLen}`);
+      if (value.includes('\0')) throw new NetlinkEncodeError(`${key}: "${value}" contains a NUL byte`);
+      const len = utf8Length(value);
+      if (spec.maxLen !== undefined && len > spec.maxLen) {
+        throw new NetlinkEncodeError(`${key}: "${value}" is ${len} bytes long, the kernel allows at most ${spec.maxLen}`);
       }
-      w.bytes(b);
+      w.utf8(value);
       if (!spec.noNul) w.u8(0);
       return;
     }
@@ -239,6 +252,7 @@ export function decodeStruct<T>(spec: StructSpec<T>, r: Reader): T {
   return out as T;
 }
 
+/** Writes a fixed struct (missing fields as 0, padding as zeros). */
 export function encodeStruct<T>(spec: StructSpec<T>, w: Writer, value: T): void {
   const v = value as Record<string, unknown>;
   if (typeof v !== 'object' || v === null) throw new NetlinkEncodeError(`struct ${spec.name}: expected an object`);
@@ -272,14 +286,15 @@ export function encodeStruct<T>(spec: StructSpec<T>, w: Writer, value: T): void 
 /** Decodes the attributes in [start, end) of `bytes` with `table`. */
 export function decodeAttrs<T>(table: AttrTable<T>, bytes: Uint8Array, start = 0, end = bytes.length): T {
   if (start < 0 || end > bytes.length || start > end) throw new NetlinkDecodeError(`bad attribute range ${start}..${end}`, start);
-  return walk(table, bytes, viewOf(bytes), start, end, 0);
+  return walk(table, { bytes, view: viewOf(bytes), share: false }, start, end, 0);
 }
 
 /**
  * The attribute walker. Like the kernel's nla_ok(), the last attribute may lack its padding and
  * fewer than NLA_HDRLEN trailing bytes are ignored; an attribute overrunning its container is an error.
  */
-function walk<T>(table: AttrTable<T>, bytes: Uint8Array, view: DataView, start: number, end: number, depth: number): T {
+function walk<T>(table: AttrTable<T>, src: Src, start: number, end: number, depth: number): T {
+  const { bytes, view } = src;
   if (depth > MAX_DEPTH) throw new NetlinkDecodeError(`attributes nested deeper than ${MAX_DEPTH} levels`, start);
   const out: Record<string, unknown> = {};
   let unknown: RawAttr[] | undefined;
@@ -297,7 +312,7 @@ function walk<T>(table: AttrTable<T>, bytes: Uint8Array, view: DataView, start: 
     at += align4(len);
     const spec = table.byType.get(rawType & C.NLA_TYPE_MASK);
     if (!spec) {
-      (unknown ??= []).push({ type: rawType, data: bytes.slice(s, e) });
+      (unknown ??= []).push({ type: rawType, data: raw(src, s, e) });
       continue;
     }
     if (spec.type === 'union') {
@@ -308,9 +323,9 @@ function walk<T>(table: AttrTable<T>, bytes: Uint8Array, view: DataView, start: 
     if (spec.type === 'nested') {
       if (spec.header) {
         const header = decodeStruct(spec.header, new Reader(bytes, s, e, view));
-        value = { header, attrs: walk(spec.of(), bytes, view, Math.min(s + align4(spec.header.size), e), e, depth + 1) };
+        value = { header, attrs: walk(spec.of(), src, Math.min(s + align4(spec.header.size), e), e, depth + 1) };
       } else {
-        value = walk(spec.of(), bytes, view, s, e, depth + 1);
+        value = walk(spec.of(), src, s, e, depth + 1);
       }
     } else if (spec.type === 'struct') {
       if (e - s < spec.struct.size) {
@@ -318,7 +333,7 @@ function walk<T>(table: AttrTable<T>, bytes: Uint8Array, view: DataView, start: 
       }
       value = decodeStruct(spec.struct, new Reader(bytes, s, e, view));
     } else {
-      value = decodeScalar(spec.type, bytes, view, s, e, spec.key);
+      value = decodeScalar(spec.type, src, s, e, spec.key);
     }
     if (spec.type !== 'struct' && spec.multi) {
       const list = out[spec.key] as unknown[] | undefined;
@@ -333,7 +348,7 @@ function walk<T>(table: AttrTable<T>, bytes: Uint8Array, view: DataView, start: 
     for (const [spec, s, e] of unions) {
       const selector = out[spec.on];
       const member = typeof selector === 'string' && Object.hasOwn(spec.by, selector) ? spec.by[selector] : undefined;
-      out[spec.key] = member ? walk(member(), bytes, view, s, e, depth + 1) : bytes.slice(s, e);
+      out[spec.key] = member ? walk(member(), src, s, e, depth + 1) : raw(src, s, e);
     }
   }
   if (unknown) out.unknownAttrs = unknown;
@@ -476,10 +491,15 @@ export function encodeMessages(msgs: readonly RtnlMessage[]): Uint8Array {
   return w.finish();
 }
 
-/** Decodes every message in a datagram. Throws NetlinkDecodeError on malformed input, nothing else. */
-export function decodeMessages(bytes: Uint8Array): RtnlMessage[] {
+/**
+ * Decodes every message in a datagram. Throws NetlinkDecodeError on malformed input, nothing else.
+ * With `share`, raw payloads (unknown attributes, bytes) are views into `bytes` rather than copies:
+ * for a buffer the caller will not reuse.
+ */
+export function decodeMessages(bytes: Uint8Array, opts: { share?: boolean } = {}): RtnlMessage[] {
   const out: RtnlMessage[] = [];
   const view = viewOf(bytes);
+  const src: Src = { bytes, view, share: opts.share ?? false };
   let at = 0;
   while (bytes.length - at >= C.NLMSG_HDRLEN) {
     const r = new Reader(bytes, at, bytes.length, view);
@@ -487,7 +507,7 @@ export function decodeMessages(bytes: Uint8Array): RtnlMessage[] {
     if (len < C.NLMSG_HDRLEN) throw new NetlinkDecodeError(`nlmsg_len ${len} is shorter than the header`, at);
     if (len > bytes.length - at) throw new NetlinkDecodeError(`nlmsg_len ${len} overruns the datagram (${bytes.length - at} byte(s) left)`, at);
     const nl: NlMsgHeader = { type: r.u16(), flags: r.u16(), seq: r.u32(), pid: r.u32() };
-    out.push(decodeBody(nl, bytes, view, at + C.NLMSG_HDRLEN, at + len));
+    out.push(decodeBody(nl, src, at + C.NLMSG_HDRLEN, at + len));
     at += align4(len);
   }
   if (at < bytes.length && bytes.subarray(at).some((b) => b !== 0)) {
@@ -496,20 +516,20 @@ export function decodeMessages(bytes: Uint8Array): RtnlMessage[] {
   return out;
 }
 
-function decodeBody(nl: NlMsgHeader, bytes: Uint8Array, view: DataView, start: number, end: number): RtnlMessage {
-  const r = new Reader(bytes, start, end, view);
+function decodeBody(nl: NlMsgHeader, src: Src, start: number, end: number): RtnlMessage {
+  const r = new Reader(src.bytes, start, end, src.view);
   switch (messageKind(nl.type)) {
     case 'link': {
       const header = decodeStruct(ifinfomsg, r);
-      return { kind: 'link', nl, header, attrs: walk(link, bytes, view, start + align4(ifinfomsg.size), end, 0) };
+      return { kind: 'link', nl, header, attrs: walk(link, src, start + align4(ifinfomsg.size), end, 0) };
     }
     case 'addr': {
       const header = decodeStruct(ifaddrmsg, r);
-      return { kind: 'addr', nl, header, attrs: walk(addr, bytes, view, start + align4(ifaddrmsg.size), end, 0) };
+      return { kind: 'addr', nl, header, attrs: walk(addr, src, start + align4(ifaddrmsg.size), end, 0) };
     }
     case 'route': {
       const header = decodeStruct(rtmsg, r);
-      return { kind: 'route', nl, header, attrs: walk(route, bytes, view, start + align4(rtmsg.size), end, 0) };
+      return { kind: 'route', nl, header, attrs: walk(route, src, start + align4(rtmsg.size), end, 0) };
     }
     case 'error': {
       const error = r.s32('nlmsgerr.error');
@@ -518,19 +538,19 @@ function decodeBody(nl: NlMsgHeader, bytes: Uint8Array, view: DataView, start: n
       if (!(nl.flags & C.NLM_F_CAPPED) && request.len > C.NLMSG_HDRLEN) {
         payloadLen = Math.min(request.len - C.NLMSG_HDRLEN, r.remaining);
       }
-      const requestPayload = r.view8(payloadLen, 'echoed request').slice();
+      const requestPayload = src.share ? r.view8(payloadLen, 'echoed request') : r.view8(payloadLen, 'echoed request').slice();
       const tlvStart = Math.min(start + C.NLMSGERR_LEN + align4(payloadLen), end);
       const msg: ErrorMessage = { kind: 'error', nl, error, request, requestPayload };
-      if (nl.flags & C.NLM_F_ACK_TLVS) msg.extack = walk(extAck, bytes, view, tlvStart, end, 0);
+      if (nl.flags & C.NLM_F_ACK_TLVS) msg.extack = walk(extAck, src, tlvStart, end, 0);
       return msg;
     }
     case 'done': {
       const error = r.remaining >= 4 ? r.s32() : 0;
       const msg: DoneMessage = { kind: 'done', nl, error };
-      if (nl.flags & C.NLM_F_ACK_TLVS) msg.extack = walk(extAck, bytes, view, r.offset, end, 0);
+      if (nl.flags & C.NLM_F_ACK_TLVS) msg.extack = walk(extAck, src, r.offset, end, 0);
       return msg;
     }
     case 'raw':
-      return { kind: 'raw', nl, payload: bytes.slice(start, end) };
+      return { kind: 'raw', nl, payload: raw(src, start, end) };
   }
 }

@@ -344,14 +344,17 @@ export interface IpvlanInfo extends WithUnknown {
   flags?: number;
 }
 
+/** IFLA_PROP_LIST: repeated IFLA_ALT_IFNAME. */
 export const propList: AttrTable<PropList> = attrs<PropList>('IFLA_PROP_LIST', {
   [C.IFLA_ALT_IFNAME]: { key: 'altIfnames', type: 'string', multi: true, maxLen: C.ALTIFNAMSIZ - 1 },
 });
 
+/** IFLA_INFO_DATA of kind veth (drivers/net/veth.c). */
 export const vethInfo: AttrTable<VethInfo> = attrs<VethInfo>('veth', {
   [C.VETH_INFO_PEER]: { key: 'peer', type: 'nested', header: ifinfomsg, of: () => link },
 });
 
+/** IFLA_INFO_DATA of kind bridge (net/bridge/br_netlink.c); the many other IFLA_BR_* stay raw. */
 export const bridgeInfo: AttrTable<BridgeInfo> = attrs<BridgeInfo>('bridge', {
   [C.IFLA_BR_FORWARD_DELAY]: { key: 'forwardDelay', type: 'u32' },
   [C.IFLA_BR_HELLO_TIME]: { key: 'helloTime', type: 'u32' },
@@ -387,10 +390,12 @@ export const bridgeInfo: AttrTable<BridgeInfo> = attrs<BridgeInfo>('bridge', {
   [C.IFLA_BR_MULTI_BOOLOPT]: { key: 'multiBoolopt', type: 'bytes' },
 });
 
+/** IFLA_MACVLAN_MACADDR_DATA: the source-mode address list. */
 export const macvlanMacaddrData: AttrTable<MacvlanMacaddrData> = attrs<MacvlanMacaddrData>('IFLA_MACVLAN_MACADDR_DATA', {
   [C.IFLA_MACVLAN_MACADDR]: { key: 'macaddrs', type: 'lladdr', multi: true },
 });
 
+/** IFLA_INFO_DATA of kinds macvlan and macvtap (drivers/net/macvlan.c). */
 export const macvlanInfo: AttrTable<MacvlanInfo> = attrs<MacvlanInfo>('macvlan', {
   [C.IFLA_MACVLAN_MODE]: { key: 'mode', type: 'u32' },
   [C.IFLA_MACVLAN_FLAGS]: { key: 'flags', type: 'u16' },
@@ -403,11 +408,13 @@ export const macvlanInfo: AttrTable<MacvlanInfo> = attrs<MacvlanInfo>('macvlan',
   [C.IFLA_MACVLAN_BC_CUTOFF]: { key: 'bcCutoff', type: 's32' },
 });
 
+/** IFLA_INFO_DATA of kinds ipvlan and ipvtap (drivers/net/ipvlan/ipvlan_main.c). */
 export const ipvlanInfo: AttrTable<IpvlanInfo> = attrs<IpvlanInfo>('ipvlan', {
   [C.IFLA_IPVLAN_MODE]: { key: 'mode', type: 'u16' },
   [C.IFLA_IPVLAN_FLAGS]: { key: 'flags', type: 'u16' },
 });
 
+/** IFLA_LINKINFO: the kind, and its data as a union on the kind. */
 export const linkInfo: AttrTable<LinkInfo> = attrs<LinkInfo>('IFLA_LINKINFO', {
   [C.IFLA_INFO_KIND]: { key: 'kind', type: 'string', noNul: true },
   [C.IFLA_INFO_DATA]: {
@@ -419,6 +426,7 @@ export const linkInfo: AttrTable<LinkInfo> = attrs<LinkInfo>('IFLA_LINKINFO', {
   [C.IFLA_INFO_SLAVE_DATA]: { key: 'slaveData', type: 'bytes' },
 });
 
+/** Attributes of link messages (net/core/rtnetlink.c ifla_policy). */
 export const link: AttrTable<LinkAttrs> = attrs<LinkAttrs>('link', {
   [C.IFLA_ADDRESS]: { key: 'address', type: 'lladdr' },
   [C.IFLA_BROADCAST]: { key: 'broadcast', type: 'lladdr' },
@@ -486,6 +494,7 @@ export interface AddrAttrs extends WithUnknown {
   proto?: number;
 }
 
+/** Attributes of address messages (net/ipv4/devinet.c ifa_ipv4_policy, net/ipv6/addrconf.c). */
 export const addr: AttrTable<AddrAttrs> = attrs<AddrAttrs>('addr', {
   [C.IFA_ADDRESS]: { key: 'address', type: 'ip' },
   [C.IFA_LOCAL]: { key: 'local', type: 'ip' },
@@ -515,6 +524,7 @@ export interface RouteMetrics extends WithUnknown {
   ccAlgo?: string;
 }
 
+/** RTA_METRICS: RTAX_* values. */
 export const routeMetrics: AttrTable<RouteMetrics> = attrs<RouteMetrics>('RTA_METRICS', {
   [C.RTAX_LOCK]: { key: 'lock', type: 'u32' },
   [C.RTAX_MTU]: { key: 'mtu', type: 'u32' },
@@ -554,6 +564,7 @@ export interface RouteAttrs extends WithUnknown {
   nhId?: number;
 }
 
+/** Attributes of route messages (net/ipv4/fib_frontend.c rtm_ipv4_policy). */
 export const route: AttrTable<RouteAttrs> = attrs<RouteAttrs>('route', {
   [C.RTA_DST]: { key: 'dst', type: 'ip' },
   [C.RTA_SRC]: { key: 'src', type: 'ip' },
@@ -593,6 +604,7 @@ export interface ExtAckAttrs extends WithUnknown {
   missNest?: number;
 }
 
+/** The extended ACK after struct nlmsgerr (NLMSGERR_ATTR_*). */
 export const extAck: AttrTable<ExtAckAttrs> = attrs<ExtAckAttrs>('nlmsgerr', {
   [C.NLMSGERR_ATTR_MSG]: { key: 'msg', type: 'string' },
   [C.NLMSGERR_ATTR_OFFS]: { key: 'offset', type: 'u32' },

@@ -7,7 +7,7 @@ import * as C from './constants.js';
 import type { AddrMessage, LinkMessage, RouteMessage } from './codec.js';
 import { NetlinkEncodeError } from './errors.js';
 import type { AddrAttrs, BridgeInfo, IfInfoMsg, IpvlanInfo, LinkAttrs, LinkInfo, MacvlanInfo, RouteAttrs } from './policy.js';
-import { encodeUtf8 } from './wire.js';
+import { utf8Length } from './wire.js';
 
 /** A link by ifindex (number) or by name or alternative name (string). */
 export type LinkRef = number | string;
@@ -45,12 +45,20 @@ export interface VethPeerOptions {
   mac?: string;
   mtu?: number;
   group?: number;
+  /** TX and RX queues of this end (IFLA_NUM_TX_QUEUES / IFLA_NUM_RX_QUEUES); default the kernel's. */
+  queues?: number;
   /** Create the peer end directly inside this network namespace (fd). */
   netnsFd?: number;
 }
 
 export interface VethOptions extends CommonLinkOptions {
   peer: VethPeerOptions;
+  /**
+   * TX and RX queues of this end (IFLA_NUM_TX_QUEUES / IFLA_NUM_RX_QUEUES). Without it the kernel
+   * allocates one per CPU and at once cuts the active count back to 1 (veth_init_queues), paying an
+   * expedited RCU grace period per link; the extra queues serve only XDP after `ethtool -L`.
+   */
+  queues?: number;
 }
 
 export interface BridgeOptions extends CommonLinkOptions {
@@ -108,7 +116,7 @@ const NO_HEADER: IfInfoMsg = { family: C.AF_UNSPEC, type: 0, index: 0, flags: 0,
  */
 export function validateIfname(name: string, what = 'interface name'): string {
   if (typeof name !== 'string' || name.length === 0) throw new NetlinkEncodeError(`invalid ${what}: it is empty`);
-  const bytes = encodeUtf8(name).length;
+  const bytes = utf8Length(name);
   if (bytes > C.IFNAMSIZ - 1) {
     throw new NetlinkEncodeError(`invalid ${what} "${name}": ${bytes} bytes long, Linux allows at most ${C.IFNAMSIZ - 1}`);
   }
@@ -120,7 +128,7 @@ export function validateIfname(name: string, what = 'interface name'): string {
 
 function validateAltname(name: string): string {
   if (typeof name !== 'string' || name.length === 0) throw new NetlinkEncodeError('invalid alternative name: it is empty');
-  const bytes = encodeUtf8(name).length;
+  const bytes = utf8Length(name);
   if (bytes > C.ALTIFNAMSIZ - 1) {
     throw new NetlinkEncodeError(`invalid alternative name "${name}": ${bytes} bytes long, Linux allows at most ${C.ALTIFNAMSIZ - 1}`);
   }
@@ -132,6 +140,10 @@ function checkUint(v: number | undefined, what: string, max = 0xffffffff): void 
   if (v !== undefined && (!Number.isInteger(v) || v < 0 || v > max)) {
     throw new NetlinkEncodeError(`invalid ${what}: ${String(v)} (expected an integer 0..${max})`);
   }
+}
+
+function checkQueues(n: number | undefined, what: string): void {
+  if (n !== undefined && (!Number.isInteger(n) || n < 1 || n > 4096)) throw new NetlinkEncodeError(`invalid ${what}: ${String(n)} (expected 1..4096)`);
 }
 
 function checkMac(mac: string | undefined, what: string): void {
@@ -150,7 +162,7 @@ function target(ref: LinkRef): { header: IfInfoMsg; attrs: LinkAttrs } {
     if (!Number.isInteger(ref) || ref <= 0 || ref > 0x7fffffff) throw new NetlinkEncodeError(`invalid ifindex ${ref}`);
     return { header: { ...NO_HEADER, index: ref }, attrs: {} };
   }
-  if (encodeUtf8(ref).length > C.IFNAMSIZ - 1) return { header: { ...NO_HEADER }, attrs: { altIfname: validateAltname(ref) } };
+  if (utf8Length(ref) > C.IFNAMSIZ - 1) return { header: { ...NO_HEADER }, attrs: { altIfname: validateAltname(ref) } };
   return { header: { ...NO_HEADER }, attrs: { ifname: validateIfname(ref) } };
 }
 
@@ -196,15 +208,27 @@ export function newVethRequest(o: VethOptions): LinkMessage {
   checkUint(p.mtu, 'peer MTU');
   checkUint(p.group, 'peer link group');
   checkFd(p.netnsFd, 'peer network namespace fd');
+  checkQueues(p.queues, 'peer queue count');
+  checkQueues(o.queues, 'queue count');
   const peer: LinkAttrs = {};
   if (p.mac !== undefined) peer.address = p.mac.toLowerCase();
   if (p.mtu !== undefined) peer.mtu = p.mtu;
   if (p.group !== undefined) peer.group = p.group;
+  if (p.queues !== undefined) {
+    peer.numTxQueues = p.queues;
+    peer.numRxQueues = p.queues;
+  }
   if (p.netnsFd !== undefined) peer.netNsFd = p.netnsFd;
   peer.ifname = p.name;
-  return newLink(o, commonAttrs(o), { kind: 'veth', data: { peer: { header: { ...NO_HEADER }, attrs: peer } } });
+  const attrs = commonAttrs(o);
+  if (o.queues !== undefined) {
+    attrs.numTxQueues = o.queues;
+    attrs.numRxQueues = o.queues;
+  }
+  return newLink(o, attrs, { kind: 'veth', data: { peer: { header: { ...NO_HEADER }, attrs: peer } } });
 }
 
+/** RTM_NEWLINK for a bridge; IFLA_INFO_DATA only when a bridge option is set. */
 export function newBridgeRequest(o: BridgeOptions): LinkMessage {
   const data: BridgeInfo = { ...o.data };
   if (o.stp !== undefined) data.stpState = o.stp ? 1 : 0;
@@ -218,6 +242,7 @@ export function newBridgeRequest(o: BridgeOptions): LinkMessage {
   return newLink(o, commonAttrs(o), info);
 }
 
+/** RTM_NEWLINK for a macvlan on `parent` (IFLA_LINK) in one of the five modes. */
 export function newMacvlanRequest(o: MacvlanOptions): LinkMessage {
   const mode = MACVLAN_MODES[o.mode];
   if (mode === undefined || !Object.hasOwn(MACVLAN_MODES, o.mode)) {
@@ -232,6 +257,7 @@ export function newMacvlanRequest(o: MacvlanOptions): LinkMessage {
   return newLink(o, commonAttrs(o, o.parent), { kind: 'macvlan', data });
 }
 
+/** RTM_NEWLINK for an ipvlan on `parent`; IFLA_IPVLAN_FLAGS is always sent, as iproute2 does. */
 export function newIpvlanRequest(o: IpvlanOptions): LinkMessage {
   const mode = IPVLAN_MODES[o.mode];
   if (mode === undefined || !Object.hasOwn(IPVLAN_MODES, o.mode)) {
@@ -407,7 +433,13 @@ export function addrRequest(op: 'add' | 'replace' | 'delete', index: number, cid
       ? new Address4(`${c.address}/${c.prefixlen}`).endAddress().correctForm()
       : parseCidr(opts.broadcast, 'broadcast address').address;
   }
-  if (opts.label !== undefined) attrs.label = validateIfname(opts.label, 'address label');
+  if (opts.label !== undefined) {
+    // "ve-web:dhcp" style labels: like an interface name, but ':' is allowed.
+    if (!/^[^\s/\0]{1,15}$/.test(opts.label) || utf8Length(opts.label) > C.IFNAMSIZ - 1) {
+      throw new NetlinkEncodeError(`invalid address label "${opts.label}": 1 to ${C.IFNAMSIZ - 1} bytes without whitespace or "/"`);
+    }
+    attrs.label = opts.label;
+  }
   if (flags > 0xff) attrs.flags = flags;
   if (opts.validLft !== undefined || opts.preferredLft !== undefined) {
     const valid = opts.validLft ?? C.INFINITY_LIFE_TIME;

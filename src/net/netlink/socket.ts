@@ -6,7 +6,8 @@
 // sendmsg() returns, and netlink_rcv_skb() processes every message of a datagram in order. So
 // pipelining is: coalesce the requests issued in one tick into one datagram, keep at most `window` of
 // them unanswered (each queued ACK takes receive-buffer space; an overflowing buffer drops ACKs and
-// reports ENOBUFS), and match replies by sequence number. As in vishvananda/netlink's executeIter and
+// reports ENOBUFS), and match replies by sequence number. The kernel runs one dump per socket at a
+// time (another gets EBUSY), so dumps wait for each other. As in vishvananda/netlink's executeIter and
 // containernetworking's netlinksafe, replies from a wrong port id are ignored and an interrupted dump is
 // retried, then reported.
 import { logger } from '../../log.js';
@@ -28,7 +29,7 @@ export interface NetlinkSocketOptions {
   onNotification?: (msg: RtnlMessage) => void;
   /** Called when the kernel dropped notifications because we did not read fast enough (ENOBUFS). */
   onOverrun?: () => void;
-  /** Most requests sent but not yet answered (default 512). */
+  /** Most requests sent but not yet answered (default 512, fewer if the receive buffer is small). */
   window?: number;
   /** Receive buffer size in bytes (default 8 MiB; forced past rmem_max when root). */
   rcvbuf?: number;
@@ -37,11 +38,13 @@ export interface NetlinkSocketOptions {
 }
 
 /** The part of the native addon a netlink socket uses. */
-export type NetlinkSys = Pick<NativeAddon, 'socket' | 'setsockoptInt' | 'bind' | 'getsockname' | 'sendto' | 'recv' | 'close' | 'FdWatcher'>;
+export type NetlinkSys = Pick<NativeAddon, 'socket' | 'setsockoptInt' | 'getsockoptInt' | 'bind' | 'getsockname' | 'sendto' | 'recv' | 'close' | 'FdWatcher'>;
 
 /** Retries of a dump the kernel marked NLM_F_DUMP_INTR (its contents changed while we read it). */
 export const DUMP_INTR_RETRIES = 5;
 
+/** Receive-buffer space one queued ACK takes, generously (an skb's truesize for a small message). */
+const ACK_TRUESIZE = 1024;
 /** Largest datagram we send; requests issued together are packed up to this size. */
 const MAX_DATAGRAM = 32 * 1024;
 /** Receive buffer: the kernel sends dumps in chunks of at most 32 KiB (netlink_dump). */
@@ -75,17 +78,21 @@ export class NetlinkSocket {
   private readonly onOverrun: (() => void) | undefined;
   private nextSeq = 1;
   private inFlight = 0;
+  /** The kernel runs one dump per socket at a time (a second gets EBUSY): dumps queue behind it. */
+  private dumpInFlight = false;
   private flushScheduled = false;
   private waitingWritable = false;
   private keepAlive = false;
   private referenced = true;
   private closed = false;
 
-  private constructor(sys: NetlinkSys, fd: number, portId: number, opts: NetlinkSocketOptions) {
+  private constructor(sys: NetlinkSys, fd: number, portId: number, rcvbuf: number, opts: NetlinkSocketOptions) {
     this.sys = sys;
     this.fd = fd;
     this.portId = portId;
-    this.window = opts.window ?? 512;
+    // Every unanswered request will have its ACK queued on our socket: they must all fit, or the
+    // kernel drops some (ENOBUFS). Without root the buffer stays at rmem_max.
+    this.window = Math.max(1, Math.min(opts.window ?? 512, Math.floor(rcvbuf / ACK_TRUESIZE)));
     this.onNotification = opts.onNotification;
     this.onOverrun = opts.onOverrun;
     this.watcher = new sys.FdWatcher(fd, POLL_READABLE, (events) => this.onPoll(events));
@@ -115,7 +122,7 @@ export class NetlinkSocket {
       for (const g of opts.groups ?? []) s.setsockoptInt(fd, C.SOL_NETLINK, C.NETLINK_ADD_MEMBERSHIP, g);
       const name = s.getsockname(fd);
       const portId = new DataView(name.buffer, name.byteOffset, name.byteLength).getUint32(4, true);
-      return new NetlinkSocket(s, fd, portId, opts);
+      return new NetlinkSocket(s, fd, portId, s.getsockoptInt(fd, C.SOL_SOCKET, C.SO_RCVBUF), opts);
     } catch (err) {
       s.close(fd);
       throw err;
@@ -185,8 +192,11 @@ export class NetlinkSocket {
       const w = this.writer;
       w.reset();
       const batch: Pending[] = [];
+      let dumpInBatch = false;
       while (this.outbox.length && this.inFlight + batch.length < this.window && w.length < MAX_DATAGRAM) {
         const p = this.outbox[0] as Pending;
+        // Keep order: a dump waits (and what follows it) while another dump is running.
+        if (p.dump && (this.dumpInFlight || dumpInBatch)) break;
         const mark = w.length;
         p.seq = this.takeSeq();
         p.msg.nl.seq = p.seq;
@@ -206,15 +216,18 @@ export class NetlinkSocket {
         }
         this.outbox.shift();
         batch.push(p);
+        if (p.dump) dumpInBatch = true;
       }
-      if (!batch.length) continue;
+      if (!batch.length) break;
       for (const p of batch) this.pending.set(p.seq, p);
       this.inFlight += batch.length;
+      if (dumpInBatch) this.dumpInFlight = true;
       try {
         this.sys.sendto(this.fd, w.peek());
       } catch (err) {
         for (const p of batch) this.pending.delete(p.seq);
         this.inFlight -= batch.length;
+        if (dumpInBatch) this.dumpInFlight = false;
         if (err instanceof SysError && (err.code === 'EAGAIN' || err.code === 'ENOBUFS')) {
           // Put them back and wait until the socket can take more.
           this.outbox.unshift(...batch);
@@ -271,7 +284,8 @@ export class NetlinkSocket {
       }
       let msgs: RtnlMessage[];
       try {
-        msgs = decodeMessages(this.recvBuf.subarray(0, n));
+        // One copy per datagram; raw attributes then point into it instead of being copied one by one.
+        msgs = decodeMessages(this.recvBuf.slice(0, n), { share: true });
       } catch (err) {
         log.warn('dropped an undecodable netlink datagram', { bytes: n, error: (err as Error).message });
         continue;
@@ -323,6 +337,10 @@ export class NetlinkSocket {
   private settle(p: Pending): void {
     this.pending.delete(p.seq);
     this.inFlight--;
+    if (p.dump) {
+      this.dumpInFlight = false;
+      if (this.outbox.length) this.scheduleFlush();
+    }
   }
 
   private retryDump(p: Pending): void {
@@ -339,6 +357,7 @@ export class NetlinkSocket {
     const all = [...this.pending.values()];
     this.pending.clear();
     this.inFlight = 0;
+    this.dumpInFlight = false;
     for (const p of all) p.reject(err);
   }
 

@@ -108,6 +108,7 @@ export interface Address {
   message: AddrMessage;
 }
 
+/** The Address view of an RTM_NEWADDR / RTM_DELADDR message. */
 export function toAddress(m: AddrMessage): Address {
   const a = m.attrs;
   const local = a.local ?? a.address ?? '';
@@ -148,6 +149,7 @@ export interface Route {
   message: RouteMessage;
 }
 
+/** The Route view of an RTM_NEWROUTE / RTM_DELROUTE message. */
 export function toRoute(m: RouteMessage): Route {
   const a = m.attrs;
   return {

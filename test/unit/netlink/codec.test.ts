@@ -232,11 +232,11 @@ describe('malformed input raises NetlinkDecodeError only', () => {
   });
 
   test('nests deeper than any real message', () => {
-    // veth peer → link → linkinfo → veth → peer → … built by hand, 12 levels
+    // veth peer → link → linkinfo → veth → peer → … built by hand, 3 levels per round
     let inner: Record<string, unknown> = { ifname: 'x' };
-    for (let i = 0; i < 12; i++) inner = { linkinfo: { kind: 'veth', data: { peer: { header: { family: 0, type: 0, index: 0, flags: 0, change: 0 }, attrs: inner } } } };
+    for (let i = 0; i < 8; i++) inner = { linkinfo: { kind: 'veth', data: { peer: { header: { family: 0, type: 0, index: 0, flags: 0, change: 0 }, attrs: inner } } } };
     const bytes = encodeMessage({ kind: 'link', nl: { type: C.RTM_NEWLINK, flags: 0, seq: 0, pid: 0 }, header: { family: 0, type: 0, index: 0, flags: 0, change: 0 }, attrs: inner });
-    expect(decodeError(() => decodeMessages(bytes)).message).toMatch(/nested deeper than 8 levels/);
+    expect(decodeError(() => decodeMessages(bytes)).message).toMatch(/nested deeper than 16 levels/);
   });
 
   test('non-zero bytes after the last message', () => {

@@ -20,7 +20,9 @@ export class FakeKernel implements NetlinkSys {
   peakOutstanding = 0;
   referenced = true;
   closed = false;
-  private readonly queue: Array<{ data: Uint8Array; requests: number } | 'ENOBUFS'> = [];
+  /** Like the kernel: one dump per socket at a time; another dump meanwhile gets EBUSY. */
+  dumpRunning = false;
+  private readonly queue: Array<{ data: Uint8Array; requests: number; endsDump?: boolean } | 'ENOBUFS'> = [];
   private callback: ((events: number) => void) | undefined;
   private signalled = false;
 
@@ -32,11 +34,23 @@ export class FakeKernel implements NetlinkSys {
     this.signal();
   }
 
+  /** The socket's receive buffer overflowed: the next read fails with ENOBUFS. */
+  overflow(): void {
+    this.queue.push('ENOBUFS');
+    this.signal();
+  }
+
   socket(): number {
     return 77;
   }
   setsockoptInt(_fd: number, level: number, name: number, value: number): void {
     this.sockopts.push([level, name, value]);
+  }
+  /** SO_RCVBUF as the kernel reports it (twice what was set), or `rcvbuf` when a test sets it. */
+  rcvbuf: number | undefined;
+  getsockoptInt(_fd: number, level: number, name: number): number {
+    if (level === C.SOL_SOCKET && name === C.SO_RCVBUF) return this.rcvbuf ?? 16 << 20;
+    return 0;
   }
   bind(): void {}
   getsockname(): Uint8Array {
@@ -51,11 +65,17 @@ export class FakeKernel implements NetlinkSys {
     this.outstanding += msgs.length;
     this.peakOutstanding = Math.max(this.peakOutstanding, this.outstanding);
     for (const m of msgs) {
+      const dump = (m.nl.flags & C.NLM_F_DUMP) === C.NLM_F_DUMP;
+      if (dump && this.dumpRunning) {
+        this.queue.push({ data: encodeMessages([ack(m, -16)]), requests: 1 });
+        continue;
+      }
       const replies = this.answer(m, this);
+      if (dump && replies.length) this.dumpRunning = true;
       replies.forEach((r, i) => {
         // the last datagram of a reply completes the request
-        const requests = i === replies.length - 1 ? 1 : 0;
-        this.queue.push(r === 'ENOBUFS' ? r : { data: encodeMessages(r), requests });
+        const last = i === replies.length - 1;
+        this.queue.push(r === 'ENOBUFS' ? r : { data: encodeMessages(r), requests: last ? 1 : 0, endsDump: dump && last });
       });
       if (!replies.length) this.outstanding--;
     }
@@ -68,6 +88,7 @@ export class FakeKernel implements NetlinkSys {
     if (next === 'ENOBUFS') throw new SysError(105, 'ENOBUFS', 'recvfrom', 'recvfrom: No buffer space available (ENOBUFS)');
     buf.set(next.data);
     this.outstanding -= next.requests;
+    if (next.endsDump) this.dumpRunning = false;
     return next.data.length;
   }
   close(): void {

@@ -66,6 +66,22 @@ describe('NetlinkSocket', () => {
     s.close();
   });
 
+  test('concurrent dumps wait for each other (the kernel runs one per socket); other requests do not', async () => {
+    const kernel = new FakeKernel((req) => (req.nl.flags & C.NLM_F_DUMP) === C.NLM_F_DUMP
+      ? [[dumpedLink(req, req.nl.seq)], [done(req)]]
+      : [[ack(req)]]);
+    const s = open(kernel);
+    const [a, b, c, d] = await Promise.all([
+      s.dump(dumpLinksRequest()), s.dump(dumpLinksRequest()), s.request(setLinkRequest(3, { up: true })), s.dump(dumpLinksRequest()),
+    ]);
+    expect([a, b, d].map((x) => x.length)).toEqual([1, 1, 1]);
+    expect(c).toEqual([]);
+    // three dumps, each in a datagram of its own, in the order asked
+    const dumps = kernel.datagrams.flat().filter((m) => (m.nl.flags & C.NLM_F_DUMP) === C.NLM_F_DUMP);
+    expect(dumps).toHaveLength(3);
+    s.close();
+  });
+
   test('an interrupted dump (NLM_F_DUMP_INTR) is retried and only the clean attempt is returned', async () => {
     let attempt = 0;
     const kernel = new FakeKernel((req) => {
@@ -113,6 +129,16 @@ describe('NetlinkSocket', () => {
     expect(kernel.datagrams.length).toBeLessThan(1000 / 30);
     const seqs = kernel.datagrams.flat().map((m) => m.nl.seq);
     expect(new Set(seqs).size).toBe(1000);
+    s.close();
+  });
+
+  test('the window shrinks to what the receive buffer can hold (no root: no SO_RCVBUFFORCE)', async () => {
+    const kernel = new FakeKernel((req) => [[ack(req)]]);
+    kernel.rcvbuf = 2 * 212992; // rmem_max, doubled by the kernel
+    const s = open(kernel);
+    await Promise.all(Array.from({ length: 1000 }, (_, i) => s.request(setLinkRequest(i + 1, { up: true }))));
+    expect(kernel.peakOutstanding).toBeLessThanOrEqual(Math.floor(2 * 212992 / 1024));
+    expect(kernel.peakOutstanding).toBeGreaterThan(100);
     s.close();
   });
 

@@ -1,0 +1,142 @@
+// The sidecar's JSON API: one JSON object per line over a Unix stream socket
+// (/run/nspawn-ts/netd.sock, root only), answered in order, one line each:
+//
+//   → {"op":"reserve","machine":"web1","mac":"02:…","kind":"veth"}            (optional "id": echoed)
+//   ← {"ok":true,"result":{"machine":"web1","ifname":"ve-web1","address":"192.168.37.20",…}}
+//   ← {"ok":false,"error":{"code":"NETD_BAD_REQUEST","message":"reserve: \"mac\" …"}}
+//
+// Requests (see parseRequest for exact fields):
+//   reserve  {machine, mac, kind: "veth"|"zone", zone?}  → MachineLease: serve the machine's link,
+//            reserve its stable address for that MAC (the DHCP server hands the same one out)
+//   release  {machine, kind, zone?}                      → {released}: the machine is done
+//   status   {}                                          → the sidecar's state
+//   list     {}                                          → served links with subnets and reservations
+//   leases   {ifname?}                                   → DHCP leases
+//   ports    {}                                          → port mappings in the firewall (port forwarding)
+//
+// Every request is checked completely before anything is done: a bad one gets an error naming the
+// field and what is allowed, and changes nothing.
+import { errorMessage, NspawnError } from '../../errors.js';
+import { ifnameValid, machineNameValid, parseMac, zoneNameValid } from '../naming.js';
+import type { ServedKind } from './links.js';
+
+export type NetdRequest =
+  | { op: 'reserve'; machine: string; mac: string; kind: ServedKind; zone?: string }
+  | { op: 'release'; machine: string; kind: ServedKind; zone?: string }
+  | { op: 'status' }
+  | { op: 'list' }
+  | { op: 'leases'; ifname?: string }
+  | { op: 'ports' };
+
+export const OPS = ['reserve', 'release', 'status', 'list', 'leases', 'ports'] as const;
+
+/** Longest request line accepted. */
+export const MAX_REQUEST_BYTES = 16 * 1024;
+
+export class BadRequestError extends NspawnError {
+  constructor(message: string) {
+    super('NETD_BAD_REQUEST', message);
+  }
+}
+
+export type NetdResponse =
+  | { ok: true; id?: string | number; result: unknown }
+  | { ok: false; id?: string | number; error: { code: string; message: string } };
+
+const FIELDS: Record<(typeof OPS)[number], { required: string[]; optional: string[] }> = {
+  reserve: { required: ['machine', 'mac', 'kind'], optional: ['zone'] },
+  release: { required: ['machine', 'kind'], optional: ['zone'] },
+  status: { required: [], optional: [] },
+  list: { required: [], optional: [] },
+  leases: { required: [], optional: ['ifname'] },
+  ports: { required: [], optional: [] },
+};
+
+function str(op: string, o: Record<string, unknown>, field: string): string {
+  const v = o[field];
+  if (typeof v !== 'string') throw new BadRequestError(`${op}: "${field}" must be a string, got ${v === null ? 'null' : typeof v}`);
+  return v;
+}
+
+/** Checks a decoded request; throws BadRequestError saying what is wrong. */
+export function parseRequest(raw: unknown): NetdRequest {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new BadRequestError('a request is a JSON object like {"op":"status"}');
+  const o = raw as Record<string, unknown>;
+  const op = o.op;
+  if (typeof op !== 'string' || !(OPS as readonly string[]).includes(op)) {
+    throw new BadRequestError(`"op" must be one of ${OPS.join(', ')}; got ${JSON.stringify(op) ?? 'nothing'}`);
+  }
+  const spec = FIELDS[op as (typeof OPS)[number]];
+  for (const k of Object.keys(o)) {
+    if (k !== 'op' && k !== 'id' && !spec.required.includes(k) && !spec.optional.includes(k)) {
+      throw new BadRequestError(`${op}: unknown field "${k}" (allowed: ${[...spec.required, ...spec.optional, 'id'].join(', ')})`);
+    }
+  }
+  for (const k of spec.required) if (!(k in o)) throw new BadRequestError(`${op}: "${k}" is missing`);
+  if (o.id !== undefined && typeof o.id !== 'string' && typeof o.id !== 'number') throw new BadRequestError(`${op}: "id" must be a string or number`);
+
+  const machineKind = (): { machine: string; kind: ServedKind; zone?: string } => {
+    const machine = str(op, o, 'machine');
+    if (!machineNameValid(machine)) {
+      throw new BadRequestError(`${op}: "machine" ${JSON.stringify(machine)} is not a valid machine name (1-64 of A-Z a-z 0-9 '-' '.', in labels not starting or ending with '-')`);
+    }
+    const kind = str(op, o, 'kind');
+    if (kind !== 'veth' && kind !== 'zone') throw new BadRequestError(`${op}: "kind" must be "veth" or "zone", got ${JSON.stringify(kind)}`);
+    const out: { machine: string; kind: ServedKind; zone?: string } = { machine, kind };
+    if (kind === 'zone') {
+      if (!('zone' in o)) throw new BadRequestError(`${op}: "zone" is missing (kind "zone" needs the zone name)`);
+      const zone = str(op, o, 'zone');
+      if (!zoneNameValid(zone)) throw new BadRequestError(`${op}: "zone" ${JSON.stringify(zone)} is not a valid zone name (1-12 characters; "vz-" + zone must be an interface name)`);
+      out.zone = zone;
+    } else if ('zone' in o) {
+      throw new BadRequestError(`${op}: "zone" is only allowed with kind "zone"`);
+    }
+    return out;
+  };
+
+  switch (op) {
+    case 'reserve': {
+      const mk = machineKind();
+      const mac = str(op, o, 'mac');
+      let bytes: Uint8Array;
+      try {
+        bytes = parseMac(mac);
+      } catch {
+        throw new BadRequestError(`reserve: "mac" ${JSON.stringify(mac)} is not a MAC address like 02:00:5e:10:00:01`);
+      }
+      if (((bytes[0] as number) & 1) !== 0) throw new BadRequestError(`reserve: "mac" ${mac} is a multicast address; a container's link has a unicast MAC`);
+      if (bytes.every((b) => b === 0)) throw new BadRequestError('reserve: "mac" 00:00:00:00:00:00 is not a usable address');
+      return { op: 'reserve', ...mk, mac: mac.toLowerCase().replace(/-/g, ':') };
+    }
+    case 'release':
+      return { op: 'release', ...machineKind() };
+    case 'leases': {
+      if (!('ifname' in o)) return { op: 'leases' };
+      const ifname = str(op, o, 'ifname');
+      if (!ifnameValid(ifname)) throw new BadRequestError(`leases: "ifname" ${JSON.stringify(ifname)} is not an interface name`);
+      return { op: 'leases', ifname };
+    }
+    default:
+      return { op } as NetdRequest;
+  }
+}
+
+/** Decodes one request line (JSON) and checks it. */
+export function decodeRequestLine(line: string): { request: NetdRequest; id?: string | number } {
+  if (Buffer.byteLength(line) > MAX_REQUEST_BYTES) throw new BadRequestError(`a request is at most ${MAX_REQUEST_BYTES} bytes`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(line);
+  } catch (err) {
+    throw new BadRequestError(`a request is one JSON object per line: ${errorMessage(err)}`);
+  }
+  const request = parseRequest(raw);
+  const id = (raw as { id?: unknown }).id;
+  return typeof id === 'string' || typeof id === 'number' ? { request, id } : { request };
+}
+
+/** The error object of a response. */
+export function errorBody(err: unknown): { code: string; message: string } {
+  if (err instanceof NspawnError) return { code: err.code, message: err.message };
+  return { code: 'NETD_INTERNAL', message: errorMessage(err) };
+}

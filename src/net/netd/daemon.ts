@@ -1,0 +1,148 @@
+// `nspawn-netd` without a subcommand: the network sidecar, in the foreground. It serves every ve-/vz-
+// link on the host (ours and systemd-nspawn's), answers the JSON API on its socket, logs JSON lines
+// to stderr, and tells systemd when it is ready ($NOTIFY_SOCKET, Type=notify). SIGTERM/SIGINT stop
+// it; links stay configured (containers keep working) and the next start picks them up again.
+import { ConfigError, errorMessage } from '../../errors.js';
+import { logger, setLogFormat, setLogLevel } from '../../log.js';
+import { defaultStateDir } from '../../runtime/ephemeral.js';
+import type { NetdRequest } from './api.js';
+import { defaultSocketPath } from './client.js';
+import { parseDnsList } from './dns.js';
+import { sdNotify } from './notify.js';
+import { ApiServer } from './server.js';
+import { type DhcpBackend, NetworkSubsystem } from './subsystem.js';
+
+const log = logger('netd');
+
+export const SIDECAR_USAGE = `Usage: nspawn-netd [OPTIONS]
+
+Serves host-side networking for containers (ve-*, vz-* links, also systemd-nspawn's):
+subnets, DHCP, masquerade. Runs in the foreground; logs JSON lines to stderr.
+
+Options:
+  --state-dir=DIR   state directory (default $NSPAWN_TS_STATE_DIR or /var/lib/nspawn-ts)
+  --socket=PATH     API socket (default $NSPAWN_NETD_SOCKET or /run/nspawn-ts/netd.sock)
+  --dns=ADDR[,ADDR] DNS servers for containers (default: $NSPAWN_NETD_DNS, else the host's)
+  --pool=CIDR       IPv4 pool for subnets; repeat for several (default 192.168.0.0/16,
+                    172.16.0.0/12, 10.0.0.0/8, as systemd-networkd)
+  -v, --verbose     debug logging
+  -h, --help        this text`;
+
+export interface SidecarOptions {
+  stateDir: string;
+  socket: string;
+  dns?: string[];
+  pools?: string[];
+  verbose: boolean;
+}
+
+/** Parses the sidecar's command line; throws ConfigError naming the bad argument. */
+export function parseSidecarArgs(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): SidecarOptions | 'help' {
+  const opts: SidecarOptions = { stateDir: defaultStateDir(env), socket: defaultSocketPath(env), verbose: false };
+  if (env.NSPAWN_NETD_DNS) opts.dns = parseDnsList(env.NSPAWN_NETD_DNS, '$NSPAWN_NETD_DNS');
+  let dnsGiven = false;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (arg === '-h' || arg === '--help') return 'help';
+    if (arg === '-v' || arg === '--verbose') {
+      opts.verbose = true;
+      continue;
+    }
+    const m = /^(--[a-z-]+)(?:=(.*))?$/s.exec(arg);
+    const name = m?.[1];
+    if (!m || !['--state-dir', '--socket', '--dns', '--pool'].includes(name ?? '')) {
+      throw new ConfigError(`unknown argument "${arg}" (see nspawn-netd --help)`, { code: 'CFG_ARGS' });
+    }
+    let value = m[2];
+    if (value === undefined) {
+      value = argv[++i];
+      if (value === undefined) throw new ConfigError(`${name} needs a value`, { code: 'CFG_ARGS' });
+    }
+    if (name === '--state-dir' || name === '--socket') {
+      if (!value.startsWith('/')) throw new ConfigError(`${name} takes an absolute path, got "${value}"`, { code: 'CFG_ARGS' });
+      if (name === '--state-dir') opts.stateDir = value;
+      else opts.socket = value;
+    } else if (name === '--dns') {
+      try {
+        // --dns replaces $NSPAWN_NETD_DNS; repeated, it adds
+        opts.dns = [...(dnsGiven ? opts.dns ?? [] : []), ...parseDnsList(value, '--dns')];
+        dnsGiven = true;
+      } catch (err) {
+        throw new ConfigError(errorMessage(err), { code: 'CFG_ARGS' });
+      }
+    } else {
+      opts.pools = [...(opts.pools ?? []), value];
+    }
+  }
+  return opts;
+}
+
+/** Answers one API request with the subsystem. */
+export async function handleRequest(sub: NetworkSubsystem, req: NetdRequest, extra: Record<string, unknown> = {}): Promise<unknown> {
+  switch (req.op) {
+    case 'reserve':
+      return sub.reserve(req);
+    case 'release':
+      return { released: await sub.release(req) };
+    case 'status':
+      return { ...sub.status(), ...extra };
+    case 'list':
+      return sub.list();
+    case 'leases':
+      return sub.leases(req.ifname);
+    case 'ports':
+      return sub.fw.state().ports;
+  }
+}
+
+export interface SidecarDeps {
+  /** Makes the DHCP server (the lease file is under the state directory). */
+  dhcp?: (leaseFile: string | undefined) => DhcpBackend;
+}
+
+/** Runs the sidecar until SIGTERM/SIGINT; returns the exit code. */
+export async function sidecarMain(argv: readonly string[], deps: SidecarDeps = {}): Promise<number> {
+  let opts: SidecarOptions | 'help';
+  try {
+    opts = parseSidecarArgs(argv);
+  } catch (err) {
+    process.stderr.write(`nspawn-netd: ${errorMessage(err)}\n`);
+    return 1;
+  }
+  if (opts === 'help') {
+    process.stdout.write(SIDECAR_USAGE + '\n');
+    return 0;
+  }
+  setLogFormat('json');
+  if (opts.verbose) setLogLevel('debug');
+  const subOpts: Parameters<typeof NetworkSubsystem.open>[0] = { mode: 'sidecar', stateDir: opts.stateDir };
+  if (opts.dns) subOpts.dns = opts.dns;
+  if (opts.pools) subOpts.pools = opts.pools;
+  if (deps.dhcp) subOpts.dhcp = deps.dhcp;
+  let sub: NetworkSubsystem;
+  try {
+    sub = await NetworkSubsystem.open(subOpts);
+  } catch (err) {
+    log.error(`cannot start: ${errorMessage(err)}`);
+    return 1;
+  }
+  let api: ApiServer;
+  const socket = opts.socket;
+  try {
+    api = await ApiServer.listen(socket, (req) => handleRequest(sub, req, { pid: process.pid, socket }), log);
+  } catch (err) {
+    log.error(`cannot listen on ${socket}: ${errorMessage(err)}`);
+    await sub.close();
+    return 1;
+  }
+  log.info('ready', { socket, stateDir: opts.stateDir, links: sub.list().map((l) => l.ifname) });
+  sdNotify(`READY=1\nSTATUS=serving ${sub.list().length} link(s)\nMAINPID=${process.pid}`);
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    for (const s of ['SIGTERM', 'SIGINT'] as const) process.once(s, () => resolve(s));
+  });
+  sdNotify('STOPPING=1');
+  log.info('stopping', { signal });
+  await api.close();
+  await sub.close();
+  return 0;
+}

@@ -1,0 +1,737 @@
+// The network subsystem: on the host side, what systemd-networkd's 80-container-ve.network and
+// 80-container-vz.network do for container links — for links our launcher makes and for those a
+// real systemd-nspawn makes. One class, used by the sidecar (nspawn-netd, mode 'sidecar': it watches
+// every link) and embedded in a launcher when no sidecar runs (mode 'embedded': it serves only the
+// links its launcher names, for the life of the container).
+//
+// A served link (ve-MACHINE: a /28 for the machine; vz-ZONE: a /24 for the zone) gets, in order:
+//   1. a subnet from SubnetPool, keyed by machine or zone name (stable across starts), never
+//      overlapping an address or route on the host — recorded in the state file;
+//   2. net.ipv4.ip_forward=1 (put back when the last served link goes, see sysctl.ts);
+//   3. the link up and the host address (subnet|1) on it; other IPv4 addresses on it removed;
+//   4. masquerade of the subnet (Firewall, owner "ve:MACHINE" / "vz:ZONE"; forwarding is accepted
+//      for masqueraded subnets by the firewall's forward chain);
+//   5. the DHCP server on it, routers = the host address, DNS = the host's usable resolvers, and a
+//      reservation per machine: the container's host0 MAC → its stable address.
+// If a step fails, the ones done are undone. When the link goes (or its launcher releases it) all of
+// that goes: DHCP interface and its leases, masquerade, pool allocation (remembered for the next
+// start), state record — and the address, if the link still exists.
+//
+// Restart-safety: all decisions live in the state file (subnets, reservations) and in the kernel
+// (addresses, nft elements with owners), leases in the DHCP server's journal. A sidecar that starts
+// re-serves every ve-/vz- link it finds (same subnet: the pool remembers it, and the address on the
+// link is recognised as its own), drops records of links that went while it was down, and reconciles
+// the firewall's masquerade entries to exactly the served subnets.
+import { ConfigError, NspawnError, errorMessage } from '../../errors.js';
+import { processStartTime } from '../../runtime/ephemeral.js';
+import { logger, type Logger } from '../../log.js';
+import { Firewall } from '../firewall/index.js';
+import { formatMac, generateMac, readMachineId, vethHostIfname, zoneBridgeIfname } from '../naming.js';
+import { describeSubnet, SubnetPool, type SubnetAllocation, type SubnetPoolOptions } from '../pool.js';
+import { type Link, Rtnl, type RtnlEvent, type RtnlMonitor } from '../rtnl.js';
+import { isClientAddress, pickAddress } from './addresses.js';
+import { hostDns } from './dns.js';
+import { classifyLink, isMasqueradeOwner, masqueradeOwner, type LinkRole, type ServedKind } from './links.js';
+import { type Holder, type LinkRecord, type NetdState, type ReservationRecord, StateStore } from './state.js';
+import { enableForwarding, procSys, restoreForwarding, type SysctlIo } from './sysctl.js';
+
+/** The part of the DHCP server (src/dhcp) the subsystem uses. */
+export interface DhcpBackend {
+  start(): void;
+  stop(): Promise<void>;
+  addInterface(cfg: DhcpInterface): void;
+  removeInterface(ifname: string): unknown;
+  reserve(ifname: string, r: { mac: string; address: string; hostname?: string }): void;
+  unreserve(ifname: string, which: { mac?: string; address?: string }): boolean;
+  interfaces(): string[];
+  leases(ifname?: string): DhcpLeaseInfo[];
+}
+
+export interface DhcpInterface {
+  ifindex: number;
+  ifname: string;
+  /** the server's address with prefix: "192.168.37.1/28" */
+  address: string;
+  pool?: string;
+  dns?: string[];
+  reservations?: Array<{ mac: string; address: string; hostname?: string }>;
+  authoritative?: boolean;
+  leaseTime?: number;
+}
+
+export interface DhcpLeaseInfo {
+  ifname: string;
+  address: string;
+  mac: string;
+  state: 'offered' | 'bound' | 'released';
+  expiresAt: number;
+  hostname?: string;
+}
+
+export interface SubsystemOptions {
+  /** 'sidecar': serve every ve-/vz- link (watching); 'embedded': only links asked for */
+  mode: 'sidecar' | 'embedded';
+  /** state directory (default /var/lib/nspawn-ts); the subsystem uses <dir>/netd/ */
+  stateDir: string;
+  /** DNS servers for containers; default: the host's (hostDns()) */
+  dns?: string[];
+  pools?: SubnetPoolOptions['pools'];
+  firewallTable?: string;
+  /**
+   * Makes the DHCP server; given the lease file (sidecar) or undefined (embedded: leases in memory,
+   * the reservation is what makes the address stable). Without it, no DHCP is served.
+   */
+  dhcp?: (leaseFile: string | undefined) => DhcpBackend;
+  /** the host's machine ID, to compute the host0 MAC of systemd-nspawn's containers; null: don't */
+  machineId?: Uint8Array | null;
+  sysctl?: SysctlIo;
+  log?: Logger;
+}
+
+/** What a machine gets on its link: what the launcher configures host0 with. */
+export interface MachineLease {
+  machine: string;
+  kind: ServedKind;
+  /** the served link: ve-MACHINE or vz-ZONE */
+  ifname: string;
+  zone?: string;
+  subnet: string;
+  address: string;
+  prefixLength: number;
+  gateway: string;
+  dns: string[];
+  mac: string;
+}
+
+export interface ServedLinkInfo {
+  ifname: string;
+  ifindex: number;
+  kind: ServedKind;
+  key: string;
+  subnet: string;
+  hostAddress: string;
+  masquerade: boolean;
+  dhcp: boolean;
+  reservations: ReservationRecord[];
+  holders: Holder[];
+}
+
+export class NetdError extends NspawnError {}
+
+interface Served {
+  kind: ServedKind;
+  key: string;
+  ifname: string;
+  ifindex: number;
+  alloc: SubnetAllocation;
+  masquerade: boolean;
+  dhcp: boolean;
+}
+
+const ZONE_DHCP_LEASE = 3600;
+
+function holderOf(mode: SubsystemOptions['mode']): Holder {
+  if (mode === 'sidecar') return 'sidecar';
+  return `pid:${process.pid}:${processStartTime(process.pid) ?? '0'}`;
+}
+
+/** Whether a holder is still there (the sidecar always counts as alive to an embedded instance). */
+function holderAlive(h: Holder): boolean {
+  if (h === 'sidecar') return true;
+  const m = /^pid:(\d+):(\d+)$/.exec(h);
+  if (!m) return false;
+  return processStartTime(Number(m[1])) === m[2];
+}
+
+export class NetworkSubsystem {
+  readonly mode: SubsystemOptions['mode'];
+  readonly holder: Holder;
+  private readonly log: Logger;
+  private readonly store: StateStore;
+  private readonly rtnl: Rtnl;
+  private readonly firewall: Firewall;
+  private readonly sysctl: SysctlIo;
+  private readonly poolOptions: SubnetPoolOptions;
+  private readonly dns: string[];
+  private readonly machineId: Uint8Array | undefined;
+  private dhcpServer: DhcpBackend | undefined;
+  private monitor: RtnlMonitor | undefined;
+  private monitorDone: Promise<void> | undefined;
+  private readonly served = new Map<string, Served>();
+  /** per-link operation queue: events and API requests for one link never interleave */
+  private readonly chains = new Map<string, Promise<unknown>>();
+  private tablesReady = false;
+  private closed = false;
+
+  private constructor(opts: SubsystemOptions) {
+    this.mode = opts.mode;
+    this.holder = holderOf(opts.mode);
+    this.log = opts.log ?? logger('netd');
+    this.store = new StateStore(opts.stateDir);
+    this.sysctl = opts.sysctl ?? procSys;
+    this.poolOptions = opts.pools ? { pools: opts.pools } : {};
+    if (opts.dns) {
+      this.dns = [...opts.dns];
+    } else {
+      const found = hostDns();
+      this.dns = found.servers;
+      if (found.servers.length === 0) this.log.warn(`containers get no DNS server: ${found.source}`);
+    }
+    if (opts.machineId !== undefined) {
+      this.machineId = opts.machineId ?? undefined;
+    } else {
+      try {
+        this.machineId = readMachineId();
+      } catch {
+        this.machineId = undefined;
+      }
+    }
+    this.rtnl = Rtnl.open();
+    this.firewall = new Firewall(opts.firewallTable ? { table: opts.firewallTable } : {});
+    try {
+      this.dhcpServer = opts.dhcp?.(opts.mode === 'sidecar' ? `${this.store.dir}/leases` : undefined);
+      this.dhcpServer?.start();
+    } catch (err) {
+      this.rtnl.close();
+      throw err;
+    }
+  }
+
+  /**
+   * Opens the subsystem. A sidecar then serves every ve-/vz- link already there, reconciles state
+   * and firewall, and watches for links coming and going.
+   */
+  static async open(opts: SubsystemOptions): Promise<NetworkSubsystem> {
+    const s = new NetworkSubsystem(opts);
+    if (opts.mode === 'sidecar') {
+      try {
+        await s.startSidecar();
+      } catch (err) {
+        await s.close();
+        throw err;
+      }
+    }
+    return s;
+  }
+
+  // -----------------------------------------------------------------------------------------
+  // Sidecar: watch and reconcile
+
+  private async startSidecar(): Promise<void> {
+    // the monitor first, so nothing that happens while we look goes unseen
+    this.monitor = this.rtnl.monitor({ groups: ['link'] });
+    await this.resync();
+    await this.reconcileFirewall();
+    const mon = this.monitor;
+    this.monitorDone = (async () => {
+      for await (const ev of mon) {
+        try {
+          await this.onEvent(ev);
+        } catch (err) {
+          this.log.error(`handling a link event failed: ${errorMessage(err)}`, { event: ev.type });
+        }
+      }
+    })();
+  }
+
+  private async onEvent(ev: RtnlEvent): Promise<void> {
+    if (ev.type === 'overrun') {
+      this.log.warn('link notifications were lost; re-reading every link');
+      await this.resync();
+      return;
+    }
+    if (ev.type !== 'newlink' && ev.type !== 'dellink') return;
+    const link = ev.link;
+    // a served link renamed away from its name: it is no longer ours to serve
+    for (const s of this.served.values()) {
+      if (s.ifindex === link.index && s.ifname !== link.name) await this.queue(s.ifname, () => this.unserve(s.ifname, true));
+    }
+    const role = classifyLink(link);
+    if (ev.type === 'dellink') {
+      if (this.served.has(link.name)) await this.queue(link.name, () => this.unserve(link.name, true));
+      if (role?.role === 'port') await this.portGone(role.machine, link);
+      return;
+    }
+    if (!role) return;
+    if (role.role === 'port') {
+      await this.portSeen(role.machine, link);
+      return;
+    }
+    const cur = this.served.get(link.name);
+    if (cur && cur.ifindex === link.index) return;
+    if (await this.heldByOther(link.name)) return;
+    await this.queue(link.name, () => this.serve(link, role));
+    if (role.role === 'veth') await this.autoReserve(role.machine, link.name);
+    else if (role.role === 'zone') await this.reserveZonePorts(link);
+  }
+
+  /** Serves every ve-/vz- link there is, unserves what went; drops records of vanished links. */
+  private async resync(): Promise<void> {
+    const links = await this.rtnl.listLinks();
+    const byName = new Map(links.map((l) => [l.name, l]));
+    for (const s of [...this.served.values()]) {
+      const l = byName.get(s.ifname);
+      if (!l || l.index !== s.ifindex) await this.queue(s.ifname, () => this.unserve(s.ifname, !l));
+    }
+    // records of links that are gone (they went while no sidecar ran) are released
+    const state = this.store.peek();
+    for (const rec of Object.values(state.links)) {
+      const l = byName.get(rec.ifname);
+      const role = l ? classifyLink(l) : undefined;
+      const alive = rec.holders.filter((h) => h !== 'sidecar' && holderAlive(h));
+      if ((!l || !role || role.role === 'port') && alive.length === 0) await this.dropRecord(rec, 'its link is gone');
+    }
+    for (const l of links) {
+      const role = classifyLink(l);
+      if (!role || role.role === 'port') continue;
+      if (this.served.get(l.name)?.ifindex === l.index) continue;
+      if (await this.heldByOther(l.name)) continue;
+      try {
+        await this.queue(l.name, () => this.serve(l, role));
+        if (role.role === 'veth') await this.autoReserve(role.machine, l.name);
+      } catch (err) {
+        this.log.error(`cannot serve ${l.name}: ${errorMessage(err)}`, { ifname: l.name });
+      }
+    }
+    for (const l of links) {
+      if (l.kind === 'bridge' && this.served.has(l.name)) await this.reserveZonePorts(l);
+    }
+  }
+
+  /** A link an embedded launcher is serving: a sidecar leaves it to that launcher. */
+  private async heldByOther(ifname: string): Promise<boolean> {
+    if (this.mode !== 'sidecar') return false;
+    const rec = this.store.peek().links[ifname];
+    return rec !== undefined && rec.holders.some((h) => h !== 'sidecar' && holderAlive(h));
+  }
+
+  /** The firewall holds exactly the masquerade entries of the links in the state file. */
+  private async reconcileFirewall(): Promise<void> {
+    const state = this.store.peek();
+    const masquerade = Object.values(state.links).map((r) => ({ subnet: r.subnet, owner: masqueradeOwner(r.kind, r.key) }));
+    const current = this.firewall.state(); // empty when the table does not exist
+    if (masquerade.length === 0 && current.masquerade.length === 0) return;
+    const done = this.firewall.reconcile({ masquerade, ports: current.ports.filter((p) => !isMasqueradeOwner(p.owner)) }, { owns: isMasqueradeOwner });
+    this.tablesReady = true;
+    if (done.added.length || done.removed.length) {
+      this.log.info('firewall reconciled', { added: done.added.map((e) => e.key), removed: done.removed.map((e) => e.key) });
+    }
+  }
+
+  // -----------------------------------------------------------------------------------------
+  // Serving one link
+
+  private queue<T>(ifname: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.chains.get(ifname) ?? Promise.resolve();
+    const p = prev.then(fn, fn);
+    const tail = p.catch(() => undefined);
+    this.chains.set(ifname, tail);
+    void tail.then(() => {
+      if (this.chains.get(ifname) === tail) this.chains.delete(ifname);
+    });
+    return p;
+  }
+
+  /** IPv4 prefixes in use on the host, except on `ifindex` (its own address is its own). */
+  private async inUse(ifindex: number): Promise<string[]> {
+    // one dump at a time per socket
+    const addrs = await this.rtnl.listAddresses({ family: 4 });
+    const routes = await this.rtnl.listRoutes({ family: 4 });
+    return [
+      ...addrs.filter((a) => a.index !== ifindex).map((a) => a.cidr),
+      ...routes.filter((r) => r.oif !== ifindex && r.dst !== 'default').map((r) => r.dst),
+    ];
+  }
+
+  private loadPool(state: NetdState): SubnetPool {
+    return state.pool ? SubnetPool.restore(state.pool, this.poolOptions) : new SubnetPool(this.poolOptions);
+  }
+
+  private async serve(link: Link, role: Exclude<LinkRole, { role: 'port' }>): Promise<Served> {
+    if (this.closed) throw new NetdError('NETD_CLOSED', 'the network subsystem is shutting down');
+    const kind: ServedKind = role.role;
+    const key = role.role === 'veth' ? role.machine : role.zone;
+    const existing = this.served.get(link.name);
+    if (existing && existing.ifindex === link.index) {
+      if (this.mode === 'embedded') await this.addHolder(link.name);
+      return existing;
+    }
+    if (existing) await this.unserve(link.name, true);
+
+    const inUse = await this.inUse(link.index);
+    let alloc!: SubnetAllocation;
+    await this.store.update((st) => {
+      const pool = this.loadPool(st);
+      alloc = pool.allocate(kind, key, inUse);
+      st.pool = pool.serialize();
+      const rec = st.links[link.name];
+      const same = rec !== undefined && rec.kind === kind && rec.key === key && rec.subnet === alloc.subnet;
+      const holders = same ? rec.holders.filter((h) => h !== this.holder && (h === 'sidecar' || holderAlive(h))) : [];
+      st.links[link.name] = {
+        kind, key, ifname: link.name, ifindex: link.index, subnet: alloc.subnet,
+        reservations: same ? rec.reservations.filter((r) => isClientAddress(alloc, r.address)) : [],
+        holders: [...holders, this.holder],
+      };
+      const before = enableForwarding(this.sysctl);
+      if (before !== undefined && st.ipForwardBefore === undefined) st.ipForwardBefore = before;
+    });
+
+    const served: Served = { kind, key, ifname: link.name, ifindex: link.index, alloc, masquerade: false, dhcp: false };
+    const hostCidr = `${alloc.hostAddress}/${alloc.prefixLength}`;
+    try {
+      if (!link.up) await this.rtnl.setUp(link.index);
+      await this.rtnl.ensureAddress(link.index, hostCidr, { broadcast: true });
+      for (const a of await this.rtnl.listAddresses({ link: link.index, family: 4 })) {
+        if (a.cidr !== hostCidr) {
+          this.log.info(`removing stale address ${a.cidr} from ${link.name}`, { ifname: link.name });
+          await this.rtnl.deleteAddress(link.index, a.cidr);
+        }
+      }
+      this.ensureTables();
+      this.firewall.addMasquerade(alloc.subnet, masqueradeOwner(kind, key));
+      served.masquerade = true;
+      if (this.dhcpServer && this.mode === 'sidecar') {
+        const rec = this.store.peek().links[link.name];
+        this.dhcpAdd(served, rec?.reservations ?? []);
+      }
+    } catch (err) {
+      await this.undoServe(served, link.index);
+      throw err;
+    }
+    this.served.set(link.name, served);
+    this.log.info(`serving ${link.name}`, { ifname: link.name, kind, key, subnet: alloc.subnet, host: alloc.hostAddress });
+    return served;
+  }
+
+  private dhcpAdd(served: Served, reservations: readonly ReservationRecord[], restrict?: string): void {
+    if (!this.dhcpServer) return;
+    const cfg: DhcpInterface = {
+      ifindex: served.ifindex, ifname: served.ifname, address: `${served.alloc.hostAddress}/${served.alloc.prefixLength}`,
+      dns: this.dns, reservations: reservations.map((r) => ({ mac: r.mac, address: r.address, hostname: r.machine })),
+    };
+    if (served.kind === 'zone') cfg.leaseTime = ZONE_DHCP_LEASE;
+    if (restrict !== undefined) {
+      // an embedded launcher on a shared zone bridge answers only its own container
+      cfg.pool = `${restrict}-${restrict}`;
+      cfg.authoritative = false;
+    }
+    this.dhcpServer.addInterface(cfg);
+    served.dhcp = true;
+  }
+
+  private async undoServe(served: Served, ifindex: number): Promise<void> {
+    try {
+      if (served.dhcp) this.dhcpServer?.removeInterface(served.ifname);
+      if (served.masquerade) this.firewall.removeMasquerade(served.alloc.subnet);
+      await this.rtnl.deleteAddress(ifindex, `${served.alloc.hostAddress}/${served.alloc.prefixLength}`);
+    } catch (err) {
+      this.log.warn(`rolling back ${served.ifname} failed: ${errorMessage(err)}`);
+    }
+    await this.store.update((st) => {
+      const rec = st.links[served.ifname];
+      if (rec) rec.holders = rec.holders.filter((h) => h !== this.holder);
+      if (rec && rec.holders.length === 0) this.forgetRecord(st, rec);
+    });
+  }
+
+  private ensureTables(): void {
+    if (this.tablesReady) return;
+    this.firewall.ensureTables();
+    this.tablesReady = true;
+  }
+
+  private async addHolder(ifname: string): Promise<void> {
+    await this.store.update((st) => {
+      const rec = st.links[ifname];
+      if (rec && !rec.holders.includes(this.holder)) rec.holders.push(this.holder);
+    });
+  }
+
+  /** Releases the pool entry and the record; puts ip_forward back after the last link. */
+  private forgetRecord(st: NetdState, rec: LinkRecord): void {
+    const pool = this.loadPool(st);
+    pool.release(rec.kind, rec.key);
+    st.pool = pool.serialize();
+    delete st.links[rec.ifname];
+    if (Object.keys(st.links).length === 0 && st.ipForwardBefore !== undefined) {
+      if (restoreForwarding(st.ipForwardBefore, this.sysctl)) this.log.info(`net.ipv4.ip_forward set back to ${st.ipForwardBefore}`);
+      delete st.ipForwardBefore;
+    }
+  }
+
+  /**
+   * Stops serving a link. `gone`: the link no longer exists. Other holders of a shared zone bridge
+   * (embedded launchers) keep it served; the last one takes everything down.
+   */
+  private async unserve(ifname: string, gone: boolean): Promise<void> {
+    const s = this.served.get(ifname);
+    if (!s) return;
+    this.served.delete(ifname);
+    let last = true;
+    await this.store.update((st) => {
+      const rec = st.links[ifname];
+      if (!rec) return;
+      rec.holders = rec.holders.filter((h) => h !== this.holder && (h === 'sidecar' || holderAlive(h)));
+      last = gone || rec.holders.length === 0;
+      if (last) this.forgetRecord(st, rec);
+    });
+    if (s.dhcp) this.dhcpServer?.removeInterface(ifname);
+    if (!last) {
+      this.log.info(`leaving ${ifname} to its other holders`, { ifname });
+      return;
+    }
+    try {
+      if (s.masquerade) this.firewall.removeMasquerade(s.alloc.subnet);
+    } catch (err) {
+      this.log.warn(`removing the masquerade of ${s.alloc.subnet} failed: ${errorMessage(err)}`);
+    }
+    if (!gone) await this.rtnl.deleteAddress(s.ifindex, `${s.alloc.hostAddress}/${s.alloc.prefixLength}`);
+    await this.dropTablesIfEmpty();
+    this.log.info(`stopped serving ${ifname}`, { ifname, subnet: s.alloc.subnet, reason: gone ? 'link gone' : 'released' });
+  }
+
+  /** A record whose link is gone: release it and its masquerade entry. */
+  private async dropRecord(rec: LinkRecord, why: string): Promise<void> {
+    await this.store.update((st) => {
+      const cur = st.links[rec.ifname];
+      if (cur) this.forgetRecord(st, cur);
+    });
+    try {
+      this.firewall.removeMasquerade(rec.subnet);
+    } catch (err) {
+      this.log.warn(`removing the masquerade of ${rec.subnet} failed: ${errorMessage(err)}`);
+    }
+    this.dhcpServer?.removeInterface(rec.ifname);
+    await this.dropTablesIfEmpty();
+    this.log.info(`forgot ${rec.ifname} (${rec.subnet}): ${why}`, { ifname: rec.ifname });
+  }
+
+  /** Our table goes when nothing at all is left in it (no link served by anyone, no port mapping). */
+  private async dropTablesIfEmpty(): Promise<void> {
+    await this.store.update((st) => {
+      if (Object.keys(st.links).length > 0) return;
+      try {
+        if (this.firewall.elements().length === 0) {
+          this.firewall.removeTables();
+          this.tablesReady = false;
+        }
+      } catch (err) {
+        this.log.warn(`removing the empty firewall table failed: ${errorMessage(err)}`);
+      }
+    });
+  }
+
+  // -----------------------------------------------------------------------------------------
+  // Reservations
+
+  /** The host0 MAC systemd-nspawn gives `machine`'s container (host machine ID + name). */
+  private nspawnContainerMac(machine: string): string | undefined {
+    return this.machineId ? formatMac(generateMac(this.machineId, machine, 'container')) : undefined;
+  }
+
+  /** A sidecar reserves a stable address for a ve- link's machine before its DHCP client asks. */
+  private async autoReserve(machine: string, ifname: string): Promise<void> {
+    const mac = this.nspawnContainerMac(machine);
+    if (!mac || !this.served.has(ifname)) return;
+    const rec = this.store.peek().links[ifname];
+    if (rec?.reservations.some((r) => r.machine === machine)) return;
+    try {
+      await this.queue(ifname, () => this.reserveOn(ifname, machine, mac));
+    } catch (err) {
+      this.log.warn(`reserving an address for ${machine} on ${ifname} failed: ${errorMessage(err)}`);
+    }
+  }
+
+  /** vb-MACHINE joined (or is in) a zone bridge we serve: reserve that machine's address there. */
+  private async portSeen(machine: string, port: Link): Promise<void> {
+    if (port.master === undefined) return;
+    const zone = [...this.served.values()].find((s) => s.ifindex === port.master && s.kind === 'zone');
+    if (!zone) return;
+    const rec = this.store.peek().links[zone.ifname];
+    if (rec?.reservations.some((r) => r.machine === machine)) return;
+    const mac = this.nspawnContainerMac(machine);
+    if (!mac) return;
+    try {
+      await this.queue(zone.ifname, () => this.reserveOn(zone.ifname, machine, mac));
+    } catch (err) {
+      this.log.warn(`reserving an address for ${machine} on ${zone.ifname} failed: ${errorMessage(err)}`);
+    }
+  }
+
+  private async portGone(machine: string, port: Link): Promise<void> {
+    for (const s of this.served.values()) {
+      if (s.kind !== 'zone' || (port.master !== undefined && s.ifindex !== port.master)) continue;
+      const rec = this.store.peek().links[s.ifname];
+      if (rec?.reservations.some((r) => r.machine === machine)) await this.queue(s.ifname, () => this.unreserveOn(s.ifname, machine));
+    }
+  }
+
+  private async reserveZonePorts(bridge: Link): Promise<void> {
+    if (!this.served.has(bridge.name)) return;
+    for (const p of await this.rtnl.listLinks({ master: bridge.index })) {
+      const role = classifyLink(p);
+      if (role?.role === 'port') await this.portSeen(role.machine, p);
+    }
+  }
+
+  /** Records and applies machine → (mac, address) on a served link; returns the reservation. */
+  private async reserveOn(ifname: string, machine: string, mac: string): Promise<ReservationRecord> {
+    const s = this.served.get(ifname);
+    if (!s) throw new NetdError('NETD_NOT_SERVED', `link ${ifname} is not served`);
+    const leases = this.dhcpServer && s.dhcp ? this.dhcpServer.leases(ifname) : [];
+    let res!: ReservationRecord;
+    await this.store.update((st) => {
+      const rec = st.links[ifname];
+      if (!rec) throw new NetdError('NETD_NOT_SERVED', `link ${ifname} has no record (was it removed meanwhile?)`);
+      const mine = rec.reservations.find((r) => r.machine === machine);
+      const taken = new Set<string>([
+        ...rec.reservations.filter((r) => r.machine !== machine).map((r) => r.address),
+        ...leases.filter((l) => l.state === 'bound' && l.expiresAt > Date.now() && l.mac.toLowerCase() !== mac).map((l) => l.address),
+      ]);
+      const address = mine && !taken.has(mine.address) && isClientAddress(s.alloc, mine.address) ? mine.address : pickAddress(s.alloc, machine, taken);
+      res = { machine, mac, address };
+      rec.reservations = [...rec.reservations.filter((r) => r.machine !== machine && r.mac !== mac), res];
+    });
+    if (this.dhcpServer) {
+      if (!s.dhcp) this.dhcpAdd(s, [res], this.mode === 'embedded' && s.kind === 'zone' ? res.address : undefined);
+      else this.dhcpServer.reserve(ifname, { mac, address: res.address, hostname: machine });
+    }
+    this.log.info(`reserved ${res.address} for ${machine}`, { ifname, machine, mac, address: res.address });
+    return res;
+  }
+
+  private async unreserveOn(ifname: string, machine: string): Promise<boolean> {
+    let removed: ReservationRecord | undefined;
+    await this.store.update((st) => {
+      const rec = st.links[ifname];
+      removed = rec?.reservations.find((r) => r.machine === machine);
+      if (rec && removed) rec.reservations = rec.reservations.filter((r) => r !== removed);
+    });
+    if (!removed) return false;
+    const s = this.served.get(ifname);
+    if (this.dhcpServer && s?.dhcp) {
+      this.dhcpServer.unreserve(ifname, { mac: removed.mac });
+    }
+    this.log.info(`released ${removed.address} of ${machine}`, { ifname, machine });
+    return true;
+  }
+
+  // -----------------------------------------------------------------------------------------
+  // The API (sidecar socket and embedded launcher)
+
+  private linkFor(machine: string, kind: ServedKind, zone?: string): string {
+    if (kind === 'zone') {
+      if (zone === undefined) throw new ConfigError('a zone reservation needs the zone name', { code: 'NETD_BAD_REQUEST' });
+      return zoneBridgeIfname(zone);
+    }
+    return vethHostIfname(machine).name;
+  }
+
+  /**
+   * Serves the machine's link (ve-MACHINE, or the zone's vz-ZONE bridge) if not yet served and
+   * reserves the machine's address for `mac` there; returns what host0 should be configured with.
+   * The link must exist (the launcher creates it first).
+   */
+  async reserve(req: { machine: string; mac: string; kind: ServedKind; zone?: string }): Promise<MachineLease> {
+    const ifname = this.linkFor(req.machine, req.kind, req.zone);
+    const mac = req.mac.toLowerCase();
+    return this.queue(ifname, async () => {
+      const link = await this.rtnl.getLink(ifname);
+      if (!link) throw new NetdError('NETD_NO_LINK', `link ${ifname} does not exist (the container's links are created before the reservation)`);
+      const role = classifyLink(link);
+      if (!role || role.role === 'port') {
+        throw new NetdError('NETD_NOT_SERVABLE', `link ${ifname} is a ${link.kind ?? 'physical'} link, not a ${req.kind === 'zone' ? 'bridge' : 'veth'}: it is not served`);
+      }
+      const s = await this.serve(link, role);
+      const res = await this.reserveOn(ifname, req.machine, mac);
+      const out: MachineLease = {
+        machine: req.machine, kind: req.kind, ifname, subnet: s.alloc.subnet, address: res.address,
+        prefixLength: s.alloc.prefixLength, gateway: s.alloc.hostAddress, dns: [...this.dns], mac,
+      };
+      if (req.zone !== undefined) out.zone = req.zone;
+      return out;
+    });
+  }
+
+  /**
+   * The machine is done: its reservation goes; a veth link stops being served (its link is going);
+   * a zone bridge stays served while others hold it.
+   */
+  async release(req: { machine: string; kind: ServedKind; zone?: string }): Promise<boolean> {
+    const ifname = this.linkFor(req.machine, req.kind, req.zone);
+    return this.queue(ifname, async () => {
+      const had = await this.unreserveOn(ifname, req.machine);
+      if (req.kind === 'veth' || this.mode === 'embedded') {
+        const link = await this.rtnl.getLink(ifname);
+        await this.unserve(ifname, !link);
+      }
+      return had;
+    });
+  }
+
+  /** The links served by this process. */
+  list(): ServedLinkInfo[] {
+    const state = this.store.peek();
+    return [...this.served.values()].map((s) => {
+      const rec = state.links[s.ifname];
+      return {
+        ifname: s.ifname, ifindex: s.ifindex, kind: s.kind, key: s.key, subnet: s.alloc.subnet, hostAddress: s.alloc.hostAddress,
+        masquerade: s.masquerade, dhcp: s.dhcp, reservations: rec?.reservations ?? [], holders: rec?.holders ?? [],
+      };
+    });
+  }
+
+  leases(ifname?: string): DhcpLeaseInfo[] {
+    if (!this.dhcpServer) return [];
+    if (ifname !== undefined && !this.dhcpServer.interfaces().includes(ifname)) return [];
+    return this.dhcpServer.leases(ifname);
+  }
+
+  status(): { mode: string; links: number; dns: string[]; dhcp: boolean; stateDir: string; forwarding: string | undefined } {
+    let forwarding: string | undefined;
+    try {
+      forwarding = this.sysctl.read('/proc/sys/net/ipv4/ip_forward');
+    } catch {
+      forwarding = undefined;
+    }
+    return { mode: this.mode, links: this.served.size, dns: [...this.dns], dhcp: this.dhcpServer !== undefined, stateDir: this.store.dir, forwarding };
+  }
+
+  /** The subnet a served link has (for the port-forward issue and machinectl). */
+  allocation(ifname: string): SubnetAllocation | undefined {
+    const s = this.served.get(ifname);
+    return s ? describeSubnet(s.kind, s.key, s.alloc.subnet) : undefined;
+  }
+
+  /** The shared firewall (port forwarding uses the same table). */
+  get fw(): Firewall {
+    return this.firewall;
+  }
+
+  /**
+   * Stops. Embedded: everything this process served is taken down (its container has ended). A
+   * sidecar leaves the links configured — containers keep their addresses and their traffic — and
+   * only stops answering; its next start picks everything up again.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.monitor?.close();
+    await this.monitorDone?.catch(() => undefined);
+    await Promise.all([...this.chains.values()]);
+    if (this.mode === 'embedded') {
+      for (const ifname of [...this.served.keys()]) {
+        try {
+          const link = await this.rtnl.getLink(ifname);
+          await this.unserve(ifname, !link);
+        } catch (err) {
+          this.log.warn(`taking down ${ifname} failed: ${errorMessage(err)}`);
+        }
+      }
+    }
+    await this.dhcpServer?.stop();
+    this.firewall.close();
+    this.rtnl.close();
+  }
+}
+

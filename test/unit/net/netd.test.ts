@@ -1,0 +1,215 @@
+// Pure parts of the network sidecar: which links it serves, the machines' stable addresses, the
+// API's request checks, DNS selection, the command line and sd_notify's address.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import fc from 'fast-check';
+import { describe, expect, test } from 'vitest';
+import { classifyLink, isMasqueradeOwner, machineFromIfname, masqueradeOwner } from '../../../src/net/netd/links.js';
+import { addressHash, isClientAddress, pickAddress } from '../../../src/net/netd/addresses.js';
+import { decodeRequestLine, parseRequest } from '../../../src/net/netd/api.js';
+import { hostDns, parseDnsList } from '../../../src/net/netd/dns.js';
+import { parseSidecarArgs } from '../../../src/net/netd/daemon.js';
+import { sockaddrUn } from '../../../src/net/netd/notify.js';
+import { enableForwarding, IP_FORWARD, restoreForwarding, type SysctlIo } from '../../../src/net/netd/sysctl.js';
+import { describeSubnet } from '../../../src/net/pool.js';
+import { shortenIfname } from '../../../src/net/naming.js';
+
+describe('classifyLink', () => {
+  test('ve- veths and vz- bridges are served, vb- veths are ports, the rest is left alone', () => {
+    expect(classifyLink({ name: 've-web', kind: 'veth' })).toEqual({ role: 'veth', ifname: 've-web', machine: 'web' });
+    expect(classifyLink({ name: 'vz-lab', kind: 'bridge' })).toEqual({ role: 'zone', ifname: 'vz-lab', zone: 'lab' });
+    expect(classifyLink({ name: 'vb-web', kind: 'veth' })).toEqual({ role: 'port', ifname: 'vb-web', machine: 'web' });
+    for (const l of [
+      { name: 'eth0', kind: undefined }, { name: 've-web', kind: 'bridge' }, { name: 'vz-lab', kind: 'veth' },
+      { name: 've-', kind: 'veth' }, { name: 'vz-', kind: 'bridge' }, { name: 'veth0', kind: 'veth' }, { name: 'br0', kind: 'bridge' },
+      { name: 'vb-x', kind: 'bridge' }, { name: 'mv-eth0', kind: 'macvlan' },
+    ]) expect(classifyLink(l)).toBeUndefined();
+  });
+
+  test('a shortened name is keyed by the full machine name of its altname (both naming schemes)', () => {
+    for (const longHash of [true, false]) {
+      const n = shortenIfname('ve-a-rather-long-machine-name', { longHash });
+      expect(n.shortened).toBe(true);
+      const role = classifyLink({ name: n.name, kind: 'veth', altnames: ['unrelated-altname', n.full] });
+      expect(role).toEqual({ role: 'veth', ifname: n.name, machine: 'a-rather-long-machine-name' });
+    }
+    // without the altname, the visible part is the key
+    const n = shortenIfname('ve-a-rather-long-machine-name');
+    expect(machineFromIfname('ve-', n.name, [])).toBe(n.name.slice(3));
+    // an altname that does not shorten to the name is not taken
+    expect(machineFromIfname('ve-', n.name, ['ve-something-else-entirely'])).toBe(n.name.slice(3));
+  });
+
+  test('masquerade owners', () => {
+    expect(masqueradeOwner('veth', 'web')).toBe('ve:web');
+    expect(masqueradeOwner('zone', 'lab')).toBe('vz:lab');
+    expect(isMasqueradeOwner('ve:web')).toBe(true);
+    expect(isMasqueradeOwner('web')).toBe(false);
+    expect(isMasqueradeOwner(undefined)).toBe(false);
+  });
+});
+
+describe('pickAddress', () => {
+  const veth = describeSubnet('veth', 'x', '192.168.37.16/28');
+  const zone = describeSubnet('zone', 'z', '10.4.5.0/24');
+
+  test('golden: the hash and the address it gives', () => {
+    expect(addressHash('web')).toBe(addressHash('web'));
+    const a = pickAddress(veth, 'web', new Set());
+    expect(isClientAddress(veth, a)).toBe(true);
+    const off = Number(addressHash('web') % 13n);
+    expect(a).toBe(`192.168.37.${18 + off}`);
+  });
+
+  test('stable, always a client address, and moves on only past taken ones', () => {
+    fc.assert(fc.property(fc.string({ minLength: 1, maxLength: 30 }), fc.array(fc.integer({ min: 2, max: 254 }), { maxLength: 200 }), (m, takenN) => {
+      const taken = new Set(takenN.map((n) => `10.4.5.${n}`));
+      if (taken.size >= 253) return;
+      const a = pickAddress(zone, m, taken);
+      expect(isClientAddress(zone, a)).toBe(true);
+      expect(taken.has(a)).toBe(false);
+      expect(pickAddress(zone, m, taken)).toBe(a);
+      if (!taken.has(pickAddress(zone, m, new Set()))) expect(a).toBe(pickAddress(zone, m, new Set()));
+    }));
+  });
+
+  test('a full subnet is a clear error', () => {
+    const all = new Set(Array.from({ length: 13 }, (_, i) => `192.168.37.${18 + i}`));
+    expect(() => pickAddress(veth, 'web', all)).toThrow(/no free address for machine 'web' in 192.168.37.16\/28/);
+  });
+
+  test('isClientAddress excludes network, host and broadcast', () => {
+    expect(isClientAddress(veth, '192.168.37.16')).toBe(false);
+    expect(isClientAddress(veth, '192.168.37.17')).toBe(false);
+    expect(isClientAddress(veth, '192.168.37.18')).toBe(true);
+    expect(isClientAddress(veth, '192.168.37.30')).toBe(true);
+    expect(isClientAddress(veth, '192.168.37.31')).toBe(false);
+    expect(isClientAddress(veth, 'garbage')).toBe(false);
+  });
+});
+
+describe('API requests', () => {
+  test('valid requests', () => {
+    expect(parseRequest({ op: 'reserve', machine: 'web', mac: '02:AA:bb:cc:dd:ee', kind: 'veth' }))
+      .toEqual({ op: 'reserve', machine: 'web', mac: '02:aa:bb:cc:dd:ee', kind: 'veth' });
+    expect(parseRequest({ op: 'reserve', machine: 'web', mac: '02-00-00-00-00-01', kind: 'zone', zone: 'lab' }))
+      .toEqual({ op: 'reserve', machine: 'web', mac: '02:00:00:00:00:01', kind: 'zone', zone: 'lab' });
+    expect(parseRequest({ op: 'release', machine: 'web', kind: 'veth' })).toEqual({ op: 'release', machine: 'web', kind: 'veth' });
+    expect(parseRequest({ op: 'status' })).toEqual({ op: 'status' });
+    expect(parseRequest({ op: 'list', id: 7 })).toEqual({ op: 'list' });
+    expect(parseRequest({ op: 'leases', ifname: 've-web' })).toEqual({ op: 'leases', ifname: 've-web' });
+    expect(decodeRequestLine('{"op":"ports","id":"a"}')).toEqual({ request: { op: 'ports' }, id: 'a' });
+  });
+
+  test.each([
+    ['[]', /a request is a JSON object/],
+    ['{"op":"nope"}', /"op" must be one of reserve, release, status, list, leases, ports; got "nope"/],
+    ['{}', /"op" must be one of .*got nothing/],
+    ['{"op":"status","extra":1}', /status: unknown field "extra" \(allowed: id\)/],
+    ['{"op":"reserve","machine":"web","kind":"veth"}', /reserve: "mac" is missing/],
+    ['{"op":"reserve","machine":"-bad","mac":"02:00:00:00:00:01","kind":"veth"}', /reserve: "machine" "-bad" is not a valid machine name/],
+    ['{"op":"reserve","machine":"web","mac":"zz","kind":"veth"}', /reserve: "mac" "zz" is not a MAC address/],
+    ['{"op":"reserve","machine":"web","mac":"01:00:00:00:00:01","kind":"veth"}', /multicast/],
+    ['{"op":"reserve","machine":"web","mac":"00:00:00:00:00:00","kind":"veth"}', /not a usable address/],
+    ['{"op":"reserve","machine":"web","mac":"02:00:00:00:00:01","kind":"bridge"}', /"kind" must be "veth" or "zone", got "bridge"/],
+    ['{"op":"reserve","machine":"web","mac":"02:00:00:00:00:01","kind":"zone"}', /"zone" is missing/],
+    ['{"op":"reserve","machine":"web","mac":"02:00:00:00:00:01","kind":"zone","zone":"much-too-long-zone"}', /not a valid zone name/],
+    ['{"op":"reserve","machine":"web","mac":"02:00:00:00:00:01","kind":"veth","zone":"x"}', /"zone" is only allowed with kind "zone"/],
+    ['{"op":"release","machine":5,"kind":"veth"}', /release: "machine" must be a string, got number/],
+    ['{"op":"leases","ifname":"a/b"}', /not an interface name/],
+    ['{"op":"list","id":{}}', /"id" must be a string or number/],
+    ['not json', /one JSON object per line/],
+  ])('%s is refused', (line, message) => {
+    expect(() => decodeRequestLine(line)).toThrow(message);
+    try {
+      decodeRequestLine(line);
+    } catch (err) {
+      expect((err as { code: string }).code).toBe('NETD_BAD_REQUEST');
+    }
+  });
+
+  test('random input never gets past the checks unless it is a valid request', () => {
+    fc.assert(fc.property(fc.jsonValue(), (v) => {
+      try {
+        const r = parseRequest(v);
+        expect(['reserve', 'release', 'status', 'list', 'leases', 'ports']).toContain(r.op);
+      } catch (err) {
+        expect((err as { code: string }).code).toBe('NETD_BAD_REQUEST');
+      }
+    }));
+  });
+
+  test('oversized lines are refused', () => {
+    expect(() => decodeRequestLine(`{"op":"status","id":"${'x'.repeat(20000)}"}`)).toThrow(/at most 16384 bytes/);
+  });
+});
+
+describe('DNS for containers', () => {
+  const dir = mkdtempSync(`${tmpdir()}/netd-dns-`);
+  const file = (name: string, text: string): string => {
+    writeFileSync(`${dir}/${name}`, text);
+    return `${dir}/${name}`;
+  };
+
+  test('the host resolvers, without loopback ones; resolved\'s upstream list when the host uses its stub', () => {
+    expect(hostDns({ host: file('a', 'nameserver 127.0.0.53\nnameserver 192.0.2.1\nnameserver 2001:db8::1\n') }))
+      .toEqual({ servers: ['192.0.2.1'], source: `${dir}/a` });
+    expect(hostDns({ host: file('b', 'nameserver 127.0.0.53\n'), uplink: file('c', 'nameserver 198.51.100.7\n') }))
+      .toEqual({ servers: ['198.51.100.7'], source: `${dir}/c` });
+    const only = hostDns({ host: file('d', 'nameserver 127.0.0.1\n'), uplink: `${dir}/missing` });
+    expect(only.servers).toEqual([]);
+    expect(only.source).toMatch(/only loopback resolvers \(127.0.0.1\).*NSPAWN_NETD_DNS/);
+    expect(hostDns({ host: `${dir}/missing` }).source).toMatch(/is missing/);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('configured lists', () => {
+    expect(parseDnsList('192.0.2.1, 198.51.100.2 203.0.113.3', 'x')).toEqual(['192.0.2.1', '198.51.100.2', '203.0.113.3']);
+    expect(() => parseDnsList('192.0.2.1,example.com', '--dns')).toThrow('--dns: "example.com" is not an IPv4 address');
+  });
+});
+
+describe('forwarding sysctl', () => {
+  const fake = (v: string): SysctlIo & { v: string } => {
+    const io = { v, read: () => io.v, write: (_p: string, x: string) => { io.v = x; } };
+    return io;
+  };
+  test('turned on and put back, unless someone else changed it', () => {
+    const io = fake('0');
+    expect(enableForwarding(io)).toBe('0');
+    expect(io.v).toBe('1');
+    expect(enableForwarding(io)).toBeUndefined();
+    expect(restoreForwarding('0', io)).toBe(true);
+    expect(io.v).toBe('0');
+    io.v = '0';
+    expect(restoreForwarding('0', io)).toBe(false);
+    expect(IP_FORWARD).toBe('/proc/sys/net/ipv4/ip_forward');
+  });
+});
+
+describe('nspawn-netd command line', () => {
+  const env = { NSPAWN_TS_STATE_DIR: '/srv/state' };
+  test('defaults and options', () => {
+    expect(parseSidecarArgs([], {})).toEqual({ stateDir: '/var/lib/nspawn-ts', socket: '/run/nspawn-ts/netd.sock', verbose: false });
+    expect(parseSidecarArgs([], { ...env, NSPAWN_NETD_SOCKET: '/run/x.sock', NSPAWN_NETD_DNS: '192.0.2.9' }))
+      .toEqual({ stateDir: '/srv/state', socket: '/run/x.sock', dns: ['192.0.2.9'], verbose: false });
+    expect(parseSidecarArgs(['--state-dir', '/a', '--socket=/b.sock', '--dns=192.0.2.1', '--dns', '192.0.2.2', '--pool=10.0.0.0/8', '-v'], { NSPAWN_NETD_DNS: '192.0.2.9' }))
+      .toEqual({ stateDir: '/a', socket: '/b.sock', dns: ['192.0.2.1', '192.0.2.2'], pools: ['10.0.0.0/8'], verbose: true });
+    expect(parseSidecarArgs(['--help'], {})).toBe('help');
+  });
+  test.each([
+    [['--bogus'], /unknown argument "--bogus"/],
+    [['dhcp'], /unknown argument "dhcp"/],
+    [['--state-dir'], /--state-dir needs a value/],
+    [['--socket=relative.sock'], /--socket takes an absolute path, got "relative.sock"/],
+    [['--dns=nope'], /--dns: "nope" is not an IPv4 address/],
+  ])('%j is refused', (argv, message) => {
+    expect(() => parseSidecarArgs(argv, {})).toThrow(message);
+  });
+});
+
+test('sockaddr_un for sd_notify: paths and abstract names', () => {
+  expect(Buffer.from(sockaddrUn('/run/x')).toString('hex')).toBe('0100' + Buffer.from('/run/x\0').toString('hex'));
+  expect(Buffer.from(sockaddrUn('@abs')).toString('hex')).toBe('0100' + '00' + Buffer.from('abs').toString('hex'));
+  expect(() => sockaddrUn('/' + 'x'.repeat(120))).toThrow(/longer than 107 bytes/);
+});
