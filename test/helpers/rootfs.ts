@@ -13,11 +13,12 @@
 import { execFile } from 'node:child_process';
 import {
   chmodSync, chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync, rmSync,
-  symlinkSync, writeFileSync,
+  statSync, symlinkSync, writeFileSync,
 } from 'node:fs';
 import { posix } from 'node:path';
 import { promisify } from 'node:util';
 import { sys } from '../../src/native.js';
+import { shiftOwnership } from '../../src/runtime/namespaces.js';
 
 const run = promisify(execFile);
 
@@ -121,8 +122,13 @@ async function buildBusybox(dir: string): Promise<void> {
 }
 
 /** The busybox root (read-only for tests; copy it to change it). */
-export function busyboxRoot(): Promise<string> {
-  return cached('busybox', BUSYBOX_VERSION, buildBusybox);
+export async function busyboxRoot(): Promise<string> {
+  const dir = await cached('busybox', BUSYBOX_VERSION, buildBusybox);
+  // a test that ran -U on the shared root (instead of a copy) shifted its owners: shift them back
+  if (statSync(dir).uid !== 0) {
+    await withLock('busybox', async () => { shiftOwnership(dir, 0); });
+  }
+  return dir;
 }
 
 /**

@@ -7,6 +7,9 @@ import { busyboxRoot, debianRoot } from '../helpers/rootfs.js';
 import { exited, leftoverCgroups, machineLeader, machineRecords, startNspawn } from '../helpers/nspawn.js';
 import { killAndWait, run, waitFor } from '../helpers/exec.js';
 
+/** machine names carry this run's ID: cgroups are host-wide, and other test runs may use the same names */
+const RUN = process.pid.toString(36);
+
 let bbRoot: string;
 let debRoot: string;
 beforeAll(async () => {
@@ -28,26 +31,26 @@ function started(name: string, child: ReturnType<typeof startNspawn>): Promise<n
 
 describe('boot', () => {
   ktest('a busybox init boots as PID 1 and halts on SIGTERM to the launcher', async ({ onTestFinished }) => {
-    const c = startNspawn(['-D', bbRoot, '-M', 'boot-bb', '-b']);
+    const c = startNspawn(['-D', bbRoot, '-M', `boot-bb-${RUN}`, '-b']);
     onTestFinished(() => killAndWait(c));
-    const leader = await started('boot-bb', c);
+    const leader = await started(`boot-bb-${RUN}`, c);
     await waitFor(() => c.output().includes('nspawn-ts-test: booted as PID'), 'rcS to run');
-    expect(c.output()).toContain('booted as PID 2 on boot-bb');
+    expect(c.output()).toContain(`booted as PID 2 on boot-bb-${RUN}`);
     expect(readFileSync(`/proc/${leader}/comm`, 'utf8').trim()).toBe('init');
     const ps = await inside(leader, ['ps', '-o', 'pid,comm']);
     expect(ps.stdout).toMatch(/^\s*1 init$/m);
     c.kill('SIGTERM');
     expect(await exited(c)).toEqual({ code: 0, signal: null });
     expect(c.output()).toContain('nspawn-ts-test: shutdown');
-    expect(c.output()).toContain('Container boot-bb has been shut down.');
+    expect(c.output()).toContain(`Container boot-bb-${RUN} has been shut down.`);
     expect(machineRecords()).toEqual([]);
   });
 
   ktest('Debian with systemd boots to "running" with no failed units, and halts on SIGTERM', async ({ onTestFinished }) => {
     const t0 = Date.now();
-    const c = startNspawn(['-D', debRoot, '-M', 'boot-debian', '-x', '-b']);
+    const c = startNspawn(['-D', debRoot, '-M', `boot-debian-${RUN}`, '-x', '-b']);
     onTestFinished(() => killAndWait(c));
-    const leader = await started('boot-debian', c);
+    const leader = await started(`boot-debian-${RUN}`, c);
     const state = await waitFor(async () => {
       if (c.exitCode !== null) throw new Error(`exited: ${c.output()}`);
       const r = await inside(leader, ['systemctl', 'is-system-running']);
@@ -63,7 +66,7 @@ describe('boot', () => {
     const virt = await inside(leader, ['systemd-detect-virt']);
     expect(virt.stdout.trim()).toBe('systemd-nspawn');
     const host = await inside(leader, ['hostname']);
-    expect(host.stdout.trim()).toBe('boot-debian');
+    expect(host.stdout.trim()).toBe(`boot-debian-${RUN}`);
     const cg = await inside(leader, ['cat', '/proc/1/cgroup']);
     expect(cg.stdout).toMatch(/^0::\/init\.scope$/m);
     expect(cg.stdout).toMatch(/name=systemd:\/init\.scope$/m);
@@ -73,9 +76,9 @@ describe('boot', () => {
     const t1 = Date.now();
     expect(await exited(c)).toEqual({ code: 0, signal: null });
     expect(Date.now() - t1).toBeLessThan(20_000);
-    expect(c.output()).toContain('Container boot-debian has been shut down.');
+    expect(c.output()).toContain(`Container boot-debian-${RUN} has been shut down.`);
     expect(machineRecords()).toEqual([]);
-    expect(leftoverCgroups().filter((d) => d.endsWith('machine-boot-debian'))).toEqual([]);
+    expect(leftoverCgroups().filter((d) => d.endsWith(`machine-boot-debian-${RUN}`))).toEqual([]);
   });
 
   ktest('-b finds no init in a root without one, and says where it looked', async () => {

@@ -8,6 +8,9 @@ import { busyboxRoot } from '../helpers/rootfs.js';
 import { exited, leftoverCgroups, machineLeader, machineRecords, nspawn, startNspawn, NSPAWN_TS } from '../helpers/nspawn.js';
 import { run, waitFor } from '../helpers/exec.js';
 
+/** machine names carry this run's ID: cgroups are host-wide, and other test runs may use the same names */
+const RUN = process.pid.toString(36);
+
 let root: string;
 beforeAll(async () => {
   root = await busyboxRoot();
@@ -26,13 +29,13 @@ async function payloadRunning(pid: number, comm: string): Promise<void> {
 }
 
 function ours(): string[] {
-  return leftoverCgroups().filter((d) => /machine-lc-/.test(d));
+  return leftoverCgroups().filter((d) => d.endsWith(`-${RUN}`));
 }
 
 describe('stopping', () => {
   ktest('SIGTERM to the launcher sends SIGTERM to PID 1, which may exit cleanly; its code is the launcher\'s', async () => {
-    const c = startNspawn(['-q', '-D', root, '-M', 'lc-term', '/bin/sh', '-c', 'trap "echo got TERM; exit 7" TERM; echo ready; while :; do sleep 0.1; done']);
-    await started('lc-term', c);
+    const c = startNspawn(['-q', '-D', root, '-M', `lc-term-${RUN}`, '/bin/sh', '-c', 'trap "echo got TERM; exit 7" TERM; echo ready; while :; do sleep 0.1; done']);
+    await started(`lc-term-${RUN}`, c);
     await waitFor(() => c.output().includes('ready'), 'the trap to be set');
     c.kill('SIGTERM');
     expect(await exited(c)).toEqual({ code: 7, signal: null });
@@ -42,9 +45,9 @@ describe('stopping', () => {
   });
 
   ktest('SIGINT works the same way; a PID 1 that ignores it is SIGKILLed after the stop timeout', async () => {
-    const c = startNspawn(['-q', '-D', root, '-M', 'lc-int', '/bin/sh', '-c', 'trap "" TERM INT; echo ready; while :; do sleep 0.1; done'],
+    const c = startNspawn(['-q', '-D', root, '-M', `lc-int-${RUN}`, '/bin/sh', '-c', 'trap "" TERM INT; echo ready; while :; do sleep 0.1; done'],
       { NSPAWN_TS_STOP_TIMEOUT_SEC: '1' });
-    await started('lc-int', c);
+    await started(`lc-int-${RUN}`, c);
     await waitFor(() => c.output().includes('ready'), 'the trap to be set');
     const t0 = Date.now();
     c.kill('SIGINT');
@@ -55,8 +58,8 @@ describe('stopping', () => {
   });
 
   ktest('a second SIGTERM kills at once', async () => {
-    const c = startNspawn(['-q', '-D', root, '-M', 'lc-twice', '/bin/sh', '-c', 'trap "" TERM; echo ready; while :; do sleep 0.1; done']);
-    await started('lc-twice', c);
+    const c = startNspawn(['-q', '-D', root, '-M', `lc-twice-${RUN}`, '/bin/sh', '-c', 'trap "" TERM; echo ready; while :; do sleep 0.1; done']);
+    await started(`lc-twice-${RUN}`, c);
     await waitFor(() => c.output().includes('ready'), 'the trap to be set');
     c.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, 200));
@@ -65,8 +68,8 @@ describe('stopping', () => {
   });
 
   ktest('--as-pid2: the stub init forwards the stop signal to the command', async () => {
-    const c = startNspawn(['-q', '-D', root, '-M', 'lc-pid2', '-a', '/bin/sh', '-c', 'trap "echo pid $$ got TERM; exit 5" TERM; echo ready; while :; do sleep 0.1; done']);
-    await started('lc-pid2', c);
+    const c = startNspawn(['-q', '-D', root, '-M', `lc-pid2-${RUN}`, '-a', '/bin/sh', '-c', 'trap "echo pid $$ got TERM; exit 5" TERM; echo ready; while :; do sleep 0.1; done']);
+    await started(`lc-pid2-${RUN}`, c);
     await waitFor(() => c.output().includes('ready'), 'the trap to be set');
     c.kill('SIGTERM');
     expect(await exited(c)).toEqual({ code: 5, signal: null });
@@ -74,8 +77,8 @@ describe('stopping', () => {
   });
 
   ktest('--kill-signal= chooses the signal', async () => {
-    const c = startNspawn(['-q', '-D', root, '-M', 'lc-usr1', '--kill-signal=SIGUSR1', '/bin/sh', '-c', 'trap "echo got USR1; exit 3" USR1; echo ready; while :; do sleep 0.1; done']);
-    await started('lc-usr1', c);
+    const c = startNspawn(['-q', '-D', root, '-M', `lc-usr1-${RUN}`, '--kill-signal=SIGUSR1', '/bin/sh', '-c', 'trap "echo got USR1; exit 3" USR1; echo ready; while :; do sleep 0.1; done']);
+    await started(`lc-usr1-${RUN}`, c);
     await waitFor(() => c.output().includes('ready'), 'the trap to be set');
     c.kill('SIGTERM');
     expect(await exited(c)).toEqual({ code: 3, signal: null });
@@ -85,18 +88,18 @@ describe('stopping', () => {
 
 describe('a launcher killed with SIGKILL', () => {
   ktest('takes its container along, and the next start cleans the record, cgroups and ephemeral layer', async () => {
-    const c = startNspawn(['-q', '-D', root, '-M', 'lc-lost', '-x', '/bin/sleep', '60']);
-    const leader = await started('lc-lost', c);
+    const c = startNspawn(['-q', '-D', root, '-M', `lc-lost-${RUN}`, '-x', '/bin/sleep', '60']);
+    const leader = await started(`lc-lost-${RUN}`, c);
     await payloadRunning(leader, 'sleep');
     c.kill('SIGKILL');
     await exited(c);
     // PID 1 had PR_SET_PDEATHSIG: it dies with the launcher, and its namespaces with it
     await waitFor(() => !existsSync(`/proc/${leader}`), 'the container to die with its launcher');
-    expect(machineRecords()).toEqual(['lc-lost']);
+    expect(machineRecords()).toEqual([`lc-lost-${RUN}`]);
     expect(ours().length).toBeGreaterThan(0);
     expect(readdirSync('/var/lib/nspawn-ts/ephemeral').length).toBe(1);
     // the next start of the same name
-    const again = await nspawn(['-q', '-D', root, '-M', 'lc-lost', '-x', '/bin/true']);
+    const again = await nspawn(['-q', '-D', root, '-M', `lc-lost-${RUN}`, '-x', '/bin/true']);
     expect(again.code).toBe(0);
     expect(machineRecords()).toEqual([]);
     expect(ours()).toEqual([]);
@@ -104,7 +107,7 @@ describe('a launcher killed with SIGKILL', () => {
   });
 
   ktest('a stub init (--as-pid2) and a user-namespaced container die with it too', async () => {
-    for (const [name, opts] of [['lc-lost2', ['-a']], ['lc-lost3', ['--private-users=identity']]] as const) {
+    for (const [name, opts] of [[`lc-lost2-${RUN}`, ['-a']], [`lc-lost3-${RUN}`, ['--private-users=identity']]] as const) {
       const c = startNspawn(['-q', '-D', root, '-M', name, ...opts, '/bin/sleep', '60']);
       const leader = await started(name, c);
       await waitFor(() => c.output() === '' && existsSync(`/proc/${leader}`), 'running');
@@ -148,7 +151,7 @@ describe('hooks', () => {
     mkdirSync(dir, { recursive: true });
     writeFileSync(`${dir}/marker`, '');
     const exit = await runContainer(newSpec({
-      directory: root, machine: 'lc-hooks', quiet: true, command: ['/bin/sh', '-c', `echo payload >> /srv/h/events`],
+      directory: root, machine: `lc-hooks-${RUN}`, quiet: true, command: ['/bin/sh', '-c', `echo payload >> /srv/h/events`],
       binds: [{ source: dir, destination: '/srv/h', readOnly: false, options: [] }],
       network: { ...newSpec().network, private: true },
     }), {

@@ -8,6 +8,9 @@ import { exited, machineLeader, machineRecords, nspawn, startNspawn } from '../h
 import { waitFor } from '../helpers/exec.js';
 import { pickCandidateFromName, UID_LOCK_DIR } from '../../src/runtime/namespaces.js';
 
+/** machine names carry this run's ID: cgroups are host-wide, and other test runs may use the same names */
+const RUN = process.pid.toString(36);
+
 let root: string;
 beforeAll(async () => {
   root = await busyboxRoot();
@@ -41,7 +44,7 @@ describe('user namespaces', () => {
   ktest('-U picks a free range (the name\'s hash first), shifts ownership, locks the range while running', async () => {
     const copy = await copyRoot(root);
     try {
-      const name = 'userns-pick';
+      const name = `userns-pick-${RUN}`;
       const expected = pickCandidateFromName(name);
       const c = startNspawn(['-q', '-D', copy.dir, '-M', name, '-U', '/bin/sh', '-c', `${PROBE}; ls -ln /etc/passwd /home; sleep 1`]);
       await waitFor(() => machineLeader(name) ?? (c.exitCode !== null ? Promise.reject(new Error(c.output())) : undefined), 'the container to start');
@@ -102,7 +105,9 @@ describe('user namespaces', () => {
   });
 
   ktest('--private-users with --ephemeral on an unshifted root is refused up front', async () => {
-    const r = await nspawn(['-q', '-D', root, '-x', '-U', '/bin/true']);
+    const copy = await copyRoot(root);
+    const r = await nspawn(['-q', '-D', copy.dir, '-x', '-U', '/bin/true']);
+    copy.remove();
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/--ephemeral with a user namespace needs/);
     expect(existsSync('/var/lib/nspawn-ts/ephemeral') ? readdirSync('/var/lib/nspawn-ts/ephemeral') : []).toEqual([]);
