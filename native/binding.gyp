@@ -9,6 +9,7 @@
         "src/netns.cc",
         "src/nft.cc",
         "src/container.cc",
+        "src/lock.cc",
         "src/enter.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -128,6 +128,11 @@ export interface NativeAddon {
   enterSpawn(plan: EnterPlan): SpawnedContainer;
   /** flock(); false when LOCK_NB was given and another holder has it. */
   flock(fd: number, operation: number): boolean;
+  /**
+   * An open file description lock on the whole file (fcntl F_OFD_SETLK; type 0 read, 1 write,
+   * 2 unlock), the kind systemd's lock files use; false when another holder has a conflicting one.
+   */
+  ofdLock(fd: number, type: 0 | 1 | 2): boolean;
 }
 
 /** A syscall failed; `code` is the errno name ('EEXIST'), `errno` its number. */
