@@ -369,8 +369,12 @@ class ContainerRun {
       throw new LaunchError('CGROUP_UNAVAILABLE', 'systemd in the container needs cgroups, and this host has no cgroup hierarchy mounted at /sys/fs/cgroup');
     }
     if (layout.mode !== 'none') {
-      const cg = MachineCgroup.create(spec.machine, parseProperties(spec.properties));
+      // name=systemd too (hybrid/legacy hosts): a systemd init tracks its units there
+      const named = layout.hierarchies.some((h) => h.name === 'systemd') ? ['systemd'] : [];
+      const cg = MachineCgroup.create(spec.machine, parseProperties(spec.properties), { layout, namedHierarchies: named });
       this.cgroup = cg;
+      // with a user namespace, the container's root manages its subtree (systemd's Delegate=yes)
+      if (userns) cg.delegate(userns.shift, userns.shift);
       this.onUndo('remove the machine cgroups', () => cg.remove());
       const sc = SupportCgroups.create(layout, spec.machine);
       this.support = sc;

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, beforeAll } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
-import { busyboxRoot, debianRoot } from '../helpers/rootfs.js';
+import { busyboxRoot, copyRoot, debianRoot } from '../helpers/rootfs.js';
 import { exited, leftoverCgroups, machineLeader, machineRecords, startNspawn } from '../helpers/nspawn.js';
 import { killAndWait, run, waitFor } from '../helpers/exec.js';
 
@@ -79,6 +79,27 @@ describe('boot', () => {
     expect(c.output()).toContain(`Container boot-debian-${RUN} has been shut down.`);
     expect(machineRecords()).toEqual([]);
     expect(leftoverCgroups().filter((d) => d.endsWith(`machine-boot-debian-${RUN}`))).toEqual([]);
+  });
+
+  ktest('Debian boots with -U too: a picked range, the tree shifted, its cgroups delegated', async ({ onTestFinished }) => {
+    const copy = await copyRoot(debRoot);
+    onTestFinished(() => copy.remove());
+    const name = `boot-debian-u-${RUN}`;
+    const c = startNspawn(['-D', copy.dir, '-M', name, '-U', '-b']);
+    onTestFinished(() => killAndWait(c));
+    const leader = await started(name, c);
+    const state = await waitFor(async () => {
+      if (c.exitCode !== null) throw new Error(`exited: ${c.output()}`);
+      const s = (await inside(leader, ['systemctl', 'is-system-running'])).stdout.trim();
+      return s === 'running' || s === 'degraded' ? s : undefined;
+    }, 'systemd to finish booting', 60_000, 100);
+    expect((await inside(leader, ['systemctl', '--failed', '--plain', '--no-legend'])).stdout.trim()).toBe('');
+    expect(state).toBe('running');
+    const map = (await inside(leader, ['cat', '/proc/1/uid_map'])).stdout.trim().split(/\s+/);
+    expect(map[0]).toBe('0');
+    expect(Number(map[1])).toBeGreaterThanOrEqual(0x80000);
+    c.kill('SIGTERM');
+    expect(await exited(c)).toEqual({ code: 0, signal: null });
   });
 
   ktest('-b finds no init in a root without one, and says where it looked', async () => {
