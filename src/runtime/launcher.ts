@@ -36,7 +36,7 @@ import { buildSeccompFilter, seccompSupported } from './seccomp.js';
 import { MachineRegistry, RegistryError, summarizeSpec } from './registry.js';
 import { parseSignal, SIGRTMIN } from './cli.js';
 import type { LaunchSpec } from './spec.js';
-import { containerNetworkHooks } from '../net/network-plan.js';
+import { containerNetworkHooks, type ContainerNetworkHooks } from '../net/network-plan.js';
 
 const log = logger('launcher');
 
@@ -60,6 +60,11 @@ export interface LaunchHooks {
 
 export interface LaunchOptions {
   hooks?: LaunchHooks[];
+  /**
+   * The container's links (src/net/network-plan.ts), run before `hooks`; default: a fresh one.
+   * Pass your own to read its ContainerNetwork (`network()`) from other hooks.
+   */
+  network?: ContainerNetworkHooks;
   /** time between the kill signal and SIGKILL when stopping (default: $NSPAWN_TS_STOP_TIMEOUT_SEC, else 10 s, 30 s for -b) */
   stopTimeoutMs?: number;
   /** install SIGTERM/SIGINT/SIGHUP handlers that stop the container (default true) */
@@ -261,7 +266,7 @@ class ContainerRun {
 
   constructor(private readonly spec: LaunchSpec, private readonly opts: LaunchOptions) {
     // container network (src/net/network-plan.ts): links made after the clone, removed after the exit
-    this.hooks = [...(spec.network.private ? [containerNetworkHooks()] : []), ...(opts.hooks ?? [])];
+    this.hooks = [...(spec.network.private ? [opts.network ?? containerNetworkHooks()] : []), ...(opts.hooks ?? [])];
     this.status = opts.status ?? ((line) => { if (!spec.quiet) process.stderr.write(`${line}\n`); });
     this.registry = opts.registry === undefined ? new MachineRegistry() : opts.registry;
   }
