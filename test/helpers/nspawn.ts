@@ -14,7 +14,7 @@ let serial = 0;
  */
 function named(args: readonly string[]): string[] {
   if (args.includes('-M') || args.some((a) => a.startsWith('--machine'))) return [...args];
-  return ['-M', `t-${process.pid.toString(36)}-${++serial}`, ...args];
+  return ['-M', `t-${RUN_ID}-${++serial}`, ...args];
 }
 
 export function nspawn(args: readonly string[], opts: { timeoutMs?: number; input?: string; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
@@ -35,10 +35,22 @@ export function exited(child: ChildProcess): Promise<{ code: number | null; sign
   return new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
 }
 
-/** Names of machine records (the registry of this test run: a tmpfs at /run/nspawn-ts). */
+/** The ID in the machine names of this test process (other test files of the run use their own). */
+export const RUN_ID = process.pid.toString(36);
+
+/**
+ * Names of machine records of this test process (the registry is the run's tmpfs at
+ * /run/nspawn-ts; names without RUN_ID belong to other test files).
+ */
 export function machineRecords(): string[] {
   const dir = '/run/nspawn-ts/machines';
-  return existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.json') && !f.startsWith('.')).map((f) => f.slice(0, -5)) : [];
+  return existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.json') && !f.startsWith('.')).map((f) => f.slice(0, -5)).filter((n) => n.includes(RUN_ID)) : [];
+}
+
+/** Ephemeral layers of this test process's machines. */
+export function ephemeralLayers(): string[] {
+  const dir = '/var/lib/nspawn-ts/ephemeral';
+  return existsSync(dir) ? readdirSync(dir).filter((n) => n.includes(RUN_ID)) : [];
 }
 
 /** The leader PID in NAME's record, once it has one. */

@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync,
 import { describe, expect, beforeAll } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { busyboxRoot } from '../helpers/rootfs.js';
-import { exited, leftoverCgroups, machineLeader, machineRecords, nspawn, startNspawn, NSPAWN_TS } from '../helpers/nspawn.js';
+import { ephemeralLayers, exited, leftoverCgroups, machineLeader, machineRecords, nspawn, startNspawn, NSPAWN_TS } from '../helpers/nspawn.js';
 import { run, waitFor } from '../helpers/exec.js';
 
 /** machine names carry this run's ID: cgroups are host-wide, and other test runs may use the same names */
@@ -97,13 +97,13 @@ describe('a launcher killed with SIGKILL', () => {
     await waitFor(() => !existsSync(`/proc/${leader}`), 'the container to die with its launcher');
     expect(machineRecords()).toEqual([`lc-lost-${RUN}`]);
     expect(ours().length).toBeGreaterThan(0);
-    expect(readdirSync('/var/lib/nspawn-ts/ephemeral').length).toBe(1);
+    expect(ephemeralLayers().length).toBe(1);
     // the next start of the same name
     const again = await nspawn(['-q', '-D', root, '-M', `lc-lost-${RUN}`, '-x', '/bin/true']);
     expect(again.code).toBe(0);
     expect(machineRecords()).toEqual([]);
     expect(ours()).toEqual([]);
-    expect(readdirSync('/var/lib/nspawn-ts/ephemeral')).toEqual([]);
+    expect(ephemeralLayers()).toEqual([]);
   });
 
   ktest('a stub init (--as-pid2) and a user-namespaced container die with it too', async () => {

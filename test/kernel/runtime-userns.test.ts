@@ -4,7 +4,7 @@ import { existsSync, lstatSync, readdirSync, statSync } from 'node:fs';
 import { describe, expect, beforeAll } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { busyboxRoot, copyRoot } from '../helpers/rootfs.js';
-import { exited, machineLeader, machineRecords, nspawn, startNspawn } from '../helpers/nspawn.js';
+import { ephemeralLayers, exited, machineLeader, machineRecords, nspawn, startNspawn } from '../helpers/nspawn.js';
 import { waitFor } from '../helpers/exec.js';
 import { pickCandidateFromName, UID_LOCK_DIR } from '../../src/runtime/namespaces.js';
 
@@ -110,7 +110,7 @@ describe('user namespaces', () => {
     copy.remove();
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/--ephemeral with a user namespace needs/);
-    expect(existsSync('/var/lib/nspawn-ts/ephemeral') ? readdirSync('/var/lib/nspawn-ts/ephemeral') : []).toEqual([]);
+    expect(existsSync('/var/lib/nspawn-ts/ephemeral') ? ephemeralLayers() : []).toEqual([]);
     expect(machineRecords()).toEqual([]);
   });
 });

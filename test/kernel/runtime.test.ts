@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync, existsS
 import { describe, expect, beforeAll } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { busyboxRoot } from '../helpers/rootfs.js';
-import { exited, leftoverCgroups, machineLeader, machineRecords, nspawn, startNspawn } from '../helpers/nspawn.js';
+import { ephemeralLayers, exited, leftoverCgroups, machineLeader, machineRecords, nspawn, startNspawn } from '../helpers/nspawn.js';
 import { waitFor } from '../helpers/exec.js';
 import { CAPS, NSPAWN_RETAINED_CAPS, capMask, readOwnBoundingSet } from '../../src/runtime/caps.js';
 
@@ -16,7 +16,7 @@ beforeAll(async () => {
   root = await busyboxRoot();
 }, 120_000);
 
-const NAME_PREFIX = `rt${process.pid}-`;
+const NAME_PREFIX = `rt-${process.pid.toString(36)}-`;
 let counter = 0;
 
 /** Runs a shell script in a container of the busybox root; -q and a machine name of this run. */
@@ -189,7 +189,7 @@ describe('file system', () => {
     expect(r.stdout).toMatch(/ \/ .* overlay /);
     expect(existsSync(`${root}/etc/ephemeral-test`)).toBe(false);
     expect(existsSync(`${root}/etc/hostname`)).toBe(true);
-    expect(existsSync('/var/lib/nspawn-ts/ephemeral') ? (await import('node:fs')).readdirSync('/var/lib/nspawn-ts/ephemeral') : []).toEqual([]);
+    expect(ephemeralLayers()).toEqual([]);
     nothingLeft();
   });
 
