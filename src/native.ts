@@ -133,6 +133,8 @@ export interface NativeAddon {
    * 2 unlock), the kind systemd's lock files use; false when another holder has a conflicting one.
    */
   ofdLock(fd: number, type: 0 | 1 | 2): boolean;
+  /** Attaches a classic BPF program (8-byte sock_filter records, host order) with SO_ATTACH_FILTER. */
+  attachFilter(fd: number, program: Uint8Array): void;
 }
 
 /** A syscall failed; `code` is the errno name ('EEXIST'), `errno` its number. */

@@ -8,6 +8,7 @@ void InitNft(Napi::Env env, Napi::Object exports);
 void InitContainer(Napi::Env env, Napi::Object exports);
 void InitLock(Napi::Env env, Napi::Object exports);
 void InitEnter(Napi::Env env, Napi::Object exports);
+void InitPacket(Napi::Env env, Napi::Object exports);
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitSock(env, exports);
@@ -16,6 +17,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitContainer(env, exports);
   InitLock(env, exports);
   InitEnter(env, exports);
+  InitPacket(env, exports);
   return exports;
 }
 
