@@ -47,3 +47,6 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 
 bash scripts/build.sh
+
+# Container roots for tests and the demo: the Debian one needs the network (tests run without it).
+bash scripts/build-test-roots.sh
