@@ -8,7 +8,8 @@
         "src/sock.cc",
         "src/netns.cc",
         "src/nft.cc",
-        "src/container.cc"
+        "src/container.cc",
+        "src/packet.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "_GNU_SOURCE"],

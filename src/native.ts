@@ -96,6 +96,8 @@ export interface NativeAddon {
   setWindowSize(fd: number, rows: number, cols: number): void;
   /** flock(); false when LOCK_NB was given and another holder has it. */
   flock(fd: number, operation: number): boolean;
+  /** Attaches a classic BPF program (8-byte sock_filter records, host order) with SO_ATTACH_FILTER. */
+  attachFilter(fd: number, program: Uint8Array): void;
 }
 
 /** A syscall failed; `code` is the errno name ('EEXIST'), `errno` its number. */

@@ -88,19 +88,27 @@ export class LeaseTable {
     return [...this.reservationsByAddr.values()];
   }
 
-  /** Adds a reservation; an unrelated client's offer on that address is withdrawn. Returns the entry it displaced, if any. */
-  addReservation(r: ResolvedReservation): void {
+  /**
+   * Adds a reservation (replacing any for the same address or client). A different client holding the
+   * address loses it: the reservation is the launcher's word. Returns that client's entry, if any.
+   */
+  addReservation(r: ResolvedReservation): Lease | undefined {
     const prev = this.reservationsByAddr.get(r.address);
     if (prev) this.removeReservation(prev);
     for (const old of [r.clientKey && this.reservationsByKey.get(r.clientKey), r.macHex && this.reservationsByMac.get(r.macHex)]) {
       if (old) this.removeReservation(old);
     }
     const holder = this.byAddr.get(r.address);
-    if (holder && !matchesReservation(holder, r)) this.drop(holder);
+    let displaced: Lease | undefined;
+    if (holder && !matchesReservation(holder, r)) {
+      this.drop(holder);
+      displaced = holder;
+    }
     this.reservationsByAddr.set(r.address, r);
     if (r.clientKey !== undefined) this.reservationsByKey.set(r.clientKey, r);
     if (r.macHex !== undefined) this.reservationsByMac.set(r.macHex, r);
     if (!this.byAddr.has(r.address) && this.pool.isFree(r.address)) this.pool.take(r.address);
+    return displaced;
   }
 
   removeReservation(r: ResolvedReservation): void {
@@ -176,6 +184,21 @@ export class LeaseTable {
     this.unholdAddress(cur);
     this.remember(cur, rememberUntil);
     return cur;
+  }
+
+  /** Restores a memory of the client's address (from the lease file) without holding the address. */
+  recall(client: ClientIdentity, a: Ipv4, until: number): Lease {
+    const cur = this.byKey.get(client.key);
+    if (cur) this.drop(cur);
+    const l: Lease = { clientKey: client.key, mac: client.mac, address: a, expiresAt: until, state: 'released', gen: 0 };
+    this.byKey.set(client.key, l);
+    this.remember(l, until);
+    return l;
+  }
+
+  /** Quarantined addresses and until when. */
+  quarantined(): IterableIterator<[Ipv4, number]> {
+    return this.quarantine.entries();
   }
 
   /** Forgets an offer the client did not take (it chose another server). */

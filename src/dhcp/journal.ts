@@ -1,0 +1,481 @@
+// The lease store: an append-only journal of lease changes, group-committed, compacted by atomic
+// rename, recovered as far as it is valid.
+//
+// File format (version 1; text, one record per line, UTF-8):
+//
+//     nspawn-ts-dhcp-leases 1
+//     <crc> <json>
+//     <crc> <json>
+//     ...
+//
+// <crc> is the CRC-32 (zlib) of the JSON text as 8 lowercase hex digits. <json> is one object:
+//   {"op":"bind","if":IFNAME,"c":CLIENT,"mac":MAC,"ip":ADDRESS,"exp":MS[,"host":NAME]}
+//        CLIENT holds ADDRESS on IFNAME until MS (ms since the epoch). CLIENT is "id:<hex of option 61>"
+//        or "hw:<htype>:<hex of chaddr>". A later record for the same address or client replaces it.
+//   {"op":"release","if":IFNAME,"c":CLIENT,"mac":MAC,"ip":ADDRESS,"exp":MS}
+//        CLIENT gave ADDRESS back; it is remembered as the client's preferred address until MS.
+//   {"op":"decline","if":IFNAME,"ip":ADDRESS,"until":MS}   ADDRESS is quarantined until MS.
+//   {"op":"drop","if":IFNAME}                              IFNAME went away: forget all of its leases.
+// Reading replays the records in order. A line whose CRC or JSON or fields are wrong is skipped with a
+// warning (a torn last line after a crash is the expected case); a file that is not ours at all is
+// set aside as PATH.corrupt-<time>, never a reason not to start.
+//
+// Crash safety. A record reaches the file with one write() of whole lines before the ACK that depends
+// on it is sent, and (durability 'fsync', the default) after fdatasync() returned: `kill -9` at any
+// moment leaves every ACKed lease in the file (the page cache survives the process), and a power cut
+// does too. Records are group-committed: every record appended during one event-loop turn goes out in
+// one write and one fdatasync (run on the libuv thread pool, so the loop keeps receiving), and the
+// next group starts when that fdatasync returns. Compaction writes the live state to PATH.tmp,
+// fdatasyncs it, renames it over PATH and fsyncs the directory: a crash leaves the old file or the new
+// one, never a mix. Records appended while compacting go to the new file, after the snapshot.
+import { closeSync, existsSync, fdatasync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { crc32 } from 'node:zlib';
+import { NspawnError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { ipv4ToString, parseIpv4 } from './ipv4.js';
+
+export const JOURNAL_HEADER = 'nspawn-ts-dhcp-leases 1';
+
+export type JournalEntry =
+  | { op: 'bind'; if: string; c: string; mac: string; ip: string; exp: number; host?: string }
+  | { op: 'release'; if: string; c: string; mac: string; ip: string; exp: number }
+  | { op: 'decline'; if: string; ip: string; until: number }
+  | { op: 'drop'; if: string };
+
+/** What the journal says about one interface after replay. */
+export interface StoredInterface {
+  /** Client key → its last bind or release record. */
+  clients: Map<string, Extract<JournalEntry, { op: 'bind' | 'release' }>>;
+  /** Address → quarantined until (ms). */
+  declined: Map<string, number>;
+}
+
+export class LeaseFileError extends NspawnError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('DHCP_LEASE_FILE', message, options);
+  }
+}
+
+export interface LeaseStore {
+  /** State replayed from the file at open, by interface name. */
+  readonly loaded: Map<string, StoredInterface>;
+  /** Appends a record; `onDurable` runs once it is in the file (or with the error that kept it out). */
+  append(entry: JournalEntry, onDurable?: (err?: Error) => void): void;
+  /** Rewrites the file as exactly these records. */
+  compact(entries: Iterable<JournalEntry>): void;
+  /** Records appended since the last compaction (the compaction policy reads it). */
+  readonly appendedSinceCompaction: number;
+  /** No group is being written or synced: compact() may run. */
+  readonly idle: boolean;
+  /** Writes out what is pending and closes. */
+  close(): Promise<void>;
+}
+
+/** A store that keeps nothing: for tests and for a server run without a lease file. */
+export class MemoryLeaseStore implements LeaseStore {
+  readonly loaded = new Map<string, StoredInterface>();
+  readonly entries: JournalEntry[] = [];
+  appendedSinceCompaction = 0;
+  readonly idle = true;
+  append(entry: JournalEntry, onDurable?: (err?: Error) => void): void {
+    this.entries.push(entry);
+    this.appendedSinceCompaction++;
+    onDurable?.();
+  }
+  compact(entries: Iterable<JournalEntry>): void {
+    this.entries.splice(0, this.entries.length, ...entries);
+    this.appendedSinceCompaction = 0;
+  }
+  async close(): Promise<void> {}
+}
+
+export type Durability = 'fsync' | 'write';
+
+export interface FileLeaseStoreOptions {
+  log: Logger;
+  /** 'fsync' (default): an ACK waits for fdatasync. 'write': for write() only (survives kill -9, not a power cut). */
+  durability?: Durability;
+  /** Wall clock in ms, for expiring records at load. */
+  now: number;
+}
+
+export function encodeLine(e: JournalEntry): string {
+  const json = JSON.stringify(e);
+  return `${crc32(json).toString(16).padStart(8, '0')} ${json}\n`;
+}
+
+/** Parses one line; undefined when it is not a valid record. */
+export function decodeLine(line: string): JournalEntry | undefined {
+  if (line.length < 10 || line[8] !== ' ') return undefined;
+  const crc = line.slice(0, 8);
+  const json = line.slice(9);
+  if (!/^[0-9a-f]{8}$/.test(crc) || parseInt(crc, 16) !== crc32(json)) return undefined;
+  let v: unknown;
+  try {
+    v = JSON.parse(json);
+  } catch {
+    return undefined;
+  }
+  return validEntry(v) ? v : undefined;
+}
+
+function validEntry(v: unknown): v is JournalEntry {
+  if (typeof v !== 'object' || v === null) return false;
+  const o = v as Record<string, unknown>;
+  const str = (k: string): boolean => typeof o[k] === 'string' && (o[k] as string).length > 0 && (o[k] as string).length < 512;
+  const time = (k: string): boolean => typeof o[k] === 'number' && Number.isFinite(o[k]) && (o[k] as number) >= 0;
+  const ip = (k: string): boolean => str(k) && parseIpv4(o[k] as string) !== undefined;
+  if (!str('if')) return false;
+  switch (o.op) {
+    case 'bind':
+      return str('c') && typeof o.mac === 'string' && ip('ip') && time('exp') && (o.host === undefined || str('host'));
+    case 'release':
+      return str('c') && typeof o.mac === 'string' && ip('ip') && time('exp');
+    case 'decline':
+      return ip('ip') && time('until');
+    case 'drop':
+      return true;
+    default:
+      return false;
+  }
+}
+
+/** Replays records into per-interface state. */
+export function replay(entries: Iterable<JournalEntry>, into = new Map<string, StoredInterface>()): Map<string, StoredInterface> {
+  const get = (ifname: string): StoredInterface => {
+    let s = into.get(ifname);
+    if (!s) {
+      s = { clients: new Map(), declined: new Map() };
+      into.set(ifname, s);
+    }
+    return s;
+  };
+  // address → client holding it, per interface, so a later record for an address replaces the earlier holder
+  const holders = new Map<string, Map<string, string>>();
+  const holdersOf = (ifname: string): Map<string, string> => {
+    let h = holders.get(ifname);
+    if (!h) {
+      h = new Map();
+      for (const [c, r] of get(ifname).clients) if (r.op === 'bind') h.set(r.ip, c);
+      holders.set(ifname, h);
+    }
+    return h;
+  };
+  for (const e of entries) {
+    if (e.op === 'drop') {
+      into.delete(e.if);
+      holders.delete(e.if);
+      continue;
+    }
+    const s = get(e.if);
+    const h = holdersOf(e.if);
+    if (e.op === 'decline') {
+      const c = h.get(e.ip);
+      if (c !== undefined) {
+        s.clients.delete(c);
+        h.delete(e.ip);
+      }
+      s.declined.set(e.ip, e.until);
+      continue;
+    }
+    const prev = s.clients.get(e.c);
+    if (prev && prev.op === 'bind' && h.get(prev.ip) === e.c) h.delete(prev.ip);
+    if (e.op === 'bind') {
+      const other = h.get(e.ip);
+      if (other !== undefined && other !== e.c) s.clients.delete(other);
+      h.set(e.ip, e.c);
+      s.declined.delete(e.ip);
+    }
+    s.clients.set(e.c, e);
+  }
+  return into;
+}
+
+/** Drops what has ended by `now`; bindings that ran out become memories for `rememberMs`. */
+export function pruneExpired(state: Map<string, StoredInterface>, now: number, rememberMs: number): void {
+  for (const s of state.values()) {
+    for (const [c, r] of s.clients) {
+      if (r.exp > now) continue;
+      if (r.op === 'bind' && r.exp + rememberMs > now) {
+        s.clients.set(c, { op: 'release', if: r.if, c: r.c, mac: r.mac, ip: r.ip, exp: r.exp + rememberMs });
+      } else {
+        s.clients.delete(c);
+      }
+    }
+    for (const [a, until] of s.declined) if (until <= now) s.declined.delete(a);
+  }
+}
+
+/** Every record that restates the state. */
+export function* stateEntries(state: Map<string, StoredInterface>): Generator<JournalEntry> {
+  for (const [ifname, s] of state) {
+    for (const r of s.clients.values()) yield r;
+    for (const [ip, until] of s.declined) yield { op: 'decline', if: ifname, ip, until };
+  }
+}
+
+export class FileLeaseStore implements LeaseStore {
+  readonly path: string;
+  readonly loaded: Map<string, StoredInterface>;
+  appendedSinceCompaction = 0;
+  private fd = -1;
+  private readonly log: Logger;
+  private readonly durability: Durability;
+  private pending: string[] = [];
+  private waiters: Array<(err?: Error) => void> = [];
+  private inFlight = false;
+  private scheduled = false;
+  private closed = false;
+  private readonly lockPath: string;
+  private drained: Array<() => void> = [];
+
+  /**
+   * Opens (creating if needed) and replays the lease file, then rewrites it compacted. Throws
+   * LeaseFileError only when the file cannot be created or is locked by a live server.
+   */
+  constructor(path: string, opts: FileLeaseStoreOptions) {
+    this.path = path;
+    this.log = opts.log;
+    this.durability = opts.durability ?? 'fsync';
+    this.lockPath = `${path}.lock`;
+    try {
+      mkdirSync(dirname(path), { recursive: true });
+    } catch (err) {
+      throw new LeaseFileError(`cannot create the directory of the lease file ${path}: ${(err as Error).message}`, { cause: err });
+    }
+    this.lock();
+    try {
+      const entries = this.read();
+      this.loaded = replay(entries);
+      pruneExpired(this.loaded, opts.now, 3_600_000);
+      // Start from a clean file: only what is live, nothing torn or corrupt.
+      this.writeCompacted(stateEntries(this.loaded));
+    } catch (err) {
+      this.unlock();
+      throw err;
+    }
+  }
+
+  private lock(): void {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        writeFileSync(this.lockPath, `${process.pid}\n`, { flag: 'wx' });
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+          throw new LeaseFileError(`cannot create the lock file ${this.lockPath}: ${(err as Error).message}`, { cause: err });
+        }
+      }
+      let pid = NaN;
+      try {
+        pid = Number.parseInt(readFileSync(this.lockPath, 'utf8'), 10);
+      } catch {
+        // vanished meanwhile: retry
+      }
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && processAlive(pid)) {
+        throw new LeaseFileError(`the lease file ${this.path} is in use by another DHCP server (pid ${pid}, lock ${this.lockPath})`);
+      }
+      try {
+        unlinkSync(this.lockPath); // stale: its server is gone
+      } catch {
+        // someone else removed it
+      }
+    }
+    throw new LeaseFileError(`cannot take the lock ${this.lockPath}`);
+  }
+
+  private unlock(): void {
+    try {
+      unlinkSync(this.lockPath);
+    } catch {
+      // already gone
+    }
+  }
+
+  private read(): JournalEntry[] {
+    if (!existsSync(this.path)) return [];
+    let text: string;
+    try {
+      text = readFileSync(this.path, 'utf8');
+    } catch (err) {
+      throw new LeaseFileError(`cannot read the lease file ${this.path}: ${(err as Error).message}`, { cause: err });
+    }
+    const lines = text.split('\n');
+    const torn = lines.pop(); // text after the last newline: a write cut short
+    if (lines.length === 0 && !torn) return [];
+    if (lines[0] !== JOURNAL_HEADER) {
+      const aside = `${this.path}.corrupt-${Date.now()}`;
+      try {
+        renameSync(this.path, aside);
+      } catch {
+        // could not set it aside: it is overwritten by the compaction below
+      }
+      this.log.warn(`lease file ${this.path} is not an nspawn-ts lease file (first line "${(lines[0] ?? torn ?? '').slice(0, 40)}"); moved it to ${aside} and started with no leases`);
+      return [];
+    }
+    const entries: JournalEntry[] = [];
+    const bad: number[] = [];
+    for (let i = 1; i < lines.length; i++) {
+      const line = lines[i] as string;
+      if (!line) continue;
+      const e = decodeLine(line);
+      if (e) entries.push(e);
+      else bad.push(i + 1);
+    }
+    if (torn) this.log.warn(`lease file ${this.path}: the last record was cut short (line ${lines.length + 1}), ignored`);
+    if (bad.length) {
+      this.log.warn(`lease file ${this.path}: ${bad.length} damaged record(s) ignored (line ${bad.slice(0, 5).join(', ')}${bad.length > 5 ? ', …' : ''}); ${entries.length} recovered`);
+    }
+    return entries;
+  }
+
+  private writeCompacted(entries: Iterable<JournalEntry>): void {
+    const tmp = `${this.path}.tmp`;
+    let chunk = JOURNAL_HEADER + '\n';
+    let fd = -1;
+    let count = 0;
+    try {
+      fd = openSync(tmp, 'w', 0o600);
+      for (const e of entries) {
+        chunk += encodeLine(e);
+        count++;
+        if (chunk.length > 1 << 20) {
+          writeAll(fd, chunk);
+          chunk = '';
+        }
+      }
+      writeAll(fd, chunk);
+      fdatasyncSync(fd);
+      closeSync(fd);
+      fd = -1;
+      renameSync(tmp, this.path);
+      syncDir(dirname(this.path));
+    } catch (err) {
+      if (fd >= 0) closeSync(fd);
+      throw new LeaseFileError(`cannot write the lease file ${this.path}: ${(err as Error).message}`, { cause: err });
+    }
+    const old = this.fd;
+    this.fd = openSync(this.path, 'a');
+    if (old >= 0) closeSync(old);
+    this.appendedSinceCompaction = 0;
+    this.log.debug('lease file compacted', { path: this.path, records: count });
+  }
+
+  append(entry: JournalEntry, onDurable?: (err?: Error) => void): void {
+    if (this.closed) {
+      onDurable?.(new LeaseFileError(`the lease file ${this.path} is closed`));
+      return;
+    }
+    this.pending.push(encodeLine(entry));
+    if (onDurable) this.waiters.push(onDurable);
+    this.appendedSinceCompaction++;
+    this.schedule();
+  }
+
+  compact(entries: Iterable<JournalEntry>): void {
+    if (this.inFlight) throw new Error('compaction while a commit is in flight');
+    this.writeCompacted(entries);
+  }
+
+  /** True when no group is being written or synced (compaction may run). */
+  get idle(): boolean {
+    return !this.inFlight;
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.inFlight) return;
+    this.scheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    if (this.inFlight || this.pending.length === 0) {
+      this.settle();
+      return;
+    }
+    const data = this.pending.length === 1 ? (this.pending[0] as string) : this.pending.join('');
+    const waiters = this.waiters;
+    this.pending = [];
+    this.waiters = [];
+    try {
+      writeAll(this.fd, data);
+    } catch (err) {
+      const e = new LeaseFileError(`cannot append to the lease file ${this.path}: ${(err as Error).message}`, { cause: err });
+      for (const w of waiters) w(e);
+      this.settle();
+      return;
+    }
+    if (this.durability === 'write') {
+      for (const w of waiters) w();
+      this.settle();
+      return;
+    }
+    this.inFlight = true;
+    fdatasync(this.fd, (err) => {
+      this.inFlight = false;
+      const e = err ? new LeaseFileError(`cannot sync the lease file ${this.path}: ${err.message}`, { cause: err }) : undefined;
+      for (const w of waiters) w(e);
+      if (this.pending.length) this.schedule();
+      else this.settle();
+    });
+  }
+
+  /** Calls back whoever waits for the store to be quiet (close, and the compaction policy). */
+  private settle(): void {
+    if (this.inFlight || this.pending.length || this.scheduled) return;
+    const d = this.drained;
+    this.drained = [];
+    for (const f of d) f();
+  }
+
+  /** Resolves when nothing is pending or in flight. */
+  whenIdle(): Promise<void> {
+    if (!this.inFlight && !this.pending.length && !this.scheduled) return Promise.resolve();
+    return new Promise((resolve) => this.drained.push(resolve));
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.whenIdle();
+    this.closed = true;
+    try {
+      fdatasyncSync(this.fd);
+    } finally {
+      closeSync(this.fd);
+      this.unlock();
+    }
+  }
+}
+
+function writeAll(fd: number, data: string): void {
+  const buf = Buffer.from(data, 'utf8');
+  let off = 0;
+  while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+}
+
+function syncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The record of a binding, from a table entry. */
+export function bindEntry(ifname: string, l: { clientKey: string; mac: string; address: number; expiresAt: number; hostname?: string }): JournalEntry {
+  const e: JournalEntry = { op: 'bind', if: ifname, c: l.clientKey, mac: l.mac, ip: ipv4ToString(l.address), exp: l.expiresAt };
+  if (l.hostname) e.host = l.hostname;
+  return e;
+}

@@ -1,0 +1,189 @@
+// How DHCP datagrams reach the server and leave it.
+//
+// One AF_PACKET socket (SOCK_DGRAM, ETH_P_IP) per network namespace serves every interface in it: a
+// classic BPF filter in the kernel passes only unfragmented UDP to port 67 that this host did not send
+// itself, and each datagram arrives with the index of the interface it came in on (sll_ifindex), which
+// the server looks up in its table of served interfaces; frames from any other interface are dropped.
+// Serving an interface therefore costs one Map entry and no file descriptor, no socket buffer and no
+// wakeups of its own: hundreds of container links cost what one does. (A UDP socket per interface with
+// SO_BINDTODEVICE, as networkd does, costs an fd, a receive buffer and a poll registration each, and
+// still cannot send to a client that has no address yet without a raw socket beside it.)
+//
+// Replies are sent on the same socket as whole IPv4/UDP datagrams built in TypeScript (wire.ts), to an
+// explicit MAC on an explicit interface: to a client's chaddr before it has an address (no ARP), back
+// to the MAC a request came from (a relay or a renewing client), or to ff:ff:ff:ff:ff:ff. The kernel
+// adds the Ethernet header with the interface's own MAC.
+//
+// A UDP socket bound to 0.0.0.0:67 with a drop-everything filter sits beside it, only so that
+// unicast requests (RENEWING, relays) do not make the kernel answer "port unreachable".
+import type { Logger } from '../log.js';
+import { type FdWatcher, POLL_READABLE, sys } from '../native.js';
+import { dhcpServerFilter, dropAllFilter } from './bpf.js';
+import { type UdpDatagram, buildIpUdp, parseIpUdp } from './wire.js';
+
+export interface InboundFrame {
+  ifindex: number;
+  /** PACKET_HOST (0), PACKET_BROADCAST (1), PACKET_MULTICAST (2), PACKET_OTHERHOST (3). */
+  pkttype: number;
+  /** Source MAC of the frame (6 bytes). */
+  srcMac: Uint8Array;
+  datagram: UdpDatagram;
+}
+
+export interface OutboundFrame {
+  ifindex: number;
+  dstMac: Uint8Array;
+  srcIp: number;
+  dstIp: number;
+  srcPort: number;
+  dstPort: number;
+  payload: Uint8Array;
+}
+
+export interface DhcpTransport {
+  /** Starts delivering frames; `onFrame` runs synchronously for each. */
+  start(onFrame: (frame: InboundFrame) => void, onDropped?: (reason: string) => void): void;
+  /** Sends one frame; false when the kernel refused it (buffer full, link gone). */
+  send(frame: OutboundFrame): boolean;
+  close(): void;
+}
+
+export const BROADCAST_MAC = Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0xff, 0xff);
+
+const AF_INET = 2;
+const AF_PACKET = 17;
+const SOCK_DGRAM = 2;
+const SOL_SOCKET = 1;
+const SO_REUSEADDR = 2;
+const SO_SNDBUF = 7;
+const SO_RCVBUF = 8;
+const SO_SNDBUFFORCE = 32;
+const SO_RCVBUFFORCE = 33;
+const ETH_P_IP = 0x0800;
+/** Frames handled per readiness callback before yielding to the event loop (timers, fsync callbacks). */
+const BATCH = 256;
+
+function sockaddrLl(ifindex: number, mac?: Uint8Array): Uint8Array {
+  const b = new Uint8Array(20);
+  const dv = new DataView(b.buffer);
+  dv.setUint16(0, AF_PACKET, true);
+  dv.setUint16(2, ETH_P_IP, false);
+  dv.setInt32(4, ifindex, true);
+  if (mac) {
+    b[11] = mac.length;
+    b.set(mac.subarray(0, 8), 12);
+  }
+  return b;
+}
+
+export interface PacketTransportOptions {
+  /** Make the sockets inside this network namespace (fd); default: the caller's. */
+  netnsFd?: number;
+  log: Logger;
+  /** Socket buffer sizes (bytes); default 4 MiB each. */
+  bufferBytes?: number;
+}
+
+export class PacketTransport implements DhcpTransport {
+  private readonly fd: number;
+  private readonly guardFd: number | undefined;
+  private watcher: FdWatcher | undefined;
+  private readonly log: Logger;
+  private readonly rx = new Uint8Array(65536);
+  private readonly from = new Uint8Array(20);
+  private readonly fromView = new DataView(this.from.buffer);
+
+  constructor(opts: PacketTransportOptions) {
+    const s = sys();
+    this.log = opts.log;
+    // Protocol 0 receives nothing until bind(): the filter is in place before the first frame.
+    this.fd = s.socket(AF_PACKET, SOCK_DGRAM, 0, opts.netnsFd);
+    try {
+      s.attachFilter(this.fd, dhcpServerFilter());
+      const bytes = opts.bufferBytes ?? 4 << 20;
+      setBuffer(this.fd, SO_RCVBUFFORCE, SO_RCVBUF, bytes);
+      setBuffer(this.fd, SO_SNDBUFFORCE, SO_SNDBUF, bytes);
+      s.bind(this.fd, sockaddrLl(0));
+    } catch (err) {
+      s.close(this.fd);
+      throw err;
+    }
+    this.guardFd = this.openGuard(opts.netnsFd);
+  }
+
+  private openGuard(netnsFd: number | undefined): number | undefined {
+    const s = sys();
+    let fd: number | undefined;
+    try {
+      fd = s.socket(AF_INET, SOCK_DGRAM, 0, netnsFd);
+      s.attachFilter(fd, dropAllFilter());
+      s.setsockoptInt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+      const sin = new Uint8Array(16);
+      new DataView(sin.buffer).setUint16(0, AF_INET, true);
+      new DataView(sin.buffer).setUint16(2, 67, false);
+      s.bind(fd, sin);
+      return fd;
+    } catch (err) {
+      if (fd !== undefined) s.close(fd);
+      this.log.debug('no UDP socket on port 67 (another server has it); unicast requests may draw ICMP port-unreachable', { error: (err as Error).message });
+      return undefined;
+    }
+  }
+
+  start(onFrame: (frame: InboundFrame) => void, onDropped?: (reason: string) => void): void {
+    const s = sys();
+    this.watcher = new s.FdWatcher(this.fd, POLL_READABLE, () => {
+      for (let i = 0; i < BATCH; i++) {
+        let n: number;
+        try {
+          n = s.recv(this.fd, this.rx, 0, this.from);
+        } catch (err) {
+          this.log.warn('receiving on the DHCP packet socket failed', { error: (err as Error).message });
+          return;
+        }
+        if (n < 0) return;
+        // A private copy: the decision may keep views of the request until its ACK is durable.
+        const frame = this.rx.slice(0, n);
+        const d = parseIpUdp(frame);
+        if (typeof d === 'string') {
+          onDropped?.(d);
+          continue;
+        }
+        onFrame({
+          ifindex: this.fromView.getInt32(4, true),
+          pkttype: this.from[10] as number,
+          srcMac: this.from.slice(12, 12 + Math.min(8, this.from[11] as number)),
+          datagram: d,
+        });
+      }
+    });
+  }
+
+  send(f: OutboundFrame): boolean {
+    const packet = buildIpUdp(f.srcIp, f.dstIp, f.srcPort, f.dstPort, f.payload);
+    try {
+      sys().sendto(this.fd, packet, sockaddrLl(f.ifindex, f.dstMac));
+      return true;
+    } catch (err) {
+      this.log.debug('sending a DHCP reply failed', { ifindex: f.ifindex, error: (err as Error).message });
+      return false;
+    }
+  }
+
+  close(): void {
+    this.watcher?.stop();
+    this.watcher = undefined;
+    const s = sys();
+    s.close(this.fd);
+    if (this.guardFd !== undefined) s.close(this.guardFd);
+  }
+}
+
+function setBuffer(fd: number, force: number, plain: number, bytes: number): void {
+  const s = sys();
+  try {
+    s.setsockoptInt(fd, SOL_SOCKET, force, bytes); // root: past net.core.*mem_max
+  } catch {
+    s.setsockoptInt(fd, SOL_SOCKET, plain, bytes);
+  }
+}

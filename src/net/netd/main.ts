@@ -1,0 +1,41 @@
+// Entry point of bin/nspawn-netd: dispatches the first argument to a subcommand. To add one, add an
+// entry to SUBCOMMANDS (its module is loaded only when it runs); everything else prints the list.
+import { errorMessage } from '../../errors.js';
+
+export interface Subcommand {
+  summary: string;
+  /** Runs with the arguments after the subcommand name; resolves to the exit code. */
+  run(argv: readonly string[]): Promise<number>;
+}
+
+export const SUBCOMMANDS: Record<string, Subcommand> = {
+  'dhcp-serve': {
+    summary: 'serve DHCPv4 on interfaces, in the foreground (--help for options)',
+    run: async (argv) => (await import('../../dhcp/cli.js')).dhcpServeMain(argv),
+  },
+};
+
+function usage(): string {
+  const width = Math.max(...Object.keys(SUBCOMMANDS).map((n) => n.length));
+  return `Usage: nspawn-netd SUBCOMMAND [ARGS...]\n\nSubcommands:\n${Object.entries(SUBCOMMANDS)
+    .map(([name, s]) => `  ${name.padEnd(width)}  ${s.summary}`).join('\n')}`;
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === '-h' || name === '--help') {
+    process.stdout.write(usage() + '\n');
+    return 0;
+  }
+  const sub = name === undefined ? undefined : SUBCOMMANDS[name];
+  if (!sub) {
+    process.stderr.write(`nspawn-netd: ${name === undefined ? 'no subcommand given' : `unknown subcommand "${name}"`}; available: ${Object.keys(SUBCOMMANDS).join(', ')}\n\n${usage()}\n`);
+    return 1;
+  }
+  try {
+    return await sub.run(rest);
+  } catch (err) {
+    process.stderr.write(`nspawn-netd: ${name}: ${errorMessage(err)}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,143 @@
+// Real DHCP clients against the server, across a veth between two private namespaces: busybox
+// udhcpc, dhcpcd and ISC dhclient each obtain a lease, renew it, renew it again with a restarted
+// server (the lease came back from the lease file), release it, and get the same address again.
+import { describe, expect } from 'vitest';
+import { ktest } from '../helpers/kernel.js';
+import { CLIENT_MAC, DhcpEnv, SERVER_IP } from './dhcp-env.js';
+
+const TIMEOUT = 120_000;
+
+function bound(env: DhcpEnv, after: number): Promise<string> {
+  return env.waitEvent((e) => e.type === 'bound' && !e.renewed && e.mac === CLIENT_MAC, 'a new lease', 20_000, after)
+    .then((e) => (e.type === 'bound' ? e.address : ''));
+}
+
+function renewed(env: DhcpEnv, address: string, after: number, timeoutMs = 30_000): Promise<unknown> {
+  return env.waitEvent((e) => e.type === 'bound' && e.renewed && e.address === address, `a renewal of ${address}`, timeoutMs, after);
+}
+
+describe('real DHCP clients', () => {
+  ktest('busybox udhcpc: obtain, renew, renew after a server restart, release, same address again', async ({ netns }) => {
+    const env = await DhcpEnv.create(netns);
+    try {
+      // udhcpc renews at half the lease, and treats leases below 30 s as 30 s.
+      env.startServer({ leaseTime: 30, dns: ['198.51.100.53'], domain: 'example.org', mtu: 1400 });
+      const client = env.startClient(['busybox', 'udhcpc', '-f', '-i', 'dc0', '-s', env.script, '-t', '5', '-T', '1', '-x', 'hostname:box1']);
+      const address = await bound(env, 0);
+      await env.waitClient(new RegExp(`^bound ${address.replace(/\./g, '\\.')}$`), 'udhcpc bound');
+      expect(await env.clientAddresses()).toContain(address);
+      // What the client was told (its script's environment).
+      const told = env.clientEnv('bound');
+      expect(told).toMatchObject({ ip: address, mask: '24', router: SERVER_IP, dns: '198.51.100.53', domain: 'example.org', mtu: '1400', lease: '30', serverid: SERVER_IP });
+
+      let mark = env.events.length;
+      await renewed(env, address, mark);
+      await env.waitClient(/^renew /, 'udhcpc renew');
+
+      await env.stopServer();
+      mark = env.events.length;
+      const restarted = env.startServer({ leaseTime: 30 });
+      expect(restarted.leases('ds0')).toEqual([expect.objectContaining({ address, state: 'bound', mac: CLIENT_MAC })]);
+      client.kill('SIGUSR1'); // udhcpc: renew now
+      await renewed(env, address, mark);
+
+      mark = env.events.length;
+      client.kill('SIGUSR2'); // udhcpc: release the lease
+      await env.waitEvent((e) => e.type === 'released' && e.address === address, 'the release', 10_000, mark);
+      expect(restarted.leases('ds0')).toEqual([expect.objectContaining({ address, state: 'released' })]);
+      await env.kill(client);
+
+      mark = env.events.length;
+      await env.runClient(['busybox', 'udhcpc', '-q', '-n', '-i', 'dc0', '-s', env.script, '-t', '5', '-T', '1']);
+      expect(await bound(env, mark)).toBe(address);
+      const log = env.clientLog();
+      expect(log).not.toContain('leasefail ');
+      expect(log.filter((l) => l.startsWith('nak'))).toEqual([]);
+    } finally {
+      await env.destroy();
+    }
+  }, TIMEOUT);
+
+  ktest('dhcpcd: obtain, renew, renew after a server restart, release, same address again', async ({ netns }) => {
+    const env = await DhcpEnv.create(netns);
+    // dhcpcd keeps its state in /var/lib/dhcpcd and /run/dhcpcd: private tmpfs for each run.
+    const dhcpcd = (...args: string[]): string[] => ['unshare', '-m', 'sh', '-c',
+      'mount -t tmpfs tmpfs /var/lib/dhcpcd && mount -t tmpfs tmpfs /run/dhcpcd && exec dhcpcd "$@"', 'dhcpcd',
+      '-4', '--noarp', '-c', env.script, '--config', '/dev/null', ...args, 'dc0'];
+    try {
+      // dhcpcd's minimum lease is 20 s (it renews at half of that).
+      env.startServer({ leaseTime: 20, dns: ['198.51.100.53'] });
+      const client = env.startClient(dhcpcd('-B'));
+      const address = await bound(env, 0);
+      await env.waitClient(/^BOUND /, 'dhcpcd BOUND');
+      await expectEventually(async () => (await env.clientAddresses()).includes(address));
+      expect(env.clientEnv('BOUND')).toMatchObject({ new_ip_address: address, new_routers: SERVER_IP, new_domain_name_servers: '198.51.100.53', new_dhcp_lease_time: '20' });
+
+      let mark = env.events.length;
+      await renewed(env, address, mark);
+
+      await env.stopServer();
+      mark = env.events.length;
+      env.startServer({ leaseTime: 20 });
+      await renewed(env, address, mark);
+
+      mark = env.events.length;
+      client.kill('SIGALRM'); // dhcpcd: release and exit
+      await env.waitEvent((e) => e.type === 'released' && e.address === address, 'the release', 10_000, mark);
+      await env.kill(client, 'SIGTERM');
+
+      mark = env.events.length;
+      await env.runClient(dhcpcd('-B', '-1', '-t', '15'));
+      expect(await bound(env, mark)).toBe(address);
+      expect(env.clientLog().filter((l) => /^(NAK|FAIL|EXPIRE)/.test(l))).toEqual([]);
+    } finally {
+      await env.destroy();
+    }
+  }, TIMEOUT);
+
+  ktest('ISC dhclient: obtain, renew, renew after a server restart, release, same address again', async ({ netns }) => {
+    const env = await DhcpEnv.create(netns);
+    const files = ['-lf', `${env.dir}/dhclient.leases`, '-pf', `${env.dir}/dhclient.pid`, '-sf', env.script];
+    try {
+      env.startServer({ leaseTime: 6, domain: 'example.org', searchDomains: ['example.org', 'corp.example.org'] });
+      const client = env.startClient(['dhclient', '-4', '-d', '-1', ...files, 'dc0']);
+      const address = await bound(env, 0);
+      await env.waitClient(/^BOUND /, 'dhclient BOUND');
+      expect(await env.clientAddresses()).toContain(address);
+      expect(env.clientEnv('BOUND')).toMatchObject({
+        new_ip_address: address, new_routers: SERVER_IP, new_subnet_mask: '255.255.255.0',
+        new_domain_name: 'example.org', new_domain_search: "example.org. corp.example.org.",
+      });
+
+      let mark = env.events.length;
+      await renewed(env, address, mark);
+      await env.waitClient(/^RENEW /, 'dhclient RENEW');
+
+      await env.stopServer();
+      mark = env.events.length;
+      env.startServer({ leaseTime: 6 });
+      await renewed(env, address, mark);
+
+      mark = env.events.length;
+      await env.runClient(['dhclient', '-4', '-r', ...files, 'dc0']); // stops the running one, releases
+      await env.waitEvent((e) => e.type === 'released' && e.address === address, 'the release', 10_000, mark);
+      await env.kill(client);
+
+      mark = env.events.length;
+      const again = env.startClient(['dhclient', '-4', '-d', '-1', ...files, 'dc0']);
+      expect(await bound(env, mark)).toBe(address);
+      await env.kill(again);
+      expect(env.clientLog().filter((l) => /^(FAIL|EXPIRE)/.test(l))).toEqual([]);
+    } finally {
+      await env.destroy();
+    }
+  }, TIMEOUT);
+});
+
+async function expectEventually(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -1,0 +1,177 @@
+// Test topology for the DHCP server against real peers: a server namespace and a client namespace
+// joined by a veth (ds0 192.0.2.1/24 ↔ dc0, MAC 02:00:00:00:00:42), the server run in this process
+// with its sockets made inside the server namespace (or as the nspawn-netd command), clients run with
+// `ip netns exec`. Client scripts append one line per event to a file the test reads.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { chmodSync, closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DhcpServer, type DhcpEvent, type DhcpServerOptions, type InterfaceConfig } from '../../src/dhcp/index.js';
+import { setLogSink } from '../../src/log.js';
+import { killAndWait, runOk, waitFor } from '../helpers/exec.js';
+import { TestNetns } from '../helpers/netns.js';
+
+export const SERVER_IP = '192.0.2.1';
+export const CLIENT_MAC = '02:00:00:00:00:42';
+
+/**
+ * One script for all three clients: udhcpc passes the event as $1 (ip, mask in the environment),
+ * dhclient and dhcpcd set $reason (new_ip_address, new_subnet_mask; dhcpcd also $protocol). It configures
+ * the address unless dhcpcd does (so unicast renewals and releases have a source address) and logs
+ * "EVENT IP". Clients clear the environment they give scripts, so the events file is written in.
+ */
+const clientScript = (events: string): string => `#!/bin/sh
+EVENTS=${events}
+ev="\${1:-$reason}"
+addr="\${ip:-$new_ip_address}"
+echo "$ev $addr" >> "$EVENTS"
+if [ -n "$1" ]; then env | sort > "$EVENTS.env.$1"; fi
+case "$ev" in
+  bound|renew) ip addr replace "$ip/$mask" dev "$interface" ;;
+  deconfig) ip addr flush dev "$interface" ;;
+  PREINIT) ip link set "$interface" up ;;
+  BOUND|RENEW|REBIND|REBOOT) [ -z "$protocol" ] && ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface"; env | sort > "$EVENTS.env.$reason" ;;
+  EXPIRE|FAIL|RELEASE|STOP) [ -z "$protocol" ] && ip addr flush dev "$interface" ;;
+esac
+exit 0
+`;
+
+export class DhcpEnv {
+  readonly srv: TestNetns;
+  readonly cli: TestNetns;
+  readonly dir: string;
+  readonly events: DhcpEvent[] = [];
+  readonly leaseFile: string;
+  readonly script: string;
+  readonly clientEvents: string;
+  ifindex = 0;
+  server: DhcpServer | undefined;
+  private children: ChildProcess[] = [];
+  private restoreSink: ((line: string) => void) | undefined;
+  readonly logLines: string[] = [];
+
+  private constructor(srv: TestNetns, cli: TestNetns) {
+    this.srv = srv;
+    this.cli = cli;
+    this.dir = mkdtempSync(join(tmpdir(), 'nspawn-dhcp-'));
+    this.leaseFile = join(this.dir, 'leases');
+    this.script = join(this.dir, 'client.sh');
+    this.clientEvents = join(this.dir, 'events');
+    writeFileSync(this.script, clientScript(this.clientEvents));
+    chmodSync(this.script, 0o755);
+    writeFileSync(this.clientEvents, '');
+  }
+
+  static async create(srv: TestNetns, opts: { serverAddress?: string } = {}): Promise<DhcpEnv> {
+    const cli = await TestNetns.create('cli');
+    const env = new DhcpEnv(srv, cli);
+    try {
+      await runOk('ip', ['link', 'add', 'ds0', 'netns', srv.name, 'type', 'veth', 'peer', 'name', 'dc0', 'netns', cli.name]);
+      await cli.exec('ip', ['link', 'set', 'dc0', 'address', CLIENT_MAC]);
+      await srv.exec('ip', ['addr', 'add', opts.serverAddress ?? `${SERVER_IP}/24`, 'dev', 'ds0']);
+      await srv.exec('ip', ['link', 'set', 'ds0', 'up']);
+      await cli.exec('ip', ['link', 'set', 'dc0', 'up']);
+      env.ifindex = await ifindexOf(srv, 'ds0');
+    } catch (err) {
+      await env.destroy();
+      throw err;
+    }
+    return env;
+  }
+
+  /** Starts a server in this process (sockets in the server namespace) serving ds0. */
+  startServer(iface: Partial<InterfaceConfig> = {}, opts: Partial<DhcpServerOptions> = {}): DhcpServer {
+    this.restoreSink ??= setLogSink((line) => this.logLines.push(line));
+    const server = new DhcpServer({
+      netnsFd: this.srv.fd,
+      leaseFile: this.leaseFile,
+      onEvent: (e) => this.events.push(e),
+      ...opts,
+    });
+    server.addInterface({ ifindex: this.ifindex, ifname: 'ds0', address: `${SERVER_IP}/24`, ...iface });
+    server.start();
+    this.server = server;
+    return server;
+  }
+
+  async stopServer(): Promise<void> {
+    const s = this.server;
+    this.server = undefined;
+    await s?.stop();
+  }
+
+  /** Starts a long-running client command in the client namespace; killed by destroy(). */
+  startClient(args: string[], extraEnv: Record<string, string> = {}): ChildProcess {
+    const log = openSync(join(this.dir, `client-${this.children.length}.log`), 'a');
+    const child = spawn('ip', ['netns', 'exec', this.cli.name, ...args], {
+      stdio: ['ignore', log, log],
+      env: { ...process.env, EVENTS: this.clientEvents, ...extraEnv },
+    });
+    closeSync(log);
+    this.children.push(child);
+    return child;
+  }
+
+  /** Runs a client command to completion in the client namespace. */
+  async runClient(args: string[], extraEnv: Record<string, string> = {}, timeoutMs = 30_000): Promise<void> {
+    const child = this.startClient(args, extraEnv);
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`${args.join(' ')} did not finish in ${timeoutMs} ms`)), timeoutMs);
+      child.once('exit', () => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+
+  async kill(child: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    await killAndWait(child, signal);
+  }
+
+  /** Lines the client script logged ("bound 192.0.2.7", "RENEW 192.0.2.7", ...). */
+  clientLog(): string[] {
+    return readFileSync(this.clientEvents, 'utf8').split('\n').filter(Boolean);
+  }
+
+  clientEnv(event: string): Record<string, string> {
+    const text = readFileSync(`${this.clientEvents}.env.${event}`, 'utf8');
+    return Object.fromEntries(text.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+  }
+
+  waitClient(re: RegExp, what: string, timeoutMs = 20_000, after = 0): Promise<RegExpMatchArray> {
+    return waitFor(() => {
+      const lines = this.clientLog().slice(after);
+      for (const l of lines) {
+        const m = l.match(re);
+        if (m) return m;
+      }
+      return undefined;
+    }, what, timeoutMs, 50);
+  }
+
+  waitEvent(pred: (e: DhcpEvent) => boolean, what: string, timeoutMs = 20_000, after = 0): Promise<DhcpEvent> {
+    return waitFor(() => this.events.slice(after).find(pred), what, timeoutMs, 20);
+  }
+
+  /** IPv4 addresses on the client's interface, by `ip -j addr` (an independent observer). */
+  async clientAddresses(): Promise<string[]> {
+    const out = await this.cli.ipJson<Array<{ addr_info: Array<{ family: string; local: string }> }>>(['addr', 'show', 'dev', 'dc0']);
+    return out.flatMap((l) => l.addr_info.filter((a) => a.family === 'inet').map((a) => a.local));
+  }
+
+  async destroy(): Promise<void> {
+    for (const c of this.children) await killAndWait(c);
+    this.children = [];
+    await this.stopServer().catch(() => undefined);
+    if (this.restoreSink) setLogSink(this.restoreSink);
+    await this.cli.destroy();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export async function ifindexOf(ns: TestNetns, ifname: string): Promise<number> {
+  const links = await ns.ipJson<Array<{ ifindex: number }>>(['link', 'show', 'dev', ifname]);
+  const idx = links[0]?.ifindex;
+  if (!idx) throw new Error(`no ifindex for ${ifname} in ${ns.name}`);
+  return idx;
+}

@@ -1,0 +1,170 @@
+// The lease journal: record format, replay, recovery from torn and corrupt files, compaction, lock.
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import {
+  decodeLine, encodeLine, FileLeaseStore, JOURNAL_HEADER, type JournalEntry, LeaseFileError, pruneExpired, replay, stateEntries,
+} from '../../../src/dhcp/journal.js';
+import type { Logger } from '../../../src/log.js';
+
+const NOW = 1_700_000_000_000;
+const bind = (c: string, ip: string, exp = NOW + 3_600_000, ifname = 've-a'): Extract<JournalEntry, { op: 'bind' }> => ({ op: 'bind', if: ifname, c, mac: '02:00:00:00:00:01', ip, exp });
+
+function captureLog(): Logger & { warnings: string[] } {
+  const warnings: string[] = [];
+  return { warnings, debug: () => undefined, info: () => undefined, warn: (m) => warnings.push(m), error: (m) => warnings.push(m) };
+}
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'nspawn-journal-'));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+function open(path = join(dir, 'leases'), log = captureLog()): { store: FileLeaseStore; log: ReturnType<typeof captureLog> } {
+  return { store: new FileLeaseStore(path, { log, now: NOW }), log };
+}
+
+describe('records', () => {
+  test('a line is the CRC-32 of the JSON, a space, the JSON', () => {
+    const line = encodeLine(bind('id:01', '192.0.2.5'));
+    expect(line).toMatch(/^[0-9a-f]{8} \{"op":"bind","if":"ve-a","c":"id:01","mac":"02:00:00:00:00:01","ip":"192.0.2.5","exp":1700003600000\}\n$/);
+    expect(decodeLine(line.trimEnd())).toEqual(bind('id:01', '192.0.2.5'));
+  });
+  test('a flipped byte, bad JSON or a bad field is refused', () => {
+    const line = encodeLine(bind('id:01', '192.0.2.5')).trimEnd();
+    expect(decodeLine(line.replace('192.0.2.5', '192.0.2.6'))).toBeUndefined();
+    expect(decodeLine(line.slice(0, -1))).toBeUndefined();
+    const badIp = encodeLine({ ...bind('id:01', '192.0.2.5'), ip: '300.1.1.1' }).trimEnd();
+    expect(decodeLine(badIp)).toBeUndefined();
+    const badOp = encodeLine({ op: 'frob', if: 'x' } as unknown as JournalEntry).trimEnd();
+    expect(decodeLine(badOp)).toBeUndefined();
+  });
+});
+
+describe('replay', () => {
+  test('the later record wins, for a client and for an address', () => {
+    const s = replay([
+      bind('id:01', '192.0.2.5'),
+      bind('id:01', '192.0.2.6'), // the client moved
+      bind('id:02', '192.0.2.6'), // the address went to another client: id:01 lost it
+      bind('id:03', '192.0.2.7'),
+      { op: 'release', if: 've-a', c: 'id:03', mac: 'm', ip: '192.0.2.7', exp: NOW + 10 },
+      bind('id:04', '192.0.2.8'),
+      { op: 'decline', if: 've-a', ip: '192.0.2.8', until: NOW + 600_000 },
+      bind('id:09', '192.0.2.9', NOW + 1, 've-gone'),
+      { op: 'drop', if: 've-gone' },
+    ]);
+    const a = s.get('ve-a')!;
+    expect([...a.clients.keys()].sort()).toEqual(['id:02', 'id:03']);
+    expect(a.clients.get('id:02')).toMatchObject({ op: 'bind', ip: '192.0.2.6' });
+    expect(a.clients.get('id:03')).toMatchObject({ op: 'release' });
+    expect([...a.declined]).toEqual([['192.0.2.8', NOW + 600_000]]);
+    expect(s.has('ve-gone')).toBe(false);
+  });
+  test('expired bindings become memories, expired memories and quarantines go', () => {
+    const s = replay([bind('id:01', '192.0.2.5', NOW - 1000), bind('id:02', '192.0.2.6', NOW - 7_200_000), { op: 'decline', if: 've-a', ip: '192.0.2.9', until: NOW - 1 }]);
+    pruneExpired(s, NOW, 3_600_000);
+    expect([...stateEntries(s)]).toEqual([{ op: 'release', if: 've-a', c: 'id:01', mac: '02:00:00:00:00:01', ip: '192.0.2.5', exp: NOW - 1000 + 3_600_000 }]);
+  });
+});
+
+describe('FileLeaseStore', () => {
+  test('appended records are durable when the callback runs, and come back on reopen', async () => {
+    const { store } = open();
+    const done: string[] = [];
+    store.append(bind('id:01', '192.0.2.5'), (err) => done.push(err ? `error ${err.message}` : 'a'));
+    store.append(bind('id:02', '192.0.2.6'), (err) => done.push(err ? `error ${err.message}` : 'b'));
+    expect(done).toEqual([]); // group commit: nothing before the write and sync
+    const text = () => readFileSync(join(dir, 'leases'), 'utf8');
+    await new Promise<void>((resolve) => {
+      const check = (): void => { if (done.length === 2) resolve(); else setTimeout(check, 1); };
+      check();
+    });
+    expect(done).toEqual(['a', 'b']);
+    expect(text().split('\n').filter(Boolean)).toHaveLength(3);
+    await store.close();
+    const again = open().store;
+    expect([...again.loaded.get('ve-a')!.clients.keys()]).toEqual(['id:01', 'id:02']);
+    await again.close();
+  });
+
+  test('a torn last record and a damaged one are skipped with a warning; the rest is recovered', async () => {
+    const path = join(dir, 'leases');
+    writeFileSync(path, JOURNAL_HEADER + '\n' + encodeLine(bind('id:01', '192.0.2.5'))
+      + encodeLine(bind('id:02', '192.0.2.6')).replace('192.0.2.6', '192.0.2.66')
+      + encodeLine(bind('id:03', '192.0.2.7'))
+      + encodeLine(bind('id:04', '192.0.2.8')).slice(0, 30));
+    const { store, log } = open(path);
+    expect([...store.loaded.get('ve-a')!.clients.keys()]).toEqual(['id:01', 'id:03']);
+    expect(log.warnings.join('\n')).toMatch(/cut short/);
+    expect(log.warnings.join('\n')).toMatch(/1 damaged record\(s\) ignored \(line 3\); 2 recovered/);
+    // rewritten clean
+    expect(readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l, i) => (i === 0 ? l : decodeLine(l)?.op))).toEqual([JOURNAL_HEADER, 'bind', 'bind']);
+    await store.close();
+  });
+
+  test('a file that is not a lease file is set aside, and the server starts empty', async () => {
+    const path = join(dir, 'leases');
+    writeFileSync(path, 'hello\nworld\n');
+    const { store, log } = open(path);
+    expect(store.loaded.size).toBe(0);
+    expect(log.warnings[0]).toMatch(/not an nspawn-ts lease file.*moved it to/);
+    expect(readdirSync(dir).some((f) => f.startsWith('leases.corrupt-'))).toBe(true);
+    await store.close();
+  });
+
+  test('any bytes at all: recovered as far as valid, never a refusal', async () => {
+    await fc.assert(fc.asyncProperty(fc.uint8Array({ maxLength: 400 }), fc.boolean(), async (junk, withHeader) => {
+      const path = join(dir, `f${Math.random()}`);
+      writeFileSync(path, Buffer.concat([Buffer.from(withHeader ? JOURNAL_HEADER + '\n' + encodeLine(bind('id:01', '192.0.2.5')) : ''), Buffer.from(junk)]));
+      const { store } = open(path);
+      if (withHeader) expect(store.loaded.get('ve-a')?.clients.has('id:01')).toBe(true);
+      await store.close();
+    }), { numRuns: 200 });
+  });
+
+  test('compaction keeps exactly the given records', async () => {
+    const { store } = open();
+    for (let i = 0; i < 50; i++) store.append(bind('id:01', `192.0.2.${10 + (i % 5)}`));
+    await store.whenIdle();
+    expect(store.appendedSinceCompaction).toBe(50);
+    store.compact([bind('id:01', '192.0.2.14')]);
+    expect(store.appendedSinceCompaction).toBe(0);
+    store.append(bind('id:02', '192.0.2.20'));
+    await store.close();
+    const lines = readFileSync(join(dir, 'leases'), 'utf8').split('\n').filter(Boolean);
+    expect(lines.slice(1).map((l) => decodeLine(l))).toEqual([bind('id:01', '192.0.2.14'), bind('id:02', '192.0.2.20')]);
+    expect(existsSync(join(dir, 'leases.tmp'))).toBe(false);
+  });
+
+  test('a lease file locked by a live server is refused; a stale lock is taken over', async () => {
+    const path = join(dir, 'leases');
+    writeFileSync(`${path}.lock`, `${process.ppid}\n`);
+    expect(() => open(path)).toThrow(LeaseFileError);
+    expect(() => open(path)).toThrow(/in use by another DHCP server \(pid/);
+    writeFileSync(`${path}.lock`, '999999999\n');
+    const { store } = open(path);
+    await store.close();
+    expect(existsSync(`${path}.lock`)).toBe(false);
+  });
+
+  test("durability 'write' answers after the write, without waiting for the disk", async () => {
+    const store = new FileLeaseStore(join(dir, 'leases'), { log: captureLog(), now: NOW, durability: 'write' });
+    let done = false;
+    store.append(bind('id:01', '192.0.2.5'), () => { done = true; });
+    await new Promise((r) => setImmediate(r));
+    expect(done).toBe(true);
+    await store.close();
+  });
+
+  test('an append after the file broke reports the error to the waiter', async () => {
+    const { store } = open();
+    await store.close();
+    let error: Error | undefined;
+    store.append(bind('id:01', '192.0.2.5'), (e) => { error = e; });
+    expect(error).toBeInstanceOf(LeaseFileError);
+  });
+});
