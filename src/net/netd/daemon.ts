@@ -96,7 +96,7 @@ export async function handleRequest(sub: NetworkSubsystem, req: NetdRequest, ext
 }
 
 export interface SidecarDeps {
-  /** Makes the DHCP server (the lease file is under the state directory). */
+  /** Makes the DHCP server (the lease file is under the state directory); default src/dhcp's. */
   dhcp?: (leaseFile: string | undefined) => DhcpBackend;
 }
 
@@ -118,7 +118,7 @@ export async function sidecarMain(argv: readonly string[], deps: SidecarDeps = {
   const subOpts: Parameters<typeof NetworkSubsystem.open>[0] = { mode: 'sidecar', stateDir: opts.stateDir };
   if (opts.dns) subOpts.dns = opts.dns;
   if (opts.pools) subOpts.pools = opts.pools;
-  if (deps.dhcp) subOpts.dhcp = deps.dhcp;
+  subOpts.dhcp = deps.dhcp ?? (await import('./dhcp-backend.js')).dhcpBackend(logger('dhcp'));
   let sub: NetworkSubsystem;
   try {
     sub = await NetworkSubsystem.open(subOpts);

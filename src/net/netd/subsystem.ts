@@ -56,6 +56,7 @@ export interface DhcpInterface {
   dns?: string[];
   reservations?: Array<{ mac: string; address: string; hostname?: string }>;
   authoritative?: boolean;
+  reservedOnly?: boolean;
   leaseTime?: number;
 }
 
@@ -130,15 +131,18 @@ interface Served {
 
 const ZONE_DHCP_LEASE = 3600;
 
+let instances = 0;
+
+/** 'sidecar', or the embedded instance: PID, start time and a counter (one process may hold several). */
 function holderOf(mode: SubsystemOptions['mode']): Holder {
   if (mode === 'sidecar') return 'sidecar';
-  return `pid:${process.pid}:${processStartTime(process.pid) ?? '0'}`;
+  return `pid:${process.pid}:${processStartTime(process.pid) ?? '0'}#${++instances}`;
 }
 
 /** Whether a holder is still there (the sidecar always counts as alive to an embedded instance). */
 function holderAlive(h: Holder): boolean {
   if (h === 'sidecar') return true;
-  const m = /^pid:(\d+):(\d+)$/.exec(h);
+  const m = /^pid:(\d+):(\d+)(?:#\d+)?$/.exec(h);
   if (!m) return false;
   return processStartTime(Number(m[1])) === m[2];
 }
@@ -414,6 +418,7 @@ export class NetworkSubsystem {
       // an embedded launcher on a shared zone bridge answers only its own container
       cfg.pool = `${restrict}-${restrict}`;
       cfg.authoritative = false;
+      cfg.reservedOnly = true;
     }
     this.dhcpServer.addInterface(cfg);
     served.dhcp = true;
