@@ -9,7 +9,7 @@ import type { NetdRequest } from './api.js';
 import { defaultSocketPath } from './client.js';
 import { parseDnsList } from './dns.js';
 import { sdNotify } from './notify.js';
-import { ApiServer } from './server.js';
+import { ApiServer, socketAnswers } from './server.js';
 import { type DhcpBackend, NetworkSubsystem } from './subsystem.js';
 
 const log = logger('netd');
@@ -119,6 +119,11 @@ export async function sidecarMain(argv: readonly string[], deps: SidecarDeps = {
   if (opts.dns) subOpts.dns = opts.dns;
   if (opts.pools) subOpts.pools = opts.pools;
   subOpts.dhcp = deps.dhcp ?? (await import('./dhcp-backend.js')).dhcpBackend(logger('dhcp'));
+  // before touching any link: a sidecar that already runs owns them
+  if (await socketAnswers(opts.socket)) {
+    log.error(`another nspawn-netd is answering on ${opts.socket}; stop it first`);
+    return 1;
+  }
   let sub: NetworkSubsystem;
   try {
     sub = await NetworkSubsystem.open(subOpts);
