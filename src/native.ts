@@ -59,6 +59,32 @@ export interface SpawnedContainer {
   channel: number;
 }
 
+/** What enterSpawn() does (native/src/enter.cc; src/machinectl/enter.ts builds it). */
+export interface EnterPlan {
+  /** joined in this order (user first) */
+  namespaces: ReadonlyArray<{ fd: number; nstype: number }>;
+  /** cgroup.procs files the process is moved into before it joins the namespaces */
+  cgroupFds?: readonly number[];
+  /** chroot() here (an fd of /proc/LEADER/root) */
+  rootFd?: number;
+  /** a pty in the devpts of `ptmx` (after chroot) as stdio and controlling terminal */
+  pty?: boolean;
+  ptmx?: string;
+  uid: number;
+  gid: number;
+  groups: readonly number[];
+  /** capabilities kept in the bounding set (undefined: leave it) */
+  boundingKeep?: bigint;
+  /** set after the UID change (undefined: what setresuid() leaves) */
+  caps?: { effective: bigint; permitted: bigint; inheritable: bigint };
+  noNewPrivs?: boolean;
+  /** working directory; / when it cannot be entered */
+  cwd?: string;
+  candidates: readonly string[];
+  argv: readonly string[];
+  envp: readonly string[];
+}
+
 export interface NativeAddon {
   socket(domain: number, type: number, protocol: number, netnsFd?: number): number;
   bind(fd: number, sockaddr: Uint8Array): void;
@@ -94,10 +120,21 @@ export interface NativeAddon {
   writeFd(fd: number, buf: Uint8Array): number;
   setNonblocking(fd: number): void;
   setWindowSize(fd: number, rows: number, cols: number): void;
+  /**
+   * A process inside a running container's namespaces (native/src/enter.cc): returns the
+   * intermediate child (reap it through pidfd); the channel reports the real PID (kind 3), the pty
+   * master (kind 4), or an error (kind 2, op = step, value = index), and end-of-file on exec.
+   */
+  enterSpawn(plan: EnterPlan): SpawnedContainer;
   /** flock(); false when LOCK_NB was given and another holder has it. */
   flock(fd: number, operation: number): boolean;
   /** Attaches a classic BPF program (8-byte sock_filter records, host order) with SO_ATTACH_FILTER. */
   attachFilter(fd: number, program: Uint8Array): void;
+  /**
+   * An open file description lock on the whole file (fcntl F_OFD_SETLK; type 0 read, 1 write,
+   * 2 unlock), the kind systemd's lock files use; false when another holder has a conflicting one.
+   */
+  ofdLock(fd: number, type: 0 | 1 | 2): boolean;
 }
 
 /** A syscall failed; `code` is the errno name ('EEXIST'), `errno` its number. */

@@ -41,6 +41,12 @@ export type IpvlanSpec = WithRef<IpvlanOptions, 'parent'>;
 /** Changes to a link; `master` by ifindex or name, or null to leave the master. */
 export type LinkChangeSpec = Omit<LinkChanges, 'master'> & { master?: LinkRef | null };
 
+/** Any link to create: parents of macvlan/ipvlan by ifindex or name. */
+export type RtnlLinkSpec =
+  | ({ kind: 'macvlan' } & MacvlanSpec)
+  | ({ kind: 'ipvlan' } & IpvlanSpec)
+  | Exclude<LinkSpec, { kind: 'macvlan' } | { kind: 'ipvlan' }>;
+
 export interface RouteInput extends Omit<RouteSpec, 'oif'> {
   /** Output device, by ifindex or name. */
   dev?: LinkRef;
@@ -124,9 +130,15 @@ export class Rtnl {
     return typeof ref === 'number' ? ref : (await this.requireLink(ref)).index;
   }
 
-  /** Creates a link of any kind; fails with EEXIST if the name is taken. */
-  async createLink(spec: LinkSpec): Promise<void> {
-    await this.sock.request(newLinkRequest(spec), describeCreate(spec));
+  /**
+   * Creates a link of any kind; fails with EEXIST if the name is taken. Veths get the defaults of
+   * createVeth, macvlan/ipvlan parents may be names.
+   */
+  async createLink(spec: RtnlLinkSpec): Promise<void> {
+    if (spec.kind === 'macvlan') return this.createMacvlan(spec as MacvlanSpec);
+    if (spec.kind === 'ipvlan') return this.createIpvlan(spec as IpvlanSpec);
+    const full = spec.kind === 'veth' ? withVethDefaults(spec as VethOptions) : (spec as LinkSpec);
+    await this.sock.request(newLinkRequest(full), describeCreate(full));
   }
 
   /**
@@ -135,7 +147,7 @@ export class Rtnl {
    * active queue count the kernel would leave them with anyway, at half the cost (see VethOptions).
    */
   createVeth(opts: VethOptions): Promise<void> {
-    return this.createLink(withVethDefaults(opts));
+    return this.createLink({ kind: 'veth', ...opts });
   }
 
   createBridge(opts: BridgeOptions): Promise<void> {
@@ -160,12 +172,10 @@ export class Rtnl {
    * Creates the link, or accepts an existing link of that name if it has the same kind; returns it
    * as read back. (Only the kind is compared: other settings of an existing link are left alone.)
    */
-  async ensureLink(spec: LinkSpec): Promise<Link> {
+  async ensureLink(spec: RtnlLinkSpec): Promise<Link> {
     for (let attempt = 0; ; attempt++) {
       try {
-        if (spec.kind === 'macvlan') await this.createMacvlan(spec as MacvlanSpec);
-        else if (spec.kind === 'ipvlan') await this.createIpvlan(spec as IpvlanSpec);
-        else await this.createLink(spec);
+        await this.createLink(spec);
       } catch (err) {
         if (!isCode(err, 'EEXIST')) throw err;
       }
@@ -189,7 +199,7 @@ export class Rtnl {
 
   /** Creates a veth pair or accepts an existing veth of that name. */
   ensureVeth(opts: VethOptions): Promise<Link> {
-    return this.ensureLink(withVethDefaults(opts));
+    return this.ensureLink({ kind: 'veth', ...opts });
   }
 
   /** Changes several properties in one request. A rename with a name `ref` first resolves the ifindex. */

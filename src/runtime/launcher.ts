@@ -36,6 +36,7 @@ import { buildSeccompFilter, seccompSupported } from './seccomp.js';
 import { MachineRegistry, RegistryError, summarizeSpec } from './registry.js';
 import { parseSignal, SIGRTMIN } from './cli.js';
 import type { LaunchSpec } from './spec.js';
+import { containerNetworkHooks } from '../net/network-plan.js';
 
 const log = logger('launcher');
 
@@ -258,7 +259,8 @@ class ContainerRun {
   private init: InitInfo | undefined;
 
   constructor(private readonly spec: LaunchSpec, private readonly opts: LaunchOptions) {
-    this.hooks = opts.hooks ?? [];
+    // container network (src/net/network-plan.ts): links made after the clone, removed after the exit
+    this.hooks = [...(spec.network.private ? [containerNetworkHooks()] : []), ...(opts.hooks ?? [])];
     this.status = opts.status ?? ((line) => { if (!spec.quiet) process.stderr.write(`${line}\n`); });
     this.registry = opts.registry === undefined ? new MachineRegistry() : opts.registry;
   }

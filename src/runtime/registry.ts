@@ -16,6 +16,7 @@ import { NspawnError } from '../errors.js';
 import { sys } from '../native.js';
 import { machineNameValid } from './machine-name.js';
 import type { LaunchSpec, PortForward } from './spec.js';
+import type { MachineCgroupState } from './cgroups.js';
 
 export const RECORD_VERSION = 1;
 
@@ -72,6 +73,12 @@ export interface MachineRecord {
   /** ISO 8601 */
   startedAt: string;
   spec: MachineSpecSummary;
+  /**
+   * The machine's cgroups and effective resource properties (MachineCgroup.toJSON()): written by
+   * the launcher, updated by `machinectl-ts set-property`. Absent: machinectl-ts finds the
+   * cgroups from the leader's /proc/PID/cgroup.
+   */
+  cgroup?: MachineCgroupState;
 }
 
 export interface NewMachine {
@@ -86,6 +93,8 @@ export interface MachinePatch {
   /** the leader's PID; its start time and namespaces are read from /proc */
   leader?: number;
   network?: MachineNetwork;
+  /** the machine's cgroups (see MachineRecord.cgroup) */
+  cgroup?: MachineCgroupState;
 }
 
 export class RegistryError extends NspawnError {}
@@ -354,6 +363,7 @@ export class MachineRegistry {
         r.namespaces = this.proc.namespaces(leader.pid);
       }
       if (patch.network) r.network = structuredClone(patch.network);
+      if (patch.cgroup) r.cgroup = structuredClone(patch.cgroup);
       this.write(r);
       return r;
     });

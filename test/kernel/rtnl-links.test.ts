@@ -261,6 +261,16 @@ describe('macvlan and ipvlan', () => {
     });
   });
 
+  ktest('ensureLink creates a macvlan on a parent given by name, then accepts it', async ({ netns, onTestFinished }) => {
+    const r = client(netns, onTestFinished);
+    await r.createVeth({ name: 'parent0', peer: { name: 'parent0-p' } });
+    const first = await r.ensureLink({ kind: 'macvlan', name: 'mv-e', parent: 'parent0', mode: 'private' });
+    const again = await r.ensureLink({ kind: 'macvlan', name: 'mv-e', parent: 'parent0', mode: 'private' });
+    expect(again.index).toBe(first.index);
+    expect(first.macvlan?.mode).toBe('private');
+    expect((await ipLinks(netns)).filter((l) => l.ifname === 'mv-e')).toHaveLength(1);
+  });
+
   ktest('a macvlan on a missing parent fails with ENODEV, by name or by index', async ({ netns, onTestFinished }) => {
     const r = client(netns, onTestFinished);
     const byName = await failure(r.createMacvlan({ name: 'mv-x', parent: 'eth9', mode: 'bridge' }));

@@ -16,7 +16,7 @@ import {
   type RawAttr, type RouteAttrs, type RtMsg, type ScalarType, type StructSpec, type UnionSpec,
   addr, extAck, ifaddrmsg, ifinfomsg, link, route, rtmsg,
 } from './policy.js';
-import { HOST_LE, Reader, Writer, align4, decodeStringAt, encodeUtf8, viewOf } from './wire.js';
+import { HOST_LE, Reader, Writer, align4, decodeStringAt, utf8Length, viewOf } from './wire.js';
 
 /** The nlmsghdr fields a caller sets; nlmsg_len is computed. */
 export interface NlMsgHeader {
@@ -201,12 +201,12 @@ function encodeScalar(w: Writer, spec: { type: ScalarType; maxLen?: number; noNu
       return w.u64(value);
     case 'string': {
       if (typeof value !== 'string') throw new NetlinkEncodeError(`${key}: expected a string, got ${typeof value}`);
-      const b = encodeUtf8(value);
-      if (b.includes(0)) throw new NetlinkEncodeError(`${key}: "${value}" contains a NUL byte`);
-      if (spec.maxLen !== undefined && b.length > spec.maxLen) {
-        throw new NetlinkEncodeError(`${key}: "${value}" is ${b.length} bytes long, the kernel allows at most ${spec.maxLen}`);
+      if (value.includes('\0')) throw new NetlinkEncodeError(`${key}: "${value}" contains a NUL byte`);
+      const len = utf8Length(value);
+      if (spec.maxLen !== undefined && len > spec.maxLen) {
+        throw new NetlinkEncodeError(`${key}: "${value}" is ${len} bytes long, the kernel allows at most ${spec.maxLen}`);
       }
-      w.bytes(b);
+      w.utf8(value);
       if (!spec.noNul) w.u8(0);
       return;
     }

@@ -7,7 +7,7 @@ import * as C from './constants.js';
 import type { AddrMessage, LinkMessage, RouteMessage } from './codec.js';
 import { NetlinkEncodeError } from './errors.js';
 import type { AddrAttrs, BridgeInfo, IfInfoMsg, IpvlanInfo, LinkAttrs, LinkInfo, MacvlanInfo, RouteAttrs } from './policy.js';
-import { encodeUtf8 } from './wire.js';
+import { utf8Length } from './wire.js';
 
 /** A link by ifindex (number) or by name or alternative name (string). */
 export type LinkRef = number | string;
@@ -116,7 +116,7 @@ const NO_HEADER: IfInfoMsg = { family: C.AF_UNSPEC, type: 0, index: 0, flags: 0,
  */
 export function validateIfname(name: string, what = 'interface name'): string {
   if (typeof name !== 'string' || name.length === 0) throw new NetlinkEncodeError(`invalid ${what}: it is empty`);
-  const bytes = encodeUtf8(name).length;
+  const bytes = utf8Length(name);
   if (bytes > C.IFNAMSIZ - 1) {
     throw new NetlinkEncodeError(`invalid ${what} "${name}": ${bytes} bytes long, Linux allows at most ${C.IFNAMSIZ - 1}`);
   }
@@ -128,7 +128,7 @@ export function validateIfname(name: string, what = 'interface name'): string {
 
 function validateAltname(name: string): string {
   if (typeof name !== 'string' || name.length === 0) throw new NetlinkEncodeError('invalid alternative name: it is empty');
-  const bytes = encodeUtf8(name).length;
+  const bytes = utf8Length(name);
   if (bytes > C.ALTIFNAMSIZ - 1) {
     throw new NetlinkEncodeError(`invalid alternative name "${name}": ${bytes} bytes long, Linux allows at most ${C.ALTIFNAMSIZ - 1}`);
   }
@@ -162,7 +162,7 @@ function target(ref: LinkRef): { header: IfInfoMsg; attrs: LinkAttrs } {
     if (!Number.isInteger(ref) || ref <= 0 || ref > 0x7fffffff) throw new NetlinkEncodeError(`invalid ifindex ${ref}`);
     return { header: { ...NO_HEADER, index: ref }, attrs: {} };
   }
-  if (encodeUtf8(ref).length > C.IFNAMSIZ - 1) return { header: { ...NO_HEADER }, attrs: { altIfname: validateAltname(ref) } };
+  if (utf8Length(ref) > C.IFNAMSIZ - 1) return { header: { ...NO_HEADER }, attrs: { altIfname: validateAltname(ref) } };
   return { header: { ...NO_HEADER }, attrs: { ifname: validateIfname(ref) } };
 }
 
@@ -435,7 +435,7 @@ export function addrRequest(op: 'add' | 'replace' | 'delete', index: number, cid
   }
   if (opts.label !== undefined) {
     // "ve-web:dhcp" style labels: like an interface name, but ':' is allowed.
-    if (!/^[^\s/\0]{1,15}$/.test(opts.label) || encodeUtf8(opts.label).length > C.IFNAMSIZ - 1) {
+    if (!/^[^\s/\0]{1,15}$/.test(opts.label) || utf8Length(opts.label) > C.IFNAMSIZ - 1) {
       throw new NetlinkEncodeError(`invalid address label "${opts.label}": 1 to ${C.IFNAMSIZ - 1} bytes without whitespace or "/"`);
     }
     attrs.label = opts.label;

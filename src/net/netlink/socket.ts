@@ -236,7 +236,11 @@ export class NetlinkSocket {
           return;
         }
         for (const p of batch) p.reject(err);
+        continue;
       }
+      // The kernel answered inside sendto(): read the answers now rather than after a trip through
+      // the event loop, which frees the window at once and never yields the CPU mid-batch.
+      this.readAvailable();
     }
     this.updateRef();
   }
@@ -264,6 +268,13 @@ export class NetlinkSocket {
   }
 
   private drain(): void {
+    this.readAvailable();
+    if (this.outbox.length) this.flush();
+    this.updateRef();
+  }
+
+  /** Reads and dispatches every datagram waiting on the socket, without blocking. */
+  private readAvailable(): void {
     const s = this.sys;
     for (;;) {
       let n: number;
@@ -292,8 +303,6 @@ export class NetlinkSocket {
       }
       for (const m of msgs) this.dispatch(m);
     }
-    if (this.outbox.length) this.flush();
-    this.updateRef();
   }
 
   private overrun(): void {

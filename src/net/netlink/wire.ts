@@ -22,6 +22,21 @@ export function encodeUtf8(s: string): Uint8Array {
   return utf8Encoder.encode(s);
 }
 
+/** The UTF-8 byte length of a string, without encoding it. */
+export function utf8Length(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      n += 4; // a surrogate pair
+      i++;
+    } else n += 3; // (a lone surrogate becomes U+FFFD: 3 bytes)
+  }
+  return n;
+}
+
 /** Reads a bounded window of a buffer. Offsets are absolute (into the original buffer) for error messages. */
 export class Reader {
   private readonly view: DataView;
@@ -148,6 +163,17 @@ export class Writer {
     const x = checkInt(v, 0, 0xffffffff, 'be32');
     const at = this.grow(4);
     this.view.setUint32(at, x, false);
+  }
+  /** Writes a string as UTF-8 (ASCII directly, the rest through TextEncoder). */
+  utf8(s: string): void {
+    for (let i = 0; i < s.length; i++) {
+      if (s.charCodeAt(i) > 0x7f) {
+        this.bytes(encodeUtf8(s));
+        return;
+      }
+    }
+    const at = this.grow(s.length);
+    for (let i = 0; i < s.length; i++) this.buf[at + i] = s.charCodeAt(i);
   }
   bytes(b: Uint8Array): void {
     const at = this.grow(b.length);

@@ -1,0 +1,497 @@
+// machinectl-ts's command line, read as machinectl (systemd v252, src/machine/machinectl.c) reads
+// its own: getopt_long with options anywhere (also after the verb), unique prefixes of long
+// options, `--opt=value` and `--opt value`, short option groups (`-al`, `-sKILL`), `--` ending the
+// options. `shell` is special: options are read up to the machine name only, so that everything
+// after it belongs to the command run inside (`shell foo /bin/ls -l`).
+//
+// Every verb machinectl has is known: ours run, the others (image transfer, bind, copy-*) are
+// refused by name. Bad input throws HintedConfigError (exit 1, nothing done).
+import { HintedConfigError } from '../runtime/machine-name.js';
+import { envAssignmentProblem, parseBoolean, parseSignal } from '../runtime/cli.js';
+
+export const PROGRAM = 'machinectl-ts';
+export const VERSION = '0.1.0';
+
+export type OutputMode =
+  | 'short' | 'short-precise' | 'short-iso' | 'short-iso-precise' | 'short-full' | 'short-monotonic'
+  | 'short-unix' | 'short-delta' | 'json' | 'json-pretty' | 'json-sse' | 'json-seq' | 'cat' | 'verbose'
+  | 'export' | 'with-unit';
+
+export const OUTPUT_MODES: readonly OutputMode[] = [
+  'short', 'short-precise', 'short-iso', 'short-iso-precise', 'short-full', 'short-monotonic', 'short-unix',
+  'short-delta', 'json', 'json-pretty', 'json-sse', 'json-seq', 'cat', 'verbose', 'export', 'with-unit',
+];
+
+export function isJsonMode(m: OutputMode): boolean {
+  return m === 'json' || m === 'json-pretty' || m === 'json-sse' || m === 'json-seq';
+}
+
+export interface Signal {
+  name: string;
+  number: number;
+}
+
+export interface Options {
+  /** -p/--property=NAME (show): only these */
+  properties: string[];
+  /** -a/--all: empty properties too; hidden (dot) images and machines too */
+  all: boolean;
+  /** --value: print only the values of properties */
+  value: boolean;
+  /** -l/--full */
+  full: boolean;
+  /** headers and footers of tables (--no-legend, and any JSON output, turn them off) */
+  legend: boolean;
+  /** --kill-whom= */
+  killWhom?: 'leader' | 'all';
+  /** -s/--signal= (default SIGTERM) */
+  signal: Signal;
+  signalGiven: boolean;
+  /** --read-only (clone) */
+  readOnly: boolean;
+  quiet: boolean;
+  /** -o/--output= */
+  output: OutputMode;
+  /** --uid= (shell) */
+  uid?: string;
+  /** -E/--setenv= (shell), NAME=VALUE */
+  setenv: string[];
+  /** --max-addresses= (list); Infinity for "all" */
+  maxAddresses: number;
+  force: boolean;
+  /** --runtime (set-property): change the running machine only, nothing persistent */
+  runtime: boolean;
+  verbose: boolean;
+}
+
+export type Verb =
+  | 'list' | 'list-images' | 'status' | 'image-status' | 'show' | 'show-image' | 'terminate' | 'reboot'
+  | 'poweroff' | 'kill' | 'login' | 'shell' | 'remove' | 'rename' | 'clone' | 'start' | 'enable' | 'disable'
+  | 'set-property';
+
+export type ParseResult =
+  | { action: 'help'; text: string }
+  | { action: 'version'; text: string }
+  /** `-s help`, `-o help`: a list to print */
+  | { action: 'list'; text: string }
+  | { action: 'run'; verb: Verb; args: string[]; options: Options };
+
+interface VerbDef {
+  /** minimum and maximum number of words including the verb (systemd's dispatch_verb); Infinity = any */
+  min: number;
+  max: number;
+  /** the verb the name stands for (`stop` is `poweroff`) */
+  alias?: Verb;
+}
+
+const VERBS: Record<string, VerbDef> = {
+  list: { min: 1, max: 1 },
+  'list-images': { min: 1, max: 1 },
+  status: { min: 2, max: Infinity },
+  'image-status': { min: 1, max: Infinity },
+  show: { min: 1, max: Infinity },
+  'show-image': { min: 1, max: Infinity },
+  terminate: { min: 2, max: Infinity },
+  reboot: { min: 2, max: Infinity },
+  poweroff: { min: 2, max: Infinity },
+  stop: { min: 2, max: Infinity, alias: 'poweroff' },
+  kill: { min: 2, max: Infinity },
+  login: { min: 1, max: 2 },
+  shell: { min: 1, max: Infinity },
+  remove: { min: 2, max: Infinity },
+  rename: { min: 3, max: 3 },
+  clone: { min: 3, max: 3 },
+  start: { min: 2, max: Infinity },
+  enable: { min: 2, max: Infinity },
+  disable: { min: 2, max: Infinity },
+  'set-property': { min: 3, max: Infinity },
+};
+
+/** machinectl verbs we do not implement, refused by name. */
+const SYSTEMD_ONLY_VERBS = [
+  'bind', 'copy-to', 'copy-from', 'read-only', 'set-limit', 'clean', 'import-tar', 'import-raw', 'import-fs',
+  'export-tar', 'export-raw', 'pull-tar', 'pull-raw', 'list-transfers', 'cancel-transfer',
+];
+
+type ArgKind = 'none' | 'required';
+
+interface OptionDef {
+  long: string;
+  short?: string;
+  arg: ArgKind;
+  handle: (st: State, value: string | undefined, used: string) => void;
+}
+
+interface State {
+  options: Options;
+  help: boolean;
+  version: boolean;
+  list?: string;
+}
+
+const SEE_HELP = `Run '${PROGRAM} --help' for the verbs and options it supports.`;
+
+function fail(message: string, hint: string = SEE_HELP, code = 'CFG_INVALID_OPTION'): never {
+  throw new HintedConfigError(message, hint, code);
+}
+
+function req(v: string | undefined): string {
+  return v as string; // the parser guarantees a value for 'required' options
+}
+
+/** safe_atou(): a non-negative decimal that fits 32 bits. */
+function parseUnsigned(s: string): number | undefined {
+  if (!/^\s*\+?[0-9]+$/.test(s)) return undefined;
+  const n = Number(s.trim());
+  return Number.isSafeInteger(n) && n <= 0xffffffff ? n : undefined;
+}
+
+/** Signal names for `--signal=help` (systemd prints its signal table). */
+export function signalList(): string {
+  const out: string[] = [];
+  for (let n = 1; n <= 64; n++) {
+    const s = parseSignal(String(n));
+    if (s) out.push(s.name.replace(/^SIG/, ''));
+  }
+  return out.join('\n') + '\n';
+}
+
+const OPTIONS: OptionDef[] = [
+  { long: 'help', short: 'h', arg: 'none', handle: (st) => { st.help = true; } },
+  { long: 'version', arg: 'none', handle: (st) => { st.version = true; } },
+  {
+    long: 'property', short: 'p', arg: 'required', handle: (st, v) => {
+      // systemd: a property asked for is shown even when empty
+      st.options.properties.push(...req(v).split(',').filter((p) => p !== ''));
+    },
+  },
+  { long: 'all', short: 'a', arg: 'none', handle: (st) => { st.options.all = true; } },
+  { long: 'value', arg: 'none', handle: (st) => { st.options.value = true; } },
+  { long: 'full', short: 'l', arg: 'none', handle: (st) => { st.options.full = true; } },
+  { long: 'no-pager', arg: 'none', handle: () => { /* there is no pager */ } },
+  { long: 'no-legend', arg: 'none', handle: (st) => { st.options.legend = false; } },
+  { long: 'no-ask-password', arg: 'none', handle: () => { /* nothing asks for passwords */ } },
+  {
+    long: 'kill-whom', arg: 'required', handle: (st, v) => {
+      const w = req(v);
+      if (w !== 'leader' && w !== 'all') fail(`Invalid --kill-whom= value: ${w}`, "allowed: 'leader' (the container's PID 1) or 'all' (every process of the container)");
+      st.options.killWhom = w;
+    },
+  },
+  {
+    long: 'signal', short: 's', arg: 'required', handle: (st, v) => {
+      const s = req(v);
+      if (s === 'help') {
+        st.list = signalList();
+        return;
+      }
+      const sig = parseSignal(s);
+      if (!sig) fail(`Unknown signal: ${s}`, "a signal name (SIGTERM, TERM, RTMIN+4) or number 1-64; '--signal=help' lists them", 'CFG_INVALID_SIGNAL');
+      st.options.signal = sig;
+      st.options.signalGiven = true;
+    },
+  },
+  {
+    long: 'host', short: 'H', arg: 'required', handle: () => {
+      fail('Option -H/--host= of machinectl is not supported by machinectl-ts: it manages the machines of this host only.', SEE_HELP, 'CFG_UNSUPPORTED_OPTION');
+    },
+  },
+  {
+    long: 'machine', short: 'M', arg: 'required', handle: () => {
+      fail('Option -M/--machine= of machinectl is not supported by machinectl-ts: it manages the machines of this host only.', SEE_HELP, 'CFG_UNSUPPORTED_OPTION');
+    },
+  },
+  { long: 'read-only', arg: 'none', handle: (st) => { st.options.readOnly = true; } },
+  {
+    long: 'mkdir', arg: 'none', handle: () => {
+      fail("Option --mkdir of machinectl is not supported by machinectl-ts (it belongs to the 'bind' verb, which is not implemented).", SEE_HELP, 'CFG_UNSUPPORTED_OPTION');
+    },
+  },
+  { long: 'quiet', short: 'q', arg: 'none', handle: (st) => { st.options.quiet = true; } },
+  {
+    long: 'lines', short: 'n', arg: 'required', handle: (_st, v) => {
+      // there is no journal to show lines of; the value is still checked as systemd checks it
+      if (parseUnsigned(req(v)) === undefined) fail(`Failed to parse lines '${req(v)}'`, 'a non-negative integer');
+    },
+  },
+  {
+    long: 'output', short: 'o', arg: 'required', handle: (st, v) => {
+      const o = req(v);
+      if (o === 'help') {
+        st.list = OUTPUT_MODES.join('\n') + '\n';
+        return;
+      }
+      if (!(OUTPUT_MODES as readonly string[]).includes(o)) fail(`Unknown output '${o}'.`, `allowed: ${OUTPUT_MODES.join(', ')}`);
+      st.options.output = o as OutputMode;
+      if (isJsonMode(st.options.output)) st.options.legend = false;
+    },
+  },
+  {
+    long: 'verify', arg: 'required', handle: () => {
+      fail('Option --verify= of machinectl is not supported by machinectl-ts (image downloads are not implemented).', SEE_HELP, 'CFG_UNSUPPORTED_OPTION');
+    },
+  },
+  {
+    long: 'format', arg: 'required', handle: () => {
+      fail('Option --format= of machinectl is not supported by machinectl-ts (image export is not implemented).', SEE_HELP, 'CFG_UNSUPPORTED_OPTION');
+    },
+  },
+  { long: 'force', arg: 'none', handle: (st) => { st.options.force = true; } },
+  {
+    long: 'uid', arg: 'required', handle: (st, v) => {
+      const u = req(v);
+      if (u === '') fail('--uid= needs a user name or number.');
+      st.options.uid = u;
+    },
+  },
+  {
+    long: 'setenv', short: 'E', arg: 'required', handle: (st, v) => {
+      let a = req(v);
+      // strv_env_replace_strdup_passthrough(): a bare NAME takes its value from our environment
+      if (!a.includes('=')) {
+        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(a)) fail(`Cannot assign environment variable ${a}: invalid name`, 'NAME=VALUE, or NAME alone to pass on the value it has here');
+        const val = process.env[a];
+        if (val === undefined) return; // systemd passes nothing for an unset variable
+        a = `${a}=${val}`;
+      }
+      const problem = envAssignmentProblem(a);
+      if (problem) fail(`Cannot assign environment variable ${a}: ${problem}`, 'NAME=VALUE');
+      const name = a.slice(0, a.indexOf('=') + 1);
+      st.options.setenv = st.options.setenv.filter((e) => !e.startsWith(name));
+      st.options.setenv.push(a);
+    },
+  },
+  {
+    long: 'max-addresses', arg: 'required', handle: (st, v) => {
+      const s = req(v);
+      if (s === 'all') {
+        st.options.maxAddresses = Infinity;
+        return;
+      }
+      const n = parseUnsigned(s);
+      if (n === undefined) fail(`Invalid number of addresses: ${s}`, "a non-negative integer or 'all'");
+      st.options.maxAddresses = n;
+    },
+  },
+  { long: 'runtime', arg: 'none', handle: (st) => { st.options.runtime = true; } },
+  { long: 'verbose', short: 'v', arg: 'none', handle: (st) => { st.options.verbose = true; } },
+];
+
+function findLong(name: string): { def: OptionDef; used: string } {
+  const exact = OPTIONS.find((d) => d.long === name);
+  if (exact) return { def: exact, used: name };
+  const matches = name === '' ? [] : OPTIONS.filter((d) => d.long.startsWith(name));
+  if (matches.length === 1 && matches[0]) return { def: matches[0], used: matches[0].long };
+  if (matches.length > 1) fail(`Option '--${name}' is ambiguous; possibilities: ${matches.map((m) => `'--${m.long}'`).join(' ')}`, SEE_HELP, 'CFG_UNKNOWN_OPTION');
+  return fail(`Unknown option '--${name}'.`, SEE_HELP, 'CFG_UNKNOWN_OPTION');
+}
+
+function findShort(c: string): OptionDef {
+  const def = OPTIONS.find((d) => d.short === c);
+  if (!def) fail(`Unknown option '-${c}'.`, SEE_HELP, 'CFG_UNKNOWN_OPTION');
+  return def;
+}
+
+export function defaultOptions(): Options {
+  return {
+    properties: [], all: false, value: false, full: false, legend: true, signal: { name: 'SIGTERM', number: 15 },
+    signalGiven: false, readOnly: false, quiet: false, output: 'short', setenv: [], maxAddresses: 1, force: false,
+    runtime: false, verbose: false,
+  };
+}
+
+/**
+ * Parses argv (without the program name). Options may come before or after the verb, except that
+ * for `shell` everything after the machine name is the command.
+ */
+export function parseArgs(argv: readonly string[]): ParseResult {
+  const st: State = { options: defaultOptions(), help: false, version: false };
+  const words: string[] = [];
+  let shellAt = -1; // index in `words` of the verb "shell", while we look for its machine name
+  let i = 0;
+  const takeRest = (): void => {
+    words.push(...argv.slice(i));
+    i = argv.length;
+  };
+  while (i < argv.length) {
+    const a = argv[i] as string;
+    if (a === '--') {
+      i++;
+      takeRest();
+      break;
+    }
+    if (!a.startsWith('-') || a === '-') {
+      i++;
+      words.push(a);
+      if (words.length === 1 && a === 'shell') shellAt = 0;
+      else if (shellAt >= 0 && words.length === 2) {
+        // shell's machine name: the rest is the command and its arguments, options included
+        takeRest();
+        break;
+      }
+      continue;
+    }
+    i++;
+    if (a.startsWith('--')) {
+      const eq = a.indexOf('=');
+      const name = eq >= 0 ? a.slice(2, eq) : a.slice(2);
+      const { def, used } = findLong(name);
+      let value: string | undefined;
+      if (eq >= 0) {
+        if (def.arg === 'none') fail(`Option '--${used}' doesn't allow an argument.`);
+        value = a.slice(eq + 1);
+      } else if (def.arg === 'required') {
+        if (i >= argv.length) fail(`Option '--${used}' requires an argument.`);
+        value = argv[i++];
+      }
+      def.handle(st, value, used);
+    } else {
+      for (let j = 1; j < a.length; j++) {
+        const c = a[j] as string;
+        const def = findShort(c);
+        if (def.arg === 'none') {
+          def.handle(st, undefined, c);
+          continue;
+        }
+        let value: string;
+        if (j + 1 < a.length) value = a.slice(j + 1);
+        else if (i < argv.length) value = argv[i++] as string;
+        else return fail(`Option '-${c}' requires an argument.`);
+        def.handle(st, value, c);
+        break;
+      }
+    }
+    // like getopt in systemd's parse_argv(), --help and --version act as soon as they are read
+    if (st.help) return { action: 'help', text: helpText() };
+    if (st.version) return { action: 'version', text: `${PROGRAM} ${VERSION} (machinectl of nspawn-ts)\n` };
+    if (st.list !== undefined) return { action: 'list', text: st.list };
+  }
+
+  const verbWord = words[0] ?? 'list';
+  if (verbWord === 'help') return { action: 'help', text: helpText() };
+  const def = VERBS[verbWord];
+  if (!def) {
+    if (SYSTEMD_ONLY_VERBS.includes(verbWord)) {
+      fail(`Verb '${verbWord}' of machinectl is not supported by ${PROGRAM}.`, SEE_HELP, 'CFG_UNSUPPORTED_VERB');
+    }
+    fail(`Unknown command verb '${verbWord}'.`, SEE_HELP, 'CFG_UNKNOWN_VERB');
+  }
+  const count = Math.max(words.length, 1);
+  if (count < def.min) fail(`Too few arguments for '${verbWord}'.`, usageOf(verbWord), 'CFG_ARGUMENTS');
+  if (count > def.max) fail(`Too many arguments for '${verbWord}'.`, usageOf(verbWord), 'CFG_ARGUMENTS');
+  const verb = (def.alias ?? verbWord) as Verb;
+  const o = st.options;
+  if (o.killWhom !== undefined && verb !== 'kill') fail(`--kill-whom= applies to 'kill' only.`, usageOf(verbWord));
+  if (o.signalGiven && verb !== 'kill') fail(`--signal= applies to 'kill' only (${verbWord} sends the signal machinectl uses for it).`, usageOf(verbWord));
+  if ((o.uid !== undefined || o.setenv.length > 0) && verb !== 'shell') {
+    fail(verb === 'login' ? "--setenv= and --uid= are not supported for 'login'. Use 'shell' instead." : `--uid= and --setenv= apply to 'shell' only.`, usageOf(verbWord));
+  }
+  if (o.runtime && verb !== 'set-property') fail(`--runtime applies to 'set-property' only.`, usageOf(verbWord));
+  if (o.readOnly && verb !== 'clone') fail(`--read-only applies to 'clone' only.`, usageOf(verbWord));
+  return { action: 'run', verb, args: words.slice(1), options: o };
+}
+
+const USAGE: Record<string, string> = {
+  list: 'list',
+  'list-images': 'list-images',
+  status: 'status NAME...',
+  'image-status': 'image-status [NAME...]',
+  show: 'show [NAME...]',
+  'show-image': 'show-image [NAME...]',
+  terminate: 'terminate NAME...',
+  reboot: 'reboot NAME...',
+  poweroff: 'poweroff NAME...',
+  stop: 'stop NAME...',
+  kill: 'kill NAME... [--signal=SIGNAL] [--kill-whom=leader|all]',
+  login: 'login NAME',
+  shell: 'shell [[USER@]NAME [COMMAND...]]',
+  remove: 'remove NAME...',
+  rename: 'rename NAME NEWNAME',
+  clone: 'clone NAME NEWNAME [--read-only]',
+  start: 'start NAME...',
+  enable: 'enable NAME...',
+  disable: 'disable NAME...',
+  'set-property': 'set-property [--runtime] NAME PROPERTY=VALUE...',
+};
+
+function usageOf(verb: string): string {
+  return `usage: ${PROGRAM} ${USAGE[verb] ?? verb}`;
+}
+
+export function helpText(): string {
+  return `${PROGRAM} [OPTIONS...] COMMAND ...
+
+Send control commands to or query the machines that nspawn-ts runs, and manage
+their images in /var/lib/machines.
+
+Machine Commands:
+  list                        List running machines
+  status NAME...              Show machine details: leader, root, network,
+                              OS, resources, processes
+  show [NAME...]              Show properties of one or more machines
+  start NAME...               Start a machine from its image, as
+                              systemd-nspawn@.service would (detached)
+  login NAME                  Get a login prompt in a machine (runs its getty)
+  shell [[USER@]NAME [COMMAND...]]
+                              Invoke a shell (or other command) in a machine
+  enable NAME...              Start a machine at boot (needs systemd as PID 1)
+  disable NAME...             Do not start a machine at boot
+  poweroff NAME...            Power off one or more machines
+  reboot NAME...              Reboot one or more machines
+  terminate NAME...           Terminate one or more machines
+  kill NAME...                Send a signal to processes of a machine
+  set-property NAME PROPERTY=VALUE...
+                              Set resource limits (MemoryMax=, MemoryHigh=,
+                              MemoryLow=, MemorySwapMax=, CPUQuota=,
+                              CPUQuotaPeriodSec=, CPUWeight=, TasksMax=)
+
+Image Commands:
+  list-images                 Show available container images
+  image-status [NAME...]      Show image details
+  show-image [NAME...]        Show properties of images
+  clone NAME NEWNAME          Clone an image
+  rename NAME NEWNAME         Rename an image
+  remove NAME...              Remove an image
+
+Options:
+  -h --help                   Show this help
+     --version                Show package version
+     --no-pager               Accepted; there is no pager
+     --no-legend              Do not show the headers and footers
+  -p --property=NAME          Show only properties by this name
+  -q --quiet                  Suppress output
+  -a --all                    Show all properties, including empty ones;
+                              list hidden images too
+     --value                  When showing properties, only print the value
+  -l --full                   Do not ellipsize output
+     --kill-whom=WHOM         Whom to send the signal to (leader, all)
+  -s --signal=SIGNAL          Which signal to send ('help' lists them)
+     --uid=USER               Specify user ID to invoke shell as
+  -E --setenv=VAR[=VALUE]     Add an environment variable for shell
+     --read-only              Create a read-only clone
+     --max-addresses=INTEGER  Number of internet addresses to show at most
+  -o --output=STRING          Output mode; json, json-pretty, json-seq and
+                              json-sse print tables as JSON
+     --runtime                set-property: change the running machine only
+                              (otherwise also stored and applied at each start)
+  -v --verbose                Log what is done
+
+Environment: NSPAWN_TS_RUN_DIR (machine records, default /run/nspawn-ts),
+NSPAWN_TS_MACHINES_DIR (images, default /var/lib/machines),
+NSPAWN_TS_PROPERTIES_DIR (stored properties, default /etc/systemd/nspawn-ts).
+`;
+}
+
+/** `USER@NAME` of shell: systemd refuses "@NAME" like ssh does. */
+export function parseMachineUser(spec: string | undefined, uid: string | undefined): { machine: string; user?: string } {
+  if (spec === undefined || spec === '') return uid === undefined ? { machine: '.host' } : { machine: '.host', user: uid };
+  const at = spec.indexOf('@');
+  if (at === 0) fail(`Failed to parse machine specification '${spec}': no user before '@'`, 'USER@NAME or NAME', 'CFG_ARGUMENTS');
+  if (at > 0) {
+    const machine = spec.slice(at + 1);
+    return { machine: machine === '' ? '.host' : machine, user: spec.slice(0, at) };
+  }
+  return uid === undefined ? { machine: spec } : { machine: spec, user: uid };
+}
+
+export { parseBoolean };
