@@ -36,7 +36,7 @@ import { buildSeccompFilter, seccompSupported } from './seccomp.js';
 import { MachineRegistry, RegistryError, summarizeSpec } from './registry.js';
 import { parseSignal, SIGRTMIN } from './cli.js';
 import type { LaunchSpec } from './spec.js';
-import { containerNetworkHooks } from '../net/network-plan.js';
+import { containerNetworkAndAddressHooks } from '../net/netd/launch.js';
 
 const log = logger('launcher');
 
@@ -260,7 +260,8 @@ class ContainerRun {
 
   constructor(private readonly spec: LaunchSpec, private readonly opts: LaunchOptions) {
     // container network (src/net/network-plan.ts): links made after the clone, removed after the exit
-    this.hooks = [...(spec.network.private ? [containerNetworkHooks()] : []), ...(opts.hooks ?? [])];
+    // addresses (src/net/netd/launch.ts): the sidecar's or the embedded subsystem's, once the links exist
+    this.hooks = [...(spec.network.private ? containerNetworkAndAddressHooks() : []), ...(opts.hooks ?? [])];
     this.status = opts.status ?? ((line) => { if (!spec.quiet) process.stderr.write(`${line}\n`); });
     this.registry = opts.registry === undefined ? new MachineRegistry() : opts.registry;
   }

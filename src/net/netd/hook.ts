@@ -53,7 +53,7 @@ export interface AddressHooksOptions {
   /** the main veth, once made (undefined: no veth to host0, e.g. --network-bridge= or macvlan only) */
   link: () => ContainerLinkInfo | undefined;
   env?: NodeJS.ProcessEnv;
-  /** the DHCP server for the embedded mode */
+  /** the DHCP server for the embedded mode (default src/dhcp's, loaded only then) */
   dhcp?: (leaseFile: string | undefined) => DhcpBackend;
 }
 
@@ -123,7 +123,7 @@ export function addressHooks(opts: AddressHooksOptions): {
       } else {
         const subOpts: Parameters<typeof NetworkSubsystem.open>[0] = { mode: 'embedded', stateDir: defaultStateDir(env) };
         if (env.NSPAWN_NETD_DNS) subOpts.dns = parseDnsList(env.NSPAWN_NETD_DNS, '$NSPAWN_NETD_DNS');
-        if (opts.dhcp) subOpts.dhcp = opts.dhcp;
+        subOpts.dhcp = opts.dhcp ?? (await import('./dhcp-backend.js')).dhcpBackend(logger('dhcp'));
         embedded = await NetworkSubsystem.open(subOpts);
         lease = await embedded.reserve(req);
         log.debug(`reserved ${lease.address} for ${ctx.machine} (no sidecar on ${socket}: serving in-process)`);

@@ -170,7 +170,9 @@ export class NetworkSubsystem {
   private constructor(opts: SubsystemOptions) {
     this.mode = opts.mode;
     this.holder = holderOf(opts.mode);
-    this.log = opts.log ?? logger('netd');
+    const base = opts.log ?? logger('netd');
+    // inside a launcher, routine events are detail (--verbose); the sidecar logs them
+    this.log = opts.mode === 'embedded' ? { ...base, info: base.debug } : base;
     this.store = new StateStore(opts.stateDir);
     this.sysctl = opts.sysctl ?? procSys;
     this.poolOptions = opts.pools ? { pools: opts.pools } : {};
