@@ -375,15 +375,21 @@ export async function setupContainerNetwork(plan: NetworkPlan, opts: SetupOption
   return new ContainerNetwork(plan.machine, plan.modes, ctx, release);
 }
 
-/**
- * The launcher's hook (src/runtime/launcher.ts, LaunchHooks): links made after the container's
- * clone, before it goes on; taken away after it ends.
- */
-export function containerNetworkHooks(opts: { zoneLock?: ZoneLock; machineId?: () => Uint8Array } = {}): {
+/** The launcher's hook for the container's links (src/runtime/launcher.ts, LaunchOptions.network). */
+export interface ContainerNetworkHooks {
+  /** after the clone, before the container goes on: makes the links (only with a private network) */
   afterClone(ctx: { machine: string; spec: { network: NetworkSpec }; netnsPath: string }): Promise<void>;
+  /** after the container ended (or failed to start): takes them away */
   afterExit(): Promise<void>;
+  /** the links while the container runs; undefined before afterClone, after afterExit, and without a private network */
   network(): ContainerNetwork | undefined;
-} {
+}
+
+/**
+ * The launcher's hook: links made after the container's clone, before it goes on; taken away after
+ * it ends. The launcher opens /proc/PID/ns/net through it, which holds the namespace until the end.
+ */
+export function containerNetworkHooks(opts: { zoneLock?: ZoneLock; machineId?: () => Uint8Array } = {}): ContainerNetworkHooks {
   let net: ContainerNetwork | undefined;
   return {
     async afterClone(ctx) {

@@ -36,7 +36,8 @@ import { buildSeccompFilter, seccompSupported } from './seccomp.js';
 import { MachineRegistry, RegistryError, summarizeSpec } from './registry.js';
 import { parseSignal, SIGRTMIN } from './cli.js';
 import type { LaunchSpec } from './spec.js';
-import { containerNetworkAndAddressHooks } from '../net/netd/launch.js';
+    // addresses (src/net/netd/launch.ts): the sidecar's or the embedded subsystem's, once the links exist
+    this.hooks = [...(spec.network.private ? containerNetworkAndAddressHooks(opts.network ?? containerNetworkHooks()) : []), ...(opts.hooks ?? [])];
 
 const log = logger('launcher');
 
@@ -60,6 +61,11 @@ export interface LaunchHooks {
 
 export interface LaunchOptions {
   hooks?: LaunchHooks[];
+  /**
+   * The container's links (src/net/network-plan.ts), run before `hooks`; default: a fresh one.
+   * Pass your own to read its ContainerNetwork (`network()`) from other hooks.
+   */
+  network?: ContainerNetworkHooks;
   /** time between the kill signal and SIGKILL when stopping (default: $NSPAWN_TS_STOP_TIMEOUT_SEC, else 10 s, 30 s for -b) */
   stopTimeoutMs?: number;
   /** install SIGTERM/SIGINT/SIGHUP handlers that stop the container (default true) */
@@ -261,7 +267,7 @@ class ContainerRun {
   constructor(private readonly spec: LaunchSpec, private readonly opts: LaunchOptions) {
     // container network (src/net/network-plan.ts): links made after the clone, removed after the exit
     // addresses (src/net/netd/launch.ts): the sidecar's or the embedded subsystem's, once the links exist
-    this.hooks = [...(spec.network.private ? containerNetworkAndAddressHooks() : []), ...(opts.hooks ?? [])];
+    this.hooks = [...(spec.network.private ? containerNetworkAndAddressHooks(opts.network ?? containerNetworkHooks()) : []), ...(opts.hooks ?? [])];
     this.status = opts.status ?? ((line) => { if (!spec.quiet) process.stderr.write(`${line}\n`); });
     this.registry = opts.registry === undefined ? new MachineRegistry() : opts.registry;
   }

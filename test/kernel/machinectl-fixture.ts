@@ -8,7 +8,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUTS, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_REC,
+  CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUSER, CLONE_NEWUTS, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_REC,
   type PlanOp,
 } from '../../src/runtime/plan.js';
 
@@ -40,8 +40,15 @@ export function busyboxRoot(parent: string, name: string, opts: { inittab?: stri
 }
 
 /** The ops that turn the clone child into a container on `root` and run argv there. */
-export function containerOps(root: string, hostname: string, argv: string[]): PlanOp[] {
+export function containerOps(root: string, hostname: string, argv: string[], opts: { userns?: boolean } = {}): PlanOp[] {
+  // in a user namespace device nodes cannot be made: the host's are bound instead
+  const dev = (name: string, minor: number, major: number): PlanOp[] => (opts.userns
+    ? [{ op: 'touch', path: `${root}/dev/${name}`, mode: 0o666 }, { op: 'mount', source: `/dev/${name}`, target: `${root}/dev/${name}`, flags: MS_BIND }]
+    : [{ op: 'mknod', path: `${root}/dev/${name}`, mode: 0o020666, major, minor }, { op: 'chmod', path: `${root}/dev/${name}`, mode: 0o666 }]);
   return [
+    // the launcher writes the ID maps while the child waits here
+    // then becomes the container's root (so that what it creates is owned by a mapped ID)
+    ...(opts.userns ? [{ op: 'sync' }, { op: 'setgroups', gids: [] }, { op: 'setresgid', gid: 0 }, { op: 'setresuid', uid: 0 }] as PlanOp[] : []),
     { op: 'mount', target: '/', flags: MS_REC | MS_PRIVATE },
     { op: 'mount', source: root, target: root, flags: MS_BIND | MS_REC },
     { op: 'mount', source: 'proc', target: `${root}/proc`, fstype: 'proc', flags: MS_NOSUID | MS_NODEV | MS_NOEXEC },
@@ -49,10 +56,8 @@ export function containerOps(root: string, hostname: string, argv: string[]): Pl
     { op: 'mkdir', path: `${root}/dev/pts`, mode: 0o755 },
     { op: 'mount', source: 'devpts', target: `${root}/dev/pts`, fstype: 'devpts', flags: MS_NOSUID | MS_NOEXEC, data: 'newinstance,ptmxmode=0666,mode=620,gid=5' },
     { op: 'symlink', target: 'pts/ptmx', path: `${root}/dev/ptmx` },
-    { op: 'mknod', path: `${root}/dev/null`, mode: 0o020666, major: 1, minor: 3 },
-    { op: 'chmod', path: `${root}/dev/null`, mode: 0o666 },
-    { op: 'mknod', path: `${root}/dev/tty`, mode: 0o020666, major: 5, minor: 0 },
-    { op: 'chmod', path: `${root}/dev/tty`, mode: 0o666 },
+    ...dev('null', 3, 1),
+    ...dev('tty', 0, 5),
     { op: 'mount', source: 'tmpfs', target: `${root}/run`, fstype: 'tmpfs', flags: MS_NOSUID | MS_NODEV, data: 'mode=755' },
     { op: 'pivotRoot', path: root },
     { op: 'sethostname', name: hostname },
@@ -80,14 +85,20 @@ export interface FakeMachine {
  */
 export async function startFakeMachine(opts: {
   name: string; root: string; registryDir: string; argv?: string[]; network?: object; onTerm?: 'kill' | 'ignore';
+  /** a user namespace mapping container 0-65535 onto host IDs from this base */
+  userns?: number;
   /** a machine cgroup (src/runtime/cgroups.ts) with the leader in it; 'record' also stores it in the registry */
   cgroup?: 'record' | 'derive';
 }): Promise<FakeMachine> {
   const argv = opts.argv ?? ['/sbin/init'];
-  const plan = { cloneFlags: CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET, ops: containerOps(opts.root, opts.name, argv) };
+  const plan = {
+    cloneFlags: CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | (opts.userns !== undefined ? CLONE_NEWUSER : 0),
+    ops: containerOps(opts.root, opts.name, argv, { userns: opts.userns !== undefined }),
+  };
   const script = launcherScript('JSON.parse(process.argv[1])');
   const cfg = {
     plan, name: opts.name, root: opts.root, registryDir: opts.registryDir, network: opts.network, onTerm: opts.onTerm ?? 'kill', cgroup: opts.cgroup,
+    userns: opts.userns,
   };
   const child = spawn(process.execPath, ['--input-type=module', '-e', script, JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
@@ -126,6 +137,7 @@ export async function startFakeMachine(opts: {
 /** The stand-in launcher's program; `cfgExpr` is JS that yields {plan, name, root, registryDir, network?, onTerm?, cgroup?}. */
 function launcherScript(cfgExpr: string, prelude = ''): string {
   return `${prelude}
+    import { writeFileSync } from 'node:fs';
     import { sys, POLL_READABLE } from ${JSON.stringify(nativeModule)};
     import { MachineRegistry } from ${JSON.stringify(registryModule)};
     import { MachineCgroup } from ${JSON.stringify(cgroupsModule)};
@@ -140,6 +152,13 @@ function launcherScript(cfgExpr: string, prelude = ''): string {
         const m = s.channelRecv(c.channel);
         if (!m) return;
         if (m.kind === 2) { console.log(JSON.stringify({ error: m.code, op: m.op })); process.exit(1); }
+        if (m.kind === 1) {
+          const map = '0 ' + cfg.userns + ' 65536\\n';
+          writeFileSync('/proc/' + c.pid + '/uid_map', map);
+          writeFileSync('/proc/' + c.pid + '/gid_map', map);
+          s.channelGo(c.channel);
+          continue;
+        }
         if (m.kind === 0) {
           cw.stop(); s.close(c.channel);
           const spec = { mode: 'boot', command: [], ephemeral: false, privateUsers: { mode: 'no' }, resolvConf: 'off', properties: [],
@@ -192,5 +211,6 @@ export function fakeLauncherBinary(dir: string, registryDir: string): string {
 
 export function tempDir(prefix: string): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), prefix));
+  chmodSync(dir, 0o755); // a container root in a user namespace must be able to reach its root below
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }

@@ -3,7 +3,7 @@
 // login, set-property; and bad input for each verb.
 import { describe, expect } from 'vitest';
 import { PassThrough, Writable } from 'node:stream';
-import { existsSync, readFileSync, readlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ktest } from '../helpers/kernel.js';
 import { run, waitFor } from '../helpers/exec.js';
@@ -295,6 +295,26 @@ describe('shell', () => {
     const capBnd = /^CapBnd:\s*(\S+)$/m.exec(readFileSync(`/proc/${m.leader}/status`, 'utf8'))?.[1];
     expect(lines[11]).toBe(`CapBnd:\t${capBnd}`);
     expect(lines[12]).toBe('not a tty');
+  });
+
+  mtest('a machine with a user namespace: joined first, IDs are the container\'s', async ({ world }) => {
+    const base = 0x10000 * 40;
+    const m = await world.machine('userns', { userns: base });
+    const r = await world.bin(['shell', 'userns', '/bin/sh', '-c', 'id -u; cat /proc/self/uid_map; readlink /proc/self/ns/user; grep CapEff /proc/self/status; touch /run/mine && stat -c %u /run/mine']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines[0]).toBe('0');
+    expect(lines[1]?.trim().split(/\s+/)).toEqual(['0', String(base), '65536']);
+    expect(lines[2]).toBe(readlinkSync(`/proc/${m.leader}/ns/user`));
+    expect(lines[2]).not.toBe(readlinkSync('/proc/self/ns/user'));
+    const capEff = /^CapEff:\s*(\S+)$/m.exec(readFileSync(`/proc/${m.leader}/status`, 'utf8'))?.[1];
+    expect(lines[3]).toBe(`CapEff:\t${capEff}`);
+    expect(lines[4]).toBe('0');
+    // the host sees the file owned by the shifted root
+    expect(statSync(`/proc/${m.leader}/root/run/mine`).uid).toBe(base);
+    expect((await world.bin(['shell', 'bob@userns', '/bin/id', '-u'])).stdout).toBe('1000\n');
+    expect((await world.ctl('status', 'userns')).stdout).toContain(`       UID Shift: ${base}\n`);
   });
 
   mtest('as another user: IDs, groups, home; --uid and USER@ forms', async ({ world }) => {

@@ -2,11 +2,10 @@
 // addresses (hook.ts: the sidecar's or the embedded subsystem's reservation, host0 configured).
 // Hooks run in this order after the clone and in reverse after the exit, so the addresses are
 // released while the links still exist, and the links go last.
-import { containerNetworkHooks } from '../network-plan.js';
+import { type ContainerNetworkHooks, containerNetworkHooks } from '../network-plan.js';
 import { addressHooks, type ContainerLinkInfo } from './hook.js';
 
-export function containerNetworkAndAddressHooks(): [ReturnType<typeof containerNetworkHooks>, ReturnType<typeof addressHooks>] {
-  const links = containerNetworkHooks();
+export function containerNetworkAndAddressHooks(links: ContainerNetworkHooks = containerNetworkHooks()): [ContainerNetworkHooks, ReturnType<typeof addressHooks>] {
   const addresses = addressHooks({
     link: (): ContainerLinkInfo | undefined => {
       const v = links.network()?.veth;
