@@ -36,8 +36,8 @@ import { buildSeccompFilter, seccompSupported } from './seccomp.js';
 import { MachineRegistry, RegistryError, summarizeSpec } from './registry.js';
 import { parseSignal, SIGRTMIN } from './cli.js';
 import type { LaunchSpec } from './spec.js';
-    // addresses (src/net/netd/launch.ts): the sidecar's or the embedded subsystem's, once the links exist
-    this.hooks = [...(spec.network.private ? containerNetworkAndAddressHooks(opts.network ?? containerNetworkHooks()) : []), ...(opts.hooks ?? [])];
+import { containerNetworkAndAddressHooks } from '../net/netd/launch.js';
+import { containerNetworkHooks, type ContainerNetworkHooks } from '../net/network-plan.js';
 
 const log = logger('launcher');
 
