@@ -6,10 +6,11 @@ import { DhcpServer, type DhcpEvent } from '../../dhcp/index.js';
 import type { Logger } from '../../log.js';
 import type { DhcpBackend } from './subsystem.js';
 
-export function dhcpBackend(log: Logger): (leaseFile: string | undefined) => DhcpBackend {
+/** `quiet`: lease events are detail (inside a launcher), not news (the sidecar's log). */
+export function dhcpBackend(log: Logger, opts: { quiet?: boolean } = {}): (leaseFile: string | undefined) => DhcpBackend {
   return (leaseFile) => {
     const onEvent = (e: DhcpEvent): void => {
-      if (e.type === 'bound' && e.renewed) log.debug('lease renewed', { ...e });
+      if ((e.type === 'bound' && e.renewed) || opts.quiet) log.debug(`lease ${e.type}`, { ...e });
       else log.info(`lease ${e.type}`, { ...e });
     };
     return new DhcpServer(leaseFile ? { leaseFile, log, onEvent } : { log, onEvent });

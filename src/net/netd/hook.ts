@@ -123,7 +123,7 @@ export function addressHooks(opts: AddressHooksOptions): {
       } else {
         const subOpts: Parameters<typeof NetworkSubsystem.open>[0] = { mode: 'embedded', stateDir: defaultStateDir(env) };
         if (env.NSPAWN_NETD_DNS) subOpts.dns = parseDnsList(env.NSPAWN_NETD_DNS, '$NSPAWN_NETD_DNS');
-        subOpts.dhcp = opts.dhcp ?? (await import('./dhcp-backend.js')).dhcpBackend(logger('dhcp'));
+        subOpts.dhcp = opts.dhcp ?? (await import('./dhcp-backend.js')).dhcpBackend(logger('dhcp'), { quiet: true });
         embedded = await NetworkSubsystem.open(subOpts);
         lease = await embedded.reserve(req);
         log.debug(`reserved ${lease.address} for ${ctx.machine} (no sidecar on ${socket}: serving in-process)`);
