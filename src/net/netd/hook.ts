@@ -99,6 +99,9 @@ export function addressHooks(opts: AddressHooksOptions): {
   let viaSidecar: string | undefined;
   let info: ContainerLinkInfo | undefined;
   let mode: 'static' | 'dhcp' = 'static';
+  let dhcpStarted: Promise<void> | undefined;
+  const dhcpFactory = async (): Promise<(leaseFile: string | undefined) => DhcpBackend> =>
+    opts.dhcp ?? (await import('./dhcp-backend.js')).dhcpBackend(logger('dhcp'), { quiet: true });
 
   const reserveReq = (machine: string, i: ContainerLinkInfo) => (i.kind === 'zone'
     ? { machine, mac: i.containerMac, kind: 'zone' as const, zone: i.zone as string }
@@ -123,7 +126,9 @@ export function addressHooks(opts: AddressHooksOptions): {
       } else {
         const subOpts: Parameters<typeof NetworkSubsystem.open>[0] = { mode: 'embedded', stateDir: defaultStateDir(env) };
         if (env.NSPAWN_NETD_DNS) subOpts.dns = parseDnsList(env.NSPAWN_NETD_DNS, '$NSPAWN_NETD_DNS');
-        subOpts.dhcp = opts.dhcp ?? (await import('./dhcp-backend.js')).dhcpBackend(logger('dhcp'), { quiet: true });
+        // a DHCP client inside (dhcp) needs the server before the container starts; with the static
+        // configuration it is started right after, off the start-up path (beforeExec)
+        if (mode === 'dhcp') subOpts.dhcp = await dhcpFactory();
         embedded = await NetworkSubsystem.open(subOpts);
         lease = await embedded.reserve(req);
         log.debug(`reserved ${lease.address} for ${ctx.machine} (no sidecar on ${socket}: serving in-process)`);
@@ -138,6 +143,15 @@ export function addressHooks(opts: AddressHooksOptions): {
     },
 
     async beforeExec(ctx) {
+      if (embedded && mode === 'static') {
+        const sub = embedded;
+        // after the launcher lets the container go (this hook's promise settles first)
+        dhcpStarted = new Promise<void>((resolve) => setImmediate(() => {
+          dhcpFactory().then((f) => sub.startDhcp(f)).catch((err: unknown) => {
+            log.warn(`the DHCP server for ${ctx.machine} did not start: ${errorMessage(err)}`);
+          }).finally(resolve);
+        }));
+      }
       if (!lease || mode !== 'static' || ctx.spec.resolvConf !== 'auto' || lease.dns.length === 0) return;
       // the file is copied from a private temporary source by resolv.ts's writer (never follows a
       // symlink out of the root; a container whose resolv.conf is a symlink keeps managing it)
@@ -161,6 +175,7 @@ export function addressHooks(opts: AddressHooksOptions): {
       if (embedded) {
         const e = embedded;
         embedded = undefined;
+        await dhcpStarted;
         await e.close();
         return;
       }
