@@ -243,6 +243,12 @@ function collect(outerPid: number, outerPidfd: number, channel: number, req: Ent
       s.close(outerPidfd);
       if (failure || pid === undefined) {
         if (master !== undefined) s.close(master);
+        // the inner process reported its failure and exits: it is our child (CLONE_PARENT), reap it
+        if (pid !== undefined) {
+          try {
+            void waitExit(s.pidfdOpen(pid));
+          } catch { /* already reaped */ }
+        }
         reject(failure ?? new EnterError('ENTER_FAILED', `could not start a process in ${req.what} (the helper process ended without a word)`));
         return;
       }

@@ -38,6 +38,7 @@ import { parseSignal, SIGRTMIN } from './cli.js';
 import type { LaunchSpec } from './spec.js';
 import { containerNetworkAndAddressHooks } from '../net/netd/launch.js';
 import { containerNetworkHooks, type ContainerNetworkHooks } from '../net/network-plan.js';
+import { resolvConfHooks, type ResolvConfHookOptions } from '../net/resolv-hook.js';
 
 const log = logger('launcher');
 
@@ -66,6 +67,8 @@ export interface LaunchOptions {
    * Pass your own to read its ContainerNetwork (`network()`) from other hooks.
    */
   network?: ContainerNetworkHooks;
+  /** --resolv-conf= (src/net/resolv-hook.ts): the host's source files and where warnings go (tests inject fixtures) */
+  resolvConf?: ResolvConfHookOptions;
   /** time between the kill signal and SIGKILL when stopping (default: $NSPAWN_TS_STOP_TIMEOUT_SEC, else 10 s, 30 s for -b) */
   stopTimeoutMs?: number;
   /** install SIGTERM/SIGINT/SIGHUP handlers that stop the container (default true) */
@@ -267,7 +270,10 @@ class ContainerRun {
   constructor(private readonly spec: LaunchSpec, private readonly opts: LaunchOptions) {
     // container network (src/net/network-plan.ts): links made after the clone, removed after the exit
     // addresses (src/net/netd/launch.ts): the sidecar's or the embedded subsystem's, once the links exist
-    this.hooks = [...(spec.network.private ? containerNetworkAndAddressHooks(opts.network ?? containerNetworkHooks()) : []), ...(opts.hooks ?? [])];
+    this.hooks = [
+      ...(spec.network.private ? containerNetworkAndAddressHooks(opts.network ?? containerNetworkHooks()) : []),
+      resolvConfHooks(opts.resolvConf), ...(opts.hooks ?? []),
+    ];
     this.status = opts.status ?? ((line) => { if (!spec.quiet) process.stderr.write(`${line}\n`); });
     this.registry = opts.registry === undefined ? new MachineRegistry() : opts.registry;
   }

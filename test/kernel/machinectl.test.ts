@@ -340,6 +340,16 @@ describe('shell', () => {
     expect(missing.stderr).toBe("machinectl-ts: Failed to execute /usr/bin/nosuch in machine 'sh3': ENOENT (not found in machine 'sh3'; tried /usr/bin/nosuch)\n");
   });
 
+  mtest('a failure inside the machine leaves no process behind; the host itself is machine .host', async ({ world }) => {
+    await world.machine('sh4');
+    // in this process: the inner child that failed to exec is reaped (the leak check would see it)
+    await expect(shellMachine(world.registry, ['sh4', '/nonexistent'], defaultOptions(), { forcePty: false })).rejects.toThrow(/^Failed to execute \/nonexistent in machine 'sh4': ENOENT/);
+    const host = await world.bin(['shell', '.host', '/bin/sh', '-c', 'readlink /proc/self/ns/mnt; readlink /proc/self/ns/pid']);
+    expect(host.code).toBe(0);
+    expect(host.stdout).toBe(`${readlinkSync('/proc/self/ns/mnt')}\n${readlinkSync('/proc/self/ns/pid')}\n`);
+    expect((await world.bin(['shell', '', '/bin/true'])).code).toBe(0);
+  });
+
   mtest('with a pty of the machine\'s own devpts; Ctrl-] three times ends the session', async ({ world }) => {
     const m = await world.machine('tty1');
     const input = new PassThrough();

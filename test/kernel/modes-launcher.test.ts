@@ -3,6 +3,8 @@
 // (`ip -j` outside), what is left after the container ends, and the exit code and message of a
 // start that cannot be set up.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { rmSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { describe, expect } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { waitFor } from '../helpers/exec.js';
@@ -118,6 +120,28 @@ describe('bin/nspawn-ts network options on a busybox container', () => {
     expect(await stop(s)).toBe(0);
     expect(await hostNames(netns)).toEqual(['lo', 'uplink0', 'uplink1']);
     await netns.exec('ip', ['link', 'del', 'uplink0']);
+  });
+
+  ktest('the same from a .nspawn file: [Network] Zone=, VirtualEthernetExtra=, MACVLAN=, Interface=', async ({ netns }) => {
+    const root = await busyboxRoot();
+    const machine = `nf${P}`;
+    // next to the root directory; trusted with --settings=trusted, as systemd-nspawn wants for [Network]
+    const file = `${dirname(root)}/${machine}.nspawn`;
+    writeFileSync(file, '[Network]\nZone=file\nVirtualEthernetExtra=xhost:xct\nMACVLAN=uplink0\nInterface=eth7\n');
+    await netns.exec('ip', ['link', 'add', 'uplink0', 'type', 'veth', 'peer', 'name', 'eth7']);
+    try {
+      const s = launch(netns, root, ['-M', machine, '--settings=trusted'], 'ip -o link');
+      await ready(s);
+      expect(Object.keys(insideLinks(s.output())).sort()).toEqual(['eth7', 'host0', 'lo', 'mv-uplink0', 'xct']);
+      const host = await hostLinks(netns);
+      expect(host.map((l) => l.ifname).sort()).toEqual(['lo', 'uplink0', `vb-${machine}`, 'vz-file', 'xhost']);
+      expect(host.find((l) => l.ifname === `vb-${machine}`)?.master).toBe('vz-file');
+      expect(await stop(s)).toBe(0);
+      expect(await hostNames(netns)).toEqual(['eth7', 'lo', 'uplink0']);
+    } finally {
+      rmSync(file, { force: true });
+      await netns.exec('ip', ['link', 'del', 'uplink0']);
+    }
   });
 
   ktest('two launchers in one zone: one bridge for both, gone when the second leaves', async ({ netns }) => {

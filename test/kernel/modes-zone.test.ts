@@ -138,6 +138,19 @@ describe('the zone lock', () => {
     }
   });
 
+  ktest("systemd-nspawn's lock file cannot be made (no such directory): ours alone is taken", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nspawn-ts-zone-lock-'));
+    try {
+      const lock = zoneLock({ path: join(dir, 'zone.lock'), systemdPath: join(dir, 'missing', 'nspawn-network-zone') });
+      const release = await lock.acquire();
+      const other = zoneLock({ path: join(dir, 'zone.lock'), systemdPath: null, timeoutMs: 100 });
+      await expect(other.acquire()).rejects.toMatchObject({ code: 'NET_ZONE_LOCK_TIMEOUT' });
+      release();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   ktest('our own lock excludes a second holder until released, and times out with a clear error', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'nspawn-ts-zone-lock-'));
     try {

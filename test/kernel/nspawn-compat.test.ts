@@ -153,9 +153,9 @@ const P = String(process.pid);
 
 const CASES: Case[] = [
   {
-    name: 'a short machine name with --network-veth and --network-veth-extra=',
-    machine: `c${P}`, args: ['--network-veth', '--network-veth-extra=xhost0:xct0'],
-    inside: ['host0', 'xct0'], hostNames: [`ve-c${P}`, 'xhost0'], shortened: false,
+    name: 'a short machine name with --network-veth and two --network-veth-extra= (MAC index 0 and 1)',
+    machine: `c${P}`, args: ['--network-veth', '--network-veth-extra=xhost0:xct0', '--network-veth-extra=xhost1'],
+    inside: ['host0', 'xct0', 'xhost1'], hostNames: [`ve-c${P}`, 'xhost0', 'xhost1'], shortened: false,
   },
   {
     name: 'a long machine name (shortened, the full name as altname)',
@@ -167,8 +167,8 @@ const CASES: Case[] = [
     shortened: true,
   },
   {
-    name: 'a bridge and a macvlan',
-    machine: `b${P}`, args: ['--network-bridge=br0', '--network-macvlan=uplink0'], inside: ['host0', 'mv-uplink0'],
+    name: 'a bridge and two macvlans (MAC index 0 and 1)',
+    machine: `b${P}`, args: ['--network-bridge=br0', '--network-macvlan=uplink0', '--network-macvlan=uplink1'], inside: ['host0', 'mv-uplink0', 'mv-uplink1'],
     prepare: async (ns) => {
       // fixed addresses: a bridge without one takes its ports' (and loses it with them)
       await ns.exec('ip', ['link', 'add', 'br0', 'address', '02:00:5e:00:53:10', 'type', 'bridge']);

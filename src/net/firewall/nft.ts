@@ -4,9 +4,13 @@
 // disturbed. See rules.ts for the layout and why it is shaped so.
 //
 // Ownership lives in the kernel (element comments), so any process — the sidecar, an embedded
-// launcher, a sidecar restarted after a crash — sees the same truth: removePortMappings(owner)
-// reads the table and deletes that owner's elements in one transaction; reconcile() turns the
-// table into a desired state with no duplicates and no leftovers.
+// launcher, a sidecar restarted after a crash — sees the same truth; reconcile() turns the table
+// into a desired state with no duplicates and no leftovers. The instance also remembers what it
+// added (per owner and per target address), so removePortMappings(owner) deletes exactly those
+// elements in one transaction without listing the table — a listing costs time in proportion to
+// every mapping of every container (≈8 ms with 200 others). The listing is the fallback: for an
+// owner this instance did not add (another process, before a reconcile), for an address another
+// owner targets too, and when the kernel says an element is already gone.
 //
 // Like systemd (firewall-util-nft.c), an element operation that fails with ENOENT (the table went
 // away, e.g. `nft flush ruleset`) re-creates the table and retries once; on top of systemd, this
@@ -14,12 +18,12 @@
 //
 // Forwarding (net.ipv4.ip_forward / net.ipv6.conf.all.forwarding) and route_localnet for the
 // loopback variant are sysctls of links and namespaces, set by the link layer, not here.
-import { NspawnError } from '../../errors.js';
+import { errorMessage, NspawnError } from '../../errors.js';
 import { logger } from '../../log.js';
 import { sys, type NftResult } from '../../native.js';
 import type { NftCommand, NftDocument, NftListing } from './nft-json.js';
 import {
-  addMasqueradeDocument, addPortMappingDocument, assertOwner, assertTableName, changeDocument, DEFAULT_TABLE,
+  addMasqueradeDocument, addPortMappingDocument, addPortMappingsDocument, assertOwner, knownOwnerRemoval, assertTableName, changeDocument, DEFAULT_TABLE,
   deleteTableDocument, describeMapping, elementsFromListing, layoutDocument, layoutMapsScript, mappingElements,
   masqueradeElement, normaliseMapping, normaliseSubnet, ownerRemoval, portKey, reconcilePlan, removeMasqueradeDocument, replacementPlan,
   stateFromElements, TABLE_FAMILY, type FirewallState, type FwElement, type PortMapping,
@@ -101,13 +105,84 @@ export interface FirewallBlocker {
   effect: string;
 }
 
+type KnownMapping = PortMapping & { family: 4 | 6 };
+
+/** The mappings this instance added and has not removed, indexed by owner and by target address. */
+class KnownPorts {
+  private readonly byKey = new Map<string, KnownMapping>();
+  private readonly byOwner = new Map<string, Set<string>>();
+  /** address → owner → number of mappings */
+  private readonly byAddress = new Map<string, Map<string, number>>();
+
+  static keyOf(m: KnownMapping): string {
+    return `${m.family} ${portKey(m.protocol, m.hostPort)}`;
+  }
+
+  values(): IterableIterator<KnownMapping> {
+    return this.byKey.values();
+  }
+
+  set(m: KnownMapping): void {
+    const key = KnownPorts.keyOf(m);
+    this.delete(key);
+    this.byKey.set(key, m);
+    let keys = this.byOwner.get(m.owner);
+    if (!keys) this.byOwner.set(m.owner, (keys = new Set()));
+    keys.add(key);
+    let owners = this.byAddress.get(m.containerAddress);
+    if (!owners) this.byAddress.set(m.containerAddress, (owners = new Map()));
+    owners.set(m.owner, (owners.get(m.owner) ?? 0) + 1);
+  }
+
+  delete(key: string): void {
+    const m = this.byKey.get(key);
+    if (!m) return;
+    this.byKey.delete(key);
+    const keys = this.byOwner.get(m.owner);
+    keys?.delete(key);
+    if (keys?.size === 0) this.byOwner.delete(m.owner);
+    const owners = this.byAddress.get(m.containerAddress);
+    const n = (owners?.get(m.owner) ?? 0) - 1;
+    if (n > 0) owners?.set(m.owner, n);
+    else owners?.delete(m.owner);
+    if (owners?.size === 0) this.byAddress.delete(m.containerAddress);
+  }
+
+  ofOwner(owner: string): KnownMapping[] {
+    return [...(this.byOwner.get(owner) ?? [])].map((k) => this.byKey.get(k) as KnownMapping);
+  }
+
+  /** Whether an owner other than `owner` has a mapping to `address`. */
+  sharedWithOthers(address: string, owner: string): boolean {
+    const owners = this.byAddress.get(address);
+    return owners !== undefined && (owners.size > 1 || !owners.has(owner));
+  }
+
+  deleteOwner(owner: string): void {
+    for (const k of [...(this.byOwner.get(owner) ?? [])]) this.delete(k);
+  }
+
+  clear(): void {
+    this.byKey.clear();
+    this.byOwner.clear();
+    this.byAddress.clear();
+  }
+}
+
+/** A mapping as callers gave it (without the family we keep alongside). */
+function plainMapping(m: KnownMapping): PortMapping {
+  const out: PortMapping = { protocol: m.protocol, hostPort: m.hostPort, containerAddress: m.containerAddress, containerPort: m.containerPort, owner: m.owner };
+  if (m.loopback) out.loopback = true;
+  return out;
+}
+
 export class Firewall {
   readonly table: string;
   private readonly run: NftRunner;
   private readonly netnsFd: number | undefined;
   /** What this instance added and has not removed: replayed after the table vanished. */
   private readonly knownMasq = new Map<string, string | undefined>();
-  private readonly knownPorts = new Map<string, PortMapping>();
+  private readonly knownPorts = new KnownPorts();
 
   constructor(opts: FirewallOptions = {}) {
     this.table = opts.table ?? DEFAULT_TABLE;
@@ -231,7 +306,54 @@ export class Firewall {
       if (!(err instanceof NftError && err.errno === 'EEXIST')) throw err;
       this.replaceMapping(m, what, err);
     }
-    this.knownPorts.set(`${m.family} ${portKey(m.protocol, m.hostPort)}`, m);
+    this.knownPorts.set(m);
+  }
+
+  /**
+   * Adds several mappings in one transaction (a container's -p list): all of them or none. A port
+   * another owner holds is refused (NFT_PORT_IN_USE naming every such port) and nothing changes;
+   * entries of the same owner (a previous run, a changed address) are replaced, as addPortMapping.
+   */
+  addPortMappings(mappings: readonly PortMapping[]): void {
+    const ms = mappings.map(normaliseMapping);
+    if (ms.length === 0) return;
+    if (ms.length === 1) {
+      this.addPortMapping(ms[0] as PortMapping);
+      return;
+    }
+    const what = `forwarding ${ms.length} ports (${ms.map((m) => `${m.protocol} ${m.hostPort}`).join(', ')}) for ${[...new Set(ms.map((m) => m.owner))].join(', ')} in ${this.where}`;
+    try {
+      this.withRecovery(() => this.exec(addPortMappingsDocument(ms, this.table), what));
+      for (const m of ms) this.knownPorts.set(m);
+      return;
+    } catch (err) {
+      if (!(err instanceof NftError && err.errno === 'EEXIST')) throw err;
+      // some port is there already: whose?
+      const current = this.elements();
+      const clashes = ms.flatMap((m) => {
+        const holder = current.find((e) => e.set === (m.family === 4 ? 'ports4' : 'ports6') && e.key === portKey(m.protocol, m.hostPort));
+        return holder && holder.owner !== m.owner
+          ? [`${m.protocol} port ${m.hostPort} is already forwarded to ${(holder.data ?? '?').replace(' . ', ':')} for ${holder.owner ?? '(no owner)'}`] : [];
+      });
+      if (clashes.length) throw new NftError(what, { rc: err.rc, error: err.stderr }, 'NFT_PORT_IN_USE', clashes.join('; '));
+    }
+    // only the same owners' entries are in the way: replace them one by one, undoing on failure
+    const done: PortMapping[] = [];
+    try {
+      for (const m of ms) {
+        this.addPortMapping(m);
+        done.push(m);
+      }
+    } catch (err) {
+      for (const owner of new Set(done.map((m) => m.owner))) {
+        try {
+          this.removePortMappings(owner);
+        } catch (undoErr) {
+          log.warn(`undoing the port mappings of ${owner} failed: ${errorMessage(undoErr)}`);
+        }
+      }
+      throw err;
+    }
   }
 
   private replaceMapping(m: PortMapping & { family: 4 | 6 }, what: string, cause: NftError): void {
@@ -262,7 +384,19 @@ export class Firewall {
    */
   removePortMappings(owner: string): PortMapping[] {
     assertOwner(owner);
-    for (const [k, p] of this.knownPorts) if (p.owner === owner) this.knownPorts.delete(k);
+    const mine = this.knownPorts.ofOwner(owner);
+    const known = knownOwnerRemoval(mine, (address) => this.knownPorts.sharedWithOthers(address, owner));
+    this.knownPorts.deleteOwner(owner);
+    if (known) {
+      // what we added, deleted as we know it: no listing
+      try {
+        this.exec(changeDocument(known, [], this.table), `removing the port mappings of ${owner} from ${this.where}`);
+        return mine.map(plainMapping);
+      } catch (err) {
+        if (!(err instanceof NftError && err.errno === 'ENOENT')) throw err;
+        log.debug(`some port mappings of ${owner} were already gone from ${this.where}; removing what is left`);
+      }
+    }
     for (let attempt = 0; ; attempt++) {
       const current = this.elements();
       const plan = ownerRemoval(current, owner);
@@ -303,10 +437,7 @@ export class Firewall {
     this.knownMasq.clear();
     this.knownPorts.clear();
     for (const m of desired.masquerade) this.knownMasq.set(normaliseSubnet(m.subnet).subnet, m.owner);
-    for (const p of desired.ports) {
-      const n = normaliseMapping(p);
-      this.knownPorts.set(`${n.family} ${portKey(n.protocol, n.hostPort)}`, n);
-    }
+    for (const p of desired.ports) this.knownPorts.set(normaliseMapping(p));
     return done;
   }
 

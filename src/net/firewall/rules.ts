@@ -485,7 +485,14 @@ export function removeMasqueradeDocument(subnet: string, table = DEFAULT_TABLE):
  * mappings of the same address).
  */
 export function addPortMappingDocument(mapping: PortMapping, table = DEFAULT_TABLE): NftDocument {
-  const els = mappingElements(mapping);
+  return addPortMappingsDocument([mapping], table);
+}
+
+/** Several mappings in one transaction (each map entry with `create`; shared hairpins once). */
+export function addPortMappingsDocument(mappings: readonly PortMapping[], table = DEFAULT_TABLE): NftDocument {
+  const byId = new Map<string, FwElement>();
+  for (const e of mappings.flatMap(mappingElements)) if (!byId.has(elementId(e))) byId.set(elementId(e), e);
+  const els = [...byId.values()];
   const maps = els.filter((e) => MAPS.has(e.set));
   const rest = els.filter((e) => !MAPS.has(e.set));
   return { nftables: [...elementCommands('create', maps, table), ...elementCommands('add', rest, table)] };
@@ -494,6 +501,30 @@ export function addPortMappingDocument(mapping: PortMapping, table = DEFAULT_TAB
 /** Deletes the given elements and adds others, in one transaction. */
 export function changeDocument(remove: readonly FwElement[], add: readonly FwElement[], table = DEFAULT_TABLE): NftDocument {
   return { nftables: [...elementCommands('delete', remove, table), ...elementCommands('add', add, table)] };
+}
+
+/**
+ * The elements to delete so that none of an owner's mappings remain, computed from what the caller
+ * itself added (`mine`: that owner's live mappings, normalised) instead of a listing of the table:
+ * the map and loopback entries, and the hairpin entry of each address they target. Undefined when
+ * that cannot be decided without the kernel's view: there are no known mappings, or another
+ * owner's mapping targets one of these addresses too (`shared`; the hairpin entry then passes to
+ * an heir — ownerRemoval() on a listing does that).
+ */
+export function knownOwnerRemoval(mine: readonly PortMapping[], shared: (address: string) => boolean): FwElement[] | undefined {
+  if (mine.length === 0) return undefined;
+  const remove: FwElement[] = [];
+  const seen = new Set<string>();
+  for (const m of mine) {
+    if (shared(m.containerAddress)) return undefined;
+    for (const e of mappingElements(m)) {
+      const id = elementId(e);
+      if (seen.has(id)) continue;
+      seen.add(id);
+      remove.push(e);
+    }
+  }
+  return remove;
 }
 
 /**

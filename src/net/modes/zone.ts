@@ -110,7 +110,17 @@ export function zoneLock(opts: ZoneLockOptions = {}): ZoneLock {
     async acquire(): Promise<() => void> {
       const deadline = Date.now() + timeoutMs;
       const systemdPath = opts.systemdPath === undefined ? (existsSync(dirname(SYSTEMD_ZONE_LOCK)) ? SYSTEMD_ZONE_LOCK : null) : opts.systemdPath;
-      const releaseSystemd = systemdPath === null ? undefined : await systemdLock(systemdPath, deadline);
+      let releaseSystemd: (() => void) | undefined;
+      if (systemdPath !== null) {
+        try {
+          releaseSystemd = await systemdLock(systemdPath, deadline);
+        } catch (err) {
+          // a read-only or foreign /run/systemd: nothing of systemd's can be running there with us
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code !== 'EACCES' && code !== 'EROFS' && code !== 'EPERM' && code !== 'ENOENT') throw err;
+          log.debug(`not taking systemd-nspawn's zone lock ${systemdPath}: ${code}`);
+        }
+      }
       let releaseOurs: () => void;
       try {
         releaseOurs = await flockFile(path, deadline);

@@ -6,8 +6,11 @@
 //   ← {"ok":false,"error":{"code":"NETD_BAD_REQUEST","message":"reserve: \"mac\" …"}}
 //
 // Requests (see parseRequest for exact fields):
-//   reserve  {machine, mac, kind: "veth"|"zone", zone?}  → MachineLease: serve the machine's link,
-//            reserve its stable address for that MAC (the DHCP server hands the same one out)
+//   reserve  {machine, mac, kind: "veth"|"zone", zone?, ports?, portLoopback?}  → MachineLease: serve
+//            the machine's link, reserve its stable address for that MAC (the DHCP server hands the
+//            same one out); with ports (["tcp:8080:80", "udp:53"], -p syntax) forward them to it
+//   check-ports {machine, ports}                         → {checked}: or NETD_PORT_IN_USE naming each
+//            host port another machine forwards (asked before the launcher makes anything)
 //   release  {machine, kind, zone?}                      → {released}: the machine is done
 //   status   {}                                          → the sidecar's state
 //   list     {}                                          → served links with subnets and reservations
@@ -19,16 +22,19 @@
 import { errorMessage, NspawnError } from '../../errors.js';
 import { ifnameValid, machineNameValid, parseMac, zoneNameValid } from '../naming.js';
 import type { ServedKind } from './links.js';
+import { formatPortList, parsePortList } from './ports.js';
+import type { PortForward } from '../../runtime/spec.js';
 
 export type NetdRequest =
-  | { op: 'reserve'; machine: string; mac: string; kind: ServedKind; zone?: string }
+  | { op: 'reserve'; machine: string; mac: string; kind: ServedKind; zone?: string; ports?: PortForward[]; portLoopback?: boolean }
+  | { op: 'check-ports'; machine: string; ports: PortForward[] }
   | { op: 'release'; machine: string; kind: ServedKind; zone?: string }
   | { op: 'status' }
   | { op: 'list' }
   | { op: 'leases'; ifname?: string }
   | { op: 'ports' };
 
-export const OPS = ['reserve', 'release', 'status', 'list', 'leases', 'ports'] as const;
+export const OPS = ['reserve', 'release', 'status', 'list', 'leases', 'ports', 'check-ports'] as const;
 
 /** Longest request line accepted. */
 export const MAX_REQUEST_BYTES = 16 * 1024;
@@ -44,7 +50,8 @@ export type NetdResponse =
   | { ok: false; id?: string | number; error: { code: string; message: string } };
 
 const FIELDS: Record<(typeof OPS)[number], { required: string[]; optional: string[] }> = {
-  reserve: { required: ['machine', 'mac', 'kind'], optional: ['zone'] },
+  reserve: { required: ['machine', 'mac', 'kind'], optional: ['zone', 'ports', 'portLoopback'] },
+  'check-ports': { required: ['machine', 'ports'], optional: [] },
   release: { required: ['machine', 'kind'], optional: ['zone'] },
   status: { required: [], optional: [] },
   list: { required: [], optional: [] },
@@ -56,6 +63,15 @@ function str(op: string, o: Record<string, unknown>, field: string): string {
   const v = o[field];
   if (typeof v !== 'string') throw new BadRequestError(`${op}: "${field}" must be a string, got ${v === null ? 'null' : typeof v}`);
   return v;
+}
+
+/** A list of -p specs ("tcp:8080:80"): port forwarding (ports.ts). */
+function portList(op: string, value: unknown): PortForward[] {
+  try {
+    return parsePortList('ports', value);
+  } catch (err) {
+    throw new BadRequestError(`${op}: ${errorMessage(err)}`);
+  }
 }
 
 /** Checks a decoded request; throws BadRequestError saying what is wrong. */
@@ -106,7 +122,18 @@ export function parseRequest(raw: unknown): NetdRequest {
       }
       if (((bytes[0] as number) & 1) !== 0) throw new BadRequestError(`reserve: "mac" ${mac} is a multicast address; a container's link has a unicast MAC`);
       if (bytes.every((b) => b === 0)) throw new BadRequestError('reserve: "mac" 00:00:00:00:00:00 is not a usable address');
-      return { op: 'reserve', ...mk, mac: mac.toLowerCase().replace(/-/g, ':') };
+      const out: NetdRequest & { op: 'reserve' } = { op: 'reserve', ...mk, mac: mac.toLowerCase().replace(/-/g, ':') };
+      if ('ports' in o) out.ports = portList(op, o.ports);
+      if ('portLoopback' in o) {
+        if (typeof o.portLoopback !== 'boolean') throw new BadRequestError('reserve: "portLoopback" must be true or false');
+        out.portLoopback = o.portLoopback;
+      }
+      return out;
+    }
+    case 'check-ports': {
+      const machine = str(op, o, 'machine');
+      if (!machineNameValid(machine)) throw new BadRequestError(`check-ports: "machine" ${JSON.stringify(machine)} is not a valid machine name`);
+      return { op: 'check-ports', machine, ports: portList(op, o.ports) };
     }
     case 'release':
       return { op: 'release', ...machineKind() };
@@ -119,6 +146,12 @@ export function parseRequest(raw: unknown): NetdRequest {
     default:
       return { op } as NetdRequest;
   }
+}
+
+/** A request as it goes on the wire: ports in -p syntax ("tcp:8080:80"), as parseRequest reads them. */
+export function encodeRequest(req: NetdRequest): Record<string, unknown> {
+  if ((req.op === 'reserve' || req.op === 'check-ports') && req.ports !== undefined) return { ...req, ports: formatPortList(req.ports) };
+  return { ...req };
 }
 
 /** Decodes one request line (JSON) and checks it. */

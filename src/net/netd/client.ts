@@ -3,7 +3,7 @@
 // runs the subsystem embedded.
 import { createConnection, type Socket } from 'node:net';
 import { NspawnError } from '../../errors.js';
-import type { NetdRequest, NetdResponse } from './api.js';
+import { encodeRequest, type NetdRequest, type NetdResponse } from './api.js';
 
 export const DEFAULT_SOCKET = '/run/nspawn-ts/netd.sock';
 
@@ -73,7 +73,7 @@ export class NetdClient {
         resolve: (r) => { clearTimeout(t); resolve(r); },
         reject: (e) => { clearTimeout(t); reject(e); },
       });
-      this.sock.write(JSON.stringify(req) + '\n');
+      this.sock.write(JSON.stringify(encodeRequest(req)) + '\n');
     });
     if (!res.ok) throw new NetdRemoteError(res.error.code, res.error.message);
     return res.result as T;

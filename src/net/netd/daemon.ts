@@ -92,6 +92,8 @@ export async function handleRequest(sub: NetworkSubsystem, req: NetdRequest, ext
       return sub.leases(req.ifname);
     case 'ports':
       return sub.fw.state().ports;
+    case 'check-ports':
+      return sub.checkPorts(req.machine, req.ports);
   }
 }
 

@@ -13,6 +13,7 @@ import { logger } from '../../log.js';
 import { sys } from '../../native.js';
 import type { PoolState } from '../pool.js';
 import type { ServedKind } from './links.js';
+import type { PortForward } from '../../runtime/spec.js';
 
 export const STATE_VERSION = 1;
 
@@ -23,6 +24,10 @@ export interface ReservationRecord {
   /** the container side's MAC ("02:…"), lower case */
   mac: string;
   address: string;
+  /** -p/Port= of the machine, forwarded to `address` (ports.ts) */
+  ports?: PortForward[];
+  /** --port-loopback: 127.0.0.1:HOSTPORT too */
+  portLoopback?: boolean;
 }
 
 /** A holder of a served link: the sidecar, or an embedded launcher (PID and start time). */

@@ -34,6 +34,12 @@ import { hostDns } from './dns.js';
 import { classifyLink, isMasqueradeOwner, masqueradeOwner, type LinkRole, type ServedKind } from './links.js';
 import { type Holder, type LinkRecord, type NetdState, type ReservationRecord, StateStore } from './state.js';
 import { enableForwarding, procSys, restoreForwarding, type SysctlIo } from './sysctl.js';
+import { sys } from '../../native.js';
+import type { PortForward } from '../../runtime/spec.js';
+import {
+  findPortClashes, PortInUseError, portOwner, recordedMappings, reservationMappings, routeLocalnetPath, SYSTEMD_NAT_MAPS,
+  systemdPortClashes, type PortRequest,
+} from './ports.js';
 
 /** The part of the DHCP server (src/dhcp) the subsystem uses. */
 export interface DhcpBackend {
@@ -331,9 +337,11 @@ export class NetworkSubsystem {
   private async reconcileFirewall(): Promise<void> {
     const state = this.store.peek();
     const masquerade = Object.values(state.links).map((r) => ({ subnet: r.subnet, owner: masqueradeOwner(r.kind, r.key) }));
+    // port forwarding (ports.ts): exactly the ports recorded with the reservations
+    const ports = recordedMappings(state);
     const current = this.firewall.state(); // empty when the table does not exist
-    if (masquerade.length === 0 && current.masquerade.length === 0) return;
-    const done = this.firewall.reconcile({ masquerade, ports: current.ports.filter((p) => !isMasqueradeOwner(p.owner)) }, { owns: isMasqueradeOwner });
+    if (masquerade.length === 0 && current.masquerade.length === 0 && ports.length === 0 && current.ports.length === 0) return;
+    const done = this.firewall.reconcile({ masquerade, ports }, { owns: (o) => isMasqueradeOwner(o) || current.ports.some((p) => p.owner === o) });
     this.tablesReady = true;
     if (done.added.length || done.removed.length) {
       this.log.info('firewall reconciled', { added: done.added.map((e) => e.key), removed: done.removed.map((e) => e.key) });
@@ -501,13 +509,18 @@ export class NetworkSubsystem {
     if (!s) return;
     this.served.delete(ifname);
     let last = true;
+    let forwarded: ReservationRecord[] = [];
     await this.store.update((st) => {
       const rec = st.links[ifname];
       if (!rec) return;
       rec.holders = rec.holders.filter((h) => h !== this.holder && (h === 'sidecar' || holderAlive(h)));
       last = gone || rec.holders.length === 0;
-      if (last) this.forgetRecord(st, rec);
+      if (last) {
+        forwarded = rec.reservations.filter((r) => r.ports?.length);
+        this.forgetRecord(st, rec);
+      }
     });
+    for (const r of forwarded) this.unforwardPorts(r);
     if (s.dhcp) this.dhcpServer?.removeInterface(ifname);
     if (!last) {
       this.log.info(`leaving ${ifname} to its other holders`, { ifname });
@@ -529,6 +542,7 @@ export class NetworkSubsystem {
       const cur = st.links[rec.ifname];
       if (cur) this.forgetRecord(st, cur);
     });
+    for (const r of rec.reservations) if (r.ports?.length) this.unforwardPorts(r);
     try {
       this.firewall.removeMasquerade(rec.subnet);
     } catch (err) {
@@ -637,6 +651,7 @@ export class NetworkSubsystem {
       if (rec && removed) rec.reservations = rec.reservations.filter((r) => r !== removed);
     });
     if (!removed) return false;
+    if (removed.ports?.length) this.unforwardPorts(removed, ifname);
     const s = this.served.get(ifname);
     if (this.dhcpServer && s?.dhcp) {
       this.dhcpServer.unreserve(ifname, { mac: removed.mac });
@@ -661,7 +676,7 @@ export class NetworkSubsystem {
    * reserves the machine's address for `mac` there; returns what host0 should be configured with.
    * The link must exist (the launcher creates it first).
    */
-  async reserve(req: { machine: string; mac: string; kind: ServedKind; zone?: string }): Promise<MachineLease> {
+  async reserve(req: { machine: string; mac: string; kind: ServedKind; zone?: string; ports?: PortForward[]; portLoopback?: boolean }): Promise<MachineLease> {
     const ifname = this.linkFor(req.machine, req.kind, req.zone);
     const mac = req.mac.toLowerCase();
     return this.queue(ifname, async () => {
@@ -671,11 +686,14 @@ export class NetworkSubsystem {
       if (!role || role.role === 'port') {
         throw new NetdError('NETD_NOT_SERVABLE', `link ${ifname} is a ${link.kind ?? 'physical'} link, not a ${req.kind === 'zone' ? 'bridge' : 'veth'}: it is not served`);
       }
+      const previous = this.store.peek().links[ifname]?.reservations.find((r) => r.machine === req.machine);
       const fresh = this.served.get(ifname)?.ifindex !== link.index;
       const s = await this.serve(link, role, { machine: req.machine, mac });
       const placed = fresh ? s.placed : undefined;
       const res = placed ?? await this.reserveOn(ifname, req.machine, mac);
       if (placed) this.log.info(`reserved ${placed.address} for ${req.machine}`, { ifname, machine: req.machine, mac, address: placed.address });
+      // port forwarding: mapped to the address just reserved, before the container asks for it
+      await this.forwardPorts(ifname, res, { ports: req.ports ?? [], loopback: req.portLoopback ?? false }, previous);
       const out: MachineLease = {
         machine: req.machine, kind: req.kind, ifname, subnet: s.alloc.subnet, address: res.address,
         prefixLength: s.alloc.prefixLength, gateway: s.alloc.hostAddress, dns: [...this.dns], mac,
@@ -718,6 +736,87 @@ export class NetworkSubsystem {
       } else {
         const mine = s.placed;
         if (mine) this.dhcpAdd(s, [mine], s.kind === 'zone' ? mine.address : undefined);
+      }
+    }
+  }
+
+  // -----------------------------------------------------------------------------------------
+  // Port forwarding (ports.ts): recorded with the reservation, installed with the machine as owner
+
+  /**
+   * Refuses host ports another machine forwards (ours: the firewall and the recorded reservations;
+   * a real systemd-nspawn's: its io.systemd.nat maps) with PortInUseError naming each one. Changes
+   * nothing: the launcher asks before it makes anything.
+   */
+  checkPorts(machine: string, ports: readonly PortForward[]): { checked: number } {
+    if (ports.length === 0) return { checked: 0 };
+    const clashes = findPortClashes(machine, ports, {
+      current: this.firewall.state().ports,
+      state: this.store.peek(),
+      foreign: systemdPortClashes(SYSTEMD_NAT_MAPS.map((m) => sys().nftRun(m.command))),
+    });
+    if (clashes.length) throw new PortInUseError(machine, clashes);
+    return { checked: ports.length };
+  }
+
+  /** Records the machine's ports with its reservation and installs them (all or none). */
+  private async forwardPorts(ifname: string, res: ReservationRecord, req: PortRequest, previous: ReservationRecord | undefined): Promise<void> {
+    const owner = portOwner(res.machine);
+    // a previous run's ports (its launcher was killed) must not outlive it
+    if (previous?.ports?.length) this.firewall.removePortMappings(owner);
+    if (req.ports.length === 0) return;
+    const rec: ReservationRecord = { ...res, ports: req.ports };
+    if (req.loopback) rec.portLoopback = true;
+    const mappings = reservationMappings(rec);
+    // recorded ports of others (reserved, maybe not installed yet) and systemd-nspawn's: refused
+    const clashes = findPortClashes(res.machine, req.ports, {
+      current: [], state: this.store.peek(), foreign: systemdPortClashes(SYSTEMD_NAT_MAPS.map((m) => sys().nftRun(m.command))),
+    });
+    if (clashes.length) throw new PortInUseError(res.machine, clashes);
+    const setRecord = (value: ReservationRecord | undefined) => this.store.update((st) => {
+      const r = st.links[ifname]?.reservations.find((x) => x.machine === res.machine);
+      if (!r) return;
+      delete r.ports;
+      delete r.portLoopback;
+      if (value?.ports) r.ports = value.ports;
+      if (value?.portLoopback) r.portLoopback = true;
+    });
+    // recorded first: a crash after the install leaves a record that the next start reconciles
+    await setRecord(rec);
+    try {
+      this.ensureTables();
+      // 127.0.0.1 as a source may leave the host only by this link (reference: systemd#6106)
+      if (req.loopback) this.sysctl.write(routeLocalnetPath(ifname), '1');
+      this.firewall.addPortMappings(mappings);
+    } catch (err) {
+      await setRecord(undefined);
+      if (err instanceof NspawnError && err.code === 'NFT_PORT_IN_USE') {
+        throw new NetdError('NETD_PORT_IN_USE', `cannot forward ports to ${res.machine}: ${err.message.replace(/^nftables: .*? failed: /, '')}`, { cause: err });
+      }
+      throw err;
+    }
+    this.log.info(`forwarding ${mappings.length} port(s) to ${res.machine}`, {
+      machine: res.machine, address: res.address, ports: mappings.map((m) => `${m.protocol}:${m.hostPort}:${m.containerPort}`), loopback: req.loopback,
+    });
+  }
+
+  /** Removes a reservation's mappings (one transaction); never throws (the caller is tearing down). */
+  private unforwardPorts(r: ReservationRecord, ifname?: string): void {
+    try {
+      const gone = this.firewall.removePortMappings(portOwner(r.machine));
+      if (gone.length) this.log.info(`stopped forwarding ${gone.length} port(s) to ${r.machine}`, { machine: r.machine });
+    } catch (err) {
+      this.log.warn(`removing the port mappings of ${r.machine} failed: ${errorMessage(err)}`);
+    }
+    // route_localnet goes back to 0 when no loopback mapping is left on a link that stays
+    if (r.portLoopback && ifname !== undefined) {
+      const rest = this.store.peek().links[ifname]?.reservations.some((x) => x.portLoopback && x.machine !== r.machine);
+      if (!rest) {
+        try {
+          this.sysctl.write(routeLocalnetPath(ifname), '0');
+        } catch {
+          // the link is gone: so is its setting
+        }
       }
     }
   }

@@ -1,0 +1,232 @@
+// Port forwarding by the network subsystem, against the real kernel: the test run's namespace is
+// the host, containers are namespaces with host0 behind a ve- link made as systemd-nspawn makes it,
+// a LAN client sits at 198.51.100.2. The mapping exists as soon as the address is reserved (before
+// the container has configured anything), carries real traffic, and goes with the reservation.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { describe, expect } from 'vitest';
+import { ktest } from '../helpers/kernel.js';
+import { killAndWait, run, runOk, waitFor } from '../helpers/exec.js';
+import { TestNetns } from '../helpers/netns.js';
+import { connect, lanClient, serve } from '../helpers/traffic.js';
+import { NetworkSubsystem, type MachineLease } from '../../src/net/netd/subsystem.js';
+import { handleRequest } from '../../src/net/netd/daemon.js';
+import { shortenIfname } from '../../src/net/naming.js';
+import { parsePortSpec } from '../../src/net/port-spec.js';
+
+const p = parsePortSpec;
+
+function withState(): { dir: string; remove: () => void } {
+  const dir = mkdtempSync('/var/lib/nspawn-ts/ports-test-');
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+async function nspawnVeth(machine: string, container: TestNetns): Promise<{ ifname: string; mac: string }> {
+  const n = shortenIfname(`ve-${machine}`);
+  await runOk('ip', ['link', 'add', n.name, 'type', 'veth', 'peer', 'name', 'host0', 'netns', container.name]);
+  const [link] = await container.ipJson<Array<{ address: string }>>(['link', 'show', 'dev', 'host0']);
+  return { ifname: n.name, mac: link?.address ?? '' };
+}
+
+/** What the launcher does with a static lease: host0 up with the address, default route. */
+async function configure(container: TestNetns, lease: MachineLease): Promise<void> {
+  await container.exec('ip', ['addr', 'add', `${lease.address}/${lease.prefixLength}`, 'dev', 'host0']);
+  await container.exec('ip', ['link', 'set', 'host0', 'up']);
+  await container.exec('ip', ['route', 'add', 'default', 'via', lease.gateway]);
+}
+
+async function portsMap(): Promise<string> {
+  const r = await run('nft', ['list', 'map', 'inet', 'nspawn-ts', 'ports4']);
+  return r.code === 0 ? r.stdout : '';
+}
+
+async function tableExists(): Promise<boolean> {
+  return (await run('nft', ['list', 'table', 'inet', 'nspawn-ts'])).code === 0;
+}
+
+describe('port forwarding in the network subsystem', () => {
+  ktest('reserve with ports: mapped before the container is configured; LAN, host and 127.0.0.1 reach it; release removes it', async ({ netns }) => {
+    const st = withState();
+    const client = await lanClient();
+    const servers: ChildProcess[] = [];
+    let sub: NetworkSubsystem | undefined;
+    try {
+      const { ifname, mac } = await nspawnVeth('web', netns);
+      sub = await NetworkSubsystem.open({ mode: 'embedded', stateDir: st.dir, dns: [], machineId: null });
+      const lease = await sub.reserve({ machine: 'web', mac, kind: 'veth', ports: [p('tcp:8000:80'), p('udp:5353:53')], portLoopback: true });
+      // in place before the container has an address at all
+      expect(await netns.ipJson(['-4', 'addr', 'show', 'dev', 'host0'])).toEqual([]);
+      const map = await portsMap();
+      expect(map).toContain(`tcp . 8000 comment "web" : ${lease.address} . 80`);
+      expect(map).toContain(`udp . 5353 comment "web" : ${lease.address} . 53`);
+      expect(readFileSync(`/proc/sys/net/ipv4/conf/${ifname}/route_localnet`, 'utf8').trim()).toBe('1');
+      expect(readFileSync('/proc/sys/net/ipv4/conf/all/route_localnet', 'utf8').trim()).toBe('0');
+      const rec = JSON.parse(readFileSync(`${st.dir}/netd/state.json`, 'utf8')).links[ifname].reservations[0];
+      expect(rec).toMatchObject({ machine: 'web', address: lease.address, ports: [p('tcp:8000:80'), p('udp:5353:53')], portLoopback: true });
+
+      await configure(netns, lease);
+      servers.push(await serve(netns, [80, 53]));
+      // from the LAN, through the host's address: DNAT keeps the client's address
+      expect(await connect(client.ns, 'tcp', '198.51.100.1', 8000)).toBe('OK 80 198.51.100.2');
+      expect(await connect(client.ns, 'udp', '198.51.100.1', 5353)).toBe('OK 53 198.51.100.2');
+      // from the host itself, via its non-loopback addresses (any of them: also the gateway on ve-)
+      expect(await connect(undefined, 'tcp', '198.51.100.1', 8000)).toMatch(/^OK 80 /);
+      expect(await connect(undefined, 'tcp', lease.gateway, 8000)).toMatch(/^OK 80 /);
+      // --port-loopback: 127.0.0.1 too (masqueraded to the link's host address)
+      expect(await connect(undefined, 'tcp', '127.0.0.1', 8000)).toBe(`OK 80 ${lease.gateway}`);
+      expect(await connect(undefined, 'udp', '127.0.0.1', 5353)).toBe(`OK 53 ${lease.gateway}`);
+      // hairpin: the container reaches its own published port via the host's address
+      expect(await connect(netns, 'tcp', '198.51.100.1', 8000)).toBe(`OK 80 ${lease.gateway}`);
+
+      expect(await sub.release({ machine: 'web', kind: 'veth' })).toBe(true);
+      expect(await portsMap()).not.toContain('8000');
+      expect(await connect(client.ns, 'tcp', '198.51.100.1', 8000)).toBe('ERR ECONNREFUSED');
+      expect(await connect(undefined, 'tcp', '127.0.0.1', 8000)).toBe('ERR ECONNREFUSED');
+      expect(await tableExists()).toBe(false);
+      await runOk('ip', ['link', 'del', ifname]);
+    } finally {
+      for (const s of servers) await killAndWait(s);
+      await sub?.close();
+      await client.destroy();
+      st.remove();
+    }
+  });
+
+  ktest('two machines with different ports at once; a clash is refused before and at reservation, changing nothing', async ({ netns }) => {
+    const st = withState();
+    const client = await lanClient();
+    const other = await TestNetns.create('ct2');
+    const servers: ChildProcess[] = [];
+    let sub: NetworkSubsystem | undefined;
+    try {
+      const a = await nspawnVeth('alpha', netns);
+      const b = await nspawnVeth('beta', other);
+      sub = await NetworkSubsystem.open({ mode: 'embedded', stateDir: st.dir, dns: [], machineId: null });
+      const la = await sub.reserve({ machine: 'alpha', mac: a.mac, kind: 'veth', ports: [p('8000:80')] });
+      // beta asks for alpha's port: refused by the check (the launcher asks before making anything)
+      expect(() => sub?.checkPorts('beta', [p('9000:80'), p('8000:80')])).toThrow(
+        `cannot forward tcp port 8000 to beta: tcp port 8000 is already forwarded to ${la.address}:80 for alpha (stop that machine or pick another host port)`);
+      expect(sub.checkPorts('beta', [p('9000:80'), p('udp:8000:80')])).toEqual({ checked: 2 });
+      expect(sub.checkPorts('alpha', [p('8000:80')])).toEqual({ checked: 1 });
+      // and by the reservation itself: nothing of beta's ports is installed or recorded
+      const before = await portsMap();
+      await expect(sub.reserve({ machine: 'beta', mac: b.mac, kind: 'veth', ports: [p('9000:80'), p('8000:80')] }))
+        .rejects.toMatchObject({ code: 'NETD_PORT_IN_USE', message: expect.stringContaining('tcp port 8000 is already forwarded') });
+      expect(await portsMap()).toBe(before);
+      const recs = JSON.parse(readFileSync(`${st.dir}/netd/state.json`, 'utf8')).links[b.ifname].reservations;
+      expect(recs[0].ports).toBeUndefined();
+      // with its own ports it works, next to alpha
+      const lb = await sub.reserve({ machine: 'beta', mac: b.mac, kind: 'veth', ports: [p('9000:80')] });
+      await configure(netns, la);
+      await configure(other, lb);
+      servers.push(await serve(netns, [80]), await serve(other, [80]));
+      expect(await connect(client.ns, 'tcp', '198.51.100.1', 8000)).toBe('OK 80 198.51.100.2');
+      expect(await connect(client.ns, 'tcp', '198.51.100.1', 9000)).toBe('OK 80 198.51.100.2');
+      await waitFor(async () => (await connect(client.ns, 'tcp', lb.gateway, 9000)).startsWith('OK'), 'beta via its gateway address');
+      // alpha goes: beta stays reachable, alpha's port is free for beta now
+      await sub.release({ machine: 'alpha', kind: 'veth' });
+      expect(await connect(client.ns, 'tcp', '198.51.100.1', 8000)).toBe('ERR ECONNREFUSED');
+      expect(await connect(client.ns, 'tcp', '198.51.100.1', 9000)).toBe('OK 80 198.51.100.2');
+      expect(sub.checkPorts('beta', [p('8000:80')])).toEqual({ checked: 1 });
+      await sub.release({ machine: 'beta', kind: 'veth' });
+      expect(await tableExists()).toBe(false);
+      await runOk('ip', ['link', 'del', a.ifname]);
+      await runOk('ip', ['link', 'del', b.ifname]);
+    } finally {
+      for (const s of servers) await killAndWait(s);
+      await sub?.close();
+      await other.destroy();
+      await client.destroy();
+      st.remove();
+    }
+  });
+
+  ktest('a port systemd-nspawn forwards (table ip io.systemd.nat) is refused with its holder named', async ({ netns }) => {
+    const st = withState();
+    let sub: NetworkSubsystem | undefined;
+    try {
+      await runOk('nft', ['-f', '-'], {
+        input: `table ip io.systemd.nat {
+  map map_port_ipport { type inet_proto . inet_service : ipv4_addr . inet_service; elements = { tcp . 8080 : 10.0.0.24 . 80 } }
+}
+`,
+      });
+      const { ifname, mac } = await nspawnVeth('web', netns);
+      sub = await NetworkSubsystem.open({ mode: 'embedded', stateDir: st.dir, dns: [], machineId: null });
+      expect(() => sub?.checkPorts('web', [p('8080:80')])).toThrow(
+        'tcp port 8080 is already forwarded to 10.0.0.24:80 for a systemd-nspawn container (table ip io.systemd.nat)');
+      await expect(sub.reserve({ machine: 'web', mac, kind: 'veth', ports: [p('8080:80')] })).rejects.toMatchObject({ code: 'NETD_PORT_IN_USE' });
+      expect(await portsMap()).not.toContain('8080');
+      await sub.release({ machine: 'web', kind: 'veth' });
+      await runOk('ip', ['link', 'del', ifname]);
+    } finally {
+      await sub?.close();
+      await run('nft', ['delete', 'table', 'ip', 'io.systemd.nat']);
+      st.remove();
+    }
+  });
+
+  ktest('sidecar: mappings go with the link; a restarted sidecar restores what it recorded and drops what it did not', async ({ netns }) => {
+    const st = withState();
+    let sub: NetworkSubsystem | undefined;
+    const open = () => NetworkSubsystem.open({ mode: 'sidecar', stateDir: st.dir, dns: [], machineId: null });
+    try {
+      const { ifname, mac } = await nspawnVeth('svc', netns);
+      sub = await open();
+      // through the API, as the launcher asks
+      const lease = await handleRequest(sub, { op: 'reserve', machine: 'svc', mac, kind: 'veth', ports: [p('8000:80'), p('udp:53')] }) as MachineLease;
+      const listed = await handleRequest(sub, { op: 'ports' }) as Array<{ hostPort: number }>;
+      expect(listed.sort((x, y) => y.hostPort - x.hostPort)).toEqual([
+        { protocol: 'tcp', hostPort: 8000, containerAddress: lease.address, containerPort: 80, owner: 'svc' },
+        { protocol: 'udp', hostPort: 53, containerAddress: lease.address, containerPort: 53, owner: 'svc' },
+      ]);
+      await expect(handleRequest(sub, { op: 'check-ports', machine: 'other', ports: [p('udp:53')] })).rejects.toMatchObject({ code: 'NETD_PORT_IN_USE' });
+      // the sidecar goes away (kill -9: nothing torn down); meanwhile one mapping is lost and a stray one appears
+      await sub.close();
+      sub = undefined;
+      await runOk('nft', ['delete element inet nspawn-ts ports4 { udp . 53 }']);
+      await runOk('nft', ['add element inet nspawn-ts ports4 { tcp . 7777 comment "ghost" : 10.99.0.2 . 77 }']);
+      sub = await open();
+      const map = await portsMap();
+      expect(map).toContain(`tcp . 8000 comment "svc" : ${lease.address} . 80`);
+      expect(map).toContain(`udp . 53 comment "svc" : ${lease.address} . 53`);
+      expect(map).not.toContain('ghost');
+      // the container ends: its link goes, and with it the mappings
+      await runOk('ip', ['link', 'del', ifname]);
+      await waitFor(() => sub?.list().length === 0, 'the link no longer served');
+      expect(await portsMap()).toBe('');
+      await waitFor(async () => !(await tableExists()), 'the empty table removed');
+    } finally {
+      await sub?.close();
+      st.remove();
+    }
+  });
+
+  ktest('zone: a member\'s ports are mapped to its address on the bridge and go when its port leaves', async () => {
+    const st = withState();
+    let sub: NetworkSubsystem | undefined;
+    try {
+      await runOk('ip', ['link', 'add', 'vz-ports', 'type', 'bridge']);
+      sub = await NetworkSubsystem.open({ mode: 'sidecar', stateDir: st.dir, dns: [], machineId: null });
+      const l1 = await sub.reserve({ machine: 'm1', mac: '02:00:00:00:00:01', kind: 'zone', zone: 'ports', ports: [p('8001:80')], portLoopback: true });
+      const l2 = await sub.reserve({ machine: 'm2', mac: '02:00:00:00:00:02', kind: 'zone', zone: 'ports', ports: [p('8002:80')] });
+      let map = await portsMap();
+      expect(map).toContain(`tcp . 8001 comment "m1" : ${l1.address} . 80`);
+      expect(map).toContain(`tcp . 8002 comment "m2" : ${l2.address} . 80`);
+      expect(readFileSync('/proc/sys/net/ipv4/conf/vz-ports/route_localnet', 'utf8').trim()).toBe('1');
+      await sub.release({ machine: 'm1', kind: 'zone', zone: 'ports' });
+      map = await portsMap();
+      expect(map).not.toContain('8001');
+      expect(map).toContain('8002');
+      // no loopback mapping left on the bridge: route_localnet back to 0
+      expect(readFileSync('/proc/sys/net/ipv4/conf/vz-ports/route_localnet', 'utf8').trim()).toBe('0');
+      await runOk('ip', ['link', 'del', 'vz-ports']);
+      await waitFor(() => sub?.list().length === 0, 'zone no longer served');
+      expect(await portsMap()).toBe('');
+    } finally {
+      await sub?.close();
+      await run('ip', ['link', 'del', 'vz-ports']);
+      st.remove();
+    }
+  });
+});
