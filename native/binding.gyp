@@ -9,9 +9,9 @@
         "src/netns.cc",
         "src/nft.cc",
         "src/container.cc",
-        "src/packet.cc",
         "src/lock.cc",
-        "src/enter.cc"
+        "src/enter.cc",
+        "src/packet.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "_GNU_SOURCE"],

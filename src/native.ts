@@ -128,13 +128,13 @@ export interface NativeAddon {
   enterSpawn(plan: EnterPlan): SpawnedContainer;
   /** flock(); false when LOCK_NB was given and another holder has it. */
   flock(fd: number, operation: number): boolean;
-  /** Attaches a classic BPF program (8-byte sock_filter records, host order) with SO_ATTACH_FILTER. */
-  attachFilter(fd: number, program: Uint8Array): void;
   /**
    * An open file description lock on the whole file (fcntl F_OFD_SETLK; type 0 read, 1 write,
    * 2 unlock), the kind systemd's lock files use; false when another holder has a conflicting one.
    */
   ofdLock(fd: number, type: 0 | 1 | 2): boolean;
+  /** Attaches a classic BPF program (8-byte sock_filter records, host order) with SO_ATTACH_FILTER. */
+  attachFilter(fd: number, program: Uint8Array): void;
 }
 
 /** A syscall failed; `code` is the errno name ('EEXIST'), `errno` its number. */

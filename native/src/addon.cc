@@ -6,18 +6,18 @@ void InitSock(Napi::Env env, Napi::Object exports);
 void InitNetns(Napi::Env env, Napi::Object exports);
 void InitNft(Napi::Env env, Napi::Object exports);
 void InitContainer(Napi::Env env, Napi::Object exports);
-void InitPacket(Napi::Env env, Napi::Object exports);
 void InitLock(Napi::Env env, Napi::Object exports);
 void InitEnter(Napi::Env env, Napi::Object exports);
+void InitPacket(Napi::Env env, Napi::Object exports);
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitSock(env, exports);
   InitNetns(env, exports);
   InitNft(env, exports);
   InitContainer(env, exports);
-  InitPacket(env, exports);
   InitLock(env, exports);
   InitEnter(env, exports);
+  InitPacket(env, exports);
   return exports;
 }
 

@@ -138,12 +138,17 @@ export class DhcpServer {
     this.sweepTimer.unref();
   }
 
+  /** Stops receiving, lets ACKs waiting for the journal go out, closes the lease file and the sockets. */
   async stop(): Promise<void> {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.sweepTimer = undefined;
     this.running = false;
-    this.transport.close();
-    await this.store.close();
+    this.transport.stopReceiving();
+    try {
+      await this.store.close();
+    } finally {
+      this.transport.close();
+    }
   }
 
   // --- served interfaces -------------------------------------------------------------------
@@ -331,6 +336,11 @@ export class DhcpServer {
         const lease = applyDecision(served.table, d, now) as Lease;
         // Encoded now: nothing of the request is needed once the lease is durable.
         const frame = this.frameFor(served, f, packet, d.reply, false);
+        const e: DhcpEvent = {
+          type: 'bound', ifname, address: ipv4ToString(d.address), mac: d.client.mac, client: d.client.key,
+          leaseTime: d.leaseTime, expiresAt: d.expiresAt, renewed,
+        };
+        if (lease.hostname) e.hostname = lease.hostname;
         this.store.append(bindEntry(ifname, lease), (err) => {
           if (err) {
             this.stats.journalFailures++;
@@ -338,13 +348,8 @@ export class DhcpServer {
             return;
           }
           if (!this.transport.send(frame)) this.stats.sendFailures++;
+          this.emit(e); // the lease is durable and its ACK on the wire
         });
-        const e: DhcpEvent = {
-          type: 'bound', ifname, address: ipv4ToString(d.address), mac: d.client.mac, client: d.client.key,
-          leaseTime: d.leaseTime, expiresAt: d.expiresAt, renewed,
-        };
-        if (lease.hostname) e.hostname = lease.hostname;
-        this.emit(e);
         return;
       }
       case 'release': {

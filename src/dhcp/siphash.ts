@@ -1,6 +1,9 @@
-// SipHash-2-4 (Aumasson & Bernstein), in 32-bit halves so it runs without BigInt on the DISCOVER
-// path. Used for the stable address slot of a client, with systemd-networkd's key and input, so a
-// container keeps the address networkd's DHCP server would have given it.
+// SipHash-2-4 (Aumasson & Bernstein) in 32-bit halves, for the DHCP server's DISCOVER path: every new
+// client is hashed once to find its stable address slot (with systemd-networkd's key and input, so a
+// container gets the address networkd's DHCP server would give it). src/net/siphash.ts is the
+// project's reference implementation, in BigInt, for the launcher's few hashes per container; at
+// thousands of DISCOVERs a second its allocations show, so this twin exists, and a property test
+// holds the two equal (test/unit/dhcp/siphash.test.ts).
 
 /** 64-bit result as [high 32 bits, low 32 bits]. */
 export type U64 = [number, number];

@@ -45,6 +45,8 @@ export interface DhcpTransport {
   start(onFrame: (frame: InboundFrame) => void, onDropped?: (reason: string) => void): void;
   /** Sends one frame; false when the kernel refused it (buffer full, link gone). */
   send(frame: OutboundFrame): boolean;
+  /** Stops delivering frames; send() still works (replies waiting for the journal go out). */
+  stopReceiving(): void;
   close(): void;
 }
 
@@ -170,9 +172,13 @@ export class PacketTransport implements DhcpTransport {
     }
   }
 
-  close(): void {
+  stopReceiving(): void {
     this.watcher?.stop();
     this.watcher = undefined;
+  }
+
+  close(): void {
+    this.stopReceiving();
     const s = sys();
     s.close(this.fd);
     if (this.guardFd !== undefined) s.close(this.guardFd);

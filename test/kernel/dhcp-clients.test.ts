@@ -2,6 +2,7 @@
 // udhcpc, dhcpcd and ISC dhclient each obtain a lease, renew it, renew it again with a restarted
 // server (the lease came back from the lease file), release it, and get the same address again.
 import { describe, expect } from 'vitest';
+import { waitFor } from '../helpers/exec.js';
 import { ktest } from '../helpers/kernel.js';
 import { CLIENT_MAC, DhcpEnv, SERVER_IP } from './dhcp-env.js';
 
@@ -17,8 +18,8 @@ function renewed(env: DhcpEnv, address: string, after: number, timeoutMs = 30_00
 }
 
 describe('real DHCP clients', () => {
-  ktest('busybox udhcpc: obtain, renew, renew after a server restart, release, same address again', async ({ netns }) => {
-    const env = await DhcpEnv.create(netns);
+  ktest('busybox udhcpc: obtain, renew, renew after a server restart, release, same address again', async ({ netns, onTestFailed }) => {
+    const env = await DhcpEnv.create(netns, { onTestFailed });
     try {
       // udhcpc renews at half the lease, and treats leases below 30 s as 30 s.
       env.startServer({ leaseTime: 30, dns: ['198.51.100.53'], domain: 'example.org', mtu: 1400 });
@@ -58,8 +59,8 @@ describe('real DHCP clients', () => {
     }
   }, TIMEOUT);
 
-  ktest('dhcpcd: obtain, renew, renew after a server restart, release, same address again', async ({ netns }) => {
-    const env = await DhcpEnv.create(netns);
+  ktest('dhcpcd: obtain, renew, renew after a server restart, release, same address again', async ({ netns, onTestFailed }) => {
+    const env = await DhcpEnv.create(netns, { onTestFailed });
     // dhcpcd keeps its state in /var/lib/dhcpcd and /run/dhcpcd: private tmpfs for each run.
     const dhcpcd = (...args: string[]): string[] => ['unshare', '-m', 'sh', '-c',
       'mount -t tmpfs tmpfs /var/lib/dhcpcd && mount -t tmpfs tmpfs /run/dhcpcd && exec dhcpcd "$@"', 'dhcpcd',
@@ -81,9 +82,20 @@ describe('real DHCP clients', () => {
       env.startServer({ leaseTime: 20 });
       await renewed(env, address, mark);
 
+      // Let dhcpcd finish with the ACK (its RENEW hook) before asking it to release.
+      await waitFor(() => env.clientLog().filter((l) => l.startsWith('RENEW ')).length >= 2, 'the second RENEW hook', 10_000);
       mark = env.events.length;
-      client.kill('SIGALRM'); // dhcpcd: release and exit
-      await env.waitEvent((e) => e.type === 'released' && e.address === address, 'the release', 10_000, mark);
+      // dhcpcd: SIGALRM = release and exit. Its privilege-separated processes can miss a signal
+      // that lands while they pass the lease around, so it is repeated until dhcpcd acts on it.
+      for (let attempt = 0; ; attempt++) {
+        client.kill('SIGALRM');
+        try {
+          await env.waitEvent((e) => e.type === 'released' && e.address === address, 'the release', 4_000, mark);
+          break;
+        } catch (err) {
+          if (attempt === 2) throw err;
+        }
+      }
       await env.kill(client, 'SIGTERM');
 
       mark = env.events.length;
@@ -95,8 +107,8 @@ describe('real DHCP clients', () => {
     }
   }, TIMEOUT);
 
-  ktest('ISC dhclient: obtain, renew, renew after a server restart, release, same address again', async ({ netns }) => {
-    const env = await DhcpEnv.create(netns);
+  ktest('ISC dhclient: obtain, renew, renew after a server restart, release, same address again', async ({ netns, onTestFailed }) => {
+    const env = await DhcpEnv.create(netns, { onTestFailed });
     const files = ['-lf', `${env.dir}/dhclient.leases`, '-pf', `${env.dir}/dhclient.pid`, '-sf', env.script];
     try {
       env.startServer({ leaseTime: 6, domain: 'example.org', searchDomains: ['example.org', 'corp.example.org'] });

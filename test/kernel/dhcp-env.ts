@@ -7,7 +7,7 @@ import { chmodSync, closeSync, mkdtempSync, openSync, readFileSync, rmSync, writ
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DhcpServer, type DhcpEvent, type DhcpServerOptions, type InterfaceConfig } from '../../src/dhcp/index.js';
-import { setLogSink } from '../../src/log.js';
+import { isDebug, type LogLevel, setLogLevel, setLogSink } from '../../src/log.js';
 import { killAndWait, runOk, waitFor } from '../helpers/exec.js';
 import { TestNetns } from '../helpers/netns.js';
 
@@ -24,15 +24,16 @@ const clientScript = (events: string): string => `#!/bin/sh
 EVENTS=${events}
 ev="\${1:-$reason}"
 addr="\${ip:-$new_ip_address}"
-echo "$ev $addr" >> "$EVENTS"
-if [ -n "$1" ]; then env | sort > "$EVENTS.env.$1"; fi
+# the environment first, so a test that saw the event line finds it
+env | sort > "$EVENTS.env.$ev.tmp" && mv "$EVENTS.env.$ev.tmp" "$EVENTS.env.$ev"
 case "$ev" in
   bound|renew) ip addr replace "$ip/$mask" dev "$interface" ;;
   deconfig) ip addr flush dev "$interface" ;;
   PREINIT) ip link set "$interface" up ;;
-  BOUND|RENEW|REBIND|REBOOT) [ -z "$protocol" ] && ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface"; env | sort > "$EVENTS.env.$reason" ;;
+  BOUND|RENEW|REBIND|REBOOT) [ -z "$protocol" ] && ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface" ;;
   EXPIRE|FAIL|RELEASE|STOP) [ -z "$protocol" ] && ip addr flush dev "$interface" ;;
 esac
+echo "$ev $addr" >> "$EVENTS"
 exit 0
 `;
 
@@ -48,6 +49,7 @@ export class DhcpEnv {
   server: DhcpServer | undefined;
   private children: ChildProcess[] = [];
   private restoreSink: ((line: string) => void) | undefined;
+  private restoreLevel: LogLevel | undefined;
   readonly logLines: string[] = [];
 
   private constructor(srv: TestNetns, cli: TestNetns) {
@@ -62,9 +64,10 @@ export class DhcpEnv {
     writeFileSync(this.clientEvents, '');
   }
 
-  static async create(srv: TestNetns, opts: { serverAddress?: string } = {}): Promise<DhcpEnv> {
+  static async create(srv: TestNetns, opts: { serverAddress?: string; onTestFailed?: (fn: () => void) => void } = {}): Promise<DhcpEnv> {
     const cli = await TestNetns.create('cli');
     const env = new DhcpEnv(srv, cli);
+    opts.onTestFailed?.(() => process.stderr.write(env.finalDump ?? env.dump()));
     try {
       await runOk('ip', ['link', 'add', 'ds0', 'netns', srv.name, 'type', 'veth', 'peer', 'name', 'dc0', 'netns', cli.name]);
       await cli.exec('ip', ['link', 'set', 'dc0', 'address', CLIENT_MAC]);
@@ -81,7 +84,11 @@ export class DhcpEnv {
 
   /** Starts a server in this process (sockets in the server namespace) serving ds0. */
   startServer(iface: Partial<InterfaceConfig> = {}, opts: Partial<DhcpServerOptions> = {}): DhcpServer {
-    this.restoreSink ??= setLogSink((line) => this.logLines.push(line));
+    if (!this.restoreSink) {
+      this.restoreSink = setLogSink((line) => this.logLines.push(line));
+      this.restoreLevel = isDebug() ? undefined : 'info';
+      setLogLevel('debug');
+    }
     const server = new DhcpServer({
       netnsFd: this.srv.fd,
       leaseFile: this.leaseFile,
@@ -130,7 +137,11 @@ export class DhcpEnv {
 
   /** Lines the client script logged ("bound 192.0.2.7", "RENEW 192.0.2.7", ...). */
   clientLog(): string[] {
-    return readFileSync(this.clientEvents, 'utf8').split('\n').filter(Boolean);
+    try {
+      return readFileSync(this.clientEvents, 'utf8').split('\n').filter(Boolean);
+    } catch {
+      return [];
+    }
   }
 
   clientEnv(event: string): Record<string, string> {
@@ -159,11 +170,28 @@ export class DhcpEnv {
     return out.flatMap((l) => l.addr_info.filter((a) => a.family === 'inet').map((a) => a.local));
   }
 
+  /** What happened, for a failing test's output: server log lines, client events, client output. */
+  dump(): string {
+    let out = `--- server log\n${this.logLines.join('\n')}\n--- server events\n${this.events.map((e) => JSON.stringify(e)).join('\n')}\n--- client events\n${this.clientLog().join('\n')}\n`;
+    for (let i = 0; i < this.children.length; i++) {
+      try {
+        out += `--- client ${i} output\n${readFileSync(join(this.dir, `client-${i}.log`), 'utf8')}`;
+      } catch {
+        // no output
+      }
+    }
+    return out;
+  }
+
+  private finalDump: string | undefined;
+
   async destroy(): Promise<void> {
+    this.finalDump = this.dump();
     for (const c of this.children) await killAndWait(c);
     this.children = [];
     await this.stopServer().catch(() => undefined);
     if (this.restoreSink) setLogSink(this.restoreSink);
+    if (this.restoreLevel) setLogLevel(this.restoreLevel);
     await this.cli.destroy();
     rmSync(this.dir, { recursive: true, force: true });
   }

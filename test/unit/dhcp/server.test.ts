@@ -24,12 +24,18 @@ class FakeTransport implements DhcpTransport {
   }
   send(f: OutboundFrame): boolean {
     if (this.failSend) throw new Error('boom');
+    if (this.closed) throw new Error('send after close');
     this.sent.push(f);
     return true;
   }
-  close(): void {
+  stopReceiving(): void {
     this.handler = undefined;
   }
+  close(): void {
+    this.handler = undefined;
+    this.closed = true;
+  }
+  closed = false;
   /** Delivers a client packet as the kernel would: on `ifindex`, from the client's MAC. */
   deliver(ifindex: number, c: ClientPacket, dstIp = 0xffffffff, pkttype = 1): void {
     const payload = encodePacket(clientPacket(c));
@@ -88,11 +94,24 @@ describe('DhcpServer', () => {
 
     transport.deliver(5, { type: T.REQUEST, serverId: '192.0.2.1', requested: ipv4ToString(offer.packet.yiaddr) });
     expect(transport.sent).toHaveLength(1); // the ACK waits for the journal
+    expect(events).toEqual([]); // and so does the event
     expect(store.entries).toEqual([expect.objectContaining({ op: 'bind', if: 've-a', ip: ipv4ToString(offer.packet.yiaddr) })]);
     store.commit();
     expect(transport.sent).toHaveLength(2);
     expect(transport.last().packet.options.messageType()).toBe(T.ACK);
     expect(events).toEqual([expect.objectContaining({ type: 'bound', ifname: 've-a', renewed: false })]);
+  });
+
+  test('stop() lets ACKs waiting for the journal go out before the sockets close', async () => {
+    const store = new ManualStore();
+    const { server, transport } = setup(store);
+    transport.deliver(5, { type: T.REQUEST, requested: '192.0.2.50' });
+    const stopping = server.stop();
+    transport.deliver(5, { type: T.REQUEST, requested: '192.0.2.51', mac: '02:00:00:00:00:43' }); // not received any more
+    store.commit();
+    await stopping;
+    expect(transport.sent.map((f) => decodePacket(f.payload).yiaddr)).toEqual([ip('192.0.2.50')]);
+    expect(transport.closed).toBe(true);
   });
 
   test('an ACK whose lease could not be written is never sent', () => {

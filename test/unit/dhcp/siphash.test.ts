@@ -2,6 +2,7 @@
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import { clientIdHash, mod64, siphash24 } from '../../../src/dhcp/siphash.js';
+import { siphash24 as referenceSiphash } from '../../../src/net/siphash.js';
 import { stableAddress } from '../../../src/dhcp/decide.js';
 import { ipv4ToString } from '../../../src/dhcp/ipv4.js';
 import { clientPacket, subnet } from './helpers.js';
@@ -22,6 +23,13 @@ describe('SipHash-2-4', () => {
 
   test("networkd's hash of client id 01:06:74:3f:97:db:5a (nspawn-networking.md §6.2)", () => {
     expect(hex64(clientIdHash(Uint8Array.of(1, 6, 0x74, 0x3f, 0x97, 0xdb, 0x5a)))).toBe('8c36b8019cf0e4e7');
+  });
+
+  test("agrees with the project's BigInt implementation (src/net/siphash.ts)", () => {
+    fc.assert(fc.property(fc.uint8Array({ minLength: 16, maxLength: 16 }), fc.uint8Array({ maxLength: 64 }), (key, msg) => {
+      const [hi, lo] = siphash24(key, msg);
+      expect((BigInt(hi) << 32n) | BigInt(lo)).toBe(referenceSiphash(msg, key));
+    }), { numRuns: 1000 });
   });
 
   test('mod64 agrees with BigInt arithmetic', () => {
