@@ -82,6 +82,7 @@ enum OpCode {
   OP_CHOWN,
   OP_CHMOD,
   OP_PIVOT_ROOT,
+  OP_MOVE_ROOT,
   OP_SETHOSTNAME,
   OP_CHDIR,
   OP_UNSHARE,
@@ -113,7 +114,7 @@ const OpName kOpNames[] = {
     {"mount", OP_MOUNT},       {"setattr", OP_SETATTR},         {"umount", OP_UMOUNT},
     {"mkdir", OP_MKDIR},       {"touch", OP_TOUCH},             {"mknod", OP_MKNOD},
     {"symlink", OP_SYMLINK},   {"writeFile", OP_WRITE_FILE},    {"chown", OP_CHOWN},
-    {"chmod", OP_CHMOD},       {"pivotRoot", OP_PIVOT_ROOT},    {"sethostname", OP_SETHOSTNAME},
+    {"chmod", OP_CHMOD},       {"pivotRoot", OP_PIVOT_ROOT},    {"moveRoot", OP_MOVE_ROOT},    {"sethostname", OP_SETHOSTNAME},
     {"chdir", OP_CHDIR},       {"unshare", OP_UNSHARE},         {"setns", OP_SETNS},
     {"sync", OP_SYNC},         {"setgroups", OP_SETGROUPS},     {"setresgid", OP_SETRESGID},
     {"setresuid", OP_SETRESUID}, {"capbset", OP_CAPBSET},       {"capset", OP_CAPSET},
@@ -269,6 +270,7 @@ void ParsePlan(const Napi::Object& obj, Plan& plan) {
         op.n2 = GetNumber(o, "gid", 0);
         break;
       case OP_PIVOT_ROOT:
+      case OP_MOVE_ROOT:
       case OP_SETHOSTNAME:
       case OP_CHDIR:
         op.s1 = GetString(plan, o, op.code == OP_SETHOSTNAME ? "name" : "path", true, i);
@@ -609,6 +611,13 @@ int Exec(const Op& op) {
         // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves
         // only the new root (no directory for the old root is needed inside the container).
         if (chdir(op.s1) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 || umount2(".", MNT_DETACH) < 0 || chdir("/") < 0) {
+          err = errno;
+        }
+        break;
+      case OP_MOVE_ROOT:
+        // the root mount goes over "/" and becomes our root; what was "/" stays below it, so
+        // the user namespace's procfs and sysfs mounts still find fully visible instances
+        if (chdir(op.s1) < 0 || mount(op.s1, "/", nullptr, MS_MOVE, nullptr) < 0 || chroot(".") < 0 || chdir("/") < 0) {
           err = errno;
         }
         break;

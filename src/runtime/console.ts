@@ -1,8 +1,10 @@
 // The container's console when the launcher runs on a terminal: the container gets a pty of its
 // own devpts (its /dev/console), and this copies bytes between it and our terminal, which is put
 // in raw mode for the time. Ctrl-] pressed three times within a second kills the container, as
-// in systemd-nspawn (src/shared/ptyfwd.c). Without a terminal there is no pty: the container
-// inherits standard input and output directly ("pipe" mode), and nothing here runs.
+// in systemd-nspawn (src/shared/ptyfwd.c). Without a terminal a command gets no pty: it inherits
+// standard input and output directly ("pipe" mode). A booting init without a terminal gets a pty
+// whose output is copied to standard output ("read-only", as systemd-nspawn's
+// --console=read-only): init writes its boot messages to /dev/console.
 import type { ReadStream, WriteStream } from 'node:tty';
 import { POLL_READABLE, POLL_WRITABLE, sys, type FdWatcher } from '../native.js';
 
@@ -37,6 +39,15 @@ export function interactiveConsole(): boolean {
   return Boolean(process.stdin.isTTY && process.stdout.isTTY);
 }
 
+export type ConsoleMode = 'interactive' | 'read-only' | 'pipe';
+
+/** nspawn's default console mode: interactive on a terminal; else pipe, but read-only for a boot. */
+export function consoleMode(requested: 'auto' | ConsoleMode, boot: boolean): ConsoleMode {
+  if (requested !== 'auto') return requested;
+  if (interactiveConsole()) return 'interactive';
+  return boot ? 'read-only' : 'pipe';
+}
+
 export class PtyForwarder {
   private readonly input: ReadStream;
   private readonly output: WriteStream;
@@ -48,18 +59,23 @@ export class PtyForwarder {
   private readonly onData = (d: Buffer): void => this.fromTerminal(d);
   private readonly onResize = (): void => this.syncSize();
 
+  private readonly readOnly: boolean;
+
   constructor(private readonly master: number, private readonly onEscape: () => void,
-    io: { input?: ReadStream; output?: WriteStream } = {}) {
-    this.input = io.input ?? (process.stdin as ReadStream);
+    io: { input?: ReadStream; output?: WriteStream; readOnly?: boolean } = {}) {
+    this.readOnly = io.readOnly ?? false;
+    this.input = io.input ?? (this.readOnly ? (undefined as unknown as ReadStream) : (process.stdin as ReadStream));
     this.output = io.output ?? (process.stdout as WriteStream);
   }
 
   start(): void {
     sys().setNonblocking(this.master);
     this.syncSize();
-    if (this.input.isTTY) this.input.setRawMode(true);
-    this.input.on('data', this.onData);
-    this.input.resume();
+    if (!this.readOnly) {
+      if (this.input.isTTY) this.input.setRawMode(true);
+      this.input.on('data', this.onData);
+      this.input.resume();
+    }
     this.output.on('resize', this.onResize);
     this.masterWatcher = new (sys().FdWatcher)(this.master, POLL_READABLE, (ev) => this.onMaster(ev));
   }
@@ -133,10 +149,12 @@ export class PtyForwarder {
     this.drain();
     this.closed = true;
     this.masterWatcher?.stop();
-    this.input.off('data', this.onData);
     this.output.off('resize', this.onResize);
-    if (this.input.isTTY) this.input.setRawMode(false);
-    this.input.pause();
+    if (!this.readOnly) {
+      this.input.off('data', this.onData);
+      if (this.input.isTTY) this.input.setRawMode(false);
+      this.input.pause();
+    }
     sys().close(this.master);
   }
 }

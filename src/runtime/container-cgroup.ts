@@ -1,12 +1,8 @@
-// What the container sees of cgroups, and the two cgroups it needs besides the resource-control
-// ones of src/runtime/cgroups.ts (MachineCgroup: memory, cpu, cpuacct, pids and the cgroup2):
-//
-// - name=systemd (on a v1/hybrid host): a systemd init tracks its units in it, so the container
-//   needs a writable subtree of its own there, as systemd-nspawn gives it.
-// - devices (v1): systemd-nspawn@.service's DevicePolicy=closed + DeviceAllow=: the standard
-//   pseudo devices, ptys and /dev/net/tun may be made and opened, no other device node.
-//
-// Both live where MachineCgroup puts a machine: `<launcher's cgroup>/nspawn-ts/machine-NAME`.
+// What the container sees of cgroups, and the cgroup it needs besides those of
+// src/runtime/cgroups.ts (MachineCgroup: memory, cpu, cpuacct, pids, the cgroup2 and name=systemd):
+// one in the v1 devices controller for systemd-nspawn@.service's DevicePolicy=closed +
+// DeviceAllow= — the standard pseudo devices, ptys and /dev/net/tun may be made and opened, no
+// other device node. It lives where MachineCgroup puts a machine: `<launcher's cgroup>/nspawn-ts/machine-NAME`.
 // The container gets a cgroup namespace rooted at these cgroups (made after the launcher moved
 // it in), and /sys/fs/cgroup laid out like the host's: every v1 controller read-only, name=systemd
 // and the cgroup2 writable (cgroupMountOps).
@@ -31,9 +27,9 @@ export function machineCgroupDir(h: Hierarchy, machine: string): string | undefi
   return base === undefined ? undefined : posix.join(base, 'nspawn-ts', `machine-${machine}`);
 }
 
-/** The hierarchies this module makes the machine's cgroup in (name=systemd, devices). */
+/** The hierarchies this module makes the machine's cgroup in (devices). */
 export function supportHierarchies(layout: CgroupLayout): Hierarchy[] {
-  return layout.hierarchies.filter((h) => h.version === 1 && (h.name === 'systemd' || h.controllers.includes('devices')));
+  return layout.hierarchies.filter((h) => h.version === 1 && h.controllers.includes('devices'));
 }
 
 /**
@@ -70,7 +66,7 @@ export function cgroupMountOps(layout: CgroupLayout, target: string): PlanOp[] {
   return ops;
 }
 
-/** The machine's name=systemd and devices cgroups; made before it starts, removed after it ends. */
+/** The machine's devices cgroup; made before it starts, removed after it ends. */
 export class SupportCgroups {
   private constructor(readonly dirs: readonly string[]) {}
 

@@ -21,7 +21,7 @@ import { POLL_READABLE, sys, type ChannelMessage, type FdWatcher } from '../nati
 import { containerCaps, readOwnBoundingSet } from './caps.js';
 import { detectLayout, MachineCgroup, type CgroupLayout } from './cgroups.js';
 import { parseProperties } from './properties.js';
-import { PtyForwarder, interactiveConsole } from './console.js';
+import { PtyForwarder, consoleMode, type ConsoleMode } from './console.js';
 import { SupportCgroups } from './container-cgroup.js';
 import {
   DEFAULT_PATH, execCandidates, findInit, lookupUser, resolveInRoot, supplementaryGroups, type InitInfo, type PasswdEntry,
@@ -39,6 +39,7 @@ import type { LaunchSpec } from './spec.js';
 import { containerNetworkAndAddressHooks } from '../net/netd/launch.js';
 import { containerNetworkHooks, type ContainerNetworkHooks } from '../net/network-plan.js';
 import { resolvConfHooks, type ResolvConfHookOptions } from '../net/resolv-hook.js';
+import { portsPreflightHooks } from '../net/netd/ports-hook.js';
 
 const log = logger('launcher');
 
@@ -54,6 +55,8 @@ export interface ContainerContext {
 }
 
 export interface LaunchHooks {
+  /** before anything is made (machine record, cgroups, namespaces): refuse a start that cannot work */
+  preflight?(spec: LaunchSpec): void | Promise<void>;
   afterClone?(ctx: ContainerContext): void | Promise<void>;
   beforeExec?(ctx: ContainerContext): void | Promise<void>;
   afterExit?(ctx: ContainerContext): void | Promise<void>;
@@ -73,8 +76,8 @@ export interface LaunchOptions {
   stopTimeoutMs?: number;
   /** install SIGTERM/SIGINT/SIGHUP handlers that stop the container (default true) */
   handleSignals?: boolean;
-  /** 'auto': a pty when standard input and output are a terminal */
-  console?: 'auto' | 'pipe' | 'interactive';
+  /** 'auto': a pty when standard input and output are a terminal; read-only pty for a boot without one */
+  console?: 'auto' | ConsoleMode;
   /** the machine registry (default: the one under /run/nspawn-ts); null: do not record */
   registry?: MachineRegistry | null;
   /** where ephemeral layers go (default <$NSPAWN_TS_STATE_DIR or /var/lib/nspawn-ts>/ephemeral) */
@@ -266,14 +269,16 @@ class ContainerRun {
   private registry: MachineRegistry | null;
   private registered = false;
   private init: InitInfo | undefined;
+  private consoleMode: ConsoleMode = 'pipe';
 
   constructor(private readonly spec: LaunchSpec, private readonly opts: LaunchOptions) {
     // container network (src/net/network-plan.ts): links made after the clone, removed after the exit
     // addresses (src/net/netd/launch.ts): the sidecar's or the embedded subsystem's, once the links exist
-    this.hooks = [
-      ...(spec.network.private ? containerNetworkAndAddressHooks(opts.network ?? containerNetworkHooks()) : []),
-      resolvConfHooks(opts.resolvConf), ...(opts.hooks ?? []),
-    ];
+    this.hooks = [...(spec.network.private ? containerNetworkAndAddressHooks(opts.network ?? containerNetworkHooks()) : []), ...(opts.hooks ?? [])];
+    // -p (src/net/netd/ports-hook.ts): a host port another machine forwards is refused before anything is made
+    if (spec.network.ports.length > 0) this.hooks.unshift(portsPreflightHooks());
+    // --resolv-conf= (src/net/resolv-hook.ts)
+    this.hooks.push(resolvConfHooks(opts.resolvConf));
     this.status = opts.status ?? ((line) => { if (!spec.quiet) process.stderr.write(`${line}\n`); });
     this.registry = opts.registry === undefined ? new MachineRegistry() : opts.registry;
   }
@@ -381,8 +386,12 @@ class ContainerRun {
       throw new LaunchError('CGROUP_UNAVAILABLE', 'systemd in the container needs cgroups, and this host has no cgroup hierarchy mounted at /sys/fs/cgroup');
     }
     if (layout.mode !== 'none') {
-      const cg = MachineCgroup.create(spec.machine, parseProperties(spec.properties));
+      // name=systemd too (hybrid/legacy hosts): a systemd init tracks its units there
+      const named = layout.hierarchies.some((h) => h.name === 'systemd') ? ['systemd'] : [];
+      const cg = MachineCgroup.create(spec.machine, parseProperties(spec.properties), { layout, namedHierarchies: named });
       this.cgroup = cg;
+      // with a user namespace, the container's root manages its subtree (systemd's Delegate=yes)
+      if (userns) cg.delegate(userns.shift, userns.shift);
       this.onUndo('remove the machine cgroups', () => cg.remove());
       const sc = SupportCgroups.create(layout, spec.machine);
       this.support = sc;
@@ -392,26 +401,31 @@ class ContainerRun {
     // the plan
     const uuid = randomUUID();
     const os = hostOsRelease();
-    const wantConsole = this.opts.console === 'interactive' || (this.opts.console !== 'pipe' && interactiveConsole());
+    this.consoleMode = consoleMode(this.opts.console ?? 'auto', spec.mode === 'boot');
+    const wantConsole = this.consoleMode !== 'pipe';
     const mountPlan = buildMountPlan({
       root, rootSource, privateNetwork: spec.network.private, console: wantConsole,
       binds: resolveBinds(spec, directory, root), tmpfs: resolveTmpfs(spec, directory, root),
-      cgroups: layout, uuid, manager: 'systemd-nspawn',
+      cgroups: layout, uuid, manager: 'systemd-nspawn', ...(userns ? { innerRoot: '/' } : {}),
       ...(os.path ? { hostOsRelease: os.path } : {}),
       ...(userns ? { uidShift: userns.shift } : {}),
     });
-    const env = containerEnvironment({ spec, uuid, user, term: wantConsole ? process.env.TERM : undefined, hostOs: os.fields });
+    const env = containerEnvironment({ spec, uuid, user, term: this.consoleMode === 'interactive' ? process.env.TERM : undefined, hostOs: os.fields });
     let bounding = containerCaps({ privateNetwork: spec.network.private });
     const own = readOwnBoundingSet(readFileSync('/proc/self/status', 'utf8'));
     if (own !== undefined) bounding &= own;
 
     const inner: PlanOp[] = [{ op: 'sync' }];
-    if (userns) inner.push({ op: 'setgroups', gids: [] }, { op: 'setresgid', gid: 0 }, { op: 'setresuid', uid: 0 });
+    if (userns) {
+      inner.push({ op: 'setgroups', gids: [] }, { op: 'setresgid', gid: 0 }, { op: 'setresuid', uid: 0 });
+    }
     if (layout.mode !== 'none') inner.push({ op: 'unshare', flags: CLONE_NEWCGROUP });
     const tail: PlanOp[] = [...mountPlan.inner];
-    for (const h of this.hooks) if (h.planMounts) tail.push(...h.planMounts({ root, spec }));
+    for (const h of this.hooks) if (h.planMounts) tail.push(...h.planMounts({ root: userns ? '/' : root, spec }));
     if (spec.network.private) tail.push({ op: 'loopbackUp' });
-    tail.push({ op: 'pivotRoot', path: root });
+    // with a user namespace the helper moved the root to "/" already (pivot_root would refuse
+    // the root mount, locked in the user namespace's mount namespace)
+    if (!userns) tail.push({ op: 'pivotRoot', path: root });
     tail.push({ op: 'sethostname', name: spec.hostname ?? spec.machine });
     if (this.hooks.some((h) => h.beforeExec)) tail.push({ op: 'sync' });
     if (seccompSupported()) tail.push({ op: 'seccomp', program: buildSeccompFilter(bounding) });
@@ -431,7 +445,7 @@ class ContainerRun {
     const flags = containerCloneFlags({ privateNetwork: spec.network.private, userns: userns !== undefined });
     if (userns) {
       // outer: host privileges in a new mount namespace; inner: the container, in a user namespace
-      const ops = [...mountPlan.outer, { op: 'cloneInner', flags: flags | CLONE_NEWNS } as PlanOp, ...inner, ...tail];
+      const ops: PlanOp[] = [...mountPlan.outer, { op: 'moveRoot', path: root }, { op: 'cloneInner', flags: flags | CLONE_NEWNS }, ...inner, ...tail];
       return { cloneFlags: CLONE_NEWNS, ops, uuid };
     }
     return { cloneFlags: flags, ops: [...inner, ...mountPlan.outer, ...tail], uuid };
@@ -452,6 +466,7 @@ class ContainerRun {
 
   private async start(): Promise<ContainerExit> {
     const spec = this.spec;
+    for (const h of this.hooks) if (h.preflight) await h.preflight(spec);
     const prepared = this.prepare();
     this.plan = { cloneFlags: prepared.cloneFlags, ops: prepared.ops };
     let afterCloneSeen = false;
@@ -469,7 +484,7 @@ class ContainerRun {
         for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.off(s, signalHandler);
       });
     }
-    const interactive = prepared.ops.some((o) => o.op === 'pty');
+    const interactive = this.consoleMode === 'interactive';
     this.status(`Spawning container ${spec.machine} on ${spec.directory}.`);
     if (interactive) this.status('Press ^] three times within 1s to kill container.');
 
@@ -480,108 +495,116 @@ class ContainerRun {
     } catch (err) {
       throw new LaunchError('SPAWN_FAILED', `failed to create the container's namespaces: ${errorMessage(err)}`, 1, { cause: err });
     }
-    const firstPidfd = spawned.pidfd;
-    const channel = spawned.channel;
-    const twoStage = this.plan.ops.some((o) => o.op === 'cloneInner');
-    if (!twoStage) {
+    this.twoStage = this.plan.ops.some((o) => o.op === 'cloneInner');
+    if (!this.twoStage) {
       this.leaderPid = spawned.pid;
-      this.leaderPidfd = firstPidfd;
+      this.leaderPidfd = spawned.pidfd;
     }
     this.onUndo('kill the container', () => this.killNow());
 
     return await new Promise<ContainerExit>((resolve, reject) => {
-      let channelOpen = true;
-      let exit: ContainerExit | undefined;
-      let leaderWatcher: FdWatcher | undefined;
-      let outerWatcher: FdWatcher | undefined;
-      let busy = Promise.resolve();
-      const finish = (): void => {
-        if (!exit || channelOpen) return;
+      this.settle = () => {
+        if (!this.exit || this.channel >= 0) return;
         if (this.killTimer) clearTimeout(this.killTimer);
         this.console?.stop();
         if (this.failure) reject(this.failure);
-        else resolve(exit);
+        else resolve(this.exit);
       };
-      const closeChannel = (): void => {
-        if (!channelOpen) return;
-        channelOpen = false;
-        channelWatcher.stop();
-        s.close(channel);
-      };
-      const watchLeader = (): void => {
-        leaderWatcher = new s.FdWatcher(this.leaderPidfd, POLL_READABLE, () => {
-          const st = s.waitPidfd(this.leaderPidfd);
+      this.channel = spawned.channel;
+      this.channelWatcher = new s.FdWatcher(this.channel, POLL_READABLE, () => this.drainChannel());
+      if (this.twoStage) {
+        // the helper that made the mounts; it reports the container's PID 1 and exits
+        const helperPidfd = spawned.pidfd;
+        const w = new s.FdWatcher(helperPidfd, POLL_READABLE, () => {
+          const st = s.waitPidfd(helperPidfd);
           if (!st) return;
-          leaderWatcher?.stop();
-          s.close(this.leaderPidfd);
-          this.leaderPidfd = -1;
-          exit = this.exitOf(st);
-          // messages still queued (an error report) come before the end
-          drainChannel();
-          closeChannel();
-          finish();
-        });
-      };
-      const drainChannel = (): void => {
-        while (channelOpen) {
-          let m: ChannelMessage | null;
-          try {
-            m = s.channelRecv(channel);
-          } catch {
-            closeChannel();
-            return;
-          }
-          if (!m) return;
-          this.onMessage(m, channel, () => { closeChannel(); finish(); }, (p) => { busy = busy.then(p); }, watchLeader);
-        }
-      };
-      const channelWatcher = new s.FdWatcher(channel, POLL_READABLE, () => drainChannel());
-      if (twoStage) {
-        outerWatcher = new s.FdWatcher(firstPidfd, POLL_READABLE, () => {
-          const st = s.waitPidfd(firstPidfd);
-          if (!st) return;
-          outerWatcher?.stop();
-          s.close(firstPidfd);
-          drainChannel();
+          w.stop();
+          s.close(helperPidfd);
+          this.drainChannel();
           if (this.leaderPid === 0) {
-            // the helper ended without making the container: its error report says why
-            closeChannel();
-            exit = this.exitOf(st);
+            // it ended without making the container: its error report says why
+            this.closeChannel();
+            this.exit = this.exitOf(st);
             if (!this.failure) this.failure = new LaunchError('SPAWN_FAILED', `the container's set-up process ended (${st.code !== null ? `exit ${st.code}` : signalName(st.signal ?? 0)}) before the container started`);
-            finish();
+            this.settle();
           }
         });
       } else {
-        watchLeader();
+        this.watchLeader();
       }
     });
   }
 
-  private onMessage(m: ChannelMessage, channel: number, eof: () => void, queue: (p: () => Promise<void>) => void, watchLeader: () => void): void {
+  private twoStage = false;
+  private channel = -1;
+  private channelWatcher: FdWatcher | undefined;
+  private exit: ContainerExit | undefined;
+  private settle: () => void = () => {};
+  private busy: Promise<void> = Promise.resolve();
+  private pendingReady: ChannelMessage[] = [];
+
+  private closeChannel(): void {
+    if (this.channel < 0) return;
+    this.channelWatcher?.stop();
+    sys().close(this.channel);
+    this.channel = -1;
+  }
+
+  private watchLeader(): void {
     const s = sys();
-    switch (m.kind) {
-      case 0:
-        this.started = true;
-        eof();
-        return;
-      case 1: { // ready at a sync op
-        const kind = this.syncKinds.get(m.op ?? -1);
-        queue(async () => {
-          try {
-            if (kind === 'afterClone') await this.afterClone();
-            else if (kind === 'beforeExec') for (const h of this.hooks) if (h.beforeExec) await h.beforeExec(this.context());
-            if (this.stopping) {
-              this.killNow();
-              return;
-            }
-            s.channelGo(channel);
-          } catch (err) {
-            this.failure = err instanceof LaunchError ? err : new LaunchError('SETUP_FAILED', `failed to set up the container: ${errorMessage(err)}`, 1, { cause: err });
-            this.killNow();
-          }
-        });
+    const pidfd = this.leaderPidfd;
+    const w = new s.FdWatcher(pidfd, POLL_READABLE, () => {
+      const st = s.waitPidfd(pidfd);
+      if (!st) return;
+      w.stop();
+      s.close(pidfd);
+      this.leaderPidfd = -1;
+      this.exit = this.exitOf(st);
+      // messages still queued (an error report) come before the end
+      this.drainChannel();
+      this.closeChannel();
+      this.settle();
+    });
+  }
+
+  private drainChannel(): void {
+    while (this.channel >= 0) {
+      let m: ChannelMessage | null;
+      try {
+        m = sys().channelRecv(this.channel);
+      } catch {
+        this.closeChannel();
         return;
       }
+      if (!m) return;
+      this.onMessage(m);
+    }
+  }
+
+  /** Gives up on starting: PID 1 is killed, and a child waiting at a sync point sees the channel close. */
+  private abort(err: LaunchError): void {
+    if (!this.failure) this.failure = err;
+    this.killNow();
+    this.closeChannel();
+    this.settle();
+  }
+
+  private onMessage(m: ChannelMessage): void {
+    const s = sys();
+    switch (m.kind) {
+      case 0: // end-of-file: the payload exec()ed
+        this.started = true;
+        this.closeChannel();
+        this.settle();
+        return;
+      case 1: // ready at a sync op
+        if (this.leaderPid === 0) {
+          // the inner child can report before its helper has told us its PID
+          this.pendingReady.push(m);
+          return;
+        }
+        this.onReady(m);
+        return;
       case 2: { // an op failed
         const op = this.plan.ops[m.op ?? -1];
         const what = op ? describeOp(op) : `step ${m.op}`;
@@ -600,22 +623,40 @@ class ContainerRun {
         try {
           this.leaderPidfd = s.pidfdOpen(this.leaderPid);
         } catch (err) {
-          this.failure = new LaunchError('SPAWN_FAILED', `lost the container's PID 1: ${errorMessage(err)}`, 1, { cause: err });
+          this.abort(new LaunchError('SPAWN_FAILED', `lost the container's PID 1: ${errorMessage(err)}`, 1, { cause: err }));
           return;
         }
-        watchLeader();
+        this.watchLeader();
         if (this.stopping) this.killNow();
+        for (const r of this.pendingReady.splice(0)) this.onReady(r);
         return;
       case 4: // the console pty
         if (m.fd !== undefined) {
           this.console = new PtyForwarder(m.fd, () => {
             this.status(`Container ${this.spec.machine} killed (^] pressed three times).`);
             this.killNow();
-          });
+          }, { readOnly: this.consoleMode === 'read-only' });
           this.console.start();
         }
         return;
     }
+  }
+
+  private onReady(m: ChannelMessage): void {
+    const kind = this.syncKinds.get(m.op ?? -1);
+    this.busy = this.busy.then(async () => {
+      try {
+        if (kind === 'afterClone') await this.afterClone();
+        else if (kind === 'beforeExec') for (const h of this.hooks) if (h.beforeExec) await h.beforeExec(this.context());
+        if (this.stopping) {
+          this.abort(new LaunchError('STOPPED', `container ${this.spec.machine} was stopped while it started`, 1));
+          return;
+        }
+        if (this.channel >= 0) sys().channelGo(this.channel);
+      } catch (err) {
+        this.abort(err instanceof LaunchError ? err : new LaunchError('SETUP_FAILED', `failed to set up the container: ${errorMessage(err)}`, 1, { cause: err }));
+      }
+    });
   }
 
   private context(): ContainerContext {
@@ -683,7 +724,7 @@ class ContainerRun {
   report(exit: ContainerExit): void {
     const m = this.spec.machine;
     if (exit.signal === 2) this.status(`Container ${m} has been shut down.`);
-    else if (exit.signal === 1) this.status(`Container ${m} is being rebooted.`);
+    else if (exit.signal === 1) this.status(exit.reboot ? `Container ${m} is being rebooted.` : `Container ${m} has been shut down.`);
     else if (exit.signal !== null) this.status(`Container ${m} terminated by signal ${signalName(exit.signal).replace(/^SIG/, '')}.`);
     else if (exit.code === 0) this.status(`Container ${m} exited successfully.`);
     else this.status(`Container ${m} failed with error code ${exit.code}.`);

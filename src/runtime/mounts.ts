@@ -43,6 +43,8 @@ export interface ResolvedTmpfs {
 export interface MountPlanInput {
   /** host path where the container's root is mounted (the directory itself, or the overlay's mount point) */
   root: string;
+  /** where the root is when the inner ops run (default: root; "/" once a user-namespace helper moved it there) */
+  innerRoot?: string;
   rootSource: RootSource;
   privateNetwork: boolean;
   /** with a user namespace: the host UID/GID that is root inside */
@@ -123,12 +125,12 @@ export function buildMountPlan(input: MountPlanInput): MountPlan {
 
   // /sys: the host's view is right only when the container shares the host's network namespace
   // (sysfs shows the links of the namespace that mounts it); with a private one it is mounted inside.
-  const sysOps = (into: PlanOp[]): void => {
-    into.push({ op: 'mkdir', path: p(root, 'sys'), mode: 0o555 });
-    into.push({ op: 'mount', source: 'sysfs', target: p(root, 'sys'), fstype: 'sysfs',
+  const sysOps = (into: PlanOp[], base: string): void => {
+    into.push({ op: 'mkdir', path: p(base, 'sys'), mode: 0o555 });
+    into.push({ op: 'mount', source: 'sysfs', target: p(base, 'sys'), fstype: 'sysfs',
       flags: MS_NOSUID | MS_NODEV | MS_NOEXEC | 1 /* MS_RDONLY */ });
   };
-  if (!input.privateNetwork) sysOps(outer);
+  if (!input.privateNetwork) sysOps(outer, root);
 
   // /dev: a small tmpfs with the standard pseudo devices; everything else is absent.
   const dev = p(root, 'dev');
@@ -192,8 +194,12 @@ export function buildMountPlan(input: MountPlanInput): MountPlan {
   }
 
   // --- inside the container's namespaces ---
+  // (with a user namespace the root has been moved to "/" by then: innerRoot is "/")
+  const ir = input.innerRoot ?? root;
+  const idev = p(ir, 'dev');
+  const iinaccessible = p(ir, 'run/host/inaccessible');
   // /proc of the container's PID namespace, with the kernel's knobs read-only
-  const proc = p(root, 'proc');
+  const proc = p(ir, 'proc');
   inner.push({ op: 'mkdir', path: proc, mode: 0o555 });
   inner.push({ op: 'mount', source: 'proc', target: proc, fstype: 'proc', flags: MS_NOSUID | MS_NODEV | MS_NOEXEC });
   for (const e of PROC_READ_ONLY) {
@@ -208,16 +214,16 @@ export function buildMountPlan(input: MountPlanInput): MountPlan {
     }
   }
   for (const e of PROC_INACCESSIBLE) {
-    inner.push({ op: 'mount', source: p(inaccessible, 'reg'), target: p(proc, e), flags: MS_BIND, optional: true });
+    inner.push({ op: 'mount', source: p(iinaccessible, 'reg'), target: p(proc, e), flags: MS_BIND, optional: true });
   }
-  if (input.privateNetwork) sysOps(inner);
-  inner.push(...cgroupMountOps(input.cgroups, p(root, 'sys/fs/cgroup')));
+  if (input.privateNetwork) sysOps(inner, ir);
+  inner.push(...cgroupMountOps(input.cgroups, p(ir, 'sys/fs/cgroup')));
 
   // devpts of its own (ptys made inside are the container's), and POSIX message queues
-  inner.push({ op: 'mount', source: 'devpts', target: p(dev, 'pts'), fstype: 'devpts', flags: MS_NOSUID | MS_NOEXEC,
+  inner.push({ op: 'mount', source: 'devpts', target: p(idev, 'pts'), fstype: 'devpts', flags: MS_NOSUID | MS_NOEXEC,
     data: 'newinstance,ptmxmode=0666,mode=620,gid=5' });
-  inner.push({ op: 'mount', source: 'mqueue', target: p(dev, 'mqueue'), fstype: 'mqueue', flags: MS_NOSUID | MS_NODEV | MS_NOEXEC, optional: true });
-  if (input.console) inner.push({ op: 'pty', ptmx: p(dev, 'pts/ptmx'), consoleLink: p(dev, 'console') });
+  inner.push({ op: 'mount', source: 'mqueue', target: p(idev, 'mqueue'), fstype: 'mqueue', flags: MS_NOSUID | MS_NODEV | MS_NOEXEC, optional: true });
+  if (input.console) inner.push({ op: 'pty', ptmx: p(idev, 'pts/ptmx'), consoleLink: p(idev, 'console') });
   return { outer, inner };
 }
 

@@ -51,6 +51,8 @@ export type PlanOp = (
   | { op: 'chmod'; path: string; mode: number }
   /** makes `path` the root; the old root is detached */
   | { op: 'pivotRoot'; path: string }
+  /** moves the mount at `path` over "/" and chroots into it (the old root stays below) */
+  | { op: 'moveRoot'; path: string }
   | { op: 'sethostname'; name: string }
   | { op: 'chdir'; path: string }
   | { op: 'unshare'; flags: number }
@@ -103,7 +105,8 @@ export function describeOp(op: PlanOp): string {
     case 'writeFile': return `write ${op.path}`;
     case 'chown': return `change owner of ${op.path}`;
     case 'chmod': return `change mode of ${op.path}`;
-    case 'pivotRoot': return `make ${op.path} the root directory`;
+    case 'pivotRoot':
+    case 'moveRoot': return `make ${op.path} the root directory`;
     case 'sethostname': return `set hostname to ${op.name}`;
     case 'chdir': return `change to directory ${op.path}`;
     case 'unshare': return 'create namespaces';

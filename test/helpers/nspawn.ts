@@ -6,13 +6,24 @@ import { run, type RunResult } from './exec.js';
 
 export const NSPAWN_TS = fileURLToPath(new URL('../../bin/nspawn-ts', import.meta.url));
 
+let serial = 0;
+
+/**
+ * Without -M, tests get a machine name of their own run: the name otherwise comes from the
+ * directory (the same for every run on this machine), and machine cgroups are host-wide.
+ */
+function named(args: readonly string[]): string[] {
+  if (args.includes('-M') || args.some((a) => a.startsWith('--machine'))) return [...args];
+  return ['-M', `t-${RUN_ID}-${++serial}`, ...args];
+}
+
 export function nspawn(args: readonly string[], opts: { timeoutMs?: number; input?: string; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
-  return run(process.execPath, [NSPAWN_TS, ...args], { timeoutMs: opts.timeoutMs ?? 30_000, input: opts.input ?? '', env: { ...process.env, ...opts.env } });
+  return run(process.execPath, [NSPAWN_TS, ...named(args)], { timeoutMs: opts.timeoutMs ?? 30_000, input: opts.input ?? '', env: { ...process.env, ...opts.env } });
 }
 
 /** Starts nspawn-ts in the background (stdin closed); the caller waits for it or kills it. */
 export function startNspawn(args: readonly string[], env: NodeJS.ProcessEnv = {}): ChildProcess & { output: () => string } {
-  const child = spawn(process.execPath, [NSPAWN_TS, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  const child = spawn(process.execPath, [NSPAWN_TS, ...named(args)], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let out = '';
   child.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
   child.stderr?.on('data', (d: Buffer) => { out += d.toString(); });
@@ -24,10 +35,22 @@ export function exited(child: ChildProcess): Promise<{ code: number | null; sign
   return new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
 }
 
-/** Names of machine records (the registry of this test run: a tmpfs at /run/nspawn-ts). */
+/** The ID in the machine names of this test process (other test files of the run use their own). */
+export const RUN_ID = process.pid.toString(36);
+
+/**
+ * Names of machine records of this test process (the registry is the run's tmpfs at
+ * /run/nspawn-ts; names without RUN_ID belong to other test files).
+ */
 export function machineRecords(): string[] {
   const dir = '/run/nspawn-ts/machines';
-  return existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.json') && !f.startsWith('.')).map((f) => f.slice(0, -5)) : [];
+  return existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.json') && !f.startsWith('.')).map((f) => f.slice(0, -5)).filter((n) => n.includes(RUN_ID)) : [];
+}
+
+/** Ephemeral layers of this test process's machines. */
+export function ephemeralLayers(): string[] {
+  const dir = '/var/lib/nspawn-ts/ephemeral';
+  return existsSync(dir) ? readdirSync(dir).filter((n) => n.includes(RUN_ID)) : [];
 }
 
 /** The leader PID in NAME's record, once it has one. */

@@ -13,11 +13,12 @@
 import { execFile } from 'node:child_process';
 import {
   chmodSync, chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync, rmSync,
-  symlinkSync, writeFileSync,
+  statSync, symlinkSync, writeFileSync,
 } from 'node:fs';
 import { posix } from 'node:path';
 import { promisify } from 'node:util';
 import { sys } from '../../src/native.js';
+import { shiftOwnership } from '../../src/runtime/namespaces.js';
 
 const run = promisify(execFile);
 
@@ -121,47 +122,25 @@ async function buildBusybox(dir: string): Promise<void> {
 }
 
 /** The busybox root (read-only for tests; copy it to change it). */
-export function busyboxRoot(): Promise<string> {
-  return cached('busybox', BUSYBOX_VERSION, buildBusybox);
-}
-
-/** The Debian mirror the host's apt uses (deb822 .sources or sources.list), deb.debian.org otherwise. */
-export function debianMirror(): string {
-  const files = ['/etc/apt/sources.list'];
-  try {
-    for (const f of readdirSync('/etc/apt/sources.list.d')) files.push(`/etc/apt/sources.list.d/${f}`);
-  } catch { /* none */ }
-  for (const f of files) {
-    let text: string;
-    try {
-      text = readFileSync(f, 'utf8');
-    } catch {
-      continue;
-    }
-    // "deb http://… bookworm main" or deb822 "URIs: http://…" in a stanza with "Suites: bookworm"
-    const deb = /^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+bookworm\s/m.exec(text);
-    if (deb) return deb[1] as string;
-    for (const stanza of text.split(/\n\s*\n/)) {
-      const uri = /^URIs:\s*(\S+)/m.exec(stanza);
-      if (uri && /^Suites:.*\bbookworm\b/m.test(stanza) && !/security/.test(uri[1] as string)) return uri[1] as string;
-    }
+export async function busyboxRoot(): Promise<string> {
+  const dir = await cached('busybox', BUSYBOX_VERSION, buildBusybox);
+  // a test that ran -U on the shared root (instead of a copy) shifted its owners: shift them back
+  if (statSync(dir).uid !== 0) {
+    await withLock('busybox', async () => { shiftOwnership(dir, 0); });
   }
-  return 'http://deb.debian.org/debian';
+  return dir;
 }
 
-async function buildDebian(dir: string): Promise<void> {
-  await run('debootstrap', ['--variant=minbase', '--include=systemd,systemd-sysv,dbus,iproute2', 'bookworm', dir, debianMirror()], {
-    timeout: 15 * 60_000, maxBuffer: 64 * 1024 * 1024,
-  });
-  // a fresh machine: systemd makes its ID at first boot
-  writeFileSync(`${dir}/etc/machine-id`, '');
-  rmSync(`${dir}/var/cache/apt/archives`, { recursive: true, force: true });
-  mkdirSync(`${dir}/var/cache/apt/archives/partial`, { recursive: true });
-}
-
-/** The Debian bookworm root with systemd (read-only for tests: boot it with --ephemeral). */
-export function debianRoot(): Promise<string> {
-  return cached('debian-bookworm', DEBIAN_VERSION, buildDebian);
+/**
+ * The Debian bookworm root with systemd (read-only for tests: boot it with --ephemeral). Built by
+ * scripts/build-test-roots.sh during `npm run setup` — debootstrap needs the network, and tests run
+ * in a network namespace without one.
+ */
+export async function debianRoot(): Promise<string> {
+  const dir = `${ROOTS_DIR}/debian-bookworm`;
+  const stamp = `${ROOTS_DIR}/.debian-bookworm.version`;
+  if (existsSync(dir) && existsSync(stamp) && readFileSync(stamp, 'utf8').trim() === String(DEBIAN_VERSION)) return dir;
+  throw new Error(`the Debian test root ${dir} is missing or outdated: run "npm run setup" (scripts/build-test-roots.sh builds it with debootstrap, which needs the network)`);
 }
 
 /** A private copy of a root (cp -a), removed by the returned function. */

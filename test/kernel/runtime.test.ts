@@ -4,16 +4,19 @@ import { mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync, existsS
 import { describe, expect, beforeAll } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { busyboxRoot } from '../helpers/rootfs.js';
-import { exited, leftoverCgroups, machineLeader, machineRecords, nspawn, startNspawn } from '../helpers/nspawn.js';
+import { ephemeralLayers, exited, leftoverCgroups, machineLeader, machineRecords, nspawn, startNspawn } from '../helpers/nspawn.js';
 import { waitFor } from '../helpers/exec.js';
 import { CAPS, NSPAWN_RETAINED_CAPS, capMask, readOwnBoundingSet } from '../../src/runtime/caps.js';
+
+/** machine names carry this run's ID: cgroups are host-wide, and other test runs may use the same names */
+const RUN = process.pid.toString(36);
 
 let root: string;
 beforeAll(async () => {
   root = await busyboxRoot();
 }, 120_000);
 
-const NAME_PREFIX = `rt${process.pid}-`;
+const NAME_PREFIX = `rt-${process.pid.toString(36)}-`;
 let counter = 0;
 
 /** Runs a shell script in a container of the busybox root; -q and a machine name of this run. */
@@ -24,18 +27,18 @@ function sh(script: string, opts: string[] = [], env: NodeJS.ProcessEnv = {}) {
 /** No machine record, and no cgroup of a machine of this test file (other runs on the host have their own). */
 function nothingLeft(): void {
   expect(machineRecords()).toEqual([]);
-  expect(leftoverCgroups().filter((d) => /machine-(rt\d+-|nsprobe|chatty|twice|rec)/.test(d))).toEqual([]);
+  expect(leftoverCgroups().filter((d) => d.includes(`-${RUN}`) || d.includes(NAME_PREFIX))).toEqual([]);
 }
 
 describe('namespaces', () => {
   ktest('PID 1 is the command, in its own PID, mount, UTS and IPC namespaces; hostname = machine name', async () => {
-    const r = await nspawn(['-q', '-D', root, '-M', 'nsprobe', '/bin/sh', '-c',
+    const r = await nspawn(['-q', '-D', root, '-M', `nsprobe-${RUN}`, '/bin/sh', '-c',
       'echo $$; hostname; for n in mnt pid uts ipc net cgroup; do readlink /proc/self/ns/$n; done; ps -o pid,comm | wc -l']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const [pid, host, mnt, pidns, uts, ipc, net, cgroup, procs] = r.stdout.trim().split('\n');
     expect(pid).toBe('1');
-    expect(host).toBe('nsprobe');
+    expect(host).toBe(`nsprobe-${RUN}`);
     expect(mnt).not.toBe(readlinkSync('/proc/self/ns/mnt'));
     expect(pidns).not.toBe(readlinkSync('/proc/self/ns/pid'));
     expect(uts).not.toBe(readlinkSync('/proc/self/ns/uts'));
@@ -186,7 +189,7 @@ describe('file system', () => {
     expect(r.stdout).toMatch(/ \/ .* overlay /);
     expect(existsSync(`${root}/etc/ephemeral-test`)).toBe(false);
     expect(existsSync(`${root}/etc/hostname`)).toBe(true);
-    expect(existsSync('/var/lib/nspawn-ts/ephemeral') ? (await import('node:fs')).readdirSync('/var/lib/nspawn-ts/ephemeral') : []).toEqual([]);
+    expect(ephemeralLayers()).toEqual([]);
     nothingLeft();
   });
 
@@ -194,13 +197,13 @@ describe('file system', () => {
     const parent = mkdtempSync('/var/tmp/nspawn-ts-tpl-');
     try {
       const dir = `${parent}/new`;
-      const r = await nspawn(['-q', '-D', dir, `--template=${root}`, '/bin/sh', '-c', 'echo mine > /root/marker; cat /etc/os-release | head -1']);
+      const r = await nspawn(['-q', '-D', dir, '-M', `tpl-${RUN}`, `--template=${root}`, '/bin/sh', '-c', 'echo mine > /root/marker; cat /etc/os-release | head -1']);
       expect(r.code).toBe(0);
       expect(r.stdout).toContain('BusyBox');
       expect(readFileSync(`${dir}/root/marker`, 'utf8')).toBe('mine\n');
       expect(existsSync(`${root}/root/marker`)).toBe(false);
       // a second start keeps the directory as it is
-      const again = await nspawn(['-q', '-D', dir, `--template=${root}`, '/bin/cat', '/root/marker']);
+      const again = await nspawn(['-q', '-D', dir, '-M', `tpl-${RUN}`, `--template=${root}`, '/bin/cat', '/root/marker']);
       expect(again.stdout).toBe('mine\n');
     } finally {
       rmSync(parent, { recursive: true, force: true });
@@ -258,18 +261,31 @@ describe('execution', () => {
   });
 
   ktest('the machine is recorded while it runs, with its leader and namespaces', async () => {
-    const name = `rec${process.pid}`;
-    const r = await nspawn(['-q', '-D', root, '-M', name, '/bin/sh', '-c', `cat /dev/null; sleep 0.3; echo done`], { timeoutMs: 20_000 });
-    expect(r.code).toBe(0);
+    const name = `rec-${RUN}`;
+    const c = startNspawn(['-q', '-D', root, '-M', name, '/bin/sleep', '30']);
+    try {
+      const leader = await waitFor(() => machineLeader(name), 'the record to name the leader');
+      await waitFor(() => readFileSync(`/proc/${leader}/comm`, 'utf8').trim() === 'sleep', 'the payload');
+      const rec = JSON.parse(readFileSync(`/run/nspawn-ts/machines/${name}.json`, 'utf8')) as Record<string, any>;
+      expect(rec).toMatchObject({ name, class: 'container', rootDirectory: root, launcher: { pid: c.pid } });
+      expect(rec.namespaces.pid.path).toBe(`/proc/${leader}/ns/pid`);
+      expect(rec.namespaces.pid.id).toBe(readlinkSync(`/proc/${leader}/ns/pid`));
+      expect(rec.namespaces.pid.id).not.toBe(readlinkSync('/proc/self/ns/pid'));
+      expect(rec.spec).toMatchObject({ mode: 'command', command: ['/bin/sleep', '30'] });
+      expect(typeof rec.startedAt).toBe('string');
+    } finally {
+      c.kill('SIGTERM');
+      await exited(c);
+    }
     nothingLeft();
   });
 
   ktest('status lines unless -q', async () => {
-    const r = await nspawn(['-D', root, '-M', 'chatty', '/bin/true']);
-    expect(r.stderr).toContain('Spawning container chatty on ');
-    expect(r.stderr).toContain('Container chatty exited successfully.');
-    const f = await nspawn(['-D', root, '-M', 'chatty', '/bin/sh', '-c', 'exit 3']);
-    expect(f.stderr).toContain('Container chatty failed with error code 3.');
+    const r = await nspawn(['-D', root, '-M', `chatty-${RUN}`, '/bin/true']);
+    expect(r.stderr).toContain(`Spawning container chatty-${RUN} on `);
+    expect(r.stderr).toContain(`Container chatty-${RUN} exited successfully.`);
+    const f = await nspawn(['-D', root, '-M', `chatty-${RUN}`, '/bin/sh', '-c', 'exit 3']);
+    expect(f.stderr).toContain(`Container chatty-${RUN} failed with error code 3.`);
   });
 });
 
@@ -313,11 +329,11 @@ describe('bad input fails cleanly with nothing created', () => {
   });
 
   ktest('a machine name that is already running', async () => {
-    const first = nspawn(['-q', '-D', root, '-M', 'twice', '/bin/sleep', '2']);
+    const first = nspawn(['-q', '-D', root, '-M', `twice-${RUN}`, '/bin/sleep', '2']);
     await new Promise((r) => setTimeout(r, 700));
-    const second = await nspawn(['-q', '-D', root, '-M', 'twice', '/bin/true']);
+    const second = await nspawn(['-q', '-D', root, '-M', `twice-${RUN}`, '/bin/true']);
     expect(second.code).toBe(1);
-    expect(second.stderr).toMatch(/Machine 'twice' already exists/);
+    expect(second.stderr).toContain(`Machine 'twice-${RUN}' already exists`);
     expect((await first).code).toBe(0);
     nothingLeft();
   });

@@ -20,7 +20,7 @@ import { errorMessage, NspawnError } from '../../errors.js';
 import { logger } from '../../log.js';
 import { sys } from '../../native.js';
 import { defaultStateDir } from '../../runtime/ephemeral.js';
-import type { LaunchSpec } from '../../runtime/spec.js';
+import type { LaunchSpec, PortForward } from '../../runtime/spec.js';
 import { applyResolvConf } from '../resolv.js';
 import { Rtnl } from '../rtnl.js';
 import { defaultSocketPath, NetdClient } from './client.js';
@@ -106,13 +106,16 @@ export function addressHooks(opts: AddressHooksOptions): {
   const reserveReq = (machine: string, i: ContainerLinkInfo) => (i.kind === 'zone'
     ? { machine, mac: i.containerMac, kind: 'zone' as const, zone: i.zone as string }
     : { machine, mac: i.containerMac, kind: 'veth' as const });
+  /** -p/--port-loopback travel with the reservation: forwarded to the address it hands out */
+  const withPorts = <T extends object>(req: T, spec: HookContext['spec']): T & { ports?: PortForward[]; portLoopback?: boolean } =>
+    (spec.network.ports.length === 0 ? req : { ...req, ports: spec.network.ports, portLoopback: spec.network.portLoopback });
 
   return {
     async afterClone(ctx) {
       info = opts.link();
       if (!info) return;
       mode = configMode(ctx.spec);
-      const req = reserveReq(ctx.machine, info);
+      const req = withPorts(reserveReq(ctx.machine, info), ctx.spec);
       const socket = defaultSocketPath(env);
       const client = await NetdClient.connect(socket);
       if (client) {

@@ -1,0 +1,174 @@
+// Stopping and losing containers: SIGTERM/SIGINT to the launcher stop PID 1 gracefully (SIGKILL
+// after the timeout), a SIGKILLed launcher takes its container with it, and the next start cleans
+// what was left; the console pty and Ctrl-] three times.
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { describe, expect, beforeAll } from 'vitest';
+import { ktest } from '../helpers/kernel.js';
+import { busyboxRoot } from '../helpers/rootfs.js';
+import { ephemeralLayers, exited, leftoverCgroups, machineLeader, machineRecords, nspawn, startNspawn, NSPAWN_TS } from '../helpers/nspawn.js';
+import { run, waitFor } from '../helpers/exec.js';
+
+/** machine names carry this run's ID: cgroups are host-wide, and other test runs may use the same names */
+const RUN = process.pid.toString(36);
+
+let root: string;
+beforeAll(async () => {
+  root = await busyboxRoot();
+}, 120_000);
+
+function started(name: string, child: ReturnType<typeof startNspawn>): Promise<number> {
+  return waitFor(() => {
+    if (child.exitCode !== null) throw new Error(`exited early: ${child.output()}`);
+    return machineLeader(name);
+  }, `container ${name} to start`, 10_000);
+}
+
+/** Waits until PID 1 of the container runs its payload (its comm is no longer node's). */
+async function payloadRunning(pid: number, comm: string): Promise<void> {
+  await waitFor(() => readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === comm, `PID 1 to run ${comm}`);
+}
+
+function ours(): string[] {
+  return leftoverCgroups().filter((d) => d.endsWith(`-${RUN}`));
+}
+
+describe('stopping', () => {
+  ktest('SIGTERM to the launcher sends SIGTERM to PID 1, which may exit cleanly; its code is the launcher\'s', async () => {
+    const c = startNspawn(['-q', '-D', root, '-M', `lc-term-${RUN}`, '/bin/sh', '-c', 'trap "echo got TERM; exit 7" TERM; echo ready; while :; do sleep 0.1; done']);
+    await started(`lc-term-${RUN}`, c);
+    await waitFor(() => c.output().includes('ready'), 'the trap to be set');
+    c.kill('SIGTERM');
+    expect(await exited(c)).toEqual({ code: 7, signal: null });
+    expect(c.output()).toContain('got TERM');
+    expect(machineRecords()).toEqual([]);
+    expect(ours()).toEqual([]);
+  });
+
+  ktest('SIGINT works the same way; a PID 1 that ignores it is SIGKILLed after the stop timeout', async () => {
+    const c = startNspawn(['-q', '-D', root, '-M', `lc-int-${RUN}`, '/bin/sh', '-c', 'trap "" TERM INT; echo ready; while :; do sleep 0.1; done'],
+      { NSPAWN_TS_STOP_TIMEOUT_SEC: '1' });
+    await started(`lc-int-${RUN}`, c);
+    await waitFor(() => c.output().includes('ready'), 'the trap to be set');
+    const t0 = Date.now();
+    c.kill('SIGINT');
+    expect(await exited(c)).toEqual({ code: 128 + 9, signal: null });
+    const took = Date.now() - t0;
+    expect(took).toBeGreaterThanOrEqual(900);
+    expect(took).toBeLessThan(5000);
+  });
+
+  ktest('a second SIGTERM kills at once', async () => {
+    const c = startNspawn(['-q', '-D', root, '-M', `lc-twice-${RUN}`, '/bin/sh', '-c', 'trap "" TERM; echo ready; while :; do sleep 0.1; done']);
+    await started(`lc-twice-${RUN}`, c);
+    await waitFor(() => c.output().includes('ready'), 'the trap to be set');
+    c.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 200));
+    c.kill('SIGTERM');
+    expect(await exited(c)).toEqual({ code: 128 + 9, signal: null });
+  });
+
+  ktest('--as-pid2: the stub init forwards the stop signal to the command', async () => {
+    const c = startNspawn(['-q', '-D', root, '-M', `lc-pid2-${RUN}`, '-a', '/bin/sh', '-c', 'trap "echo pid $$ got TERM; exit 5" TERM; echo ready; while :; do sleep 0.1; done']);
+    await started(`lc-pid2-${RUN}`, c);
+    await waitFor(() => c.output().includes('ready'), 'the trap to be set');
+    c.kill('SIGTERM');
+    expect(await exited(c)).toEqual({ code: 5, signal: null });
+    expect(c.output()).toContain('pid 2 got TERM');
+  });
+
+  ktest('--kill-signal= chooses the signal', async () => {
+    const c = startNspawn(['-q', '-D', root, '-M', `lc-usr1-${RUN}`, '--kill-signal=SIGUSR1', '/bin/sh', '-c', 'trap "echo got USR1; exit 3" USR1; echo ready; while :; do sleep 0.1; done']);
+    await started(`lc-usr1-${RUN}`, c);
+    await waitFor(() => c.output().includes('ready'), 'the trap to be set');
+    c.kill('SIGTERM');
+    expect(await exited(c)).toEqual({ code: 3, signal: null });
+    expect(c.output()).toContain('got USR1');
+  });
+});
+
+describe('a launcher killed with SIGKILL', () => {
+  ktest('takes its container along, and the next start cleans the record, cgroups and ephemeral layer', async () => {
+    const c = startNspawn(['-q', '-D', root, '-M', `lc-lost-${RUN}`, '-x', '/bin/sleep', '60']);
+    const leader = await started(`lc-lost-${RUN}`, c);
+    await payloadRunning(leader, 'sleep');
+    c.kill('SIGKILL');
+    await exited(c);
+    // PID 1 had PR_SET_PDEATHSIG: it dies with the launcher, and its namespaces with it
+    await waitFor(() => !existsSync(`/proc/${leader}`), 'the container to die with its launcher');
+    expect(machineRecords()).toEqual([`lc-lost-${RUN}`]);
+    expect(ours().length).toBeGreaterThan(0);
+    expect(ephemeralLayers().length).toBe(1);
+    // the next start of the same name
+    const again = await nspawn(['-q', '-D', root, '-M', `lc-lost-${RUN}`, '-x', '/bin/true']);
+    expect(again.code).toBe(0);
+    expect(machineRecords()).toEqual([]);
+    expect(ours()).toEqual([]);
+    expect(ephemeralLayers()).toEqual([]);
+  });
+
+  ktest('a stub init (--as-pid2) and a user-namespaced container die with it too', async () => {
+    for (const [name, opts] of [[`lc-lost2-${RUN}`, ['-a']], [`lc-lost3-${RUN}`, ['--private-users=identity']]] as const) {
+      const c = startNspawn(['-q', '-D', root, '-M', name, ...opts, '/bin/sleep', '60']);
+      const leader = await started(name, c);
+      await waitFor(() => c.output() === '' && existsSync(`/proc/${leader}`), 'running');
+      await new Promise((r) => setTimeout(r, 200));
+      c.kill('SIGKILL');
+      await exited(c);
+      await waitFor(() => !existsSync(`/proc/${leader}`), `${name} to die with its launcher`);
+      const again = await nspawn(['-q', '-D', root, '-M', name, '/bin/true']);
+      expect(again.code).toBe(0);
+    }
+    expect(machineRecords()).toEqual([]);
+  });
+});
+
+describe('console', () => {
+  ktest('on a terminal the container gets a pty as /dev/console; Ctrl-] three times kills it', async () => {
+    // script(1) gives nspawn-ts a terminal; the container's tty must be its own pty
+    mkdirSync('/tmp/nspawn-ts-console', { recursive: true });
+    const log = '/tmp/nspawn-ts-console/out';
+    const cmd = `${process.execPath} ${NSPAWN_TS} -q -D ${root} -M lc-tty /bin/sh -c 'tty; readlink /dev/console; test -t 0 && echo stdin-is-tty; sleep 30'`;
+    const input = 'abc\n'; // then three Ctrl-] after the container printed
+    const t0 = Date.now();
+    const r = await run('sh', ['-c', `(sleep 1.5; printf '${input}'; sleep 0.2; printf '\\035\\035\\035'; sleep 3) | script -qfec "${cmd}" ${log}`], { timeoutMs: 20_000 });
+    const took = Date.now() - t0;
+    const out = readFileSync(log, 'utf8');
+    expect(out).toContain('/dev/pts/0');
+    expect(out).toContain('pts/0');
+    expect(out).toContain('stdin-is-tty');
+    expect(took).toBeLessThan(15_000);
+    expect(r.code).not.toBe(0);
+    expect(machineRecords()).toEqual([]);
+  });
+});
+
+describe('hooks', () => {
+  ktest('afterClone sees PID 1 waiting in its namespaces; beforeExec runs before the payload; afterExit after', async () => {
+    const { runContainer } = await import('../../src/runtime/launcher.js');
+    const { newSpec } = await import('../unit/runtime/spec-fixture.js');
+    const events: string[] = [];
+    const dir = '/tmp/nspawn-ts-hooks';
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(`${dir}/marker`, '');
+    const exit = await runContainer(newSpec({
+      directory: root, machine: `lc-hooks-${RUN}`, quiet: true, command: ['/bin/sh', '-c', `echo payload >> /srv/h/events`],
+      binds: [{ source: dir, destination: '/srv/h', readOnly: false, options: [] }],
+      network: { ...newSpec().network, private: true },
+    }), {
+      handleSignals: false, console: 'pipe', registry: null,
+      hooks: [{
+        afterClone: (ctx) => {
+          const own = readlinkSync(ctx.netnsPath) !== readlinkSync('/proc/self/ns/net');
+          events.push(`afterClone pid=${ctx.pid > 0} netns-own=${own}`);
+          writeFileSync(`${dir}/events`, 'afterClone\n');
+        },
+        beforeExec: () => { events.push('beforeExec'); writeFileSync(`${dir}/events`, 'beforeExec\n', { flag: 'a' }); },
+        afterExit: () => { events.push('afterExit'); },
+      }],
+    });
+    expect(exit.exitCode).toBe(0);
+    expect(events).toEqual(['afterClone pid=true netns-own=true', 'beforeExec', 'afterExit']);
+    expect(readFileSync(`${dir}/events`, 'utf8')).toBe('afterClone\nbeforeExec\npayload\n');
+    rmSync(dir, { recursive: true, force: true });
+  });
+});

@@ -1,0 +1,116 @@
+// User namespaces: -U / --private-users= maps IDs as asked, --private-users-chown shifts the
+// root's ownership (and back), the picked range is locked while the container runs.
+import { existsSync, lstatSync, readdirSync, statSync } from 'node:fs';
+import { describe, expect, beforeAll } from 'vitest';
+import { ktest } from '../helpers/kernel.js';
+import { busyboxRoot, copyRoot } from '../helpers/rootfs.js';
+import { ephemeralLayers, exited, machineLeader, machineRecords, nspawn, startNspawn } from '../helpers/nspawn.js';
+import { waitFor } from '../helpers/exec.js';
+import { pickCandidateFromName, UID_LOCK_DIR } from '../../src/runtime/namespaces.js';
+
+/** machine names carry this run's ID: cgroups are host-wide, and other test runs may use the same names */
+const RUN = process.pid.toString(36);
+
+let root: string;
+beforeAll(async () => {
+  root = await busyboxRoot();
+}, 120_000);
+
+function mapOf(out: string, file: 'uid' | 'gid'): string {
+  const m = new RegExp(`${file}_map:\\s*(\\d+)\\s+(\\d+)\\s+(\\d+)`).exec(out);
+  return m ? `${m[1]} ${m[2]} ${m[3]}` : '';
+}
+
+const PROBE = 'printf "uid_map: "; cat /proc/self/uid_map; printf "gid_map: "; cat /proc/self/gid_map; id -u; readlink /proc/self/ns/user';
+
+describe('user namespaces', () => {
+  ktest('--private-users=identity maps 0..65535 onto itself, in a user namespace of its own', async () => {
+    const r = await nspawn(['-q', '-D', root, '--private-users=identity', '/bin/sh', '-c', PROBE]);
+    expect(r.code).toBe(0);
+    expect(mapOf(r.stdout, 'uid')).toBe('0 0 65536');
+    expect(mapOf(r.stdout, 'gid')).toBe('0 0 65536');
+    expect(r.stdout).not.toContain((await import('node:fs')).readlinkSync('/proc/self/ns/user'));
+  });
+
+  ktest('--private-users=UID:N maps N IDs from UID; files outside the range show as nobody', async () => {
+    const r = await nspawn(['-q', '-D', root, '--private-users=1000000:65536', '/bin/sh', '-c', `${PROBE}; ls -ln /etc/passwd; touch /tmp/t && ls -ln /tmp/t`]);
+    expect(r.code).toBe(0);
+    expect(mapOf(r.stdout, 'uid')).toBe('0 1000000 65536');
+    expect(r.stdout).toMatch(/\n0\n/); // id -u: root inside
+    expect(r.stdout).toMatch(/65534\s+65534\s+\d+ .* \/etc\/passwd/); // host root is unmapped
+    expect(r.stdout).toMatch(/ 0\s+0\s+0 .* \/tmp\/t/); // the container's tmpfs belongs to its root
+  });
+
+  ktest('-U picks a free range (the name\'s hash first), shifts ownership, locks the range while running', async () => {
+    const copy = await copyRoot(root);
+    try {
+      const name = `userns-pick-${RUN}`;
+      const expected = pickCandidateFromName(name);
+      const c = startNspawn(['-q', '-D', copy.dir, '-M', name, '-U', '/bin/sh', '-c', `${PROBE}; ls -ln /etc/passwd /home; sleep 1`]);
+      await waitFor(() => machineLeader(name) ?? (c.exitCode !== null ? Promise.reject(new Error(c.output())) : undefined), 'the container to start');
+      expect(existsSync(`${UID_LOCK_DIR}/${expected}`)).toBe(true);
+      expect(await exited(c)).toEqual({ code: 0, signal: null });
+      const out = c.output();
+      expect(mapOf(out, 'uid')).toBe(`0 ${expected} 65536`);
+      expect(out).toMatch(/ 0\s+0\s+\d+ .* \/etc\/passwd/);
+      expect(out).toMatch(/1000\s+1000\s+\d+ .* test/);
+      // on the host, the tree now belongs to the range
+      expect(statSync(`${copy.dir}/etc/passwd`).uid).toBe(expected);
+      expect(statSync(`${copy.dir}/home/test`).uid).toBe(expected + 1000);
+      expect(lstatSync(`${copy.dir}/bin/sh`).uid).toBe(expected);
+      expect(existsSync(`${UID_LOCK_DIR}/${expected}`)).toBe(false);
+      // --private-users=0 --private-users-chown shifts it back
+      const back = await nspawn(['-q', '-D', copy.dir, '-M', name, '--private-users=0', '--private-users-chown', '/bin/true']);
+      expect(back.code).toBe(0);
+      expect(statSync(`${copy.dir}/etc/passwd`).uid).toBe(0);
+      expect(statSync(`${copy.dir}/home/test`).uid).toBe(1000);
+      expect(statSync(`${copy.dir}/home/test`).gid).toBe(1000);
+    } finally {
+      copy.remove();
+    }
+    expect(machineRecords()).toEqual([]);
+  });
+
+  ktest('set-ID bits survive the ownership shift', async () => {
+    const copy = await copyRoot(root);
+    try {
+      const { chmodSync, writeFileSync } = await import('node:fs');
+      writeFileSync(`${copy.dir}/bin/suid-file`, '');
+      chmodSync(`${copy.dir}/bin/suid-file`, 0o4755);
+      const r = await nspawn(['-q', '-D', copy.dir, '--private-users=2000000', '--private-users-chown', '/bin/true']);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const st = statSync(`${copy.dir}/bin/suid-file`);
+      expect(st.uid).toBe(2000000);
+      expect(st.mode & 0o7777).toBe(0o4755);
+    } finally {
+      copy.remove();
+    }
+  });
+
+  ktest('with a user namespace, -u, --as-pid2 and a private network still work', async () => {
+    const r = await nspawn(['-q', '-D', root, '--private-users=identity', '--private-network', '-a', '-u', 'test', '/bin/sh', '-c',
+      'echo $$; id -u; cat /proc/1/comm; ls /sys/class/net']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('2\n1000\nnspawn-ts-init\nlo\n');
+  });
+
+  ktest('the container\'s root cannot do what needs the host\'s root: no device nodes, no host mounts', async () => {
+    const r = await nspawn(['-q', '-D', root, '--private-users=1000000:65536', '/bin/sh', '-c',
+      'mknod /tmp/null c 1 3 && echo made; echo x > /proc/sys/kernel/hostname && echo wrote; mount -t tmpfs none /mnt && echo mounted']);
+    expect(r.stdout).not.toContain('made');
+    expect(r.stdout).not.toContain('wrote');
+    // mounting inside its own mount namespace is allowed to the user namespace's root
+    expect(r.stdout).toContain('mounted');
+  });
+
+  ktest('--private-users with --ephemeral on an unshifted root is refused up front', async () => {
+    const copy = await copyRoot(root);
+    const r = await nspawn(['-q', '-D', copy.dir, '-x', '-U', '/bin/true']);
+    copy.remove();
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/--ephemeral with a user namespace needs/);
+    expect(existsSync('/var/lib/nspawn-ts/ephemeral') ? ephemeralLayers() : []).toEqual([]);
+    expect(machineRecords()).toEqual([]);
+  });
+});
