@@ -36,6 +36,7 @@ import { buildSeccompFilter, seccompSupported } from './seccomp.js';
 import { MachineRegistry, RegistryError, summarizeSpec } from './registry.js';
 import { parseSignal, SIGRTMIN } from './cli.js';
 import type { LaunchSpec } from './spec.js';
+import { containerNetworkAndAddressHooks } from '../net/netd/launch.js';
 import { containerNetworkHooks, type ContainerNetworkHooks } from '../net/network-plan.js';
 import { resolvConfHooks, type ResolvConfHookOptions } from '../net/resolv-hook.js';
 import { portsPreflightHooks } from '../net/netd/ports-hook.js';
@@ -272,7 +273,8 @@ class ContainerRun {
 
   constructor(private readonly spec: LaunchSpec, private readonly opts: LaunchOptions) {
     // container network (src/net/network-plan.ts): links made after the clone, removed after the exit
-    this.hooks = [...(spec.network.private ? [opts.network ?? containerNetworkHooks()] : []), ...(opts.hooks ?? [])];
+    // addresses (src/net/netd/launch.ts): the sidecar's or the embedded subsystem's, once the links exist
+    this.hooks = [...(spec.network.private ? containerNetworkAndAddressHooks(opts.network ?? containerNetworkHooks()) : []), ...(opts.hooks ?? [])];
     // -p (src/net/netd/ports-hook.ts): a host port another machine forwards is refused before anything is made
     if (spec.network.ports.length > 0) this.hooks.unshift(portsPreflightHooks());
     // --resolv-conf= (src/net/resolv-hook.ts)
