@@ -52,9 +52,9 @@ describe('nspawn-netd dhcp-serve', () => {
         expect({ args, code: r.code }).toEqual({ args, code: 1 });
         expect(r.stderr).toMatch(re);
       }
-      const none = await run(process.execPath, [BIN]);
-      expect(none.code).toBe(1);
-      expect(none.stderr).toMatch(/no subcommand given; available: dhcp-serve/);
+      const unknown = await run(process.execPath, [BIN, 'dhcp-frob']);
+      expect(unknown.code).toBe(1);
+      expect(unknown.stderr).toMatch(/unknown subcommand "dhcp-frob"; available: .*dhcp-serve/);
     } finally {
       await env.destroy();
     }
