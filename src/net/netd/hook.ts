@@ -79,7 +79,11 @@ export async function configureContainerLink(netnsPath: string, ifname: string, 
     rtnl = Rtnl.open({ netnsFd: fd });
     const link = await rtnl.requireLink(ifname);
     if (!link.up) await rtnl.setUp(link.index);
-    await rtnl.ensureAddress(link.index, `${lease.address}/${lease.prefixLength}`, { broadcast: true });
+    try {
+      await rtnl.addAddress(link.index, `${lease.address}/${lease.prefixLength}`, { broadcast: true });
+    } catch (err) {
+      if (!(err instanceof NspawnError && err.code === 'EEXIST')) throw err; // a restart of the same container
+    }
     await rtnl.replaceRoute({ dst: 'default', gateway: lease.gateway, dev: link.index });
   } finally {
     rtnl?.close();
