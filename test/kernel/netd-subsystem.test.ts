@@ -189,11 +189,14 @@ describe('sidecar mode', () => {
     }
   });
 
-  ktest('serves a vz- zone bridge with a /24 and reserves stable addresses for its members', async () => {
+  ktest('serves a vz- zone bridge with a /24 and reserves stable addresses for its members', async ({ netns }) => {
     const st = withState();
     let sub: NetworkSubsystem | undefined;
     try {
       await runOk('ip', ['link', 'add', 'vz-web', 'type', 'bridge']);
+      // a member, or the sidecar removes the empty bridge as a leftover
+      await runOk('ip', ['link', 'add', 'vb-one', 'type', 'veth', 'peer', 'name', 'host0', 'netns', netns.name]);
+      await runOk('ip', ['link', 'set', 'vb-one', 'master', 'vz-web']);
       sub = await open(st.dir);
       const zone = sub.list()[0];
       expect(zone?.kind).toBe('zone');
@@ -214,6 +217,28 @@ describe('sidecar mode', () => {
     } finally {
       await sub?.close();
       await run('ip', ['link', 'del', 'vz-web']);
+      await run('ip', ['link', 'del', 'vb-one']);
+      st.remove();
+    }
+  });
+
+  ktest('at start, removes zone bridges without ports (left by killed launchers) and serves the others', async ({ netns }) => {
+    const st = withState();
+    let sub: NetworkSubsystem | undefined;
+    try {
+      await runOk('ip', ['link', 'add', 'vz-stale', 'type', 'bridge']);
+      await runOk('ip', ['link', 'add', 'vz-live', 'type', 'bridge']);
+      await runOk('ip', ['link', 'add', 'vb-member', 'type', 'veth', 'peer', 'name', 'host0', 'netns', netns.name]);
+      await runOk('ip', ['link', 'set', 'vb-member', 'master', 'vz-live']);
+      sub = await open(st.dir);
+      expect((await run('ip', ['link', 'show', 'vz-stale'])).code).not.toBe(0);
+      expect(sub.list().map((l) => l.ifname)).toEqual(['vz-live']);
+      expect(await v4('vb-member')).toEqual([]);
+      await runOk('ip', ['link', 'del', 'vz-live']);
+      await waitFor(() => sub?.list().length === 0, 'nothing served');
+    } finally {
+      await sub?.close();
+      for (const l of ['vz-stale', 'vz-live', 'vb-member']) await run('ip', ['link', 'del', l]);
       st.remove();
     }
   });

@@ -26,6 +26,7 @@ import { ConfigError, NspawnError, errorMessage } from '../../errors.js';
 import { processStartTime } from '../../runtime/ephemeral.js';
 import { logger, type Logger } from '../../log.js';
 import { Firewall } from '../firewall/index.js';
+import { cleanupStaleZoneBridges } from '../modes/zone.js';
 import { formatMac, generateMac, readMachineId, vethHostIfname, zoneBridgeIfname } from '../naming.js';
 import { describeSubnet, SubnetPool, type SubnetAllocation, type SubnetPoolOptions } from '../pool.js';
 import { type Link, Rtnl, type RtnlEvent, type RtnlMonitor } from '../rtnl.js';
@@ -248,6 +249,14 @@ export class NetworkSubsystem {
   private async startSidecar(): Promise<void> {
     // the monitor first, so nothing that happens while we look goes unseen
     this.monitor = this.rtnl.monitor({ groups: ['link'] });
+    // zone bridges of launchers killed before they could remove them (no container on them any
+    // more): removed, under the zone lock that creating and joining take (src/net/modes/zone.ts)
+    try {
+      const stale = await cleanupStaleZoneBridges({ host: this.rtnl });
+      if (stale.length) this.log.info(`removed stale zone bridges ${stale.join(', ')}`);
+    } catch (err) {
+      this.log.warn(`looking for stale zone bridges failed: ${errorMessage(err)}`);
+    }
     await this.resync();
     await this.reconcileFirewall();
     const mon = this.monitor;
