@@ -303,6 +303,43 @@ describe('embedded mode', () => {
     }
   });
 
+  ktest('a complete firewall layout is used as it is (rules untouched); an incomplete one is rewritten', async ({ netns }) => {
+    const st = withState();
+    const ruleHandles = async (): Promise<number[]> => {
+      const out = JSON.parse(await runOk('nft', ['-a', '-j', 'list', 'table', 'inet', TABLE])) as { nftables: Array<{ rule?: { handle: number } }> };
+      return out.nftables.flatMap((o) => (o.rule ? [o.rule.handle] : [])).sort((a, b) => a - b);
+    };
+    const { Firewall } = await import('../../src/net/firewall/index.js');
+    const fw = new Firewall();
+    try {
+      fw.ensureTables();
+      // something else keeps the table alive (a port mapping of another machine)
+      fw.addPortMapping({ protocol: 'tcp', hostPort: 18080, containerAddress: '10.99.0.2', containerPort: 80, owner: 'other' });
+      const before = await ruleHandles();
+      await nspawnVeth('layout', netns);
+      for (const damage of [false, true]) {
+        if (damage) {
+          const last = before[before.length - 1] as number;
+          await runOk('nft', ['delete', 'rule', 'inet', TABLE, 'forward', 'handle', String(last)]);
+        }
+        const sub = await NetworkSubsystem.open({ mode: 'embedded', stateDir: st.dir, dns: [], machineId: null });
+        try {
+          await sub.reserve({ machine: 'layout', mac: '02:00:00:00:00:77', kind: 'veth' });
+          const now = await ruleHandles();
+          expect(now.length).toBe(before.length);
+          if (!damage) expect(now).toEqual(before);
+          else expect(now).not.toEqual(before);
+        } finally {
+          await sub.close();
+        }
+      }
+      await runOk('ip', ['link', 'del', 've-layout']);
+    } finally {
+      fw.removeTables();
+      st.remove();
+    }
+  });
+
   ktest('a reservation for a link that does not exist is refused and changes nothing', async () => {
     const st = withState();
     const sub = await NetworkSubsystem.open({ mode: 'embedded', stateDir: st.dir, dns: [], machineId: null });
