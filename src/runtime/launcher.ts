@@ -642,7 +642,15 @@ class ContainerRun {
           this.abort(new LaunchError('STOPPED', `container ${this.spec.machine} was stopped while it started`, 1));
           return;
         }
-        if (this.channel >= 0) sys().channelGo(this.channel);
+        if (this.channel >= 0) {
+          try {
+            sys().channelGo(this.channel);
+          } catch (err) {
+            // PID 1 died while it waited (killed from outside): its exit status tells the story
+            if ((err as NodeJS.ErrnoException).code === 'EPIPE' || (err as NodeJS.ErrnoException).code === 'ECONNRESET') return;
+            throw err;
+          }
+        }
       } catch (err) {
         this.abort(err instanceof LaunchError ? err : new LaunchError('SETUP_FAILED', `failed to set up the container: ${errorMessage(err)}`, 1, { cause: err }));
       }

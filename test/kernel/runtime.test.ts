@@ -219,6 +219,7 @@ describe('execution', () => {
     const name = `${NAME_PREFIX}killed`;
     const c = startNspawn(['-q', '-D', root, '-M', name, '/bin/sleep', '30']);
     const leader = await waitFor(() => machineLeader(name), 'the container to start');
+    await waitFor(() => readFileSync(`/proc/${leader}/comm`, 'utf8').trim() === 'sleep', 'the payload to run');
     process.kill(leader, 'SIGKILL');
     expect(await exited(c)).toEqual({ code: 128 + 9, signal: null });
   });
