@@ -12,7 +12,9 @@
 //   afterExit   it has ended (or failed to start after afterClone ran): undo what afterClone did.
 //   planMounts  extra plan ops run inside the container's mount namespace before pivot_root
 //               (the root is at `root` then), e.g. a resolv.conf bind mount.
-import { cpSync, existsSync, lstatSync, chownSync, chmodSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import {
+  chmodSync, chownSync, cpSync, existsSync, lstatSync, readFileSync, readdirSync, renameSync, rmSync, statSync, statfsSync,
+} from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { posix } from 'node:path';
 import { ConfigError, NspawnError, errorMessage } from '../errors.js';
@@ -31,13 +33,14 @@ import { bindRecursive, buildMountPlan, type ResolvedBind, type ResolvedTmpfs, t
 import {
   containerCloneFlags, fixedUidRange, pickUidRange, shiftOwnership, writeIdMaps, type UidRange,
 } from './namespaces.js';
-import { CLONE_NEWCGROUP, CLONE_NEWNS, describeOp, type ContainerPlan, type PlanOp } from './plan.js';
+import { CLONE_NEWCGROUP, CLONE_NEWNET, CLONE_NEWNS, describeOp, type ContainerPlan, type PlanOp } from './plan.js';
 import { buildSeccompFilter, seccompSupported } from './seccomp.js';
 import { MachineRegistry, RegistryError, summarizeSpec } from './registry.js';
 import { parseSignal, SIGRTMIN } from './cli.js';
 import type { LaunchSpec } from './spec.js';
-import { containerNetworkHooks, type ContainerNetworkHooks } from '../net/network-plan.js';
-import { resolvConfHooks, type ResolvConfHookOptions } from '../net/resolv-hook.js';
+// types only: the network subsystem (netlink, modes) is loaded when a container has a private network
+import type { ContainerNetworkHooks } from '../net/network-plan.js';
+import type { ResolvConfHookOptions } from '../net/resolv-hook.js';
 
 const log = logger('launcher');
 
@@ -220,6 +223,20 @@ function copyOwnership(from: string, to: string): void {
   }
 }
 
+/** --network-namespace-path= must name a namespace file (/proc/PID/ns/net, /run/netns/NAME); its type is checked by setns(). */
+function checkNetworkNamespace(path: string): void {
+  const NSFS_MAGIC = 0x6e736673;
+  let type: number;
+  try {
+    type = statfsSync(path).type;
+  } catch (err) {
+    throw new ConfigError(`Failed to open network namespace ${path}: ${errorMessage(err)}`, { code: 'CFG_NETWORK' });
+  }
+  if (type !== NSFS_MAGIC) {
+    throw new ConfigError(`${path} is not a namespace file (--network-namespace-path= takes /proc/PID/ns/net or /run/netns/NAME)`, { code: 'CFG_NETWORK' });
+  }
+}
+
 /** A bind's destination: resolved in the directory (the overlay shows the same tree), rebased on the mounted root. */
 function resolveBinds(spec: LaunchSpec, directory: string, mountRoot: string): ResolvedBind[] {
   return spec.binds.map((b) => {
@@ -246,7 +263,7 @@ function resolveTmpfs(spec: LaunchSpec, directory: string, mountRoot: string): R
 /** Runs one container to its end. */
 class ContainerRun {
   private readonly undo: Array<{ what: string; fn: () => void | Promise<void> }> = [];
-  private readonly hooks: LaunchHooks[];
+  private hooks: LaunchHooks[];
   private readonly status: (line: string) => void;
   private plan!: ContainerPlan;
   private syncKinds = new Map<number, 'afterClone' | 'beforeExec'>();
@@ -268,8 +285,7 @@ class ContainerRun {
   private consoleMode: ConsoleMode = 'pipe';
 
   constructor(private readonly spec: LaunchSpec, private readonly opts: LaunchOptions) {
-    // container network (src/net/network-plan.ts): links made after the clone, removed after the exit
-    this.hooks = [...(spec.network.private ? [opts.network ?? containerNetworkHooks()] : []), resolvConfHooks(opts.resolvConf), ...(opts.hooks ?? [])];
+    this.hooks = [];
     this.status = opts.status ?? ((line) => { if (!spec.quiet) process.stderr.write(`${line}\n`); });
     this.registry = opts.registry === undefined ? new MachineRegistry() : opts.registry;
   }
@@ -289,8 +305,24 @@ class ContainerRun {
     }
   }
 
+  /**
+   * The subsystems' hooks, imported on demand (the launch path stays lean): the container network
+   * (src/net/network-plan.ts: links made after the clone, removed after the exit) with a private
+   * network, and --resolv-conf= (src/net/resolv-hook.ts).
+   */
+  private async loadHooks(): Promise<void> {
+    const spec = this.spec;
+    const [network, resolv] = await Promise.all([
+      spec.network.private && !this.opts.network ? import('../net/network-plan.js') : undefined,
+      import('../net/resolv-hook.js'),
+    ]);
+    const net = spec.network.private ? [this.opts.network ?? (network as typeof import('../net/network-plan.js')).containerNetworkHooks()] : [];
+    this.hooks = [...net, resolv.resolvConfHooks(this.opts.resolvConf), ...(this.opts.hooks ?? [])];
+  }
+
   async run(): Promise<ContainerExit> {
     try {
+      await this.loadHooks();
       const exit = await this.start();
       return exit;
     } finally {
@@ -316,9 +348,10 @@ class ContainerRun {
     if (spec.chdir !== undefined && !spec.chdir.startsWith('/')) {
       throw new ConfigError(`--chdir= takes an absolute path, got ${spec.chdir}`, { code: 'CFG_CHDIR' });
     }
-    if (spec.network.namespacePath !== undefined) {
-      throw new ConfigError('--network-namespace-path= is not supported by this launcher yet', { code: 'CFG_UNSUPPORTED' });
-    }
+    // --network-namespace-path=: joined (setns) instead of a new one
+    const joinNetns = spec.network.namespacePath;
+    if (joinNetns !== undefined) checkNetworkNamespace(joinNetns);
+    const ownNetns = spec.network.private && joinNetns === undefined;
 
     // the machine record claims the name: nothing else of this machine exists before it
     if (this.registry) {
@@ -395,7 +428,7 @@ class ContainerRun {
     this.consoleMode = consoleMode(this.opts.console ?? 'auto', spec.mode === 'boot');
     const wantConsole = this.consoleMode !== 'pipe';
     const mountPlan = buildMountPlan({
-      root, rootSource, privateNetwork: spec.network.private, console: wantConsole,
+      root, rootSource, privateNetwork: ownNetns, console: wantConsole,
       binds: resolveBinds(spec, directory, root), tmpfs: resolveTmpfs(spec, directory, root),
       cgroups: layout, uuid, manager: 'systemd-nspawn', ...(userns ? { innerRoot: '/' } : {}),
       ...(os.path ? { hostOsRelease: os.path } : {}),
@@ -413,7 +446,7 @@ class ContainerRun {
     if (layout.mode !== 'none') inner.push({ op: 'unshare', flags: CLONE_NEWCGROUP });
     const tail: PlanOp[] = [...mountPlan.inner];
     for (const h of this.hooks) if (h.planMounts) tail.push(...h.planMounts({ root: userns ? '/' : root, spec }));
-    if (spec.network.private) tail.push({ op: 'loopbackUp' });
+    if (ownNetns) tail.push({ op: 'loopbackUp' });
     // with a user namespace the helper moved the root to "/" already (pivot_root would refuse
     // the root mount, locked in the user namespace's mount namespace)
     if (!userns) tail.push({ op: 'pivotRoot', path: root });
@@ -433,13 +466,15 @@ class ContainerRun {
     if (spec.mode !== 'as-pid2') tail.push({ op: 'pdeathsig', signal: 9 });
     tail.push(this.execOp(env));
 
-    const flags = containerCloneFlags({ privateNetwork: spec.network.private, userns: userns !== undefined });
+    const flags = containerCloneFlags({ privateNetwork: ownNetns, userns: userns !== undefined });
+    // joining comes first: the hooks at the first sync point see the namespace the container uses
+    const join: PlanOp[] = joinNetns !== undefined ? [{ op: 'setns', path: joinNetns, nstype: CLONE_NEWNET }] : [];
     if (userns) {
       // outer: host privileges in a new mount namespace; inner: the container, in a user namespace
-      const ops: PlanOp[] = [...mountPlan.outer, { op: 'moveRoot', path: root }, { op: 'cloneInner', flags: flags | CLONE_NEWNS }, ...inner, ...tail];
+      const ops: PlanOp[] = [...join, ...mountPlan.outer, { op: 'moveRoot', path: root }, { op: 'cloneInner', flags: flags | CLONE_NEWNS }, ...inner, ...tail];
       return { cloneFlags: CLONE_NEWNS, ops, uuid };
     }
-    return { cloneFlags: flags, ops: [...inner, ...mountPlan.outer, ...tail], uuid };
+    return { cloneFlags: flags, ops: [...join, ...inner, ...mountPlan.outer, ...tail], uuid };
   }
 
   private execOp(env: string[]): PlanOp {

@@ -1,6 +1,6 @@
 // bin/nspawn-ts end to end on the busybox root: namespaces, the file system a container sees,
 // what it may not do, options, exit codes, and that nothing is left behind.
-import { mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
 import { describe, expect, beforeAll } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { busyboxRoot } from '../helpers/rootfs.js';
@@ -63,6 +63,18 @@ describe('namespaces', () => {
     expect(r.stdout).toMatch(/state UNKNOWN|LOWER_UP|,UP/);
     const net = await sh('readlink /proc/self/ns/net', ['--private-network']);
     expect(net.stdout.trim()).not.toBe(readlinkSync('/proc/self/ns/net'));
+  });
+
+  ktest('--network-namespace-path= joins that network namespace instead of making one', async ({ netns }) => {
+    const r = await sh('readlink /proc/self/ns/net; ls /sys/class/net', [`--network-namespace-path=${netns.path}`]);
+    expect(r.code).toBe(0);
+    const [ns, ...links] = r.stdout.trim().split('\n');
+    expect(ns).toBe(`net:[${statSync(netns.path).ino}]`);
+    expect(links).toEqual(['lo']);
+    const bad = await sh('true', ['--network-namespace-path=/etc/hostname']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/is not a namespace file/);
+    nothingLeft();
   });
 
   ktest('mounts made inside stay inside', async () => {
