@@ -240,6 +240,8 @@ function checkNetworkNamespace(path: string): void {
 /** A bind's destination: resolved in the directory (the overlay shows the same tree), rebased on the mounted root. */
 function resolveBinds(spec: LaunchSpec, directory: string, mountRoot: string): ResolvedBind[] {
   return spec.binds.map((b) => {
+    const idmap = b.options.filter((o) => o === 'idmap' || o === 'rootidmap');
+    if (idmap.length) log.warn(`--bind${b.readOnly ? '-ro' : ''}=${b.source}: option ${idmap.join(',')} is not supported yet; bound without an ID mapping`);
     const source = b.sourceInRoot ? resolveInRoot(directory, b.source) : b.source;
     let st;
     try {
@@ -354,7 +356,8 @@ class ContainerRun {
     const ownNetns = spec.network.private && joinNetns === undefined;
 
     // the machine record claims the name: nothing else of this machine exists before it
-    if (this.registry) {
+    // (--register=no: none, as systemd-nspawn then skips systemd-machined; machinectl-ts won't see it)
+    if (this.registry && spec.register) {
       try {
         this.registry.register({ name: spec.machine, rootDirectory: directory, spec: summarizeSpec(spec) });
       } catch (err) {

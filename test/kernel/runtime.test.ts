@@ -267,10 +267,25 @@ describe('execution', () => {
     expect(r.code).toBe(3);
   });
 
-  ktest('--register=no keeps no record; --keep-unit and --link-journal= are accepted', async () => {
-    const r = await sh('ls /run/nspawn-ts 2>&1; exit 0', ['--register=no', '--keep-unit', '--link-journal=try-guest']);
-    expect(r.code).toBe(0);
+  ktest('--register=no keeps no record while it runs; --keep-unit and --link-journal= are accepted', async () => {
+    const name = `noreg-${RUN}`;
+    const c = startNspawn(['-q', '-D', root, '-M', name, '--register=no', '--keep-unit', '--link-journal=try-guest', '/bin/sh', '-c', 'echo up; sleep 30']);
+    try {
+      await waitFor(() => c.output().includes('up'), 'the container to run');
+      expect(machineRecords()).toEqual([]);
+    } finally {
+      c.kill('SIGTERM');
+      await exited(c);
+    }
     nothingLeft();
+  });
+
+  ktest('--bind=…:norbind leaves submounts of the source out; rbind (the default) takes them along', async () => {
+    // /sys/fs/cgroup has a mount per hierarchy below it
+    const n = await sh('grep -c " /srv/x" /proc/self/mountinfo', ['--bind=/sys/fs/cgroup:/srv/x:norbind']);
+    const rb = await sh('grep -c " /srv/x" /proc/self/mountinfo', ['--bind=/sys/fs/cgroup:/srv/x']);
+    expect(Number(n.stdout)).toBe(1);
+    expect(Number(rb.stdout)).toBeGreaterThan(1);
   });
 
   ktest('the machine is recorded while it runs, with its leader and namespaces', async () => {
