@@ -21,6 +21,7 @@ APT_PACKAGES=(
   kea-admin kea-dhcp4-server dnsmasq-base  # perfdhcp, and reference DHCP servers for bench/dhcp
   systemd-container debootstrap  # the real systemd-nspawn, and the Debian root for boot tests
   iptables iperf3 tcpdump strace procps psmisc util-linux  # benches, captures, process tools
+  gcc libc6-dev  # bench/connrate.c, the static udp-echo of the port-forwarding tests
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

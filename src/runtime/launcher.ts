@@ -38,7 +38,7 @@ import { buildSeccompFilter, seccompSupported } from './seccomp.js';
 import { MachineRegistry, RegistryError, summarizeSpec } from './registry.js';
 import { parseSignal, SIGRTMIN } from './cli.js';
 import type { LaunchSpec } from './spec.js';
-// types only: the network subsystem (netlink, modes) is loaded when a container has a private network
+// types only: the network subsystem (netlink, modes, firewall) is loaded when a container needs it
 import type { ContainerNetworkHooks } from '../net/network-plan.js';
 import type { ResolvConfHookOptions } from '../net/resolv-hook.js';
 
@@ -56,6 +56,8 @@ export interface ContainerContext {
 }
 
 export interface LaunchHooks {
+  /** before anything is made (machine record, cgroups, namespaces): refuse a start that cannot work */
+  preflight?(spec: LaunchSpec): void | Promise<void>;
   afterClone?(ctx: ContainerContext): void | Promise<void>;
   beforeExec?(ctx: ContainerContext): void | Promise<void>;
   afterExit?(ctx: ContainerContext): void | Promise<void>;
@@ -308,18 +310,24 @@ class ContainerRun {
   }
 
   /**
-   * The subsystems' hooks, imported on demand (the launch path stays lean): the container network
-   * (src/net/network-plan.ts: links made after the clone, removed after the exit) with a private
-   * network, and --resolv-conf= (src/net/resolv-hook.ts).
+   * The subsystems' hooks, imported on demand (the launch path stays lean):
+   * - -p (src/net/netd/ports-hook.ts): a host port another machine forwards is refused before anything is made;
+   * - the container network (src/net/network-plan.ts): links made after the clone, removed after the exit;
+   * - the caller's hooks;
+   * - --resolv-conf= (src/net/resolv-hook.ts).
    */
   private async loadHooks(): Promise<void> {
     const spec = this.spec;
-    const [network, resolv] = await Promise.all([
+    const [ports, network, resolv] = await Promise.all([
+      spec.network.ports.length > 0 ? import('../net/netd/ports-hook.js') : undefined,
       spec.network.private && !this.opts.network ? import('../net/network-plan.js') : undefined,
       import('../net/resolv-hook.js'),
     ]);
-    const net = spec.network.private ? [this.opts.network ?? (network as typeof import('../net/network-plan.js')).containerNetworkHooks()] : [];
-    this.hooks = [...net, resolv.resolvConfHooks(this.opts.resolvConf), ...(this.opts.hooks ?? [])];
+    const hooks: LaunchHooks[] = [];
+    if (ports) hooks.push(ports.portsPreflightHooks());
+    if (spec.network.private) hooks.push(this.opts.network ?? (network as typeof import('../net/network-plan.js')).containerNetworkHooks());
+    hooks.push(...(this.opts.hooks ?? []), resolv.resolvConfHooks(this.opts.resolvConf));
+    this.hooks = hooks;
   }
 
   async run(): Promise<ContainerExit> {
@@ -495,6 +503,7 @@ class ContainerRun {
 
   private async start(): Promise<ContainerExit> {
     const spec = this.spec;
+    for (const h of this.hooks) if (h.preflight) await h.preflight(spec);
     const prepared = this.prepare();
     this.plan = { cloneFlags: prepared.cloneFlags, ops: prepared.ops };
     let afterCloneSeen = false;

@@ -1,6 +1,9 @@
 // Real traffic between test namespaces: a TCP+UDP echo server that answers "PORT PEER-ADDRESS", a
 // one-shot client, and a LAN client namespace wired to the "host" namespace at 198.51.100.2.
 import type { ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { killAndWait, runOk, start, waitFor } from './exec.js';
 import { TestNetns } from './netns.js';
 
@@ -86,4 +89,17 @@ export async function lanClient(host?: TestNetns, label = 'client'): Promise<Lan
       await ns.destroy(); // c0 goes with it, and c-host with its peer
     },
   };
+}
+
+/** A static udp-echo binary (test/helpers/udp-echo.c) for busybox roots; built once per process. */
+export async function udpEchoBinary(): Promise<string> {
+  const src = fileURLToPath(new URL('./udp-echo.c', import.meta.url));
+  const dir = '/var/cache/nspawn-ts/bin';
+  const bin = `${dir}/udp-echo-${createHash('sha256').update(readFileSync(src)).digest('hex').slice(0, 12)}`;
+  if (existsSync(bin)) return bin;
+  mkdirSync(dir, { recursive: true });
+  const tmp = `${bin}.${process.pid}.tmp`;
+  await runOk('cc', ['-static', '-O2', '-o', tmp, src]);
+  renameSync(tmp, bin);
+  return bin;
 }

@@ -12,8 +12,8 @@
 //
 // Pure helpers here; the subsystem (subsystem.ts) calls them and applies the result.
 import { ConfigError } from '../../errors.js';
-import type { NftResult } from '../../native.js';
-import { portForwardMappings, type PortMapping } from '../firewall/index.js';
+import { sys, type NftResult } from '../../native.js';
+import { portForwardMappings, type Firewall, type PortMapping } from '../firewall/index.js';
 import { formatPortSpec, parsePortSpec, PortSpecError } from '../port-spec.js';
 import type { PortForward } from '../../runtime/spec.js';
 import type { NetdState, ReservationRecord } from './state.js';
@@ -184,6 +184,21 @@ export function systemdPortClashes(listings: ReadonlyArray<Pick<NftResult, 'rc' 
     }
   }
   return out;
+}
+
+/**
+ * Every clash of `ports` on this host (this network namespace): the firewall's mappings (one listing
+ * of our table), the recorded reservations (`state`: also those not installed yet) and
+ * systemd-nspawn's maps. What the sidecar's check-ports answers, and what a launcher without a
+ * sidecar asks itself.
+ */
+export function hostPortClashes(machine: string, ports: readonly PortForward[], firewall: Pick<Firewall, 'state'>, state: NetdState): PortClash[] {
+  if (ports.length === 0) return [];
+  return findPortClashes(machine, ports, {
+    current: firewall.state().ports,
+    state,
+    foreign: systemdPortClashes(SYSTEMD_NAT_MAPS.map((m) => sys().nftRun(m.command))),
+  });
 }
 
 /** route_localnet of a link: --port-loopback needs it on the container's host-side link only. */

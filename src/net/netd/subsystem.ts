@@ -37,7 +37,7 @@ import { enableForwarding, procSys, restoreForwarding, type SysctlIo } from './s
 import { sys } from '../../native.js';
 import type { PortForward } from '../../runtime/spec.js';
 import {
-  findPortClashes, PortInUseError, portOwner, recordedMappings, reservationMappings, routeLocalnetPath, SYSTEMD_NAT_MAPS,
+  findPortClashes, hostPortClashes, PortInUseError, portOwner, recordedMappings, reservationMappings, routeLocalnetPath, SYSTEMD_NAT_MAPS,
   systemdPortClashes, type PortRequest,
 } from './ports.js';
 
@@ -696,12 +696,7 @@ export class NetworkSubsystem {
    * nothing: the launcher asks before it makes anything.
    */
   checkPorts(machine: string, ports: readonly PortForward[]): { checked: number } {
-    if (ports.length === 0) return { checked: 0 };
-    const clashes = findPortClashes(machine, ports, {
-      current: this.firewall.state().ports,
-      state: this.store.peek(),
-      foreign: systemdPortClashes(SYSTEMD_NAT_MAPS.map((m) => sys().nftRun(m.command))),
-    });
+    const clashes = hostPortClashes(machine, ports, this.firewall, this.store.peek());
     if (clashes.length) throw new PortInUseError(machine, clashes);
     return { checked: ports.length };
   }

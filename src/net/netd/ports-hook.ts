@@ -1,0 +1,49 @@
+// -p/--port= in the launcher, before anything of the container exists (a LaunchHooks `preflight`):
+// a host port that another machine already forwards — ours, through the sidecar or the firewall
+// table and state file an embedded launcher shares, or a real systemd-nspawn's — fails the start
+// with a message naming each port and its holder, and nothing is created. The ports themselves
+// travel with the machine's reservation (hook.ts → subsystem.reserve), so they are installed for the
+// address the subsystem hands out, before the container's DHCP exchange.
+import { ConfigError } from '../../errors.js';
+import { Firewall } from '../firewall/index.js';
+import { defaultStateDir } from '../../runtime/ephemeral.js';
+import type { LaunchSpec } from '../../runtime/spec.js';
+import { defaultSocketPath, NetdClient, NetdRemoteError } from './client.js';
+import { hostPortClashes, PortInUseError } from './ports.js';
+import { StateStore } from './state.js';
+
+export interface PortsPreflightOptions {
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Refuses the start when a requested host port is taken; resolves when all are free (or none asked). */
+export async function checkPortsBeforeStart(spec: Pick<LaunchSpec, 'machine' | 'network'>, opts: PortsPreflightOptions = {}): Promise<void> {
+  const { ports } = spec.network;
+  if (ports.length === 0) return;
+  if (!spec.network.private) throw new ConfigError('Cannot use --port= without private networking.', { code: 'CFG_CONFLICT' });
+  const env = opts.env ?? process.env;
+  const client = await NetdClient.connect(defaultSocketPath(env));
+  if (client) {
+    try {
+      await client.request({ op: 'check-ports', machine: spec.machine, ports });
+    } catch (err) {
+      if (err instanceof NetdRemoteError && err.code === 'NETD_PORT_IN_USE') throw new ConfigError(err.message, { code: err.code, cause: err });
+      throw err;
+    } finally {
+      client.close();
+    }
+    return;
+  }
+  // no sidecar: the table and the state file every embedded launcher shares
+  const fw = new Firewall();
+  try {
+    const clashes = hostPortClashes(spec.machine, ports, fw, new StateStore(defaultStateDir(env)).peek());
+    if (clashes.length) throw new PortInUseError(spec.machine, clashes);
+  } finally {
+    fw.close();
+  }
+}
+
+export function portsPreflightHooks(opts: PortsPreflightOptions = {}): { preflight(spec: LaunchSpec): Promise<void> } {
+  return { preflight: (spec) => checkPortsBeforeStart(spec, opts) };
+}
