@@ -55,6 +55,12 @@ export interface InterfaceConfig {
    * when it is free. Non-authoritative servers stay silent instead (RFC 2131 §4.3.2).
    */
   authoritative?: boolean;
+  /**
+   * Answer only clients with a reservation here, ignoring every other message (default false): for
+   * several servers sharing one link and server address (embedded launchers on one zone bridge),
+   * each answering its own container, none NAKing the others'.
+   */
+  reservedOnly?: boolean;
 }
 
 export interface ResolvedReservation {
@@ -89,6 +95,7 @@ export interface SubnetConfig {
   excluded: Set<Ipv4>;
   reservations: ResolvedReservation[];
   authoritative: boolean;
+  reservedOnly: boolean;
 }
 
 const IFNAME_RE = /^[^\s/:]{1,15}$/;
@@ -233,6 +240,7 @@ export function resolveInterfaceConfig(c: InterfaceConfig): SubnetConfig {
     excluded,
     reservations,
     authoritative: c.authoritative ?? true,
+    reservedOnly: c.reservedOnly ?? false,
   };
 }
 

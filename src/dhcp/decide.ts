@@ -78,6 +78,7 @@ export function decide(req: DhcpRequest, view: LeaseView, now: number): Decision
     const type = p.options.messageType();
     if (type === undefined) return ignore('BOOTP request without a DHCP message type (BOOTP is not served)');
     if (p.hlen === 0 && !p.options.has(Opt.CLIENT_ID)) return ignore('neither a hardware address nor a client identifier');
+    if (view.config.reservedOnly && !view.reservationFor(clientIdentity(p))) return ignore('no reservation for the client (this server answers only its reservations)');
     switch (type) {
       case MessageType.DISCOVER: return discover(req, view, now);
       case MessageType.REQUEST: return request(req, view, now);

@@ -312,20 +312,26 @@ class ContainerRun {
   /**
    * The subsystems' hooks, imported on demand (the launch path stays lean):
    * - -p (src/net/netd/ports-hook.ts): a host port another machine forwards is refused before anything is made;
-   * - the container network (src/net/network-plan.ts): links made after the clone, removed after the exit;
+   * - the container network (src/net/network-plan.ts): links made after the clone, removed after the
+   *   exit, and their addresses (src/net/netd/launch.ts);
    * - the caller's hooks;
    * - --resolv-conf= (src/net/resolv-hook.ts).
    */
   private async loadHooks(): Promise<void> {
     const spec = this.spec;
-    const [ports, network, resolv] = await Promise.all([
+    const [ports, network, addresses, resolv] = await Promise.all([
       spec.network.ports.length > 0 ? import('../net/netd/ports-hook.js') : undefined,
       spec.network.private && !this.opts.network ? import('../net/network-plan.js') : undefined,
+      spec.network.private ? import('../net/netd/launch.js') : undefined,
       import('../net/resolv-hook.js'),
     ]);
     const hooks: LaunchHooks[] = [];
     if (ports) hooks.push(ports.portsPreflightHooks());
-    if (spec.network.private) hooks.push(this.opts.network ?? (network as typeof import('../net/network-plan.js')).containerNetworkHooks());
+    // links (network-plan.ts), then addresses (netd/launch.ts: the sidecar's or the embedded subsystem's)
+    if (addresses) {
+      const links = this.opts.network ?? (network as typeof import('../net/network-plan.js')).containerNetworkHooks();
+      hooks.push(...addresses.containerNetworkAndAddressHooks(links));
+    }
     hooks.push(...(this.opts.hooks ?? []), resolv.resolvConfHooks(this.opts.resolvConf));
     this.hooks = hooks;
   }

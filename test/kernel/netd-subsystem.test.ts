@@ -9,7 +9,10 @@ import { TestNetns } from '../helpers/netns.js';
 import { NetworkSubsystem, type SubsystemOptions } from '../../src/net/netd/subsystem.js';
 import { masqueradeOwner } from '../../src/net/netd/links.js';
 import { SubnetPool } from '../../src/net/pool.js';
-import { shortenIfname } from '../../src/net/naming.js';
+import { formatMac, generateMac, shortenIfname } from '../../src/net/naming.js';
+import { dhcpBackend } from '../../src/net/netd/dhcp-backend.js';
+import { logger } from '../../src/log.js';
+import { chmodSync } from 'node:fs';
 
 const TABLE = 'nspawn-ts';
 
@@ -289,3 +292,95 @@ describe('embedded mode', () => {
   });
 });
 
+
+/** Runs busybox udhcpc in `ns` until it has a lease; returns the variables its script saw. */
+async function udhcpc(ns: TestNetns, dir: string, ifname = 'host0'): Promise<Record<string, string>> {
+  const script = `${dir}/udhcpc.sh`;
+  writeFileSync(script, `#!/bin/sh\ncase "$1" in bound|renew) env | sort > ${dir}/lease.env; ip addr replace "$ip/$mask" dev "$interface" ;; deconfig) ip link set "$interface" up ;; esac\nexit 0\n`);
+  chmodSync(script, 0o755);
+  rmSync(`${dir}/lease.env`, { force: true });
+  await ns.exec('busybox', ['udhcpc', '-i', ifname, '-f', '-q', '-n', '-t', '5', '-T', '1', '-s', script], { timeoutMs: 20_000 });
+  const text = readFileSync(`${dir}/lease.env`, 'utf8');
+  return Object.fromEntries(text.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+}
+
+describe('DHCP', () => {
+  const machineId = Uint8Array.from(Buffer.from('0123456789abcdef0123456789abcdef', 'hex'));
+
+  ktest('a systemd-nspawn-like container gets its reserved address, router and DNS; a restarted sidecar keeps the lease; nothing is left when the link goes', async ({ netns }) => {
+    const st = withState();
+    let sub: NetworkSubsystem | undefined;
+    try {
+      const mac = formatMac(generateMac(machineId, 'dhcpbox', 'container'));
+      await netns.exec('ip', ['link', 'set', 'lo', 'up']);
+      const ifname = await nspawnVeth('dhcpbox', netns);
+      await netns.exec('ip', ['link', 'set', 'host0', 'address', mac]);
+      const open2 = () => NetworkSubsystem.open({ mode: 'sidecar', stateDir: st.dir, dns: ['192.0.2.53'], machineId, dhcp: dhcpBackend(logger('dhcp')) });
+      sub = await open2();
+      const served = sub.list()[0];
+      expect(served?.dhcp).toBe(true);
+      const reserved = served?.reservations.find((r) => r.machine === 'dhcpbox');
+      expect(reserved?.mac).toBe(mac);
+      const env = await udhcpc(netns, st.dir);
+      expect(env.ip).toBe(reserved?.address);
+      expect(env.router).toBe(served?.hostAddress);
+      expect(env.dns?.trim()).toBe('192.0.2.53');
+      expect(env.mask).toBe('28');
+      // it reaches the host through its new address
+      await netns.exec('busybox', ['ping', '-c', '1', '-W', '2', served?.hostAddress ?? '']);
+      expect(sub.leases(ifname)).toMatchObject([{ address: reserved?.address, mac, state: 'bound' }]);
+
+      // kill -9 equivalent: no teardown, then a new sidecar
+      await sub.close();
+      sub = await open2();
+      expect(sub.leases(ifname)).toMatchObject([{ address: reserved?.address, mac, state: 'bound' }]);
+      // a renewal (a new client run asks for the same address) is granted
+      expect((await udhcpc(netns, st.dir)).ip).toBe(reserved?.address);
+
+      await runOk('ip', ['link', 'del', ifname]);
+      await waitFor(() => sub?.list().length === 0, 'nothing served');
+      expect(sub.leases()).toEqual([]);
+    } finally {
+      await sub?.close();
+      st.remove();
+    }
+  });
+
+  ktest('embedded on a zone: the launcher\'s server answers only its own container', async ({ netns }) => {
+    const st = withState();
+    const other = await TestNetns.create();
+    const subs: NetworkSubsystem[] = [];
+    try {
+      await runOk('ip', ['link', 'add', 'vz-lab', 'type', 'bridge']);
+      const macs = ['02:00:00:00:0a:01', '02:00:00:00:0a:02'];
+      const spaces = [netns, other];
+      for (let i = 0; i < 2; i++) {
+        await runOk('ip', ['link', 'add', `vb-m${i}`, 'type', 'veth', 'peer', 'name', 'host0', 'netns', spaces[i]!.name]);
+        await runOk('ip', ['link', 'set', `vb-m${i}`, 'master', 'vz-lab', 'up']);
+        await spaces[i]!.exec('ip', ['link', 'set', 'host0', 'address', macs[i]!]);
+      }
+      const leases = [];
+      for (let i = 0; i < 2; i++) {
+        const sub = await NetworkSubsystem.open({ mode: 'embedded', stateDir: st.dir, dns: ['192.0.2.53'], machineId: null, dhcp: dhcpBackend(logger('dhcp')) });
+        subs.push(sub);
+        leases.push(await sub.reserve({ machine: `m${i}`, mac: macs[i]!, kind: 'zone', zone: 'lab' }));
+      }
+      expect(leases[0]?.subnet).toBe(leases[1]?.subnet);
+      expect(leases[0]?.address).not.toBe(leases[1]?.address);
+      for (let i = 0; i < 2; i++) expect((await udhcpc(spaces[i]!, st.dir)).ip).toBe(leases[i]?.address);
+      await other.exec('busybox', ['ping', '-c', '1', '-W', '2', leases[0]?.address ?? '']);
+      // the first launcher ends: the zone stays served by the second
+      await subs.shift()?.close();
+      expect(await v4('vz-lab')).toEqual([`${leases[1]?.gateway}/24`]);
+      expect(await masq()).toEqual([{ subnet: leases[1]?.subnet, owner: 'vz:lab' }]);
+      await subs.shift()?.close();
+      expect(await v4('vz-lab')).toEqual([]);
+      expect(await tableExists()).toBe(false);
+    } finally {
+      for (const s of subs) await s.close();
+      for (const l of ['vb-m0', 'vb-m1', 'vz-lab']) await run('ip', ['link', 'del', l]);
+      await other.destroy();
+      st.remove();
+    }
+  });
+});

@@ -9,7 +9,7 @@ import type { NetdRequest } from './api.js';
 import { defaultSocketPath } from './client.js';
 import { parseDnsList } from './dns.js';
 import { sdNotify } from './notify.js';
-import { ApiServer } from './server.js';
+import { ApiServer, socketAnswers } from './server.js';
 import { type DhcpBackend, NetworkSubsystem } from './subsystem.js';
 
 const log = logger('netd');
@@ -98,7 +98,7 @@ export async function handleRequest(sub: NetworkSubsystem, req: NetdRequest, ext
 }
 
 export interface SidecarDeps {
-  /** Makes the DHCP server (the lease file is under the state directory). */
+  /** Makes the DHCP server (the lease file is under the state directory); default src/dhcp's. */
   dhcp?: (leaseFile: string | undefined) => DhcpBackend;
 }
 
@@ -120,7 +120,12 @@ export async function sidecarMain(argv: readonly string[], deps: SidecarDeps = {
   const subOpts: Parameters<typeof NetworkSubsystem.open>[0] = { mode: 'sidecar', stateDir: opts.stateDir };
   if (opts.dns) subOpts.dns = opts.dns;
   if (opts.pools) subOpts.pools = opts.pools;
-  if (deps.dhcp) subOpts.dhcp = deps.dhcp;
+  subOpts.dhcp = deps.dhcp ?? (await import('./dhcp-backend.js')).dhcpBackend(logger('dhcp'));
+  // before touching any link: a sidecar that already runs owns them
+  if (await socketAnswers(opts.socket)) {
+    log.error(`another nspawn-netd is answering on ${opts.socket}; stop it first`);
+    return 1;
+  }
   let sub: NetworkSubsystem;
   try {
     sub = await NetworkSubsystem.open(subOpts);

@@ -17,12 +17,17 @@ export const SUBCOMMANDS: Record<string, Subcommand> = {
 
 function usage(): string {
   const width = Math.max(...Object.keys(SUBCOMMANDS).map((n) => n.length));
-  return `Usage: nspawn-netd SUBCOMMAND [ARGS...]\n\nSubcommands:\n${Object.entries(SUBCOMMANDS)
+  return `Usage: nspawn-netd [--state-dir=DIR] [--socket=PATH] [--dns=ADDR] [--pool=CIDR] [-v]   (the sidecar)\n` +
+    `       nspawn-netd SUBCOMMAND [ARGS...]\n\nSubcommands:\n${Object.entries(SUBCOMMANDS)
     .map(([name, s]) => `  ${name.padEnd(width)}  ${s.summary}`).join('\n')}`;
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
   const [name, ...rest] = argv;
+  // no subcommand, or options only: the network sidecar (src/net/netd/daemon.ts)
+  if (name === undefined || (name.startsWith('-') && name !== '-h' && name !== '--help')) {
+    return (await import('./daemon.js')).sidecarMain(argv);
+  }
   if (name === '-h' || name === '--help') {
     process.stdout.write(usage() + '\n');
     return 0;

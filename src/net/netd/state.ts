@@ -9,12 +9,15 @@
 // kill -9 at any point leaves the old or the new state, never a torn one.
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { NspawnError } from '../../errors.js';
+import { logger } from '../../log.js';
 import { sys } from '../../native.js';
 import type { PoolState } from '../pool.js';
 import type { ServedKind } from './links.js';
 import type { PortForward } from '../../runtime/spec.js';
 
 export const STATE_VERSION = 1;
+
+const log = logger('netd');
 
 export interface ReservationRecord {
   machine: string;
@@ -102,7 +105,11 @@ export class StateStore {
   /** in-process queue: flock does not exclude two async operations of one process */
   private queue: Promise<unknown> = Promise.resolve();
 
-  constructor(stateDir: string) {
+  private readonly durable: boolean;
+
+  /** `durable`: fsync each write (default true). */
+  constructor(stateDir: string, opts: { durable?: boolean } = {}) {
+    this.durable = opts.durable ?? true;
     this.dir = `${stateDir.replace(/\/+$/, '')}/netd`;
     this.file = `${this.dir}/state.json`;
     this.lockFile = `${this.dir}/lock`;
@@ -132,7 +139,18 @@ export class StateStore {
           if (waited > 30_000) throw new StateError(`${this.lockFile} has been locked by another process for 30 s`);
           await new Promise((r) => setTimeout(r, 2));
         }
-        const state = this.peek();
+        let state: NetdState;
+        try {
+          state = this.peek();
+        } catch (err) {
+          if (!(err instanceof StateError)) throw err;
+          // unreadable (a write cut short by a power loss): links and firewall are re-read from the
+          // kernel, so starting over loses only remembered subnets; keep the file for inspection
+          const aside = `${this.file}.corrupt-${Date.now()}`;
+          renameSync(this.file, aside);
+          log.warn(`${err.message}; moved it to ${aside} and started with empty state`);
+          state = emptyState();
+        }
         const before = JSON.stringify(state);
         const result = await fn(state);
         const after = JSON.stringify(state);
@@ -156,7 +174,7 @@ export class StateStore {
     const fd = openSync(tmp, 'w', 0o600);
     try {
       writeSync(fd, text + '\n');
-      fsyncSync(fd);
+      if (this.durable) fsyncSync(fd);
     } finally {
       closeSync(fd);
     }

@@ -62,6 +62,7 @@ export interface DhcpInterface {
   dns?: string[];
   reservations?: Array<{ mac: string; address: string; hostname?: string }>;
   authoritative?: boolean;
+  reservedOnly?: boolean;
   leaseTime?: number;
 }
 
@@ -132,21 +133,39 @@ interface Served {
   alloc: SubnetAllocation;
   masquerade: boolean;
   dhcp: boolean;
+  /** the reservation made together with serving it (serve()'s `want`) */
+  placed?: ReservationRecord;
 }
 
 const ZONE_DHCP_LEASE = 3600;
 
+let instances = 0;
+
+/** 'sidecar', or the embedded instance: PID, start time and a counter (one process may hold several). */
 function holderOf(mode: SubsystemOptions['mode']): Holder {
   if (mode === 'sidecar') return 'sidecar';
-  return `pid:${process.pid}:${processStartTime(process.pid) ?? '0'}`;
+  return `pid:${process.pid}:${processStartTime(process.pid) ?? '0'}#${++instances}`;
 }
 
 /** Whether a holder is still there (the sidecar always counts as alive to an embedded instance). */
 function holderAlive(h: Holder): boolean {
   if (h === 'sidecar') return true;
-  const m = /^pid:(\d+):(\d+)$/.exec(h);
+  const m = /^pid:(\d+):(\d+)(?:#\d+)?$/.exec(h);
   if (!m) return false;
   return processStartTime(Number(m[1])) === m[2];
+}
+
+/**
+ * The reservations with `machine` placed: its previous address when still free, else its stable
+ * one (pickAddress) past the others' reservations and `bound` addresses. A previous entry for the
+ * machine or the MAC is replaced.
+ */
+function placeReservation(alloc: SubnetAllocation, current: readonly ReservationRecord[], machine: string, mac: string, bound: readonly string[]): ReservationRecord[] {
+  const mine = current.find((r) => r.machine === machine);
+  const others = current.filter((r) => r.machine !== machine && r.mac !== mac);
+  const taken = new Set<string>([...others.map((r) => r.address), ...bound]);
+  const address = mine && !taken.has(mine.address) && isClientAddress(alloc, mine.address) ? mine.address : pickAddress(alloc, machine, taken);
+  return [...others, { machine, mac, address }];
 }
 
 export class NetworkSubsystem {
@@ -172,8 +191,11 @@ export class NetworkSubsystem {
   private constructor(opts: SubsystemOptions) {
     this.mode = opts.mode;
     this.holder = holderOf(opts.mode);
-    this.log = opts.log ?? logger('netd');
-    this.store = new StateStore(opts.stateDir);
+    const base = opts.log ?? logger('netd');
+    // inside a launcher, routine events are detail (--verbose); the sidecar logs them
+    this.log = opts.mode === 'embedded' ? { ...base, info: base.debug } : base;
+    // a sidecar's state must survive a power cut (fsync); an embedded launcher's dies with its container
+    this.store = new StateStore(opts.stateDir, { durable: opts.mode === 'sidecar' });
     this.sysctl = opts.sysctl ?? procSys;
     this.poolOptions = opts.pools ? { pools: opts.pools } : {};
     if (opts.dns) {
@@ -355,7 +377,11 @@ export class NetworkSubsystem {
     return state.pool ? SubnetPool.restore(state.pool, this.poolOptions) : new SubnetPool(this.poolOptions);
   }
 
-  private async serve(link: Link, role: Exclude<LinkRole, { role: 'port' }>): Promise<Served> {
+  /**
+   * Serves a link (idempotent). `want`: also reserve that machine's address for that MAC, decided in
+   * the same state update as the subnet (one write for a launcher's start).
+   */
+  private async serve(link: Link, role: Exclude<LinkRole, { role: 'port' }>, want?: { machine: string; mac: string }): Promise<Served> {
     if (this.closed) throw new NetdError('NETD_CLOSED', 'the network subsystem is shutting down');
     const kind: ServedKind = role.role;
     const key = role.role === 'veth' ? role.machine : role.zone;
@@ -368,6 +394,7 @@ export class NetworkSubsystem {
 
     const inUse = await this.inUse(link.index);
     let alloc!: SubnetAllocation;
+    let reservations: ReservationRecord[] = [];
     await this.store.update((st) => {
       const pool = this.loadPool(st);
       alloc = pool.allocate(kind, key, inUse);
@@ -375,32 +402,37 @@ export class NetworkSubsystem {
       const rec = st.links[link.name];
       const same = rec !== undefined && rec.kind === kind && rec.key === key && rec.subnet === alloc.subnet;
       const holders = same ? rec.holders.filter((h) => h !== this.holder && (h === 'sidecar' || holderAlive(h))) : [];
+      reservations = same ? rec.reservations.filter((r) => isClientAddress(alloc, r.address)) : [];
+      if (want) reservations = placeReservation(alloc, reservations, want.machine, want.mac, []);
       st.links[link.name] = {
-        kind, key, ifname: link.name, ifindex: link.index, subnet: alloc.subnet,
-        reservations: same ? rec.reservations.filter((r) => isClientAddress(alloc, r.address)) : [],
-        holders: [...holders, this.holder],
+        kind, key, ifname: link.name, ifindex: link.index, subnet: alloc.subnet, reservations, holders: [...holders, this.holder],
       };
       const before = enableForwarding(this.sysctl);
       if (before !== undefined && st.ipForwardBefore === undefined) st.ipForwardBefore = before;
     });
 
     const served: Served = { kind, key, ifname: link.name, ifindex: link.index, alloc, masquerade: false, dhcp: false };
+    const placed = want ? reservations.find((r) => r.machine === want.machine) : undefined;
+    if (placed) served.placed = placed;
     const hostCidr = `${alloc.hostAddress}/${alloc.prefixLength}`;
     try {
       if (!link.up) await this.rtnl.setUp(link.index);
-      await this.rtnl.ensureAddress(link.index, hostCidr, { broadcast: true });
+      let present = false;
       for (const a of await this.rtnl.listAddresses({ link: link.index, family: 4 })) {
-        if (a.cidr !== hostCidr) {
+        if (a.cidr === hostCidr) {
+          present = true;
+        } else {
           this.log.info(`removing stale address ${a.cidr} from ${link.name}`, { ifname: link.name });
           await this.rtnl.deleteAddress(link.index, a.cidr);
         }
       }
+      if (!present) await this.rtnl.ensureAddress(link.index, hostCidr, { broadcast: true });
       this.ensureTables();
       this.firewall.addMasquerade(alloc.subnet, masqueradeOwner(kind, key));
       served.masquerade = true;
-      if (this.dhcpServer && this.mode === 'sidecar') {
-        const rec = this.store.peek().links[link.name];
-        this.dhcpAdd(served, rec?.reservations ?? []);
+      if (this.dhcpServer) {
+        if (this.mode === 'sidecar') this.dhcpAdd(served, reservations);
+        else if (placed) this.dhcpAdd(served, [placed], kind === 'zone' ? placed.address : undefined);
       }
     } catch (err) {
       await this.undoServe(served, link.index);
@@ -422,6 +454,7 @@ export class NetworkSubsystem {
       // an embedded launcher on a shared zone bridge answers only its own container
       cfg.pool = `${restrict}-${restrict}`;
       cfg.authoritative = false;
+      cfg.reservedOnly = true;
     }
     this.dhcpServer.addInterface(cfg);
     served.dhcp = true;
@@ -597,15 +630,11 @@ export class NetworkSubsystem {
     await this.store.update((st) => {
       const rec = st.links[ifname];
       if (!rec) throw new NetdError('NETD_NOT_SERVED', `link ${ifname} has no record (was it removed meanwhile?)`);
-      const mine = rec.reservations.find((r) => r.machine === machine);
-      const taken = new Set<string>([
-        ...rec.reservations.filter((r) => r.machine !== machine).map((r) => r.address),
-        ...leases.filter((l) => l.state === 'bound' && l.expiresAt > Date.now() && l.mac.toLowerCase() !== mac).map((l) => l.address),
-      ]);
-      const address = mine && !taken.has(mine.address) && isClientAddress(s.alloc, mine.address) ? mine.address : pickAddress(s.alloc, machine, taken);
-      res = { machine, mac, address };
-      rec.reservations = [...rec.reservations.filter((r) => r.machine !== machine && r.mac !== mac), res];
+      const bound = leases.filter((l) => l.state === 'bound' && l.expiresAt > Date.now() && l.mac.toLowerCase() !== mac).map((l) => l.address);
+      rec.reservations = placeReservation(s.alloc, rec.reservations, machine, mac, bound);
+      res = rec.reservations.find((r) => r.machine === machine) as ReservationRecord;
     });
+    if (this.mode === 'embedded') s.placed = res;
     if (this.dhcpServer) {
       if (!s.dhcp) this.dhcpAdd(s, [res], this.mode === 'embedded' && s.kind === 'zone' ? res.address : undefined);
       else this.dhcpServer.reserve(ifname, { mac, address: res.address, hostname: machine });
@@ -657,9 +686,12 @@ export class NetworkSubsystem {
       if (!role || role.role === 'port') {
         throw new NetdError('NETD_NOT_SERVABLE', `link ${ifname} is a ${link.kind ?? 'physical'} link, not a ${req.kind === 'zone' ? 'bridge' : 'veth'}: it is not served`);
       }
-      const s = await this.serve(link, role);
       const previous = this.store.peek().links[ifname]?.reservations.find((r) => r.machine === req.machine);
-      const res = await this.reserveOn(ifname, req.machine, mac);
+      const fresh = this.served.get(ifname)?.ifindex !== link.index;
+      const s = await this.serve(link, role, { machine: req.machine, mac });
+      const placed = fresh ? s.placed : undefined;
+      const res = placed ?? await this.reserveOn(ifname, req.machine, mac);
+      if (placed) this.log.info(`reserved ${placed.address} for ${req.machine}`, { ifname, machine: req.machine, mac, address: placed.address });
       // port forwarding: mapped to the address just reserved, before the container asks for it
       await this.forwardPorts(ifname, res, { ports: req.ports ?? [], loopback: req.portLoopback ?? false }, previous);
       const out: MachineLease = {
@@ -685,6 +717,27 @@ export class NetworkSubsystem {
       }
       return had;
     });
+  }
+
+  /**
+   * Starts DHCP later (an embedded launcher that configured host0 itself starts its server after
+   * the container runs, off the start-up path): every served link with its reservations.
+   */
+  startDhcp(factory: (leaseFile: string | undefined) => DhcpBackend): void {
+    if (this.dhcpServer || this.closed) return;
+    const server = factory(this.mode === 'sidecar' ? `${this.store.dir}/leases` : undefined);
+    server.start();
+    this.dhcpServer = server;
+    const state = this.store.peek();
+    for (const s of this.served.values()) {
+      const rec = state.links[s.ifname];
+      if (this.mode === 'sidecar') {
+        this.dhcpAdd(s, rec?.reservations ?? []);
+      } else {
+        const mine = s.placed;
+        if (mine) this.dhcpAdd(s, [mine], s.kind === 'zone' ? mine.address : undefined);
+      }
+    }
   }
 
   // -----------------------------------------------------------------------------------------

@@ -1,0 +1,188 @@
+// bench/startup: time from launching a container to "it has an IPv4 address and a default route",
+// for our launcher and for the real systemd-nspawn, in one run (median of ROUNDS, default 20):
+//
+//   ours_embedded_ms          nspawn-ts -n, no sidecar: the launcher serves the link in-process and
+//                             configures host0 before the command starts
+//   ours_sidecar_ms           the same with nspawn-netd running (the launcher asks it)
+//   ours_udhcpc_ms            nspawn-ts -n --network-config=dhcp, udhcpc inside (embedded server)
+//   ours_sidecar_udhcpc_ms    the same with the sidecar's server
+//   systemd_nspawn_udhcpc_ms  systemd-nspawn --network-veth with our sidecar, udhcpc inside
+//
+// "Ready" is seen from inside: every container runs the same busybox shell line, which waits until
+// `ip -4 route show default` answers (after running udhcpc, for the DHCP variants) and prints a
+// marker; the clock stops when the marker reaches our end of the pipe. Run through bench/startup,
+// which puts everything in a private network and mount namespace.
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import {
+  chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync, symlinkSync, writeFileSync,
+} from 'node:fs';
+import { createConnection } from 'node:net';
+import { fileURLToPath } from 'node:url';
+
+const ROUNDS = Number(process.env.ROUNDS ?? process.argv[2] ?? 20);
+const REPO = fileURLToPath(new URL('../..', import.meta.url));
+const NSPAWN_TS = `${REPO}bin/nspawn-ts`;
+const NETD = `${REPO}bin/nspawn-netd`;
+const DNS = '192.0.2.53';
+
+const UDHCPC = 'udhcpc -i host0 -f -q -n -t 10 -T 1 -s /etc/udhcpc/default.script >/dev/null 2>&1';
+const WAIT_READY = 'until [ -n "$(ip -4 route show default)" ]; do usleep 500; done; echo NETWORK-READY';
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+}
+
+const round1 = (x: number): number => Math.round(x * 10) / 10;
+
+function buildRoot(): string {
+  const dir = mkdtempSync('/var/tmp/nspawn-ts-bench-root-');
+  for (const d of ['bin', 'sbin', 'usr/bin', 'usr/sbin', 'etc/udhcpc', 'proc', 'sys', 'dev', 'run', 'tmp', 'root']) mkdirSync(`${dir}/${d}`, { recursive: true });
+  writeFileSync(`${dir}/bin/busybox`, readFileSync('/bin/busybox'), { mode: 0o755 });
+  const applets = execFileSync('/bin/busybox', ['--list-full'], { encoding: 'utf8' }).split('\n').filter(Boolean);
+  for (const a of applets) if (a !== 'bin/busybox' && !existsSync(`${dir}/${a}`)) symlinkSync('/bin/busybox', `${dir}/${a}`);
+  writeFileSync(`${dir}/etc/passwd`, 'root:x:0:0:root:/root:/bin/sh\n');
+  writeFileSync(`${dir}/etc/group`, 'root:x:0:\n');
+  writeFileSync(`${dir}/etc/os-release`, 'ID=busybox\n');
+  writeFileSync(`${dir}/etc/udhcpc/default.script`, `#!/bin/sh
+case "$1" in
+  deconfig) ip link set "$interface" up ;;
+  bound|renew) ip addr add "$ip/$mask" dev "$interface"; [ -n "$router" ] && ip route replace default via "\${router%% *}" dev "$interface" ;;
+esac
+exit 0
+`);
+  chmodSync(`${dir}/etc/udhcpc/default.script`, 0o755);
+  return dir;
+}
+
+interface Run {
+  ms: number;
+  exit: Promise<void>;
+}
+
+/** Starts a launch; resolves with the time to the marker, and a promise of the process's end. */
+function timed(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const child: ChildProcess = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    let out = '';
+    let done = false;
+    const exit = new Promise<void>((r) => child.once('exit', () => r()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      if (!done) reject(new Error(`${cmd} ${args.join(' ')}: no NETWORK-READY within 30 s; output:\n${out}`));
+    }, 30_000);
+    const onData = (d: Buffer): void => {
+      out += d.toString();
+      if (!done && out.includes('NETWORK-READY')) {
+        done = true;
+        const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+        clearTimeout(timer);
+        resolve({ ms, exit });
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    void exit.then(() => {
+      clearTimeout(timer);
+      if (!done) reject(new Error(`${cmd} ${args.join(' ')} ended without NETWORK-READY (exit ${child.exitCode}); output:\n${out}`));
+    });
+  });
+}
+
+async function series(name: string, launch: (i: number) => Promise<Run>): Promise<number[]> {
+  const times: number[] = [];
+  // one warm-up run (page cache, first nft table creation), not counted
+  for (let i = -1; i < ROUNDS; i++) {
+    const r = await launch(i);
+    await r.exit;
+    if (i >= 0) times.push(r.ms);
+  }
+  process.stderr.write(`${name.padEnd(26)} median ${round1(median(times))} ms  (min ${round1(Math.min(...times))}, max ${round1(Math.max(...times))})\n`);
+  return times;
+}
+
+function socketAnswers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createConnection(path);
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('error', () => resolve(false));
+  });
+}
+
+async function withSidecar<T>(fn: () => Promise<T>): Promise<T> {
+  const child = spawn(process.execPath, [NETD, `--dns=${DNS}`], { stdio: ['ignore', 'ignore', 'ignore'] });
+  const sock = '/run/nspawn-ts/netd.sock';
+  for (let i = 0; !(await socketAnswers(sock)); i++) {
+    if (i > 500) throw new Error('the sidecar did not come up');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  try {
+    return await fn();
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+  }
+}
+
+const CGROUP_ROOTS = ['/sys/fs/cgroup/systemd', '/sys/fs/cgroup/unified'];
+
+function removeCgroup(dir: string): void {
+  if (!existsSync(dir)) return;
+  for (const e of readdirSync(dir)) if (statSync(`${dir}/${e}`).isDirectory()) removeCgroup(`${dir}/${e}`);
+  rmdirSync(dir);
+}
+
+async function main(): Promise<void> {
+  // the test run's layout: private /run/nspawn-ts and state, sysfs of this namespace (cgroups kept)
+  execFileSync('sh', ['-c', `
+    set -e
+    ip link set lo up
+    mkdir -p /run/nspawn-ts /var/lib/nspawn-ts
+    mount -t tmpfs tmpfs /run/nspawn-ts
+    mount -t tmpfs tmpfs /var/lib/nspawn-ts
+    if mountpoint -q /sys/fs/cgroup; then t=$(mktemp -d /run/nspawn-ts/cg.XXXXXX); mount --rbind /sys/fs/cgroup "$t"; mount -t sysfs sysfs /sys; mount --move "$t" /sys/fs/cgroup; rmdir "$t"; else mount -t sysfs sysfs /sys; fi
+  `]);
+  const root = buildRoot();
+  const cgroups: string[] = [];
+  for (const r of CGROUP_ROOTS) {
+    if (!existsSync(`${r}/cgroup.procs`)) continue;
+    const d = `${r}/nspawn-ts-bench-${process.pid}`;
+    mkdirSync(d, { recursive: true });
+    cgroups.push(d);
+  }
+  const env = { NSPAWN_NETD_DNS: DNS };
+  const ours = (extra: string[], inner: string) => (i: number) =>
+    timed(process.execPath, [NSPAWN_TS, '-q', '-n', '-M', `bench${i + 1}`, '-D', root, ...extra, '/bin/sh', '-c', inner], env);
+  try {
+    const results: Record<string, number> = {};
+    results.ours_embedded_ms = median(await series('ours, embedded', ours([], WAIT_READY)));
+    results.ours_udhcpc_ms = median(await series('ours, embedded, udhcpc', ours(['--network-config=dhcp'], `${UDHCPC}; ${WAIT_READY}`)));
+    await withSidecar(async () => {
+      results.ours_sidecar_ms = median(await series('ours, sidecar', ours([], WAIT_READY)));
+      results.ours_sidecar_udhcpc_ms = median(await series('ours, sidecar, udhcpc', ours(['--network-config=dhcp'], `${UDHCPC}; ${WAIT_READY}`)));
+      if (cgroups.length > 0) {
+        const script = `for d in ${cgroups.join(' ')}; do echo $$ > "$d/cgroup.procs"; done\nexec systemd-nspawn --register=no --keep-unit -q "$@"`;
+        results.systemd_nspawn_udhcpc_ms = median(await series('systemd-nspawn + sidecar, udhcpc', (i) =>
+          timed('sh', ['-c', script, 'sh', '-P', '-D', root, '-M', `sbench${i + 1}`, '--network-veth', '/bin/sh', '-c', `${UDHCPC}; ${WAIT_READY}`])));
+      }
+    });
+    const node = series('node -e 0 (reference)', () => timed(process.execPath, ['-e', 'console.log("NETWORK-READY")']));
+    results.node_startup_ms = median(await node);
+    const out: Record<string, unknown> = { bench: 'startup', rounds: ROUNDS };
+    for (const k of ['ours_embedded_ms', 'ours_sidecar_ms', 'ours_udhcpc_ms', 'ours_sidecar_udhcpc_ms', 'systemd_nspawn_udhcpc_ms', 'node_startup_ms']) {
+      if (results[k] !== undefined) out[k] = round1(results[k] as number);
+    }
+    console.log(JSON.stringify(out));
+  } finally {
+    for (const d of cgroups) {
+      try {
+        removeCgroup(d);
+      } catch { /* a payload still there */ }
+    }
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+await main();

@@ -1,0 +1,188 @@
+// A small world for end-to-end network tests. The test run's private network namespace is the
+// host; an "uplink" namespace holds the remote HTTP server at 203.0.113.1, reached from the host
+// over up-host (203.0.113.2/24). The remote has no route to container subnets: a container reaches
+// it only through the host's masquerade, and the server answers with the address it sees.
+//
+//   container host0 ── ve-/vz- [host] up-host 203.0.113.2 ── up0 203.0.113.1 [uplink: HTTP :80]
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Address4 } from 'ip-address';
+import { killAndWait, run, runOk, waitFor } from '../helpers/exec.js';
+import { TestNetns } from '../helpers/netns.js';
+import { NSPAWN_TS } from '../helpers/nspawn.js';
+import { NetdClient } from '../../src/net/netd/client.js';
+
+export const REMOTE = '203.0.113.1';
+export const HOST_UPLINK = '203.0.113.2';
+export const NETD = fileURLToPath(new URL('../../bin/nspawn-netd', import.meta.url));
+/** DNS handed to containers in these tests (a documentation address). */
+export const TEST_DNS = '192.0.2.53';
+
+const SERVER = `
+const http = require('http');
+http.createServer((q, r) => r.end('remote-ok ' + q.socket.remoteAddress.replace(/^::ffff:/, '') + '\\n'))
+  .listen(80, '${REMOTE}', () => console.log('ready'));`;
+
+/** Shell for the container: fetch from the remote with busybox nc (its wget needs glibc's NSS). */
+export const FETCH = `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 ${REMOTE} 80`;
+
+export class World {
+  private server: ChildProcess | undefined;
+  private constructor(readonly uplink: TestNetns) {}
+
+  static async create(): Promise<World> {
+    const uplink = await TestNetns.create('uplink');
+    const w = new World(uplink);
+    try {
+      await runOk('ip', ['link', 'add', 'up-host', 'type', 'veth', 'peer', 'name', 'up0', 'netns', uplink.name]);
+      await runOk('ip', ['addr', 'add', `${HOST_UPLINK}/24`, 'dev', 'up-host']);
+      await runOk('ip', ['link', 'set', 'up-host', 'up']);
+      await uplink.exec('ip', ['addr', 'add', `${REMOTE}/24`, 'dev', 'up0']);
+      await uplink.exec('ip', ['link', 'set', 'up0', 'up']);
+      const server = spawn('ip', ['netns', 'exec', uplink.name, process.execPath, '-e', SERVER], { stdio: ['ignore', 'pipe', 'pipe'] });
+      w.server = server;
+      let out = '';
+      server.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
+      await waitFor(() => out.includes('ready'), 'the remote HTTP server', 10_000);
+    } catch (err) {
+      await w.destroy();
+      throw err;
+    }
+    return w;
+  }
+
+  async destroy(): Promise<void> {
+    if (this.server) await killAndWait(this.server);
+    await run('ip', ['link', 'del', 'up-host']);
+    await this.uplink.destroy();
+  }
+}
+
+export interface Proc {
+  child: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+export function startProc(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv = {}): Proc {
+  const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr?.on('data', (d: Buffer) => { out += d.toString(); });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, output: () => out, exited };
+}
+
+/** bin/nspawn-ts with the test DNS; `args` before the command. */
+export function nspawnTs(args: readonly string[], env: NodeJS.ProcessEnv = {}): Proc {
+  return startProc(process.execPath, [NSPAWN_TS, '-q', ...args], { NSPAWN_NETD_DNS: TEST_DNS, ...env });
+}
+
+/** The sidecar on the default socket and state directory (the test run's tmpfs ones). */
+export async function startSidecar(): Promise<{ proc: Proc; client: () => Promise<NetdClient>; stop: () => Promise<void> }> {
+  const proc = startProc(process.execPath, [NETD, `--dns=${TEST_DNS}`]);
+  const client = (): Promise<NetdClient> => waitFor(() => NetdClient.connect(), 'the sidecar socket', 10_000, 20);
+  (await client()).close();
+  return {
+    proc,
+    client,
+    stop: async () => {
+      if (proc.child.exitCode === null && proc.child.signalCode === null) {
+        proc.child.kill('SIGTERM');
+        await proc.exited;
+      }
+    },
+  };
+}
+
+export async function exitOf(p: Proc, timeoutMs = 60_000): Promise<number | null> {
+  let t: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    t = setTimeout(() => reject(new Error(`process did not exit within ${timeoutMs} ms; output:\n${p.output()}`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([p.exited, timeout]);
+  } finally {
+    clearTimeout(t);
+  }
+}
+
+// --- systemd-nspawn --------------------------------------------------------------------------
+
+const CGROUP_ROOTS = ['/sys/fs/cgroup/systemd', '/sys/fs/cgroup/unified'];
+
+/** Cgroups of our own in every hierarchy systemd-nspawn --keep-unit uses (it makes sub-cgroups there). */
+export function makeCgroups(name: string): string[] {
+  const dirs: string[] = [];
+  for (const root of CGROUP_ROOTS) {
+    if (!existsSync(`${root}/cgroup.procs`)) continue;
+    const dir = `${root}/${name}`;
+    mkdirSync(dir, { recursive: true });
+    dirs.push(dir);
+  }
+  if (dirs.length === 0) throw new Error('no name=systemd or unified cgroup hierarchy is mounted at /sys/fs/cgroup');
+  return dirs;
+}
+
+export async function removeCgroup(dir: string): Promise<void> {
+  if (!existsSync(dir)) return;
+  for (const e of readdirSync(dir)) {
+    const p = `${dir}/${e}`;
+    if (statSync(p).isDirectory()) await removeCgroup(p);
+  }
+  await waitFor(() => {
+    try {
+      rmdirSync(dir);
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
+      throw err;
+    }
+  }, `cgroup ${dir} to empty`, 10_000);
+}
+
+/** The real systemd-nspawn (--register=no --keep-unit), started from `cgroups`, in this namespace. */
+export function systemdNspawn(cgroups: readonly string[], args: readonly string[]): Proc {
+  const script = `for d in ${cgroups.join(' ')}; do echo $$ > "$d/cgroup.procs"; done\nexec systemd-nspawn --register=no --keep-unit -q "$@"`;
+  return startProc('sh', ['-c', script, 'sh', ...args]);
+}
+
+/** IPv4 prefixes of the masquerade set of our table ([] when there is no table). */
+export async function masqueraded(): Promise<string[]> {
+  const r = await run('nft', ['-j', 'list', 'set', 'inet', 'nspawn-ts', 'masq4']);
+  if (r.code !== 0) return [];
+  const set = (JSON.parse(r.stdout) as { nftables: Array<{ set?: { elem?: unknown[] } }> }).nftables.find((o) => o.set)?.set;
+  return (set?.elem ?? []).map((e) => {
+    const v = ((e as { elem?: { val: unknown } }).elem?.val ?? e) as { prefix?: { addr: string; len: number } };
+    return v.prefix ? `${v.prefix.addr}/${v.prefix.len}` : String(v);
+  });
+}
+
+export interface NetdStateFile {
+  pool?: { entries: Array<{ key: string; subnet: string; active: boolean }> };
+  links: Record<string, { key: string; subnet: string; reservations: Array<{ machine: string; address: string }> }>;
+}
+
+export function netdState(dir = '/var/lib/nspawn-ts'): NetdStateFile {
+  try {
+    return JSON.parse(readFileSync(`${dir}/netd/state.json`, 'utf8')) as NetdStateFile;
+  } catch {
+    return { links: {} };
+  }
+}
+
+/** Nothing of `machine` left: no served link, no active subnet, no host address, no masquerade entry. */
+export async function assertNothingLeftFor(machine: string, subnet: string): Promise<string[]> {
+  const problems: string[] = [];
+  const st = netdState();
+  for (const [ifname, l] of Object.entries(st.links)) {
+    if (l.key === machine || l.reservations.some((r) => r.machine === machine)) problems.push(`state still serves ${ifname} for ${machine}`);
+  }
+  if (st.pool?.entries.some((e) => e.key === machine && e.active)) problems.push(`subnet of ${machine} still allocated`);
+  const addrs = JSON.parse((await runOk('ip', ['-j', '-4', 'addr'])) || '[]') as Array<{ ifname: string; addr_info: Array<{ local: string }> }>;
+  const net = new Address4(subnet);
+  for (const l of addrs) for (const a of l.addr_info) if (new Address4(a.local).isInSubnet(net)) problems.push(`address ${a.local} still on ${l.ifname}`);
+  if ((await masqueraded()).includes(subnet)) problems.push(`masquerade of ${subnet} still there`);
+  return problems;
+}
