@@ -15,7 +15,7 @@
 # Usage: scripts/build-test-roots.sh [busybox|debian|all]
 set -euo pipefail
 ROOTS=${NSPAWN_TS_TEST_ROOTS:-/var/cache/nspawn-ts/roots}
-BUSYBOX_VERSION=2
+BUSYBOX_VERSION=1
 DEBIAN_VERSION=1
 say() { printf 'setup: %s\n' "$*" >&2; }
 

@@ -22,7 +22,7 @@ const run = promisify(execFile);
 export const ROOTS_DIR = process.env.NSPAWN_TS_TEST_ROOTS ?? '/var/cache/nspawn-ts/roots';
 
 /** The recipe versions of scripts/build-test-roots.sh (keep in step). */
-const BUSYBOX_VERSION = 2;
+const BUSYBOX_VERSION = 1;
 const DEBIAN_VERSION = 1;
 
 const SCRIPT = fileURLToPath(new URL('../../scripts/build-test-roots.sh', import.meta.url));
