@@ -366,7 +366,11 @@ export class NetworkSubsystem {
   private async inUse(ifindex: number): Promise<string[]> {
     // one dump at a time per socket
     const addrs = await this.rtnl.listAddresses({ family: 4 });
-    const routes = await this.rtnl.listRoutes({ family: 4 });
+    // a namespace without a single IPv4 route has no main table yet: the kernel says ENOENT
+    const routes = await this.rtnl.listRoutes({ family: 4 }).catch((err: unknown) => {
+      if (err instanceof NspawnError && err.code === 'ENOENT') return [];
+      throw err;
+    });
     return [
       ...addrs.filter((a) => a.index !== ifindex).map((a) => a.cidr),
       ...routes.filter((r) => r.oif !== ifindex && r.dst !== 'default').map((r) => r.dst),
@@ -426,7 +430,13 @@ export class NetworkSubsystem {
           await this.rtnl.deleteAddress(link.index, a.cidr);
         }
       }
-      if (!present) await this.rtnl.ensureAddress(link.index, hostCidr, { broadcast: true });
+      if (!present) {
+        try {
+          await this.rtnl.addAddress(link.index, hostCidr, { broadcast: true });
+        } catch (err) {
+          if (!(err instanceof NspawnError && err.code === 'EEXIST')) throw err; // added meanwhile: ours
+        }
+      }
       this.ensureTables();
       this.firewall.addMasquerade(alloc.subnet, masqueradeOwner(kind, key));
       served.masquerade = true;
