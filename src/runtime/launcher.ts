@@ -10,8 +10,10 @@
 //               is /proc/PID/ns/net): create and move links here.
 //   beforeExec  its file system is set up; the payload starts when this resolves (only when given).
 //   afterExit   it has ended (or failed to start after afterClone ran): undo what afterClone did.
-//   planMounts  extra plan ops run inside the container's mount namespace before pivot_root
-//               (the root is at `root` then), e.g. a resolv.conf bind mount.
+//   planMounts  extra plan ops run in the container's mount namespace while the host's file system
+//               is still visible (before pivot_root; with a user namespace, before the root is moved
+//               and the user namespace made, so the mounts are locked as the user's binds are). The
+//               root is at `root` then. E.g. a resolv.conf bind mount.
 import { cpSync, existsSync, lstatSync, chownSync, chmodSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { posix } from 'node:path';
@@ -60,7 +62,7 @@ export interface LaunchHooks {
   afterClone?(ctx: ContainerContext): void | Promise<void>;
   beforeExec?(ctx: ContainerContext): void | Promise<void>;
   afterExit?(ctx: ContainerContext): void | Promise<void>;
-  planMounts?(info: { root: string; spec: LaunchSpec }): PlanOp[];
+  planMounts?(info: { root: string; spec: LaunchSpec; uidShift?: number }): PlanOp[];
 }
 
 export interface LaunchOptions {
@@ -421,7 +423,8 @@ class ContainerRun {
     }
     if (layout.mode !== 'none') inner.push({ op: 'unshare', flags: CLONE_NEWCGROUP });
     const tail: PlanOp[] = [...mountPlan.inner];
-    for (const h of this.hooks) if (h.planMounts) tail.push(...h.planMounts({ root: userns ? '/' : root, spec }));
+    const hookMounts = this.hooks.flatMap((h) => h.planMounts?.({ root, spec, ...(userns ? { uidShift: userns.shift } : {}) }) ?? []);
+    if (!userns) tail.push(...hookMounts);
     if (spec.network.private) tail.push({ op: 'loopbackUp' });
     // with a user namespace the helper moved the root to "/" already (pivot_root would refuse
     // the root mount, locked in the user namespace's mount namespace)
@@ -445,7 +448,7 @@ class ContainerRun {
     const flags = containerCloneFlags({ privateNetwork: spec.network.private, userns: userns !== undefined });
     if (userns) {
       // outer: host privileges in a new mount namespace; inner: the container, in a user namespace
-      const ops: PlanOp[] = [...mountPlan.outer, { op: 'moveRoot', path: root }, { op: 'cloneInner', flags: flags | CLONE_NEWNS }, ...inner, ...tail];
+      const ops: PlanOp[] = [...mountPlan.outer, ...hookMounts, { op: 'moveRoot', path: root }, { op: 'cloneInner', flags: flags | CLONE_NEWNS }, ...inner, ...tail];
       return { cloneFlags: CLONE_NEWNS, ops, uuid };
     }
     return { cloneFlags: flags, ops: [...inner, ...mountPlan.outer, ...tail], uuid };
