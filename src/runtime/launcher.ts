@@ -655,7 +655,15 @@ class ContainerRun {
           this.abort(new LaunchError('STOPPED', `container ${this.spec.machine} was stopped while it started`, 1));
           return;
         }
-        if (this.channel >= 0) sys().channelGo(this.channel);
+        if (this.channel >= 0) {
+          try {
+            sys().channelGo(this.channel);
+          } catch (err) {
+            // PID 1 ended while it waited (killed from outside): its end is the outcome (watchLeader)
+            if ((err as { code?: string }).code === 'EPIPE') return;
+            throw err;
+          }
+        }
       } catch (err) {
         this.abort(err instanceof LaunchError ? err : new LaunchError('SETUP_FAILED', `failed to set up the container: ${errorMessage(err)}`, 1, { cause: err }));
       }
