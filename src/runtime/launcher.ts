@@ -14,7 +14,9 @@
 //               is still visible (before pivot_root; with a user namespace, before the root is moved
 //               and the user namespace made, so the mounts are locked as the user's binds are). The
 //               root is at `root` then. E.g. a resolv.conf bind mount.
-import { cpSync, existsSync, lstatSync, chownSync, chmodSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import {
+  chmodSync, chownSync, cpSync, existsSync, lstatSync, readFileSync, readdirSync, renameSync, rmSync, statSync, statfsSync,
+} from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { posix } from 'node:path';
 import { ConfigError, NspawnError, errorMessage } from '../errors.js';
@@ -33,15 +35,14 @@ import { bindRecursive, buildMountPlan, type ResolvedBind, type ResolvedTmpfs, t
 import {
   containerCloneFlags, fixedUidRange, pickUidRange, shiftOwnership, writeIdMaps, type UidRange,
 } from './namespaces.js';
-import { CLONE_NEWCGROUP, CLONE_NEWNS, describeOp, type ContainerPlan, type PlanOp } from './plan.js';
+import { CLONE_NEWCGROUP, CLONE_NEWNET, CLONE_NEWNS, describeOp, type ContainerPlan, type PlanOp } from './plan.js';
 import { buildSeccompFilter, seccompSupported } from './seccomp.js';
 import { MachineRegistry, RegistryError, summarizeSpec } from './registry.js';
 import { parseSignal, SIGRTMIN } from './cli.js';
 import type { LaunchSpec } from './spec.js';
-import { containerNetworkAndAddressHooks } from '../net/netd/launch.js';
-import { containerNetworkHooks, type ContainerNetworkHooks } from '../net/network-plan.js';
-import { resolvConfHooks, type ResolvConfHookOptions } from '../net/resolv-hook.js';
-import { portsPreflightHooks } from '../net/netd/ports-hook.js';
+// types only: the network subsystem (netlink, modes, firewall) is loaded when a container needs it
+import type { ContainerNetworkHooks } from '../net/network-plan.js';
+import type { ResolvConfHookOptions } from '../net/resolv-hook.js';
 
 const log = logger('launcher');
 
@@ -226,9 +227,25 @@ function copyOwnership(from: string, to: string): void {
   }
 }
 
+/** --network-namespace-path= must name a namespace file (/proc/PID/ns/net, /run/netns/NAME); its type is checked by setns(). */
+function checkNetworkNamespace(path: string): void {
+  const NSFS_MAGIC = 0x6e736673;
+  let type: number;
+  try {
+    type = statfsSync(path).type;
+  } catch (err) {
+    throw new ConfigError(`Failed to open network namespace ${path}: ${errorMessage(err)}`, { code: 'CFG_NETWORK' });
+  }
+  if (type !== NSFS_MAGIC) {
+    throw new ConfigError(`${path} is not a namespace file (--network-namespace-path= takes /proc/PID/ns/net or /run/netns/NAME)`, { code: 'CFG_NETWORK' });
+  }
+}
+
 /** A bind's destination: resolved in the directory (the overlay shows the same tree), rebased on the mounted root. */
 function resolveBinds(spec: LaunchSpec, directory: string, mountRoot: string): ResolvedBind[] {
   return spec.binds.map((b) => {
+    const idmap = b.options.filter((o) => o === 'idmap' || o === 'rootidmap');
+    if (idmap.length) log.warn(`--bind${b.readOnly ? '-ro' : ''}=${b.source}: option ${idmap.join(',')} is not supported yet; bound without an ID mapping`);
     const source = b.sourceInRoot ? resolveInRoot(directory, b.source) : b.source;
     let st;
     try {
@@ -252,7 +269,7 @@ function resolveTmpfs(spec: LaunchSpec, directory: string, mountRoot: string): R
 /** Runs one container to its end. */
 class ContainerRun {
   private readonly undo: Array<{ what: string; fn: () => void | Promise<void> }> = [];
-  private readonly hooks: LaunchHooks[];
+  private hooks: LaunchHooks[];
   private readonly status: (line: string) => void;
   private plan!: ContainerPlan;
   private syncKinds = new Map<number, 'afterClone' | 'beforeExec'>();
@@ -274,13 +291,7 @@ class ContainerRun {
   private consoleMode: ConsoleMode = 'pipe';
 
   constructor(private readonly spec: LaunchSpec, private readonly opts: LaunchOptions) {
-    // container network (src/net/network-plan.ts): links made after the clone, removed after the exit
-    // addresses (src/net/netd/launch.ts): the sidecar's or the embedded subsystem's, once the links exist
-    this.hooks = [...(spec.network.private ? containerNetworkAndAddressHooks(opts.network ?? containerNetworkHooks()) : []), ...(opts.hooks ?? [])];
-    // -p (src/net/netd/ports-hook.ts): a host port another machine forwards is refused before anything is made
-    if (spec.network.ports.length > 0) this.hooks.unshift(portsPreflightHooks());
-    // --resolv-conf= (src/net/resolv-hook.ts)
-    this.hooks.push(resolvConfHooks(opts.resolvConf));
+    this.hooks = [];
     this.status = opts.status ?? ((line) => { if (!spec.quiet) process.stderr.write(`${line}\n`); });
     this.registry = opts.registry === undefined ? new MachineRegistry() : opts.registry;
   }
@@ -300,8 +311,36 @@ class ContainerRun {
     }
   }
 
+  /**
+   * The subsystems' hooks, imported on demand (the launch path stays lean):
+   * - -p (src/net/netd/ports-hook.ts): a host port another machine forwards is refused before anything is made;
+   * - the container network (src/net/network-plan.ts): links made after the clone, removed after the
+   *   exit, and their addresses (src/net/netd/launch.ts);
+   * - the caller's hooks;
+   * - --resolv-conf= (src/net/resolv-hook.ts).
+   */
+  private async loadHooks(): Promise<void> {
+    const spec = this.spec;
+    const [ports, network, addresses, resolv] = await Promise.all([
+      spec.network.ports.length > 0 ? import('../net/netd/ports-hook.js') : undefined,
+      spec.network.private && !this.opts.network ? import('../net/network-plan.js') : undefined,
+      spec.network.private ? import('../net/netd/launch.js') : undefined,
+      import('../net/resolv-hook.js'),
+    ]);
+    const hooks: LaunchHooks[] = [];
+    if (ports) hooks.push(ports.portsPreflightHooks());
+    // links (network-plan.ts), then addresses (netd/launch.ts: the sidecar's or the embedded subsystem's)
+    if (addresses) {
+      const links = this.opts.network ?? (network as typeof import('../net/network-plan.js')).containerNetworkHooks();
+      hooks.push(...addresses.containerNetworkAndAddressHooks(links));
+    }
+    hooks.push(...(this.opts.hooks ?? []), resolv.resolvConfHooks(this.opts.resolvConf));
+    this.hooks = hooks;
+  }
+
   async run(): Promise<ContainerExit> {
     try {
+      await this.loadHooks();
       const exit = await this.start();
       return exit;
     } finally {
@@ -327,12 +366,14 @@ class ContainerRun {
     if (spec.chdir !== undefined && !spec.chdir.startsWith('/')) {
       throw new ConfigError(`--chdir= takes an absolute path, got ${spec.chdir}`, { code: 'CFG_CHDIR' });
     }
-    if (spec.network.namespacePath !== undefined) {
-      throw new ConfigError('--network-namespace-path= is not supported by this launcher yet', { code: 'CFG_UNSUPPORTED' });
-    }
+    // --network-namespace-path=: joined (setns) instead of a new one
+    const joinNetns = spec.network.namespacePath;
+    if (joinNetns !== undefined) checkNetworkNamespace(joinNetns);
+    const ownNetns = spec.network.private && joinNetns === undefined;
 
     // the machine record claims the name: nothing else of this machine exists before it
-    if (this.registry) {
+    // (--register=no: none, as systemd-nspawn then skips systemd-machined; machinectl-ts won't see it)
+    if (this.registry && spec.register) {
       try {
         this.registry.register({ name: spec.machine, rootDirectory: directory, spec: summarizeSpec(spec) });
       } catch (err) {
@@ -406,7 +447,7 @@ class ContainerRun {
     this.consoleMode = consoleMode(this.opts.console ?? 'auto', spec.mode === 'boot');
     const wantConsole = this.consoleMode !== 'pipe';
     const mountPlan = buildMountPlan({
-      root, rootSource, privateNetwork: spec.network.private, console: wantConsole,
+      root, rootSource, privateNetwork: ownNetns, console: wantConsole,
       binds: resolveBinds(spec, directory, root), tmpfs: resolveTmpfs(spec, directory, root),
       cgroups: layout, uuid, manager: 'systemd-nspawn', ...(userns ? { innerRoot: '/' } : {}),
       ...(os.path ? { hostOsRelease: os.path } : {}),
@@ -425,7 +466,7 @@ class ContainerRun {
     const tail: PlanOp[] = [...mountPlan.inner];
     const hookMounts = this.hooks.flatMap((h) => h.planMounts?.({ root, spec, ...(userns ? { uidShift: userns.shift } : {}) }) ?? []);
     if (!userns) tail.push(...hookMounts);
-    if (spec.network.private) tail.push({ op: 'loopbackUp' });
+    if (ownNetns) tail.push({ op: 'loopbackUp' });
     // with a user namespace the helper moved the root to "/" already (pivot_root would refuse
     // the root mount, locked in the user namespace's mount namespace)
     if (!userns) tail.push({ op: 'pivotRoot', path: root });
@@ -445,13 +486,15 @@ class ContainerRun {
     if (spec.mode !== 'as-pid2') tail.push({ op: 'pdeathsig', signal: 9 });
     tail.push(this.execOp(env));
 
-    const flags = containerCloneFlags({ privateNetwork: spec.network.private, userns: userns !== undefined });
+    const flags = containerCloneFlags({ privateNetwork: ownNetns, userns: userns !== undefined });
+    // joining comes first: the hooks at the first sync point see the namespace the container uses
+    const join: PlanOp[] = joinNetns !== undefined ? [{ op: 'setns', path: joinNetns, nstype: CLONE_NEWNET }] : [];
     if (userns) {
       // outer: host privileges in a new mount namespace; inner: the container, in a user namespace
-      const ops: PlanOp[] = [...mountPlan.outer, ...hookMounts, { op: 'moveRoot', path: root }, { op: 'cloneInner', flags: flags | CLONE_NEWNS }, ...inner, ...tail];
+      const ops: PlanOp[] = [...join, ...mountPlan.outer, ...hookMounts, { op: 'moveRoot', path: root }, { op: 'cloneInner', flags: flags | CLONE_NEWNS }, ...inner, ...tail];
       return { cloneFlags: CLONE_NEWNS, ops, uuid };
     }
-    return { cloneFlags: flags, ops: [...inner, ...mountPlan.outer, ...tail], uuid };
+    return { cloneFlags: flags, ops: [...join, ...inner, ...mountPlan.outer, ...tail], uuid };
   }
 
   private execOp(env: string[]): PlanOp {
@@ -659,8 +702,8 @@ class ContainerRun {
           try {
             sys().channelGo(this.channel);
           } catch (err) {
-            // PID 1 ended while it waited (killed from outside): its end is the outcome (watchLeader)
-            if ((err as { code?: string }).code === 'EPIPE') return;
+            // PID 1 died while it waited (killed from outside): its exit status tells the story
+            if ((err as NodeJS.ErrnoException).code === 'EPIPE' || (err as NodeJS.ErrnoException).code === 'ECONNRESET') return;
             throw err;
           }
         }

@@ -71,6 +71,22 @@ describe('user namespaces', () => {
     expect(machineRecords()).toEqual([]);
   });
 
+  ktest('--private-users=yes takes the range from the owner of the root directory', async () => {
+    const copy = await copyRoot(root);
+    try {
+      const base = 0x1f0000 * 16; // 64K-aligned, as a shifted tree is
+      const shift = await nspawn(['-q', '-D', copy.dir, `--private-users=${base}`, '--private-users-chown', '/bin/true']);
+      expect(shift.code).toBe(0);
+      expect(statSync(copy.dir).uid).toBe(base);
+      const r = await nspawn(['-q', '-D', copy.dir, '--private-users=yes', '/bin/sh', '-c', `${PROBE}; ls -ln /etc/passwd`]);
+      expect(r.code).toBe(0);
+      expect(mapOf(r.stdout, 'uid')).toBe(`0 ${base} 65536`);
+      expect(r.stdout).toMatch(/ 0\s+0\s+\d+ .* \/etc\/passwd/);
+    } finally {
+      copy.remove();
+    }
+  });
+
   ktest('set-ID bits survive the ownership shift', async () => {
     const copy = await copyRoot(root);
     try {

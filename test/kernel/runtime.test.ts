@@ -1,6 +1,6 @@
 // bin/nspawn-ts end to end on the busybox root: namespaces, the file system a container sees,
 // what it may not do, options, exit codes, and that nothing is left behind.
-import { mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
 import { describe, expect, beforeAll } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { busyboxRoot } from '../helpers/rootfs.js';
@@ -63,6 +63,18 @@ describe('namespaces', () => {
     expect(r.stdout).toMatch(/state UNKNOWN|LOWER_UP|,UP/);
     const net = await sh('readlink /proc/self/ns/net', ['--private-network']);
     expect(net.stdout.trim()).not.toBe(readlinkSync('/proc/self/ns/net'));
+  });
+
+  ktest('--network-namespace-path= joins that network namespace instead of making one', async ({ netns }) => {
+    const r = await sh('readlink /proc/self/ns/net; ls /sys/class/net', [`--network-namespace-path=${netns.path}`]);
+    expect(r.code).toBe(0);
+    const [ns, ...links] = r.stdout.trim().split('\n');
+    expect(ns).toBe(`net:[${statSync(netns.path).ino}]`);
+    expect(links).toEqual(['lo']);
+    const bad = await sh('true', ['--network-namespace-path=/etc/hostname']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/is not a namespace file/);
+    nothingLeft();
   });
 
   ktest('mounts made inside stay inside', async () => {
@@ -219,6 +231,7 @@ describe('execution', () => {
     const name = `${NAME_PREFIX}killed`;
     const c = startNspawn(['-q', '-D', root, '-M', name, '/bin/sleep', '30']);
     const leader = await waitFor(() => machineLeader(name), 'the container to start');
+    await waitFor(() => readFileSync(`/proc/${leader}/comm`, 'utf8').trim() === 'sleep', 'the payload to run');
     process.kill(leader, 'SIGKILL');
     expect(await exited(c)).toEqual({ code: 128 + 9, signal: null });
   });
@@ -254,10 +267,25 @@ describe('execution', () => {
     expect(r.code).toBe(3);
   });
 
-  ktest('--register=no keeps no record; --keep-unit and --link-journal= are accepted', async () => {
-    const r = await sh('ls /run/nspawn-ts 2>&1; exit 0', ['--register=no', '--keep-unit', '--link-journal=try-guest']);
-    expect(r.code).toBe(0);
+  ktest('--register=no keeps no record while it runs; --keep-unit and --link-journal= are accepted', async () => {
+    const name = `noreg-${RUN}`;
+    const c = startNspawn(['-q', '-D', root, '-M', name, '--register=no', '--keep-unit', '--link-journal=try-guest', '/bin/sh', '-c', 'echo up; sleep 30']);
+    try {
+      await waitFor(() => c.output().includes('up'), 'the container to run');
+      expect(machineRecords()).toEqual([]);
+    } finally {
+      c.kill('SIGTERM');
+      await exited(c);
+    }
     nothingLeft();
+  });
+
+  ktest('--bind=…:norbind leaves submounts of the source out; rbind (the default) takes them along', async () => {
+    // /sys/fs/cgroup has a mount per hierarchy below it
+    const n = await sh('grep -c " /srv/x" /proc/self/mountinfo', ['--bind=/sys/fs/cgroup:/srv/x:norbind']);
+    const rb = await sh('grep -c " /srv/x" /proc/self/mountinfo', ['--bind=/sys/fs/cgroup:/srv/x']);
+    expect(Number(n.stdout)).toBe(1);
+    expect(Number(rb.stdout)).toBeGreaterThan(1);
   });
 
   ktest('the machine is recorded while it runs, with its leader and namespaces', async () => {

@@ -14,14 +14,14 @@
 //
 // --network-config=static|dhcp overrides the choice; -b defaults to dhcp: the container's own
 // network manager (systemd-networkd's 80-container-host0.network) asks our DHCP server.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, constants, fchownSync, lstatSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { errorMessage, NspawnError } from '../../errors.js';
 import { logger } from '../../log.js';
 import { sys } from '../../native.js';
 import { defaultStateDir } from '../../runtime/ephemeral.js';
 import type { LaunchSpec, PortForward } from '../../runtime/spec.js';
-import { applyResolvConf } from '../resolv.js';
+import { chaseInRoot } from '../resolv.js';
 import { Rtnl } from '../rtnl.js';
 import { defaultSocketPath, NetdClient } from './client.js';
 import { parseDnsList } from './dns.js';
@@ -70,6 +70,36 @@ export function renderLeaseResolvConf(dns: readonly string[]): string {
 
 export class HostNetworkError extends NspawnError {}
 
+/**
+ * Writes the lease's resolv.conf as /etc/resolv.conf inside `root` (the container's, through
+ * /proc/PID/root): /etc resolved within the root (chaseInRoot: no symlink leads out of it), a
+ * temporary file renamed over the target. A resolv.conf that is a symlink belongs to a resolver
+ * inside (resolved's stub) and is left alone, as systemd-nspawn's copy modes do. No fsync: the
+ * file is remade at every start.
+ */
+export function writeLeaseResolvConf(root: string, dns: readonly string[], uidShift?: number): boolean {
+  const etc = chaseInRoot(root, '/etc').path;
+  const target = `${etc}/resolv.conf`;
+  try {
+    if (lstatSync(target).isSymbolicLink()) return false;
+  } catch {
+    // missing: created
+  }
+  const tmp = `${etc}/.#resolv.conf${randomBytes(6).toString('hex')}`;
+  const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+  try {
+    writeSync(fd, renderLeaseResolvConf(dns));
+    if (uidShift !== undefined) fchownSync(fd, uidShift, uidShift);
+    closeSync(fd);
+    renameSync(tmp, target);
+  } catch (err) {
+    try { closeSync(fd); } catch { /* closed */ }
+    try { unlinkSync(tmp); } catch { /* gone */ }
+    throw err;
+  }
+  return true;
+}
+
 /** Configures host0 in the container's namespace with the lease: up, address, default route. */
 export async function configureContainerLink(netnsPath: string, ifname: string, lease: Pick<MachineLease, 'address' | 'prefixLength' | 'gateway'>): Promise<void> {
   const s = sys();
@@ -79,7 +109,11 @@ export async function configureContainerLink(netnsPath: string, ifname: string, 
     rtnl = Rtnl.open({ netnsFd: fd });
     const link = await rtnl.requireLink(ifname);
     if (!link.up) await rtnl.setUp(link.index);
-    await rtnl.ensureAddress(link.index, `${lease.address}/${lease.prefixLength}`, { broadcast: true });
+    try {
+      await rtnl.addAddress(link.index, `${lease.address}/${lease.prefixLength}`, { broadcast: true });
+    } catch (err) {
+      if (!(err instanceof NspawnError && err.code === 'EEXIST')) throw err; // a restart of the same container
+    }
     await rtnl.replaceRoute({ dst: 'default', gateway: lease.gateway, dev: link.index });
   } finally {
     rtnl?.close();
@@ -156,18 +190,10 @@ export function addressHooks(opts: AddressHooksOptions): {
         }));
       }
       if (!lease || mode !== 'static' || ctx.spec.resolvConf !== 'auto' || lease.dns.length === 0) return;
-      // the file is copied from a private temporary source by resolv.ts's writer (never follows a
-      // symlink out of the root; a container whose resolv.conf is a symlink keeps managing it)
-      const dir = mkdtempSync(`${tmpdir()}/nspawn-ts-resolv-`);
       try {
-        const source = `${dir}/resolv.conf`;
-        writeFileSync(source, renderLeaseResolvConf(lease.dns));
-        const applyOpts: Parameters<typeof applyResolvConf>[2] = { privateNetwork: true };
-        if (ctx.userns) applyOpts.chown = { uid: ctx.userns.shift, gid: ctx.userns.shift };
-        const r = applyResolvConf(`/proc/${ctx.pid}/root`, { mode: 'copy-host', action: { kind: 'copy', source } }, applyOpts);
-        for (const w of r.warnings) log.debug(w);
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
+        writeLeaseResolvConf(`/proc/${ctx.pid}/root`, lease.dns, ctx.userns?.shift);
+      } catch (err) {
+        log.warn(`could not write /etc/resolv.conf in ${ctx.machine}: ${errorMessage(err)}`);
       }
     },
 

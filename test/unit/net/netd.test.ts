@@ -213,3 +213,37 @@ test('sockaddr_un for sd_notify: paths and abstract names', () => {
   expect(Buffer.from(sockaddrUn('@abs')).toString('hex')).toBe('0100' + '00' + Buffer.from('abs').toString('hex'));
   expect(() => sockaddrUn('/' + 'x'.repeat(120))).toThrow(/longer than 107 bytes/);
 });
+
+describe('resolv.conf of a container configured at start', () => {
+  test('written inside the root, a symlink left to the container, nothing outside the root touched', async () => {
+    const { writeLeaseResolvConf, renderLeaseResolvConf, configMode } = await import('../../../src/net/netd/hook.js');
+    const { mkdirSync, readFileSync, symlinkSync, readdirSync, existsSync } = await import('node:fs');
+    const root = mkdtempSync(`${tmpdir()}/netd-root-`);
+    try {
+      mkdirSync(`${root}/etc`);
+      expect(writeLeaseResolvConf(root, ['192.0.2.53', '198.51.100.53'])).toBe(true);
+      expect(readFileSync(`${root}/etc/resolv.conf`, 'utf8')).toBe(renderLeaseResolvConf(['192.0.2.53', '198.51.100.53']));
+      expect(readFileSync(`${root}/etc/resolv.conf`, 'utf8')).toMatch(/^nameserver 192\.0\.2\.53\nnameserver 198\.51\.100\.53\n$/m);
+      // replaced again (a second start)
+      expect(writeLeaseResolvConf(root, ['203.0.113.53'])).toBe(true);
+      expect(readFileSync(`${root}/etc/resolv.conf`, 'utf8')).toContain('nameserver 203.0.113.53\n');
+      expect(readdirSync(`${root}/etc`)).toEqual(['resolv.conf']);
+      // a symlink (resolved's stub inside) stays
+      rmSync(`${root}/etc/resolv.conf`);
+      symlinkSync('../run/systemd/resolve/stub-resolv.conf', `${root}/etc/resolv.conf`);
+      expect(writeLeaseResolvConf(root, ['192.0.2.53'])).toBe(false);
+      // /etc a symlink pointing out of the root: resolved inside it, the host's file untouched
+      rmSync(`${root}/etc`, { recursive: true });
+      mkdirSync(`${root}/real-etc`);
+      symlinkSync('/real-etc', `${root}/etc`);
+      expect(writeLeaseResolvConf(root, ['192.0.2.53'])).toBe(true);
+      expect(existsSync(`${root}/real-etc/resolv.conf`)).toBe(true);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+    expect(configMode({ mode: 'command', network: { config: 'auto' } as never })).toBe('static');
+    expect(configMode({ mode: 'boot', network: { config: 'auto' } as never })).toBe('dhcp');
+    expect(configMode({ mode: 'boot', network: { config: 'static' } as never })).toBe('static');
+    expect(configMode({ mode: 'command', network: { config: 'dhcp' } as never })).toBe('dhcp');
+  });
+});
