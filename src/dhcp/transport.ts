@@ -19,7 +19,7 @@
 import type { Logger } from '../log.js';
 import { type FdWatcher, POLL_READABLE, sys } from '../native.js';
 import { dhcpServerFilter, dropAllFilter } from './bpf.js';
-import { type UdpDatagram, buildIpUdp, parseIpUdp } from './wire.js';
+import { type UdpDatagram, buildIpUdp, buildIpUdpInPlace, parseIpUdp } from './wire.js';
 
 export interface InboundFrame {
   ifindex: number;
@@ -38,6 +38,8 @@ export interface OutboundFrame {
   srcPort: number;
   dstPort: number;
   payload: Uint8Array;
+  /** The payload's buffer has 28 free bytes before it for the headers (encodePacket `headroom`). */
+  headroom?: boolean;
 }
 
 export interface DhcpTransport {
@@ -94,6 +96,8 @@ export class PacketTransport implements DhcpTransport {
   private readonly rx = new Uint8Array(65536);
   private readonly from = new Uint8Array(20);
   private readonly fromView = new DataView(this.from.buffer);
+  private readonly to = sockaddrLl(0);
+  private readonly toView = new DataView(this.to.buffer);
 
   constructor(opts: PacketTransportOptions) {
     const s = sys();
@@ -144,9 +148,9 @@ export class PacketTransport implements DhcpTransport {
           return;
         }
         if (n < 0) return;
-        // A private copy: the decision may keep views of the request until its ACK is durable.
-        const frame = this.rx.slice(0, n);
-        const d = parseIpUdp(frame);
+        // The frame is a view into the receive buffer: the handler is done with it when it returns
+        // (replies are encoded at once, the lease table keeps no views).
+        const d = parseIpUdp(this.rx, n);
         if (typeof d === 'string') {
           onDropped?.(d);
           continue;
@@ -154,7 +158,7 @@ export class PacketTransport implements DhcpTransport {
         onFrame({
           ifindex: this.fromView.getInt32(4, true),
           pkttype: this.from[10] as number,
-          srcMac: this.from.slice(12, 12 + Math.min(8, this.from[11] as number)),
+          srcMac: this.from.subarray(12, 12 + Math.min(8, this.from[11] as number)),
           datagram: d,
         });
       }
@@ -162,9 +166,17 @@ export class PacketTransport implements DhcpTransport {
   }
 
   send(f: OutboundFrame): boolean {
-    const packet = buildIpUdp(f.srcIp, f.dstIp, f.srcPort, f.dstPort, f.payload);
+    const packet = f.headroom
+      ? buildIpUdpInPlace(f.srcIp, f.dstIp, f.srcPort, f.dstPort, f.payload)
+      : buildIpUdp(f.srcIp, f.dstIp, f.srcPort, f.dstPort, f.payload);
+    // One sockaddr, rewritten per send (sendto copies it).
+    const to = this.to;
+    this.toView.setInt32(4, f.ifindex, true);
+    to[11] = f.dstMac.length;
+    to.fill(0, 12);
+    to.set(f.dstMac.subarray(0, 8), 12);
     try {
-      sys().sendto(this.fd, packet, sockaddrLl(f.ifindex, f.dstMac));
+      sys().sendto(this.fd, packet, to);
       return true;
     } catch (err) {
       this.log.debug('sending a DHCP reply failed', { ifindex: f.ifindex, error: (err as Error).message });
