@@ -238,7 +238,8 @@ async function main(): Promise<void> {
   const results: ServerResult[] = [];
   try {
     const skipped = (name: string): ServerResult => ({ name, steps: [], best: undefined, rssMb: NaN });
-    const oursRun = (name: string, extra: string[]) => (log: number): ChildProcess => spawn('ip', ['netns', 'exec', SRV, process.execPath, bin, 'dhcp-serve',
+    // bin/nspawn-netd run as a user runs it (its #! line carries node's flags)
+    const oursRun = (name: string, extra: string[]) => (log: number): ChildProcess => spawn('ip', ['netns', 'exec', SRV, bin, 'dhcp-serve',
       '--interface', 'bs0', '--pool', '198.18.0.0/15', '--lease-time', '3600', '--lease-file', join(work, `${name}.leases`), '--quiet', ...extra, ...OURS_ARGS],
     { stdio: ['ignore', log, log] });
     results.push(!SERVERS.includes('ours') ? skipped('ours') : await runServer('ours (nspawn-netd dhcp-serve, as shipped: ACK after write, sync within 1 s)', oursRun('ours', [])));

@@ -305,6 +305,9 @@ export async function dhcpServeMain(argv: readonly string[]): Promise<number> {
       log.info(`${signal}: stopping; ${st.received} datagrams received (${st.notServed} on other interfaces, ${st.malformed} malformed, ${st.ignored} ignored), `
         + `${st.offers} offers, ${st.acks} ACKs, ${st.naks} NAKs, ${st.informs} INFORM answers, ${st.releases} releases, ${st.declines} declines, `
         + `${st.internalErrors} internal errors`);
+      const mem = process.memoryUsage();
+      const mb = (n: number): string => (n / 1048576).toFixed(1);
+      log.debug('memory', { rss: mb(mem.rss), heapUsed: mb(mem.heapUsed), heapTotal: mb(mem.heapTotal), external: mb(mem.external), leases: server.leases().length });
       process.off('SIGINT', onInt);
       process.off('SIGTERM', onTerm);
       server.stop().then(() => resolve(0), (err: unknown) => {

@@ -134,6 +134,8 @@ export class DhcpServer {
     this.transport.start((f) => this.onFrame(f), (reason) => {
       this.stats.malformed++;
       this.log.debug('dropped a datagram', { reason });
+    }, (count) => {
+      this.stats.sendFailures += count;
     });
     this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
     this.sweepTimer.unref();
