@@ -726,7 +726,9 @@ class ContainerRun {
     if (this.userns) writeIdMaps(pid, this.userns);
     this.cgroup?.attach(pid);
     this.support?.attach(pid);
-    if (this.registered && this.registry) this.registry.update(this.spec.machine, { leader: pid });
+    if (this.registered && this.registry) {
+      this.registry.update(this.spec.machine, { leader: pid, ...(this.cgroup ? { cgroup: this.cgroup.toJSON() } : {}) });
+    }
     const ctx = this.context();
     for (const h of this.hooks) {
       if (!h.afterClone) continue;
