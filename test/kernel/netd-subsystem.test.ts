@@ -189,11 +189,14 @@ describe('sidecar mode', () => {
     }
   });
 
-  ktest('serves a vz- zone bridge with a /24 and reserves stable addresses for its members', async () => {
+  ktest('serves a vz- zone bridge with a /24 and reserves stable addresses for its members', async ({ netns }) => {
     const st = withState();
     let sub: NetworkSubsystem | undefined;
     try {
       await runOk('ip', ['link', 'add', 'vz-web', 'type', 'bridge']);
+      // a member, or the sidecar removes the empty bridge as a leftover
+      await runOk('ip', ['link', 'add', 'vb-one', 'type', 'veth', 'peer', 'name', 'host0', 'netns', netns.name]);
+      await runOk('ip', ['link', 'set', 'vb-one', 'master', 'vz-web']);
       sub = await open(st.dir);
       const zone = sub.list()[0];
       expect(zone?.kind).toBe('zone');
@@ -214,6 +217,28 @@ describe('sidecar mode', () => {
     } finally {
       await sub?.close();
       await run('ip', ['link', 'del', 'vz-web']);
+      await run('ip', ['link', 'del', 'vb-one']);
+      st.remove();
+    }
+  });
+
+  ktest('at start, removes zone bridges without ports (left by killed launchers) and serves the others', async ({ netns }) => {
+    const st = withState();
+    let sub: NetworkSubsystem | undefined;
+    try {
+      await runOk('ip', ['link', 'add', 'vz-stale', 'type', 'bridge']);
+      await runOk('ip', ['link', 'add', 'vz-live', 'type', 'bridge']);
+      await runOk('ip', ['link', 'add', 'vb-member', 'type', 'veth', 'peer', 'name', 'host0', 'netns', netns.name]);
+      await runOk('ip', ['link', 'set', 'vb-member', 'master', 'vz-live']);
+      sub = await open(st.dir);
+      expect((await run('ip', ['link', 'show', 'vz-stale'])).code).not.toBe(0);
+      expect(sub.list().map((l) => l.ifname)).toEqual(['vz-live']);
+      expect(await v4('vb-member')).toEqual([]);
+      await runOk('ip', ['link', 'del', 'vz-live']);
+      await waitFor(() => sub?.list().length === 0, 'nothing served');
+    } finally {
+      await sub?.close();
+      for (const l of ['vz-stale', 'vz-live', 'vb-member']) await run('ip', ['link', 'del', l]);
       st.remove();
     }
   });
@@ -274,6 +299,43 @@ describe('embedded mode', () => {
         await other.destroy();
       }
     } finally {
+      st.remove();
+    }
+  });
+
+  ktest('a complete firewall layout is used as it is (rules untouched); an incomplete one is rewritten', async ({ netns }) => {
+    const st = withState();
+    const ruleHandles = async (): Promise<number[]> => {
+      const out = JSON.parse(await runOk('nft', ['-a', '-j', 'list', 'table', 'inet', TABLE])) as { nftables: Array<{ rule?: { handle: number } }> };
+      return out.nftables.flatMap((o) => (o.rule ? [o.rule.handle] : [])).sort((a, b) => a - b);
+    };
+    const { Firewall } = await import('../../src/net/firewall/index.js');
+    const fw = new Firewall();
+    try {
+      fw.ensureTables();
+      // something else keeps the table alive (a port mapping of another machine)
+      fw.addPortMapping({ protocol: 'tcp', hostPort: 18080, containerAddress: '10.99.0.2', containerPort: 80, owner: 'other' });
+      const before = await ruleHandles();
+      await nspawnVeth('layout', netns);
+      for (const damage of [false, true]) {
+        if (damage) {
+          const last = before[before.length - 1] as number;
+          await runOk('nft', ['delete', 'rule', 'inet', TABLE, 'forward', 'handle', String(last)]);
+        }
+        const sub = await NetworkSubsystem.open({ mode: 'embedded', stateDir: st.dir, dns: [], machineId: null });
+        try {
+          await sub.reserve({ machine: 'layout', mac: '02:00:00:00:00:77', kind: 'veth' });
+          const now = await ruleHandles();
+          expect(now.length).toBe(before.length);
+          if (!damage) expect(now).toEqual(before);
+          else expect(now).not.toEqual(before);
+        } finally {
+          await sub.close();
+        }
+      }
+      await runOk('ip', ['link', 'del', 've-layout']);
+    } finally {
+      fw.removeTables();
       st.remove();
     }
   });

@@ -207,6 +207,9 @@ describe('port forwarding in the network subsystem', () => {
     let sub: NetworkSubsystem | undefined;
     try {
       await runOk('ip', ['link', 'add', 'vz-ports', 'type', 'bridge']);
+      // a member on it: a sidecar starting removes empty zone bridges as leftovers of killed launchers
+      await runOk('ip', ['link', 'add', 'vb-pm', 'type', 'veth', 'peer', 'name', 'vb-pm-peer']);
+      await runOk('ip', ['link', 'set', 'vb-pm', 'master', 'vz-ports']);
       sub = await NetworkSubsystem.open({ mode: 'sidecar', stateDir: st.dir, dns: [], machineId: null });
       const l1 = await sub.reserve({ machine: 'm1', mac: '02:00:00:00:00:01', kind: 'zone', zone: 'ports', ports: [p('8001:80')], portLoopback: true });
       const l2 = await sub.reserve({ machine: 'm2', mac: '02:00:00:00:00:02', kind: 'zone', zone: 'ports', ports: [p('8002:80')] });
@@ -226,6 +229,7 @@ describe('port forwarding in the network subsystem', () => {
     } finally {
       await sub?.close();
       await run('ip', ['link', 'del', 'vz-ports']);
+      await run('ip', ['link', 'del', 'vb-pm']);
       st.remove();
     }
   });

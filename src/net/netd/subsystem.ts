@@ -26,6 +26,8 @@ import { ConfigError, NspawnError, errorMessage } from '../../errors.js';
 import { processStartTime } from '../../runtime/ephemeral.js';
 import { logger, type Logger } from '../../log.js';
 import { Firewall } from '../firewall/index.js';
+import { CHAIN_NAMES, ruleCommands, SET_NAMES, TABLE_FAMILY } from '../firewall/rules.js';
+import { cleanupStaleZoneBridges } from '../modes/zone.js';
 import { formatMac, generateMac, readMachineId, vethHostIfname, zoneBridgeIfname } from '../naming.js';
 import { describeSubnet, SubnetPool, type SubnetAllocation, type SubnetPoolOptions } from '../pool.js';
 import { type Link, Rtnl, type RtnlEvent, type RtnlMonitor } from '../rtnl.js';
@@ -248,6 +250,14 @@ export class NetworkSubsystem {
   private async startSidecar(): Promise<void> {
     // the monitor first, so nothing that happens while we look goes unseen
     this.monitor = this.rtnl.monitor({ groups: ['link'] });
+    // zone bridges of launchers killed before they could remove them (no container on them any
+    // more): removed, under the zone lock that creating and joining take (src/net/modes/zone.ts)
+    try {
+      const stale = await cleanupStaleZoneBridges({ host: this.rtnl });
+      if (stale.length) this.log.info(`removed stale zone bridges ${stale.join(', ')}`);
+    } catch (err) {
+      this.log.warn(`looking for stale zone bridges failed: ${errorMessage(err)}`);
+    }
     await this.resync();
     await this.reconcileFirewall();
     const mon = this.monitor;
@@ -487,8 +497,30 @@ export class NetworkSubsystem {
 
   private ensureTables(): void {
     if (this.tablesReady) return;
-    this.firewall.ensureTables();
+    // (re)writing the layout costs ~10 ms of nft work; a launcher finding it complete only adds its
+    // elements (the sidecar rewrites it at every start, which also upgrades an old layout)
+    if (this.mode !== 'embedded' || !this.layoutComplete()) this.firewall.ensureTables();
     this.tablesReady = true;
+  }
+
+  /** Whether our table has every chain, set and map and each chain its rules (one listing). */
+  private layoutComplete(): boolean {
+    let doc: { nftables: Array<Record<string, { name?: string; chain?: string; table?: string; family?: string }>> };
+    try {
+      doc = JSON.parse(this.firewall.raw(`list table ${TABLE_FAMILY} ${this.firewall.table}`)) as typeof doc;
+    } catch {
+      return false; // no table
+    }
+    const have = new Set<string>();
+    let rules = 0;
+    for (const o of doc.nftables) {
+      if (o.chain?.name) have.add(`chain ${o.chain.name}`);
+      if (o.set?.name) have.add(`set ${o.set.name}`);
+      if (o.map?.name) have.add(`set ${o.map.name}`);
+      if (o.rule) rules++;
+    }
+    return CHAIN_NAMES.every((c) => have.has(`chain ${c}`)) && SET_NAMES.every((n) => have.has(`set ${n}`)) &&
+      rules === ruleCommands(this.firewall.table).length;
   }
 
   private async addHolder(ifname: string): Promise<void> {
