@@ -12,7 +12,14 @@ const Module = require('node:module');
 exports.load = function load(name) {
   const file = path.join(__dirname, '..', 'dist', `${name}.cjs`);
   const cacheFile = `${file}.${process.version}.cache`;
-  const source = fs.readFileSync(file, 'utf8');
+  let source;
+  try {
+    source = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    if (err.code !== 'ENOENT') throw err;
+    process.stderr.write(`${name}: ${file} is not built; run "npm run setup" (as root) in ${path.join(__dirname, '..')} first\n`);
+    process.exit(1);
+  }
   let cachedData;
   try {
     cachedData = fs.readFileSync(cacheFile);

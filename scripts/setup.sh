@@ -20,7 +20,7 @@ APT_PACKAGES=(
   busybox-static udhcpc dhcpcd-base isc-dhcp-client  # test container roots and real DHCP clients
   kea-admin kea-dhcp4-server dnsmasq-base  # perfdhcp, and reference DHCP servers for bench/dhcp
   systemd-container debootstrap  # the real systemd-nspawn, and the Debian root for boot tests
-  iptables iperf3 tcpdump strace procps psmisc util-linux  # benches, captures, process tools
+  iptables iperf3 tcpdump strace procps psmisc util-linux e2fsprogs  # benches, captures, process tools, chattr
   gcc libc6-dev  # bench/connrate.c, the static udp-echo of the port-forwarding tests
 )
 missing=()

@@ -1,4 +1,4 @@
-// npm run demo: what exists so far, until the launcher does. scripts/demo.sh runs this inside a
+// npm run demo:netlink — the rtnetlink client alone (npm run demo shows containers). It runs inside a
 // private network namespace. With the rtnetlink client alone it builds the network systemd-nspawn
 // would give a container — two namespaces, a veth with nspawn's names and MACs, addresses, a default
 // route — shows it, pings across, watches it with the monitor, and takes it all down again.

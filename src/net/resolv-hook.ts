@@ -3,10 +3,11 @@
 //
 //   planMounts  decides the mode once, from the launch spec and the host (the `auto` facts). A
 //               bind mode becomes plan ops run in the container's mount namespace before
-//               pivot_root: an empty target when there is none, the bind of the host's file, then
-//               read-only, nosuid, nodev (mount_setattr: only adds flags, so it also works inside a
-//               user namespace). When the bind cannot work — the source is missing, or the target
-//               is missing on a read-only root — it falls back to copying, as systemd does.
+//               pivot_root (with a user namespace: before it is made, so the mount is locked): an
+//               empty target when there is none, the bind of the host's file, then read-only,
+//               nosuid, nodev (mount_setattr: only adds flags). When the bind cannot work — the
+//               source is missing, or the target is missing on a read-only root — it falls back to
+//               copying, as systemd does.
 //   beforeExec  the container's file system is complete (its root is /proc/PID/root, through its
 //               own mount namespace: an --ephemeral overlay gets the change, not the image): copy,
 //               replace or delete /etc/resolv.conf there, files owned by the container's root.
@@ -54,7 +55,7 @@ const TMPFS_DIRS = ['/run/', '/tmp/', '/dev/'];
  * The bind's plan ops, or why it cannot be made (then the caller copies instead). `directory` is the
  * container's root directory as it is on disk, `root` where the launcher mounts it.
  */
-export function resolvConfBindPlan(directory: string, root: string, source: string):
+export function resolvConfBindPlan(directory: string, root: string, source: string, uidShift?: number):
   { ops: PlanOp[]; containerPath: string } | { fallback: string } {
   if (!existsSync(source)) return { fallback: `Failed to bind mount ${source} on /etc/resolv.conf, copying instead: ${source} does not exist` };
   let target: { path: string; exists: boolean };
@@ -78,6 +79,8 @@ export function resolvConfBindPlan(directory: string, root: string, source: stri
       }
     }
     ops.push({ op: 'touch', path: onRoot, mode: 0o644, parents: true });
+    // the empty target belongs to the container's root, as a copy would
+    if (uidShift !== undefined) ops.push({ op: 'chown', path: onRoot, uid: uidShift, gid: uidShift });
   }
   ops.push({ op: 'mount', source, target: onRoot, flags: MS_BIND });
   ops.push({ op: 'setattr', path: onRoot, set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV });
@@ -85,7 +88,7 @@ export function resolvConfBindPlan(directory: string, root: string, source: stri
 }
 
 export function resolvConfHooks(opts: ResolvConfHookOptions = {}): {
-  planMounts(info: { root: string; spec: LaunchSpec }): PlanOp[];
+  planMounts(info: { root: string; spec: LaunchSpec; uidShift?: number }): PlanOp[];
   beforeExec(ctx: HookContext): void;
   /** the decision, once planMounts ran (for tests and --verbose) */
   decision(): ResolvConfDecision | undefined;
@@ -96,7 +99,7 @@ export function resolvConfHooks(opts: ResolvConfHookOptions = {}): {
   /** the bind was planned: nothing left to do before exec */
   let bound = false;
   return {
-    planMounts({ root, spec }) {
+    planMounts({ root, spec, uidShift }) {
       bound = false;
       const facts = {
         ...probeResolvConfFacts(paths, opts.procNetUdp),
@@ -108,7 +111,7 @@ export function resolvConfHooks(opts: ResolvConfHookOptions = {}): {
       log.debug(`--resolv-conf=${spec.resolvConf}: ${decision.mode}`);
       const action = decision.action;
       if (action.kind !== 'bind') return [];
-      const plan = resolvConfBindPlan(spec.directory, root, action.source);
+      const plan = resolvConfBindPlan(spec.directory, root, action.source, uidShift);
       if ('fallback' in plan) {
         warn(plan.fallback);
         // systemd's fallback: copy the same source

@@ -10,8 +10,10 @@
 //               is /proc/PID/ns/net): create and move links here.
 //   beforeExec  its file system is set up; the payload starts when this resolves (only when given).
 //   afterExit   it has ended (or failed to start after afterClone ran): undo what afterClone did.
-//   planMounts  extra plan ops run inside the container's mount namespace before pivot_root
-//               (the root is at `root` then), e.g. a resolv.conf bind mount.
+//   planMounts  extra plan ops run in the container's mount namespace while the host's file system
+//               is still visible (before pivot_root; with a user namespace, before the root is moved
+//               and the user namespace made, so the mounts are locked as the user's binds are). The
+//               root is at `root` then. E.g. a resolv.conf bind mount.
 import {
   chmodSync, chownSync, cpSync, existsSync, lstatSync, readFileSync, readdirSync, renameSync, rmSync, statSync, statfsSync,
 } from 'node:fs';
@@ -61,7 +63,7 @@ export interface LaunchHooks {
   afterClone?(ctx: ContainerContext): void | Promise<void>;
   beforeExec?(ctx: ContainerContext): void | Promise<void>;
   afterExit?(ctx: ContainerContext): void | Promise<void>;
-  planMounts?(info: { root: string; spec: LaunchSpec }): PlanOp[];
+  planMounts?(info: { root: string; spec: LaunchSpec; uidShift?: number }): PlanOp[];
 }
 
 export interface LaunchOptions {
@@ -462,7 +464,8 @@ class ContainerRun {
     }
     if (layout.mode !== 'none') inner.push({ op: 'unshare', flags: CLONE_NEWCGROUP });
     const tail: PlanOp[] = [...mountPlan.inner];
-    for (const h of this.hooks) if (h.planMounts) tail.push(...h.planMounts({ root: userns ? '/' : root, spec }));
+    const hookMounts = this.hooks.flatMap((h) => h.planMounts?.({ root, spec, ...(userns ? { uidShift: userns.shift } : {}) }) ?? []);
+    if (!userns) tail.push(...hookMounts);
     if (ownNetns) tail.push({ op: 'loopbackUp' });
     // with a user namespace the helper moved the root to "/" already (pivot_root would refuse
     // the root mount, locked in the user namespace's mount namespace)
@@ -488,7 +491,7 @@ class ContainerRun {
     const join: PlanOp[] = joinNetns !== undefined ? [{ op: 'setns', path: joinNetns, nstype: CLONE_NEWNET }] : [];
     if (userns) {
       // outer: host privileges in a new mount namespace; inner: the container, in a user namespace
-      const ops: PlanOp[] = [...join, ...mountPlan.outer, { op: 'moveRoot', path: root }, { op: 'cloneInner', flags: flags | CLONE_NEWNS }, ...inner, ...tail];
+      const ops: PlanOp[] = [...join, ...mountPlan.outer, ...hookMounts, { op: 'moveRoot', path: root }, { op: 'cloneInner', flags: flags | CLONE_NEWNS }, ...inner, ...tail];
       return { cloneFlags: CLONE_NEWNS, ops, uuid };
     }
     return { cloneFlags: flags, ops: [...join, ...inner, ...mountPlan.outer, ...tail], uuid };

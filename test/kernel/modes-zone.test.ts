@@ -94,7 +94,13 @@ describe('zone bridges across processes', () => {
 
   ktest('a launcher killed with SIGKILL leaves vz-ZONE without ports; cleanupStaleZoneBridges removes it', async ({ netns, onTestFinished }) => {
     const { child, done } = runLauncher(launcherScript(netns.path, 'kill', 'victim', 1, true));
-    await waitFor(async () => (await linkNames(netns)).includes('vb-victim-0'), 'the victim to join its zone', 10_000);
+    let exited: { code: number | null; out: string } | undefined;
+    void done.then((r) => { exited = r; });
+    // a victim that died before joining says why, instead of leaving us to time out
+    await waitFor(async () => {
+      if (exited) throw new Error(`the victim exited early (${exited.code}): ${exited.out}`);
+      return (await linkNames(netns)).includes('vb-victim-0');
+    }, 'the victim to join its zone', 30_000);
     child.kill('SIGKILL');
     await done;
     // its container namespace died with it, and the veth with the namespace; the bridge stays

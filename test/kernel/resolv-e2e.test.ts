@@ -58,6 +58,7 @@ const REPORT = 'cat /etc/resolv.conf > /out/content 2>/dev/null || rm -f /out/co
 
 async function launch(root: string, mode: ResolvConfMode, fx: Fixture, extra: Partial<LaunchSpec> = {}, procNetUdp = fx.noStub): Promise<Seen> {
   const out = mkdtempSync('/var/tmp/nspawn-ts-resolv-out-');
+  chmodSync(out, 0o777); // the container's root may be a shifted UID
   const warnings: string[] = [];
   try {
     const exit = await runContainer(newSpec({
@@ -261,6 +262,30 @@ describe('--resolv-conf= with real containers', () => {
       // a host resolver elsewhere: nothing to say
       seen = await launch(r.dir, 'copy-uplink', fx, priv);
       expect(seen.warnings).toEqual([]);
+    } finally {
+      r.remove();
+      fx.remove();
+    }
+  });
+
+  ktest('a user namespace: copies and the made bind target belong to the container\'s root; the bind is read-only inside', async () => {
+    const fx = fixture();
+    const r = await rootWith(IMAGE);
+    const shift = 0x50000;
+    const userns = { privateUsers: { mode: 'range' as const, uid: shift, count: 65536 }, privateUsersChown: true };
+    try {
+      let seen = await launch(r.dir, 'copy-host', fx, userns);
+      expect(seen).toMatchObject({ code: 0, content: CONTENT.host, writable: true, warnings: [] });
+      expect(statSync(`${r.dir}/etc/resolv.conf`).uid).toBe(shift);
+      seen = await launch(r.dir, 'bind-uplink', fx, userns);
+      expect(seen).toMatchObject({ code: 0, content: CONTENT.uplink, mounted: true, writable: false, warnings: [] });
+      rmSync(`${r.dir}/etc/resolv.conf`);
+      seen = await launch(r.dir, 'bind-stub', fx, userns);
+      expect(seen).toMatchObject({ code: 0, content: CONTENT.stub, mounted: true, writable: false });
+      expect(statSync(`${r.dir}/etc/resolv.conf`)).toMatchObject({ uid: shift, gid: shift, size: 0 });
+      seen = await launch(r.dir, 'replace-static', fx, userns);
+      expect(seen).toMatchObject({ code: 0, content: CONTENT.static });
+      expect(statSync(`${r.dir}/etc/resolv.conf`).uid).toBe(shift);
     } finally {
       r.remove();
       fx.remove();

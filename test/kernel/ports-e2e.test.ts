@@ -1,0 +1,143 @@
+// -p end to end: bin/nspawn-ts on the busybox root, the test run's namespace as the host, a LAN
+// client namespace at 198.51.100.2. Inside: busybox httpd on 80, a UDP echo on 53. Reached from the
+// client through the host's address, from the host itself, through 127.0.0.1 with --port-loopback,
+// and from the container through the host's address (hairpin); gone when the container ends. With
+// the sidecar: two containers with different ports at once, and a third one's clash refused.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { describe, expect } from 'vitest';
+import { ktest } from '../helpers/kernel.js';
+import { run, runOk, waitFor } from '../helpers/exec.js';
+import { machineLeader, machineRecords } from '../helpers/nspawn.js';
+import { busyboxRoot } from '../helpers/rootfs.js';
+import { connect, lanClient, udpEchoBinary } from '../helpers/traffic.js';
+import { exitOf, nspawnTs, startSidecar, type Proc } from './e2e-world.js';
+
+const P = String(process.pid);
+const MARK = 'ports-e2e-ok';
+const GET = 'GET / HTTP/1.0\r\n\r\n';
+
+interface Served {
+  www: string;
+  udp: string;
+  remove(): void;
+}
+
+async function content(): Promise<Served> {
+  const www = mkdtempSync('/var/tmp/nspawn-ts-ports-www-');
+  writeFileSync(`${www}/index.html`, `${MARK}\n`);
+  return { www, udp: await udpEchoBinary(), remove: () => rmSync(www, { recursive: true, force: true }) };
+}
+
+/** A container serving HTTP on 80 and UDP echo on 53, with `ports`; resolves once both listen. */
+async function serving(machine: string, s: Served, ports: string[], extra: string[] = []): Promise<Proc> {
+  const root = await busyboxRoot();
+  const p = nspawnTs(['-D', root, '-x', '-M', machine, '-n', ...ports.flatMap((x) => ['-p', x]), ...extra,
+    `--bind-ro=${s.www}:/www`, `--bind-ro=${s.udp}:/usr/local/bin/udp-echo`,
+    '/bin/sh', '-c', 'httpd -p 80 -h /www && { /usr/local/bin/udp-echo 53 & } && sleep 0.3 && echo ready && read x']);
+  await waitFor(() => p.output().includes('ready\n') || p.child.exitCode !== null, `${machine} to start`, 30_000);
+  if (!p.output().includes('ready\n')) throw new Error(`${machine} did not start: ${p.output()}`);
+  return p;
+}
+
+async function stop(p: Proc): Promise<number | null> {
+  p.child.stdin?.end('go\n');
+  return exitOf(p);
+}
+
+async function portsMap(): Promise<string> {
+  const r = await run('nft', ['list', 'map', 'inet', 'nspawn-ts', 'ports4']);
+  return r.code === 0 ? r.stdout : '';
+}
+
+/** The container's address as its reservation says (the mapping's target). */
+function target(map: string, machine: string, port: number): string | undefined {
+  return new RegExp(`tcp \\. ${port} comment "${machine}" : ([0-9.]+) \\. 80`).exec(map)?.[1];
+}
+
+describe('bin/nspawn-ts -p with a busybox container', () => {
+  ktest('httpd on tcp:8000:80 and a UDP echo on udp:5353:53: LAN, host, 127.0.0.1, hairpin; nothing after the exit', async () => {
+    const s = await content();
+    const client = await lanClient();
+    const m = `pe${P}`;
+    let c: Proc | undefined;
+    try {
+      c = await serving(m, s, ['tcp:8000:80', 'udp:5353:53'], ['--port-loopback']);
+      const map = await portsMap();
+      const addr = target(map, m, 8000);
+      expect(addr).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+      expect(map).toContain(`udp . 5353 comment "${m}" : ${addr} . 53`);
+      // from the LAN, through the host's address
+      expect(await connect(client.ns, 'tcp', '198.51.100.1', 8000, GET)).toContain(MARK);
+      expect(await connect(client.ns, 'udp', '198.51.100.1', 5353)).toBe('OK 53 198.51.100.2');
+      // from the host itself, through its non-loopback address
+      expect(await connect(undefined, 'tcp', '198.51.100.1', 8000, GET)).toContain(MARK);
+      expect(await connect(undefined, 'udp', '198.51.100.1', 5353)).toMatch(/^OK 53 /);
+      // --port-loopback: 127.0.0.1 too
+      expect(await connect(undefined, 'tcp', '127.0.0.1', 8000, GET)).toContain(MARK);
+      expect(await connect(undefined, 'udp', '127.0.0.1', 5353)).toMatch(/^OK 53 /);
+      // hairpin: from inside the container, its own published port through the host's address
+      const leader = machineLeader(m);
+      expect(leader).toBeGreaterThan(0);
+      const inside = await runOk('nsenter', [`--net=/proc/${leader}/ns/net`, '--', process.execPath, '-e',
+        `const s=require('net').connect(8000,'198.51.100.1');s.end(${JSON.stringify(GET)});let d='';s.on('data',x=>d+=x);`
+        + `s.on('end',()=>{console.log(d);process.exit(0)});setTimeout(()=>process.exit(1),3000)`]);
+      expect(inside).toContain(MARK);
+
+      expect(await stop(c)).toBe(0);
+      c = undefined;
+      expect(await portsMap()).not.toContain('8000');
+      expect(await connect(client.ns, 'tcp', '198.51.100.1', 8000, GET)).toBe('ERR ECONNREFUSED');
+      expect(await connect(undefined, 'tcp', '127.0.0.1', 8000, GET)).toBe('ERR ECONNREFUSED');
+      expect((await run('nft', ['list', 'table', 'inet', 'nspawn-ts'])).code).not.toBe(0);
+      expect(machineRecords()).not.toContain(m);
+    } finally {
+      if (c) await stop(c).catch(() => c?.child.kill('SIGKILL'));
+      await client.destroy();
+      s.remove();
+    }
+  });
+
+  ktest('with the sidecar: two containers with different ports at once; a third one asking for a taken port is refused', async () => {
+    const s = await content();
+    const client = await lanClient();
+    const sidecar = await startSidecar();
+    const [ma, mb, mc] = [`pa${P}`, `pb${P}`, `pc${P}`];
+    const running: Proc[] = [];
+    try {
+      running.push(await serving(ma, s, ['8000:80']), await serving(mb, s, ['9000:80', 'udp:9053:53']));
+      expect(await connect(client.ns, 'tcp', '198.51.100.1', 8000, GET)).toContain(MARK);
+      expect(await connect(client.ns, 'tcp', '198.51.100.1', 9000, GET)).toContain(MARK);
+      expect(await connect(client.ns, 'udp', '198.51.100.1', 9053)).toBe('OK 53 198.51.100.2');
+      // the sidecar lists both machines' mappings
+      const api = await sidecar.client();
+      try {
+        const listed = await api.request<Array<{ owner: string; hostPort: number }>>({ op: 'ports' });
+        expect(listed.map((x) => `${x.owner}:${x.hostPort}`).sort()).toEqual([`${ma}:8000`, `${mb}:9000`, `${mb}:9053`].sort());
+      } finally {
+        api.close();
+      }
+
+      const refused = nspawnTs(['-D', await busyboxRoot(), '-M', mc, '-n', '-p', '9100:80', '-p', '8000:81', '/bin/true']);
+      expect(await exitOf(refused)).toBe(1);
+      expect(refused.output()).toContain(`cannot forward tcp port 8000 to ${mc}: tcp port 8000 is already forwarded to`);
+      expect(refused.output()).toContain(`for ${ma}`);
+      expect(machineRecords()).not.toContain(mc);
+      expect((await run('ip', ['link', 'show', `ve-${mc}`])).code).not.toBe(0);
+      expect(await portsMap()).not.toContain('9100');
+      // the others are untouched
+      expect(await connect(client.ns, 'tcp', '198.51.100.1', 8000, GET)).toContain(MARK);
+
+      // the first one ends: only its mapping goes
+      expect(await stop(running.shift() as Proc)).toBe(0);
+      expect(await connect(client.ns, 'tcp', '198.51.100.1', 8000, GET)).toBe('ERR ECONNREFUSED');
+      expect(await connect(client.ns, 'tcp', '198.51.100.1', 9000, GET)).toContain(MARK);
+      expect(await stop(running.shift() as Proc)).toBe(0);
+      expect(await portsMap()).toBe('');
+    } finally {
+      for (const p of running) await stop(p).catch(() => p.child.kill('SIGKILL'));
+      await sidecar.stop();
+      await client.destroy();
+      s.remove();
+    }
+  });
+});
