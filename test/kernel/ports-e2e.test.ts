@@ -132,7 +132,7 @@ describe('bin/nspawn-ts -p with a busybox container', () => {
       expect(await connect(client.ns, 'tcp', '198.51.100.1', 8000, GET)).toBe('ERR ECONNREFUSED');
       expect(await connect(client.ns, 'tcp', '198.51.100.1', 9000, GET)).toContain(MARK);
       expect(await stop(running.shift() as Proc)).toBe(0);
-      expect(await portsMap()).toBe('');
+      expect(await portsMap()).not.toContain('elements'); // no mapping left (the running sidecar keeps its empty table)
     } finally {
       for (const p of running) await stop(p).catch(() => p.child.kill('SIGKILL'));
       await sidecar.stop();
