@@ -297,15 +297,13 @@ export async function dhcpServeMain(argv: readonly string[]): Promise<number> {
     await server.stop();
     return 1;
   }
-  server.start();
-  for (const c of configs) {
-    const lease = server.leases(c.ifname).filter((l) => l.state === 'bound').length;
-    log.info(`serving DHCP on ${c.ifname} as ${c.address.split('/')[0]}, pool ${c.pool}${lease ? `, ${lease} lease(s) restored` : ''}`);
-  }
-  log.info(`lease file ${args.leaseFile}`);
-  return new Promise<number>((resolve) => {
+  // Signal handlers before anything is announced: whoever saw "serving" may stop us at once.
+  const stopped = new Promise<number>((resolve) => {
     const stop = (signal: string): void => {
-      log.info(`${signal}: stopping`);
+      const st = server.stats;
+      log.info(`${signal}: stopping; ${st.received} datagrams received (${st.notServed} on other interfaces, ${st.malformed} malformed, ${st.ignored} ignored), `
+        + `${st.offers} offers, ${st.acks} ACKs, ${st.naks} NAKs, ${st.informs} INFORM answers, ${st.releases} releases, ${st.declines} declines, `
+        + `${st.internalErrors} internal errors`);
       process.off('SIGINT', onInt);
       process.off('SIGTERM', onTerm);
       server.stop().then(() => resolve(0), (err: unknown) => {
@@ -318,4 +316,11 @@ export async function dhcpServeMain(argv: readonly string[]): Promise<number> {
     process.on('SIGINT', onInt);
     process.on('SIGTERM', onTerm);
   });
+  server.start();
+  for (const c of configs) {
+    const lease = server.leases(c.ifname).filter((l) => l.state === 'bound').length;
+    log.info(`serving DHCP on ${c.ifname} as ${c.address.split('/')[0]}, pool ${c.pool}${lease ? `, ${lease} lease(s) restored` : ''}`);
+  }
+  log.info(`lease file ${args.leaseFile}`);
+  return stopped;
 }

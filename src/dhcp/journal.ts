@@ -240,7 +240,7 @@ export class FileLeaseStore implements LeaseStore {
     this.durability = opts.durability ?? 'fsync';
     this.lockPath = `${path}.lock`;
     try {
-      mkdirSync(dirname(path), { recursive: true });
+      ensureDir(dirname(path));
     } catch (err) {
       throw new LeaseFileError(`cannot create the directory of the lease file ${path}: ${(err as Error).message}`, { cause: err });
     }
@@ -447,6 +447,17 @@ export class FileLeaseStore implements LeaseStore {
       this.unlock();
     }
   }
+}
+
+/**
+ * mkdir -p, one level at a time: Node's recursive mkdirSync loops forever where a parent exists but
+ * refuses children (/proc, /sys).
+ */
+function ensureDir(dir: string): void {
+  if (existsSync(dir)) return;
+  const parent = dirname(dir);
+  if (parent !== dir) ensureDir(parent);
+  mkdirSync(dir);
 }
 
 function writeAll(fd: number, data: string): void {

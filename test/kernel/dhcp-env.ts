@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { DhcpServer, type DhcpEvent, type DhcpServerOptions, type InterfaceConfig } from '../../src/dhcp/index.js';
 import { isDebug, type LogLevel, setLogLevel, setLogSink } from '../../src/log.js';
 import { killAndWait, runOk, waitFor } from '../helpers/exec.js';
+import { type FdWatcher, POLL_READABLE, sys } from '../../src/native.js';
 import { TestNetns } from '../helpers/netns.js';
 
 export const SERVER_IP = '192.0.2.1';
@@ -64,13 +65,13 @@ export class DhcpEnv {
     writeFileSync(this.clientEvents, '');
   }
 
-  static async create(srv: TestNetns, opts: { serverAddress?: string; onTestFailed?: (fn: () => void) => void } = {}): Promise<DhcpEnv> {
+  static async create(srv: TestNetns, opts: { serverAddress?: string; clientMac?: string; onTestFailed?: (fn: () => void) => void } = {}): Promise<DhcpEnv> {
     const cli = await TestNetns.create('cli');
     const env = new DhcpEnv(srv, cli);
     opts.onTestFailed?.(() => process.stderr.write(env.finalDump ?? env.dump()));
     try {
       await runOk('ip', ['link', 'add', 'ds0', 'netns', srv.name, 'type', 'veth', 'peer', 'name', 'dc0', 'netns', cli.name]);
-      await cli.exec('ip', ['link', 'set', 'dc0', 'address', CLIENT_MAC]);
+      await cli.exec('ip', ['link', 'set', 'dc0', 'address', opts.clientMac ?? CLIENT_MAC]);
       await srv.exec('ip', ['addr', 'add', opts.serverAddress ?? `${SERVER_IP}/24`, 'dev', 'ds0']);
       await srv.exec('ip', ['link', 'set', 'ds0', 'up']);
       await cli.exec('ip', ['link', 'set', 'dc0', 'up']);
@@ -202,4 +203,102 @@ export async function ifindexOf(ns: TestNetns, ifname: string): Promise<number> 
   const idx = links[0]?.ifindex;
   if (!idx) throw new Error(`no ifindex for ${ifname} in ${ns.name}`);
   return idx;
+}
+
+const AF_INET = 2;
+const SOCK_DGRAM = 2;
+const SOL_SOCKET = 1;
+const SO_REUSEADDR = 2;
+const SO_BROADCAST = 6;
+const SO_BINDTODEVICE = 25;
+
+export function sockaddrIn(ipText: string, port: number): Uint8Array {
+  const b = new Uint8Array(16);
+  const dv = new DataView(b.buffer);
+  dv.setUint16(0, AF_INET, true);
+  dv.setUint16(2, port, false);
+  b.set(ipText.split('.').map(Number), 4);
+  return b;
+}
+
+/**
+ * A DHCP client socket of our own inside a namespace: UDP port 68 on one device, broadcasts allowed,
+ * replies (sent with the broadcast bit) delivered to `onReply`. For load, durability and fuzz tests.
+ */
+export class UdpClient {
+  readonly fd: number;
+  private watcher: FdWatcher | undefined;
+  private readonly buf = new Uint8Array(65536);
+
+  constructor(netnsFd: number, ifname: string, port = 68) {
+    const s = sys();
+    this.fd = s.socket(AF_INET, SOCK_DGRAM, 0, netnsFd);
+    try {
+      s.setsockoptInt(this.fd, SOL_SOCKET, SO_REUSEADDR, 1);
+      s.setsockoptInt(this.fd, SOL_SOCKET, SO_BROADCAST, 1);
+      s.setsockoptBytes(this.fd, SOL_SOCKET, SO_BINDTODEVICE, new Uint8Array(Buffer.from(`${ifname}\0`)));
+      s.bind(this.fd, sockaddrIn('0.0.0.0', port));
+    } catch (err) {
+      s.close(this.fd);
+      throw err;
+    }
+  }
+
+  onReply(handler: (bytes: Uint8Array) => void): void {
+    const s = sys();
+    this.watcher = new s.FdWatcher(this.fd, POLL_READABLE, () => {
+      for (let i = 0; i < 256; i++) {
+        const n = s.recv(this.fd, this.buf);
+        if (n < 0) return;
+        handler(this.buf.slice(0, n));
+      }
+    });
+  }
+
+  /** False when the socket buffer is full. */
+  send(bytes: Uint8Array, to = '255.255.255.255', port = 67): boolean {
+    try {
+      sys().sendto(this.fd, bytes, sockaddrIn(to, port));
+      return true;
+    } catch (err) {
+      if ((err as { code?: string }).code === 'EAGAIN') return false;
+      throw err;
+    }
+  }
+
+  close(): void {
+    this.watcher?.stop();
+    sys().close(this.fd);
+  }
+}
+
+/** Runs bin/nspawn-netd dhcp-serve in a namespace; output collected. */
+export class ServerProcess {
+  readonly child: ChildProcess;
+  output = '';
+
+  constructor(ns: TestNetns, args: string[]) {
+    const bin = new URL('../../bin/nspawn-netd', import.meta.url).pathname;
+    this.child = spawn('ip', ['netns', 'exec', ns.name, process.execPath, bin, 'dhcp-serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child.stdout?.on('data', (d: Buffer) => { this.output += d.toString(); });
+    this.child.stderr?.on('data', (d: Buffer) => { this.output += d.toString(); });
+  }
+
+  get alive(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  waitOutput(re: RegExp, what: string, timeoutMs = 15_000): Promise<RegExpMatchArray> {
+    return waitFor(() => this.output.match(re) ?? (this.alive ? undefined : Promise.reject(new Error(`server exited: ${this.output}`))), what, timeoutMs, 20);
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    if (this.alive) {
+      await new Promise<void>((resolve) => {
+        this.child.once('exit', () => resolve());
+        this.child.kill(signal);
+      });
+    }
+    return this.child.exitCode;
+  }
 }

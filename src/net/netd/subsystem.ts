@@ -37,6 +37,7 @@ import { classifyLink, isMasqueradeOwner, masqueradeOwner, type LinkRole, type S
 import { type Holder, type LinkRecord, type NetdState, type ReservationRecord, StateStore } from './state.js';
 import { enableForwarding, procSys, restoreForwarding, type SysctlIo } from './sysctl.js';
 import { sys } from '../../native.js';
+import { MachineRegistry } from '../../runtime/registry.js';
 import type { PortForward } from '../../runtime/spec.js';
 import {
   findPortClashes, hostPortClashes, PortInUseError, portOwner, recordedMappings, reservationMappings, routeLocalnetPath, SYSTEMD_NAT_MAPS,
@@ -350,7 +351,12 @@ export class NetworkSubsystem {
     const ports = recordedMappings(state);
     const current = this.firewall.state(); // empty when the table does not exist
     if (masquerade.length === 0 && current.masquerade.length === 0 && ports.length === 0 && current.ports.length === 0) return;
-    const done = this.firewall.reconcile({ masquerade, ports }, { owns: (o) => isMasqueradeOwner(o) || current.ports.some((p) => p.owner === o) });
+    // mappings without a record belong to launchers that watch their machine's address
+    // (ports-watch.ts): left alone while that machine runs, removed when it is gone
+    const recorded = new Set(ports.map((p) => p.owner));
+    const registry = new MachineRegistry();
+    const owns = (o: string | undefined): boolean => isMasqueradeOwner(o) || o === undefined || recorded.has(o) || registry.get(o) === undefined;
+    const done = this.firewall.reconcile({ masquerade, ports }, { owns });
     this.tablesReady = true;
     if (done.added.length || done.removed.length) {
       this.log.info('firewall reconciled', { added: done.added.map((e) => e.key), removed: done.removed.map((e) => e.key) });

@@ -1,0 +1,100 @@
+// The lease file under kill -9: a client of our own sends REQUESTs as fast as the server answers,
+// the server (the dhcp-serve command) is SIGKILLed at a random moment, again and again; every lease
+// the client saw ACKed must be in the lease file, and the restarted server must know it.
+import { readFileSync } from 'node:fs';
+import { describe, expect } from 'vitest';
+import { BOOTREPLY, decodePacket, encodePacket, FLAG_BROADCAST } from '../../src/dhcp/codec.js';
+import { clientPacket } from '../unit/dhcp/helpers.js';
+import { decodeLine, JOURNAL_HEADER, type JournalEntry, replay } from '../../src/dhcp/journal.js';
+import { ipv4ToString, macToString } from '../../src/dhcp/ipv4.js';
+import { MessageType as T } from '../../src/dhcp/options.js';
+import { ktest } from '../helpers/kernel.js';
+import { DhcpEnv, ServerProcess, UdpClient } from './dhcp-env.js';
+
+function leaseFileState(path: string): Map<string, string> {
+  const lines = readFileSync(path, 'utf8').split('\n');
+  expect(lines[0]).toBe(JOURNAL_HEADER);
+  const entries = lines.slice(1).map((l) => decodeLine(l)).filter((e): e is JournalEntry => e !== undefined);
+  const state = replay(entries).get('ds0');
+  const out = new Map<string, string>();
+  for (const [c, r] of state?.clients ?? []) if (r.op === 'bind') out.set(c, r.ip);
+  return out;
+}
+
+describe('lease file durability', () => {
+  ktest('every ACKed lease survives kill -9 of the server at random moments', async ({ netns, onTestFailed }) => {
+    // The RFC 2544 benchmarking range: room for thousands of leases.
+    const env = await DhcpEnv.create(netns, { serverAddress: '198.18.0.1/16', onTestFailed });
+    const acked = new Map<string, string>(); // client key → address
+    let client: UdpClient | undefined;
+    try {
+      client = new UdpClient(env.cli.fd, 'dc0');
+      let counter = 0;
+      const pending = new Map<number, string>(); // xid → client key
+      client.onReply((bytes) => {
+        const p = decodePacket(bytes);
+        if (p.op !== BOOTREPLY || p.options.messageType() !== T.ACK) return;
+        const key = pending.get(p.xid);
+        if (key === undefined) return;
+        pending.delete(p.xid);
+        acked.set(key, ipv4ToString(p.yiaddr));
+      });
+      const request = (): void => {
+        const n = ++counter;
+        const mac = `02:aa:${((n >> 16) & 0xff).toString(16).padStart(2, '0')}:${((n >> 8) & 0xff).toString(16).padStart(2, '0')}:${(n & 0xff).toString(16).padStart(2, '0')}:01`;
+        const requested = `198.18.${(n >> 8) & 0xff}.${(n & 0xff) || 1}`;
+        const p = clientPacket({ type: T.REQUEST, mac, xid: n, requested, broadcast: true });
+        pending.set(n, `hw:1:${macToString(p.chaddr, 6).replace(/:/g, '')}`);
+        client!.send(encodePacket(p));
+      };
+      for (let cycle = 0; cycle < 4; cycle++) {
+        const server = new ServerProcess(env.srv, ['--interface', 'ds0', '--pool', '198.18.0.0/16', '--lease-file', env.leaseFile, '--quiet']);
+        try {
+          await waitUntilServing(client, request, acked);
+          // Keep 64 requests in flight; kill after a random number of further ACKs.
+          const killAt = acked.size + 50 + Math.floor(Math.random() * 600);
+          await new Promise<void>((resolve, reject) => {
+            const tick = (): void => {
+              if (!server.alive) return reject(new Error(`server died: ${server.output}`));
+              if (acked.size >= killAt) return resolve();
+              while (pending.size < 64) request();
+              for (const [xid] of pending) if (xid < counter - 256) pending.delete(xid); // lost in flight
+              setImmediate(tick);
+            };
+            tick();
+          });
+          await server.stop('SIGKILL');
+        } finally {
+          await server.stop('SIGKILL');
+        }
+        // Replies already in flight when the kill landed may arrive still; they were durable too.
+        await new Promise((r) => setTimeout(r, 50));
+        const stored = leaseFileState(env.leaseFile);
+        const missing = [...acked].filter(([key, ip]) => stored.get(key) !== ip);
+        expect(missing).toEqual([]);
+      }
+      expect(acked.size).toBeGreaterThan(200);
+      // A restarted server reads them all back.
+      const server = new ServerProcess(env.srv, ['--interface', 'ds0', '--pool', '198.18.0.0/16', '--lease-file', env.leaseFile]);
+      const m = await server.waitOutput(/(\d+) lease\(s\) restored/, 'the restored leases');
+      expect(Number(m[1])).toBeGreaterThanOrEqual(acked.size);
+      expect(await server.stop()).toBe(0);
+    } finally {
+      client?.close();
+      await env.destroy();
+    }
+  }, 120_000);
+});
+
+/** Sends a few requests until the (re)started server answers one. */
+async function waitUntilServing(client: UdpClient, request: () => void, acked: Map<string, string>): Promise<void> {
+  const start = acked.size;
+  const end = Date.now() + 15_000;
+  while (acked.size === start) {
+    if (Date.now() > end) throw new Error('the server did not start answering');
+    request();
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+void FLAG_BROADCAST;
