@@ -10,8 +10,9 @@
 //
 // "Ready" is seen from inside: every container runs the same busybox shell line, which waits until
 // `ip -4 route show default` answers (after running udhcpc, for the DHCP variants) and prints a
-// marker; the clock stops when the marker reaches our end of the pipe. Run through bench/startup,
-// which puts everything in a private network and mount namespace.
+// marker; the clock stops when the marker reaches our end of the pipe. Rounds interleave the
+// variants (see rounds()). Run through bench/startup, which puts everything in a private network and
+// mount namespace.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import {
   chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync, symlinkSync, writeFileSync,
@@ -91,15 +92,40 @@ function timed(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv = {}
   });
 }
 
-async function series(name: string, launch: (i: number) => Promise<Run>): Promise<number[]> {
-  const times: number[] = [];
-  // one warm-up run (page cache, first nft table creation), not counted
+interface Variant {
+  key: string;
+  label: string;
+  sidecar: boolean;
+  launch: (i: number) => Promise<Run>;
+}
+
+/**
+ * Rounds interleave the variants (each round runs every variant once: first those without the
+ * sidecar, then, with a sidecar started for the round, those with it), so a machine whose load
+ * changes during the run weighs on all of them alike. Round 0 is a warm-up (page cache, the
+ * launcher's code cache), not counted.
+ */
+async function rounds(variants: readonly Variant[]): Promise<Record<string, number[]>> {
+  const times: Record<string, number[]> = Object.fromEntries(variants.map((v) => [v.key, []]));
   for (let i = -1; i < ROUNDS; i++) {
-    const r = await launch(i);
-    await r.exit;
-    if (i >= 0) times.push(r.ms);
+    for (const group of [false, true]) {
+      const vs = variants.filter((v) => v.sidecar === group);
+      if (vs.length === 0) continue;
+      const run = async (): Promise<void> => {
+        for (const v of vs) {
+          const r = await v.launch(i);
+          await r.exit;
+          if (i >= 0) times[v.key]?.push(r.ms);
+        }
+      };
+      if (group) await withSidecar(run);
+      else await run();
+    }
   }
-  process.stderr.write(`${name.padEnd(26)} median ${round1(median(times))} ms  (min ${round1(Math.min(...times))}, max ${round1(Math.max(...times))})\n`);
+  for (const v of variants) {
+    const t = times[v.key] as number[];
+    process.stderr.write(`${v.label.padEnd(34)} median ${round1(median(t))} ms  (min ${round1(Math.min(...t))}, max ${round1(Math.max(...t))})\n`);
+  }
   return times;
 }
 
@@ -156,20 +182,23 @@ async function main(): Promise<void> {
   const ours = (extra: string[], inner: string) => (i: number) =>
     timed(process.execPath, [NSPAWN_TS, '-q', '-n', '-M', `bench${i + 1}`, '-D', root, ...extra, '/bin/sh', '-c', inner], env);
   try {
+    const script = `for d in ${cgroups.join(' ')}; do echo $$ > "$d/cgroup.procs"; done\nexec systemd-nspawn --register=no --keep-unit -q "$@"`;
+    const variants: Variant[] = [
+      { key: 'ours_embedded_ms', label: 'ours, embedded', sidecar: false, launch: ours([], WAIT_READY) },
+      { key: 'ours_udhcpc_ms', label: 'ours, embedded, udhcpc', sidecar: false, launch: ours(['--network-config=dhcp'], `${UDHCPC}; ${WAIT_READY}`) },
+      { key: 'node_startup_ms', label: 'node -e 0 (reference)', sidecar: false, launch: () => timed(process.execPath, ['-e', 'console.log("NETWORK-READY")']) },
+      { key: 'ours_sidecar_ms', label: 'ours, sidecar', sidecar: true, launch: ours([], WAIT_READY) },
+      { key: 'ours_sidecar_udhcpc_ms', label: 'ours, sidecar, udhcpc', sidecar: true, launch: ours(['--network-config=dhcp'], `${UDHCPC}; ${WAIT_READY}`) },
+    ];
+    if (cgroups.length > 0) {
+      variants.push({
+        key: 'systemd_nspawn_udhcpc_ms', label: 'systemd-nspawn + sidecar, udhcpc', sidecar: true,
+        launch: (i) => timed('sh', ['-c', script, 'sh', '-P', '-D', root, '-M', `sbench${i + 1}`, '--network-veth', '/bin/sh', '-c', `${UDHCPC}; ${WAIT_READY}`]),
+      });
+    }
+    const times = await rounds(variants);
     const results: Record<string, number> = {};
-    results.ours_embedded_ms = median(await series('ours, embedded', ours([], WAIT_READY)));
-    results.ours_udhcpc_ms = median(await series('ours, embedded, udhcpc', ours(['--network-config=dhcp'], `${UDHCPC}; ${WAIT_READY}`)));
-    await withSidecar(async () => {
-      results.ours_sidecar_ms = median(await series('ours, sidecar', ours([], WAIT_READY)));
-      results.ours_sidecar_udhcpc_ms = median(await series('ours, sidecar, udhcpc', ours(['--network-config=dhcp'], `${UDHCPC}; ${WAIT_READY}`)));
-      if (cgroups.length > 0) {
-        const script = `for d in ${cgroups.join(' ')}; do echo $$ > "$d/cgroup.procs"; done\nexec systemd-nspawn --register=no --keep-unit -q "$@"`;
-        results.systemd_nspawn_udhcpc_ms = median(await series('systemd-nspawn + sidecar, udhcpc', (i) =>
-          timed('sh', ['-c', script, 'sh', '-P', '-D', root, '-M', `sbench${i + 1}`, '--network-veth', '/bin/sh', '-c', `${UDHCPC}; ${WAIT_READY}`])));
-      }
-    });
-    const node = series('node -e 0 (reference)', () => timed(process.execPath, ['-e', 'console.log("NETWORK-READY")']));
-    results.node_startup_ms = median(await node);
+    for (const [k, t] of Object.entries(times)) results[k] = median(t);
     const out: Record<string, unknown> = { bench: 'startup', rounds: ROUNDS };
     for (const k of ['ours_embedded_ms', 'ours_sidecar_ms', 'ours_udhcpc_ms', 'ours_sidecar_udhcpc_ms', 'systemd_nspawn_udhcpc_ms', 'node_startup_ms']) {
       if (results[k] !== undefined) out[k] = round1(results[k] as number);

@@ -58,6 +58,7 @@ export class PtyForwarder {
   private closed = false;
   private readonly onData = (d: Buffer): void => this.fromTerminal(d);
   private readonly onResize = (): void => this.syncSize();
+  private readonly onOutputError = (): void => { /* EPIPE/EIO: output is lost, the container goes on */ };
 
   private readonly readOnly: boolean;
 
@@ -77,6 +78,8 @@ export class PtyForwarder {
       this.input.resume();
     }
     this.output.on('resize', this.onResize);
+    // a closed terminal or pipe must not end the launcher: the container's exit still has to be handled
+    this.output.on('error', this.onOutputError);
     this.masterWatcher = new (sys().FdWatcher)(this.master, POLL_READABLE, (ev) => this.onMaster(ev));
   }
 
@@ -150,6 +153,7 @@ export class PtyForwarder {
     this.closed = true;
     this.masterWatcher?.stop();
     this.output.off('resize', this.onResize);
+    this.output.off('error', this.onOutputError);
     if (!this.readOnly) {
       this.input.off('data', this.onData);
       if (this.input.isTTY) this.input.setRawMode(false);

@@ -315,7 +315,8 @@ class ContainerRun {
    * The subsystems' hooks, imported on demand (the launch path stays lean):
    * - -p (src/net/netd/ports-hook.ts): a host port another machine forwards is refused before anything is made;
    * - the container network (src/net/network-plan.ts): links made after the clone, removed after the
-   *   exit, and their addresses (src/net/netd/launch.ts);
+   *   exit, and their addresses (src/net/netd/launch.ts); -p for links the subsystem does not serve
+   *   (src/net/netd/ports-watch.ts);
    * - the caller's hooks;
    * - --resolv-conf= (src/net/resolv-hook.ts).
    */
@@ -334,6 +335,8 @@ class ContainerRun {
       const links = this.opts.network ?? (network as typeof import('../net/network-plan.js')).containerNetworkHooks();
       hooks.push(...addresses.containerNetworkAndAddressHooks(links));
     }
+    // -p on links whose address the subsystem does not hand out: follow the container's address (src/net/netd/ports-watch.ts)
+    if (ports && spec.network.private) hooks.push(ports.portWatchHooks());
     hooks.push(...(this.opts.hooks ?? []), resolv.resolvConfHooks(this.opts.resolvConf));
     this.hooks = hooks;
   }
@@ -729,7 +732,9 @@ class ContainerRun {
     if (this.userns) writeIdMaps(pid, this.userns);
     this.cgroup?.attach(pid);
     this.support?.attach(pid);
-    if (this.registered && this.registry) this.registry.update(this.spec.machine, { leader: pid });
+    if (this.registered && this.registry) {
+      this.registry.update(this.spec.machine, { leader: pid, ...(this.cgroup ? { cgroup: this.cgroup.toJSON() } : {}) });
+    }
     const ctx = this.context();
     for (const h of this.hooks) {
       if (!h.afterClone) continue;

@@ -132,10 +132,54 @@ describe('bin/nspawn-ts -p with a busybox container', () => {
       expect(await connect(client.ns, 'tcp', '198.51.100.1', 8000, GET)).toBe('ERR ECONNREFUSED');
       expect(await connect(client.ns, 'tcp', '198.51.100.1', 9000, GET)).toContain(MARK);
       expect(await stop(running.shift() as Proc)).toBe(0);
-      expect(await portsMap()).toBe('');
+      expect(await portsMap()).not.toContain('elements'); // no mapping left (the running sidecar keeps its empty table)
     } finally {
       for (const p of running) await stop(p).catch(() => p.child.kill('SIGKILL'));
       await sidecar.stop();
+      await client.destroy();
+      s.remove();
+    }
+  });
+
+  ktest('--network-bridge= to an administrator\'s bridge: the ports follow the address the container gives itself, as systemd-nspawn', async () => {
+    const s = await content();
+    const client = await lanClient();
+    const m = `pw${P}`;
+    const forward = (await runOk('sysctl', ['-n', 'net.ipv4.ip_forward'])).trim();
+    let c: Proc | undefined;
+    try {
+      await runOk('ip', ['link', 'add', 'br-ports', 'type', 'bridge']);
+      await runOk('ip', ['addr', 'add', '10.77.0.1/24', 'dev', 'br-ports']);
+      await runOk('ip', ['link', 'set', 'br-ports', 'up']);
+      await runOk('sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
+      const script = 'ip link set host0 up && ip addr add 10.77.0.2/24 dev host0 && ip route add default via 10.77.0.1'
+        + ' && ip -6 addr add fd77::2/64 dev host0 && httpd -p 80 -h /www && echo ready && read x'
+        + ' && ip addr del 10.77.0.2/24 dev host0 && ip addr add 10.77.0.3/24 dev host0 && ip route add default via 10.77.0.1 && echo moved && read y'
+        + ' && ip addr flush dev host0 && echo gone && read z';
+      c = nspawnTs(['-D', await busyboxRoot(), '-x', '-M', m, '--network-bridge=br-ports', '-p', '8000:80', `--bind-ro=${s.www}:/www`, '/bin/sh', '-c', script]);
+      const said = (what: string) => waitFor(() => c?.output().includes(`${what}\n`) || c?.child.exitCode !== null, `the container to say ${what}`, 30_000);
+      await said('ready');
+      await waitFor(async () => (await portsMap()).includes(`tcp . 8000 comment "${m}" : 10.77.0.2 . 80`), 'the mapping to 10.77.0.2');
+      expect(await connect(client.ns, 'tcp', '198.51.100.1', 8000, GET)).toContain(MARK);
+      // IPv6: a global address qualifies (a link-local one never does)
+      expect((await run('nft', ['list', 'map', 'inet', 'nspawn-ts', 'ports6'])).stdout).toContain(`tcp . 8000 comment "${m}" : fd77::2 . 80`);
+      // the container moves to another address: the mapping follows
+      c.child.stdin?.write('go\n');
+      await said('moved');
+      await waitFor(async () => (await portsMap()).includes(`tcp . 8000 comment "${m}" : 10.77.0.3 . 80`), 'the mapping to follow to 10.77.0.3');
+      expect(await portsMap()).not.toContain('10.77.0.2');
+      expect(await connect(client.ns, 'tcp', '198.51.100.1', 8000, GET)).toContain(MARK);
+      // no address at all: no mapping
+      c.child.stdin?.write('go\n');
+      await said('gone');
+      await waitFor(async () => !(await portsMap()).includes('8000'), 'the mapping to go with the addresses');
+      expect(await stop(c)).toBe(0);
+      c = undefined;
+      expect((await run('nft', ['list', 'table', 'inet', 'nspawn-ts'])).code).not.toBe(0);
+    } finally {
+      if (c) await stop(c).catch(() => c?.child.kill('SIGKILL'));
+      await run('ip', ['link', 'del', 'br-ports']);
+      await runOk('sysctl', ['-qw', `net.ipv4.ip_forward=${forward}`]);
       await client.destroy();
       s.remove();
     }

@@ -13,6 +13,8 @@ import { NetworkSubsystem, type MachineLease } from '../../src/net/netd/subsyste
 import { handleRequest } from '../../src/net/netd/daemon.js';
 import { shortenIfname } from '../../src/net/naming.js';
 import { parsePortSpec } from '../../src/net/port-spec.js';
+import { Firewall } from '../../src/net/firewall/index.js';
+import { MachineRegistry, type MachineSpecSummary } from '../../src/runtime/registry.js';
 
 const p = parsePortSpec;
 
@@ -194,8 +196,9 @@ describe('port forwarding in the network subsystem', () => {
       // the container ends: its link goes, and with it the mappings
       await runOk('ip', ['link', 'del', ifname]);
       await waitFor(() => sub?.list().length === 0, 'the link no longer served');
-      expect(await portsMap()).toBe('');
-      await waitFor(async () => !(await tableExists()), 'the empty table removed');
+      expect(await portsMap()).not.toContain('elements'); // no mapping left (a running sidecar keeps its empty table)
+      await sub.close();
+      expect(await tableExists()).toBe(false); // the empty table goes with the sidecar
     } finally {
       await sub?.close();
       st.remove();
@@ -225,11 +228,38 @@ describe('port forwarding in the network subsystem', () => {
       expect(readFileSync('/proc/sys/net/ipv4/conf/vz-ports/route_localnet', 'utf8').trim()).toBe('0');
       await runOk('ip', ['link', 'del', 'vz-ports']);
       await waitFor(() => sub?.list().length === 0, 'zone no longer served');
-      expect(await portsMap()).toBe('');
+      expect(await portsMap()).not.toContain('elements'); // no mapping left (a running sidecar keeps its empty table)
     } finally {
       await sub?.close();
       await run('ip', ['link', 'del', 'vz-ports']);
       await run('ip', ['link', 'del', 'vb-pm']);
+      st.remove();
+    }
+  });
+
+  ktest('a restarted sidecar leaves mappings of running machines it has no record of (launchers watching their address) and removes those of gone ones', async () => {
+    const st = withState();
+    const registry = new MachineRegistry();
+    let sub: NetworkSubsystem | undefined;
+    const fw = new Firewall();
+    try {
+      registry.register({ name: 'watched', rootDirectory: '/srv/watched', spec: {} as MachineSpecSummary });
+      fw.ensureTables();
+      fw.addPortMapping({ protocol: 'tcp', hostPort: 8000, containerAddress: '10.77.0.2', containerPort: 80, owner: 'watched' });
+      fw.addPortMapping({ protocol: 'tcp', hostPort: 8001, containerAddress: '10.77.0.3', containerPort: 80, owner: 'gone' });
+      fw.addMasquerade('10.99.0.0/28', 've:ghost');
+      sub = await NetworkSubsystem.open({ mode: 'sidecar', stateDir: st.dir, dns: [], machineId: null });
+      const map = await portsMap();
+      expect(map).toContain('tcp . 8000 comment "watched" : 10.77.0.2 . 80');
+      expect(map).not.toContain('"gone"');
+      expect(fw.state().masquerade).toEqual([]);
+      // the machine ends: its launcher removes its mappings
+      expect(fw.removePortMappings('watched')).toHaveLength(1);
+    } finally {
+      registry.unregister('watched', { force: true });
+      await sub?.close();
+      fw.removeTables();
+      fw.close();
       st.remove();
     }
   });

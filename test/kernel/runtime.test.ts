@@ -300,6 +300,9 @@ describe('execution', () => {
       expect(rec.namespaces.pid.id).toBe(readlinkSync(`/proc/${leader}/ns/pid`));
       expect(rec.namespaces.pid.id).not.toBe(readlinkSync('/proc/self/ns/pid'));
       expect(rec.spec).toMatchObject({ mode: 'command', command: ['/bin/sleep', '30'] });
+      // its cgroups, for machinectl-ts status/set-property
+      expect(rec.cgroup.name).toBe(name);
+      for (const d of rec.cgroup.dirs) expect(readFileSync(`${d.path}/cgroup.procs`, 'utf8').split('\n')).toContain(String(leader));
       expect(typeof rec.startedAt).toBe('string');
     } finally {
       c.kill('SIGTERM');

@@ -198,7 +198,10 @@ export class Firewall {
 
   private exec(command: string | NftDocument, what: string, code?: string): string {
     const text = typeof command === 'string' ? command : JSON.stringify(command);
-    const r = this.run(text);
+    let r = this.run(text);
+    // a signal (SIGCHLD of a container's end) can interrupt libnftables' netlink receive; its
+    // operations are element adds and deletes, so running the command again is safe
+    for (let i = 0; i < 3 && r.rc !== 0 && /Interrupted system call/.test(r.error); i++) r = this.run(text);
     if (r.rc !== 0) throw new NftError(what, r, code);
     return r.output;
   }

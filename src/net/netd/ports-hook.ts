@@ -12,6 +12,8 @@ import { defaultSocketPath, NetdClient, NetdRemoteError } from './client.js';
 import { hostPortClashes, PortInUseError } from './ports.js';
 import { StateStore } from './state.js';
 
+export { portWatchHooks } from './ports-watch.js';
+
 export interface PortsPreflightOptions {
   env?: NodeJS.ProcessEnv;
 }

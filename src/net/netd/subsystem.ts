@@ -37,6 +37,7 @@ import { classifyLink, isMasqueradeOwner, masqueradeOwner, type LinkRole, type S
 import { type Holder, type LinkRecord, type NetdState, type ReservationRecord, StateStore } from './state.js';
 import { enableForwarding, procSys, restoreForwarding, type SysctlIo } from './sysctl.js';
 import { sys } from '../../native.js';
+import { MachineRegistry } from '../../runtime/registry.js';
 import type { PortForward } from '../../runtime/spec.js';
 import {
   findPortClashes, hostPortClashes, PortInUseError, portOwner, recordedMappings, reservationMappings, routeLocalnetPath, SYSTEMD_NAT_MAPS,
@@ -298,9 +299,9 @@ export class NetworkSubsystem {
     const cur = this.served.get(link.name);
     if (cur && cur.ifindex === link.index) return;
     if (await this.heldByOther(link.name)) return;
-    await this.queue(link.name, () => this.serve(link, role));
-    if (role.role === 'veth') await this.autoReserve(role.machine, link.name);
-    else if (role.role === 'zone') await this.reserveZonePorts(link);
+    // a veth's machine gets its address reserved in the same step (systemd-nspawn's host0 MAC)
+    await this.queue(link.name, () => this.serve(link, role, this.nspawnWant(role)));
+    if (role.role === 'zone') await this.reserveZonePorts(link);
   }
 
   /** Serves every ve-/vz- link there is, unserves what went; drops records of vanished links. */
@@ -325,8 +326,7 @@ export class NetworkSubsystem {
       if (this.served.get(l.name)?.ifindex === l.index) continue;
       if (await this.heldByOther(l.name)) continue;
       try {
-        await this.queue(l.name, () => this.serve(l, role));
-        if (role.role === 'veth') await this.autoReserve(role.machine, l.name);
+        await this.queue(l.name, () => this.serve(l, role, this.nspawnWant(role)));
       } catch (err) {
         this.log.error(`cannot serve ${l.name}: ${errorMessage(err)}`, { ifname: l.name });
       }
@@ -351,7 +351,12 @@ export class NetworkSubsystem {
     const ports = recordedMappings(state);
     const current = this.firewall.state(); // empty when the table does not exist
     if (masquerade.length === 0 && current.masquerade.length === 0 && ports.length === 0 && current.ports.length === 0) return;
-    const done = this.firewall.reconcile({ masquerade, ports }, { owns: (o) => isMasqueradeOwner(o) || current.ports.some((p) => p.owner === o) });
+    // mappings without a record belong to launchers that watch their machine's address
+    // (ports-watch.ts): left alone while that machine runs, removed when it is gone
+    const recorded = new Set(ports.map((p) => p.owner));
+    const registry = new MachineRegistry();
+    const owns = (o: string | undefined): boolean => isMasqueradeOwner(o) || o === undefined || recorded.has(o) || registry.get(o) === undefined;
+    const done = this.firewall.reconcile({ masquerade, ports }, { owns });
     this.tablesReady = true;
     if (done.added.length || done.removed.length) {
       this.log.info('firewall reconciled', { added: done.added.map((e) => e.key), removed: done.removed.map((e) => e.key) });
@@ -395,7 +400,7 @@ export class NetworkSubsystem {
    * Serves a link (idempotent). `want`: also reserve that machine's address for that MAC, decided in
    * the same state update as the subnet (one write for a launcher's start).
    */
-  private async serve(link: Link, role: Exclude<LinkRole, { role: 'port' }>, want?: { machine: string; mac: string }): Promise<Served> {
+  private async serve(link: Link, role: Exclude<LinkRole, { role: 'port' }>, want?: { machine: string; mac: string; soft?: boolean }): Promise<Served> {
     if (this.closed) throw new NetdError('NETD_CLOSED', 'the network subsystem is shutting down');
     const kind: ServedKind = role.role;
     const key = role.role === 'veth' ? role.machine : role.zone;
@@ -417,7 +422,10 @@ export class NetworkSubsystem {
       const same = rec !== undefined && rec.kind === kind && rec.key === key && rec.subnet === alloc.subnet;
       const holders = same ? rec.holders.filter((h) => h !== this.holder && (h === 'sidecar' || holderAlive(h))) : [];
       reservations = same ? rec.reservations.filter((r) => isClientAddress(alloc, r.address)) : [];
-      if (want) reservations = placeReservation(alloc, reservations, want.machine, want.mac, []);
+      // a soft wish (the sidecar's guess of systemd-nspawn's MAC) never replaces a launcher's reservation
+      if (want && !(want.soft && reservations.some((r) => r.machine === want.machine))) {
+        reservations = placeReservation(alloc, reservations, want.machine, want.mac, []);
+      }
       st.links[link.name] = {
         kind, key, ifname: link.name, ifindex: link.index, subnet: alloc.subnet, reservations, holders: [...holders, this.holder],
       };
@@ -595,8 +603,13 @@ export class NetworkSubsystem {
     this.log.info(`forgot ${rec.ifname} (${rec.subnet}): ${why}`, { ifname: rec.ifname });
   }
 
-  /** Our table goes when nothing at all is left in it (no link served by anyone, no port mapping). */
-  private async dropTablesIfEmpty(): Promise<void> {
+  /**
+   * Our table goes when nothing at all is left in it (no link served by anyone, no port mapping):
+   * after an embedded launcher's last container, and when a sidecar stops — a running sidecar keeps
+   * it, so the next container costs no re-creation (`stopping`: the sidecar's close()).
+   */
+  private async dropTablesIfEmpty(stopping = false): Promise<void> {
+    if (this.mode === 'sidecar' && !stopping) return;
     await this.store.update((st) => {
       if (Object.keys(st.links).length > 0) return;
       try {
@@ -618,17 +631,11 @@ export class NetworkSubsystem {
     return this.machineId ? formatMac(generateMac(this.machineId, machine, 'container')) : undefined;
   }
 
-  /** A sidecar reserves a stable address for a ve- link's machine before its DHCP client asks. */
-  private async autoReserve(machine: string, ifname: string): Promise<void> {
-    const mac = this.nspawnContainerMac(machine);
-    if (!mac || !this.served.has(ifname)) return;
-    const rec = this.store.peek().links[ifname];
-    if (rec?.reservations.some((r) => r.machine === machine)) return;
-    try {
-      await this.queue(ifname, () => this.reserveOn(ifname, machine, mac));
-    } catch (err) {
-      this.log.warn(`reserving an address for ${machine} on ${ifname} failed: ${errorMessage(err)}`);
-    }
+  /** What a sidecar reserves for a ve- link's machine before its DHCP client asks (systemd-nspawn's host0 MAC). */
+  private nspawnWant(role: Exclude<LinkRole, { role: 'port' }>): { machine: string; mac: string; soft: true } | undefined {
+    if (role.role !== 'veth') return undefined;
+    const mac = this.nspawnContainerMac(role.machine);
+    return mac ? { machine: role.machine, mac, soft: true } : undefined;
   }
 
   /** vb-MACHINE joined (or is in) a zone bridge we serve: reserve that machine's address there. */
@@ -731,7 +738,7 @@ export class NetworkSubsystem {
       const previous = this.store.peek().links[ifname]?.reservations.find((r) => r.machine === req.machine);
       const fresh = this.served.get(ifname)?.ifindex !== link.index;
       const s = await this.serve(link, role, { machine: req.machine, mac });
-      const placed = fresh ? s.placed : undefined;
+      const placed = fresh && s.placed?.mac === mac ? s.placed : undefined;
       const res = placed ?? await this.reserveOn(ifname, req.machine, mac);
       if (placed) this.log.info(`reserved ${placed.address} for ${req.machine}`, { ifname, machine: req.machine, mac, address: placed.address });
       // port forwarding: mapped to the address just reserved, before the container asks for it
@@ -917,6 +924,8 @@ export class NetworkSubsystem {
           this.log.warn(`taking down ${ifname} failed: ${errorMessage(err)}`);
         }
       }
+    } else {
+      await this.dropTablesIfEmpty(true);
     }
     await this.dhcpServer?.stop();
     this.firewall.close();

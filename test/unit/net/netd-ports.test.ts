@@ -7,6 +7,8 @@ import {
 } from '../../../src/net/netd/ports.js';
 import type { NetdState } from '../../../src/net/netd/state.js';
 import { parsePortSpec } from '../../../src/net/port-spec.js';
+import { pickForwardAddress, portsServedBySubsystem } from '../../../src/net/netd/ports-watch.js';
+import { defaultNetworkSpec } from '../../../src/runtime/spec.js';
 
 const p = parsePortSpec;
 
@@ -111,5 +113,35 @@ describe('records and clashes', () => {
       { protocol: 'tcp', hostPort: 8080, target: '10.0.0.24:80', holder: 'a systemd-nspawn container (table ip io.systemd.nat)' },
     ]);
     expect(systemdPortClashes([{ rc: 0, output: 'not json' }])).toEqual([]);
+  });
+});
+
+describe('following the container\'s address (links the subsystem does not serve)', () => {
+  const a = (address: string, index: number, scope = 0, flags = 0) => ({ family: (address.includes(':') ? 6 : 4) as 4 | 6, index, address, scope, flags });
+
+  test('systemd\'s order: scope, then interface index, then address; deprecated, host and nowhere scopes skipped', () => {
+    expect(pickForwardAddress([a('10.0.0.9', 3), a('10.0.0.2', 3), a('192.0.2.1', 2)], 4)).toBe('192.0.2.1');
+    expect(pickForwardAddress([a('10.0.0.9', 3), a('10.0.0.10', 3)], 4)).toBe('10.0.0.9');
+    expect(pickForwardAddress([a('127.0.0.1', 1, 254), a('10.0.0.9', 3)], 4)).toBe('10.0.0.9');
+    expect(pickForwardAddress([a('10.0.0.1', 2, 0, 0x20), a('10.0.0.9', 3)], 4)).toBe('10.0.0.9');
+    // site scope (200) comes after global (0) but qualifies
+    expect(pickForwardAddress([a('fec0::1', 2, 200)], 6)).toBe('fec0::1');
+    expect(pickForwardAddress([a('fd00::9', 2), a('fd00::10', 2)], 6)).toBe('fd00::9');
+    expect(pickForwardAddress([a('fd00::1:0', 2), a('fd00::ff', 2)], 6)).toBe('fd00::ff');
+  });
+
+  test('link-local never qualifies (systemd#30475): no global address, no mapping', () => {
+    expect(pickForwardAddress([a('fe80::1', 2, 253)], 6)).toBeUndefined();
+    expect(pickForwardAddress([a('169.254.1.1', 2, 253), a('fd00::1', 2)], 4)).toBeUndefined();
+    expect(pickForwardAddress([], 4)).toBeUndefined();
+  });
+
+  test('served links (-n, zones) get their ports with the reservation; others are watched', () => {
+    const { veth, bridge, zone } = defaultNetworkSpec();
+    const n = { veth, ...(bridge ? { bridge } : {}), ...(zone ? { zone } : {}) };
+    expect(portsServedBySubsystem({ ...n, veth: true })).toBe(true);
+    expect(portsServedBySubsystem({ ...n, veth: true, zone: 'z' })).toBe(true);
+    expect(portsServedBySubsystem({ ...n, veth: true, bridge: 'br0' })).toBe(false);
+    expect(portsServedBySubsystem({ ...n, veth: false })).toBe(false);
   });
 });

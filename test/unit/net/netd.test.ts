@@ -247,3 +247,20 @@ describe('resolv.conf of a container configured at start', () => {
     expect(configMode({ mode: 'command', network: { config: 'dhcp' } as never })).toBe('dhcp');
   });
 });
+
+test('the firewall runs a command again when a signal interrupted libnftables (EINTR), and gives up after a few', async () => {
+  const { Firewall } = await import('../../../src/net/firewall/index.js');
+  const calls: string[] = [];
+  let fail = 2;
+  const fw = new Firewall({
+    runner: (cmd) => {
+      calls.push(cmd);
+      if (fail-- > 0) return { rc: 1, output: '', error: 'netlink: Error: Could not process rule: Interrupted system call' };
+      return { rc: 0, output: '', error: '' };
+    },
+  });
+  fw.removeMasquerade('10.0.0.16/28');
+  expect(calls).toHaveLength(3);
+  fail = 10;
+  expect(() => fw.removeMasquerade('10.0.0.16/28')).toThrow(/Interrupted system call/);
+});
