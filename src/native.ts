@@ -135,6 +135,13 @@ export interface NativeAddon {
   ofdLock(fd: number, type: 0 | 1 | 2): boolean;
   /** Attaches a classic BPF program (8-byte sock_filter records, host order) with SO_ATTACH_FILTER. */
   attachFilter(fd: number, program: Uint8Array): void;
+  /**
+   * recvmmsg without blocking: datagram i at buf[i*slot] (length in lengths[i], -1 when cut), its
+   * source address at addrs[i*(addrs.length/lengths.length)]. Returns the count, -1 when none waits.
+   */
+  recvBatch(fd: number, buf: Uint8Array, slot: number, lengths: Int32Array, addrs: Uint8Array): number;
+  /** sendmmsg: datagrams[i] to addrs[i]; returns how many the kernel took (it stops at the first refused). */
+  sendBatch(fd: number, datagrams: Uint8Array[], addrs: Uint8Array[]): number;
 }
 
 /** A syscall failed; `code` is the errno name ('EEXIST'), `errno` its number. */

@@ -2,7 +2,7 @@
 //
 //   nspawn-netd dhcp-serve --interface IF [--interface IF2 …] --pool CIDR|FIRST-LAST [--pool …]
 //       [--router IP[,IP…]|none] [--dns IP,…] [--domain NAME] [--lease-time SECONDS] [--mtu N]
-//       [--lease-file PATH] [--static MAC=IP …] [--durability fsync|write] [--verbose|--quiet]
+//       [--lease-file PATH] [--static MAC=IP …] [--durability write|fsync] [--verbose|--quiet]
 //
 // Each interface is served with the --pool that lies in the subnet of one of its IPv4 addresses
 // (that address is the server identifier and default router), so one command serves several links
@@ -29,8 +29,9 @@ Serves DHCPv4 on the given interfaces, in the foreground, logging each lease.
   --mtu N                 interface MTU to announce
   --lease-file PATH       lease journal (default /var/lib/nspawn-ts/dhcp/leases)
   --static MAC=IP         always give IP to MAC (repeatable)
-  --durability MODE       fsync (default): an ACK waits until its lease is on disk; write: until it is
-                          in the file (survives the server being killed, not a power cut)
+  --durability MODE       write (default): an ACK waits until its lease is written to the file (survives
+                          the server being killed; synced to disk within a second); fsync: until it is
+                          on disk (survives a power cut; every ACK pays the disk's sync latency)
   -v, --verbose           log every packet decision
   -q, --quiet             log warnings and errors only
   -h, --help              show this help`;
@@ -73,7 +74,7 @@ function seconds(flag: string, text: string): number {
 /** Parses the command line; throws ConfigError naming the flag and what is allowed. */
 export function parseDhcpServeArgs(argv: readonly string[]): DhcpServeArgs {
   const a: DhcpServeArgs = {
-    interfaces: [], pools: [], dns: [], leaseFile: DEFAULT_LEASE_FILE, statics: [], durability: 'fsync', verbosity: 'normal', help: false,
+    interfaces: [], pools: [], dns: [], leaseFile: DEFAULT_LEASE_FILE, statics: [], durability: 'write', verbosity: 'normal', help: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
@@ -304,6 +305,9 @@ export async function dhcpServeMain(argv: readonly string[]): Promise<number> {
       log.info(`${signal}: stopping; ${st.received} datagrams received (${st.notServed} on other interfaces, ${st.malformed} malformed, ${st.ignored} ignored), `
         + `${st.offers} offers, ${st.acks} ACKs, ${st.naks} NAKs, ${st.informs} INFORM answers, ${st.releases} releases, ${st.declines} declines, `
         + `${st.internalErrors} internal errors`);
+      const mem = process.memoryUsage();
+      const mb = (n: number): string => (n / 1048576).toFixed(1);
+      log.debug('memory', { rss: mb(mem.rss), heapUsed: mb(mem.heapUsed), heapTotal: mb(mem.heapTotal), external: mb(mem.external), leases: server.leases().length });
       process.off('SIGINT', onInt);
       process.off('SIGTERM', onTerm);
       server.stop().then(() => resolve(0), (err: unknown) => {

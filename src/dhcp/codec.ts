@@ -62,6 +62,10 @@ export function emptyPacket(op: number): DhcpPacket {
   };
 }
 
+/**
+ * Decodes a DHCP message. The packet's byte fields (chaddr, sname, file, option values) are views
+ * into `bytes`: keep `bytes` unchanged while the packet is in use, or copy.
+ */
 export function decodePacket(bytes: Uint8Array): DhcpPacket {
   if (bytes.length < HEADER_SIZE) throw new DhcpDecodeError(bytes.length, `${bytes.length} bytes is shorter than the ${HEADER_SIZE}-byte header`);
   if (bytes.length > 65535) throw new DhcpDecodeError(65535, `${bytes.length} bytes is longer than a UDP datagram`);
@@ -83,9 +87,9 @@ export function decodePacket(bytes: Uint8Array): DhcpPacket {
     yiaddr: readIpv4(bytes, 16),
     siaddr: readIpv4(bytes, 20),
     giaddr: readIpv4(bytes, 24),
-    chaddr: bytes.slice(28, 44),
-    sname: bytes.slice(44, 108),
-    file: bytes.slice(108, 236),
+    chaddr: bytes.subarray(28, 44),
+    sname: bytes.subarray(44, 108),
+    file: bytes.subarray(108, 236),
     options: new DhcpOptions(),
   };
   const seen = new Set<number>();
@@ -136,6 +140,11 @@ function parseOptionArea(bytes: Uint8Array, start: number, end: number, out: Dhc
 export interface EncodeOptions {
   /** Largest DHCP message (UDP payload) allowed; default 548 (RFC 2131 §2). */
   maxSize?: number;
+  /**
+   * Bytes to leave free in front of the message in its buffer (the result is a view after them),
+   * so IP and UDP headers can be written there without a copy.
+   */
+  headroom?: number;
   /** Codes of options that fit nowhere are pushed here (they are left out, never cut). */
   dropped?: number[];
 }
@@ -173,6 +182,62 @@ function isZero(b: Uint8Array): boolean {
 
 export function encodePacket(p: DhcpPacket, opts: EncodeOptions = {}): Uint8Array {
   const maxSize = Math.max(DEFAULT_MAX_MESSAGE, Math.min(65535, opts.maxSize ?? DEFAULT_MAX_MESSAGE));
+  const headroom = opts.headroom ?? 0;
+  // The common case, in one pass and one allocation: every option fits the options field.
+  let total = 0;
+  for (const [code, value] of p.options.entries()) {
+    if (code !== Opt.OVERLOAD) total += value.length + 2 * (value.length > 255 ? Math.ceil(value.length / 255) : 1);
+  }
+  if (total + 1 <= maxSize - HEADER_SIZE) {
+    const buf = new Uint8Array(headroom + Math.max(MIN_MESSAGE, HEADER_SIZE + total + 1));
+    const out = headroom ? buf.subarray(headroom) : buf;
+    writeHeader(out, p);
+    let o = HEADER_SIZE;
+    for (const [code, value] of p.options.entries()) {
+      if (code === Opt.OVERLOAD) continue;
+      if (value.length <= 255) {
+        out[o] = code;
+        out[o + 1] = value.length;
+        out.set(value, o + 2);
+        o += 2 + value.length;
+      } else {
+        const t = serialise(code, value);
+        out.set(t, o);
+        o += t.length;
+      }
+    }
+    out[o] = Opt.END;
+    out.set(p.sname.subarray(0, 64), 44);
+    out.set(p.file.subarray(0, 128), 108);
+    return out;
+  }
+  const slow = encodeOverloaded(p, maxSize, opts);
+  if (!headroom) return slow;
+  const buf = new Uint8Array(headroom + slow.length);
+  buf.set(slow, headroom);
+  return buf.subarray(headroom);
+}
+
+function writeHeader(out: Uint8Array, p: DhcpPacket): void {
+  out[0] = p.op;
+  out[1] = p.htype;
+  out[2] = p.hlen;
+  out[3] = p.hops;
+  writeIpv4(out, 4, p.xid >>> 0);
+  out[8] = (p.secs >>> 8) & 0xff;
+  out[9] = p.secs & 0xff;
+  out[10] = (p.flags >>> 8) & 0xff;
+  out[11] = p.flags & 0xff;
+  writeIpv4(out, 12, p.ciaddr);
+  writeIpv4(out, 16, p.yiaddr);
+  writeIpv4(out, 20, p.siaddr);
+  writeIpv4(out, 24, p.giaddr);
+  out.set(p.chaddr.subarray(0, 16), 28);
+  writeIpv4(out, 236, MAGIC_COOKIE);
+}
+
+/** Options do not all fit the options field: overflow into file and sname (option 52). */
+function encodeOverloaded(p: DhcpPacket, maxSize: number, opts: EncodeOptions): Uint8Array {
   const tlvs: Array<[number, Uint8Array]> = [];
   let total = 0;
   for (const [code, value] of p.options.entries()) {
@@ -212,21 +277,7 @@ export function encodePacket(p: DhcpPacket, opts: EncodeOptions = {}): Uint8Arra
   if (overload) mainLen += 3;
   const size = Math.max(MIN_MESSAGE, HEADER_SIZE + mainLen);
   const out = new Uint8Array(size);
-  out[0] = p.op;
-  out[1] = p.htype;
-  out[2] = p.hlen;
-  out[3] = p.hops;
-  writeIpv4(out, 4, p.xid >>> 0);
-  out[8] = (p.secs >>> 8) & 0xff;
-  out[9] = p.secs & 0xff;
-  out[10] = (p.flags >>> 8) & 0xff;
-  out[11] = p.flags & 0xff;
-  writeIpv4(out, 12, p.ciaddr);
-  writeIpv4(out, 16, p.yiaddr);
-  writeIpv4(out, 20, p.siaddr);
-  writeIpv4(out, 24, p.giaddr);
-  out.set(p.chaddr.subarray(0, 16), 28);
-  writeIpv4(out, 236, MAGIC_COOKIE);
+  writeHeader(out, p);
   let o = HEADER_SIZE;
   if (overload) {
     out[o++] = Opt.OVERLOAD;

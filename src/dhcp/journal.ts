@@ -21,13 +21,18 @@
 // set aside as PATH.corrupt-<time>, never a reason not to start.
 //
 // Crash safety. A record reaches the file with one write() of whole lines before the ACK that depends
-// on it is sent, and (durability 'fsync', the default) after fdatasync() returned: `kill -9` at any
-// moment leaves every ACKed lease in the file (the page cache survives the process), and a power cut
-// does too. Records are group-committed: every record appended during one event-loop turn goes out in
-// one write and one fdatasync (run on the libuv thread pool, so the loop keeps receiving), and the
-// next group starts when that fdatasync returns. Compaction writes the live state to PATH.tmp,
-// fdatasyncs it, renames it over PATH and fsyncs the directory: a crash leaves the old file or the new
-// one, never a mix. Records appended while compacting go to the new file, after the snapshot.
+// on it is sent: `kill -9` of the server at any moment leaves every ACKed lease in the file (the page
+// cache belongs to the kernel, not the process). Records are group-committed: every record appended
+// during one event-loop turn goes out in one write(). What a power cut or kernel crash may lose is
+// bounded by a background fdatasync() at most a second after a write (durability 'write', the default;
+// the same guarantee as Kea's memfile and dnsmasq, plus the bounded window). With durability 'fsync'
+// an ACK also waits for fdatasync() of its group (run on the libuv thread pool, so the loop keeps
+// receiving; the next group starts when it returns): nothing ACKed is lost even to a power cut, at the
+// price of the disk's sync latency in every ACK (bench/dhcp measures both). A client whose lease was
+// lost anyway gets its address back: the server is authoritative and the address is the client's
+// stable slot. Compaction writes the live state to PATH.tmp, fdatasyncs it, renames it over PATH and
+// fsyncs the directory: a crash leaves the old file or the new one, never a mix. Records appended
+// while compacting go to the new file, after the snapshot.
 import { closeSync, existsSync, fdatasync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -94,8 +99,13 @@ export type Durability = 'fsync' | 'write';
 
 export interface FileLeaseStoreOptions {
   log: Logger;
-  /** 'fsync' (default): an ACK waits for fdatasync. 'write': for write() only (survives kill -9, not a power cut). */
+  /**
+   * 'write' (default): an ACK waits for write() (survives kill -9; a power cut may lose the last
+   * second). 'fsync': an ACK also waits for fdatasync() (survives a power cut).
+   */
   durability?: Durability;
+  /** With 'write': how soon after a write the file is fdatasync()ed in the background (ms); default 1000. */
+  syncIntervalMs?: number;
   /** Wall clock in ms, for expiring records at load. */
   now: number;
 }
@@ -222,6 +232,11 @@ export class FileLeaseStore implements LeaseStore {
   private fd = -1;
   private readonly log: Logger;
   private readonly durability: Durability;
+  private readonly syncIntervalMs: number;
+  /** Written since the last fdatasync (durability 'write'). */
+  private dirty = false;
+  private syncTimer: NodeJS.Timeout | undefined;
+  private backgroundSync = false;
   private pending: string[] = [];
   private waiters: Array<(err?: Error) => void> = [];
   private inFlight = false;
@@ -237,7 +252,8 @@ export class FileLeaseStore implements LeaseStore {
   constructor(path: string, opts: FileLeaseStoreOptions) {
     this.path = path;
     this.log = opts.log;
-    this.durability = opts.durability ?? 'fsync';
+    this.durability = opts.durability ?? 'write';
+    this.syncIntervalMs = opts.syncIntervalMs ?? 1000;
     this.lockPath = `${path}.lock`;
     try {
       ensureDir(dirname(path));
@@ -374,13 +390,13 @@ export class FileLeaseStore implements LeaseStore {
   }
 
   compact(entries: Iterable<JournalEntry>): void {
-    if (this.inFlight) throw new Error('compaction while a commit is in flight');
+    if (!this.idle) throw new Error('compaction while a commit or sync is in flight');
     this.writeCompacted(entries);
   }
 
   /** True when no group is being written or synced (compaction may run). */
   get idle(): boolean {
-    return !this.inFlight;
+    return !this.inFlight && !this.backgroundSync;
   }
 
   private schedule(): void {
@@ -409,6 +425,8 @@ export class FileLeaseStore implements LeaseStore {
     }
     if (this.durability === 'write') {
       for (const w of waiters) w();
+      this.dirty = true;
+      this.armBackgroundSync();
       this.settle();
       return;
     }
@@ -422,9 +440,27 @@ export class FileLeaseStore implements LeaseStore {
     });
   }
 
+  /** fdatasync() what was written, at most syncIntervalMs later, off the event loop. */
+  private armBackgroundSync(): void {
+    if (this.syncTimer || this.closed) return;
+    this.syncTimer = setTimeout(() => {
+      this.syncTimer = undefined;
+      if (!this.dirty || this.closed || this.backgroundSync) return;
+      this.dirty = false;
+      this.backgroundSync = true;
+      fdatasync(this.fd, (err) => {
+        this.backgroundSync = false;
+        if (err) this.log.warn(`cannot sync the lease file ${this.path}: ${err.message}`);
+        if (this.dirty) this.armBackgroundSync();
+        this.settle();
+      });
+    }, this.syncIntervalMs);
+    this.syncTimer.unref();
+  }
+
   /** Calls back whoever waits for the store to be quiet (close, and the compaction policy). */
   private settle(): void {
-    if (this.inFlight || this.pending.length || this.scheduled) return;
+    if (this.inFlight || this.backgroundSync || this.pending.length || this.scheduled) return;
     const d = this.drained;
     this.drained = [];
     for (const f of d) f();
@@ -432,7 +468,7 @@ export class FileLeaseStore implements LeaseStore {
 
   /** Resolves when nothing is pending or in flight. */
   whenIdle(): Promise<void> {
-    if (!this.inFlight && !this.pending.length && !this.scheduled) return Promise.resolve();
+    if (!this.inFlight && !this.backgroundSync && !this.pending.length && !this.scheduled) return Promise.resolve();
     return new Promise((resolve) => this.drained.push(resolve));
   }
 
@@ -440,6 +476,8 @@ export class FileLeaseStore implements LeaseStore {
     if (this.closed) return;
     await this.whenIdle();
     this.closed = true;
+    if (this.syncTimer) clearTimeout(this.syncTimer);
+    this.syncTimer = undefined;
     try {
       fdatasyncSync(this.fd);
     } finally {

@@ -6,8 +6,10 @@
 // address someone holds, a reserved, excluded or a quarantined (DECLINEd) one.
 //
 // Time is passed in (ms since the epoch); nothing here reads a clock. Expiry is a min-heap of
-// (time, entry, generation): each change pushes a new heap item and older ones are skipped when
-// popped, so `expire(now)` costs O(expired · log n) and nothing scans the whole table.
+// (time, entry, generation) for bindings and memories, and a FIFO queue for offers (they are all held
+// for the same time, so the queue is in expiry order): each change adds an item and older ones are
+// skipped when their time comes, so `expire(now)` costs O(expired · log n) and nothing scans the
+// whole table.
 import type { ResolvedReservation, SubnetConfig } from './config.js';
 import { type Ipv4 } from './ipv4.js';
 import { AddressPool, AllocationError } from './pool.js';
@@ -62,6 +64,9 @@ export class LeaseTable {
   /** Released entries in the order they were released: the oldest go first when there are too many. */
   private readonly remembered = new Map<string, Lease>();
   private heap: HeapItem[] = [];
+  /** Offers in the order they were made (and, the hold time being one, in expiry order). */
+  private offers: HeapItem[] = [];
+  private offersHead = 0;
   /** How long a released or expired entry is remembered as the client's preferred address. */
   readonly rememberMs: number;
   /** At most this many released entries are kept (a client inventing identities cannot grow the table). */
@@ -223,6 +228,8 @@ export class LeaseTable {
     for (const l of all) this.drop(l);
     for (const a of [...this.quarantine.keys()]) this.endQuarantine(a);
     this.heap = [];
+    this.offers = [];
+    this.offersHead = 0;
     this.remembered.clear();
     return all;
   }
@@ -230,6 +237,18 @@ export class LeaseTable {
   /** Ends offers, bindings and memories whose time has come; returns what changed. */
   expire(now: number): ExpiryEvent[] {
     const events: ExpiryEvent[] = [];
+    const offers = this.offers;
+    while (this.offersHead < offers.length && (offers[this.offersHead] as HeapItem).at <= now) {
+      const item = offers[this.offersHead++] as HeapItem;
+      const l = item.lease;
+      if (item.gen !== l.gen || this.byKey.get(l.clientKey) !== l || l.state !== 'offered') continue;
+      this.drop(l);
+      events.push({ lease: l, what: 'offer' });
+    }
+    if (this.offersHead > 1024 && this.offersHead * 2 > offers.length) {
+      this.offers = offers.slice(this.offersHead);
+      this.offersHead = 0;
+    }
     const heap = this.heap;
     while (heap.length && (heap[0] as HeapItem).at <= now) {
       const item = heapPop(heap);
@@ -253,7 +272,9 @@ export class LeaseTable {
 
   /** Earliest time `expire` has work, or undefined. */
   nextExpiry(): number | undefined {
-    return this.heap[0]?.at;
+    const offer = this.offers[this.offersHead]?.at;
+    const other = this.heap[0]?.at;
+    return offer === undefined ? other : other === undefined ? offer : Math.min(offer, other);
   }
 
   private put(client: ClientIdentity, a: Ipv4, expiresAt: number, state: LeaseState, hostname: string | undefined, now: number, force = false): Lease {
@@ -324,12 +345,21 @@ export class LeaseTable {
   }
 
   private push(l: Lease): void {
+    if (l.state === 'offered') {
+      this.offers.push({ at: l.expiresAt, lease: l, gen: l.gen });
+      if (this.offers.length - this.offersHead > 1024 && this.offers.length - this.offersHead > 2 * this.byKey.size) {
+        // a client asking again and again: keep only live offers (their order is kept)
+        this.offers = this.offers.slice(this.offersHead).filter((x) => x.gen === x.lease.gen && x.lease.state === 'offered');
+        this.offersHead = 0;
+      }
+      return;
+    }
     heapPush(this.heap, { at: l.expiresAt, lease: l, gen: l.gen });
     // Every change pushes an item and old ones wait for their time: rebuild when stale ones dominate,
     // so a client renewing in a loop cannot grow the heap.
-    if (this.heap.length > 1024 && this.heap.length > 4 * this.byKey.size) {
+    if (this.heap.length > 1024 && this.heap.length > 2 * this.byKey.size) {
       const live: HeapItem[] = [];
-      for (const e of this.byKey.values()) live.push({ at: e.expiresAt, lease: e, gen: e.gen });
+      for (const e of this.byKey.values()) if (e.state !== 'offered') live.push({ at: e.expiresAt, lease: e, gen: e.gen });
       live.sort((x, y) => x.at - y.at); // a sorted array is a valid min-heap
       this.heap = live;
     }

@@ -24,6 +24,7 @@ import { type ClientIdentity, type Lease, LeaseTable } from './leases.js';
 import { messageTypeName } from './options.js';
 import { replyRoute, SERVER_PORT } from './route.js';
 import { BROADCAST_MAC, type DhcpTransport, type InboundFrame, PacketTransport } from './transport.js';
+import { IP_UDP_HEADERS } from './wire.js';
 
 export interface DhcpServerOptions {
   /** Network namespace (fd) to make the sockets in; default: the caller's. */
@@ -34,7 +35,7 @@ export interface DhcpServerOptions {
   leaseFile?: string;
   /** Replaces the lease store (tests). */
   store?: LeaseStore;
-  /** 'fsync' (default): an ACK waits for fdatasync of its lease; 'write': for write() only. */
+  /** 'write' (default): an ACK waits for write() of its lease (kill -9 safe), the file is synced within a second; 'fsync': the ACK waits for fdatasync. */
   durability?: Durability;
   /** Wall clock, ms since the epoch; default Date.now. */
   clock?: () => number;
@@ -133,6 +134,8 @@ export class DhcpServer {
     this.transport.start((f) => this.onFrame(f), (reason) => {
       this.stats.malformed++;
       this.log.debug('dropped a datagram', { reason });
+    }, (count) => {
+      this.stats.sendFailures += count;
     });
     this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
     this.sweepTimer.unref();
@@ -370,9 +373,10 @@ export class DhcpServer {
 
   private frameFor(served: Served, f: InboundFrame, request: DhcpPacket, reply: DhcpPacket, isNak: boolean) {
     const route = replyRoute(request, reply, isNak);
+    // Copies: the request's bytes are reused once this handler returns, and an ACK waits for the journal.
     const dstMac = route.kind === 'broadcast' || (route.kind === 'back' && f.srcMac.length !== 6)
       ? BROADCAST_MAC
-      : route.kind === 'back' ? f.srcMac : reply.chaddr.subarray(0, 6);
+      : route.kind === 'back' ? f.srcMac.slice(0, 6) : reply.chaddr.slice(0, 6);
     return {
       ifindex: served.config.ifindex,
       dstMac,
@@ -380,7 +384,8 @@ export class DhcpServer {
       dstIp: route.ip,
       srcPort: SERVER_PORT,
       dstPort: route.port,
-      payload: encodePacket(reply, { maxSize: maxPayloadFor(request) }),
+      payload: encodePacket(reply, { maxSize: maxPayloadFor(request), headroom: IP_UDP_HEADERS }),
+      headroom: true,
     };
   }
 

@@ -8,54 +8,83 @@
 /** 64-bit result as [high 32 bits, low 32 bits]. */
 export type U64 = [number, number];
 
+// State v0..v3 as (high, low) pairs in one typed array: [v0h, v0l, v1h, v1l, v2h, v2l, v3h, v3l].
+const V = new Uint32Array(8);
+
+function sipRound(v: Uint32Array): void {
+  let lo: number, t: number;
+  // v0 += v1; v1 = rotl(v1, 13); v1 ^= v0; v0 = rotl(v0, 32)
+  lo = ((v[1] as number) + (v[3] as number)) >>> 0;
+  v[0] = (v[0] as number) + (v[2] as number) + (lo < (v[1] as number) ? 1 : 0);
+  v[1] = lo;
+  t = ((v[2] as number) << 13) | ((v[3] as number) >>> 19);
+  v[3] = ((v[3] as number) << 13) | ((v[2] as number) >>> 19);
+  v[2] = t;
+  v[2] = (v[2] as number) ^ (v[0] as number);
+  v[3] = (v[3] as number) ^ (v[1] as number);
+  t = v[0] as number; v[0] = v[1] as number; v[1] = t;
+  // v2 += v3; v3 = rotl(v3, 16); v3 ^= v2
+  lo = ((v[5] as number) + (v[7] as number)) >>> 0;
+  v[4] = (v[4] as number) + (v[6] as number) + (lo < (v[5] as number) ? 1 : 0);
+  v[5] = lo;
+  t = ((v[6] as number) << 16) | ((v[7] as number) >>> 16);
+  v[7] = ((v[7] as number) << 16) | ((v[6] as number) >>> 16);
+  v[6] = t;
+  v[6] = (v[6] as number) ^ (v[4] as number);
+  v[7] = (v[7] as number) ^ (v[5] as number);
+  // v0 += v3; v3 = rotl(v3, 21); v3 ^= v0
+  lo = ((v[1] as number) + (v[7] as number)) >>> 0;
+  v[0] = (v[0] as number) + (v[6] as number) + (lo < (v[1] as number) ? 1 : 0);
+  v[1] = lo;
+  t = ((v[6] as number) << 21) | ((v[7] as number) >>> 11);
+  v[7] = ((v[7] as number) << 21) | ((v[6] as number) >>> 11);
+  v[6] = t;
+  v[6] = (v[6] as number) ^ (v[0] as number);
+  v[7] = (v[7] as number) ^ (v[1] as number);
+  // v2 += v1; v1 = rotl(v1, 17); v1 ^= v2; v2 = rotl(v2, 32)
+  lo = ((v[5] as number) + (v[3] as number)) >>> 0;
+  v[4] = (v[4] as number) + (v[2] as number) + (lo < (v[5] as number) ? 1 : 0);
+  v[5] = lo;
+  t = ((v[2] as number) << 17) | ((v[3] as number) >>> 15);
+  v[3] = ((v[3] as number) << 17) | ((v[2] as number) >>> 15);
+  v[2] = t;
+  v[2] = (v[2] as number) ^ (v[4] as number);
+  v[3] = (v[3] as number) ^ (v[5] as number);
+  t = v[4] as number; v[4] = v[5] as number; v[5] = t;
+}
+
+function compress(v: Uint32Array, mh: number, ml: number): void {
+  v[6] = (v[6] as number) ^ mh;
+  v[7] = (v[7] as number) ^ ml;
+  sipRound(v);
+  sipRound(v);
+  v[0] = (v[0] as number) ^ mh;
+  v[1] = (v[1] as number) ^ ml;
+}
+
 export function siphash24(key: Uint8Array, msg: Uint8Array): U64 {
   if (key.length !== 16) throw new RangeError('SipHash key must be 16 bytes');
+  const v = V;
   const k0l = le32(key, 0), k0h = le32(key, 4), k1l = le32(key, 8), k1h = le32(key, 12);
-  let v0h = (k0h ^ 0x736f6d65) >>> 0, v0l = (k0l ^ 0x70736575) >>> 0;
-  let v1h = (k1h ^ 0x646f7261) >>> 0, v1l = (k1l ^ 0x6e646f6d) >>> 0;
-  let v2h = (k0h ^ 0x6c796765) >>> 0, v2l = (k0l ^ 0x6e657261) >>> 0;
-  let v3h = (k1h ^ 0x74656462) >>> 0, v3l = (k1l ^ 0x79746573) >>> 0;
-
-  const round = (): void => {
-    let lo: number, t: number;
-    // v0 += v1; v1 = rotl(v1, 13); v1 ^= v0; v0 = rotl(v0, 32)
-    lo = (v0l + v1l) >>> 0; v0h = (v0h + v1h + (lo < v0l ? 1 : 0)) >>> 0; v0l = lo;
-    t = ((v1h << 13) | (v1l >>> 19)) >>> 0; v1l = ((v1l << 13) | (v1h >>> 19)) >>> 0; v1h = t;
-    v1h = (v1h ^ v0h) >>> 0; v1l = (v1l ^ v0l) >>> 0;
-    t = v0h; v0h = v0l; v0l = t;
-    // v2 += v3; v3 = rotl(v3, 16); v3 ^= v2
-    lo = (v2l + v3l) >>> 0; v2h = (v2h + v3h + (lo < v2l ? 1 : 0)) >>> 0; v2l = lo;
-    t = ((v3h << 16) | (v3l >>> 16)) >>> 0; v3l = ((v3l << 16) | (v3h >>> 16)) >>> 0; v3h = t;
-    v3h = (v3h ^ v2h) >>> 0; v3l = (v3l ^ v2l) >>> 0;
-    // v0 += v3; v3 = rotl(v3, 21); v3 ^= v0
-    lo = (v0l + v3l) >>> 0; v0h = (v0h + v3h + (lo < v0l ? 1 : 0)) >>> 0; v0l = lo;
-    t = ((v3h << 21) | (v3l >>> 11)) >>> 0; v3l = ((v3l << 21) | (v3h >>> 11)) >>> 0; v3h = t;
-    v3h = (v3h ^ v0h) >>> 0; v3l = (v3l ^ v0l) >>> 0;
-    // v2 += v1; v1 = rotl(v1, 17); v1 ^= v2; v2 = rotl(v2, 32)
-    lo = (v2l + v1l) >>> 0; v2h = (v2h + v1h + (lo < v2l ? 1 : 0)) >>> 0; v2l = lo;
-    t = ((v1h << 17) | (v1l >>> 15)) >>> 0; v1l = ((v1l << 17) | (v1h >>> 15)) >>> 0; v1h = t;
-    v1h = (v1h ^ v2h) >>> 0; v1l = (v1l ^ v2l) >>> 0;
-    t = v2h; v2h = v2l; v2l = t;
-  };
-
+  v[0] = k0h ^ 0x736f6d65; v[1] = k0l ^ 0x70736575;
+  v[2] = k1h ^ 0x646f7261; v[3] = k1l ^ 0x6e646f6d;
+  v[4] = k0h ^ 0x6c796765; v[5] = k0l ^ 0x6e657261;
+  v[6] = k1h ^ 0x74656462; v[7] = k1l ^ 0x79746573;
   const full = msg.length - (msg.length % 8);
-  for (let i = 0; i < full; i += 8) {
-    const ml = le32(msg, i), mh = le32(msg, i + 4);
-    v3l = (v3l ^ ml) >>> 0; v3h = (v3h ^ mh) >>> 0;
-    round(); round();
-    v0l = (v0l ^ ml) >>> 0; v0h = (v0h ^ mh) >>> 0;
-  }
+  for (let i = 0; i < full; i += 8) compress(v, le32(msg, i + 4), le32(msg, i));
   // Last block: the remaining bytes, and the length's low byte in the top octet.
-  const tail = new Uint8Array(8);
-  tail.set(msg.subarray(full), 0);
-  tail[7] = msg.length & 0xff;
-  const bl = le32(tail, 0), bh = le32(tail, 4);
-  v3l = (v3l ^ bl) >>> 0; v3h = (v3h ^ bh) >>> 0;
-  round(); round();
-  v0l = (v0l ^ bl) >>> 0; v0h = (v0h ^ bh) >>> 0;
-  v2l = (v2l ^ 0xff) >>> 0;
-  round(); round(); round(); round();
-  return [(v0h ^ v1h ^ v2h ^ v3h) >>> 0, (v0l ^ v1l ^ v2l ^ v3l) >>> 0];
+  let bl = 0;
+  let bh = (msg.length & 0xff) << 24;
+  for (let i = full; i < msg.length; i++) {
+    const k = i - full;
+    if (k < 4) bl |= (msg[i] as number) << (8 * k);
+    else bh |= (msg[i] as number) << (8 * (k - 4));
+  }
+  compress(v, bh >>> 0, bl >>> 0);
+  v[5] = (v[5] as number) ^ 0xff;
+  sipRound(v); sipRound(v); sipRound(v); sipRound(v);
+  return [((v[0] as number) ^ (v[2] as number) ^ (v[4] as number) ^ (v[6] as number)) >>> 0,
+    ((v[1] as number) ^ (v[3] as number) ^ (v[5] as number) ^ (v[7] as number)) >>> 0];
 }
 
 function le32(b: Uint8Array, off: number): number {

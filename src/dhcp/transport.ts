@@ -19,7 +19,7 @@
 import type { Logger } from '../log.js';
 import { type FdWatcher, POLL_READABLE, sys } from '../native.js';
 import { dhcpServerFilter, dropAllFilter } from './bpf.js';
-import { type UdpDatagram, buildIpUdp, parseIpUdp } from './wire.js';
+import { type UdpDatagram, buildIpUdp, buildIpUdpInPlace, parseIpUdp } from './wire.js';
 
 export interface InboundFrame {
   ifindex: number;
@@ -38,12 +38,17 @@ export interface OutboundFrame {
   srcPort: number;
   dstPort: number;
   payload: Uint8Array;
+  /** The payload's buffer has 28 free bytes before it for the headers (encodePacket `headroom`). */
+  headroom?: boolean;
 }
 
 export interface DhcpTransport {
-  /** Starts delivering frames; `onFrame` runs synchronously for each. */
-  start(onFrame: (frame: InboundFrame) => void, onDropped?: (reason: string) => void): void;
-  /** Sends one frame; false when the kernel refused it (buffer full, link gone). */
+  /**
+   * Starts delivering frames; `onFrame` runs synchronously for each. `onDropped` hears of datagrams
+   * that were not IPv4/UDP as they should be, `onSendFailed` of replies the kernel refused.
+   */
+  start(onFrame: (frame: InboundFrame) => void, onDropped?: (reason: string) => void, onSendFailed?: (count: number) => void): void;
+  /** Sends one frame (possibly batched with others sent in the same event-loop turn); false when refused at once. */
   send(frame: OutboundFrame): boolean;
   /** Stops delivering frames; send() still works (replies waiting for the journal go out). */
   stopReceiving(): void;
@@ -62,8 +67,13 @@ const SO_RCVBUF = 8;
 const SO_SNDBUFFORCE = 32;
 const SO_RCVBUFFORCE = 33;
 const ETH_P_IP = 0x0800;
-/** Frames handled per readiness callback before yielding to the event loop (timers, fsync callbacks). */
-const BATCH = 256;
+/** Datagrams per recvmmsg, and recvmmsg calls per readiness callback before yielding to the event loop. */
+const BATCH = 64;
+const ROUNDS = 4;
+/** Receive slot: larger frames are dropped (a DHCP message is at most a few hundred bytes). */
+const SLOT = 4096;
+/** Bytes per source address (struct sockaddr_ll). */
+const ADDR = 20;
 
 function sockaddrLl(ifindex: number, mac?: Uint8Array): Uint8Array {
   const b = new Uint8Array(20);
@@ -91,9 +101,15 @@ export class PacketTransport implements DhcpTransport {
   private readonly guardFd: number | undefined;
   private watcher: FdWatcher | undefined;
   private readonly log: Logger;
-  private readonly rx = new Uint8Array(65536);
-  private readonly from = new Uint8Array(20);
-  private readonly fromView = new DataView(this.from.buffer);
+  private readonly rx = new Uint8Array(BATCH * SLOT);
+  private readonly lengths = new Int32Array(BATCH);
+  private readonly addrs = new Uint8Array(BATCH * ADDR);
+  private readonly addrView = new DataView(this.addrs.buffer);
+  private outPackets: Uint8Array[] = [];
+  /** sockaddr_ll buffers reused across flushes, one per queued reply. */
+  private readonly outAddrs: Uint8Array[] = [];
+  private onSendFailed: ((count: number) => void) | undefined;
+  private closed = false;
 
   constructor(opts: PacketTransportOptions) {
     const s = sys();
@@ -132,45 +148,96 @@ export class PacketTransport implements DhcpTransport {
     }
   }
 
-  start(onFrame: (frame: InboundFrame) => void, onDropped?: (reason: string) => void): void {
+  start(onFrame: (frame: InboundFrame) => void, onDropped?: (reason: string) => void, onSendFailed?: (count: number) => void): void {
     const s = sys();
+    this.onSendFailed = onSendFailed;
+    const { rx, lengths, addrs, addrView } = this;
     this.watcher = new s.FdWatcher(this.fd, POLL_READABLE, () => {
-      for (let i = 0; i < BATCH; i++) {
+      for (let round = 0; round < ROUNDS; round++) {
         let n: number;
         try {
-          n = s.recv(this.fd, this.rx, 0, this.from);
+          n = s.recvBatch(this.fd, rx, SLOT, lengths, addrs);
         } catch (err) {
           this.log.warn('receiving on the DHCP packet socket failed', { error: (err as Error).message });
           return;
         }
         if (n < 0) return;
-        // A private copy: the decision may keep views of the request until its ACK is durable.
-        const frame = this.rx.slice(0, n);
-        const d = parseIpUdp(frame);
-        if (typeof d === 'string') {
-          onDropped?.(d);
-          continue;
+        for (let i = 0; i < n; i++) {
+          const len = lengths[i] as number;
+          if (len < 0) {
+            onDropped?.(`a frame longer than ${SLOT} bytes`);
+            continue;
+          }
+          // Views into the receive buffer: the handler is done with them when it returns (replies
+          // are encoded at once, the lease table keeps no views), before the next batch overwrites it.
+          const d = parseIpUdp(rx.subarray(i * SLOT, i * SLOT + len));
+          if (typeof d === 'string') {
+            onDropped?.(d);
+            continue;
+          }
+          const a = i * ADDR;
+          onFrame({
+            ifindex: addrView.getInt32(a + 4, true),
+            pkttype: addrs[a + 10] as number,
+            srcMac: addrs.subarray(a + 12, a + 12 + Math.min(8, addrs[a + 11] as number)),
+            datagram: d,
+          });
         }
-        onFrame({
-          ifindex: this.fromView.getInt32(4, true),
-          pkttype: this.from[10] as number,
-          srcMac: this.from.slice(12, 12 + Math.min(8, this.from[11] as number)),
-          datagram: d,
-        });
+        if (n < BATCH) return;
       }
     });
   }
 
   send(f: OutboundFrame): boolean {
-    const packet = buildIpUdp(f.srcIp, f.dstIp, f.srcPort, f.dstPort, f.payload);
-    try {
-      sys().sendto(this.fd, packet, sockaddrLl(f.ifindex, f.dstMac));
-      return true;
-    } catch (err) {
-      this.log.debug('sending a DHCP reply failed', { ifindex: f.ifindex, error: (err as Error).message });
-      return false;
+    const packet = f.headroom
+      ? buildIpUdpInPlace(f.srcIp, f.dstIp, f.srcPort, f.dstPort, f.payload)
+      : buildIpUdp(f.srcIp, f.dstIp, f.srcPort, f.dstPort, f.payload);
+    const k = this.outPackets.length;
+    let to = this.outAddrs[k];
+    if (!to) {
+      to = sockaddrLl(0);
+      this.outAddrs[k] = to;
     }
+    new DataView(to.buffer, to.byteOffset).setInt32(4, f.ifindex, true);
+    to[11] = f.dstMac.length;
+    to.fill(0, 12);
+    to.set(f.dstMac.subarray(0, 8), 12);
+    this.outPackets.push(packet);
+    if (k === 0) queueMicrotask(this.flushOut);
+    return true;
   }
+
+  /** Sends what this event-loop turn queued, in one sendmmsg when the kernel takes it all. */
+  private readonly flushOut = (): void => {
+    const packets = this.outPackets;
+    const n = packets.length;
+    if (!n || this.closed) {
+      this.outPackets = [];
+      return;
+    }
+    this.outPackets = [];
+    const addrs = n === this.outAddrs.length ? this.outAddrs : this.outAddrs.slice(0, n);
+    let done = 0;
+    let failed = 0;
+    while (done < n) {
+      let k: number;
+      try {
+        k = sys().sendBatch(this.fd, done ? packets.slice(done) : packets, done ? addrs.slice(done, n) : addrs);
+      } catch (err) {
+        this.log.debug('sending DHCP replies failed', { error: (err as Error).message });
+        k = 0;
+      }
+      done += k;
+      if (done < n) {
+        failed++; // refused (buffer full, link gone): skip it, the client will ask again
+        done++;
+      }
+    }
+    if (failed) {
+      this.log.debug('the kernel refused DHCP replies', { count: failed });
+      this.onSendFailed?.(failed);
+    }
+  };
 
   stopReceiving(): void {
     this.watcher?.stop();
@@ -179,6 +246,8 @@ export class PacketTransport implements DhcpTransport {
 
   close(): void {
     this.stopReceiving();
+    this.flushOut();
+    this.closed = true;
     const s = sys();
     s.close(this.fd);
     if (this.guardFd !== undefined) s.close(this.guardFd);

@@ -43,19 +43,44 @@ export function parseIpUdp(b: Uint8Array, len = b.length): UdpDatagram | string 
 
 let ipId = 1;
 
+/** Bytes of the IPv4 and UDP headers buildIpUdp writes. */
+export const IP_UDP_HEADERS = 28;
+
 /** An IPv4 datagram (no options, TTL 64) carrying one UDP datagram with a full checksum. */
 export function buildIpUdp(srcIp: Ipv4, dstIp: Ipv4, srcPort: number, dstPort: number, payload: Uint8Array): Uint8Array {
-  const udpLen = 8 + payload.length;
-  const total = 20 + udpLen;
-  const b = new Uint8Array(total);
+  const b = new Uint8Array(IP_UDP_HEADERS + payload.length);
+  b.set(payload, IP_UDP_HEADERS);
+  writeIpUdpHeaders(b, srcIp, dstIp, srcPort, dstPort);
+  return b;
+}
+
+/**
+ * The same, without a copy: `payload` must be a view with 28 bytes of its buffer free before it
+ * (encodePacket with `headroom`), where the headers are written. Returns the whole datagram.
+ */
+export function buildIpUdpInPlace(srcIp: Ipv4, dstIp: Ipv4, srcPort: number, dstPort: number, payload: Uint8Array): Uint8Array {
+  if (payload.byteOffset < IP_UDP_HEADERS) throw new RangeError('no room for the IP and UDP headers before the payload');
+  const b = new Uint8Array(payload.buffer, payload.byteOffset - IP_UDP_HEADERS, payload.length + IP_UDP_HEADERS);
+  writeIpUdpHeaders(b, srcIp, dstIp, srcPort, dstPort);
+  return b;
+}
+
+function writeIpUdpHeaders(b: Uint8Array, srcIp: Ipv4, dstIp: Ipv4, srcPort: number, dstPort: number): void {
+  const total = b.length;
+  const udpLen = total - 20;
   b[0] = 0x45;
+  b[1] = 0;
   b[2] = total >>> 8;
   b[3] = total & 0xff;
   ipId = (ipId + 1) & 0xffff;
   b[4] = ipId >>> 8;
   b[5] = ipId & 0xff;
+  b[6] = 0;
+  b[7] = 0;
   b[8] = 64;
   b[9] = IPPROTO_UDP;
+  b[10] = 0;
+  b[11] = 0;
   writeU32(b, 12, srcIp);
   writeU32(b, 16, dstIp);
   const ipSum = checksum(b, 0, 20, 0);
@@ -67,7 +92,8 @@ export function buildIpUdp(srcIp: Ipv4, dstIp: Ipv4, srcPort: number, dstPort: n
   b[23] = dstPort & 0xff;
   b[24] = udpLen >>> 8;
   b[25] = udpLen & 0xff;
-  b.set(payload, 28);
+  b[26] = 0;
+  b[27] = 0;
   // Pseudo header: source, destination, zero+protocol, UDP length.
   let pseudo = (srcIp >>> 16) + (srcIp & 0xffff) + (dstIp >>> 16) + (dstIp & 0xffff) + IPPROTO_UDP + udpLen;
   pseudo = (pseudo & 0xffff) + (pseudo >>> 16);
@@ -75,7 +101,6 @@ export function buildIpUdp(srcIp: Ipv4, dstIp: Ipv4, srcPort: number, dstPort: n
   if (udpSum === 0) udpSum = 0xffff; // RFC 768: a computed zero is sent as all ones
   b[26] = udpSum >>> 8;
   b[27] = udpSum & 0xff;
-  return b;
 }
 
 /** One's complement checksum of b[off, off+len) plus `initial`, as the 16-bit value to store. */

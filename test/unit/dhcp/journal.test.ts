@@ -151,11 +151,26 @@ describe('FileLeaseStore', () => {
     expect(existsSync(`${path}.lock`)).toBe(false);
   });
 
-  test("durability 'write' answers after the write, without waiting for the disk", async () => {
-    const store = new FileLeaseStore(join(dir, 'leases'), { log: captureLog(), now: NOW, durability: 'write' });
+  test("durability 'write' answers after the write, and syncs in the background soon after", async () => {
+    const store = new FileLeaseStore(join(dir, 'leases'), { log: captureLog(), now: NOW, durability: 'write', syncIntervalMs: 20 });
     let done = false;
     store.append(bind('id:01', '192.0.2.5'), () => { done = true; });
     await new Promise((r) => setImmediate(r));
+    expect(done).toBe(true);
+    expect(readFileSync(join(dir, 'leases'), 'utf8')).toContain('"id:01"');
+    await new Promise((r) => setTimeout(r, 30));
+    await store.whenIdle(); // waits for the background sync too
+    expect(store.idle).toBe(true);
+    await store.close();
+  });
+
+  test("durability 'fsync' answers only after the group's fdatasync", async () => {
+    const store = new FileLeaseStore(join(dir, 'leases'), { log: captureLog(), now: NOW, durability: 'fsync' });
+    let done = false;
+    store.append(bind('id:01', '192.0.2.5'), () => { done = true; });
+    await new Promise((r) => setImmediate(r)); // the write happened; the sync is on the thread pool
+    expect(store.idle).toBe(false);
+    await store.whenIdle();
     expect(done).toBe(true);
     await store.close();
   });

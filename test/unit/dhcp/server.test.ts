@@ -229,7 +229,7 @@ describe('dhcp-serve command line', () => {
     expect(a).toMatchObject({
       interfaces: ['ve-a', 've-b'], pools: ['192.0.2.0/24', '198.51.100.10-198.51.100.20'], dns: ['198.51.100.53', '198.51.100.54'],
       leaseTime: 600, statics: [{ mac: '02:00:00:00:00:42', address: '192.0.2.42' }], routers: [], leaseFile: '/var/lib/nspawn-ts/dhcp/leases',
-      durability: 'fsync',
+      durability: 'write',
     });
   });
 
