@@ -57,6 +57,12 @@ export async function debianRoot(): Promise<string> {
 export async function copyRoot(src: string, base = '/var/tmp'): Promise<{ dir: string; remove: () => void }> {
   const parent = mkdtempSync(posix.join(base, 'nspawn-ts-root-'));
   const dir = `${parent}/root`;
-  await run('cp', ['-a', src, dir]);
-  return { dir, remove: () => rmSync(parent, { recursive: true, force: true }) };
+  const remove = (): void => rmSync(parent, { recursive: true, force: true });
+  try {
+    await run('cp', ['-a', src, dir]);
+  } catch (err) {
+    remove();
+    throw err;
+  }
+  return { dir, remove };
 }
