@@ -35,7 +35,7 @@ function launcherScript(hostPath: string, zone: string, machine: string, rounds:
       const network = { ...defaultNetworkSpec(), private: true, veth: true, zone: ${JSON.stringify(zone)} };
       const net = await setupContainerNetwork(planNetwork({ machine: ${JSON.stringify(machine)} + '-' + i, network, machineId }),
         { containerNetns: ct, hostNetnsFd: host, zoneLock: lock });
-      if (${hold}) { process.stdout.write('ready\\n'); await new Promise(() => {}); }
+      if (${hold}) { process.stdout.write('ready\\n'); setInterval(() => {}, 1 << 30); await new Promise(() => {}); } // the timer keeps the loop alive: a bare unsettled await exits with code 13
       // still on the zone's bridge a moment later: nobody removed the bridge under us
       await new Promise((r) => setTimeout(r, Math.random() * 4));
       const rtnl = Rtnl.open({ netnsFd: host });
