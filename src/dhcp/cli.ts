@@ -7,9 +7,9 @@
 // Each interface is served with the --pool that lies in the subnet of one of its IPv4 addresses
 // (that address is the server identifier and default router), so one command serves several links
 // with their own pools. --static reservations go to the interface whose subnet holds the address.
-import { spawnSync } from 'node:child_process';
 import { ConfigError, errorMessage } from '../errors.js';
 import { logger, setLogLevel } from '../log.js';
+import { Rtnl } from '../net/rtnl.js';
 import type { InterfaceConfig, Reservation } from './config.js';
 import { type Ipv4Cidr, inSubnet, ipv4ToString, parseCidr, parseIpv4, parseMac } from './ipv4.js';
 import type { Durability } from './journal.js';
@@ -163,23 +163,22 @@ export interface LinkInfo {
   addresses: Ipv4Cidr[];
 }
 
-/**
- * Index and IPv4 addresses of an interface, from `ip -j addr` (iproute2, a dependency).
- * TODO(netlink): ask the rtnetlink client (src/net) once it lands instead of running ip.
- */
-export function linkInfo(ifname: string): LinkInfo {
-  const r = spawnSync('ip', ['-j', 'addr', 'show', 'dev', ifname], { encoding: 'utf8', timeout: 10_000 });
-  if (r.error) throw new ConfigError(`dhcp-serve: cannot run "ip" to look up ${ifname}: ${r.error.message}`);
-  if (r.status !== 0) {
-    const msg = r.stderr.trim();
-    throw new ConfigError(`dhcp-serve: --interface ${ifname}: ${/does not exist|Cannot find device/.test(msg) ? 'no such interface' : msg}`);
+/** Index and IPv4 addresses of the named interfaces, asked of the kernel (rtnetlink). */
+export async function linkInfos(names: readonly string[]): Promise<LinkInfo[]> {
+  const rt = Rtnl.open();
+  try {
+    const out: LinkInfo[] = [];
+    for (const name of names) {
+      const link = await rt.getLink(name);
+      if (!link) throw new ConfigError(`dhcp-serve: --interface ${name}: no such interface`);
+      const addresses = (await rt.listAddresses({ link: link.index, family: 4 }))
+        .map((a) => parseCidr(a.cidr)).filter((x): x is Ipv4Cidr => x !== undefined);
+      out.push({ ifindex: link.index, ifname: link.name, addresses });
+    }
+    return out;
+  } finally {
+    rt.close();
   }
-  const list = JSON.parse(r.stdout || '[]') as Array<{ ifindex: number; ifname: string; addr_info?: Array<{ family: string; local: string; prefixlen: number }> }>;
-  const link = list[0];
-  if (!link) throw new ConfigError(`dhcp-serve: --interface ${ifname}: no such interface`);
-  const addresses = (link.addr_info ?? []).filter((x) => x.family === 'inet')
-    .map((x) => parseCidr(`${x.local}/${x.prefixlen}`)).filter((x): x is Ipv4Cidr => x !== undefined);
-  return { ifindex: link.ifindex, ifname: link.ifname, addresses };
 }
 
 /** Pairs interfaces with pools and reservations; throws ConfigError for what does not fit. */
@@ -271,7 +270,7 @@ export async function dhcpServeMain(argv: readonly string[]): Promise<number> {
     }
     if (args.verbosity === 'verbose') setLogLevel('debug');
     if (args.verbosity === 'quiet') setLogLevel('warn');
-    configs = planInterfaces(args, args.interfaces.map(linkInfo));
+    configs = planInterfaces(args, await linkInfos(args.interfaces));
   } catch (err) {
     process.stderr.write(`nspawn-netd: ${errorMessage(err)}\n`);
     return 1;
