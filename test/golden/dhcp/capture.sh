@@ -24,7 +24,7 @@ ip netns exec gsrv dnsmasq --keep-in-foreground --no-daemon --port=0 --interface
   --dhcp-range=192.0.2.100,192.0.2.200,255.255.255.0,600 --dhcp-leasefile="$work/dnsmasq.leases" \
   --pid-file="$work/dnsmasq.pid" --log-facility=- >"$work/dnsmasq.log" 2>&1 &
 dns=$!
-trap 'kill $dns 2>/dev/null || true' EXIT
+trap 'kill $dns 2>/dev/null || true; sleep 0.2; rm -rf "$work"' EXIT
 sleep 0.5
 capture() { # name, then the client command (run in gcli)
   local name=$1; shift
