@@ -73,6 +73,8 @@ export interface LeaseStore {
   readonly appendedSinceCompaction: number;
   /** No group is being written or synced: compact() may run. */
   readonly idle: boolean;
+  /** Records appended with an `onDurable` that has not run yet (ACKs waiting for the file). */
+  readonly backlog: number;
   /** Writes out what is pending and closes. */
   close(): Promise<void>;
 }
@@ -83,6 +85,9 @@ export class MemoryLeaseStore implements LeaseStore {
   readonly entries: JournalEntry[] = [];
   appendedSinceCompaction = 0;
   readonly idle = true;
+  get backlog(): number {
+    return 0;
+  }
   append(entry: JournalEntry, onDurable?: (err?: Error) => void): void {
     this.entries.push(entry);
     this.appendedSinceCompaction++;
@@ -239,6 +244,8 @@ export class FileLeaseStore implements LeaseStore {
   private backgroundSync = false;
   private pending: string[] = [];
   private waiters: Array<(err?: Error) => void> = [];
+  /** Waiters of the group being synced (durability 'fsync'). */
+  private syncing = 0;
   private inFlight = false;
   private scheduled = false;
   private closed = false;
@@ -394,6 +401,10 @@ export class FileLeaseStore implements LeaseStore {
     this.writeCompacted(entries);
   }
 
+  get backlog(): number {
+    return this.waiters.length + this.syncing;
+  }
+
   /** True when no group is being written or synced (compaction may run). */
   get idle(): boolean {
     return !this.inFlight && !this.backgroundSync;
@@ -431,8 +442,10 @@ export class FileLeaseStore implements LeaseStore {
       return;
     }
     this.inFlight = true;
+    this.syncing = waiters.length;
     fdatasync(this.fd, (err) => {
       this.inFlight = false;
+      this.syncing = 0;
       const e = err ? new LeaseFileError(`cannot sync the lease file ${this.path}: ${err.message}`, { cause: err }) : undefined;
       for (const w of waiters) w(e);
       if (this.pending.length) this.schedule();

@@ -53,6 +53,9 @@ class FakeTransport implements DhcpTransport {
 /** A store whose commits the test releases by hand. */
 class ManualStore extends MemoryLeaseStore {
   waiting: Array<(err?: Error) => void> = [];
+  override get backlog(): number {
+    return this.waiting.length;
+  }
   override append(entry: JournalEntry, onDurable?: (err?: Error) => void): void {
     this.entries.push(entry);
     if (onDurable) this.waiting.push(onDurable);
