@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include <cerrno>
+#include <vector>
 
 #include "errno.h"
 #include "netns.h"
@@ -90,6 +91,18 @@ static Napi::Value GetsockoptInt(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, value);
 }
 
+// getsockoptBytes(fd, level, name, maxLength) -> the option's bytes (SO_PEERCRED's struct ucred, …)
+static Napi::Value GetsockoptBytes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt(info, 0, "fd"), level = ArgInt(info, 1, "level"), name = ArgInt(info, 2, "name");
+  int max = ArgInt(info, 3, "maxLength");
+  if (max < 0 || max > 65536) throw Napi::RangeError::New(env, "argument 'maxLength' must be 0..65536");
+  std::vector<uint8_t> value(static_cast<size_t>(max));
+  socklen_t len = static_cast<socklen_t>(max);
+  if (getsockopt(fd, level, name, value.data(), &len) < 0) throw ErrnoError(env, errno, "getsockopt");
+  return Napi::Buffer<uint8_t>::Copy(env, value.data(), len);
+}
+
 // getsockname(fd) -> sockaddr bytes
 static Napi::Value Getsockname(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -113,10 +126,7 @@ static Napi::Value Sendto(const Napi::CallbackInfo& info) {
     sa = reinterpret_cast<const sockaddr*>(addr.Data());
     salen = addr.ByteLength();
   }
-  ssize_t n;
-  do {
-    n = sendto(fd, data.Data(), data.ByteLength(), MSG_NOSIGNAL, sa, salen);
-  } while (n < 0 && errno == EINTR);
+  ssize_t n = RetryEintr([&] { return sendto(fd, data.Data(), data.ByteLength(), MSG_NOSIGNAL, sa, salen); });
   if (n < 0) throw ErrnoError(env, errno, "sendto");
   return Napi::Number::New(env, static_cast<double>(n));
 }
@@ -136,10 +146,7 @@ static Napi::Value Recv(const Napi::CallbackInfo& info) {
     sa = reinterpret_cast<sockaddr*>(addr.Data());
     salen = addr.ByteLength();
   }
-  ssize_t n;
-  do {
-    n = recvfrom(fd, buf.Data(), buf.ByteLength(), flags | MSG_DONTWAIT, sa, sa ? &salen : nullptr);
-  } while (n < 0 && errno == EINTR);
+  ssize_t n = RetryEintr([&] { return recvfrom(fd, buf.Data(), buf.ByteLength(), flags | MSG_DONTWAIT, sa, sa ? &salen : nullptr); });
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return Napi::Number::New(env, -1);
     throw ErrnoError(env, errno, "recvfrom");
@@ -245,15 +252,12 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
 };
 
 void InitSock(Napi::Env env, Napi::Object exports) {
-  exports.Set("socket", Napi::Function::New(env, Socket));
-  exports.Set("bind", Napi::Function::New(env, Bind));
-  exports.Set("connect", Napi::Function::New(env, Connect));
-  exports.Set("setsockoptInt", Napi::Function::New(env, SetsockoptInt));
-  exports.Set("setsockoptBytes", Napi::Function::New(env, SetsockoptBytes));
-  exports.Set("getsockoptInt", Napi::Function::New(env, GetsockoptInt));
-  exports.Set("getsockname", Napi::Function::New(env, Getsockname));
-  exports.Set("sendto", Napi::Function::New(env, Sendto));
-  exports.Set("recv", Napi::Function::New(env, Recv));
-  exports.Set("close", Napi::Function::New(env, Close));
+  ExportFunctions(env, exports, {
+      {"socket", Socket},               {"bind", Bind},                       {"connect", Connect},
+      {"setsockoptInt", SetsockoptInt}, {"setsockoptBytes", SetsockoptBytes}, {"getsockoptInt", GetsockoptInt},
+      {"getsockoptBytes", GetsockoptBytes},
+      {"getsockname", Getsockname},     {"sendto", Sendto},                   {"recv", Recv},
+      {"close", Close},
+  });
   exports.Set("FdWatcher", FdWatcher::Define(env));
 }

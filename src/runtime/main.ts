@@ -9,6 +9,6 @@ export async function main(argv: readonly string[]): Promise<number> {
   return runCli(argv, {
     resolve: (cl) => resolveLaunchSpec(cl),
     onVerbose: () => setLogLevel('debug'),
-    launch: (spec, cl) => launch(spec, { killSignalExplicit: cl.explicit.has('kill-signal') }),
+    launch: (spec) => launch(spec),
   });
 }
