@@ -8,14 +8,14 @@ import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import { encodePacket } from '../../../src/dhcp/codec.js';
-import { type JournalEntry, MemoryLeaseStore } from '../../../src/dhcp/journal.js';
+import { MemoryLeaseStore } from '../../../src/dhcp/journal.js';
 import { DEFAULT_OFFERS_MAX, LeaseTable } from '../../../src/dhcp/leases.js';
 import { MessageType as T } from '../../../src/dhcp/options.js';
 import { DhcpServer, MAX_ACK_BACKLOG } from '../../../src/dhcp/server.js';
 import type { DhcpTransport, InboundFrame, OutboundFrame } from '../../../src/dhcp/transport.js';
 import { buildIpUdp, parseIpUdp } from '../../../src/dhcp/wire.js';
 import type { Logger } from '../../../src/log.js';
-import { clientPacket, ip, subnet } from './helpers.js';
+import { clientPacket, ip, ManualStore, subnet } from './helpers.js';
 
 const T0 = 1_700_000_000_000;
 const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
@@ -39,23 +39,6 @@ class CountingTransport implements DhcpTransport {
   }
   close(): void {
     this.handler = undefined;
-  }
-}
-
-/** Never commits: ACKs wait for it for ever (a hung disk). */
-class StalledStore extends MemoryLeaseStore {
-  waiting: Array<(err?: Error) => void> = [];
-  override get backlog(): number {
-    return this.waiting.length;
-  }
-  override append(entry: JournalEntry, onDurable?: (err?: Error) => void): void {
-    this.entries.push(entry);
-    if (onDurable) this.waiting.push(onDurable);
-  }
-  commit(): void {
-    const w = this.waiting;
-    this.waiting = [];
-    for (const f of w) f();
   }
 }
 
@@ -152,7 +135,7 @@ describe('memory under hostile input', () => {
   });
 
   test('ACKs waiting for a lease file that does not answer are capped; REQUESTs past the cap change nothing', () => {
-    const store = new StalledStore();
+    const store = new ManualStore();
     const { server, transport, deliver } = serve('198.18.0.1/15', store);
     const frame = floodFrames(T.REQUEST, undefined, { requested: '198.18.7.7' });
     // distinct clients, each asking for an address of its own
