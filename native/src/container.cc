@@ -10,13 +10,11 @@
 // uid/gid maps, moves it into cgroups, sets up the network in between), reports ERROR(op, errno)
 // when an operation fails, and its end is close-on-exec, so end-of-file means a successful exec.
 #include <fcntl.h>
-#include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/mount.h>
 #include <linux/sched.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
-#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/file.h>
@@ -38,37 +36,13 @@
 #include <vector>
 
 #include "errno.h"
+#include "proc-setup.h"
 
-#ifndef CLONE_PIDFD
-#define CLONE_PIDFD 0x00001000
-#endif
-#ifndef CLOSE_RANGE_CLOEXEC
-#define CLOSE_RANGE_CLOEXEC (1U << 2)
-#endif
-#ifndef TIOCGPTPEER
-#define TIOCGPTPEER _IO('T', 0x41)
-#endif
 #ifndef P_PIDFD
 #define P_PIDFD 3
 #endif
 
 namespace {
-
-// Messages on the channel (both directions): fixed size, host byte order.
-enum MsgKind : int32_t {
-  MSG_READY = 1,  // child reached sync op `op`; waits for MSG_GO
-  MSG_ERROR = 2,  // op `op` failed with errno `err`; the child exits
-  MSG_PID = 3,    // the inner child (after a cloneInner op) has host pid `value`
-  MSG_PTY = 4,    // the pty master travels as SCM_RIGHTS; `value` is the pty number
-  MSG_GO = 5,     // parent -> child: continue
-};
-
-struct Msg {
-  int32_t kind;
-  int32_t op;
-  int32_t err;
-  int32_t value;
-};
 
 enum OpCode {
   OP_MOUNT,
@@ -349,35 +323,7 @@ void ParsePlan(const Napi::Object& obj, Plan& plan) {
 
 constexpr int kChannelFd = 3;
 
-void SendMsg(int chan, int32_t kind, int32_t op, int32_t err, int32_t value) {
-  Msg m{kind, op, err, value};
-  while (send(chan, &m, sizeof m, MSG_NOSIGNAL) < 0 && errno == EINTR) {
-  }
-}
-
-[[noreturn]] void Fail(int chan, size_t index, int err) {
-  SendMsg(chan, MSG_ERROR, static_cast<int32_t>(index), err, 0);
-  _exit(err == ENOENT ? 127 : 1);
-}
-
-long Clone3(uint64_t flags, int* pidfd) {
-  struct clone_args args;
-  memset(&args, 0, sizeof args);
-  args.flags = flags | (pidfd ? CLONE_PIDFD : 0);
-  args.pidfd = reinterpret_cast<uint64_t>(pidfd);
-  args.exit_signal = (flags & CLONE_PARENT) ? 0 : SIGCHLD;
-  return syscall(SYS_clone3, &args, sizeof args);
-}
-
-void ResetSignals() {
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = SIG_DFL;
-  for (int sig = 1; sig < _NSIG; sig++) {
-    if (sig == SIGKILL || sig == SIGSTOP) continue;
-    sigaction(sig, &sa, nullptr);  // EINVAL for glibc-reserved signals is fine
-  }
-}
+[[noreturn]] void Fail(int chan, size_t index, int err) { FailMsg(chan, static_cast<int32_t>(index), err, 0); }
 
 // The container's PID 1 with --as-pid2: reaps every zombie, forwards every signal to the payload
 // and exits with its status (128+N when a signal ended it). All signals stay blocked and are taken
@@ -424,36 +370,6 @@ int MkdirParents(const char* path, mode_t) {
 
 bool IgnorableForOptional(int err) { return err == ENOENT || err == ENODEV || err == ENOTDIR; }
 
-int CapBsetDrop(uint64_t keep) {
-  for (int cap = 0; cap < 64; cap++) {
-    if (keep & (1ULL << cap)) continue;
-    if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) < 0) {
-      if (errno == EINVAL) break;  // beyond the last capability this kernel knows
-      return errno;
-    }
-    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) return errno;
-  }
-  return 0;
-}
-
-int CapSet(uint64_t eff, uint64_t perm, uint64_t inh, uint64_t amb) {
-  struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
-  struct __user_cap_data_struct data[2];
-  data[0].effective = static_cast<uint32_t>(eff);
-  data[1].effective = static_cast<uint32_t>(eff >> 32);
-  data[0].permitted = static_cast<uint32_t>(perm);
-  data[1].permitted = static_cast<uint32_t>(perm >> 32);
-  data[0].inheritable = static_cast<uint32_t>(inh);
-  data[1].inheritable = static_cast<uint32_t>(inh >> 32);
-  if (syscall(SYS_capset, &hdr, data) < 0) return errno;
-  prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
-  for (int cap = 0; cap < 64; cap++) {
-    if (!(amb & (1ULL << cap))) continue;
-    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0) return errno;
-  }
-  return 0;
-}
-
 // Decimal digits of n into buf (no snprintf after clone); returns the end.
 char* PutUint(char* buf, unsigned n) {
   char tmp[12];
@@ -468,36 +384,13 @@ char* PutUint(char* buf, unsigned n) {
 }
 
 int OpenPty(int chan, const Op& op) {
-  int master = open(op.s1, O_RDWR | O_NOCTTY | O_CLOEXEC);
-  if (master < 0) return errno;
-  int unlock = 0;
-  if (ioctl(master, TIOCSPTLCK, &unlock) < 0) return errno;
-  unsigned ptyNumber = 0;
-  if (ioctl(master, TIOCGPTN, &ptyNumber) < 0) return errno;
-  int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
-  if (slave < 0) return errno;
+  int master, slave;
+  unsigned ptyNumber;
+  int err = OpenPtyPair(op.s1, &master, &slave, &ptyNumber);
   // hand the master to the parent
-  Msg m{MSG_PTY, 0, 0, static_cast<int32_t>(ptyNumber)};
-  struct iovec iov = {&m, sizeof m};
-  char cbuf[CMSG_SPACE(sizeof(int))];
-  memset(cbuf, 0, sizeof cbuf);
-  struct msghdr mh;
-  memset(&mh, 0, sizeof mh);
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = cbuf;
-  mh.msg_controllen = sizeof cbuf;
-  struct cmsghdr* c = CMSG_FIRSTHDR(&mh);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(c), &master, sizeof(int));
-  if (sendmsg(chan, &mh, MSG_NOSIGNAL) < 0) return errno;
-  close(master);
-  for (int fd = 0; fd < 3; fd++) {
-    if (dup2(slave, fd) < 0) return errno;
-  }
-  if (slave > 2) close(slave);
+  if (!err) err = SendPtyMaster(chan, master, ptyNumber);
+  if (!err) err = DupToStdio(slave);
+  if (err) return err;
   if (op.s2) {
     char target[32] = "pts/";
     PutUint(target + 4, ptyNumber);
@@ -521,23 +414,6 @@ int LoopbackUp() {
   }
   close(fd);
   return err;
-}
-
-int Exec(const Op& op) {
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, nullptr);
-  bool sawEacces = false;
-  for (const char* const* c = op.list1; *c; c++) {
-    execve(*c, const_cast<char* const*>(op.list2), const_cast<char* const*>(op.list3));
-    int e = errno;
-    if (e == EACCES) {
-      sawEacces = true;
-    } else if (e != ENOENT && e != ENOTDIR) {
-      return e;  // found but could not run it (ENOEXEC, ELOOP, ...)
-    }
-  }
-  return sawEacces ? EACCES : ENOENT;
 }
 
 // Runs ops[start..] in the child; never returns.
@@ -643,10 +519,7 @@ int Exec(const Op& op) {
       case OP_SYNC: {
         SendMsg(chan, MSG_READY, static_cast<int32_t>(i), 0, 0);
         Msg m;
-        ssize_t n;
-        do {
-          n = recv(chan, &m, sizeof m, 0);
-        } while (n < 0 && errno == EINTR);
+        ssize_t n = RetryEintr([&] { return recv(chan, &m, sizeof m, 0); });
         if (n != sizeof m || m.kind != MSG_GO) _exit(1);  // the launcher is gone or gave up
         break;
       }
@@ -663,7 +536,8 @@ int Exec(const Op& op) {
         err = CapBsetDrop(op.n1);
         break;
       case OP_CAPSET:
-        err = CapSet(op.n1, op.n2, op.n3, op.n4);
+        err = CapSet(op.n1, op.n2, op.n3);
+        if (!err) err = CapAmbientSet(op.n4);
         break;
       case OP_SECCOMP: {
         struct sock_fprog prog;
@@ -716,7 +590,7 @@ int Exec(const Op& op) {
         if (prctl(PR_SET_PDEATHSIG, op.n1, 0, 0, 0) < 0) err = errno;
         break;
       case OP_EXEC:
-        err = Exec(op);
+        err = ExecFirst(op.list1, op.list2, op.list3);
         break;
     }
     if (err && !(op.optional && IgnorableForOptional(err))) Fail(chan, i, err);
@@ -751,31 +625,7 @@ Napi::Value SpawnContainer(const Napi::CallbackInfo& info) {
   Plan plan;
   ParsePlan(info[0].As<Napi::Object>(), plan);
 
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) throw ErrnoError(env, errno, "socketpair");
-
-  // Signals stay blocked across clone so that none runs Node's handlers in the child (they would
-  // write into the launcher's own signal pipe); the child resets every handler first.
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  int pidfd = -1;
-  long pid = Clone3(plan.cloneFlags, &pidfd);
-  if (pid == 0) ChildMain(plan, sv[1], sv[0]);
-  int cloneErr = errno;
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  close(sv[1]);
-  if (pid < 0) {
-    close(sv[0]);
-    throw ErrnoError(env, cloneErr, "clone3");
-  }
-  int fl = fcntl(sv[0], F_GETFL);
-  fcntl(sv[0], F_SETFL, fl | O_NONBLOCK);
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("pid", Napi::Number::New(env, static_cast<double>(pid)));
-  out.Set("pidfd", Napi::Number::New(env, pidfd));
-  out.Set("channel", Napi::Number::New(env, sv[0]));
-  return out;
+  return SpawnWithChannel(env, plan.cloneFlags, [&plan](int chan, int parentEnd) { ChildMain(plan, chan, parentEnd); });
 }
 
 // channelRecv(fd) -> {kind, op, err, value, fd?} | {kind: 0} at end-of-file | null when empty
@@ -784,18 +634,11 @@ Napi::Value ChannelRecv(const Napi::CallbackInfo& info) {
   int fd = ArgInt(info, 0, "fd");
   Msg m;
   memset(&m, 0, sizeof m);
-  struct iovec iov = {&m, sizeof m};
+  struct iovec iov;
   char cbuf[CMSG_SPACE(sizeof(int) * 4)];
   struct msghdr mh;
-  memset(&mh, 0, sizeof mh);
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = cbuf;
-  mh.msg_controllen = sizeof cbuf;
-  ssize_t n;
-  do {
-    n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
+  InitMsgHdr(&mh, &iov, &m, sizeof m, cbuf, sizeof cbuf);
+  ssize_t n = RetryEintr([&] { return recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC); });
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return env.Null();
     if (errno == ECONNRESET) n = 0;
@@ -829,11 +672,7 @@ Napi::Value ChannelGo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = ArgInt(info, 0, "fd");
   Msg m{MSG_GO, 0, 0, 0};
-  ssize_t n;
-  do {
-    n = send(fd, &m, sizeof m, MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) throw ErrnoError(env, errno, "send", "(container channel)");
+  if (RetryEintr([&] { return send(fd, &m, sizeof m, MSG_NOSIGNAL); }) < 0) throw ErrnoError(env, errno, "send", "(container channel)");
   return env.Undefined();
 }
 
@@ -862,11 +701,7 @@ Napi::Value WaitPidfd(const Napi::CallbackInfo& info) {
   int fd = ArgInt(info, 0, "pidfd");
   siginfo_t si;
   memset(&si, 0, sizeof si);
-  int rc;
-  do {
-    rc = waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(fd), &si, WEXITED | WNOHANG);
-  } while (rc < 0 && errno == EINTR);
-  if (rc < 0) throw ErrnoError(env, errno, "waitid");
+  if (RetryEintr([&] { return waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(fd), &si, WEXITED | WNOHANG); }) < 0) throw ErrnoError(env, errno, "waitid");
   if (si.si_pid == 0) return env.Null();
   Napi::Object out = Napi::Object::New(env);
   if (si.si_code == CLD_EXITED) {
@@ -884,39 +719,23 @@ Napi::Uint8Array ArgBuf(const Napi::CallbackInfo& info, size_t i) {
   return info[i].As<Napi::Uint8Array>();
 }
 
-// readFd(fd, buf) -> bytes read, 0 at end-of-file, -1 when nothing is waiting. EIO (a pty whose
-// other side closed) reads as end-of-file.
-Napi::Value ReadFd(const Napi::CallbackInfo& info) {
+// readFd/writeFd(fd, buf) -> bytes moved, -1 when it would block. A read that gets EIO (a pty
+// whose other side closed) returns 0, end-of-file.
+Napi::Value ReadOrWrite(const Napi::CallbackInfo& info, bool writing) {
   Napi::Env env = info.Env();
   int fd = ArgInt(info, 0, "fd");
   auto buf = ArgBuf(info, 1);
-  ssize_t n;
-  do {
-    n = read(fd, buf.Data(), buf.ByteLength());
-  } while (n < 0 && errno == EINTR);
+  ssize_t n = RetryEintr([&] { return writing ? write(fd, buf.Data(), buf.ByteLength()) : read(fd, buf.Data(), buf.ByteLength()); });
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return Napi::Number::New(env, -1);
-    if (errno == EIO) return Napi::Number::New(env, 0);
-    throw ErrnoError(env, errno, "read");
+    if (errno == EIO && !writing) return Napi::Number::New(env, 0);
+    throw ErrnoError(env, errno, writing ? "write" : "read");
   }
   return Napi::Number::New(env, static_cast<double>(n));
 }
 
-// writeFd(fd, buf) -> bytes written, -1 when it would block.
-Napi::Value WriteFd(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int fd = ArgInt(info, 0, "fd");
-  auto buf = ArgBuf(info, 1);
-  ssize_t n;
-  do {
-    n = write(fd, buf.Data(), buf.ByteLength());
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) {
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return Napi::Number::New(env, -1);
-    throw ErrnoError(env, errno, "write");
-  }
-  return Napi::Number::New(env, static_cast<double>(n));
-}
+Napi::Value ReadFd(const Napi::CallbackInfo& info) { return ReadOrWrite(info, false); }
+Napi::Value WriteFd(const Napi::CallbackInfo& info) { return ReadOrWrite(info, true); }
 
 Napi::Value SetNonblocking(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -943,11 +762,7 @@ Napi::Value Flock(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = ArgInt(info, 0, "fd");
   int op = ArgInt(info, 1, "operation");
-  int rc;
-  do {
-    rc = flock(fd, op);
-  } while (rc < 0 && errno == EINTR);
-  if (rc < 0) {
+  if (RetryEintr([&] { return flock(fd, op); }) < 0) {
     if (errno == EWOULDBLOCK) return Napi::Boolean::New(env, false);
     throw ErrnoError(env, errno, "flock");
   }
@@ -957,15 +772,10 @@ Napi::Value Flock(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void InitContainer(Napi::Env env, Napi::Object exports) {
-  exports.Set("spawnContainer", Napi::Function::New(env, SpawnContainer));
-  exports.Set("channelRecv", Napi::Function::New(env, ChannelRecv));
-  exports.Set("channelGo", Napi::Function::New(env, ChannelGo));
-  exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen));
-  exports.Set("pidfdSendSignal", Napi::Function::New(env, PidfdSendSignal));
-  exports.Set("waitPidfd", Napi::Function::New(env, WaitPidfd));
-  exports.Set("readFd", Napi::Function::New(env, ReadFd));
-  exports.Set("writeFd", Napi::Function::New(env, WriteFd));
-  exports.Set("setNonblocking", Napi::Function::New(env, SetNonblocking));
-  exports.Set("setWindowSize", Napi::Function::New(env, SetWindowSize));
-  exports.Set("flock", Napi::Function::New(env, Flock));
+  ExportFunctions(env, exports, {
+      {"spawnContainer", SpawnContainer}, {"channelRecv", ChannelRecv},         {"channelGo", ChannelGo},
+      {"pidfdOpen", PidfdOpen},           {"pidfdSendSignal", PidfdSendSignal}, {"waitPidfd", WaitPidfd},
+      {"readFd", ReadFd},                 {"writeFd", WriteFd},                 {"setNonblocking", SetNonblocking},
+      {"setWindowSize", SetWindowSize},   {"flock", Flock},
+  });
 }

@@ -15,13 +15,11 @@
 //
 // As in container.cc the children make raw system calls only (Node is multi-threaded: nothing
 // after clone may take a lock or allocate); every argument is plain C memory before clone. The
-// channel speaks container.cc's wire format (kind, op, err, value + SCM_RIGHTS), so channelRecv()
+// channel speaks proc-setup.h's wire format (kind, op, err, value + SCM_RIGHTS), so channelRecv()
 // reads it: ERROR(op = step, value = index), PID(value), PTY(fd, value = pty number); end-of-file
 // when B exec()ed (the channel is close-on-exec) and A exited.
 #include <fcntl.h>
-#include <linux/capability.h>
 #include <linux/sched.h>
-#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -39,21 +37,13 @@
 #include <vector>
 
 #include "errno.h"
+#include "proc-setup.h"
 
-#ifndef CLONE_PIDFD
-#define CLONE_PIDFD 0x00001000
-#endif
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
-#ifndef TIOCGPTPEER
-#define TIOCGPTPEER _IO('T', 0x41)
-#endif
 
 namespace {
-
-// container.cc's message kinds
-enum : int32_t { MSG_ERROR = 2, MSG_PID = 3, MSG_PTY = 4 };
 
 // Steps, reported as `op` of an ERROR (src/machinectl/enter.ts names them).
 enum Step : int32_t {
@@ -71,13 +61,6 @@ enum Step : int32_t {
   STEP_NO_NEW_PRIVS = 12,
   STEP_EXEC = 13,
   STEP_STDIO = 14,
-};
-
-struct Msg {
-  int32_t kind;
-  int32_t op;
-  int32_t err;
-  int32_t value;
 };
 
 struct NsFd {
@@ -103,102 +86,23 @@ struct EnterPlan {
   std::deque<std::string> strings;
 };
 
-void SendMsg(int chan, int32_t kind, int32_t op, int32_t err, int32_t value) {
-  Msg m{kind, op, err, value};
-  while (send(chan, &m, sizeof m, MSG_NOSIGNAL) < 0 && errno == EINTR) {
-  }
-}
-
-[[noreturn]] void Fail(int chan, Step step, int err, int index = 0) {
-  SendMsg(chan, MSG_ERROR, step, err, index);
-  _exit(err == ENOENT ? 127 : 1);
-}
-
-long Clone3(uint64_t flags, int* pidfd) {
-  struct clone_args args;
-  memset(&args, 0, sizeof args);
-  args.flags = flags | (pidfd ? CLONE_PIDFD : 0);
-  args.pidfd = reinterpret_cast<uint64_t>(pidfd);
-  args.exit_signal = (flags & CLONE_PARENT) ? 0 : SIGCHLD;
-  return syscall(SYS_clone3, &args, sizeof args);
-}
-
-void ResetSignals() {
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = SIG_DFL;
-  for (int sig = 1; sig < _NSIG; sig++) {
-    if (sig == SIGKILL || sig == SIGSTOP) continue;
-    sigaction(sig, &sa, nullptr);
-  }
-}
+[[noreturn]] void Fail(int chan, Step step, int err, int index = 0) { FailMsg(chan, step, err, index); }
 
 // Opens a pty in the devpts that `ptmx` belongs to (the container's, after chroot), sends the
 // master to the parent, and makes the peer our stdio and controlling terminal, owned by `uid`.
 int SetupPty(int chan, const EnterPlan& plan, Step* step) {
   *step = STEP_PTY;
-  int master = open(plan.ptmx, O_RDWR | O_NOCTTY | O_CLOEXEC);
-  if (master < 0) return errno;
-  int unlock = 0;
-  if (ioctl(master, TIOCSPTLCK, &unlock) < 0) return errno;
-  unsigned n = 0;
-  if (ioctl(master, TIOCGPTN, &n) < 0) return errno;
-  int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
-  if (slave < 0) return errno;
+  int master, slave;
+  unsigned n;
+  int err = OpenPtyPair(plan.ptmx, &master, &slave, &n);
+  if (err) return err;
   // the user's own terminal, as login(1) and systemd's chown_terminal() leave it
   if (fchown(slave, plan.uid, static_cast<gid_t>(-1)) < 0 || fchmod(slave, 0620) < 0) return errno;
-  Msg m{MSG_PTY, 0, 0, static_cast<int32_t>(n)};
-  struct iovec iov = {&m, sizeof m};
-  char cbuf[CMSG_SPACE(sizeof(int))];
-  memset(cbuf, 0, sizeof cbuf);
-  struct msghdr mh;
-  memset(&mh, 0, sizeof mh);
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = cbuf;
-  mh.msg_controllen = sizeof cbuf;
-  struct cmsghdr* c = CMSG_FIRSTHDR(&mh);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(c), &master, sizeof(int));
-  if (sendmsg(chan, &mh, MSG_NOSIGNAL) < 0) return errno;
-  close(master);
+  if ((err = SendPtyMaster(chan, master, n)) != 0) return err;
   *step = STEP_CTTY;
   if (setsid() < 0) return errno;
-  for (int fd = 0; fd < 3; fd++) {
-    if (dup2(slave, fd) < 0) return errno;
-  }
-  if (slave > 2) close(slave);
+  if ((err = DupToStdio(slave)) != 0) return err;
   if (ioctl(0, TIOCSCTTY, 0) < 0) return errno;
-  return 0;
-}
-
-int DropBounding(uint64_t keep) {
-  for (int cap = 0; cap < 64; cap++) {
-    if (keep & (1ULL << cap)) continue;
-    if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) < 0) {
-      if (errno == EINVAL) break;  // past the last capability this kernel knows
-      return errno;
-    }
-    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) return errno;
-  }
-  return 0;
-}
-
-int SetCaps(uint64_t eff, uint64_t prm, uint64_t inh) {
-  struct __user_cap_header_struct hdr;
-  struct __user_cap_data_struct data[2];
-  memset(&hdr, 0, sizeof hdr);
-  memset(data, 0, sizeof data);
-  hdr.version = _LINUX_CAPABILITY_VERSION_3;
-  data[0].effective = static_cast<uint32_t>(eff);
-  data[1].effective = static_cast<uint32_t>(eff >> 32);
-  data[0].permitted = static_cast<uint32_t>(prm);
-  data[1].permitted = static_cast<uint32_t>(prm >> 32);
-  data[0].inheritable = static_cast<uint32_t>(inh);
-  data[1].inheritable = static_cast<uint32_t>(inh >> 32);
-  if (syscall(SYS_capset, &hdr, data) < 0) return errno;
   return 0;
 }
 
@@ -221,33 +125,18 @@ int SetCaps(uint64_t eff, uint64_t prm, uint64_t inh) {
   if (syscall(SYS_setgroups, plan.groups.size(), plan.groups.data()) < 0) Fail(chan, STEP_GROUPS, errno);
   if (syscall(SYS_setresgid, plan.gid, plan.gid, plan.gid) < 0) Fail(chan, STEP_GID, errno);
   if (plan.dropBounding) {
-    int err = DropBounding(plan.boundingKeep);
+    int err = CapBsetDrop(plan.boundingKeep);
     if (err) Fail(chan, STEP_CAPBSET, err);
   }
   if (syscall(SYS_setresuid, plan.uid, plan.uid, plan.uid) < 0) Fail(chan, STEP_UID, errno);
   if (plan.setCaps) {
-    int err = SetCaps(plan.capEff, plan.capPrm, plan.capInh);
+    int err = CapSet(plan.capEff, plan.capPrm, plan.capInh);
     if (err) Fail(chan, STEP_CAPS, err);
   }
   if (plan.noNewPrivs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) Fail(chan, STEP_NO_NEW_PRIVS, errno);
   // like systemd's WorkingDirectory=-~: the home directory if it can be entered, else /
   if (plan.cwd && chdir(plan.cwd) < 0) (void)chdir("/");
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, nullptr);
-  int err = ENOENT;
-  bool sawEacces = false;
-  for (const char* c : plan.candidates) {
-    if (!c) break;
-    execve(c, const_cast<char* const*>(plan.argv.data()), const_cast<char* const*>(plan.envp.data()));
-    err = errno;
-    if (err == EACCES) {
-      sawEacces = true;
-    } else if (err != ENOENT && err != ENOTDIR) {
-      Fail(chan, STEP_EXEC, err);
-    }
-  }
-  Fail(chan, STEP_EXEC, sawEacces ? EACCES : ENOENT);
+  Fail(chan, STEP_EXEC, ExecFirst(plan.candidates.data(), plan.argv.data(), plan.envp.data()));
 }
 
 // A: joins cgroups and namespaces, forks B into them.
@@ -362,28 +251,7 @@ Napi::Value EnterSpawn(const Napi::CallbackInfo& info) {
   EnterPlan plan;
   ParsePlan(info[0].As<Napi::Object>(), plan);
 
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) throw ErrnoError(env, errno, "socketpair");
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  int pidfd = -1;
-  long pid = Clone3(0, &pidfd);
-  if (pid == 0) Outer(plan, sv[1], sv[0]);
-  int cloneErr = errno;
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  close(sv[1]);
-  if (pid < 0) {
-    close(sv[0]);
-    throw ErrnoError(env, cloneErr, "clone3");
-  }
-  int fl = fcntl(sv[0], F_GETFL);
-  fcntl(sv[0], F_SETFL, fl | O_NONBLOCK);
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("pid", Napi::Number::New(env, static_cast<double>(pid)));
-  out.Set("pidfd", Napi::Number::New(env, pidfd));
-  out.Set("channel", Napi::Number::New(env, sv[0]));
-  return out;
+  return SpawnWithChannel(env, 0, [&plan](int chan, int parentEnd) { Outer(plan, chan, parentEnd); });
 }
 
 }  // namespace

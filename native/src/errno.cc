@@ -29,3 +29,7 @@ int ArgInt(const Napi::CallbackInfo& info, size_t i, const char* name) {
 bool ArgIsPresent(const Napi::CallbackInfo& info, size_t i) {
   return info.Length() > i && !info[i].IsUndefined() && !info[i].IsNull();
 }
+
+void ExportFunctions(Napi::Env env, Napi::Object exports, std::initializer_list<NamedFunction> fns) {
+  for (const NamedFunction& f : fns) exports.Set(f.name, Napi::Function::New(env, f.fn, f.name));
+}

@@ -113,10 +113,7 @@ static Napi::Value Sendto(const Napi::CallbackInfo& info) {
     sa = reinterpret_cast<const sockaddr*>(addr.Data());
     salen = addr.ByteLength();
   }
-  ssize_t n;
-  do {
-    n = sendto(fd, data.Data(), data.ByteLength(), MSG_NOSIGNAL, sa, salen);
-  } while (n < 0 && errno == EINTR);
+  ssize_t n = RetryEintr([&] { return sendto(fd, data.Data(), data.ByteLength(), MSG_NOSIGNAL, sa, salen); });
   if (n < 0) throw ErrnoError(env, errno, "sendto");
   return Napi::Number::New(env, static_cast<double>(n));
 }
@@ -136,10 +133,7 @@ static Napi::Value Recv(const Napi::CallbackInfo& info) {
     sa = reinterpret_cast<sockaddr*>(addr.Data());
     salen = addr.ByteLength();
   }
-  ssize_t n;
-  do {
-    n = recvfrom(fd, buf.Data(), buf.ByteLength(), flags | MSG_DONTWAIT, sa, sa ? &salen : nullptr);
-  } while (n < 0 && errno == EINTR);
+  ssize_t n = RetryEintr([&] { return recvfrom(fd, buf.Data(), buf.ByteLength(), flags | MSG_DONTWAIT, sa, sa ? &salen : nullptr); });
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return Napi::Number::New(env, -1);
     throw ErrnoError(env, errno, "recvfrom");
@@ -245,15 +239,11 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
 };
 
 void InitSock(Napi::Env env, Napi::Object exports) {
-  exports.Set("socket", Napi::Function::New(env, Socket));
-  exports.Set("bind", Napi::Function::New(env, Bind));
-  exports.Set("connect", Napi::Function::New(env, Connect));
-  exports.Set("setsockoptInt", Napi::Function::New(env, SetsockoptInt));
-  exports.Set("setsockoptBytes", Napi::Function::New(env, SetsockoptBytes));
-  exports.Set("getsockoptInt", Napi::Function::New(env, GetsockoptInt));
-  exports.Set("getsockname", Napi::Function::New(env, Getsockname));
-  exports.Set("sendto", Napi::Function::New(env, Sendto));
-  exports.Set("recv", Napi::Function::New(env, Recv));
-  exports.Set("close", Napi::Function::New(env, Close));
+  ExportFunctions(env, exports, {
+      {"socket", Socket},               {"bind", Bind},                       {"connect", Connect},
+      {"setsockoptInt", SetsockoptInt}, {"setsockoptBytes", SetsockoptBytes}, {"getsockoptInt", GetsockoptInt},
+      {"getsockname", Getsockname},     {"sendto", Sendto},                   {"recv", Recv},
+      {"close", Close},
+  });
   exports.Set("FdWatcher", FdWatcher::Define(env));
 }

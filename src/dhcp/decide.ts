@@ -10,7 +10,7 @@ import type { ResolvedReservation, SubnetConfig } from './config.js';
 import { type Ipv4, inSubnet, ipv4ToString, macToString, toHex } from './ipv4.js';
 import type { ClientIdentity, Lease } from './leases.js';
 import { DhcpOptionError, MessageType, Opt } from './options.js';
-import { clientIdHash, mod64 } from './siphash.js';
+import { mod64, siphash24Halves, type U64 } from '../net/siphash.js';
 
 /** What decide() reads: one interface's configuration and lease table, never changed by it. */
 export interface LeaseView {
@@ -62,6 +62,21 @@ function hashInput(p: DhcpPacket): Uint8Array {
   b[0] = p.htype;
   b.set(p.chaddr.subarray(0, p.hlen), 1);
   return b;
+}
+
+/** systemd-networkd's key for the DHCP server's address hash (sd-dhcp-server.c, HASH_KEY). */
+const NETWORKD_HASH_KEY = Uint8Array.of(0x0d, 0x1d, 0xfe, 0xbd, 0xf1, 0x24, 0xbd, 0xb3, 0x47, 0xf1, 0xdd, 0x6e, 0x73, 0x21, 0x93, 0x30);
+
+/** The hash networkd uses to place a client: SipHash-2-4 over u64_LE(len(id)) ‖ id. */
+export function clientIdHash(clientId: Uint8Array): U64 {
+  const msg = new Uint8Array(8 + clientId.length);
+  let len = clientId.length;
+  for (let i = 0; i < 8; i++) {
+    msg[i] = len & 0xff;
+    len = Math.floor(len / 256);
+  }
+  msg.set(clientId, 8);
+  return siphash24Halves(msg, NETWORKD_HASH_KEY);
 }
 
 /** The stable address of a client: networkd's SipHash slot within the pool. */

@@ -757,7 +757,9 @@ export function parseCommandLine(argv: readonly string[], env: CliEnvironment = 
 export function verifyLaunchSpec(input: LaunchSpec): LaunchSpec {
   const spec: LaunchSpec = structuredClone(input);
   const net = spec.network;
-  if (spec.mode === 'boot' && spec.killSignal === undefined) spec.killSignal = `SIGRTMIN+3`;
+  // systemd-nspawn's verify_arguments() also fills in KillSignal=SIGRTMIN+3 for a booted container
+  // here; we leave killSignal as configured and let the launcher choose the default when it knows
+  // the init (stopSignal() in launcher.ts), so that a configured signal is never taken for it.
   if (spec.ephemeral && spec.template !== undefined) {
     fail('--ephemeral and --template= may not be combined.', undefined, 'CFG_CONFLICT');
   }

@@ -85,8 +85,6 @@ export interface LaunchOptions {
   registry?: MachineRegistry | null;
   /** where ephemeral layers go (default <$NSPAWN_TS_STATE_DIR or /var/lib/nspawn-ts>/ephemeral) */
   ephemeralDir?: string;
-  /** whether --kill-signal= was given (else the default follows the init that boots) */
-  killSignalExplicit?: boolean;
   /** status lines ("Container … exited successfully.") go here; default stderr unless --quiet */
   status?: (line: string) => void;
 }
@@ -122,10 +120,16 @@ export function signalName(n: number): string {
   return `signal ${n}`;
 }
 
-/** The signal that asks PID 1 to shut down (--kill-signal=, else by what PID 1 is). */
-export function stopSignal(spec: LaunchSpec, init: InitInfo | undefined, explicit: boolean): number {
-  const given = spec.killSignal !== undefined ? parseSignal(spec.killSignal)?.number : undefined;
-  if (given !== undefined && (explicit || spec.mode !== 'boot' || init?.systemd)) return given;
+/**
+ * The signal that asks PID 1 to shut down: KillSignal= as configured (--kill-signal= or the
+ * .nspawn file), in any mode and for any init. Unset, a booted container gets systemd-nspawn's
+ * default, SIGRTMIN+3 (systemd halts on it), unless its init is not systemd: one that has no
+ * handler for SIGRTMIN+3 would ignore it, so it gets SIGTERM (busybox init reboots, which ends
+ * the container), as does every container that is not booted.
+ */
+export function stopSignal(spec: LaunchSpec, init: InitInfo | undefined): number {
+  const configured = spec.killSignal !== undefined ? parseSignal(spec.killSignal)?.number : undefined;
+  if (configured !== undefined) return configured;
   if (spec.mode === 'boot' && init?.systemd) return SIGRTMIN + 3;
   return 15;
 }
@@ -364,7 +368,7 @@ class ContainerRun {
         throw new ConfigError(`Failed to find an init in ${directory}: tried ${['/usr/lib/systemd/systemd', '/lib/systemd/systemd', '/sbin/init'].join(', ')}`, { code: 'CFG_NO_INIT' });
       }
     }
-    this.killSignal = stopSignal(spec, this.init, this.opts.killSignalExplicit ?? false);
+    this.killSignal = stopSignal(spec, this.init);
     const user = spec.user !== undefined ? lookupUser(directory, spec.user) : undefined;
     if (spec.chdir !== undefined && !spec.chdir.startsWith('/')) {
       throw new ConfigError(`--chdir= takes an absolute path, got ${spec.chdir}`, { code: 'CFG_CHDIR' });

@@ -12,6 +12,6 @@ export async function main(argv: readonly string[]): Promise<number> {
       setLogLevel('debug');
       logger('launcher').debug('code loaded; command line parsed');
     },
-    launch: (spec, cl) => launch(spec, { killSignalExplicit: cl.explicit.has('kill-signal') }),
+    launch: (spec) => launch(spec),
   });
 }

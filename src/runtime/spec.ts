@@ -104,7 +104,7 @@ export interface LaunchSpec {
   properties: Array<{ name: string; value: string }>;
   /** where the settings file came from, for messages */
   settingsFile?: string;
-  /** --kill-signal= or the default for the mode (SIGRTMIN+3 for a systemd init) */
+  /** KillSignal= as configured (--kill-signal= or the .nspawn file); unset: the launcher's default (stopSignal()) */
   killSignal?: string;
 }
 

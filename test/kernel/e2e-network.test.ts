@@ -7,9 +7,9 @@ import { describe, expect } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { waitFor } from '../helpers/exec.js';
 import { busyboxRoot, copyRoot } from '../helpers/rootfs.js';
+import { makeCgroups, removeCgroups } from '../helpers/systemd-nspawn.js';
 import {
-  FETCH, HOST_UPLINK, World, assertNothingLeftFor, exitOf, makeCgroups, masqueraded, nspawnTs, removeCgroup, startSidecar, systemdNspawn,
-  TEST_DNS,
+  FETCH, HOST_UPLINK, World, assertNothingLeftFor, exitOf, masqueraded, nspawnTs, startSidecar, systemdNspawn, TEST_DNS,
 } from './e2e-world.js';
 import type { ServedLinkInfo, DhcpLeaseInfo } from '../../src/net/netd/subsystem.js';
 
@@ -138,7 +138,7 @@ describe('systemd-nspawn with our sidecar', () => {
         c.close();
       } finally {
         await sidecar.stop();
-        for (const d of cgroups) await removeCgroup(d);
+        await removeCgroups(cgroups);
         root.remove();
         await world.destroy();
       }

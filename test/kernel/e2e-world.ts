@@ -5,12 +5,13 @@
 //
 //   container host0 ── ve-/vz- [host] up-host 203.0.113.2 ── up0 203.0.113.1 [uplink: HTTP :80]
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Address4 } from 'ip-address';
 import { killAndWait, run, runOk, waitFor } from '../helpers/exec.js';
 import { TestNetns } from '../helpers/netns.js';
 import { NSPAWN_TS } from '../helpers/nspawn.js';
+import { joinCgroupsShell, SYSTEMD_NSPAWN } from '../helpers/systemd-nspawn.js';
 import { NetdClient } from '../../src/net/netd/client.js';
 
 export const REMOTE = '203.0.113.1';
@@ -110,41 +111,9 @@ export async function exitOf(p: Proc, timeoutMs = 60_000): Promise<number | null
 
 // --- systemd-nspawn --------------------------------------------------------------------------
 
-const CGROUP_ROOTS = ['/sys/fs/cgroup/systemd', '/sys/fs/cgroup/unified'];
-
-/** Cgroups of our own in every hierarchy systemd-nspawn --keep-unit uses (it makes sub-cgroups there). */
-export function makeCgroups(name: string): string[] {
-  const dirs: string[] = [];
-  for (const root of CGROUP_ROOTS) {
-    if (!existsSync(`${root}/cgroup.procs`)) continue;
-    const dir = `${root}/${name}`;
-    mkdirSync(dir, { recursive: true });
-    dirs.push(dir);
-  }
-  if (dirs.length === 0) throw new Error('no name=systemd or unified cgroup hierarchy is mounted at /sys/fs/cgroup');
-  return dirs;
-}
-
-export async function removeCgroup(dir: string): Promise<void> {
-  if (!existsSync(dir)) return;
-  for (const e of readdirSync(dir)) {
-    const p = `${dir}/${e}`;
-    if (statSync(p).isDirectory()) await removeCgroup(p);
-  }
-  await waitFor(() => {
-    try {
-      rmdirSync(dir);
-      return true;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
-      throw err;
-    }
-  }, `cgroup ${dir} to empty`, 10_000);
-}
-
-/** The real systemd-nspawn (--register=no --keep-unit), started from `cgroups`, in this namespace. */
+/** The real systemd-nspawn, started from `cgroups` (test/helpers/systemd-nspawn.ts), in this namespace. */
 export function systemdNspawn(cgroups: readonly string[], args: readonly string[]): Proc {
-  const script = `for d in ${cgroups.join(' ')}; do echo $$ > "$d/cgroup.procs"; done\nexec systemd-nspawn --register=no --keep-unit -q "$@"`;
+  const script = `${joinCgroupsShell(cgroups)}\nexec ${SYSTEMD_NSPAWN} "$@"`;
   return startProc('sh', ['-c', script, 'sh', ...args]);
 }
 

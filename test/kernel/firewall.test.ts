@@ -10,42 +10,14 @@ import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { ktest } from '../helpers/kernel.js';
 import { TestNetns } from '../helpers/netns.js';
-import { killAndWait, runOk, start, waitFor } from '../helpers/exec.js';
+import { killAndWait, runOk } from '../helpers/exec.js';
+import { connect, serve } from '../helpers/traffic.js';
 import { Firewall, NftError } from '../../src/net/firewall/index.js';
 import { layoutMapsScript } from '../../src/net/firewall/rules.js';
 import { sys } from '../../src/native.js';
 import { goldenPath } from '../unit/net/golden.js';
 
 const NODE = process.execPath;
-
-// A TCP+UDP echo of the peer's address on each port given; prints "ready" when listening.
-const SERVER = `
-const net = require('net'), dgram = require('dgram');
-const ports = process.argv.slice(1).map(Number);
-let pending = ports.length * 2;
-const ready = () => { if (--pending === 0) console.log('ready'); };
-for (const port of ports) {
-  net.createServer((s) => s.end(port + ' ' + s.remoteAddress.replace(/^::ffff:/, '') + '\\n')).listen(port, '::', ready);
-  const u = dgram.createSocket({ type: 'udp6' });
-  u.on('message', (m, r) => u.send(port + ' ' + r.address.replace(/^::ffff:/, '') + '\\n', r.port, r.address));
-  u.bind(port, '::', ready);
-}`;
-
-// Connects (TCP) or sends (UDP) once; prints "OK <reply>", "ERR <code>" or "TIMEOUT".
-const CLIENT = `
-const [proto, host, port] = process.argv.slice(1);
-const done = (s) => { console.log(s); process.exit(0); };
-setTimeout(() => done('TIMEOUT'), 3000);
-if (proto === 'tcp') {
-  const s = require('net').connect({ host, port: Number(port) });
-  let d = ''; s.on('data', (x) => d += x); s.on('end', () => done('OK ' + d.trim()));
-  s.on('error', (e) => done('ERR ' + e.code));
-} else {
-  const u = require('dgram').createSocket(host.includes(':') ? 'udp6' : 'udp4');
-  u.on('message', (m) => done('OK ' + m.toString().trim()));
-  u.on('error', (e) => done('ERR ' + e.code));
-  u.send('x', Number(port), host);
-}`;
 
 interface Topology {
   host: TestNetns;
@@ -67,15 +39,9 @@ async function topology(host: TestNetns): Promise<Topology> {
     client: await TestNetns.create('client').then((n) => (made.push(n), n)),
     container: await TestNetns.create('ct').then((n) => (made.push(n), n)),
     remote: await TestNetns.create('remote').then((n) => (made.push(n), n)),
-    async connect(from, proto, h, port) {
-      return (await from.exec(NODE, ['-e', CLIENT, proto, h, String(port)], { timeoutMs: 10_000 })).trim();
-    },
+    connect: (from, proto, h, port) => connect(from, proto, h, port),
     async serve(ns, ports) {
-      const child = start('ip', ['netns', 'exec', ns.name, NODE, '-e', SERVER, ...ports.map(String)]);
-      servers.push(child);
-      let out = '';
-      child.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
-      await waitFor(() => out.includes('ready'), `server on ${ns.name} ports ${ports.join(',')}`, 10_000);
+      servers.push(await serve(ns, ports));
     },
     async destroy() {
       await Promise.all(servers.map((s) => killAndWait(s)));

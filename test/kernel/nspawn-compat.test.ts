@@ -11,13 +11,13 @@
 // takes udev for absent (udev_available()) instead of waiting for it to initialize a macvlan's
 // parent — which the host's udev never does for links in a namespace of ours.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmdirSync, statSync } from 'node:fs';
 import { describe, expect } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { waitFor } from '../helpers/exec.js';
 import { NSPAWN_TS } from '../helpers/nspawn.js';
 import { TestNetns } from '../helpers/netns.js';
 import { busyboxRoot } from '../helpers/rootfs.js';
+import { joinCgroupsShell, makeCgroups, removeCgroups, SYSTEMD_NSPAWN } from '../helpers/systemd-nspawn.js';
 
 interface IpLink {
   ifname: string;
@@ -42,39 +42,6 @@ async function hostLinks(ns: TestNetns): Promise<HostLink[]> {
     .filter((l) => l.ifname !== 'lo')
     .map((l) => ({ ifname: l.ifname, address: l.address, altnames: l.altnames ?? [], kind: l.linkinfo?.info_kind, master: l.master }))
     .sort((a, b) => a.ifname.localeCompare(b.ifname));
-}
-
-const CGROUP_ROOTS = ['/sys/fs/cgroup/systemd', '/sys/fs/cgroup/unified'];
-
-/** Cgroup directories of this test in every hierarchy systemd-nspawn --keep-unit uses. */
-function makeCgroups(name: string): string[] {
-  const dirs: string[] = [];
-  for (const root of CGROUP_ROOTS) {
-    if (!existsSync(`${root}/cgroup.procs`)) continue;
-    const dir = `${root}/${name}`;
-    mkdirSync(dir, { recursive: true });
-    dirs.push(dir);
-  }
-  if (dirs.length === 0) throw new Error('no name=systemd or unified cgroup hierarchy is mounted at /sys/fs/cgroup');
-  return dirs;
-}
-
-/** rmdir, children first (systemd-nspawn leaves its payload/supervisor groups empty, not removed). */
-async function removeCgroup(dir: string): Promise<void> {
-  if (!existsSync(dir)) return;
-  for (const e of readdirSync(dir)) {
-    const p = `${dir}/${e}`;
-    if (statSync(p).isDirectory()) await removeCgroup(p);
-  }
-  await waitFor(() => {
-    try {
-      rmdirSync(dir);
-      return true;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
-      throw err;
-    }
-  }, `cgroup ${dir} to empty`, 10_000);
 }
 
 interface Started {
@@ -106,9 +73,9 @@ function systemdNspawn(ns: TestNetns, cgroups: string[], root: string, machine: 
     mount -t sysfs -o ro sysfs /sys
     mount --move "$tmp" /sys/fs/cgroup
     rmdir "$tmp"
-    for d in ${cgroups.join(' ')}; do echo $$ > "$d/cgroup.procs"; done
+    ${joinCgroupsShell(cgroups)}
     root=$0; machine=$1; shift
-    exec systemd-nspawn --register=no --keep-unit -q -P -D "$root" -M "$machine" "$@"
+    exec ${SYSTEMD_NSPAWN} -P -D "$root" -M "$machine" "$@"
   `;
   return startIn(ns, ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', script, root, machine, ...args, ...payload(inside)]);
 }
@@ -205,7 +172,7 @@ describe('identical links from systemd-nspawn and nspawn-ts', () => {
       } finally {
         await theirs.destroy();
         await mine.destroy();
-        for (const d of cgroups) await removeCgroup(d);
+        await removeCgroups(cgroups);
       }
     });
   }

@@ -191,9 +191,10 @@ describe('execution options', () => {
     expect(spec('-D/c', '-a', 'sh').mode).toBe('as-pid2');
   });
 
-  test('-b sets the kill signal default SIGRTMIN+3; --kill-signal overrides', () => {
-    expect(spec('-D/c', '-b').killSignal).toBe('SIGRTMIN+3');
+  test('--kill-signal= is kept as given; -b alone configures none (the launcher picks the default for its init)', () => {
+    expect(spec('-D/c', '-b').killSignal).toBeUndefined();
     expect(spec('-D/c').killSignal).toBeUndefined();
+    expect(spec('-D/c', '-b', '--kill-signal=RTMIN+3').killSignal).toBe('SIGRTMIN+3');
     expect(spec('-D/c', '-b', '--kill-signal=TERM').killSignal).toBe('SIGTERM');
     expect(spec('-D/c', '--kill-signal=9').killSignal).toBe('SIGKILL');
     expect(msg('-D/c', '--kill-signal=SIGFOO')).toBe('Cannot parse signal: SIGFOO');
@@ -247,15 +248,17 @@ describe('user namespaces', () => {
     expect(spec('-D/c', '--private-users=4294901759:65536').privateUsers).toEqual({ mode: 'range', uid: 4294901759, count: 65536 });
   });
 
-  test('bad UID ranges with systemd\'s messages', () => {
-    expect(msg('-D/c', '--private-users=maybe')).toBe('Failed to parse UID "maybe": Invalid argument');
-    expect(msg('-D/c', '--private-users=65535')).toBe('Failed to parse UID "65535": Invalid argument');
-    expect(msg('-D/c', '--private-users=-5')).toBe('Failed to parse UID "-5": Invalid argument');
-    expect(msg('-D/c', '--private-users=100000:x')).toBe('Failed to parse UID range "x": Invalid argument');
-    expect(msg('-D/c', '--private-users=100000:4294967296')).toBe('Failed to parse UID range "4294967296": Invalid argument');
-    expect(msg('-D/c', '--private-users=100000:0')).toBe('UID range cannot be empty or go beyond 4294967295.');
-    expect(msg('-D/c', '--private-users=4294901760:65536')).toBe('UID range cannot be empty or go beyond 4294967295.');
-    expect(error('-D/c', '--private-users=x').hint).toContain('no, yes, pick, identity');
+  test.each([
+    ['maybe', 'Failed to parse UID "maybe": Invalid argument'],
+    ['65535', 'Failed to parse UID "65535": Invalid argument'],
+    ['-5', 'Failed to parse UID "-5": Invalid argument'],
+    ['100000:x', 'Failed to parse UID range "x": Invalid argument'],
+    ['100000:4294967296', 'Failed to parse UID range "4294967296": Invalid argument'],
+    ['100000:0', 'UID range cannot be empty or go beyond 4294967295.'],
+    ['4294901760:65536', 'UID range cannot be empty or go beyond 4294967295.'],
+  ])('bad UID range --private-users=%s: systemd\'s message', (value, message) => {
+    expect(msg('-D/c', `--private-users=${value}`)).toBe(message);
+    expect(error('-D/c', `--private-users=${value}`).hint).toContain('no, yes, pick, identity');
   });
 
   test('-U is pick when the kernel has user namespaces, nothing otherwise', () => {
@@ -361,15 +364,18 @@ describe('mounts', () => {
     expect(spec('-D/c', '--bind=/x\\:y').binds[0]).toMatchObject({ source: '/x:y', destination: '/x:y' });
   });
 
-  test('bad binds: relative paths, empty parts, unknown options, dangling escape', () => {
-    expect(msg('-D/c', '--bind=relative')).toBe('Failed to parse --bind= argument relative: the source path "relative" is not absolute');
-    expect(msg('-D/c', '--bind=/a:rel')).toBe('Failed to parse --bind= argument /a:rel: the destination path "rel" is not absolute');
-    expect(msg('-D/c', '--bind-ro=/a:')).toBe('Failed to parse --bind-ro= argument /a:: the destination path "" is not absolute');
-    expect(msg('-D/c', '--bind=/a:/b:ro')).toBe('Failed to parse --bind= argument /a:/b:ro: invalid bind mount option "ro"');
-    expect(msg('-D/c', '--bind=:/b')).toBe('Failed to parse --bind= argument :/b: an empty SOURCE (a temporary directory in systemd-nspawn) is not supported');
-    expect(msg('-D/c', '--bind=/a\\')).toBe('Failed to parse --bind= argument /a\\: a trailing backslash escapes nothing');
-    expect(msg('-D/c', '--bind=')).toBe('Failed to parse --bind= argument : it is empty');
-    expect(error('-D/c', '--bind=x').hint).toContain('SOURCE[:DESTINATION[:OPTIONS]]');
+  test.each([
+    ['--bind=relative', 'relative: the source path "relative" is not absolute'],
+    ['--bind=/a:rel', '/a:rel: the destination path "rel" is not absolute'],
+    ['--bind-ro=/a:', '/a:: the destination path "" is not absolute'],
+    ['--bind=/a:/b:ro', '/a:/b:ro: invalid bind mount option "ro"'],
+    ['--bind=:/b', ':/b: an empty SOURCE (a temporary directory in systemd-nspawn) is not supported'],
+    ['--bind=/a\\', '/a\\: a trailing backslash escapes nothing'],
+    ['--bind=', ': it is empty'],
+  ])('bad bind %s', (arg, problem) => {
+    const e = error('-D/c', arg);
+    expect(e.message).toBe(`Failed to parse ${arg.slice(0, arg.indexOf('=') + 1)} argument ${problem}`);
+    expect(e.hint).toContain('SOURCE[:DESTINATION[:OPTIONS]]');
   });
 
   test('--tmpfs', () => {
@@ -466,7 +472,7 @@ describe('runCli', () => {
     });
     expect(rc).toBe(7);
     expect(verbose).toBe(true);
-    expect(seen).toMatchObject({ directory: '/srv/c', machine: 'c', mode: 'boot', killSignal: 'SIGRTMIN+3' });
+    expect(seen).toMatchObject({ directory: '/srv/c', machine: 'c', mode: 'boot' });
   });
 
   test('formatCliError without a hint is one line', () => {

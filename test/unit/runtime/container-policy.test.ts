@@ -174,14 +174,17 @@ describe('user namespaces', () => {
 });
 
 describe('launch details', () => {
-  test('stop signals: SIGRTMIN+3 for a systemd init, SIGTERM otherwise, --kill-signal= wins', () => {
-    const boot = { ...newSpec(), mode: 'boot' as const, killSignal: 'SIGRTMIN+3' };
-    expect(stopSignal(boot, { path: '/lib/systemd/systemd', systemd: true }, false)).toBe(37);
-    // the command line's default for -b does not apply to a busybox init
-    expect(stopSignal(boot, { path: '/sbin/init', systemd: false }, false)).toBe(15);
-    expect(stopSignal(boot, { path: '/sbin/init', systemd: false }, true)).toBe(37);
-    expect(stopSignal({ ...newSpec(), killSignal: 'SIGUSR2' }, undefined, true)).toBe(12);
-    expect(stopSignal(newSpec(), undefined, false)).toBe(15);
+  test('stop signals: a configured KillSignal= always; unset, SIGRTMIN+3 for a booted systemd, SIGTERM otherwise', () => {
+    const systemd = { path: '/lib/systemd/systemd', systemd: true };
+    const busybox = { path: '/sbin/init', systemd: false };
+    const boot = { ...newSpec(), mode: 'boot' as const };
+    expect(stopSignal(boot, systemd)).toBe(37);
+    // systemd-nspawn's default for -b is for systemd: a busybox init has no handler for it
+    expect(stopSignal(boot, busybox)).toBe(15);
+    expect(stopSignal({ ...boot, killSignal: 'SIGRTMIN+3' }, busybox)).toBe(37);
+    expect(stopSignal({ ...boot, killSignal: 'SIGUSR1' }, systemd)).toBe(10);
+    expect(stopSignal({ ...newSpec(), killSignal: 'SIGUSR2' }, undefined)).toBe(12);
+    expect(stopSignal(newSpec(), undefined)).toBe(15);
     expect(signalName(37)).toBe('SIGRTMIN+3');
   });
 

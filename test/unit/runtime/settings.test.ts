@@ -8,6 +8,7 @@ import {
   findSettingsFile, mergeSettings, parseIni, parseSettings, resolveLaunchSpec, splitWords, type NspawnSettings,
 } from '../../../src/runtime/settings.js';
 import type { LaunchSpec } from '../../../src/runtime/spec.js';
+import { stopSignal } from '../../../src/runtime/launcher.js';
 
 // Every test works in its own temporary root: <root>/etc, <root>/run for the admin directories and
 // <root>/machines/NAME for the container; the machine's real /etc/systemd/nspawn is never read.
@@ -338,5 +339,34 @@ describe('mergeSettings is pure', () => {
     const before = structuredClone(c.spec);
     mergeSettings(c.spec, c.explicit, { path: 'p', trusted: true, settings: { hostname: 'h', binds: [{ source: '/a', destination: '/a', readOnly: false, options: [] }] } }, () => {});
     expect(c.spec).toEqual(before);
+  });
+});
+
+describe('the kill signal of a booted container (KillSignal=, systemd-nspawn verify_arguments)', () => {
+  const systemd = { path: '/usr/lib/systemd/systemd', systemd: true };
+  const busybox = { path: '/sbin/init', systemd: false };
+
+  test("a file's KillSignal= stops a booted container whatever its init", () => {
+    writeFileSync(join(etc, 'web.nspawn'), '[Exec]\nBoot=yes\nKillSignal=SIGUSR2\n');
+    const s = resolve([]);
+    expect(s).toMatchObject({ mode: 'boot', killSignal: 'SIGUSR2' });
+    expect(stopSignal(s, busybox)).toBe(12);
+    expect(stopSignal(s, systemd)).toBe(12);
+    // with -b on the command line too: the file's signal is still the configured one
+    expect(stopSignal(resolve(['-b']), busybox)).toBe(12);
+  });
+
+  test('unset, -b gets the default SIGRTMIN+3 for systemd, SIGTERM for another init; nothing configured is recorded', () => {
+    const s = resolve(['-b']);
+    expect(s.killSignal).toBeUndefined();
+    expect(stopSignal(s, systemd)).toBe(34 + 3);
+    expect(stopSignal(s, busybox)).toBe(15);
+  });
+
+  test('the default is for a booted container only: Boot=no in an override file turns -b off, and SIGRTMIN+3 with it', () => {
+    writeFileSync(join(etc, 'web.nspawn'), '[Exec]\nBoot=no\n');
+    const s = resolve(['--settings=override', '-b']);
+    expect(s.mode).not.toBe('boot');
+    expect(stopSignal(s, undefined)).toBe(15);
   });
 });
