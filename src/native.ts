@@ -92,6 +92,8 @@ export interface NativeAddon {
   setsockoptInt(fd: number, level: number, name: number, value: number): void;
   setsockoptBytes(fd: number, level: number, name: number, value: Uint8Array): void;
   getsockoptInt(fd: number, level: number, name: number): number;
+  /** The option's value as the kernel wrote it (at most maxLength bytes), e.g. SO_PEERCRED's struct ucred. */
+  getsockoptBytes(fd: number, level: number, name: number, maxLength: number): Uint8Array;
   getsockname(fd: number): Uint8Array;
   /** Throws SysError EAGAIN when the socket buffer is full. */
   sendto(fd: number, data: Uint8Array, sockaddr?: Uint8Array): number;

@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include <cerrno>
+#include <vector>
 
 #include "errno.h"
 #include "netns.h"
@@ -88,6 +89,18 @@ static Napi::Value GetsockoptInt(const Napi::CallbackInfo& info) {
   socklen_t len = sizeof value;
   if (getsockopt(fd, level, name, &value, &len) < 0) throw ErrnoError(env, errno, "getsockopt");
   return Napi::Number::New(env, value);
+}
+
+// getsockoptBytes(fd, level, name, maxLength) -> the option's bytes (SO_PEERCRED's struct ucred, …)
+static Napi::Value GetsockoptBytes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt(info, 0, "fd"), level = ArgInt(info, 1, "level"), name = ArgInt(info, 2, "name");
+  int max = ArgInt(info, 3, "maxLength");
+  if (max < 0 || max > 65536) throw Napi::RangeError::New(env, "argument 'maxLength' must be 0..65536");
+  std::vector<uint8_t> value(static_cast<size_t>(max));
+  socklen_t len = static_cast<socklen_t>(max);
+  if (getsockopt(fd, level, name, value.data(), &len) < 0) throw ErrnoError(env, errno, "getsockopt");
+  return Napi::Buffer<uint8_t>::Copy(env, value.data(), len);
 }
 
 // getsockname(fd) -> sockaddr bytes
@@ -242,6 +255,7 @@ void InitSock(Napi::Env env, Napi::Object exports) {
   ExportFunctions(env, exports, {
       {"socket", Socket},               {"bind", Bind},                       {"connect", Connect},
       {"setsockoptInt", SetsockoptInt}, {"setsockoptBytes", SetsockoptBytes}, {"getsockoptInt", GetsockoptInt},
+      {"getsockoptBytes", GetsockoptBytes},
       {"getsockname", Getsockname},     {"sendto", Sendto},                   {"recv", Recv},
       {"close", Close},
   });

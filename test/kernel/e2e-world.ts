@@ -97,6 +97,19 @@ export async function startSidecar(): Promise<{ proc: Proc; client: () => Promis
   };
 }
 
+/** Waits until a container's command says "ready" (a line); fails with its output if it exits first. */
+export async function untilReady(p: Proc, what: string): Promise<Proc> {
+  await waitFor(() => p.output().includes('ready\n') || p.child.exitCode !== null, `${what} to start`, 30_000);
+  if (!p.output().includes('ready\n')) throw new Error(`${what} did not start: ${p.output()}`);
+  return p;
+}
+
+/** Ends a container whose command waits for a line on stdin (`read x`); its launcher's exit code. */
+export async function stopByLine(p: Proc): Promise<number | null> {
+  p.child.stdin?.end('go\n');
+  return exitOf(p);
+}
+
 export async function exitOf(p: Proc, timeoutMs = 60_000): Promise<number | null> {
   let t: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {

@@ -10,7 +10,7 @@ import { run, runOk, waitFor } from '../helpers/exec.js';
 import { machineLeader, machineRecords } from '../helpers/nspawn.js';
 import { busyboxRoot } from '../helpers/rootfs.js';
 import { connect, lanClient, udpEchoBinary } from '../helpers/traffic.js';
-import { exitOf, nspawnTs, startSidecar, type Proc } from './e2e-world.js';
+import { exitOf, nspawnTs, startSidecar, stopByLine, untilReady, type Proc } from './e2e-world.js';
 
 const P = String(process.pid);
 const MARK = 'ports-e2e-ok';
@@ -34,15 +34,10 @@ async function serving(machine: string, s: Served, ports: string[], extra: strin
   const p = nspawnTs(['-D', root, '-x', '-M', machine, '-n', ...ports.flatMap((x) => ['-p', x]), ...extra,
     `--bind-ro=${s.www}:/www`, `--bind-ro=${s.udp}:/usr/local/bin/udp-echo`,
     '/bin/sh', '-c', 'httpd -p 80 -h /www && { /usr/local/bin/udp-echo 53 & } && sleep 0.3 && echo ready && read x']);
-  await waitFor(() => p.output().includes('ready\n') || p.child.exitCode !== null, `${machine} to start`, 30_000);
-  if (!p.output().includes('ready\n')) throw new Error(`${machine} did not start: ${p.output()}`);
-  return p;
+  return untilReady(p, machine);
 }
 
-async function stop(p: Proc): Promise<number | null> {
-  p.child.stdin?.end('go\n');
-  return exitOf(p);
-}
+const stop = stopByLine;
 
 async function portsMap(): Promise<string> {
   const r = await run('nft', ['list', 'map', 'inet', 'nspawn-ts', 'ports4']);

@@ -115,8 +115,10 @@ describe('port forwarding in the network subsystem', () => {
       await expect(sub.reserve({ machine: 'beta', mac: b.mac, kind: 'veth', ports: [p('9000:80'), p('8000:80')] }))
         .rejects.toMatchObject({ code: 'NETD_PORT_IN_USE', message: expect.stringContaining('tcp port 8000 is already forwarded') });
       expect(await portsMap()).toBe(before);
-      const recs = JSON.parse(readFileSync(`${st.dir}/netd/state.json`, 'utf8')).links[b.ifname].reservations;
-      expect(recs[0].ports).toBeUndefined();
+      // nor anything else of the refused request: the link it started to serve is not served, and has no address
+      expect(JSON.parse(readFileSync(`${st.dir}/netd/state.json`, 'utf8')).links[b.ifname]).toBeUndefined();
+      expect(sub.list().map((l) => l.ifname)).toEqual([a.ifname]);
+      expect((await runOk('ip', ['-4', '-o', 'addr', 'show', 'dev', b.ifname])).trim()).toBe('');
       // with its own ports it works, next to alpha
       const lb = await sub.reserve({ machine: 'beta', mac: b.mac, kind: 'veth', ports: [p('9000:80')] });
       await configure(netns, la);

@@ -11,6 +11,15 @@ export { DEFAULT_SOCKET, defaultSocketPath } from './socket-path.js';
 /** The sidecar answered with an error (its code and message are the sidecar's). */
 export class NetdRemoteError extends NspawnError {}
 
+/** A line that answers no request: the sidecar's reason for closing the connection. */
+function unsolicitedError(line: string, path: string): NspawnError {
+  try {
+    const r = JSON.parse(line) as NetdResponse;
+    if (r.ok === false && typeof r.error?.code === 'string') return new NetdRemoteError(r.error.code, r.error.message);
+  } catch { /* not JSON: below */ }
+  return new NspawnError('NETD_PROTOCOL', `the sidecar on ${path} sent a line that answers no request`);
+}
+
 export class NetdClient {
   private buf = '';
   private readonly waiting: Array<{ resolve: (r: NetdResponse) => void; reject: (e: Error) => void }> = [];
@@ -24,7 +33,11 @@ export class NetdClient {
         const line = this.buf.slice(0, nl);
         this.buf = this.buf.slice(nl + 1);
         const w = this.waiting.shift();
-        if (!w) continue;
+        if (!w) {
+          // the sidecar refused the connection before a request (not root, too many connections)
+          this.failed ??= unsolicitedError(line, path);
+          continue;
+        }
         try {
           w.resolve(JSON.parse(line) as NetdResponse);
         } catch (err) {
@@ -34,7 +47,8 @@ export class NetdClient {
     });
     const fail = (err: Error): void => {
       this.failed ??= err;
-      for (const w of this.waiting.splice(0)) w.reject(err);
+      const reason = this.failed;
+      for (const w of this.waiting.splice(0)) w.reject(reason);
     };
     sock.on('error', (err) => fail(new NspawnError('NETD_CONNECTION', `the connection to the sidecar on ${path} failed: ${err.message}`)));
     sock.on('close', () => fail(new NspawnError('NETD_CONNECTION', `the sidecar on ${path} closed the connection`)));

@@ -2,14 +2,73 @@
 // answered by one JSON line, in order (api.ts has the protocol). A stale socket file from a killed
 // sidecar is replaced; a live one (something answers on it) is an error, so two sidecars never
 // fight over the host's links.
+//
+// The socket's mode is one guard; the peer's credentials (SO_PEERCRED, the kernel's word on who
+// connected) are the second: a process that is not root is answered NETD_PERMISSION_DENIED (to
+// its first line) and nothing it sends is handled, so a socket made accessible by mistake (a bind
+// mount, a chmod) still changes nothing. What a client can hold is bounded (ApiLimits): connections at once,
+// requests in flight per connection (the connection is not read further until they are answered,
+// nor while the client does not read its answers), the time a started line may take, and the time
+// a connection may sit idle.
 import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { endianness } from 'node:os';
 import { dirname } from 'node:path';
 import { errorMessage, NspawnError } from '../../errors.js';
 import type { Logger } from '../../log.js';
+import { sys } from '../../native.js';
 import { BadRequestError, decodeRequestLine, errorBody, MAX_REQUEST_BYTES, type NetdRequest, type NetdResponse } from './api.js';
 
 export type RequestHandler = (req: NetdRequest) => Promise<unknown>;
+
+const SOL_SOCKET = 1;
+const SO_PEERCRED = 17;
+
+/** The process at the other end of a connection, as the kernel recorded it at connect(). */
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+export interface ApiLimits {
+  /** connections served at once; one more is answered NETD_BUSY and closed */
+  maxConnections: number;
+  /** requests of one connection being answered at once; it is not read further meanwhile */
+  maxPipelined: number;
+  /** a request line that has begun must end (newline) within this many ms */
+  requestTimeoutMs: number;
+  /** a connection with no request in flight and none begun is closed after this many ms */
+  idleTimeoutMs: number;
+}
+
+export const DEFAULT_API_LIMITS: Readonly<ApiLimits> = {
+  maxConnections: 128,
+  maxPipelined: 16,
+  requestTimeoutMs: 5_000,
+  idleTimeoutMs: 60_000,
+};
+
+export interface ApiServerOptions {
+  limits?: Partial<ApiLimits>;
+  /** who may use the API (default: root only) */
+  allowPeer?: (peer: PeerCredentials) => boolean;
+}
+
+/** Only root. */
+export const rootOnly = (peer: PeerCredentials): boolean => peer.uid === 0;
+
+/** SO_PEERCRED of an accepted connection; undefined when Node does not show its descriptor. */
+export function peerCredentials(sock: Socket): PeerCredentials | undefined {
+  // Node has no API for it; its Pipe handle shows the descriptor on Unix
+  const fd = (sock as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) return undefined;
+  const b = sys().getsockoptBytes(fd, SOL_SOCKET, SO_PEERCRED, 12);
+  if (b.length < 12) return undefined;
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const le = endianness() === 'LE';
+  return { pid: v.getInt32(0, le), uid: v.getUint32(4, le), gid: v.getUint32(8, le) };
+}
 
 /** Whether something accepts connections on `path`. */
 export function socketAnswers(path: string, timeoutMs = 500): Promise<boolean> {
@@ -29,9 +88,10 @@ export function socketAnswers(path: string, timeoutMs = 500): Promise<boolean> {
 export class ApiServer {
   private readonly conns = new Set<Socket>();
 
-  private constructor(private readonly server: Server, readonly path: string) {}
+  private constructor(private readonly server: Server, readonly path: string, private readonly limits: ApiLimits,
+    private readonly allowPeer: (peer: PeerCredentials) => boolean) {}
 
-  static async listen(path: string, handler: RequestHandler, log: Logger): Promise<ApiServer> {
+  static async listen(path: string, handler: RequestHandler, log: Logger, opts: ApiServerOptions = {}): Promise<ApiServer> {
     mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
     if (await socketAnswers(path)) {
       throw new NspawnError('NETD_RUNNING', `another nspawn-netd is answering on ${path}; stop it first`);
@@ -43,7 +103,7 @@ export class ApiServer {
     }
     let api!: ApiServer;
     const server = createServer((sock) => api.accept(sock, handler, log));
-    api = new ApiServer(server, path);
+    api = new ApiServer(server, path, { ...DEFAULT_API_LIMITS, ...opts.limits }, opts.allowPeer ?? rootOnly);
     // the socket file is made by listen(): no moment where others may connect
     const old = process.umask(0o177);
     try {
@@ -57,28 +117,93 @@ export class ApiServer {
     } finally {
       process.umask(old);
     }
+    // accept() failing (EMFILE, ENFILE) must not end the sidecar: the connection is dropped
+    server.on('error', (err) => log.warn(`the API socket ${path}: ${errorMessage(err)}`));
     chmodSync(path, 0o600);
     return api;
   }
 
+  /** Answers one error line and closes the connection once it is written; what the client sends meanwhile is discarded. */
+  private static refuse(sock: Socket, error: { code: string; message: string }): void {
+    sock.removeAllListeners('data');
+    sock.resume();
+    sock.end(JSON.stringify({ ok: false, error } satisfies NetdResponse) + '\n');
+    sock.destroySoon();
+  }
+
   private accept(sock: Socket, handler: RequestHandler, log: Logger): void {
+    sock.on('error', () => sock.destroy());
+    const limits = this.limits;
+    if (this.conns.size >= limits.maxConnections) {
+      log.debug(`refusing a connection: ${this.conns.size} are open`);
+      ApiServer.refuse(sock, { code: 'NETD_BUSY', message: `the sidecar serves at most ${limits.maxConnections} connections at once; try again` });
+      return;
+    }
+    let peer: PeerCredentials | undefined;
+    try {
+      peer = peerCredentials(sock);
+    } catch (err) {
+      log.warn(`reading the credentials of an API connection failed: ${errorMessage(err)}`);
+    }
+    // a peer that may not use the API gets the refusal as the answer to its first request (a client
+    // that is still writing it would otherwise see EPIPE instead); nothing it sends is handled
+    let denied: { code: string; message: string } | undefined;
+    if (!peer || !this.allowPeer(peer)) {
+      const who = peer ? `uid ${peer.uid} (pid ${peer.pid})` : 'a process whose credentials could not be read';
+      log.warn(`refused an API connection from ${who}`, peer ? { uid: peer.uid, pid: peer.pid } : {});
+      denied = { code: 'NETD_PERMISSION_DENIED', message: `permission denied: the nspawn-netd API is only for root (uid 0); this connection comes from ${who}` };
+    }
     this.conns.add(sock);
     sock.on('close', () => this.conns.delete(sock));
-    sock.on('error', () => sock.destroy());
     let buf = '';
+    let inflight = 0;
     let chain = Promise.resolve();
+    /** no more lines are taken (the connection is being closed) */
+    let ended = false;
     const reply = (r: NetdResponse): void => {
-      if (!sock.destroyed) sock.write(JSON.stringify(r) + '\n');
+      if (!sock.destroyed && sock.writable) sock.write(JSON.stringify(r) + '\n');
     };
-    sock.setEncoding('utf8');
-    sock.on('data', (chunk: string) => {
-      buf += chunk;
-      for (;;) {
+    // requests already taken are answered first: answers stay in request order
+    const finish = (error: { code: string; message: string }): void => {
+      if (ended) return;
+      ended = true;
+      buf = '';
+      chain = chain.then(() => ApiServer.refuse(sock, error));
+    };
+    // one timer: a begun line must end soon; an idle connection goes after a while
+    let timer: NodeJS.Timeout | undefined;
+    const arm = (): void => {
+      if (timer) clearTimeout(timer);
+      timer = undefined;
+      if (ended || inflight > 0) return;
+      if (buf.length > 0 || denied) {
+        timer = setTimeout(() => finish(denied ?? {
+          code: 'NETD_BAD_REQUEST', message: `a request line must end (newline) within ${limits.requestTimeoutMs} ms of its start`,
+        }), limits.requestTimeoutMs);
+      } else {
+        timer = setTimeout(() => {
+          ended = true;
+          sock.destroy();
+        }, limits.idleTimeoutMs);
+      }
+      timer.unref();
+    };
+    sock.on('close', () => {
+      if (timer) clearTimeout(timer);
+    });
+    // lines are taken while fewer than maxPipelined are in flight and the client reads its answers
+    const pump = (): void => {
+      while (!ended && inflight < limits.maxPipelined && !sock.writableNeedDrain) {
         const nl = buf.indexOf('\n');
         if (nl < 0) break;
         const line = buf.slice(0, nl).trim();
         buf = buf.slice(nl + 1);
         if (!line) continue;
+        if (denied) {
+          finish(denied);
+          break;
+        }
+        inflight++;
         chain = chain.then(async () => {
           let id: string | number | undefined;
           try {
@@ -90,15 +215,29 @@ export class ApiServer {
             if (!(err instanceof BadRequestError)) log.debug(`request failed: ${errorMessage(err)}`);
             const error = errorBody(err);
             reply(id === undefined ? { ok: false, error } : { ok: false, id, error });
+          } finally {
+            inflight--;
+            pump();
           }
         });
       }
-      if (Buffer.byteLength(buf) > MAX_REQUEST_BYTES) {
-        reply({ ok: false, error: errorBody(new BadRequestError(`a request is at most ${MAX_REQUEST_BYTES} bytes, ending in a newline`)) });
-        sock.end();
-        buf = '';
+      if (!ended && buf.indexOf('\n') < 0 && Buffer.byteLength(buf) > MAX_REQUEST_BYTES) {
+        finish(denied ?? errorBody(new BadRequestError(`a request is at most ${MAX_REQUEST_BYTES} bytes, ending in a newline`)));
+        return;
       }
+      const busy = inflight >= limits.maxPipelined || sock.writableNeedDrain || buf.indexOf('\n') >= 0;
+      if (busy) sock.pause();
+      else if (!ended) sock.resume();
+      arm();
+    };
+    sock.on('drain', pump);
+    sock.setEncoding('utf8');
+    sock.on('data', (chunk: string) => {
+      if (ended) return;
+      buf += chunk;
+      pump();
     });
+    arm();
   }
 
   async close(): Promise<void> {

@@ -28,6 +28,11 @@ export interface ReservationRecord {
   ports?: PortForward[];
   /** --port-loopback: 127.0.0.1:HOSTPORT too */
   portLoopback?: boolean;
+  /**
+   * The embedded launcher that made it (a sidecar's reservations have none: the sidecar follows
+   * their links): when that process is gone, so is the reservation (subsystem sweepDeadHolders).
+   */
+  holder?: Holder;
 }
 
 /** A holder of a served link: the sidecar, or an embedded launcher (PID and start time). */

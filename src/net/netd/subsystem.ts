@@ -27,7 +27,7 @@ import { processStartTime } from '../../runtime/ephemeral.js';
 import { logger, type Logger } from '../../log.js';
 import { Firewall } from '../firewall/index.js';
 import { CHAIN_NAMES, ruleCommands, SET_NAMES, TABLE_FAMILY } from '../firewall/rules.js';
-import { cleanupStaleZoneBridges } from '../modes/zone.js';
+import { cleanupStaleZoneBridges, removeZoneBridgeIfEmpty, zoneLock } from '../modes/zone.js';
 import { formatMac, generateMac, readMachineId, vethHostIfname, zoneBridgeIfname } from '../naming.js';
 import { describeSubnet, SubnetPool, type SubnetAllocation, type SubnetPoolOptions } from '../pool.js';
 import { type Link, Rtnl, type RtnlEvent, type RtnlMonitor } from '../rtnl.js';
@@ -163,12 +163,13 @@ function holderAlive(h: Holder): boolean {
  * one (pickAddress) past the others' reservations and `bound` addresses. A previous entry for the
  * machine or the MAC is replaced.
  */
-function placeReservation(alloc: SubnetAllocation, current: readonly ReservationRecord[], machine: string, mac: string, bound: readonly string[]): ReservationRecord[] {
+function placeReservation(alloc: SubnetAllocation, current: readonly ReservationRecord[], machine: string, mac: string, bound: readonly string[],
+  holder?: Holder): ReservationRecord[] {
   const mine = current.find((r) => r.machine === machine);
   const others = current.filter((r) => r.machine !== machine && r.mac !== mac);
   const taken = new Set<string>([...others.map((r) => r.address), ...bound]);
   const address = mine && !taken.has(mine.address) && isClientAddress(alloc, mine.address) ? mine.address : pickAddress(alloc, machine, taken);
-  return [...others, { machine, mac, address }];
+  return [...others, holder === undefined ? { machine, mac, address } : { machine, mac, address, holder }];
 }
 
 export class NetworkSubsystem {
@@ -190,6 +191,11 @@ export class NetworkSubsystem {
   private readonly chains = new Map<string, Promise<unknown>>();
   private tablesReady = false;
   private closed = false;
+
+  /** What reservations made here record as their holder: embedded ones die with this process. */
+  private get embeddedHolder(): Holder | undefined {
+    return this.mode === 'embedded' ? this.holder : undefined;
+  }
 
   private constructor(opts: SubsystemOptions) {
     this.mode = opts.mode;
@@ -241,6 +247,13 @@ export class NetworkSubsystem {
         await s.close();
         throw err;
       }
+    } else {
+      // the next launcher start clears what killed launchers left (no sidecar may ever run)
+      try {
+        await s.sweepDeadHolders(() => true);
+      } catch (err) {
+        s.log.warn(`clearing what stopped launchers left behind failed: ${errorMessage(err)}`);
+      }
     }
     return s;
   }
@@ -289,6 +302,8 @@ export class NetworkSubsystem {
     if (ev.type === 'dellink') {
       if (this.served.has(link.name)) await this.queue(link.name, () => this.unserve(link.name, true));
       if (role?.role === 'port') await this.portGone(role.machine, link);
+      // a link left to an embedded launcher (heldByOther) went with its killed launcher
+      else if (!this.served.has(link.name)) await this.sweepDeadHolders((ifname) => ifname === link.name);
       return;
     }
     if (!role) return;
@@ -312,14 +327,13 @@ export class NetworkSubsystem {
       const l = byName.get(s.ifname);
       if (!l || l.index !== s.ifindex) await this.queue(s.ifname, () => this.unserve(s.ifname, !l));
     }
-    // records of links that are gone (they went while no sidecar ran) are released
-    const state = this.store.peek();
-    for (const rec of Object.values(state.links)) {
-      const l = byName.get(rec.ifname);
+    // records of links that are gone (they went while no sidecar ran) are released, as are
+    // reservations of launchers that are gone
+    await this.sweepDeadHolders((ifname) => {
+      const l = byName.get(ifname);
       const role = l ? classifyLink(l) : undefined;
-      const alive = rec.holders.filter((h) => h !== 'sidecar' && holderAlive(h));
-      if ((!l || !role || role.role === 'port') && alive.length === 0) await this.dropRecord(rec, 'its link is gone');
-    }
+      return !l || !role || role.role === 'port';
+    });
     for (const l of links) {
       const role = classifyLink(l);
       if (!role || role.role === 'port') continue;
@@ -424,7 +438,7 @@ export class NetworkSubsystem {
       reservations = same ? rec.reservations.filter((r) => isClientAddress(alloc, r.address)) : [];
       // a soft wish (the sidecar's guess of systemd-nspawn's MAC) never replaces a launcher's reservation
       if (want && !(want.soft && reservations.some((r) => r.machine === want.machine))) {
-        reservations = placeReservation(alloc, reservations, want.machine, want.mac, []);
+        reservations = placeReservation(alloc, reservations, want.machine, want.mac, [], this.embeddedHolder);
       }
       st.links[link.name] = {
         kind, key, ifname: link.name, ifindex: link.index, subnet: alloc.subnet, reservations, holders: [...holders, this.holder],
@@ -499,7 +513,18 @@ export class NetworkSubsystem {
     await this.store.update((st) => {
       const rec = st.links[served.ifname];
       if (rec) rec.holders = rec.holders.filter((h) => h !== this.holder);
-      if (rec && rec.holders.length === 0) this.forgetRecord(st, rec);
+      if (rec && rec.holders.length === 0) {
+        this.forgetRecord(st, rec);
+        // a record taken over from holders that are gone (a killed launcher) goes with its entries
+        for (const r of rec.reservations) if (r.ports?.length) this.unforwardPorts(r);
+        if (!served.masquerade) {
+          try {
+            this.firewall.removeMasquerade(rec.subnet);
+          } catch (err) {
+            this.log.warn(`removing the masquerade of ${rec.subnet} failed: ${errorMessage(err)}`);
+          }
+        }
+      }
     });
   }
 
@@ -586,21 +611,75 @@ export class NetworkSubsystem {
     this.log.info(`stopped serving ${ifname}`, { ifname, subnet: s.alloc.subnet, reason: gone ? 'link gone' : 'released' });
   }
 
-  /** A record whose link is gone: release it and its masquerade entry. */
-  private async dropRecord(rec: LinkRecord, why: string): Promise<void> {
+  /**
+   * Clears what holders that are gone left behind — launchers killed before their afterExit (kill
+   * -9), a sidecar's records of links that went while it was down: records of links no live
+   * process holds (and, in sidecar mode, the sidecar only when `linkGone` says the link went), and
+   * reservations whose embedded launcher is gone; with them their masquerade entries, port
+   * mappings, DHCP interfaces and (embedded) empty zone bridges. A holder is a process identified
+   * by PID and start time, so nothing of a running launcher is taken; 'sidecar' records are left
+   * to the sidecar (its next start reconciles them), and so are the links it serves for
+   * systemd-nspawn. The firewall is changed under the state lock: no launcher can meanwhile
+   * record, and then install, an entry this removes.
+   */
+  private async sweepDeadHolders(linkGone: (ifname: string) => boolean): Promise<void> {
+    const live = (h: Holder): boolean => (h === 'sidecar' ? this.mode === 'embedded' : holderAlive(h));
+    const deadRecord = (rec: LinkRecord): boolean => !rec.holders.some(live) && (this.mode === 'embedded' || linkGone(rec.ifname));
+    const deadReservation = (r: ReservationRecord): boolean => r.holder !== undefined && !holderAlive(r.holder);
+    const anything = (st: NetdState): boolean => Object.values(st.links).some((rec) => deadRecord(rec) || rec.reservations.some(deadReservation));
+    // the common case (nothing left behind) costs one read of the state file
+    if (!anything(this.store.peek())) return;
+    const zones: string[] = [];
     await this.store.update((st) => {
-      const cur = st.links[rec.ifname];
-      if (cur) this.forgetRecord(st, cur);
+      const dropped: Array<{ rec: LinkRecord; reservations: ReservationRecord[] }> = [];
+      for (const rec of Object.values(st.links)) {
+        if (deadRecord(rec)) {
+          this.forgetRecord(st, rec);
+          dropped.push({ rec, reservations: rec.reservations });
+          if (rec.kind === 'zone' && this.mode === 'embedded') zones.push(rec.ifname);
+          continue;
+        }
+        const gone = rec.reservations.filter(deadReservation);
+        if (gone.length === 0) continue;
+        rec.reservations = rec.reservations.filter((r) => !gone.includes(r));
+        rec.holders = rec.holders.filter((h) => h === 'sidecar' || holderAlive(h));
+        dropped.push({ rec, reservations: gone });
+      }
+      // a machine name another record or another running launcher claims keeps its port mappings
+      // (same owner): they are that launcher's now. This launcher's own machine (a new start after
+      // a kill) installs its mappings afresh right after.
+      const registry = new MachineRegistry();
+      const me = `${process.pid}:${processStartTime(process.pid) ?? ''}`;
+      const claimed = new Set(Object.values(st.links).flatMap((l) => l.reservations.map((r) => r.machine)));
+      const runsElsewhere = (machine: string): boolean => {
+        const m = registry.get(machine);
+        return m !== undefined && !(this.mode === 'embedded' && `${m.launcher.pid}:${m.launcher.startTime}` === me);
+      };
+      for (const { rec, reservations } of dropped) {
+        const whole = st.links[rec.ifname] === undefined;
+        for (const r of reservations) {
+          if (r.ports?.length && !claimed.has(r.machine) && !runsElsewhere(r.machine)) this.unforwardPorts(r, whole ? undefined : rec.ifname);
+          if (!whole && this.dhcpServer && this.served.get(rec.ifname)?.dhcp) this.dhcpServer.unreserve(rec.ifname, { mac: r.mac });
+          this.log.info(`released ${r.address} of ${r.machine}: its launcher is gone`, { ifname: rec.ifname, machine: r.machine });
+        }
+        if (!whole) continue;
+        try {
+          this.firewall.removeMasquerade(rec.subnet);
+        } catch (err) {
+          this.log.warn(`removing the masquerade of ${rec.subnet} failed: ${errorMessage(err)}`);
+        }
+        if (!this.served.has(rec.ifname)) this.dhcpServer?.removeInterface(rec.ifname);
+        this.log.info(`forgot ${rec.ifname} (${rec.subnet}): ${this.mode === 'embedded' ? 'its launcher is gone' : 'its link is gone'}`, { ifname: rec.ifname });
+      }
     });
-    for (const r of rec.reservations) if (r.ports?.length) this.unforwardPorts(r);
-    try {
-      this.firewall.removeMasquerade(rec.subnet);
-    } catch (err) {
-      this.log.warn(`removing the masquerade of ${rec.subnet} failed: ${errorMessage(err)}`);
+    // a zone bridge its killed launchers left: removed if no container is on it (zone.ts, under the zone lock)
+    for (const bridge of zones) {
+      try {
+        if (await removeZoneBridgeIfEmpty(this.rtnl, zoneLock(), bridge)) this.log.info(`removed the zone bridge ${bridge}: its launchers are gone`, { ifname: bridge });
+      } catch (err) {
+        this.log.warn(`removing the zone bridge ${bridge} failed: ${errorMessage(err)}`);
+      }
     }
-    this.dhcpServer?.removeInterface(rec.ifname);
-    await this.dropTablesIfEmpty();
-    this.log.info(`forgot ${rec.ifname} (${rec.subnet}): ${why}`, { ifname: rec.ifname });
   }
 
   /**
@@ -680,7 +759,7 @@ export class NetworkSubsystem {
       const rec = st.links[ifname];
       if (!rec) throw new NetdError('NETD_NOT_SERVED', `link ${ifname} has no record (was it removed meanwhile?)`);
       const bound = leases.filter((l) => l.state === 'bound' && l.expiresAt > Date.now() && l.mac.toLowerCase() !== mac).map((l) => l.address);
-      rec.reservations = placeReservation(s.alloc, rec.reservations, machine, mac, bound);
+      rec.reservations = placeReservation(s.alloc, rec.reservations, machine, mac, bound, this.embeddedHolder);
       res = rec.reservations.find((r) => r.machine === machine) as ReservationRecord;
     });
     if (this.mode === 'embedded') s.placed = res;
@@ -742,7 +821,19 @@ export class NetworkSubsystem {
       const res = placed ?? await this.reserveOn(ifname, req.machine, mac);
       if (placed) this.log.info(`reserved ${placed.address} for ${req.machine}`, { ifname, machine: req.machine, mac, address: placed.address });
       // port forwarding: mapped to the address just reserved, before the container asks for it
-      await this.forwardPorts(ifname, res, { ports: req.ports ?? [], loopback: req.portLoopback ?? false }, previous);
+      try {
+        await this.forwardPorts(ifname, res, { ports: req.ports ?? [], loopback: req.portLoopback ?? false }, previous);
+      } catch (err) {
+        // a refused request leaves nothing it made: the new reservation, and a link this request
+        // started to serve in-process (a sidecar keeps serving the links it watches)
+        try {
+          if (!previous) await this.unreserveOn(ifname, req.machine);
+          if (fresh && this.mode === 'embedded') await this.unserve(ifname, false);
+        } catch (undoErr) {
+          this.log.warn(`undoing the reservation of ${req.machine} failed: ${errorMessage(undoErr)}`);
+        }
+        throw err;
+      }
       const out: MachineLease = {
         machine: req.machine, kind: req.kind, ifname, subnet: s.alloc.subnet, address: res.address,
         prefixLength: s.alloc.prefixLength, gateway: s.alloc.hostAddress, dns: [...this.dns], mac,
