@@ -2,6 +2,14 @@
 # Runs inside the private namespaces made by scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# It remounts /sys, /run/netns and state directories: run outside the private namespaces made by
+# scripts/test.sh, it would do that to the machine itself.
+here="$(readlink /proc/self/ns/mnt) $(readlink /proc/self/ns/net)"
+outer="${NSPAWN_TS_OUTER_NS:-}"
+if [ -z "$outer" ] || [ "${here% *}" = "${outer% *}" ] || [ "${here#* }" = "${outer#* }" ]; then
+  echo "test-in-netns.sh: not in a private mount and network namespace; run 'npm test' (scripts/test.sh), which makes them" >&2
+  exit 2
+fi
 # /sys shows the links of the namespace that mounted it: remount it for ours. The fresh sysfs would
 # hide the cgroup hierarchies mounted below /sys/fs/cgroup (resource-control tests and
 # systemd-nspawn need them): carry them over.

@@ -5,4 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec unshare --net --mount --propagation private -- bash scripts/test-in-netns.sh "$@"
+# test-in-netns.sh checks it is not in these namespaces before it remounts anything.
+NSPAWN_TS_OUTER_NS="$(readlink /proc/self/ns/mnt) $(readlink /proc/self/ns/net)" \
+  exec unshare --net --mount --propagation private -- bash scripts/test-in-netns.sh "$@"

@@ -79,23 +79,61 @@ enum OpCode {
   OP_EXEC,
 };
 
-struct OpName {
+// What an op reads from its JS object (src/runtime/plan.ts): strings into s1..s4 (key, and
+// whether it must be there) and numbers into n1..n4 (key and default, or a boolean as 0/1).
+// setgroups, seccomp, exec and mknod's device number read more (ParsePlan).
+struct StrField {
+  const char* key = nullptr;
+  bool required = false;
+};
+struct NumField {
+  const char* key = nullptr;
+  uint64_t def = 0;
+  bool boolean = false;
+};
+struct OpSpec {
   const char* name;
   OpCode code;
+  StrField s[4];
+  NumField n[4];
 };
 
-const OpName kOpNames[] = {
-    {"mount", OP_MOUNT},       {"setattr", OP_SETATTR},         {"umount", OP_UMOUNT},
-    {"mkdir", OP_MKDIR},       {"touch", OP_TOUCH},             {"mknod", OP_MKNOD},
-    {"symlink", OP_SYMLINK},   {"writeFile", OP_WRITE_FILE},    {"chown", OP_CHOWN},
-    {"chmod", OP_CHMOD},       {"pivotRoot", OP_PIVOT_ROOT},    {"moveRoot", OP_MOVE_ROOT},    {"sethostname", OP_SETHOSTNAME},
-    {"chdir", OP_CHDIR},       {"unshare", OP_UNSHARE},         {"setns", OP_SETNS},
-    {"sync", OP_SYNC},         {"setgroups", OP_SETGROUPS},     {"setresgid", OP_SETRESGID},
-    {"setresuid", OP_SETRESUID}, {"capbset", OP_CAPBSET},       {"capset", OP_CAPSET},
-    {"seccomp", OP_SECCOMP},   {"noNewPrivs", OP_NO_NEW_PRIVS}, {"loopbackUp", OP_LOOPBACK_UP},
-    {"pty", OP_PTY},           {"ctty", OP_CTTY},               {"setsid", OP_SETSID},
-    {"stubInit", OP_STUB_INIT}, {"cloneInner", OP_CLONE_INNER}, {"pdeathsig", OP_PDEATHSIG},
-    {"exec", OP_EXEC},
+constexpr bool kRequired = true;
+constexpr NumField Flag(const char* key) { return {key, 0, true}; }
+
+const OpSpec kOps[] = {
+    {"mount", OP_MOUNT, {{"source"}, {"target", kRequired}, {"fstype"}, {"data"}}, {{"flags"}}},
+    {"setattr", OP_SETATTR, {{"path", kRequired}}, {{"set"}, {"clear"}, Flag("recursive"), {"propagation"}}},
+    {"umount", OP_UMOUNT, {{"path", kRequired}}, {{"flags"}}},
+    {"mkdir", OP_MKDIR, {{"path", kRequired}}, {{"mode", 0755}, Flag("parents")}},
+    {"touch", OP_TOUCH, {{"path", kRequired}}, {{"mode", 0755}, Flag("parents")}},
+    {"chmod", OP_CHMOD, {{"path", kRequired}}, {{"mode", 0755}, Flag("parents")}},
+    {"mknod", OP_MKNOD, {{"path", kRequired}}, {{"mode"}}},
+    {"symlink", OP_SYMLINK, {{"target", kRequired}, {"path", kRequired}}, {}},
+    {"writeFile", OP_WRITE_FILE, {{"path", kRequired}, {"content", kRequired}}, {{"mode", 0644}}},
+    {"chown", OP_CHOWN, {{"path", kRequired}}, {{"uid"}, {"gid"}}},
+    {"pivotRoot", OP_PIVOT_ROOT, {{"path", kRequired}}, {}},
+    {"moveRoot", OP_MOVE_ROOT, {{"path", kRequired}}, {}},
+    {"sethostname", OP_SETHOSTNAME, {{"name", kRequired}}, {}},
+    {"chdir", OP_CHDIR, {{"path", kRequired}}, {}},
+    {"unshare", OP_UNSHARE, {}, {{"flags"}}},
+    {"setns", OP_SETNS, {{"path", kRequired}}, {{"nstype"}}},
+    {"sync", OP_SYNC, {}, {}},
+    {"setgroups", OP_SETGROUPS, {}, {}},
+    {"setresgid", OP_SETRESGID, {}, {{"gid"}}},
+    {"setresuid", OP_SETRESUID, {}, {{"uid"}}},
+    {"capbset", OP_CAPBSET, {}, {{"keep"}}},
+    {"capset", OP_CAPSET, {}, {{"effective"}, {"permitted"}, {"inheritable"}, {"ambient"}}},
+    {"seccomp", OP_SECCOMP, {}, {}},
+    {"noNewPrivs", OP_NO_NEW_PRIVS, {}, {}},
+    {"loopbackUp", OP_LOOPBACK_UP, {}, {}},
+    {"pty", OP_PTY, {{"ptmx", kRequired}, {"consoleLink"}}, {}},
+    {"ctty", OP_CTTY, {}, {}},
+    {"setsid", OP_SETSID, {}, {}},
+    {"stubInit", OP_STUB_INIT, {}, {}},
+    {"cloneInner", OP_CLONE_INNER, {}, {{"flags"}}},
+    {"pdeathsig", OP_PDEATHSIG, {}, {{"signal", SIGKILL}}},
+    {"exec", OP_EXEC, {}, {}},
 };
 
 // One operation, with every argument already in plain memory (pointers into Plan's storage).
@@ -187,74 +225,30 @@ void ParsePlan(const Napi::Object& obj, Plan& plan) {
     Napi::Value nameV = o.Get("op");
     if (!nameV.IsString()) throw Napi::TypeError::New(env, "plan op " + std::to_string(i) + ": 'op' must be a string");
     std::string name = nameV.As<Napi::String>().Utf8Value();
-    Op op{};
-    bool found = false;
-    for (const auto& n : kOpNames) {
-      if (name == n.name) {
-        op.code = n.code;
-        found = true;
+    const OpSpec* spec = nullptr;
+    for (const auto& k : kOps) {
+      if (name == k.name) {
+        spec = &k;
         break;
       }
     }
-    if (!found) throw Napi::TypeError::New(env, "plan op " + std::to_string(i) + ": unknown op '" + name + "'");
+    if (!spec) throw Napi::TypeError::New(env, "plan op " + std::to_string(i) + ": unknown op '" + name + "'");
+    Op op{};
+    op.code = spec->code;
     op.optional = o.Get("optional").ToBoolean().Value();
+    const char** strs[4] = {&op.s1, &op.s2, &op.s3, &op.s4};
+    for (int k = 0; k < 4; k++) {
+      if (spec->s[k].key) *strs[k] = GetString(plan, o, spec->s[k].key, spec->s[k].required, i);
+    }
+    uint64_t* nums[4] = {&op.n1, &op.n2, &op.n3, &op.n4};
+    for (int k = 0; k < 4; k++) {
+      const NumField& f = spec->n[k];
+      if (!f.key) continue;
+      *nums[k] = f.boolean ? (o.Get(f.key).ToBoolean().Value() ? 1 : 0) : GetNumber(o, f.key, f.def);
+    }
     switch (op.code) {
-      case OP_MOUNT:
-        op.s1 = GetString(plan, o, "source", false, i);
-        op.s2 = GetString(plan, o, "target", true, i);
-        op.s3 = GetString(plan, o, "fstype", false, i);
-        op.s4 = GetString(plan, o, "data", false, i);
-        op.n1 = GetNumber(o, "flags", 0);
-        break;
-      case OP_SETATTR:
-        op.s1 = GetString(plan, o, "path", true, i);
-        op.n1 = GetNumber(o, "set", 0);
-        op.n2 = GetNumber(o, "clear", 0);
-        op.n3 = o.Get("recursive").ToBoolean().Value() ? 1 : 0;
-        op.n4 = GetNumber(o, "propagation", 0);
-        break;
-      case OP_UMOUNT:
-        op.s1 = GetString(plan, o, "path", true, i);
-        op.n1 = GetNumber(o, "flags", 0);
-        break;
-      case OP_MKDIR:
-      case OP_TOUCH:
-      case OP_CHMOD:
-        op.s1 = GetString(plan, o, "path", true, i);
-        op.n1 = GetNumber(o, "mode", 0755);
-        op.n2 = o.Get("parents").ToBoolean().Value() ? 1 : 0;
-        break;
       case OP_MKNOD:
-        op.s1 = GetString(plan, o, "path", true, i);
-        op.n1 = GetNumber(o, "mode", 0);
         op.n2 = makedev(GetNumber(o, "major", 0), GetNumber(o, "minor", 0));
-        break;
-      case OP_SYMLINK:
-        op.s1 = GetString(plan, o, "target", true, i);
-        op.s2 = GetString(plan, o, "path", true, i);
-        break;
-      case OP_WRITE_FILE:
-        op.s1 = GetString(plan, o, "path", true, i);
-        op.s2 = GetString(plan, o, "content", true, i);
-        op.n1 = GetNumber(o, "mode", 0644);
-        break;
-      case OP_CHOWN:
-        op.s1 = GetString(plan, o, "path", true, i);
-        op.n1 = GetNumber(o, "uid", 0);
-        op.n2 = GetNumber(o, "gid", 0);
-        break;
-      case OP_PIVOT_ROOT:
-      case OP_MOVE_ROOT:
-      case OP_SETHOSTNAME:
-      case OP_CHDIR:
-        op.s1 = GetString(plan, o, op.code == OP_SETHOSTNAME ? "name" : "path", true, i);
-        break;
-      case OP_UNSHARE:
-        op.n1 = GetNumber(o, "flags", 0);
-        break;
-      case OP_SETNS:
-        op.s1 = GetString(plan, o, "path", true, i);
-        op.n1 = GetNumber(o, "nstype", 0);
         break;
       case OP_SETGROUPS: {
         Napi::Value g = o.Get("gids");
@@ -266,21 +260,6 @@ void ParsePlan(const Napi::Object& obj, Plan& plan) {
         op.numsLen = plan.numLists.back().size();
         break;
       }
-      case OP_SETRESGID:
-        op.n1 = GetNumber(o, "gid", 0);
-        break;
-      case OP_SETRESUID:
-        op.n1 = GetNumber(o, "uid", 0);
-        break;
-      case OP_CAPBSET:
-        op.n1 = GetNumber(o, "keep", 0);
-        break;
-      case OP_CAPSET:
-        op.n1 = GetNumber(o, "effective", 0);
-        op.n2 = GetNumber(o, "permitted", 0);
-        op.n3 = GetNumber(o, "inheritable", 0);
-        op.n4 = GetNumber(o, "ambient", 0);
-        break;
       case OP_SECCOMP: {
         Napi::Value b = o.Get("program");
         if (!b.IsTypedArray()) throw Napi::TypeError::New(env, "plan op " + std::to_string(i) + ": 'program' must be a Uint8Array");
@@ -291,29 +270,14 @@ void ParsePlan(const Napi::Object& obj, Plan& plan) {
         if (op.bytesLen % sizeof(sock_filter) != 0) throw Napi::TypeError::New(env, "seccomp program length is not a multiple of 8");
         break;
       }
-      case OP_PTY:
-        op.s1 = GetString(plan, o, "ptmx", true, i);
-        op.s2 = GetString(plan, o, "consoleLink", false, i);
-        break;
-      case OP_CLONE_INNER:
-        op.n1 = GetNumber(o, "flags", 0);
-        break;
-      case OP_PDEATHSIG:
-        op.n1 = GetNumber(o, "signal", SIGKILL);
-        break;
       case OP_EXEC:
         op.list1 = GetStringList(plan, o, "candidates", i);
         op.list2 = GetStringList(plan, o, "argv", i);
         op.list3 = GetStringList(plan, o, "envp", i);
         if (!op.list1 || !op.list2 || !op.list3) throw Napi::TypeError::New(env, "plan op " + std::to_string(i) + ": exec needs candidates, argv and envp");
         break;
-      case OP_SYNC:
-      case OP_NO_NEW_PRIVS:
-      case OP_LOOPBACK_UP:
-      case OP_CTTY:
-      case OP_SETSID:
-      case OP_STUB_INIT:
-        break;
+      default:
+        break;  // kOps says it all
     }
     plan.ops.push_back(op);
   }

@@ -1,6 +1,7 @@
 // -b/--boot: the container's own init as PID 1 — busybox init, and systemd of a Debian bookworm
 // root reaching `running` with no failed units — and both halting on SIGTERM to the launcher.
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { describe, expect, beforeAll } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { busyboxRoot, copyRoot, debianRoot } from '../helpers/rootfs.js';
@@ -44,6 +45,23 @@ describe('boot', () => {
     expect(c.output()).toContain('nspawn-ts-test: shutdown');
     expect(c.output()).toContain(`Container boot-bb-${RUN} has been shut down.`);
     expect(machineRecords()).toEqual([]);
+  });
+
+  ktest("KillSignal= of the machine's .nspawn file is what a busybox init gets (SIGUSR2: poweroff, not SIGTERM's reboot)", async ({ onTestFinished }) => {
+    const copy = await copyRoot(bbRoot);
+    onTestFinished(() => copy.remove());
+    const name = `boot-bb-ks-${RUN}`;
+    // next to the root directory: an untrusted file, whose KillSignal= applies all the same
+    writeFileSync(join(dirname(copy.dir), `${name}.nspawn`), '[Exec]\nKillSignal=SIGUSR2\n');
+    const c = startNspawn(['-D', copy.dir, '-M', name, '-b']);
+    onTestFinished(() => killAndWait(c));
+    await started(name, c);
+    await waitFor(() => c.output().includes('nspawn-ts-test: booted as PID'), 'rcS to run');
+    c.kill('SIGTERM');
+    expect(await exited(c)).toEqual({ code: 0, signal: null });
+    expect(c.output()).toContain('Requesting system poweroff');
+    expect(c.output()).not.toContain('Requesting system reboot');
+    expect(c.output()).toContain(`Container ${name} has been shut down.`);
   });
 
   ktest('Debian with systemd boots to "running" with no failed units, and halts on SIGTERM', async ({ onTestFinished }) => {
