@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
-import { busyboxRoot } from '../helpers/rootfs.js';
+import { busyboxRoot, copyRoot } from '../helpers/rootfs.js';
 import { leftoverCgroups, machineRecords, nspawn } from '../helpers/nspawn.js';
 import { sys } from '../../src/native.js';
 import { detectLayout, parseProcCgroup, warmCgroupMoves } from '../../src/runtime/cgroups.js';
@@ -31,7 +31,8 @@ describe('cgroups on the start-up path', () => {
     const layout = detectLayout();
     if (layout.mode === 'none') return; // nothing to move into (the kernel has cgroups here; see cgroups.test.ts)
     // made right after the first sync point: had PID 1 been moved later, its paths would not be "/"
-    const r = await nspawn(['-q', '-D', root, '-M', name(), '/bin/sh', '-c', 'cat /proc/self/cgroup']);
+    // --resolv-conf=off: nothing written into the shared test root
+    const r = await nspawn(['-q', '--resolv-conf=off', '-D', root, '-M', name(), '/bin/sh', '-c', 'cat /proc/self/cgroup']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const lines = r.stdout.trim().split('\n');
@@ -84,6 +85,8 @@ describe('the embedded path', () => {
     const socket = `/run/nspawn-ts/no-sidecar-${RUN}.sock`;
     expect(existsSync(socket)).toBe(false);
     const dir = mkdtempSync(join(tmpdir(), 'nspawn-ts-startup-'));
+    // a copy: the launcher writes the lease's /etc/resolv.conf into the root (the shared one is copied by others)
+    const own = await copyRoot(root);
     try {
       const record = join(dir, 'connections');
       const preload = join(dir, 'preload.cjs');
@@ -92,7 +95,7 @@ describe('the embedded path', () => {
         const orig = net.createConnection;
         net.createConnection = function (...args) { fs.appendFileSync(${JSON.stringify(record)}, JSON.stringify(args[0]) + '\\n'); return orig.apply(this, args); };`);
       writeFileSync(record, '');
-      const r = await nspawn(['-q', '-n', '-D', root, '-M', name(), '/bin/sh', '-c', 'ip -4 route show default; ip -4 -o addr show dev host0'],
+      const r = await nspawn(['-q', '-n', '-D', own.dir, '-M', name(), '/bin/sh', '-c', 'ip -4 route show default; ip -4 -o addr show dev host0'],
         { env: { NODE_OPTIONS: `--require ${preload}`, NSPAWN_NETD_SOCKET: socket, NSPAWN_NETD_DNS: '192.0.2.53' } });
       expect(r.stderr).toBe('');
       expect(r.code).toBe(0);
@@ -101,6 +104,7 @@ describe('the embedded path', () => {
       expect(readFileSync(record, 'utf8')).toBe('');
     } finally {
       rmSync(dir, { recursive: true, force: true });
+      own.remove();
     }
     nothingLeft();
   });
