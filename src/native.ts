@@ -99,6 +99,12 @@ export interface NativeAddon {
   sendto(fd: number, data: Uint8Array, sockaddr?: Uint8Array): number;
   /** Length received, or -1 when nothing is waiting. Never blocks. */
   recv(fd: number, buf: Uint8Array, flags?: number, addrBuf?: Uint8Array): number;
+  /**
+   * One datagram with its sender's SCM_CREDENTIALS (pid in our PID namespace; -1 without
+   * SO_PASSCRED); `length` is the datagram's, which may exceed buf. Null when none waits.
+   * Descriptors the sender attached are closed.
+   */
+  recvCredentials(fd: number, buf: Uint8Array): { length: number; pid: number; uid: number; gid: number } | null;
   close(fd: number): void;
   FdWatcher: new (fd: number, events: number, callback: (events: number) => void) => FdWatcher;
   openNamespace(path: string): number;

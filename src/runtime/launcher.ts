@@ -25,7 +25,7 @@ import { POLL_READABLE, sys, type ChannelMessage, type FdWatcher } from '../nati
 import { containerCaps, readOwnBoundingSet } from './caps.js';
 import { detectLayout, MachineCgroup, type CgroupLayout } from './cgroups.js';
 import { parseProperties } from './properties.js';
-import { PtyForwarder, consoleMode, type ConsoleMode } from './console.js';
+import { PtyForwarder, consoleMode, interactiveConsole, type ConsoleMode } from './console.js';
 import { SupportCgroups } from './container-cgroup.js';
 import {
   DEFAULT_PATH, execCandidates, findInit, lookupUser, resolveInRoot, supplementaryGroups, type InitInfo, type PasswdEntry,
@@ -37,9 +37,10 @@ import {
 } from './namespaces.js';
 import { CLONE_NEWCGROUP, CLONE_NEWNET, CLONE_NEWNS, describeOp, type ContainerPlan, type PlanOp } from './plan.js';
 import { buildSeccompFilter, seccompSupported } from './seccomp.js';
-import { MachineRegistry, RegistryError, summarizeSpec } from './registry.js';
+import { MachineRegistry, RegistryError, defaultRunDir, summarizeSpec } from './registry.js';
+import { CONTAINER_NOTIFY_SOCKET, ContainerNotifySocket, notifyManager } from './notify.js';
 import { parseSignal, SIGRTMIN } from './cli.js';
-import type { LaunchSpec } from './spec.js';
+import type { ConsoleSetting, LaunchSpec } from './spec.js';
 // types only: the network subsystem (netlink, modes, firewall) is loaded when a container needs it
 import type { ContainerNetworkHooks } from '../net/network-plan.js';
 import type { ResolvConfHookOptions } from '../net/resolv-hook.js';
@@ -79,8 +80,8 @@ export interface LaunchOptions {
   stopTimeoutMs?: number;
   /** install SIGTERM/SIGINT/SIGHUP handlers that stop the container (default true) */
   handleSignals?: boolean;
-  /** 'auto': a pty when standard input and output are a terminal; read-only pty for a boot without one */
-  console?: 'auto' | ConsoleMode;
+  /** overrides the spec's --console= ('auto': systemd's default, interactive on a terminal, else read-only) */
+  console?: 'auto' | ConsoleSetting;
   /** the machine registry (default: the one under /run/nspawn-ts); null: do not record */
   registry?: MachineRegistry | null;
   /** where ephemeral layers go (default <$NSPAWN_TS_STATE_DIR or /var/lib/nspawn-ts>/ephemeral) */
@@ -147,6 +148,7 @@ export function containerEnvironment(opts: {
   env.set('LOGNAME', opts.user?.name ?? 'root');
   if (opts.user) env.set('SHELL', opts.user.shell);
   env.set('container_uuid', opts.uuid);
+  env.set('NOTIFY_SOCKET', CONTAINER_NOTIFY_SOCKET);
   if (opts.hostOs.ID) env.set('container_host_id', opts.hostOs.ID);
   if (opts.hostOs.VERSION_ID) env.set('container_host_version_id', opts.hostOs.VERSION_ID);
   for (const kv of opts.spec.environment) {
@@ -292,12 +294,22 @@ class ContainerRun {
   private registry: MachineRegistry | null;
   private registered = false;
   private init: InitInfo | undefined;
-  private consoleMode: ConsoleMode = 'pipe';
+  private readonly consoleMode: ConsoleMode;
+  private notify: ContainerNotifySocket | undefined;
+  /** --console=passive: the pty master, not forwarded */
+  private passiveMaster = -1;
 
   constructor(private readonly spec: LaunchSpec, private readonly opts: LaunchOptions) {
     this.hooks = [];
-    this.status = opts.status ?? ((line) => { if (!spec.quiet) process.stderr.write(`${line}\n`); });
+    // with --console=pipe the container writes to our stderr: our status lines stay out of it (as systemd-nspawn)
+    this.status = opts.status ?? ((line) => { if (!spec.quiet && this.consoleMode !== 'pipe') process.stderr.write(`${line}\n`); });
     this.registry = opts.registry === undefined ? new MachineRegistry() : opts.registry;
+    const requested = opts.console ?? spec.console;
+    this.consoleMode = consoleMode(requested);
+    if (requested === 'pipe' && interactiveConsole() && !spec.quiet) {
+      process.stderr.write("Console mode 'pipe' selected, but standard input/output are connected to an interactive TTY. "
+        + "Most likely you want to use 'interactive' console mode for proper interactivity and shell job control. Proceeding anyway.\n");
+    }
   }
 
   private onUndo(what: string, fn: () => void | Promise<void>): void {
@@ -448,10 +460,14 @@ class ContainerRun {
       this.onUndo('remove the container cgroups', () => sc.remove());
     }
 
+    // the container's sd_notify socket (/run/host/notify inside)
+    const notify = ContainerNotifySocket.create(`${defaultRunDir()}/notify/${spec.machine}.${process.pid}`, userns?.shift ?? 0);
+    this.notify = notify;
+    this.onUndo('remove the notify socket', () => notify.close());
+
     // the plan
     const uuid = randomUUID();
     const os = hostOsRelease();
-    this.consoleMode = consoleMode(this.opts.console ?? 'auto', spec.mode === 'boot');
     const wantConsole = this.consoleMode !== 'pipe';
     const mountPlan = buildMountPlan({
       root, rootSource, privateNetwork: ownNetns, console: wantConsole,
@@ -459,6 +475,7 @@ class ContainerRun {
       cgroups: layout, uuid, manager: 'systemd-nspawn', ...(userns ? { innerRoot: '/' } : {}),
       ...(os.path ? { hostOsRelease: os.path } : {}),
       ...(userns ? { uidShift: userns.shift } : {}),
+      notifySocket: notify.path,
     });
     const env = containerEnvironment({ spec, uuid, user, term: this.consoleMode === 'interactive' ? process.env.TERM : undefined, hostOs: os.fields });
     let bounding = containerCaps({ privateNetwork: spec.network.private });
@@ -560,6 +577,8 @@ class ContainerRun {
         if (!this.exit || this.channel >= 0) return;
         if (this.killTimer) clearTimeout(this.killTimer);
         this.console?.stop();
+        if (this.passiveMaster >= 0) sys().close(this.passiveMaster);
+        this.passiveMaster = -1;
         if (this.failure) reject(this.failure);
         else resolve(this.exit);
       };
@@ -647,6 +666,7 @@ class ContainerRun {
     switch (m.kind) {
       case 0: // end-of-file: the payload exec()ed
         this.started = true;
+        this.notifyStarted();
         this.closeChannel();
         this.settle();
         return;
@@ -684,7 +704,9 @@ class ContainerRun {
         for (const r of this.pendingReady.splice(0)) this.onReady(r);
         return;
       case 4: // the console pty
-        if (m.fd !== undefined) {
+        if (m.fd !== undefined && this.consoleMode === 'passive') {
+          this.passiveMaster = m.fd; // nothing forwarded; held so that the container's writes do not fail
+        } else if (m.fd !== undefined) {
           this.console = new PtyForwarder(m.fd, () => {
             this.status(`Container ${this.spec.machine} killed (^] pressed three times).`);
             this.killNow();
@@ -692,6 +714,24 @@ class ContainerRun {
           this.console.start();
         }
         return;
+    }
+  }
+
+  /** The payload runs: tell our service manager (READY=1 now, unless --notify-ready=yes waits for the container's). */
+  private notifyStarted(): void {
+    if (!process.env.NOTIFY_SOCKET) return;
+    notifyManager(`STATUS=Container started.\nX_NSPAWN_LEADER_PID=${this.leaderPid}\n`);
+    if (!this.spec.notifyReady) notifyManager('READY=1\n');
+  }
+
+  /** A message of the container's PID 1 on /run/host/notify: READY=1 and STATUS= go on to our manager. */
+  private onContainerNotify(fields: Map<string, string>): void {
+    const status = fields.get('STATUS');
+    if (status !== undefined) notifyManager(`STATUS=Container running: ${status}\n`);
+    if (fields.get('READY') === '1') {
+      log.debug(`container ${this.spec.machine} reported READY=1`);
+      notifyManager('READY=1\n');
+      if (status === undefined) notifyManager('STATUS=Container running.\n');
     }
   }
 
@@ -733,6 +773,7 @@ class ContainerRun {
   /** First sync: the container's PID 1 exists and waits. */
   private async afterClone(): Promise<void> {
     const pid = this.leaderPid;
+    this.notify?.watch(pid, (fields) => this.onContainerNotify(fields));
     if (this.userns) writeIdMaps(pid, this.userns);
     this.cgroup?.attach(pid);
     this.support?.attach(pid);

@@ -60,6 +60,8 @@ export interface MountPlanInput {
   hostOsRelease?: string;
   /** contents of /run/host/container-manager */
   manager: string;
+  /** host path of the launcher's notify socket, bound at /run/host/notify */
+  notifySocket?: string;
 }
 
 export interface MountPlan {
@@ -174,6 +176,11 @@ export function buildMountPlan(input: MountPlanInput): MountPlan {
   if (input.hostOsRelease) {
     outer.push({ op: 'touch', path: p(host, 'os-release'), mode: 0o444 });
     outer.push({ op: 'mount', source: input.hostOsRelease, target: p(host, 'os-release'), flags: MS_BIND });
+  }
+  if (input.notifySocket) {
+    // the socket inode itself is bound over a placeholder: sd_notify() in the container reaches the launcher
+    outer.push({ op: 'touch', path: p(host, 'notify'), mode: 0o600 });
+    outer.push({ op: 'mount', source: input.notifySocket, target: p(host, 'notify'), flags: MS_BIND });
   }
   for (const x of [host, inaccessible, p(inaccessible, 'dir'), p(inaccessible, 'reg'), p(inaccessible, 'fifo'),
     p(host, 'container-manager'), p(host, 'container-uuid')]) chownToRoot(x);

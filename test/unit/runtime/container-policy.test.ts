@@ -93,6 +93,15 @@ describe('mount plan', () => {
     expect(buildMountPlan(input()).inner.some((o) => o.op === 'pty')).toBe(false);
   });
 
+  test('the notify socket is bound over /run/host/notify before /run/host is made read-only', () => {
+    const outer = buildMountPlan(input({ notifySocket: '/run/nspawn-ts/notify/m.1' })).outer;
+    const bind = outer.findIndex((o) => o.op === 'mount' && o.target === '/r/run/host/notify');
+    expect(outer[bind]).toEqual({ op: 'mount', source: '/run/nspawn-ts/notify/m.1', target: '/r/run/host/notify', flags: MS_BIND });
+    expect(outer[bind - 1]).toEqual({ op: 'touch', path: '/r/run/host/notify', mode: 0o600 });
+    expect(bind).toBeLessThan(outer.findIndex((o) => o.op === 'setattr' && o.path === '/r/run/host'));
+    expect(buildMountPlan(input()).outer.some((o) => o.op === 'touch' && o.path.endsWith('/notify'))).toBe(false);
+  });
+
   test('cgroups as on a hybrid host: v1 controllers read-only, name=systemd and unified writable', () => {
     const ops = cgroupMountOps(hybrid, '/r/sys/fs/cgroup');
     expect(targets(ops)).toEqual(['tmpfs:/r/sys/fs/cgroup', 'cgroup:/r/sys/fs/cgroup/cpu,cpuacct', 'cgroup:/r/sys/fs/cgroup/memory',
