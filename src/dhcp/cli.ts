@@ -8,7 +8,7 @@
 // (that address is the server identifier and default router), so one command serves several links
 // with their own pools. --static reservations go to the interface whose subnet holds the address.
 import { ConfigError, errorMessage } from '../errors.js';
-import { logger, setLogLevel } from '../log.js';
+import { isDebug, logger, setLogLevel } from '../log.js';
 import { Rtnl } from '../net/rtnl.js';
 import type { InterfaceConfig, Reservation } from './config.js';
 import { type Ipv4Cidr, inSubnet, ipv4ToString, parseCidr, parseIpv4, parseMac } from './ipv4.js';
@@ -303,10 +303,12 @@ export async function dhcpServeMain(argv: readonly string[]): Promise<number> {
       const st = server.stats;
       log.info(`${signal}: stopping; ${st.received} datagrams received (${st.notServed} on other interfaces, ${st.malformed} malformed, ${st.ignored} ignored), `
         + `${st.offers} offers, ${st.acks} ACKs, ${st.naks} NAKs, ${st.informs} INFORM answers, ${st.releases} releases, ${st.declines} declines, `
-        + `${st.internalErrors} internal errors`);
-      const mem = process.memoryUsage();
-      const mb = (n: number): string => (n / 1048576).toFixed(1);
-      log.debug('memory', { rss: mb(mem.rss), heapUsed: mb(mem.heapUsed), heapTotal: mb(mem.heapTotal), external: mb(mem.external), leases: server.leases().length });
+        + `${st.backlogDrops ? `${st.backlogDrops} REQUESTs dropped while the lease file lagged, ` : ''}${st.internalErrors} internal errors`);
+      if (isDebug()) {
+        const mem = process.memoryUsage();
+        const mb = (n: number): string => (n / 1048576).toFixed(1);
+        log.debug('memory', { rss: mb(mem.rss), heapUsed: mb(mem.heapUsed), heapTotal: mb(mem.heapTotal), external: mb(mem.external), leases: server.leases().length });
+      }
       process.off('SIGINT', onInt);
       process.off('SIGTERM', onTerm);
       server.stop().then(() => resolve(0), (err: unknown) => {

@@ -206,7 +206,7 @@ export function resolveInterfaceConfig(c: InterfaceConfig): SubnetConfig {
     if (r.clientId !== undefined) {
       const id = typeof r.clientId === 'string' ? fromHex(r.clientId) : undefined;
       if (!id || id.length < 2) bad(label, `client id "${String(r.clientId)}" is not hex of at least 2 octets`);
-      else res.clientKey = `id:${toHex(id)}`;
+      else res.clientKey = toHex(id, 'id:');
     }
     if (res.macHex === undefined && res.clientKey === undefined) bad(label, 'needs a mac or a clientId');
     if (r.hostname !== undefined) {

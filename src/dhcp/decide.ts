@@ -48,7 +48,7 @@ export function clientIdentity(p: DhcpPacket): ClientIdentity {
   const id = p.options.clientId();
   const macHex = p.htype === 1 && p.hlen === 6 ? toHex(hw) : undefined;
   return {
-    key: id ? `id:${toHex(id)}` : `hw:${p.htype}:${toHex(hw)}`,
+    key: id ? toHex(id, 'id:') : toHex(hw, `hw:${p.htype}:`),
     macHex,
     mac: macToString(hw),
   };

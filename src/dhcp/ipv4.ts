@@ -60,12 +60,25 @@ export function writeIpv4(b: Uint8Array, off: number, a: Ipv4): void {
   b[off + 3] = a & 0xff;
 }
 
-const HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+/**
+ * Where toHex and macToString build their text, to make it one flat string: a string built with `+=`
+ * is a tree of its pieces (V8 cons strings), and one that lives long (a lease's key, its MAC) would
+ * keep the whole tree: 32 bytes per piece, 8 KiB for the hex of a 255-octet client identifier.
+ */
+const scratch = Buffer.allocUnsafe(1024);
+const DIGITS = Buffer.from('0123456789abcdef', 'latin1');
 
-export function toHex(b: Uint8Array): string {
-  let s = '';
-  for (let i = 0; i < b.length; i++) s += HEX[b[i] as number];
-  return s;
+/** `prefix` (ASCII) followed by the bytes in lowercase hex, as one flat string. */
+export function toHex(b: Uint8Array, prefix = ''): string {
+  const n = prefix.length + 2 * b.length;
+  const out = n <= scratch.length ? scratch : Buffer.allocUnsafe(n);
+  let o = prefix ? out.write(prefix, 0, 'latin1') : 0;
+  for (let i = 0; i < b.length; i++) {
+    const v = b[i] as number;
+    out[o++] = DIGITS[v >> 4] as number;
+    out[o++] = DIGITS[v & 15] as number;
+  }
+  return out.toString('latin1', 0, o);
 }
 
 /** Parses an even-length hex string; undefined when it is not one. */
@@ -78,9 +91,16 @@ export function fromHex(text: string): Uint8Array | undefined {
 
 /** "02:00:00:00:00:42" of the first `len` bytes. */
 export function macToString(b: Uint8Array, len = b.length): string {
-  let s = '';
-  for (let i = 0; i < len; i++) s += (i ? ':' : '') + HEX[b[i] ?? 0];
-  return s;
+  if (len <= 0) return '';
+  const out = 3 * len <= scratch.length ? scratch : Buffer.allocUnsafe(3 * len);
+  let o = 0;
+  for (let i = 0; i < len; i++) {
+    const v = b[i] ?? 0;
+    if (i) out[o++] = 0x3a; // ':'
+    out[o++] = DIGITS[v >> 4] as number;
+    out[o++] = DIGITS[v & 15] as number;
+  }
+  return out.toString('latin1', 0, o);
 }
 
 /** Parses a 6-byte MAC written with ':' or '-' separators; undefined when it is not one. */

@@ -33,7 +33,7 @@
 // stable slot. Compaction writes the live state to PATH.tmp, fdatasyncs it, renames it over PATH and
 // fsyncs the directory: a crash leaves the old file or the new one, never a mix. Records appended
 // while compacting go to the new file, after the snapshot.
-import { closeSync, existsSync, fdatasync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fdatasync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { NspawnError } from '../errors.js';
@@ -73,6 +73,8 @@ export interface LeaseStore {
   readonly appendedSinceCompaction: number;
   /** No group is being written or synced: compact() may run. */
   readonly idle: boolean;
+  /** Records appended with an `onDurable` that has not run yet (ACKs waiting for the file). */
+  readonly backlog: number;
   /** Writes out what is pending and closes. */
   close(): Promise<void>;
 }
@@ -83,6 +85,9 @@ export class MemoryLeaseStore implements LeaseStore {
   readonly entries: JournalEntry[] = [];
   appendedSinceCompaction = 0;
   readonly idle = true;
+  get backlog(): number {
+    return 0;
+  }
   append(entry: JournalEntry, onDurable?: (err?: Error) => void): void {
     this.entries.push(entry);
     this.appendedSinceCompaction++;
@@ -225,6 +230,18 @@ export function* stateEntries(state: Map<string, StoredInterface>): Generator<Jo
   }
 }
 
+/** Bytes read from the lease file at a time. */
+const READ_CHUNK = 1 << 16;
+/** A line longer than this is damaged (a record is a few hundred bytes); it is skipped, not buffered. */
+const MAX_LINE = 1 << 16;
+
+/** The file's first line is not our header (internal to FileLeaseStore.read). */
+class NotALeaseFile extends Error {
+  constructor(readonly firstLine: string) {
+    super('not a lease file');
+  }
+}
+
 export class FileLeaseStore implements LeaseStore {
   readonly path: string;
   readonly loaded: Map<string, StoredInterface>;
@@ -239,6 +256,8 @@ export class FileLeaseStore implements LeaseStore {
   private backgroundSync = false;
   private pending: string[] = [];
   private waiters: Array<(err?: Error) => void> = [];
+  /** Waiters of the group being synced (durability 'fsync'). */
+  private syncing = 0;
   private inFlight = false;
   private scheduled = false;
   private closed = false;
@@ -262,8 +281,7 @@ export class FileLeaseStore implements LeaseStore {
     }
     this.lock();
     try {
-      const entries = this.read();
-      this.loaded = replay(entries);
+      this.loaded = replay(this.read());
       pruneExpired(this.loaded, opts.now, 3_600_000);
       // Start from a clean file: only what is live, nothing torn or corrupt.
       this.writeCompacted(stateEntries(this.loaded));
@@ -309,41 +327,94 @@ export class FileLeaseStore implements LeaseStore {
     }
   }
 
-  private read(): JournalEntry[] {
-    if (!existsSync(this.path)) return [];
-    let text: string;
+  /**
+   * The records of the file, read a chunk at a time and handed to replay() as they are decoded: a long
+   * journal is never in memory as a whole (as text, lines or records), only the state it replays to.
+   */
+  private *read(): Generator<JournalEntry> {
+    let fd: number;
     try {
-      text = readFileSync(this.path, 'utf8');
+      fd = openSync(this.path, 'r');
     } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw new LeaseFileError(`cannot read the lease file ${this.path}: ${(err as Error).message}`, { cause: err });
     }
-    const lines = text.split('\n');
-    const torn = lines.pop(); // text after the last newline: a write cut short
-    if (lines.length === 0 && !torn) return [];
-    if (lines[0] !== JOURNAL_HEADER) {
+    const chunk = Buffer.allocUnsafe(READ_CHUNK);
+    let carry: Buffer | undefined; // the start of a line continued in the next chunk
+    let overlong = false; // in a line longer than MAX_LINE, skipped to its end
+    let lineNo = 0;
+    let recovered = 0;
+    let badCount = 0;
+    const bad: number[] = [];
+    const line = (text: string): JournalEntry | undefined => {
+      lineNo++;
+      if (lineNo === 1) {
+        if (text === JOURNAL_HEADER) return undefined;
+        throw new NotALeaseFile(text);
+      }
+      if (!text) return undefined;
+      const e = decodeLine(text);
+      if (e) recovered++;
+      else if (++badCount <= 5) bad.push(lineNo);
+      return e;
+    };
+    try {
+      for (;;) {
+        let n: number;
+        try {
+          n = readSync(fd, chunk, 0, chunk.length, null);
+        } catch (err) {
+          throw new LeaseFileError(`cannot read the lease file ${this.path}: ${(err as Error).message}`, { cause: err });
+        }
+        if (n === 0) break;
+        let start = 0;
+        for (;;) {
+          const nl = chunk.indexOf(0x0a, start);
+          if (nl < 0 || nl >= n) break;
+          if (overlong) {
+            overlong = false;
+            carry = undefined;
+            line('');
+            if (++badCount <= 5) bad.push(lineNo);
+          } else {
+            const bytes = carry ? Buffer.concat([carry, chunk.subarray(start, nl)]) : chunk.subarray(start, nl);
+            carry = undefined;
+            const e = line(bytes.toString('utf8'));
+            if (e) yield e;
+          }
+          start = nl + 1;
+        }
+        if (start < n && !overlong) {
+          const rest = chunk.subarray(start, n);
+          carry = carry ? Buffer.concat([carry, rest]) : Buffer.from(rest);
+          if (carry.length > MAX_LINE) {
+            overlong = true;
+            carry = undefined;
+          }
+        }
+      }
+      if (carry || overlong) {
+        // text after the last newline: a write cut short
+        if (lineNo === 0) throw new NotALeaseFile(carry ? carry.subarray(0, 40).toString('utf8') : '');
+        this.log.warn(`lease file ${this.path}: the last record was cut short (line ${lineNo + 1}), ignored`);
+      }
+      if (badCount) {
+        this.log.warn(`lease file ${this.path}: ${badCount} damaged record(s) ignored (line ${bad.join(', ')}${badCount > 5 ? ', …' : ''}); ${recovered} recovered`);
+      }
+    } catch (err) {
+      if (!(err instanceof NotALeaseFile)) throw err;
+      closeSync(fd);
+      fd = -1;
       const aside = `${this.path}.corrupt-${Date.now()}`;
       try {
         renameSync(this.path, aside);
       } catch {
-        // could not set it aside: it is overwritten by the compaction below
+        // could not set it aside: it is overwritten by the compaction that follows
       }
-      this.log.warn(`lease file ${this.path} is not an nspawn-ts lease file (first line "${(lines[0] ?? torn ?? '').slice(0, 40)}"); moved it to ${aside} and started with no leases`);
-      return [];
+      this.log.warn(`lease file ${this.path} is not an nspawn-ts lease file (first line "${err.firstLine.slice(0, 40)}"); moved it to ${aside} and started with no leases`);
+    } finally {
+      if (fd >= 0) closeSync(fd);
     }
-    const entries: JournalEntry[] = [];
-    const bad: number[] = [];
-    for (let i = 1; i < lines.length; i++) {
-      const line = lines[i] as string;
-      if (!line) continue;
-      const e = decodeLine(line);
-      if (e) entries.push(e);
-      else bad.push(i + 1);
-    }
-    if (torn) this.log.warn(`lease file ${this.path}: the last record was cut short (line ${lines.length + 1}), ignored`);
-    if (bad.length) {
-      this.log.warn(`lease file ${this.path}: ${bad.length} damaged record(s) ignored (line ${bad.slice(0, 5).join(', ')}${bad.length > 5 ? ', …' : ''}); ${entries.length} recovered`);
-    }
-    return entries;
   }
 
   private writeCompacted(entries: Iterable<JournalEntry>): void {
@@ -394,6 +465,10 @@ export class FileLeaseStore implements LeaseStore {
     this.writeCompacted(entries);
   }
 
+  get backlog(): number {
+    return this.waiters.length + this.syncing;
+  }
+
   /** True when no group is being written or synced (compaction may run). */
   get idle(): boolean {
     return !this.inFlight && !this.backgroundSync;
@@ -431,8 +506,10 @@ export class FileLeaseStore implements LeaseStore {
       return;
     }
     this.inFlight = true;
+    this.syncing = waiters.length;
     fdatasync(this.fd, (err) => {
       this.inFlight = false;
+      this.syncing = 0;
       const e = err ? new LeaseFileError(`cannot sync the lease file ${this.path}: ${err.message}`, { cause: err }) : undefined;
       for (const w of waiters) w(e);
       if (this.pending.length) this.schedule();

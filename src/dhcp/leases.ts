@@ -5,11 +5,15 @@
 // The table takes and gives back addresses in the pool bitmap so that `firstFree` never returns an
 // address someone holds, a reserved, excluded or a quarantined (DECLINEd) one.
 //
-// Time is passed in (ms since the epoch); nothing here reads a clock. Expiry is a min-heap of
-// (time, entry, generation) for bindings and memories, and a FIFO queue for offers (they are all held
-// for the same time, so the queue is in expiry order): each change adds an item and older ones are
-// skipped when their time comes, so `expire(now)` costs O(expired · log n) and nothing scans the
-// whole table.
+// Time is passed in (ms since the epoch); nothing here reads a clock. Expiry is one indexed min-heap
+// of the entries themselves, ordered by `expiresAt`: each entry knows its position, a change moves it
+// in place (O(log n)), so `expire(now)` costs O(expired · log n), nothing scans the whole table, and
+// the heap never holds more than the table (no per-change garbage that would outlive a scavenge).
+//
+// Memory is bounded whatever clients send: addresses held (offers and bindings) are bounded by the
+// pool, offers also by `offersMax` (the oldest offer is withdrawn for a new one: an unanswered offer
+// is the weakest claim), released entries by `rememberMax` (the oldest are forgotten). Maps holding
+// addresses are keyed by the offset in the subnet, a small integer V8 stores inline.
 import type { ResolvedReservation, SubnetConfig } from './config.js';
 import { type Ipv4 } from './ipv4.js';
 import { AddressPool, AllocationError } from './pool.js';
@@ -26,8 +30,8 @@ export interface Lease {
   expiresAt: number;
   state: LeaseState;
   hostname?: string;
-  /** Bumped on every change; heap items of older generations are stale. */
-  gen: number;
+  /** Position in the table's expiry heap (-1: in none); the table's own bookkeeping. */
+  pos: number;
 }
 
 /** What a client is known as: its key, and its MAC when it has an Ethernet one. */
@@ -37,12 +41,6 @@ export interface ClientIdentity {
   macHex?: string;
   /** chaddr as text for logs and the lease file. */
   mac: string;
-}
-
-interface HeapItem {
-  at: number;
-  lease: Lease;
-  gen: number;
 }
 
 /** An address being taken from a client when it comes back, for the caller to log. */
@@ -56,26 +54,31 @@ export class LeaseTable {
   readonly config: SubnetConfig;
   readonly pool: AddressPool;
   private readonly byKey = new Map<string, Lease>();
-  private readonly byAddr = new Map<Ipv4, Lease>();
-  private readonly quarantine = new Map<Ipv4, number>();
+  /** Offset of the address in the subnet → its holder. */
+  private readonly byAddr = new Map<number, Lease>();
+  /** Offset of the address in the subnet → quarantined until. */
+  private readonly quarantine = new Map<number, number>();
   private readonly reservationsByKey = new Map<string, ResolvedReservation>();
   private readonly reservationsByMac = new Map<string, ResolvedReservation>();
   private readonly reservationsByAddr = new Map<Ipv4, ResolvedReservation>();
   /** Released entries in the order they were released: the oldest go first when there are too many. */
   private readonly remembered = new Map<string, Lease>();
-  private heap: HeapItem[] = [];
-  /** Offers in the order they were made (and, the hold time being one, in expiry order). */
-  private offers: HeapItem[] = [];
-  private offersHead = 0;
+  /** Offered entries in the order they were offered: the oldest is withdrawn when there are too many. */
+  private readonly offered = new Map<string, Lease>();
+  /** Every entry, as a binary min-heap on expiresAt; `lease.pos` is its index. */
+  private heap: Lease[] = [];
   /** How long a released or expired entry is remembered as the client's preferred address. */
   readonly rememberMs: number;
   /** At most this many released entries are kept (a client inventing identities cannot grow the table). */
   readonly rememberMax: number;
+  /** At most this many offers are held at once (a flood of DISCOVERs from invented clients). */
+  readonly offersMax: number;
 
-  constructor(config: SubnetConfig, opts: { rememberMs?: number; rememberMax?: number } = {}) {
+  constructor(config: SubnetConfig, opts: { rememberMs?: number; rememberMax?: number; offersMax?: number } = {}) {
     this.config = config;
     this.rememberMs = opts.rememberMs ?? 3_600_000;
     this.rememberMax = opts.rememberMax ?? Math.max(1024, 2 * (config.poolLast - config.poolFirst + 1));
+    this.offersMax = Math.max(1, opts.offersMax ?? DEFAULT_OFFERS_MAX);
     this.pool = new AddressPool(config.poolFirst, config.poolLast);
     for (const a of config.excluded) if (this.pool.isFree(a)) this.pool.take(a);
     for (const r of config.reservations) this.addReservation(r);
@@ -103,7 +106,7 @@ export class LeaseTable {
     for (const old of [r.clientKey && this.reservationsByKey.get(r.clientKey), r.macHex && this.reservationsByMac.get(r.macHex)]) {
       if (old) this.removeReservation(old);
     }
-    const holder = this.byAddr.get(r.address);
+    const holder = this.byAddr.get(this.off(r.address));
     let displaced: Lease | undefined;
     if (holder && !matchesReservation(holder, r)) {
       this.drop(holder);
@@ -112,7 +115,7 @@ export class LeaseTable {
     this.reservationsByAddr.set(r.address, r);
     if (r.clientKey !== undefined) this.reservationsByKey.set(r.clientKey, r);
     if (r.macHex !== undefined) this.reservationsByMac.set(r.macHex, r);
-    if (!this.byAddr.has(r.address) && this.pool.isFree(r.address)) this.pool.take(r.address);
+    if (!this.byAddr.has(this.off(r.address)) && this.pool.isFree(r.address)) this.pool.take(r.address);
     return displaced;
   }
 
@@ -121,7 +124,8 @@ export class LeaseTable {
     this.reservationsByAddr.delete(r.address);
     if (r.clientKey !== undefined && this.reservationsByKey.get(r.clientKey) === r) this.reservationsByKey.delete(r.clientKey);
     if (r.macHex !== undefined && this.reservationsByMac.get(r.macHex) === r) this.reservationsByMac.delete(r.macHex);
-    if (!this.byAddr.has(r.address) && !this.config.excluded.has(r.address) && !this.quarantine.has(r.address)) this.pool.release(r.address);
+    const o = this.off(r.address);
+    if (!this.byAddr.has(o) && !this.config.excluded.has(r.address) && !this.quarantine.has(o)) this.pool.release(r.address);
   }
 
   // --- queries (the decision logic's view) ----------------------------------------------------
@@ -130,10 +134,10 @@ export class LeaseTable {
     return this.byKey.get(clientKey);
   }
   holderOf(a: Ipv4): Lease | undefined {
-    return this.byAddr.get(a);
+    return this.byAddr.get(this.off(a));
   }
   isQuarantined(a: Ipv4, now: number): boolean {
-    const until = this.quarantine.get(a);
+    const until = this.quarantine.get(this.off(a));
     return until !== undefined && until > now;
   }
 
@@ -146,7 +150,7 @@ export class LeaseTable {
     if (r) return reservationMatches(r, client);
     if (!this.pool.contains(a) || this.config.excluded.has(a)) return false;
     if (this.isQuarantined(a, now)) return false;
-    const holder = this.byAddr.get(a);
+    const holder = this.byAddr.get(this.off(a));
     return !holder || holder.clientKey === client.key || holder.expiresAt <= now;
   }
 
@@ -158,16 +162,26 @@ export class LeaseTable {
   get size(): number {
     return this.byKey.size;
   }
+  /** Offers held now. */
+  get offerCount(): number {
+    return this.offered.size;
+  }
   entries(): IterableIterator<Lease> {
     return this.byKey.values();
   }
 
   // --- changes ----------------------------------------------------------------------------
 
-  /** Holds `a` for the client until `until` (an OFFER). A live binding of the same address stays as it is. */
+  /**
+   * Holds `a` for the client until `until` (an OFFER). A live binding of the same address stays as it
+   * is. With `offersMax` offers held already, the oldest is withdrawn first.
+   */
   hold(client: ClientIdentity, a: Ipv4, until: number, now: number): Lease {
     const cur = this.byKey.get(client.key);
     if (cur && cur.address === a && cur.state === 'bound' && cur.expiresAt > now) return cur;
+    if (cur?.state !== 'offered') {
+      while (this.offered.size >= this.offersMax) this.drop(this.offered.values().next().value as Lease);
+    }
     return this.put(client, a, until, 'offered', cur?.hostname, now);
   }
 
@@ -195,15 +209,15 @@ export class LeaseTable {
   recall(client: ClientIdentity, a: Ipv4, until: number): Lease {
     const cur = this.byKey.get(client.key);
     if (cur) this.drop(cur);
-    const l: Lease = { clientKey: client.key, mac: client.mac, address: a, expiresAt: until, state: 'released', gen: 0 };
+    const l: Lease = { clientKey: client.key, mac: client.mac, address: a, expiresAt: until, state: 'released', pos: -1 };
     this.byKey.set(client.key, l);
     this.remember(l, until);
     return l;
   }
 
   /** Quarantined addresses and until when. */
-  quarantined(): IterableIterator<[Ipv4, number]> {
-    return this.quarantine.entries();
+  *quarantined(): IterableIterator<[Ipv4, number]> {
+    for (const [o, until] of this.quarantine) yield [this.addr(o), until];
   }
 
   /** Forgets an offer the client did not take (it chose another server). */
@@ -216,20 +230,20 @@ export class LeaseTable {
 
   /** The client found `a` in use (DECLINE): nobody gets it until `until`. */
   quarantineAddress(a: Ipv4, until: number): void {
-    const holder = this.byAddr.get(a);
+    const o = this.off(a);
+    const holder = this.byAddr.get(o);
     if (holder) this.drop(holder);
-    if (!this.quarantine.has(a) && this.pool.isFree(a)) this.pool.take(a);
-    this.quarantine.set(a, until);
+    if (!this.quarantine.has(o) && this.pool.isFree(a)) this.pool.take(a);
+    this.quarantine.set(o, until);
   }
 
   /** Drops every entry and quarantine (the interface went away). */
   clear(): Lease[] {
     const all = [...this.byKey.values()];
     for (const l of all) this.drop(l);
-    for (const a of [...this.quarantine.keys()]) this.endQuarantine(a);
+    for (const o of [...this.quarantine.keys()]) this.endQuarantine(o);
     this.heap = [];
-    this.offers = [];
-    this.offersHead = 0;
+    this.offered.clear();
     this.remembered.clear();
     return all;
   }
@@ -237,49 +251,41 @@ export class LeaseTable {
   /** Ends offers, bindings and memories whose time has come; returns what changed. */
   expire(now: number): ExpiryEvent[] {
     const events: ExpiryEvent[] = [];
-    const offers = this.offers;
-    while (this.offersHead < offers.length && (offers[this.offersHead] as HeapItem).at <= now) {
-      const item = offers[this.offersHead++] as HeapItem;
-      const l = item.lease;
-      if (item.gen !== l.gen || this.byKey.get(l.clientKey) !== l || l.state !== 'offered') continue;
-      this.drop(l);
-      events.push({ lease: l, what: 'offer' });
-    }
-    if (this.offersHead > 1024 && this.offersHead * 2 > offers.length) {
-      this.offers = offers.slice(this.offersHead);
-      this.offersHead = 0;
-    }
     const heap = this.heap;
-    while (heap.length && (heap[0] as HeapItem).at <= now) {
-      const item = heapPop(heap);
-      const l = item.lease;
-      if (item.gen !== l.gen || this.byKey.get(l.clientKey) !== l) continue;
+    while (heap.length && (heap[0] as Lease).expiresAt <= now) {
+      const l = heap[0] as Lease;
       if (l.state === 'offered') {
         this.drop(l);
         events.push({ lease: l, what: 'offer' });
       } else if (l.state === 'bound') {
         this.unholdAddress(l);
-        this.remember(l, now + this.rememberMs);
+        this.remember(l, now + this.rememberMs); // moves it down the heap
         events.push({ lease: l, what: 'lease' });
       } else {
         this.drop(l);
         events.push({ lease: l, what: 'forget' });
       }
     }
-    for (const [a, until] of this.quarantine) if (until <= now) this.endQuarantine(a);
+    for (const [o, until] of this.quarantine) if (until <= now) this.endQuarantine(o);
     return events;
   }
 
   /** Earliest time `expire` has work, or undefined. */
   nextExpiry(): number | undefined {
-    const offer = this.offers[this.offersHead]?.at;
-    const other = this.heap[0]?.at;
-    return offer === undefined ? other : other === undefined ? offer : Math.min(offer, other);
+    return this.heap[0]?.expiresAt;
+  }
+
+  private off(a: Ipv4): number {
+    return a - this.config.network;
+  }
+  private addr(o: number): Ipv4 {
+    return (this.config.network + o) >>> 0;
   }
 
   private put(client: ClientIdentity, a: Ipv4, expiresAt: number, state: LeaseState, hostname: string | undefined, now: number, force = false): Lease {
     let cur = this.byKey.get(client.key);
-    const holder = this.byAddr.get(a);
+    const o = this.off(a);
+    const holder = this.byAddr.get(o);
     if (holder && holder !== cur) {
       // Only an expired holder can be displaced; decide() never picks a live one.
       if (holder.expiresAt > now && !force) throw new AllocationError(`address held by ${holder.clientKey}`);
@@ -288,38 +294,44 @@ export class LeaseTable {
     }
     if (cur && cur.address !== a) this.unholdAddress(cur);
     if (!cur) {
-      cur = { clientKey: client.key, mac: client.mac, address: a, expiresAt, state, hostname, gen: 0 };
+      cur = { clientKey: client.key, mac: client.mac, address: a, expiresAt, state, hostname, pos: -1 };
       this.byKey.set(client.key, cur);
     } else {
-      this.remembered.delete(cur.clientKey);
+      if (cur.state === 'released') this.remembered.delete(cur.clientKey);
+      else if (cur.state === 'offered' && state !== 'offered') this.offered.delete(cur.clientKey);
       cur.address = a;
       cur.expiresAt = expiresAt;
       cur.state = state;
-      cur.mac = client.mac;
+      if (cur.mac !== client.mac) cur.mac = client.mac;
       if (hostname !== undefined) cur.hostname = hostname;
-      cur.gen++;
     }
-    if (this.byAddr.get(a) !== cur) {
-      this.byAddr.set(a, cur);
+    if (state === 'offered') {
+      // re-offered: to the end of the line
+      this.offered.delete(cur.clientKey);
+      this.offered.set(cur.clientKey, cur);
+    }
+    if (this.byAddr.get(o) !== cur) {
+      this.byAddr.set(o, cur);
       if (this.pool.isFree(a)) this.pool.take(a);
     }
-    this.push(cur);
+    this.schedule(cur);
     return cur;
   }
 
   private drop(l: Lease): void {
     this.unholdAddress(l);
-    l.gen++;
+    this.unschedule(l);
     if (this.byKey.get(l.clientKey) === l) this.byKey.delete(l.clientKey);
     if (this.remembered.get(l.clientKey) === l) this.remembered.delete(l.clientKey);
+    if (this.offered.get(l.clientKey) === l) this.offered.delete(l.clientKey);
   }
 
   /** Turns an entry into a memory of the client's address (it must not hold the address any more). */
   private remember(l: Lease, until: number): void {
+    if (l.state === 'offered' && this.offered.get(l.clientKey) === l) this.offered.delete(l.clientKey);
     l.state = 'released';
     l.expiresAt = until;
-    l.gen++;
-    this.push(l);
+    this.schedule(l);
     this.remembered.delete(l.clientKey);
     this.remembered.set(l.clientKey, l);
     while (this.remembered.size > this.rememberMax) {
@@ -329,42 +341,88 @@ export class LeaseTable {
   }
 
   private unholdAddress(l: Lease): void {
-    if (this.byAddr.get(l.address) !== l) return;
-    this.byAddr.delete(l.address);
+    const o = this.off(l.address);
+    if (this.byAddr.get(o) !== l) return;
+    this.byAddr.delete(o);
     const a = l.address;
-    if (!this.reservationsByAddr.has(a) && !this.config.excluded.has(a) && !this.quarantine.has(a) && this.pool.contains(a) && !this.pool.isFree(a)) {
+    if (!this.reservationsByAddr.has(a) && !this.config.excluded.has(a) && !this.quarantine.has(o) && this.pool.contains(a) && !this.pool.isFree(a)) {
       this.pool.release(a);
     }
   }
 
-  private endQuarantine(a: Ipv4): void {
-    this.quarantine.delete(a);
-    if (!this.byAddr.has(a) && !this.reservationsByAddr.has(a) && !this.config.excluded.has(a) && this.pool.contains(a) && !this.pool.isFree(a)) {
+  private endQuarantine(o: number): void {
+    this.quarantine.delete(o);
+    const a = this.addr(o);
+    if (!this.byAddr.has(o) && !this.reservationsByAddr.has(a) && !this.config.excluded.has(a) && this.pool.contains(a) && !this.pool.isFree(a)) {
       this.pool.release(a);
     }
   }
 
-  private push(l: Lease): void {
-    if (l.state === 'offered') {
-      this.offers.push({ at: l.expiresAt, lease: l, gen: l.gen });
-      if (this.offers.length - this.offersHead > 1024 && this.offers.length - this.offersHead > 2 * this.byKey.size) {
-        // a client asking again and again: keep only live offers (their order is kept)
-        this.offers = this.offers.slice(this.offersHead).filter((x) => x.gen === x.lease.gen && x.lease.state === 'offered');
-        this.offersHead = 0;
-      }
+  // --- the expiry heap ------------------------------------------------------------------------
+
+  /** Puts the entry in the heap, or moves it to where its (changed) expiresAt belongs. */
+  private schedule(l: Lease): void {
+    const h = this.heap;
+    if (l.pos < 0) {
+      l.pos = h.length;
+      h.push(l);
+      this.siftUp(l.pos);
       return;
     }
-    heapPush(this.heap, { at: l.expiresAt, lease: l, gen: l.gen });
-    // Every change pushes an item and old ones wait for their time: rebuild when stale ones dominate,
-    // so a client renewing in a loop cannot grow the heap.
-    if (this.heap.length > 1024 && this.heap.length > 2 * this.byKey.size) {
-      const live: HeapItem[] = [];
-      for (const e of this.byKey.values()) if (e.state !== 'offered') live.push({ at: e.expiresAt, lease: e, gen: e.gen });
-      live.sort((x, y) => x.at - y.at); // a sorted array is a valid min-heap
-      this.heap = live;
+    this.siftUp(l.pos);
+    this.siftDown(l.pos);
+  }
+
+  private unschedule(l: Lease): void {
+    const i = l.pos;
+    if (i < 0) return;
+    const h = this.heap;
+    l.pos = -1;
+    const last = h.pop() as Lease;
+    if (last === l) return;
+    h[i] = last;
+    last.pos = i;
+    this.siftUp(i);
+    this.siftDown(last.pos);
+  }
+
+  private siftUp(i: number): void {
+    const h = this.heap;
+    const item = h[i] as Lease;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      const parent = h[p] as Lease;
+      if (parent.expiresAt <= item.expiresAt) break;
+      h[i] = parent;
+      parent.pos = i;
+      i = p;
     }
+    h[i] = item;
+    item.pos = i;
+  }
+
+  private siftDown(i: number): void {
+    const h = this.heap;
+    const n = h.length;
+    const item = h[i] as Lease;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= n) break;
+      const r = l + 1;
+      const c = r < n && (h[r] as Lease).expiresAt < (h[l] as Lease).expiresAt ? r : l;
+      const child = h[c] as Lease;
+      if (child.expiresAt >= item.expiresAt) break;
+      h[i] = child;
+      child.pos = i;
+      i = c;
+    }
+    h[i] = item;
+    item.pos = i;
   }
 }
+
+/** Offers held at once per interface, at most (each is a few hundred bytes). */
+export const DEFAULT_OFFERS_MAX = 8192;
 
 export function reservationMatches(r: ResolvedReservation, client: ClientIdentity): boolean {
   return (r.clientKey !== undefined && r.clientKey === client.key) || (r.macHex !== undefined && r.macHex === client.macHex);
@@ -372,36 +430,4 @@ export function reservationMatches(r: ResolvedReservation, client: ClientIdentit
 
 function matchesReservation(l: Lease, r: ResolvedReservation): boolean {
   return (r.clientKey !== undefined && r.clientKey === l.clientKey) || (r.macHex !== undefined && r.macHex === l.mac.replace(/:/g, ''));
-}
-
-function heapPush(h: HeapItem[], item: HeapItem): void {
-  h.push(item);
-  let i = h.length - 1;
-  while (i > 0) {
-    const p = (i - 1) >> 1;
-    if ((h[p] as HeapItem).at <= item.at) break;
-    h[i] = h[p] as HeapItem;
-    i = p;
-  }
-  h[i] = item;
-}
-
-function heapPop(h: HeapItem[]): HeapItem {
-  const top = h[0] as HeapItem;
-  const last = h.pop() as HeapItem;
-  if (h.length) {
-    let i = 0;
-    const n = h.length;
-    for (;;) {
-      const l = 2 * i + 1;
-      if (l >= n) break;
-      const r = l + 1;
-      const c = r < n && (h[r] as HeapItem).at < (h[l] as HeapItem).at ? r : l;
-      if ((h[c] as HeapItem).at >= last.at) break;
-      h[i] = h[c] as HeapItem;
-      i = c;
-    }
-    h[i] = last;
-  }
-  return top;
 }

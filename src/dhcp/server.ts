@@ -21,7 +21,7 @@ import {
   bindEntry, type Durability, FileLeaseStore, type JournalEntry, type LeaseStore, MemoryLeaseStore, stateEntries,
 } from './journal.js';
 import { type ClientIdentity, type Lease, LeaseTable } from './leases.js';
-import { messageTypeName } from './options.js';
+import { MessageType, messageTypeName } from './options.js';
 import { replyRoute, SERVER_PORT } from './route.js';
 import { BROADCAST_MAC, type DhcpTransport, type InboundFrame, PacketTransport } from './transport.js';
 import { IP_UDP_HEADERS } from './wire.js';
@@ -78,6 +78,8 @@ export interface DhcpStats {
   declines: number;
   sendFailures: number;
   journalFailures: number;
+  /** REQUESTs dropped unanswered because too many ACKs were waiting for the lease file already. */
+  backlogDrops: number;
   internalErrors: number;
 }
 
@@ -91,6 +93,12 @@ interface Served {
 const COMPACT_MIN_RECORDS = 20_000;
 /** How often offers, leases and quarantines are expired. */
 const SWEEP_MS = 1000;
+/**
+ * At most this many ACKs wait for the lease file (each holds its encoded reply): while the disk is
+ * slower than the requests (a stalled fdatasync), further REQUESTs are dropped before anything
+ * changes, and their clients ask again. Group commit keeps the real backlog far below this.
+ */
+export const MAX_ACK_BACKLOG = 4096;
 
 export class DhcpServer {
   private readonly byIndex = new Map<number, Served>();
@@ -107,7 +115,7 @@ export class DhcpServer {
   private lastInternalError = 0;
   readonly stats: DhcpStats = {
     received: 0, notServed: 0, malformed: 0, ignored: 0, offers: 0, acks: 0, naks: 0, informs: 0,
-    releases: 0, declines: 0, sendFailures: 0, journalFailures: 0, internalErrors: 0,
+    releases: 0, declines: 0, sendFailures: 0, journalFailures: 0, backlogDrops: 0, internalErrors: 0,
   };
 
   /** Opens the lease file (replaying it) and the sockets; start() begins serving. */
@@ -291,6 +299,10 @@ export class DhcpServer {
       if (!(err instanceof DhcpDecodeError)) throw err;
       this.stats.malformed++;
       this.log.debug('undecodable DHCP message', { ifname: served.config.ifname, error: err.message });
+      return;
+    }
+    if (this.store.backlog >= MAX_ACK_BACKLOG && safeType(packet) === MessageType.REQUEST) {
+      this.stats.backlogDrops++;
       return;
     }
     try {

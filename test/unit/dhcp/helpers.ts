@@ -2,6 +2,7 @@
 import { BOOTREQUEST, type DhcpPacket, emptyPacket } from '../../../src/dhcp/codec.js';
 import { type InterfaceConfig, resolveInterfaceConfig, type SubnetConfig } from '../../../src/dhcp/config.js';
 import { parseIpv4, parseMac } from '../../../src/dhcp/ipv4.js';
+import { type JournalEntry, MemoryLeaseStore } from '../../../src/dhcp/journal.js';
 import { Opt } from '../../../src/dhcp/options.js';
 
 export function ip(text: string): number {
@@ -54,4 +55,21 @@ export function subnet(over: Partial<InterfaceConfig> = {}): SubnetConfig {
 export function hex(strings: TemplateStringsArray, ...values: unknown[]): Uint8Array {
   const text = String.raw({ raw: strings.raw }, ...values).replace(/#.*$/gm, '').replace(/\s+/g, '');
   return Uint8Array.from(Buffer.from(text, 'hex'));
+}
+
+/** A lease store whose commits the test releases by hand (or never: a hung disk). */
+export class ManualStore extends MemoryLeaseStore {
+  waiting: Array<(err?: Error) => void> = [];
+  override get backlog(): number {
+    return this.waiting.length;
+  }
+  override append(entry: JournalEntry, onDurable?: (err?: Error) => void): void {
+    this.entries.push(entry);
+    if (onDurable) this.waiting.push(onDurable);
+  }
+  commit(err?: Error): void {
+    const w = this.waiting;
+    this.waiting = [];
+    for (const f of w) f(err);
+  }
 }

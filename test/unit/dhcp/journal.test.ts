@@ -106,6 +106,25 @@ describe('FileLeaseStore', () => {
     await store.close();
   });
 
+  test('a long journal is read in pieces: records across chunk boundaries, multi-byte names, an overlong damaged line', async () => {
+    const path = join(dir, 'leases');
+    const records: string[] = [];
+    for (let i = 0; i < 3000; i++) {
+      const e = bind(`id:${i.toString(16).padStart(4, '0')}`, `198.18.${i >> 8}.${i & 255}`, NOW + 3_600_000, 've-a');
+      if (i % 7 === 0) e.host = `hôte-${'é'.repeat(i % 50)}`; // UTF-8 split anywhere
+      records.push(encodeLine(e));
+    }
+    // 200 KiB of garbage without a newline in the middle (line 1502): skipped, never buffered whole
+    const junk = 'x'.repeat(200 * 1024) + '\n';
+    writeFileSync(path, JOURNAL_HEADER + '\n' + records.slice(0, 1500).join('') + junk + records.slice(1500).join(''));
+    const { store, log } = open(path);
+    const clients = store.loaded.get('ve-a')!.clients;
+    expect(clients.size).toBe(3000);
+    expect((clients.get('id:0007') as { host?: string }).host).toBe(`hôte-${'é'.repeat(7)}`);
+    expect(log.warnings).toEqual([expect.stringMatching(/1 damaged record\(s\) ignored \(line 1502\); 3000 recovered/)]);
+    await store.close();
+  });
+
   test('a file that is not a lease file is set aside, and the server starts empty', async () => {
     const path = join(dir, 'leases');
     writeFileSync(path, 'hello\nworld\n');

@@ -6,14 +6,14 @@ import { decodePacket, encodePacket } from '../../../src/dhcp/codec.js';
 import { parseDhcpServeArgs, planInterfaces } from '../../../src/dhcp/cli.js';
 import type { InterfaceConfig } from '../../../src/dhcp/config.js';
 import { ipv4ToString, macToString, parseCidr } from '../../../src/dhcp/ipv4.js';
-import { type JournalEntry, type LeaseStore, MemoryLeaseStore, replay } from '../../../src/dhcp/journal.js';
+import { type LeaseStore, MemoryLeaseStore, replay } from '../../../src/dhcp/journal.js';
 import { MessageType as T } from '../../../src/dhcp/options.js';
 import { DhcpServer, type DhcpEvent } from '../../../src/dhcp/server.js';
 import type { DhcpTransport, InboundFrame, OutboundFrame } from '../../../src/dhcp/transport.js';
 import { buildIpUdp, parseIpUdp } from '../../../src/dhcp/wire.js';
 import type { Logger } from '../../../src/log.js';
 import { ConfigError } from '../../../src/errors.js';
-import { type ClientPacket, clientPacket, ip } from './helpers.js';
+import { type ClientPacket, clientPacket, ip, ManualStore } from './helpers.js';
 
 class FakeTransport implements DhcpTransport {
   sent: OutboundFrame[] = [];
@@ -47,20 +47,6 @@ class FakeTransport implements DhcpTransport {
     const frame = this.sent[this.sent.length - 1];
     if (!frame) throw new Error('nothing sent');
     return { frame, packet: decodePacket(frame.payload) };
-  }
-}
-
-/** A store whose commits the test releases by hand. */
-class ManualStore extends MemoryLeaseStore {
-  waiting: Array<(err?: Error) => void> = [];
-  override append(entry: JournalEntry, onDurable?: (err?: Error) => void): void {
-    this.entries.push(entry);
-    if (onDurable) this.waiting.push(onDurable);
-  }
-  commit(err?: Error): void {
-    const w = this.waiting;
-    this.waiting = [];
-    for (const f of w) f(err);
   }
 }
 
