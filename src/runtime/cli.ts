@@ -232,7 +232,7 @@ export function parsePrivateUsers(s: string | undefined, what = '--private-users
   return { mode: 'range', uid, count };
 }
 
-const BIND_OPTIONS = ['rbind', 'norbind', 'idmap', 'noidmap', 'rootidmap'];
+const BIND_OPTIONS = ['rbind', 'norbind', 'idmap', 'noidmap', 'rootidmap', 'owneridmap'];
 const BIND_SYNTAX = 'SOURCE[:DESTINATION[:OPTIONS]] with absolute paths (SOURCE may be +PATH, inside the container), '
   + `OPTIONS a comma-separated list of ${BIND_OPTIONS.join(', ')}; write \\: for a ':' in a path`;
 
@@ -905,7 +905,7 @@ Mounts:
      --bind=PATH[:PATH[:OPTIONS]]
                             Bind mount a file or directory from the host into
                             the container (OPTIONS: rbind, norbind, idmap,
-                            noidmap, rootidmap)
+                            noidmap, rootidmap, owneridmap)
      --bind-ro=PATH[:PATH[:OPTIONS]]
                             Similar, but creates a read-only bind mount
      --tmpfs=PATH:[OPTIONS] Mount an empty tmpfs to the specified directory

@@ -15,7 +15,7 @@
 //               and the user namespace made, so the mounts are locked as the user's binds are). The
 //               root is at `root` then. E.g. a resolv.conf bind mount.
 import {
-  chmodSync, chownSync, cpSync, existsSync, lstatSync, readFileSync, readdirSync, renameSync, rmSync, statSync, statfsSync,
+  chmodSync, chownSync, cpSync, existsSync, lstatSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync, statfsSync,
 } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { posix } from 'node:path';
@@ -31,7 +31,9 @@ import {
   DEFAULT_PATH, execCandidates, findInit, lookupUser, resolveInRoot, supplementaryGroups, type InitInfo, type PasswdEntry,
 } from './container-root.js';
 import { createEphemeral, defaultStateDir, sweepEphemeral, type EphemeralRoot } from './ephemeral.js';
-import { bindRecursive, buildMountPlan, type ResolvedBind, type ResolvedTmpfs, type RootSource } from './mounts.js';
+import {
+  bindIdmap, bindRecursive, buildMountPlan, idmapLines, type ResolvedBind, type ResolvedTmpfs, type RootSource,
+} from './mounts.js';
 import {
   containerCloneFlags, fixedUidRange, pickUidRange, shiftOwnership, writeIdMaps, type UidRange,
 } from './namespaces.js';
@@ -247,11 +249,32 @@ function checkNetworkNamespace(path: string): void {
   }
 }
 
-/** A bind's destination: resolved in the directory (the overlay shows the same tree), rebased on the mounted root. */
-function resolveBinds(spec: LaunchSpec, directory: string, mountRoot: string): ResolvedBind[] {
+/** The file system type of the mount `path` is on (from /proc/self/mountinfo), for messages. */
+function fileSystemOf(path: string): string | undefined {
+  let best: { length: number; type: string } | undefined;
+  try {
+    const real = realpathSync(path);
+    for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+      const f = line.split(' ');
+      const dash = f.indexOf('-');
+      if (dash < 5) continue;
+      const mountPoint = (f[4] as string).replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+      const under = mountPoint === '/' || real === mountPoint || real.startsWith(`${mountPoint}/`);
+      // later lines are mounted over earlier ones
+      if (under && (!best || mountPoint.length >= best.length)) best = { length: mountPoint.length, type: f[dash + 1] as string };
+    }
+  } catch { /* only for messages */ }
+  return best?.type;
+}
+
+/**
+ * A bind's destination: resolved in the directory (the overlay shows the same tree), rebased on the
+ * mounted root. With a user namespace, idmap/rootidmap/owneridmap get the user namespace of their
+ * mapping from `idmap.userns`; without one there is nothing to map to, and they are plain binds.
+ */
+function resolveBinds(spec: LaunchSpec, directory: string, mountRoot: string,
+  idmap?: { range: UidRange; userns: (uidMap: string, gidMap: string) => string }): ResolvedBind[] {
   return spec.binds.map((b) => {
-    const idmap = b.options.filter((o) => o === 'idmap' || o === 'rootidmap');
-    if (idmap.length) log.warn(`--bind${b.readOnly ? '-ro' : ''}=${b.source}: option ${idmap.join(',')} is not supported yet; bound without an ID mapping`);
     const source = b.sourceInRoot ? resolveInRoot(directory, b.source) : b.source;
     let st;
     try {
@@ -261,7 +284,24 @@ function resolveBinds(spec: LaunchSpec, directory: string, mountRoot: string): R
     }
     const inRoot = resolveInRoot(directory, b.destination);
     const target = posix.join(mountRoot, inRoot.slice(directory.replace(/\/+$/, '').length));
-    return { source, target, readOnly: b.readOnly, recursive: bindRecursive(b), file: !st.isDirectory() };
+    const bind: ResolvedBind = { source, target, readOnly: b.readOnly, recursive: bindRecursive(b), file: !st.isDirectory() };
+    const option = bindIdmap(b);
+    if (option && idmap) {
+      // owneridmap: the destination's owner (a host ID once shifted); one not there yet is made for the container's root
+      let dest = { uid: idmap.range.shift, gid: idmap.range.shift };
+      try {
+        const d = statSync(inRoot);
+        dest = { uid: d.uid, gid: d.gid };
+      } catch { /* made by the plan */ }
+      const fstype = fileSystemOf(source);
+      bind.idmap = {
+        option, userns: idmap.userns(idmapLines(option, idmap.range, st.uid, dest.uid), idmapLines(option, idmap.range, st.gid, dest.gid)),
+        ...(fstype ? { fstype } : {}),
+      };
+    } else if (option) {
+      log.debug(`--bind=${b.source}: ${option} without a user namespace has nothing to map to; bound as it is`);
+    }
+    return bind;
   });
 }
 
@@ -296,6 +336,8 @@ class ContainerRun {
   private init: InitInfo | undefined;
   private readonly consoleMode: ConsoleMode;
   private notify: ContainerNotifySocket | undefined;
+  /** processes holding the user namespaces of ID-mapped binds, by mapping; gone once the mounts are made */
+  private readonly idmapHolders = new Map<string, { pid: number; pidfd: number }>();
   /** --console=passive: the pty master, not forwarded */
   private passiveMaster = -1;
 
@@ -471,7 +513,7 @@ class ContainerRun {
     const wantConsole = this.consoleMode !== 'pipe';
     const mountPlan = buildMountPlan({
       root, rootSource, privateNetwork: ownNetns, console: wantConsole,
-      binds: resolveBinds(spec, directory, root), tmpfs: resolveTmpfs(spec, directory, root),
+      binds: resolveBinds(spec, directory, root, userns ? { range: userns, userns: (u, g) => this.idmapUserns(u, g) } : undefined), tmpfs: resolveTmpfs(spec, directory, root),
       cgroups: layout, uuid, manager: 'systemd-nspawn', ...(userns ? { innerRoot: '/' } : {}),
       ...(os.path ? { hostOsRelease: os.path } : {}),
       ...(userns ? { uidShift: userns.shift } : {}),
@@ -683,7 +725,10 @@ class ContainerRun {
         const what = op ? describeOp(op) : `step ${m.op}`;
         const reason = m.code ?? `errno ${m.err}`;
         const text = m.message ?? `errno ${m.err}`;
-        if (op?.op === 'exec') {
+        if (op?.op === 'bindIdmapped' && (m.code === 'EINVAL' || m.code === 'EOPNOTSUPP')) {
+          this.failure = new LaunchError('IDMAP_UNSUPPORTED', `--bind=${op.source}:…:${op.option}: the ${op.fstype ?? 'unknown'} file system of ${op.source} `
+            + `does not support ID-mapped mounts (mount_setattr MOUNT_ATTR_IDMAP: ${text} (${reason})); bind it without ${op.option}, or from a file system that does`, 1);
+        } else if (op?.op === 'exec') {
           const exitCode = m.code === 'ENOENT' ? 127 : 126;
           this.failure = new LaunchError('EXEC_FAILED', `failed to execute ${op.argv[0] === '-sh' ? op.candidates.join(' or ') : op.argv[0]}: ${text} (${reason})`, exitCode);
         } else {
@@ -715,6 +760,43 @@ class ContainerRun {
         }
         return;
     }
+  }
+
+  /** /proc/PID/ns/user of a user namespace with these maps (one per mapping), for ID-mapped binds. */
+  private idmapUserns(uidMap: string, gidMap: string): string {
+    const key = `${uidMap}|${gidMap}`;
+    let holder = this.idmapHolders.get(key);
+    if (!holder) {
+      if (this.idmapHolders.size === 0) this.onUndo('stop the ID-mapping user namespaces', () => this.releaseIdmapHolders());
+      try {
+        holder = sys().usernsHolder(uidMap, gidMap);
+      } catch (err) {
+        throw new LaunchError('IDMAP_USERNS', `failed to create the user namespace of an ID-mapped bind (uid_map ${JSON.stringify(uidMap.trim())}): ${errorMessage(err)}`, 1, { cause: err });
+      }
+      this.idmapHolders.set(key, holder);
+    }
+    return `/proc/${holder.pid}/ns/user`;
+  }
+
+  /** Kills and reaps the holders of ID-mapped binds' user namespaces (the mounts keep what they need). */
+  private async releaseIdmapHolders(): Promise<void> {
+    const s = sys();
+    const holders = [...this.idmapHolders.values()];
+    this.idmapHolders.clear();
+    await Promise.all(holders.map((h) => new Promise<void>((resolve) => {
+      try {
+        s.pidfdSendSignal(h.pidfd, 9);
+      } catch { /* gone already */ }
+      let watcher: FdWatcher | undefined;
+      const reap = (): boolean => {
+        if (!s.waitPidfd(h.pidfd)) return false;
+        watcher?.stop();
+        s.close(h.pidfd);
+        resolve();
+        return true;
+      };
+      if (!reap()) watcher = new s.FdWatcher(h.pidfd, POLL_READABLE, reap);
+    })));
   }
 
   /** The payload runs: tell our service manager (READY=1 now, unless --notify-ready=yes waits for the container's). */
@@ -774,6 +856,8 @@ class ContainerRun {
   private async afterClone(): Promise<void> {
     const pid = this.leaderPid;
     this.notify?.watch(pid, (fields) => this.onContainerNotify(fields));
+    // the helper made its mounts before it cloned PID 1
+    if (this.idmapHolders.size > 0) await this.releaseIdmapHolders();
     if (this.userns) writeIdMaps(pid, this.userns);
     this.cgroup?.attach(pid);
     this.support?.attach(pid);
