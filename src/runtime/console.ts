@@ -8,7 +8,7 @@
 //   held open until the container ends.
 // - pipe: no pty; the container inherits our standard input, output and error directly.
 // - autopipe: pipe, or interactive when standard input and output are a terminal.
-import type { ReadStream, WriteStream } from 'node:tty';
+import { isatty, type ReadStream, type WriteStream } from 'node:tty';
 import { POLL_READABLE, POLL_WRITABLE, sys, type FdWatcher } from '../native.js';
 import type { ConsoleSetting } from './spec.js';
 
@@ -40,7 +40,8 @@ export class EscapeDetector {
 
 /** Whether the launcher's standard input and output are a terminal (nspawn's "interactive" console). */
 export function interactiveConsole(): boolean {
-  return Boolean(process.stdin.isTTY && process.stdout.isTTY);
+  // isatty() on the descriptors: process.stdin would build a stream (and load its modules) just to answer
+  return isatty(0) && isatty(1);
 }
 
 /** The console mode a container runs with (autopipe resolved). */

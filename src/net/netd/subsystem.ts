@@ -271,7 +271,10 @@ export class NetworkSubsystem {
         try {
           await this.onEvent(ev);
         } catch (err) {
-          this.log.error(`handling a link event failed: ${errorMessage(err)}`, { event: ev.type });
+          // a link that went while it was being served (a container ending): rolled back, and its
+          // dellink follows; not an error of ours
+          if (err instanceof NspawnError && err.code === 'ENODEV') this.log.debug(`a link went while being served: ${errorMessage(err)}`, { event: ev.type });
+          else this.log.error(`handling a link event failed: ${errorMessage(err)}`, { event: ev.type });
         }
       }
     })();
