@@ -48,7 +48,8 @@ export function logger(module: string): Logger {
       ? ' ' + Object.entries(fields).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ')
       : '';
     const prefix = level === 'info' ? '' : `${level}: `;
-    sink(`${prefix}${isDebug() ? `[${module}] ` : ''}${msg}${extra}`);
+    // with detail on, each line says when it happened (ms since the process started): a launch's timeline
+    sink(`${prefix}${isDebug() ? `[${performance.now().toFixed(1).padStart(6)} ms ${module}] ` : ''}${msg}${extra}`);
   };
   return {
     debug: (m, f) => emit('debug', m, f),

@@ -1,6 +1,7 @@
-// Namespace handles. A namespace is held by an fd; entering one happens on a throwaway thread so
-// the JS thread and libuv's pool never change namespace (a thread that setns()es and returns to a
-// pool would run later work in the wrong namespace).
+// Namespace handles. A namespace is held by an fd. Work inside another network namespace runs on
+// the calling thread between two setns() calls and never returns to JavaScript or libuv in between
+// (a thread that setns()es and goes back to its work would run that work in the wrong namespace).
+// createNetns() still unshares on a throwaway thread: a thread cannot leave a namespace it unshared.
 #include "netns.h"
 
 #include <fcntl.h>
@@ -9,21 +10,32 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 #include "errno.h"
 
 int RunInNetns(int nsfd, const std::function<void()>& fn) {
-  int err = 0;
-  std::thread t([&]() {
-    if (setns(nsfd, CLONE_NEWNET) < 0) {
-      err = errno;
-      return;
+  // this thread's own namespace, to come back to (opened once per thread; Node's threads never move)
+  static thread_local int home = -1;
+  if (home < 0) {
+    home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (home < 0) return errno;
+  }
+  if (setns(nsfd, CLONE_NEWNET) < 0) return errno;
+  struct Return {  // also when fn throws
+    int fd;
+    ~Return() {
+      if (setns(fd, CLONE_NEWNET) < 0) {
+        // every later socket and netlink request of this process would go to the wrong namespace
+        std::fprintf(stderr, "nspawn-ts: cannot return to the process's network namespace (errno %d); aborting\n", errno);
+        std::abort();
+      }
     }
-    fn();
-  });
-  t.join();
-  return err;
+  } back{home};
+  fn();
+  return 0;
 }
 
 // openNamespace(path) -> fd: opens /run/netns/NAME, /proc/PID/ns/net and the like, O_CLOEXEC.

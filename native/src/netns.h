@@ -1,7 +1,9 @@
-// Work inside another network namespace, without ever moving a thread that Node owns.
+// Work inside another network namespace; the calling thread is back in its own before this returns.
 #pragma once
 #include <functional>
 
-// Runs `fn` on a short-lived thread that first setns()es into `nsfd` (CLONE_NEWNET) and exits after.
-// Sockets made there stay bound to that namespace. Returns 0, or the errno of setns (fn not run).
+// Runs `fn` on the calling thread inside `nsfd` (setns CLONE_NEWNET), then returns the thread to its
+// own namespace (a thread per call cost up to milliseconds on a busy machine: the launcher makes
+// several such sockets while its container waits). Sockets made there stay bound to that namespace.
+// `fn` must not call into JavaScript. Returns 0, or the errno of setns (fn not run).
 int RunInNetns(int nsfd, const std::function<void()>& fn);

@@ -179,8 +179,9 @@ async function main(): Promise<void> {
     cgroups.push(d);
   }
   const env = { NSPAWN_NETD_DNS: DNS };
+  // bin/nspawn-ts run as a user runs it: its #! line and node's options are part of the start-up
   const ours = (extra: string[], inner: string) => (i: number) =>
-    timed(process.execPath, [NSPAWN_TS, '-q', '-n', '-M', `bench${i + 1}`, '-D', root, ...extra, '/bin/sh', '-c', inner], env);
+    timed(NSPAWN_TS, ['-q', '-n', '-M', `bench${i + 1}`, '-D', root, ...extra, '/bin/sh', '-c', inner], env);
   try {
     const script = `for d in ${cgroups.join(' ')}; do echo $$ > "$d/cgroup.procs"; done\nexec systemd-nspawn --register=no --keep-unit -q "$@"`;
     const variants: Variant[] = [

@@ -399,6 +399,7 @@ export function containerNetworkHooks(opts: { zoneLock?: ZoneLock; machineId?: (
       const setup: SetupOptions = { containerNetns: ctx.netnsPath };
       if (opts.zoneLock) setup.zoneLock = opts.zoneLock;
       net = await setupContainerNetwork(planNetwork(input), setup);
+      log.debug(`links of ${ctx.machine} made`);
     },
     async afterExit() {
       const n = net;

@@ -5,7 +5,7 @@
 // standard input and output directly ("pipe" mode). A booting init without a terminal gets a pty
 // whose output is copied to standard output ("read-only", as systemd-nspawn's
 // --console=read-only): init writes its boot messages to /dev/console.
-import type { ReadStream, WriteStream } from 'node:tty';
+import { isatty, type ReadStream, type WriteStream } from 'node:tty';
 import { POLL_READABLE, POLL_WRITABLE, sys, type FdWatcher } from '../native.js';
 
 /** Ctrl-] */
@@ -36,7 +36,8 @@ export class EscapeDetector {
 
 /** Whether the launcher's standard input and output are a terminal (nspawn's "interactive" console). */
 export function interactiveConsole(): boolean {
-  return Boolean(process.stdin.isTTY && process.stdout.isTTY);
+  // isatty() on the descriptors: process.stdin would build a stream (and load its modules) just to answer
+  return isatty(0) && isatty(1);
 }
 
 export type ConsoleMode = 'interactive' | 'read-only' | 'pipe';

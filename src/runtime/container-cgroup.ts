@@ -93,14 +93,9 @@ export class SupportCgroups {
     return new SupportCgroups(made);
   }
 
-  attach(pid: number): void {
-    for (const d of this.dirs) {
-      try {
-        writeFileSync(`${d}/cgroup.procs`, String(pid));
-      } catch (err) {
-        throw new NspawnError('CGROUP_ATTACH', `failed to move process ${pid} into cgroup ${d}: ${(err as Error).message}`, { cause: err });
-      }
-    }
+  /** The cgroup.procs files PID 1 is moved into (src/runtime/cgroups.ts, moveProcess()). */
+  procsFiles(): string[] {
+    return this.dirs.map((d) => `${d}/cgroup.procs`);
   }
 
   /** Removes them (and what the container made below), then the nspawn-ts/ parent if empty. */

@@ -23,7 +23,7 @@ import { ConfigError, NspawnError, errorMessage } from '../errors.js';
 import { logger } from '../log.js';
 import { POLL_READABLE, sys, type ChannelMessage, type FdWatcher } from '../native.js';
 import { containerCaps, readOwnBoundingSet } from './caps.js';
-import { detectLayout, MachineCgroup, type CgroupLayout } from './cgroups.js';
+import { detectLayout, MachineCgroup, moveProcess, warmCgroupMoves, type CgroupLayout } from './cgroups.js';
 import { parseProperties } from './properties.js';
 import { PtyForwarder, consoleMode, type ConsoleMode } from './console.js';
 import { SupportCgroups } from './container-cgroup.js';
@@ -432,6 +432,8 @@ class ContainerRun {
 
     // cgroups: resource control (cgroups.ts) and the container's own (container-cgroup.ts)
     const layout: CgroupLayout = detectLayout();
+    // PID 1's move into its cgroups (afterClone) then finds the kernel's grace period over (cgroups.ts)
+    if (layout.mode !== 'none') warmCgroupMoves(layout);
     if (spec.mode === 'boot' && this.init?.systemd && layout.mode === 'none') {
       throw new LaunchError('CGROUP_UNAVAILABLE', 'systemd in the container needs cgroups, and this host has no cgroup hierarchy mounted at /sys/fs/cgroup');
     }
@@ -543,6 +545,7 @@ class ContainerRun {
 
     const s = sys();
     let spawned;
+    log.debug('prepared; cloning the container');
     try {
       spawned = s.spawnContainer(this.plan);
     } catch (err) {
@@ -646,6 +649,7 @@ class ContainerRun {
     const s = sys();
     switch (m.kind) {
       case 0: // end-of-file: the payload exec()ed
+        log.debug('the payload started');
         this.started = true;
         this.closeChannel();
         this.settle();
@@ -733,18 +737,36 @@ class ContainerRun {
   /** First sync: the container's PID 1 exists and waits. */
   private async afterClone(): Promise<void> {
     const pid = this.leaderPid;
+    log.debug(`PID 1 (${pid}) waits at its first sync point`);
     if (this.userns) writeIdMaps(pid, this.userns);
-    this.cgroup?.attach(pid);
-    this.support?.attach(pid);
-    if (this.registered && this.registry) {
-      this.registry.update(this.spec.machine, { leader: pid, ...(this.cgroup ? { cgroup: this.cgroup.toJSON() } : {}) });
+    // PID 1 goes into its cgroups on the thread pool while the hooks make its network: the first
+    // move waits for the kernel (an RCU grace period on cgroup v1), the hooks mostly for netlink.
+    // It stays at this sync point until both are done, so the payload never runs outside them.
+    const files = [...(this.cgroup?.procsFiles() ?? []), ...(this.support?.procsFiles() ?? [])];
+    const moved = files.length === 0 ? undefined : moveProcess(files, pid).then(() => {
+      log.debug('PID 1 is in its cgroups');
+    });
+    // awaited before this returns whatever the hooks do (no unhandled rejection, no write after teardown)
+    const attached = moved?.then(() => ({ ok: true as const }), (error: unknown) => ({ ok: false as const, error }));
+    let hooksFailed: { error: unknown } | undefined;
+    try {
+      if (this.registered && this.registry) {
+        this.registry.update(this.spec.machine, { leader: pid, ...(this.cgroup ? { cgroup: this.cgroup.toJSON() } : {}) });
+      }
+      const ctx = this.context();
+      for (const h of this.hooks) {
+        if (!h.afterClone) continue;
+        if (h.afterExit) this.onUndo('undo a hook', () => h.afterExit?.(ctx));
+        await h.afterClone(ctx);
+      }
+      log.debug('after-clone hooks done');
+    } catch (error) {
+      hooksFailed = { error };
     }
-    const ctx = this.context();
-    for (const h of this.hooks) {
-      if (!h.afterClone) continue;
-      if (h.afterExit) this.onUndo('undo a hook', () => h.afterExit?.(ctx));
-      await h.afterClone(ctx);
-    }
+    const move = await attached;
+    // a failed move is reported first (it was the first step before the move went to the thread pool)
+    if (move && !move.ok) throw move.error;
+    if (hooksFailed) throw hooksFailed.error;
   }
 
   private exitOf(st: { code: number | null; signal: number | null }): ContainerExit {

@@ -145,6 +145,8 @@ describe('launchers killed with SIGKILL', () => {
       await waitFor(async () => !(await table()).includes(`"${live}"`) && !(await table()).includes(`ve:${live}`), 'the sidecar to remove the killed launcher\'s mappings', 15_000)
         .catch((err: Error) => { throw new Error(`${err.message}; sidecar log:\n${sc.proc.output()}\ntable:\n${readFileSync(STATE, 'utf8')}`); });
       expect(stateLinks()).toEqual([]);
+      // the link going while the sidecar tried to serve it is no error of the sidecar's
+      expect(sc.proc.output()).not.toMatch(/"level":"error"/);
       await sidecar.stop();
       sidecar = undefined;
       expect((await run('nft', ['list', 'table', 'inet', 'nspawn-ts'])).code).not.toBe(0);
@@ -152,6 +154,43 @@ describe('launchers killed with SIGKILL', () => {
     } finally {
       for (const p of procs) await stop(p).catch(() => p.child.kill('SIGKILL'));
       await sidecar?.stop();
+    }
+  });
+  ktest('--network-bridge= -p (the launcher maps its ports itself): a killed one\'s mappings go at the next start; a running one\'s stay, also unregistered and through a sidecar start', async () => {
+    const [live, dead, next] = [`wl${P}`, `wd${P}`, `wn${P}`];
+    const procs: Proc[] = [];
+    let sidecar: Awaited<ReturnType<typeof startSidecar>> | undefined;
+    const addressed = (address: string): string[] => ['/bin/sh', '-c', `ip link set host0 up && ip addr add ${address}/24 dev host0 && echo ready && read x`];
+    try {
+      await runOk('ip', ['link', 'add', 'br-sweep', 'type', 'bridge']);
+      await runOk('ip', ['addr', 'add', '10.78.0.1/24', 'dev', 'br-sweep']);
+      await runOk('ip', ['link', 'set', 'br-sweep', 'up']);
+      const root = await busyboxRoot();
+      procs.push(await untilReady(nspawnTs(['-D', root, '-M', live, '--register=no', '--network-bridge=br-sweep', '-p', 'tcp:8031:80', ...addressed('10.78.0.2')]), live));
+      const b = await untilReady(nspawnTs(['-D', root, '-M', dead, '--network-bridge=br-sweep', '-p', 'tcp:8032:80', ...addressed('10.78.0.3')]), dead);
+      await waitFor(async () => (await table()).includes(`tcp . 8032 comment "${dead}" : 10.78.0.3 . 80`) && (await table()).includes(`tcp . 8031 comment "${live}" : 10.78.0.2 . 80`), 'both mappings');
+      b.child.kill('SIGKILL');
+      await exitOf(b);
+      await waitFor(async () => (await run('ip', ['link', 'show', `vb-${dead}`])).code !== 0, 'the dead launcher\'s veth to go', 15_000);
+      expect(await table()).toContain(`tcp . 8032 comment "${dead}"`);
+
+      procs.push(await running(next, ['-n']));
+      expect(await table()).not.toContain(`"${dead}"`);
+      expect(await table()).toContain(`tcp . 8031 comment "${live}" : 10.78.0.2 . 80`);
+      // a sidecar starting now keeps the running, unregistered launcher's mappings too
+      sidecar = await startSidecar();
+      expect(await table()).toContain(`tcp . 8031 comment "${live}" : 10.78.0.2 . 80`);
+      await sidecar.stop();
+      sidecar = undefined;
+
+      for (const p of procs.splice(0).reverse()) expect(await stop(p)).toBe(0);
+      expect((await run('nft', ['list', 'table', 'inet', 'nspawn-ts'])).code).not.toBe(0);
+      expect((JSON.parse(readFileSync(STATE, 'utf8')) as { portWatchers?: object }).portWatchers).toBeUndefined();
+      expect((await nspawn(['-q', '-D', root, '-M', dead, '/bin/true'])).code).toBe(0);
+    } finally {
+      for (const p of procs) await stop(p).catch(() => p.child.kill('SIGKILL'));
+      await sidecar?.stop();
+      await run('ip', ['link', 'del', 'br-sweep']);
     }
   });
 });

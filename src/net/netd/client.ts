@@ -4,12 +4,9 @@
 import { createConnection, type Socket } from 'node:net';
 import { NspawnError } from '../../errors.js';
 import { encodeRequest, type NetdRequest, type NetdResponse } from './api.js';
+import { defaultSocketPath } from './socket-path.js';
 
-export const DEFAULT_SOCKET = '/run/nspawn-ts/netd.sock';
-
-export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env): string {
-  return env.NSPAWN_NETD_SOCKET || DEFAULT_SOCKET;
-}
+export { DEFAULT_SOCKET, defaultSocketPath } from './socket-path.js';
 
 /** The sidecar answered with an error (its code and message are the sidecar's). */
 export class NetdRemoteError extends NspawnError {}

@@ -7,6 +7,7 @@ import { logger, setLogFormat, setLogLevel } from '../../log.js';
 import { defaultStateDir } from '../../runtime/ephemeral.js';
 import type { NetdRequest } from './api.js';
 import { defaultSocketPath } from './client.js';
+import { SubnetPool } from '../pool.js';
 import { parseDnsList } from './dns.js';
 import { sdNotify } from './notify.js';
 import { ApiServer, socketAnswers } from './server.js';
@@ -72,6 +73,14 @@ export function parseSidecarArgs(argv: readonly string[], env: NodeJS.ProcessEnv
       }
     } else {
       opts.pools = [...(opts.pools ?? []), value];
+    }
+  }
+  // checked now, not when the first link needs a subnet (a sidecar that can serve nothing must not start)
+  if (opts.pools) {
+    try {
+      new SubnetPool({ pools: opts.pools });
+    } catch (err) {
+      throw new ConfigError(`--pool: ${errorMessage(err)}`, { code: 'CFG_ARGS' });
     }
   }
   return opts;

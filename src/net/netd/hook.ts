@@ -14,7 +14,7 @@
 //
 // --network-config=static|dhcp overrides the choice; -b defaults to dhcp: the container's own
 // network manager (systemd-networkd's 80-container-host0.network) asks our DHCP server.
-import { closeSync, constants, fchownSync, lstatSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, fchownSync, lstatSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { errorMessage, NspawnError } from '../../errors.js';
 import { logger } from '../../log.js';
@@ -23,7 +23,7 @@ import { defaultStateDir } from '../../runtime/ephemeral.js';
 import type { LaunchSpec, PortForward } from '../../runtime/spec.js';
 import { chaseInRoot } from '../resolv.js';
 import { Rtnl } from '../rtnl.js';
-import { defaultSocketPath, NetdClient } from './client.js';
+import { defaultSocketPath } from './socket-path.js';
 import { parseDnsList } from './dns.js';
 import type { ServedKind } from './links.js';
 import { type DhcpBackend, type MachineLease, NetworkSubsystem } from './subsystem.js';
@@ -151,7 +151,8 @@ export function addressHooks(opts: AddressHooksOptions): {
       mode = configMode(ctx.spec);
       const req = withPorts(reserveReq(ctx.machine, info), ctx.spec);
       const socket = defaultSocketPath(env);
-      const client = await NetdClient.connect(socket);
+      // no socket file, no sidecar: the embedded path neither loads node:net nor makes a socket
+      const client = existsSync(socket) ? await (await import('./client.js')).NetdClient.connect(socket) : undefined;
       if (client) {
         try {
           lease = await client.request<MachineLease>({ op: 'reserve', ...req });
@@ -173,6 +174,7 @@ export function addressHooks(opts: AddressHooksOptions): {
       if (mode === 'static') {
         try {
           await configureContainerLink(ctx.netnsPath, info.containerIfname, lease);
+          log.debug(`${info.containerIfname} configured: ${lease.address}/${lease.prefixLength} via ${lease.gateway}`);
         } catch (err) {
           throw new HostNetworkError('NET_HOST0_CONFIG', `failed to configure ${info.containerIfname} with ${lease.address}/${lease.prefixLength} via ${lease.gateway}: ${errorMessage(err)}`, { cause: err });
         }
@@ -210,7 +212,7 @@ export function addressHooks(opts: AddressHooksOptions): {
       }
       if (viaSidecar) {
         const { kind, zone } = reserveReq(ctx.machine, i) as { kind: ServedKind; zone?: string };
-        const client = await NetdClient.connect(viaSidecar).catch(() => undefined);
+        const client = await (await import('./client.js')).NetdClient.connect(viaSidecar).catch(() => undefined);
         if (!client) {
           log.warn(`the sidecar on ${viaSidecar} is gone; it releases ${ctx.machine}'s address when it sees the link go`);
           return;

@@ -20,7 +20,7 @@ import { Firewall, portForwardMappings, type PortMapping } from '../firewall/ind
 import type { Address } from '../netlink/views.js';
 import { Rtnl, type RtnlMonitor } from '../rtnl.js';
 import { portOwner } from './ports.js';
-import { StateStore } from './state.js';
+import { processHolder, StateStore } from './state.js';
 
 const log = logger('ports');
 
@@ -89,6 +89,9 @@ export function portWatchHooks(opts: PortWatchOptions = {}): {
   let loop: Promise<void> | undefined;
   let mapped: { 4?: string; 6?: string } = {};
   let chain: Promise<void> = Promise.resolve();
+  let watching = false;
+  // the launcher's container dies with it: no fsync needed
+  const stateStore = (): StateStore => new StateStore(defaultStateDir(opts.env ?? process.env), { durable: false });
 
   const apply = async (ctx: HookContext): Promise<void> => {
     if (!rtnl || !fw) return;
@@ -136,6 +139,13 @@ export function portWatchHooks(opts: PortWatchOptions = {}): {
         fw = new Firewall();
         ownFirewall = true;
       }
+      // recorded before the first mapping: a sweep keeps this launcher's mappings while it runs
+      // (also with --register=no) and removes them once it is gone (kill -9: no afterExit)
+      const owner = portOwner(ctx.machine);
+      await stateStore().update((st) => {
+        st.portWatchers = { ...st.portWatchers, [owner]: processHolder() };
+      });
+      watching = true;
       netnsFd = sys().openNamespace(ctx.netnsPath);
       rtnl = Rtnl.open({ netnsFd });
       // the monitor first, so no address added while we list goes unseen
@@ -157,11 +167,14 @@ export function portWatchHooks(opts: PortWatchOptions = {}): {
         if (fw && (mapped[4] !== undefined || mapped[6] !== undefined)) fw.removePortMappings(portOwner(ctx.machine));
         mapped = {};
         // our table goes when nothing is left in it, under the network state's lock as the subsystem does
-        if (fw && ownFirewall) {
-          const f = fw;
-          await new StateStore(defaultStateDir(opts.env ?? process.env)).update((st) => {
-            if (Object.keys(st.links).length === 0 && f.elements().length === 0) f.removeTables();
+        if (watching) {
+          const f = fw && ownFirewall ? fw : undefined;
+          await stateStore().update((st) => {
+            if (st.portWatchers) delete st.portWatchers[portOwner(ctx.machine)];
+            if (st.portWatchers && Object.keys(st.portWatchers).length === 0) delete st.portWatchers;
+            if (f && Object.keys(st.links).length === 0 && f.elements().length === 0) f.removeTables();
           });
+          watching = false;
         }
       } finally {
         rtnl?.close();

@@ -14,6 +14,7 @@ import { sys } from '../../native.js';
 import type { PoolState } from '../pool.js';
 import type { ServedKind } from './links.js';
 import type { PortForward } from '../../runtime/spec.js';
+import { processStartTime } from '../../runtime/ephemeral.js';
 
 export const STATE_VERSION = 1;
 
@@ -38,6 +39,19 @@ export interface ReservationRecord {
 /** A holder of a served link: the sidecar, or an embedded launcher (PID and start time). */
 export type Holder = 'sidecar' | `pid:${number}:${string}`;
 
+/** A process as a holder: PID and start time (a reused PID is not the same holder); `tag` tells instances apart. */
+export function processHolder(tag = ''): Holder {
+  return `pid:${process.pid}:${processStartTime(process.pid) ?? '0'}${tag}`;
+}
+
+/** Whether a holder is still there (the sidecar always counts as alive to an embedded instance). */
+export function holderAlive(h: Holder): boolean {
+  if (h === 'sidecar') return true;
+  const m = /^pid:(\d+):(\d+)(?:#\d+)?$/.exec(h);
+  if (!m) return false;
+  return processStartTime(Number(m[1])) === m[2];
+}
+
 export interface LinkRecord {
   kind: ServedKind;
   /** machine (veth) or zone name */
@@ -57,6 +71,12 @@ export interface NetdState {
   links: Record<string, LinkRecord>;
   /** net.ipv4.ip_forward before we set it to 1 (put back when the last served link goes) */
   ipForwardBefore?: string;
+  /**
+   * Port owners (machine names) whose launcher maps their ports itself, following the container's
+   * address (ports-watch.ts: --network-bridge=, --network-macvlan=, …), with that launcher: their
+   * mappings are kept while it runs (registered or not) and swept once it is gone.
+   */
+  portWatchers?: Record<string, Holder>;
 }
 
 export class StateError extends NspawnError {
@@ -99,6 +119,10 @@ function parseState(text: string, file: string): NetdState {
   }
   const out: NetdState = { version: STATE_VERSION, pool: r.pool, links };
   if (typeof r.ipForwardBefore === 'string') out.ipForwardBefore = r.ipForwardBefore;
+  if (typeof r.portWatchers === 'object' && r.portWatchers !== null) {
+    const w = Object.entries(r.portWatchers).filter((e): e is [string, Holder] => typeof e[1] === 'string');
+    if (w.length) out.portWatchers = Object.fromEntries(w);
+  }
   return out;
 }
 

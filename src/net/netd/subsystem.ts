@@ -34,7 +34,7 @@ import { type Link, Rtnl, type RtnlEvent, type RtnlMonitor } from '../rtnl.js';
 import { isClientAddress, pickAddress } from './addresses.js';
 import { hostDns } from './dns.js';
 import { classifyLink, isMasqueradeOwner, masqueradeOwner, type LinkRole, type ServedKind } from './links.js';
-import { type Holder, type LinkRecord, type NetdState, type ReservationRecord, StateStore } from './state.js';
+import { type Holder, holderAlive, type LinkRecord, type NetdState, processHolder, type ReservationRecord, StateStore } from './state.js';
 import { enableForwarding, procSys, restoreForwarding, type SysctlIo } from './sysctl.js';
 import { sys } from '../../native.js';
 import { MachineRegistry } from '../../runtime/registry.js';
@@ -146,16 +146,7 @@ let instances = 0;
 
 /** 'sidecar', or the embedded instance: PID, start time and a counter (one process may hold several). */
 function holderOf(mode: SubsystemOptions['mode']): Holder {
-  if (mode === 'sidecar') return 'sidecar';
-  return `pid:${process.pid}:${processStartTime(process.pid) ?? '0'}#${++instances}`;
-}
-
-/** Whether a holder is still there (the sidecar always counts as alive to an embedded instance). */
-function holderAlive(h: Holder): boolean {
-  if (h === 'sidecar') return true;
-  const m = /^pid:(\d+):(\d+)(?:#\d+)?$/.exec(h);
-  if (!m) return false;
-  return processStartTime(Number(m[1])) === m[2];
+  return mode === 'sidecar' ? 'sidecar' : processHolder(`#${++instances}`);
 }
 
 /**
@@ -280,7 +271,10 @@ export class NetworkSubsystem {
         try {
           await this.onEvent(ev);
         } catch (err) {
-          this.log.error(`handling a link event failed: ${errorMessage(err)}`, { event: ev.type });
+          // a link that went while it was being served (a container ending): rolled back, and its
+          // dellink follows; not an error of ours
+          if (err instanceof NspawnError && err.code === 'ENODEV') this.log.debug(`a link went while being served: ${errorMessage(err)}`, { event: ev.type });
+          else this.log.error(`handling a link event failed: ${errorMessage(err)}`, { event: ev.type });
         }
       }
     })();
@@ -366,10 +360,13 @@ export class NetworkSubsystem {
     const current = this.firewall.state(); // empty when the table does not exist
     if (masquerade.length === 0 && current.masquerade.length === 0 && ports.length === 0 && current.ports.length === 0) return;
     // mappings without a record belong to launchers that watch their machine's address
-    // (ports-watch.ts): left alone while that machine runs, removed when it is gone
+    // (ports-watch.ts): left alone while that launcher (state's portWatchers) or machine runs,
+    // removed when it is gone
     const recorded = new Set(ports.map((p) => p.owner));
+    const watched = new Set(Object.keys(state.portWatchers ?? {})); // their launchers run (the sweep before this took the others)
     const registry = new MachineRegistry();
-    const owns = (o: string | undefined): boolean => isMasqueradeOwner(o) || o === undefined || recorded.has(o) || registry.get(o) === undefined;
+    const owns = (o: string | undefined): boolean => isMasqueradeOwner(o) || o === undefined || recorded.has(o) ||
+      (!watched.has(o) && registry.get(o) === undefined);
     const done = this.firewall.reconcile({ masquerade, ports }, { owns });
     this.tablesReady = true;
     if (done.added.length || done.removed.length) {
@@ -626,7 +623,9 @@ export class NetworkSubsystem {
     const live = (h: Holder): boolean => (h === 'sidecar' ? this.mode === 'embedded' : holderAlive(h));
     const deadRecord = (rec: LinkRecord): boolean => !rec.holders.some(live) && (this.mode === 'embedded' || linkGone(rec.ifname));
     const deadReservation = (r: ReservationRecord): boolean => r.holder !== undefined && !holderAlive(r.holder);
-    const anything = (st: NetdState): boolean => Object.values(st.links).some((rec) => deadRecord(rec) || rec.reservations.some(deadReservation));
+    const deadWatchers = (st: NetdState): string[] => Object.entries(st.portWatchers ?? {}).filter(([, h]) => !holderAlive(h)).map(([owner]) => owner);
+    const anything = (st: NetdState): boolean =>
+      Object.values(st.links).some((rec) => deadRecord(rec) || rec.reservations.some(deadReservation)) || deadWatchers(st).length > 0;
     // the common case (nothing left behind) costs one read of the state file
     if (!anything(this.store.peek())) return;
     const zones: string[] = [];
@@ -655,6 +654,18 @@ export class NetworkSubsystem {
         const m = registry.get(machine);
         return m !== undefined && !(this.mode === 'embedded' && `${m.launcher.pid}:${m.launcher.startTime}` === me);
       };
+      // launchers that mapped their machine's ports themselves (ports-watch.ts)
+      for (const owner of deadWatchers(st)) {
+        delete st.portWatchers?.[owner];
+        if (claimed.has(owner) || runsElsewhere(owner)) continue;
+        try {
+          const gone = this.firewall.removePortMappings(portOwner(owner));
+          if (gone.length) this.log.info(`stopped forwarding ${gone.length} port(s) to ${owner}: its launcher is gone`, { machine: owner });
+        } catch (err) {
+          this.log.warn(`removing the port mappings of ${owner} failed: ${errorMessage(err)}`);
+        }
+      }
+      if (st.portWatchers && Object.keys(st.portWatchers).length === 0) delete st.portWatchers;
       for (const { rec, reservations } of dropped) {
         const whole = st.links[rec.ifname] === undefined;
         for (const r of reservations) {

@@ -203,6 +203,10 @@ describe('nspawn-netd command line', () => {
     [['--state-dir'], /--state-dir needs a value/],
     [['--socket=relative.sock'], /--socket takes an absolute path, got "relative.sock"/],
     [['--dns=nope'], /--dns: "nope" is not an IPv4 address/],
+    [['--pool=banana'], /--pool: address pool 'banana' is not an IPv4 prefix \(e\.g\. 10\.0\.0\.0\/8\)/],
+    [['--pool=10.0.0.0/8', '--pool=2001:db8::/64'], /--pool: address pool '2001:db8::\/64' is not an IPv4 prefix/],
+    [['--pool=10.0.0.1/8'], /--pool: address pool '10\.0\.0\.1\/8' has host bits set; did you mean 10\.0\.0\.0\/8\?/],
+    [['--pool', '10.0.0.0'], /--pool: address pool '10\.0\.0\.0' has no prefix length/],
   ])('%j is refused', (argv, message) => {
     expect(() => parseSidecarArgs(argv, {})).toThrow(message);
   });

@@ -1,0 +1,111 @@
+// The launcher's start-up path against the kernel (README, "Start-up"): PID 1's cgroup moves run
+// while the network is made, yet PID 1 goes on only inside its cgroups; warming the kernel's
+// cgroup lock moves nothing; sockets made in another network namespace leave the calling thread
+// where it was; a launch without a sidecar makes no connection attempt.
+import { existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect } from 'vitest';
+import { ktest } from '../helpers/kernel.js';
+import { busyboxRoot, copyRoot } from '../helpers/rootfs.js';
+import { leftoverCgroups, machineRecords, nspawn } from '../helpers/nspawn.js';
+import { sys } from '../../src/native.js';
+import { detectLayout, parseProcCgroup, warmCgroupMoves } from '../../src/runtime/cgroups.js';
+
+const RUN = process.pid.toString(36);
+let root: string;
+let counter = 0;
+const name = (): string => `su-${RUN}-${++counter}`;
+
+beforeAll(async () => {
+  root = await busyboxRoot();
+}, 120_000);
+
+function nothingLeft(): void {
+  expect(machineRecords()).toEqual([]);
+  expect(leftoverCgroups().filter((d) => d.includes(`su-${RUN}-`))).toEqual([]);
+}
+
+describe('cgroups on the start-up path', () => {
+  ktest('PID 1 is in its machine cgroups before it goes on (its cgroup namespace is rooted there)', async () => {
+    const layout = detectLayout();
+    if (layout.mode === 'none') return; // nothing to move into (the kernel has cgroups here; see cgroups.test.ts)
+    // made right after the first sync point: had PID 1 been moved later, its paths would not be "/"
+    // --resolv-conf=off: nothing written into the shared test root
+    const r = await nspawn(['-q', '--resolv-conf=off', '-D', root, '-M', name(), '/bin/sh', '-c', 'cat /proc/self/cgroup']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines.length).toBeGreaterThan(0);
+    for (const l of lines) expect(l).toMatch(/:\/$/);
+    nothingLeft();
+  });
+
+  ktest('warmCgroupMoves moves nothing: this process stays in its cgroups', async () => {
+    const before = parseProcCgroup(readFileSync('/proc/self/cgroup', 'utf8'));
+    warmCgroupMoves(detectLayout());
+    // the write runs on the thread pool: give it time to land
+    await new Promise((r) => setTimeout(r, 200));
+    expect(parseProcCgroup(readFileSync('/proc/self/cgroup', 'utf8'))).toEqual(before);
+  });
+});
+
+describe('sockets in another network namespace', () => {
+  ktest('are made there, and the calling thread stays in its own namespace', async ({ netns }) => {
+    const s = sys();
+    const home = readlinkSync('/proc/thread-self/ns/net');
+    const fd = s.openNamespace(netns.path);
+    try {
+      for (let i = 0; i < 3; i++) {
+        const sock = s.socket(16 /* AF_NETLINK */, 3 /* SOCK_RAW */, 0 /* NETLINK_ROUTE */, fd);
+        s.close(sock);
+        expect(readlinkSync('/proc/thread-self/ns/net')).toBe(home);
+      }
+      // libnftables' context for that namespace is made there too
+      const r = s.nftRun('list tables', { netnsFd: fd });
+      expect(r.rc).toBe(0);
+      expect(readlinkSync('/proc/thread-self/ns/net')).toBe(home);
+      // a namespace fd that is no namespace: setns fails, nothing moves
+      const notNs = s.openNamespace('/proc/self/status');
+      try {
+        expect(() => s.socket(16, 3, 0, notNs)).toThrow(/setns/);
+      } finally {
+        s.close(notNs);
+      }
+      expect(readlinkSync('/proc/thread-self/ns/net')).toBe(home);
+    } finally {
+      s.nftForget(fd);
+      s.close(fd);
+    }
+  });
+});
+
+describe('the embedded path', () => {
+  ktest('-n without a sidecar socket: no connection attempt, host0 configured before the payload runs', async () => {
+    const socket = `/run/nspawn-ts/no-sidecar-${RUN}.sock`;
+    expect(existsSync(socket)).toBe(false);
+    const dir = mkdtempSync(join(tmpdir(), 'nspawn-ts-startup-'));
+    // a copy: the launcher writes the lease's /etc/resolv.conf into the root (the shared one is copied by others)
+    const own = await copyRoot(root);
+    try {
+      const record = join(dir, 'connections');
+      const preload = join(dir, 'preload.cjs');
+      // every connection the launcher makes goes through node:net's createConnection
+      writeFileSync(preload, `const net = require('node:net'); const fs = require('node:fs');
+        const orig = net.createConnection;
+        net.createConnection = function (...args) { fs.appendFileSync(${JSON.stringify(record)}, JSON.stringify(args[0]) + '\\n'); return orig.apply(this, args); };`);
+      writeFileSync(record, '');
+      const r = await nspawn(['-q', '-n', '-D', own.dir, '-M', name(), '/bin/sh', '-c', 'ip -4 route show default; ip -4 -o addr show dev host0'],
+        { env: { NODE_OPTIONS: `--require ${preload}`, NSPAWN_NETD_SOCKET: socket, NSPAWN_NETD_DNS: '192.0.2.53' } });
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/^default via \d+\.\d+\.\d+\.\d+ dev host0/m);
+      expect(r.stdout).toMatch(/host0\s+inet \d+\.\d+\.\d+\.\d+\/28/);
+      expect(readFileSync(record, 'utf8')).toBe('');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      own.remove();
+    }
+    nothingLeft();
+  });
+});

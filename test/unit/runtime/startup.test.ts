@@ -1,0 +1,144 @@
+// The start-up path of the commands (README, "Start-up"): the bin/ scripts run as shipped (their #!
+// line) and through `node`, without parsing NODE_EXTRA_CA_CERTS and without loading what a
+// command does not need; PID 1's cgroup moves off the event loop (moveProcess); the debug timeline.
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, test } from 'vitest';
+import { CgroupError, moveProcess } from '../../../src/runtime/cgroups.js';
+import { logger, setLogLevel, setLogSink } from '../../../src/log.js';
+
+const BIN = fileURLToPath(new URL('../../../bin/', import.meta.url));
+
+interface Ran { code: number | null; stdout: string; stderr: string }
+
+function exec(file: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<Ran> {
+  return new Promise((resolve) => {
+    execFile(file, args, { env: { ...process.env, ...env }, timeout: 30_000 }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as NodeJS.ErrnoException & { code?: unknown }).code === 'number' ? (err as unknown as { code: number }).code : 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+const dirs: string[] = [];
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'nspawn-ts-startup-'));
+  dirs.push(d);
+  return d;
+}
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+describe('bin/ commands', () => {
+  // node parses the file NODE_EXTRA_CA_CERTS names before running any script, and warns when it
+  // cannot: no warning means the launcher's #! line kept node from reading it at all
+  test.each([
+    ['nspawn-ts', ['--version'], /^nspawn-ts \d/],
+    ['machinectl-ts', ['--version'], /\d/],
+  ])('%s run as shipped ignores NODE_EXTRA_CA_CERTS (no certificate parsing at start-up)', async (cmd, args, out) => {
+    const r = await exec(join(BIN, cmd), args, { NODE_EXTRA_CA_CERTS: '/nonexistent/nspawn-ts-test-ca.pem' });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(out);
+  });
+
+  test('node bin/nspawn-ts (CommonJS entry) works as the command does', async () => {
+    const a = await exec(process.execPath, [join(BIN, 'nspawn-ts'), '--version']);
+    const b = await exec(join(BIN, 'nspawn-ts'), ['--version']);
+    expect(a).toEqual(b);
+    expect(a.code).toBe(0);
+    const bad = await exec(join(BIN, 'nspawn-ts'), ['--no-such-option']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/no-such-option/);
+  });
+
+  test('--version and --help load neither the native addon nor the network subsystem\'s builtins', async () => {
+    const dir = tempDir();
+    const report = join(dir, 'loaded.json');
+    const preload = join(dir, 'preload.cjs');
+    writeFileSync(preload, `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(report)},
+      JSON.stringify({ files: Object.keys(require.cache), builtins: process.moduleLoadList })));`);
+    for (const args of [['--version'], ['--help']]) {
+      const r = await exec(join(BIN, 'nspawn-ts'), args, { NODE_OPTIONS: `--require ${preload}` });
+      expect(r.code).toBe(0);
+      const loaded = JSON.parse(readFileSync(report, 'utf8')) as { files: string[]; builtins: string[] };
+      expect(loaded.files.filter((f) => f.endsWith('.node'))).toEqual([]);
+      // zlib comes with the DHCP lease journal, dgram/child_process/http with nothing on this path
+      // (node:net does come: process.stdout on a pipe is a net.Socket)
+      expect(loaded.builtins.filter((m) => /^NativeModule (zlib|dgram|child_process|http|https|worker_threads)$/.test(m))).toEqual([]);
+    }
+  });
+});
+
+describe('moveProcess', () => {
+  test('writes the PID into every cgroup.procs, in order', async () => {
+    const dir = tempDir();
+    const files = ['a', 'b', 'c'].map((n) => {
+      mkdirSync(join(dir, n));
+      const f = join(dir, n, 'cgroup.procs');
+      writeFileSync(f, 'old old old');
+      return f;
+    });
+    await moveProcess(files, 4242);
+    for (const f of files) expect(readFileSync(f, 'utf8')).toBe('4242');
+    await moveProcess([], 4242); // nothing to do
+  });
+
+  test('a refused write is a CgroupError naming the file and the errno; later files are not written', async () => {
+    const dir = tempDir();
+    const ok = join(dir, 'ok');
+    const missing = join(dir, 'gone', 'cgroup.procs');
+    const after = join(dir, 'after');
+    writeFileSync(ok, '');
+    writeFileSync(after, '');
+    let err: unknown;
+    try {
+      await moveProcess([ok, missing, after], 77);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(CgroupError);
+    expect((err as CgroupError).errnoCode).toBe('ENOENT');
+    expect((err as CgroupError).path).toBe(missing);
+    expect((err as CgroupError).message).toContain('attach process 77');
+    expect(readFileSync(ok, 'utf8')).toBe('77');
+    expect(readFileSync(after, 'utf8')).toBe('');
+    // the first file (written on the thread pool) fails the same way
+    const first = await moveProcess([join(dir, 'nope', 'cgroup.procs')], 5).catch((e: unknown) => e);
+    expect(first).toBeInstanceOf(CgroupError);
+    expect((first as CgroupError).errnoCode).toBe('ENOENT');
+  });
+
+  test('a bad PID is refused before anything is written', async () => {
+    const dir = tempDir();
+    const f = join(dir, 'cgroup.procs');
+    writeFileSync(f, 'x');
+    for (const pid of [0, -1, 1.5, Number.NaN]) {
+      await expect(moveProcess([f], pid)).rejects.toMatchObject({ code: 'CGROUP_BAD_PID' });
+    }
+    expect(readFileSync(f, 'utf8')).toBe('x');
+  });
+});
+
+describe('debug log timeline', () => {
+  test('with detail on, each line says when it happened (ms since start) and which module wrote it', () => {
+    const lines: string[] = [];
+    const prev = setLogSink((l) => lines.push(l));
+    setLogLevel('debug');
+    try {
+      logger('launcher').debug('PID 1 waits');
+      logger('net').info('serving ve-x');
+    } finally {
+      setLogLevel('info');
+      setLogSink(prev);
+    }
+    expect(lines[0]).toMatch(/^debug: \[\s*\d+\.\d ms launcher\] PID 1 waits$/);
+    expect(lines[1]).toMatch(/^\[\s*\d+\.\d ms net\] serving ve-x$/);
+    const t = (l: string) => Number(/\[\s*([\d.]+) ms/.exec(l)?.[1]);
+    expect(t(lines[1] as string)).toBeGreaterThanOrEqual(t(lines[0] as string));
+  });
+});
