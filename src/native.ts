@@ -99,6 +99,12 @@ export interface NativeAddon {
   sendto(fd: number, data: Uint8Array, sockaddr?: Uint8Array): number;
   /** Length received, or -1 when nothing is waiting. Never blocks. */
   recv(fd: number, buf: Uint8Array, flags?: number, addrBuf?: Uint8Array): number;
+  /**
+   * One datagram with its sender's SCM_CREDENTIALS (pid in our PID namespace; -1 without
+   * SO_PASSCRED); `length` is the datagram's, which may exceed buf. Null when none waits.
+   * Descriptors the sender attached are closed.
+   */
+  recvCredentials(fd: number, buf: Uint8Array): { length: number; pid: number; uid: number; gid: number } | null;
   close(fd: number): void;
   FdWatcher: new (fd: number, events: number, callback: (events: number) => void) => FdWatcher;
   openNamespace(path: string): number;
@@ -116,6 +122,11 @@ export interface NativeAddon {
   pidfdSendSignal(pidfd: number, signal: number): void;
   /** Reaps the process if it has exited: {code} or {signal}; null while it runs. */
   waitPidfd(pidfd: number): { code: number | null; signal: number | null } | null;
+  /**
+   * A process that only sits in a new user namespace with these maps (uid_map/gid_map lines), for
+   * ID-mapped mounts through /proc/PID/ns/user; kill it (SIGKILL through pidfd) and reap it when done.
+   */
+  usernsHolder(uidMap: string, gidMap: string): { pid: number; pidfd: number };
   /** Bytes read, 0 at end-of-file (EIO on a pty counts), -1 when nothing is waiting. */
   readFd(fd: number, buf: Uint8Array): number;
   /** Bytes written, -1 when it would block. */

@@ -77,6 +77,7 @@ enum OpCode {
   OP_CLONE_INNER,
   OP_PDEATHSIG,
   OP_EXEC,
+  OP_BIND_IDMAPPED,
 };
 
 // What an op reads from its JS object (src/runtime/plan.ts): strings into s1..s4 (key, and
@@ -134,6 +135,7 @@ const OpSpec kOps[] = {
     {"cloneInner", OP_CLONE_INNER, {}, {{"flags"}}},
     {"pdeathsig", OP_PDEATHSIG, {}, {{"signal", SIGKILL}}},
     {"exec", OP_EXEC, {}, {}},
+    {"bindIdmapped", OP_BIND_IDMAPPED, {{"source", kRequired}, {"target", kRequired}, {"userns", kRequired}}, {Flag("recursive")}},
 };
 
 // One operation, with every argument already in plain memory (pointers into Plan's storage).
@@ -363,6 +365,31 @@ int OpenPty(int chan, const Op& op) {
   return 0;
 }
 
+// A bind mount of `source` on `target` whose IDs are mapped through the user namespace at
+// `userns` (mount_setattr(MOUNT_ATTR_IDMAP) on a detached copy, then moved into place).
+int BindIdmapped(const char* source, const char* target, const char* userns, bool recursive) {
+  int ns = open(userns, O_RDONLY | O_CLOEXEC);
+  if (ns < 0) return errno;
+  int tree = static_cast<int>(syscall(SYS_open_tree, AT_FDCWD, source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (recursive ? AT_RECURSIVE : 0)));
+  if (tree < 0) {
+    int err = errno;
+    close(ns);
+    return err;
+  }
+  struct mount_attr attr;
+  memset(&attr, 0, sizeof attr);
+  attr.attr_set = MOUNT_ATTR_IDMAP;
+  attr.userns_fd = static_cast<uint64_t>(ns);
+  int err = 0;
+  if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &attr, sizeof attr) < 0 ||
+      syscall(SYS_move_mount, tree, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+    err = errno;
+  }
+  close(tree);
+  close(ns);
+  return err;
+}
+
 int LoopbackUp() {
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return errno;
@@ -556,6 +583,9 @@ int LoopbackUp() {
       case OP_EXEC:
         err = ExecFirst(op.list1, op.list2, op.list3);
         break;
+      case OP_BIND_IDMAPPED:
+        err = BindIdmapped(op.s1, op.s2, op.s3, op.n1 != 0);
+        break;
     }
     if (err && !(op.optional && IgnorableForOptional(err))) Fail(chan, i, err);
   }
@@ -590,6 +620,59 @@ Napi::Value SpawnContainer(const Napi::CallbackInfo& info) {
   ParsePlan(info[0].As<Napi::Object>(), plan);
 
   return SpawnWithChannel(env, plan.cloneFlags, [&plan](int chan, int parentEnd) { ChildMain(plan, chan, parentEnd); });
+}
+
+// Writes `text` to /proc/PID/FILE; 0 or errno.
+int WriteProcFile(long pid, const char* file, const std::string& text) {
+  std::string path = "/proc/" + std::to_string(pid) + "/" + file;
+  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  int err = 0;
+  if (write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size())) err = errno ? errno : EIO;
+  close(fd);
+  return err;
+}
+
+// usernsHolder(uidMap, gidMap) -> {pid, pidfd}: a process that only sits in a new user namespace
+// with these maps (/proc/PID/uid_map syntax), so that /proc/PID/ns/user can be used for ID-mapped
+// mounts. The caller kills it (SIGKILL) when done; it dies with the launcher too.
+Napi::Value UsernsHolder(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString()) throw Napi::TypeError::New(env, "arguments 'uidMap' and 'gidMap' must be strings");
+  std::string uidMap = info[0].As<Napi::String>().Utf8Value();
+  std::string gidMap = info[1].As<Napi::String>().Utf8Value();
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int pidfd = -1;
+  long pid = Clone3(CLONE_NEWUSER, &pidfd);
+  if (pid == 0) {
+    // every signal stays blocked: only SIGKILL (ours, or the launcher's death) ends it
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    syscall(SYS_close_range, 3, ~0U, 0);
+    for (;;) pause();
+  }
+  int cloneErr = errno;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (pid < 0) throw ErrnoError(env, cloneErr, "clone3", "(user namespace)");
+  int err = WriteProcFile(pid, "uid_map", uidMap);
+  const char* which = "uid_map";
+  if (!err) {
+    err = WriteProcFile(pid, "gid_map", gidMap);
+    which = "gid_map";
+  }
+  if (err) {
+    kill(static_cast<pid_t>(pid), SIGKILL);
+    siginfo_t si;
+    RetryEintr([&] { return waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &si, WEXITED); });
+    close(pidfd);
+    throw ErrnoError(env, err, "write", std::string("(/proc/PID/") + which + ")");
+  }
+  fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("pid", Napi::Number::New(env, static_cast<double>(pid)));
+  out.Set("pidfd", Napi::Number::New(env, pidfd));
+  return out;
 }
 
 // channelRecv(fd) -> {kind, op, err, value, fd?} | {kind: 0} at end-of-file | null when empty
@@ -740,6 +823,6 @@ void InitContainer(Napi::Env env, Napi::Object exports) {
       {"spawnContainer", SpawnContainer}, {"channelRecv", ChannelRecv},         {"channelGo", ChannelGo},
       {"pidfdOpen", PidfdOpen},           {"pidfdSendSignal", PidfdSendSignal}, {"waitPidfd", WaitPidfd},
       {"readFd", ReadFd},                 {"writeFd", WriteFd},                 {"setNonblocking", SetNonblocking},
-      {"setWindowSize", SetWindowSize},   {"flock", Flock},
+      {"setWindowSize", SetWindowSize},   {"flock", Flock},                     {"usernsHolder", UsernsHolder},
   });
 }

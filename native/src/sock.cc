@@ -2,10 +2,12 @@
 // sockets made inside another network namespace. Sockets are always non-blocking and close-on-exec;
 // readiness comes from uv_poll (FdWatcher), so no thread ever blocks in recv.
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include <cerrno>
+#include <cstring>
 #include <vector>
 
 #include "errno.h"
@@ -154,6 +156,48 @@ static Napi::Value Recv(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(n));
 }
 
+// recvCredentials(fd, buf) -> {length, pid, uid, gid} (pid -1 when the datagram carried no
+// SCM_CREDENTIALS: SO_PASSCRED was not set), or null when nothing is waiting. File descriptors a
+// sender attached (SCM_RIGHTS) are closed: nobody here takes them.
+static Napi::Value RecvCredentials(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt(info, 0, "fd");
+  auto buf = ArgBytes(info, 1, "buf");
+  struct iovec iov = {buf.Data(), buf.ByteLength()};
+  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int) * 16)];
+  struct msghdr mh;
+  memset(&mh, 0, sizeof mh);
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = cbuf;
+  mh.msg_controllen = sizeof cbuf;
+  ssize_t n = RetryEintr([&] { return recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC | MSG_TRUNC); });
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return env.Null();
+    throw ErrnoError(env, errno, "recvmsg");
+  }
+  struct ucred cred = {-1, static_cast<uid_t>(-1), static_cast<gid_t>(-1)};
+  for (struct cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+    if (c->cmsg_level != SOL_SOCKET) continue;
+    if (c->cmsg_type == SCM_CREDENTIALS && c->cmsg_len >= CMSG_LEN(sizeof cred)) {
+      memcpy(&cred, CMSG_DATA(c), sizeof cred);
+    } else if (c->cmsg_type == SCM_RIGHTS) {
+      size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < count; i++) {
+        int passed;
+        memcpy(&passed, CMSG_DATA(c) + i * sizeof(int), sizeof passed);
+        close(passed);
+      }
+    }
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("length", Napi::Number::New(env, static_cast<double>(n)));
+  out.Set("pid", Napi::Number::New(env, cred.pid));
+  out.Set("uid", Napi::Number::New(env, static_cast<int32_t>(cred.uid)));
+  out.Set("gid", Napi::Number::New(env, static_cast<int32_t>(cred.gid)));
+  return out;
+}
+
 // close(fd)
 static Napi::Value Close(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -257,6 +301,7 @@ void InitSock(Napi::Env env, Napi::Object exports) {
       {"setsockoptInt", SetsockoptInt}, {"setsockoptBytes", SetsockoptBytes}, {"getsockoptInt", GetsockoptInt},
       {"getsockoptBytes", GetsockoptBytes},
       {"getsockname", Getsockname},     {"sendto", Sendto},                   {"recv", Recv},
+      {"recvCredentials", RecvCredentials},
       {"close", Close},
   });
   exports.Set("FdWatcher", FdWatcher::Define(env));

@@ -16,7 +16,7 @@ import { addPortSpec, PORT_SPEC_SYNTAX } from '../net/port-spec.js';
 import {
   HintedConfigError, defaultMachineName, ephemeralMachineName, machineNameValid, requireMachineName,
 } from './machine-name.js';
-import { defaultNetworkSpec, type BindMount, type LaunchSpec, type PrivateUsers, type ResolvConfMode, type TmpfsMount } from './spec.js';
+import { CONSOLE_SETTINGS, defaultNetworkSpec, type BindMount, type ConsoleSetting, type LaunchSpec, type PrivateUsers, type ResolvConfMode, type TmpfsMount } from './spec.js';
 
 export const PROGRAM = 'nspawn-ts';
 export const VERSION = '0.1.0';
@@ -28,7 +28,7 @@ export const VERSION = '0.1.0';
 export type SettingGroup =
   | 'start-mode' | 'ephemeral' | 'directory' | 'working-directory' | 'environment' | 'user'
   | 'kill-signal' | 'custom-mounts' | 'network' | 'expose-ports' | 'userns' | 'hostname'
-  | 'resolv-conf' | 'link-journal';
+  | 'resolv-conf' | 'link-journal' | 'notify-ready';
 
 export type SettingsMode = 'yes' | 'no' | 'trusted' | 'override';
 
@@ -131,6 +131,11 @@ export function parseLinkJournal(s: string): LinkJournal | undefined {
   return (LINK_JOURNAL_MODES as readonly string[]).includes(s) ? s as LinkJournal : undefined;
 }
 
+/** console_mode_from_string() for --console=. */
+export function parseConsoleMode(s: string): ConsoleSetting | undefined {
+  return (CONSOLE_SETTINGS as readonly string[]).includes(s) ? s as ConsoleSetting : undefined;
+}
+
 const SIGNALS: readonly string[] = [
   '', 'HUP', 'INT', 'QUIT', 'ILL', 'TRAP', 'ABRT', 'BUS', 'FPE', 'KILL', 'USR1', 'SEGV', 'USR2', 'PIPE',
   'ALRM', 'TERM', 'STKFLT', 'CHLD', 'CONT', 'STOP', 'TSTP', 'TTIN', 'TTOU', 'URG', 'XCPU', 'XFSZ',
@@ -227,7 +232,7 @@ export function parsePrivateUsers(s: string | undefined, what = '--private-users
   return { mode: 'range', uid, count };
 }
 
-const BIND_OPTIONS = ['rbind', 'norbind', 'idmap', 'noidmap', 'rootidmap'];
+const BIND_OPTIONS = ['rbind', 'norbind', 'idmap', 'noidmap', 'rootidmap', 'owneridmap'];
 const BIND_SYNTAX = 'SOURCE[:DESTINATION[:OPTIONS]] with absolute paths (SOURCE may be +PATH, inside the container), '
   + `OPTIONS a comma-separated list of ${BIND_OPTIONS.join(', ')}; write \\: for a ':' in a path`;
 
@@ -573,6 +578,23 @@ const OPTIONS: OptionDef[] = [
     },
   },
   { long: [], short: 'j', arg: 'none', handle: (st) => { st.spec.linkJournal = 'try-guest'; st.explicit.add('link-journal'); } },
+  {
+    long: ['notify-ready'], arg: 'required', handle: (st, v) => {
+      const b = parseBoolean(req(v));
+      if (b === undefined) fail(`Failed to parse --notify-ready= argument: ${v}`, `--notify-ready= takes ${BOOLEAN_VALUES}`, 'CFG_NOTIFY_READY');
+      st.spec.notifyReady = b;
+      st.explicit.add('notify-ready');
+    },
+  },
+  // Input/Output
+  {
+    long: ['console'], arg: 'required', handle: (st, v) => {
+      const m = parseConsoleMode(req(v));
+      if (!m) fail(`Unknown console mode: ${v}`, `--console= takes ${CONSOLE_SETTINGS.join(', ')}`, 'CFG_CONSOLE');
+      st.spec.console = m;
+    },
+  },
+  { long: ['pipe'], short: 'P', arg: 'none', handle: (st) => { st.spec.console = 'pipe'; } },
   // Mounts
   {
     long: ['bind', 'bind-ro'], arg: 'required', handle: (st, v, _env, used) => {
@@ -591,13 +613,13 @@ const OPTIONS: OptionDef[] = [
 /** systemd-nspawn options (v252) that nspawn-ts does not implement: named in the error. */
 const SYSTEMD_ONLY_LONG = [
   'cleanup', 'image', 'image-policy', 'oci-bundle', 'read-only', 'volatile', 'root-hash', 'root-hash-sig',
-  'verity-data', 'pivot-root', 'notify-ready', 'suppress-sync', 'uuid', 'slice', 'private-users-ownership',
+  'verity-data', 'pivot-root', 'suppress-sync', 'uuid', 'slice', 'private-users-ownership',
   'capability', 'drop-capability', 'ambient-capability', 'no-new-privileges', 'system-call-filter',
   'selinux-context', 'selinux-apifs-context', 'rlimit', 'oom-score-adjust', 'cpu-affinity', 'personality',
-  'timezone', 'inaccessible', 'overlay', 'overlay-ro', 'bind-user', 'console', 'pipe', 'set-credential',
+  'timezone', 'inaccessible', 'overlay', 'overlay-ro', 'bind-user', 'set-credential',
   'load-credential', 'share-system', 'no-ask-password',
 ];
-const SYSTEMD_ONLY_SHORT: Record<string, string> = { i: 'image', S: 'slice', Z: 'selinux-context', L: 'selinux-apifs-context', P: 'pipe' };
+const SYSTEMD_ONLY_SHORT: Record<string, string> = { i: 'image', S: 'slice', Z: 'selinux-context', L: 'selinux-apifs-context' };
 
 function notSupported(option: string): never {
   return fail(`Option '${option}' of systemd-nspawn is not supported by ${PROGRAM}.`, SEE_HELP, 'CFG_UNSUPPORTED_OPTION');
@@ -647,6 +669,7 @@ function newSpec(): LaunchSpec {
     register: true,
     keepUnit: false,
     linkJournal: 'auto',
+    notifyReady: false,
     properties: [],
   };
 }
@@ -868,6 +891,9 @@ Networking:
                             container boots (auto; not in systemd-nspawn)
 
 Integration:
+     --notify-ready=BOOLEAN Wait for the container to send READY=1 to
+                            /run/host/notify before reporting READY=1 to
+                            $NOTIFY_SOCKET
      --resolv-conf=MODE     Select mode of /etc/resolv.conf initialization
                             (off, copy-host, copy-static, copy-uplink,
                             copy-stub, replace-*, bind-*, delete, auto)
@@ -879,10 +905,16 @@ Mounts:
      --bind=PATH[:PATH[:OPTIONS]]
                             Bind mount a file or directory from the host into
                             the container (OPTIONS: rbind, norbind, idmap,
-                            noidmap, rootidmap)
+                            noidmap, rootidmap, owneridmap)
      --bind-ro=PATH[:PATH[:OPTIONS]]
                             Similar, but creates a read-only bind mount
      --tmpfs=PATH:[OPTIONS] Mount an empty tmpfs to the specified directory
+
+Input/Output:
+     --console=MODE         Select how stdin/stdout/stderr and /dev/console are
+                            set up for the container (interactive, read-only,
+                            passive, pipe, autopipe)
+  -P --pipe                 Equivalent to --console=pipe
 
 Other options of systemd-nspawn are refused with an error naming them.
 Networking works without systemd-networkd: the host side of -n/--network-zone

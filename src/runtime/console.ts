@@ -1,12 +1,16 @@
-// The container's console when the launcher runs on a terminal: the container gets a pty of its
-// own devpts (its /dev/console), and this copies bytes between it and our terminal, which is put
-// in raw mode for the time. Ctrl-] pressed three times within a second kills the container, as
-// in systemd-nspawn (src/shared/ptyfwd.c). Without a terminal a command gets no pty: it inherits
-// standard input and output directly ("pipe" mode). A booting init without a terminal gets a pty
-// whose output is copied to standard output ("read-only", as systemd-nspawn's
-// --console=read-only): init writes its boot messages to /dev/console.
+// The container's console, by --console= mode (systemd-nspawn's ConsoleMode; its default is
+// interactive when standard input and output are a terminal, read-only otherwise):
+// - interactive: the container gets a pty of its own devpts (its /dev/console and stdio), and this
+//   copies bytes between it and our terminal, which is put in raw mode for the time. Ctrl-] pressed
+//   three times within a second kills the container, as in systemd-nspawn (src/shared/ptyfwd.c).
+// - read-only: the same pty, but only its output is copied; our standard input is not read.
+// - passive: the pty exists (init may write to /dev/console) but nothing is copied; its master is
+//   held open until the container ends.
+// - pipe: no pty; the container inherits our standard input, output and error directly.
+// - autopipe: pipe, or interactive when standard input and output are a terminal.
 import { isatty, type ReadStream, type WriteStream } from 'node:tty';
 import { POLL_READABLE, POLL_WRITABLE, sys, type FdWatcher } from '../native.js';
+import type { ConsoleSetting } from './spec.js';
 
 /** Ctrl-] */
 export const ESCAPE_BYTE = 0x1d;
@@ -40,13 +44,18 @@ export function interactiveConsole(): boolean {
   return isatty(0) && isatty(1);
 }
 
-export type ConsoleMode = 'interactive' | 'read-only' | 'pipe';
+/** The console mode a container runs with (autopipe resolved). */
+export type ConsoleMode = Exclude<ConsoleSetting, 'autopipe'>;
 
-/** nspawn's default console mode: interactive on a terminal; else pipe, but read-only for a boot. */
-export function consoleMode(requested: 'auto' | ConsoleMode, boot: boolean): ConsoleMode {
-  if (requested !== 'auto') return requested;
-  if (interactiveConsole()) return 'interactive';
-  return boot ? 'read-only' : 'pipe';
+/**
+ * The mode for a --console= setting (undefined or 'auto': not given), as systemd-nspawn's run()
+ * decides it: unset is interactive on a terminal, else read-only; autopipe is interactive on a
+ * terminal, else pipe.
+ */
+export function consoleMode(requested: 'auto' | ConsoleSetting | undefined, onTerminal: boolean = interactiveConsole()): ConsoleMode {
+  if (requested === undefined || requested === 'auto') return onTerminal ? 'interactive' : 'read-only';
+  if (requested === 'autopipe') return onTerminal ? 'interactive' : 'pipe';
+  return requested;
 }
 
 export class PtyForwarder {

@@ -15,7 +15,7 @@
 //               and the user namespace made, so the mounts are locked as the user's binds are). The
 //               root is at `root` then. E.g. a resolv.conf bind mount.
 import {
-  chmodSync, chownSync, cpSync, existsSync, lstatSync, readFileSync, readdirSync, renameSync, rmSync, statSync, statfsSync,
+  chmodSync, chownSync, cpSync, existsSync, lstatSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync, statfsSync,
 } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { posix } from 'node:path';
@@ -25,21 +25,24 @@ import { POLL_READABLE, sys, type ChannelMessage, type FdWatcher } from '../nati
 import { containerCaps, readOwnBoundingSet } from './caps.js';
 import { detectLayout, MachineCgroup, moveProcess, warmCgroupMoves, type CgroupLayout } from './cgroups.js';
 import { parseProperties } from './properties.js';
-import { PtyForwarder, consoleMode, type ConsoleMode } from './console.js';
+import { PtyForwarder, consoleMode, interactiveConsole, type ConsoleMode } from './console.js';
 import { SupportCgroups } from './container-cgroup.js';
 import {
   DEFAULT_PATH, execCandidates, findInit, lookupUser, resolveInRoot, supplementaryGroups, type InitInfo, type PasswdEntry,
 } from './container-root.js';
 import { createEphemeral, defaultStateDir, sweepEphemeral, type EphemeralRoot } from './ephemeral.js';
-import { bindRecursive, buildMountPlan, type ResolvedBind, type ResolvedTmpfs, type RootSource } from './mounts.js';
+import {
+  bindIdmap, bindRecursive, buildMountPlan, idmapLines, type ResolvedBind, type ResolvedTmpfs, type RootSource,
+} from './mounts.js';
 import {
   containerCloneFlags, fixedUidRange, pickUidRange, shiftOwnership, writeIdMaps, type UidRange,
 } from './namespaces.js';
 import { CLONE_NEWCGROUP, CLONE_NEWNET, CLONE_NEWNS, describeOp, type ContainerPlan, type PlanOp } from './plan.js';
 import { buildSeccompFilter, seccompSupported } from './seccomp.js';
-import { MachineRegistry, RegistryError, summarizeSpec } from './registry.js';
+import { MachineRegistry, RegistryError, defaultRunDir, summarizeSpec } from './registry.js';
+import { CONTAINER_NOTIFY_SOCKET, ContainerNotifySocket, notifyManager } from './notify.js';
 import { parseSignal, SIGRTMIN } from './cli.js';
-import type { LaunchSpec } from './spec.js';
+import type { ConsoleSetting, LaunchSpec } from './spec.js';
 // types only: the network subsystem (netlink, modes, firewall) is loaded when a container needs it
 import type { ContainerNetworkHooks } from '../net/network-plan.js';
 import type { ResolvConfHookOptions } from '../net/resolv-hook.js';
@@ -79,8 +82,8 @@ export interface LaunchOptions {
   stopTimeoutMs?: number;
   /** install SIGTERM/SIGINT/SIGHUP handlers that stop the container (default true) */
   handleSignals?: boolean;
-  /** 'auto': a pty when standard input and output are a terminal; read-only pty for a boot without one */
-  console?: 'auto' | ConsoleMode;
+  /** overrides the spec's --console= ('auto': systemd's default, interactive on a terminal, else read-only) */
+  console?: 'auto' | ConsoleSetting;
   /** the machine registry (default: the one under /run/nspawn-ts); null: do not record */
   registry?: MachineRegistry | null;
   /** where ephemeral layers go (default <$NSPAWN_TS_STATE_DIR or /var/lib/nspawn-ts>/ephemeral) */
@@ -147,6 +150,7 @@ export function containerEnvironment(opts: {
   env.set('LOGNAME', opts.user?.name ?? 'root');
   if (opts.user) env.set('SHELL', opts.user.shell);
   env.set('container_uuid', opts.uuid);
+  env.set('NOTIFY_SOCKET', CONTAINER_NOTIFY_SOCKET);
   if (opts.hostOs.ID) env.set('container_host_id', opts.hostOs.ID);
   if (opts.hostOs.VERSION_ID) env.set('container_host_version_id', opts.hostOs.VERSION_ID);
   for (const kv of opts.spec.environment) {
@@ -245,11 +249,32 @@ function checkNetworkNamespace(path: string): void {
   }
 }
 
-/** A bind's destination: resolved in the directory (the overlay shows the same tree), rebased on the mounted root. */
-function resolveBinds(spec: LaunchSpec, directory: string, mountRoot: string): ResolvedBind[] {
+/** The file system type of the mount `path` is on (from /proc/self/mountinfo), for messages. */
+function fileSystemOf(path: string): string | undefined {
+  let best: { length: number; type: string } | undefined;
+  try {
+    const real = realpathSync(path);
+    for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+      const f = line.split(' ');
+      const dash = f.indexOf('-');
+      if (dash < 5) continue;
+      const mountPoint = (f[4] as string).replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+      const under = mountPoint === '/' || real === mountPoint || real.startsWith(`${mountPoint}/`);
+      // later lines are mounted over earlier ones
+      if (under && (!best || mountPoint.length >= best.length)) best = { length: mountPoint.length, type: f[dash + 1] as string };
+    }
+  } catch { /* only for messages */ }
+  return best?.type;
+}
+
+/**
+ * A bind's destination: resolved in the directory (the overlay shows the same tree), rebased on the
+ * mounted root. With a user namespace, idmap/rootidmap/owneridmap get the user namespace of their
+ * mapping from `idmap.userns`; without one there is nothing to map to, and they are plain binds.
+ */
+function resolveBinds(spec: LaunchSpec, directory: string, mountRoot: string,
+  idmap?: { range: UidRange; userns: (uidMap: string, gidMap: string) => string }): ResolvedBind[] {
   return spec.binds.map((b) => {
-    const idmap = b.options.filter((o) => o === 'idmap' || o === 'rootidmap');
-    if (idmap.length) log.warn(`--bind${b.readOnly ? '-ro' : ''}=${b.source}: option ${idmap.join(',')} is not supported yet; bound without an ID mapping`);
     const source = b.sourceInRoot ? resolveInRoot(directory, b.source) : b.source;
     let st;
     try {
@@ -259,7 +284,24 @@ function resolveBinds(spec: LaunchSpec, directory: string, mountRoot: string): R
     }
     const inRoot = resolveInRoot(directory, b.destination);
     const target = posix.join(mountRoot, inRoot.slice(directory.replace(/\/+$/, '').length));
-    return { source, target, readOnly: b.readOnly, recursive: bindRecursive(b), file: !st.isDirectory() };
+    const bind: ResolvedBind = { source, target, readOnly: b.readOnly, recursive: bindRecursive(b), file: !st.isDirectory() };
+    const option = bindIdmap(b);
+    if (option && idmap) {
+      // owneridmap: the destination's owner (a host ID once shifted); one not there yet is made for the container's root
+      let dest = { uid: idmap.range.shift, gid: idmap.range.shift };
+      try {
+        const d = statSync(inRoot);
+        dest = { uid: d.uid, gid: d.gid };
+      } catch { /* made by the plan */ }
+      const fstype = fileSystemOf(source);
+      bind.idmap = {
+        option, userns: idmap.userns(idmapLines(option, idmap.range, st.uid, dest.uid), idmapLines(option, idmap.range, st.gid, dest.gid)),
+        ...(fstype ? { fstype } : {}),
+      };
+    } else if (option) {
+      log.debug(`--bind=${b.source}: ${option} without a user namespace has nothing to map to; bound as it is`);
+    }
+    return bind;
   });
 }
 
@@ -292,12 +334,24 @@ class ContainerRun {
   private registry: MachineRegistry | null;
   private registered = false;
   private init: InitInfo | undefined;
-  private consoleMode: ConsoleMode = 'pipe';
+  private readonly consoleMode: ConsoleMode;
+  private notify: ContainerNotifySocket | undefined;
+  /** processes holding the user namespaces of ID-mapped binds, by mapping; gone once the mounts are made */
+  private readonly idmapHolders = new Map<string, { pid: number; pidfd: number }>();
+  /** --console=passive: the pty master, not forwarded */
+  private passiveMaster = -1;
 
   constructor(private readonly spec: LaunchSpec, private readonly opts: LaunchOptions) {
     this.hooks = [];
-    this.status = opts.status ?? ((line) => { if (!spec.quiet) process.stderr.write(`${line}\n`); });
+    // with --console=pipe the container writes to our stderr: our status lines stay out of it (as systemd-nspawn)
+    this.status = opts.status ?? ((line) => { if (!spec.quiet && this.consoleMode !== 'pipe') process.stderr.write(`${line}\n`); });
     this.registry = opts.registry === undefined ? new MachineRegistry() : opts.registry;
+    const requested = opts.console ?? spec.console;
+    this.consoleMode = consoleMode(requested);
+    if (requested === 'pipe' && interactiveConsole() && !spec.quiet) {
+      process.stderr.write("Console mode 'pipe' selected, but standard input/output are connected to an interactive TTY. "
+        + "Most likely you want to use 'interactive' console mode for proper interactivity and shell job control. Proceeding anyway.\n");
+    }
   }
 
   private onUndo(what: string, fn: () => void | Promise<void>): void {
@@ -450,17 +504,22 @@ class ContainerRun {
       this.onUndo('remove the container cgroups', () => sc.remove());
     }
 
+    // the container's sd_notify socket (/run/host/notify inside)
+    const notify = ContainerNotifySocket.create(`${defaultRunDir()}/notify/${spec.machine}.${process.pid}`, userns?.shift ?? 0);
+    this.notify = notify;
+    this.onUndo('remove the notify socket', () => notify.close());
+
     // the plan
     const uuid = randomUUID();
     const os = hostOsRelease();
-    this.consoleMode = consoleMode(this.opts.console ?? 'auto', spec.mode === 'boot');
     const wantConsole = this.consoleMode !== 'pipe';
     const mountPlan = buildMountPlan({
       root, rootSource, privateNetwork: ownNetns, console: wantConsole,
-      binds: resolveBinds(spec, directory, root), tmpfs: resolveTmpfs(spec, directory, root),
+      binds: resolveBinds(spec, directory, root, userns ? { range: userns, userns: (u, g) => this.idmapUserns(u, g) } : undefined), tmpfs: resolveTmpfs(spec, directory, root),
       cgroups: layout, uuid, manager: 'systemd-nspawn', ...(userns ? { innerRoot: '/' } : {}),
       ...(os.path ? { hostOsRelease: os.path } : {}),
       ...(userns ? { uidShift: userns.shift } : {}),
+      notifySocket: notify.path,
     });
     const env = containerEnvironment({ spec, uuid, user, term: this.consoleMode === 'interactive' ? process.env.TERM : undefined, hostOs: os.fields });
     let bounding = containerCaps({ privateNetwork: spec.network.private });
@@ -563,6 +622,8 @@ class ContainerRun {
         if (!this.exit || this.channel >= 0) return;
         if (this.killTimer) clearTimeout(this.killTimer);
         this.console?.stop();
+        if (this.passiveMaster >= 0) sys().close(this.passiveMaster);
+        this.passiveMaster = -1;
         if (this.failure) reject(this.failure);
         else resolve(this.exit);
       };
@@ -651,6 +712,7 @@ class ContainerRun {
       case 0: // end-of-file: the payload exec()ed
         log.debug('the payload started');
         this.started = true;
+        this.notifyStarted();
         this.closeChannel();
         this.settle();
         return;
@@ -667,7 +729,10 @@ class ContainerRun {
         const what = op ? describeOp(op) : `step ${m.op}`;
         const reason = m.code ?? `errno ${m.err}`;
         const text = m.message ?? `errno ${m.err}`;
-        if (op?.op === 'exec') {
+        if (op?.op === 'bindIdmapped' && (m.code === 'EINVAL' || m.code === 'EOPNOTSUPP')) {
+          this.failure = new LaunchError('IDMAP_UNSUPPORTED', `--bind=${op.source}:…:${op.option}: the ${op.fstype ?? 'unknown'} file system of ${op.source} `
+            + `does not support ID-mapped mounts (mount_setattr MOUNT_ATTR_IDMAP: ${text} (${reason})); bind it without ${op.option}, or from a file system that does`, 1);
+        } else if (op?.op === 'exec') {
           const exitCode = m.code === 'ENOENT' ? 127 : 126;
           this.failure = new LaunchError('EXEC_FAILED', `failed to execute ${op.argv[0] === '-sh' ? op.candidates.join(' or ') : op.argv[0]}: ${text} (${reason})`, exitCode);
         } else {
@@ -688,7 +753,9 @@ class ContainerRun {
         for (const r of this.pendingReady.splice(0)) this.onReady(r);
         return;
       case 4: // the console pty
-        if (m.fd !== undefined) {
+        if (m.fd !== undefined && this.consoleMode === 'passive') {
+          this.passiveMaster = m.fd; // nothing forwarded; held so that the container's writes do not fail
+        } else if (m.fd !== undefined) {
           this.console = new PtyForwarder(m.fd, () => {
             this.status(`Container ${this.spec.machine} killed (^] pressed three times).`);
             this.killNow();
@@ -696,6 +763,61 @@ class ContainerRun {
           this.console.start();
         }
         return;
+    }
+  }
+
+  /** /proc/PID/ns/user of a user namespace with these maps (one per mapping), for ID-mapped binds. */
+  private idmapUserns(uidMap: string, gidMap: string): string {
+    const key = `${uidMap}|${gidMap}`;
+    let holder = this.idmapHolders.get(key);
+    if (!holder) {
+      if (this.idmapHolders.size === 0) this.onUndo('stop the ID-mapping user namespaces', () => this.releaseIdmapHolders());
+      try {
+        holder = sys().usernsHolder(uidMap, gidMap);
+      } catch (err) {
+        throw new LaunchError('IDMAP_USERNS', `failed to create the user namespace of an ID-mapped bind (uid_map ${JSON.stringify(uidMap.trim())}): ${errorMessage(err)}`, 1, { cause: err });
+      }
+      this.idmapHolders.set(key, holder);
+    }
+    return `/proc/${holder.pid}/ns/user`;
+  }
+
+  /** Kills and reaps the holders of ID-mapped binds' user namespaces (the mounts keep what they need). */
+  private async releaseIdmapHolders(): Promise<void> {
+    const s = sys();
+    const holders = [...this.idmapHolders.values()];
+    this.idmapHolders.clear();
+    await Promise.all(holders.map((h) => new Promise<void>((resolve) => {
+      try {
+        s.pidfdSendSignal(h.pidfd, 9);
+      } catch { /* gone already */ }
+      let watcher: FdWatcher | undefined;
+      const reap = (): boolean => {
+        if (!s.waitPidfd(h.pidfd)) return false;
+        watcher?.stop();
+        s.close(h.pidfd);
+        resolve();
+        return true;
+      };
+      if (!reap()) watcher = new s.FdWatcher(h.pidfd, POLL_READABLE, reap);
+    })));
+  }
+
+  /** The payload runs: tell our service manager (READY=1 now, unless --notify-ready=yes waits for the container's). */
+  private notifyStarted(): void {
+    if (!process.env.NOTIFY_SOCKET) return;
+    notifyManager(`STATUS=Container started.\nX_NSPAWN_LEADER_PID=${this.leaderPid}\n`);
+    if (!this.spec.notifyReady) notifyManager('READY=1\n');
+  }
+
+  /** A message of the container's PID 1 on /run/host/notify: READY=1 and STATUS= go on to our manager. */
+  private onContainerNotify(fields: Map<string, string>): void {
+    const status = fields.get('STATUS');
+    if (status !== undefined) notifyManager(`STATUS=Container running: ${status}\n`);
+    if (fields.get('READY') === '1') {
+      log.debug(`container ${this.spec.machine} reported READY=1`);
+      notifyManager('READY=1\n');
+      if (status === undefined) notifyManager('STATUS=Container running.\n');
     }
   }
 
@@ -738,6 +860,9 @@ class ContainerRun {
   private async afterClone(): Promise<void> {
     const pid = this.leaderPid;
     log.debug(`PID 1 (${pid}) waits at its first sync point`);
+    this.notify?.watch(pid, (fields) => this.onContainerNotify(fields));
+    // the helper made its mounts before it cloned PID 1
+    if (this.idmapHolders.size > 0) await this.releaseIdmapHolders();
     if (this.userns) writeIdMaps(pid, this.userns);
     // PID 1 goes into its cgroups on the thread pool while the hooks make its network: the first
     // move waits for the kernel (an RCU grace period on cgroup v1), the hooks mostly for netlink.

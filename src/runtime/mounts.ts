@@ -33,6 +33,8 @@ export interface ResolvedBind {
   recursive: boolean;
   /** a file (the target is created as an empty file) or a directory */
   file: boolean;
+  /** idmap/rootidmap/owneridmap: mapped through the user namespace at `userns` (/proc/PID/ns/user) */
+  idmap?: { option: IdmapOption; userns: string; fstype?: string };
 }
 
 export interface ResolvedTmpfs {
@@ -60,6 +62,8 @@ export interface MountPlanInput {
   hostOsRelease?: string;
   /** contents of /run/host/container-manager */
   manager: string;
+  /** host path of the launcher's notify socket, bound at /run/host/notify */
+  notifySocket?: string;
 }
 
 export interface MountPlan {
@@ -175,6 +179,11 @@ export function buildMountPlan(input: MountPlanInput): MountPlan {
     outer.push({ op: 'touch', path: p(host, 'os-release'), mode: 0o444 });
     outer.push({ op: 'mount', source: input.hostOsRelease, target: p(host, 'os-release'), flags: MS_BIND });
   }
+  if (input.notifySocket) {
+    // the socket inode itself is bound over a placeholder: sd_notify() in the container reaches the launcher
+    outer.push({ op: 'touch', path: p(host, 'notify'), mode: 0o600 });
+    outer.push({ op: 'mount', source: input.notifySocket, target: p(host, 'notify'), flags: MS_BIND });
+  }
   for (const x of [host, inaccessible, p(inaccessible, 'dir'), p(inaccessible, 'reg'), p(inaccessible, 'fifo'),
     p(host, 'container-manager'), p(host, 'container-uuid')]) chownToRoot(x);
   outer.push({ op: 'mount', source: host, target: host, flags: MS_BIND | MS_REC });
@@ -184,7 +193,12 @@ export function buildMountPlan(input: MountPlanInput): MountPlan {
   for (const b of input.binds) {
     if (b.file) outer.push({ op: 'touch', path: b.target, mode: 0o644, parents: true });
     else outer.push({ op: 'mkdir', path: b.target, mode: 0o755, parents: true });
-    outer.push({ op: 'mount', source: b.source, target: b.target, flags: MS_BIND | (b.recursive ? MS_REC : 0) });
+    if (b.idmap) {
+      outer.push({ op: 'bindIdmapped', source: b.source, target: b.target, userns: b.idmap.userns, recursive: b.recursive,
+        option: b.idmap.option, ...(b.idmap.fstype ? { fstype: b.idmap.fstype } : {}) });
+    } else {
+      outer.push({ op: 'mount', source: b.source, target: b.target, flags: MS_BIND | (b.recursive ? MS_REC : 0) });
+    }
     if (b.readOnly) outer.push({ op: 'setattr', path: b.target, set: MOUNT_ATTR_RDONLY, recursive: b.recursive });
   }
   for (const t of input.tmpfs) {
@@ -231,6 +245,35 @@ export function buildMountPlan(input: MountPlanInput): MountPlan {
 export function escapeOverlay(path: string): string {
   return path.replace(/[\\,:]/g, (c) => `\\${c}`);
 }
+
+export type IdmapOption = 'idmap' | 'rootidmap' | 'owneridmap';
+
+/** The ID mapping a bind asks for (the last of idmap, rootidmap, owneridmap, noidmap wins), if any. */
+export function bindIdmap(b: BindMount): IdmapOption | undefined {
+  const last = b.options.filter((o) => o === 'idmap' || o === 'noidmap' || o === 'rootidmap' || o === 'owneridmap').pop();
+  return last === undefined || last === 'noidmap' ? undefined : last as IdmapOption;
+}
+
+/**
+ * The uid_map (and, with gids, gid_map) of the user namespace an ID-mapped bind goes through, as
+ * systemd's make_userns(): `idmap` shows the host's IDs 0..count-1 as the container's (its user
+ * namespace's range), with host root kept at 2147483646 so it can still write there; `rootidmap`
+ * shows the source's owner as the container's root and nothing else; `owneridmap` shows it as the
+ * owner of the destination (`destOwner`, a host ID). IDs not mapped appear as nobody.
+ */
+export function idmapLines(option: IdmapOption, range: { shift: number; range: number }, sourceOwner: number, destOwner: number): string {
+  switch (option) {
+    case 'idmap':
+      return `0 ${range.shift} ${range.range}\n${range.shift > 0 ? `${UID_MAPPED_ROOT} 0 1\n` : ''}`;
+    case 'rootidmap':
+      return `${sourceOwner} ${range.shift} 1\n`;
+    case 'owneridmap':
+      return `${sourceOwner} ${destOwner} 1\n`;
+  }
+}
+
+/** systemd's UID_MAPPED_ROOT: where host root lands on an `idmap` bind. */
+export const UID_MAPPED_ROOT = 2147483646;
 
 /** `--bind=…:norbind` binds only the top mount; the default (rbind) takes submounts along. */
 export function bindRecursive(b: BindMount): boolean {

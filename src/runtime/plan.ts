@@ -78,6 +78,12 @@ export type PlanOp = (
   /** clones an inner child with `flags` (CLONE_PARENT); the inner goes on, this one reports its pid and exits */
   | { op: 'cloneInner'; flags: number }
   | { op: 'pdeathsig'; signal: number }
+  /**
+   * bind-mounts `source` on `target` with its IDs mapped through the user namespace at `userns`
+   * (open_tree + mount_setattr(MOUNT_ATTR_IDMAP) + move_mount); `fstype` names the source's file
+   * system in messages
+   */
+  | { op: 'bindIdmapped'; source: string; target: string; userns: string; recursive: boolean; option: string; fstype?: string }
   /** execve() of the first candidate that exists */
   | { op: 'exec'; candidates: string[]; argv: string[]; envp: string[] }
 ) & { optional?: boolean };
@@ -126,6 +132,7 @@ export function describeOp(op: PlanOp): string {
     case 'stubInit': return 'start the stub init';
     case 'cloneInner': return 'create the container namespaces';
     case 'pdeathsig': return 'set the parent-death signal';
+    case 'bindIdmapped': return `bind-mount ${op.source} on ${op.target} with an ID mapping`;
     case 'exec': return `execute ${op.argv[0] ?? op.candidates[0]}`;
   }
 }

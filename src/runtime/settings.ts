@@ -39,6 +39,7 @@ export interface NspawnSettings {
   killSignal?: string;
   resolvConf?: ResolvConfMode;
   linkJournal?: LinkJournal;
+  notifyReady?: boolean;
   // [Files]
   privateUsersChown?: boolean;
   /** Bind=, BindReadOnly= and TemporaryFileSystem= together: systemd's "custom mounts" */
@@ -310,6 +311,7 @@ const KEYS: Record<string, Record<string, KeyParser>> = {
       if (!m) bad(where, 'ResolvConf', value, `${RESOLV_CONF_MODES.join(', ')} (or yes = auto, no = off)`);
       s.resolvConf = m;
     },
+    NotifyReady: bool('NotifyReady', (s, v) => { s.notifyReady = v; }),
     LinkJournal: (s, value, { where }) => {
       const m = parseLinkJournal(value);
       if (!m) bad(where, 'LinkJournal', value, LINK_JOURNAL_MODES.join(', '));
@@ -380,7 +382,7 @@ function words(value: string): string[] {
 
 /** systemd keys (v252) nspawn-ts does not implement: a warning, not an error. */
 const UNSUPPORTED: Record<string, readonly string[]> = {
-  Exec: ['Capability', 'AmbientCapability', 'DropCapability', 'Personality', 'MachineID', 'NotifyReady',
+  Exec: ['Capability', 'AmbientCapability', 'DropCapability', 'Personality', 'MachineID',
     'SystemCallFilter', 'NoNewPrivileges', 'OOMScoreAdjust', 'CPUAffinity', 'Timezone', 'SuppressSync', 'PivotRoot',
     'LimitCPU', 'LimitFSIZE', 'LimitDATA', 'LimitSTACK', 'LimitCORE', 'LimitRSS', 'LimitNOFILE', 'LimitAS', 'LimitNPROC',
     'LimitMEMLOCK', 'LimitLOCKS', 'LimitSIGPENDING', 'LimitMSGQUEUE', 'LimitNICE', 'LimitRTPRIO', 'LimitRTTIME'],
@@ -477,6 +479,7 @@ export function mergeSettings(input: LaunchSpec, explicit: ReadonlySet<SettingGr
     if (!file.trusted) untrusted('journal link setting');
     else spec.linkJournal = s.linkJournal;
   }
+  if (open('notify-ready') && s.notifyReady !== undefined) spec.notifyReady = s.notifyReady;
   spec.settingsFile = file.path;
   return spec;
 }

@@ -39,6 +39,15 @@ export type ResolvConfMode =
   | 'bind-host' | 'bind-static' | 'bind-uplink' | 'bind-stub'
   | 'delete' | 'auto';
 
+/**
+ * --console= (systemd-nspawn's ConsoleMode): `interactive` a pty with input and output forwarded;
+ * `read-only` a pty whose output is forwarded, input ignored; `passive` a pty that nothing is
+ * forwarded to or from; `pipe` the launcher's own stdin/stdout/stderr, no pty; `autopipe` pipe
+ * unless standard input and output are a terminal, then interactive.
+ */
+export const CONSOLE_SETTINGS = ['interactive', 'read-only', 'passive', 'pipe', 'autopipe'] as const;
+export type ConsoleSetting = typeof CONSOLE_SETTINGS[number];
+
 export interface PortForward {
   protocol: 'tcp' | 'udp';
   hostPort: number;
@@ -104,6 +113,10 @@ export interface LaunchSpec {
   properties: Array<{ name: string; value: string }>;
   /** where the settings file came from, for messages */
   settingsFile?: string;
+  /** --console=/--pipe; unset: interactive on a terminal, else read-only (systemd's default) */
+  console?: ConsoleSetting;
+  /** --notify-ready=/NotifyReady=: READY=1 to $NOTIFY_SOCKET only once the container sent it */
+  notifyReady: boolean;
   /** KillSignal= as configured (--kill-signal= or the .nspawn file); unset: the launcher's default (stopSignal()) */
   killSignal?: string;
 }

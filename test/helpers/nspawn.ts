@@ -13,8 +13,20 @@ let serial = 0;
  * directory (the same for every run on this machine), and machine cgroups are host-wide.
  */
 function named(args: readonly string[]): string[] {
-  if (args.includes('-M') || args.some((a) => a.startsWith('--machine'))) return [...args];
-  return ['-M', `t-${RUN_ID}-${++serial}`, ...args];
+  const withConsole = consoled(args);
+  if (args.includes('-M') || args.some((a) => a.startsWith('--machine'))) return withConsole;
+  return ['-M', `t-${RUN_ID}-${++serial}`, ...withConsole];
+}
+
+/**
+ * Commands run as scripts run systemd-nspawn: with --pipe, so the container's standard input,
+ * output and error are the test's pipes, byte for byte (systemd's default without a terminal is
+ * --console=read-only: a pty, CRLF line ends, stdin not read, and stderr mixed into stdout). A test
+ * that names a console mode, or boots (-b/--boot: init's console, status lines), gets what it asks.
+ */
+export function consoled(args: readonly string[]): string[] {
+  const chosen = args.some((a) => a.startsWith('--console') || a === '--pipe' || a === '-P' || a === '-b' || a === '--boot');
+  return chosen ? [...args] : ['--pipe', ...args];
 }
 
 export function nspawn(args: readonly string[], opts: { timeoutMs?: number; input?: string; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {

@@ -91,15 +91,20 @@ export async function lanClient(host?: TestNetns, label = 'client'): Promise<Lan
   };
 }
 
-/** A static udp-echo binary (test/helpers/udp-echo.c) for busybox roots; built once per process. */
-export async function udpEchoBinary(): Promise<string> {
-  const src = fileURLToPath(new URL('./udp-echo.c', import.meta.url));
+/** A static build of test/helpers/NAME.c, to run inside busybox roots; built once (named by its source's hash). */
+export async function staticHelper(name: string): Promise<string> {
+  const src = fileURLToPath(new URL(`./${name}.c`, import.meta.url));
   const dir = '/var/cache/nspawn-ts/bin';
-  const bin = `${dir}/udp-echo-${createHash('sha256').update(readFileSync(src)).digest('hex').slice(0, 12)}`;
+  const bin = `${dir}/${name}-${createHash('sha256').update(readFileSync(src)).digest('hex').slice(0, 12)}`;
   if (existsSync(bin)) return bin;
   mkdirSync(dir, { recursive: true });
   const tmp = `${bin}.${process.pid}.tmp`;
   await runOk('cc', ['-static', '-O2', '-o', tmp, src]);
   renameSync(tmp, bin);
   return bin;
+}
+
+/** A static udp-echo binary (test/helpers/udp-echo.c) for busybox roots. */
+export function udpEchoBinary(): Promise<string> {
+  return staticHelper('udp-echo');
 }

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { Address4 } from 'ip-address';
 import { killAndWait, run, runOk, waitFor } from '../helpers/exec.js';
 import { TestNetns } from '../helpers/netns.js';
-import { NSPAWN_TS } from '../helpers/nspawn.js';
+import { NSPAWN_TS, consoled } from '../helpers/nspawn.js';
 import { joinCgroupsShell, SYSTEMD_NSPAWN } from '../helpers/systemd-nspawn.js';
 import { NetdClient } from '../../src/net/netd/client.js';
 
@@ -77,7 +77,7 @@ export function startProc(cmd: string, args: readonly string[], env: NodeJS.Proc
 
 /** bin/nspawn-ts with the test DNS; `args` before the command. */
 export function nspawnTs(args: readonly string[], env: NodeJS.ProcessEnv = {}): Proc {
-  return startProc(process.execPath, [NSPAWN_TS, '-q', ...args], { NSPAWN_NETD_DNS: TEST_DNS, ...env });
+  return startProc(process.execPath, [NSPAWN_TS, '-q', ...consoled(args)], { NSPAWN_NETD_DNS: TEST_DNS, ...env });
 }
 
 /** The sidecar on the default socket and state directory (the test run's tmpfs ones). */

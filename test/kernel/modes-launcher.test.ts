@@ -30,7 +30,7 @@ interface Started {
 /** bin/nspawn-ts inside `ns`; the payload runs `script` then waits for a line on standard input. */
 function launch(ns: TestNetns, root: string, args: string[], script: string, wait = true): Started {
   const payload = wait ? `${script}; echo ready; read x` : script;
-  const child = spawn('nsenter', [`--net=${ns.path}`, '--', process.execPath, NSPAWN_TS, '-q', '-D', root, ...args, '/bin/sh', '-c', payload],
+  const child = spawn('nsenter', [`--net=${ns.path}`, '--', process.execPath, NSPAWN_TS, '--pipe', '-q', '-D', root, ...args, '/bin/sh', '-c', payload],
     { stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
   child.stdout?.on('data', (d: Buffer) => { out += d.toString(); });

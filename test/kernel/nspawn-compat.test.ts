@@ -81,7 +81,7 @@ function systemdNspawn(ns: TestNetns, cgroups: string[], root: string, machine: 
 }
 
 function ours(ns: TestNetns, root: string, machine: string, args: string[], inside: string[]): Started {
-  return startIn(ns, [process.execPath, NSPAWN_TS, '-q', '-D', root, '-M', machine, ...args, ...payload(inside)]);
+  return startIn(ns, [process.execPath, NSPAWN_TS, '-P', '-q', '-D', root, '-M', machine, ...args, ...payload(inside)]);
 }
 
 /** Runs one implementation until its payload is ready, snapshots both sides, stops it. */

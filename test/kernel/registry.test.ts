@@ -20,7 +20,7 @@ function machine(name: string, leader?: number): NewMachine {
     spec: summarizeSpec({
       directory: `/srv/${name}`, machine: name, mode: 'command', command: ['sleep', '30'], environment: [], binds: [], tmpfs: [],
       ephemeral: false, privateUsers: { mode: 'no' }, privateUsersChown: false, network: defaultNetworkSpec(), resolvConf: 'auto',
-      quiet: false, register: true, keepUnit: false, linkJournal: 'auto', properties: [],
+      quiet: false, register: true, keepUnit: false, linkJournal: 'auto', notifyReady: false, properties: [],
     }),
   };
   if (leader !== undefined) m.leader = leader;

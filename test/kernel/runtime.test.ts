@@ -133,15 +133,16 @@ describe('kernel interfaces', () => {
 
   ktest('the host cannot be powered off or rebooted: poweroff -f ends the container only, reboot -f restarts it', async () => {
     const before = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8');
-    const r = await nspawn(['-D', root, '-M', `${NAME_PREFIX}off`, '/bin/sh', '-c', 'poweroff -f; sleep 5; echo survived']);
+    // status lines need a console mode other than pipe (systemd's default without a terminal: read-only)
+    const r = await nspawn(['--console=read-only', '-D', root, '-M', `${NAME_PREFIX}off`, '/bin/sh', '-c', 'poweroff -f; sleep 5; echo survived']);
     expect(r.stdout).not.toContain('survived');
     expect(r.code).toBe(0);
     expect(r.stderr).toContain('has been shut down.');
     const dir = mkdtempSync('/var/tmp/nspawn-ts-reboot-');
     try {
-      const b = await nspawn(['-D', root, '-M', `${NAME_PREFIX}reboot`, `--bind=${dir}:/srv/m`, '/bin/sh', '-c',
+      const b = await nspawn(['--console=read-only', '-D', root, '-M', `${NAME_PREFIX}reboot`, `--bind=${dir}:/srv/m`, '/bin/sh', '-c',
         'if [ -e /srv/m/once ]; then echo second boot; exit 4; fi; touch /srv/m/once; reboot -f; sleep 5']);
-      expect(b.stdout).toBe('second boot\n');
+      expect(b.stdout).toBe('second boot\r\n'); // through the pty
       expect(b.stderr).toContain('is being rebooted.');
       expect(b.code).toBe(4);
     } finally {
@@ -312,10 +313,10 @@ describe('execution', () => {
   });
 
   ktest('status lines unless -q', async () => {
-    const r = await nspawn(['-D', root, '-M', `chatty-${RUN}`, '/bin/true']);
+    const r = await nspawn(['--console=read-only', '-D', root, '-M', `chatty-${RUN}`, '/bin/true']);
     expect(r.stderr).toContain(`Spawning container chatty-${RUN} on `);
     expect(r.stderr).toContain(`Container chatty-${RUN} exited successfully.`);
-    const f = await nspawn(['-D', root, '-M', `chatty-${RUN}`, '/bin/sh', '-c', 'exit 3']);
+    const f = await nspawn(['--console=read-only', '-D', root, '-M', `chatty-${RUN}`, '/bin/sh', '-c', 'exit 3']);
     expect(f.stderr).toContain(`Container chatty-${RUN} failed with error code 3.`);
   });
 });

@@ -411,6 +411,28 @@ describe('integration options', () => {
     expect(spec('-D/c', '-x', '--link-journal=try-guest').ephemeral).toBe(true);
   });
 
+  test('--console=, --pipe and -P; a bad mode names the option and the modes', () => {
+    for (const m of ['interactive', 'read-only', 'passive', 'pipe', 'autopipe'] as const) expect(spec('-D/c', `--console=${m}`).console).toBe(m);
+    expect(spec('-D/c').console).toBeUndefined();
+    expect(spec('-D/c', '--pipe').console).toBe('pipe');
+    expect(spec('-PD/c').console).toBe('pipe');
+    expect(spec('-D/c', '--pipe', '--console=passive').console).toBe('passive');
+    const e = error('-D/c', '--console=tty');
+    expect(e).toMatchObject({ message: 'Unknown console mode: tty', code: 'CFG_CONSOLE' });
+    expect(e.hint).toBe('--console= takes interactive, read-only, passive, pipe, autopipe');
+    expect(msg('-D/c', '--console=')).toBe('Unknown console mode: ');
+  });
+
+  test('--notify-ready= takes a boolean', () => {
+    expect(spec('-D/c').notifyReady).toBe(false);
+    expect(spec('-D/c', '--notify-ready=yes').notifyReady).toBe(true);
+    expect(spec('-D/c', '--notify-ready=no').notifyReady).toBe(false);
+    expect(parse('-D/c', '--notify-ready=1').explicit.has('notify-ready')).toBe(true);
+    const e = error('-D/c', '--notify-ready=soon');
+    expect(e).toMatchObject({ message: 'Failed to parse --notify-ready= argument: soon', code: 'CFG_NOTIFY_READY' });
+    expect(e.hint).toContain('yes/no');
+  });
+
   test('-q, --register, --keep-unit, --property', () => {
     const s = spec('-D/c', '-q', '--register=no', '--keep-unit', '--property=MemoryMax=512M', '--property', 'CPUQuota=50%', '--property=X=');
     expect(s).toMatchObject({ quiet: true, register: false, keepUnit: true });

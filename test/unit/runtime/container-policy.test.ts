@@ -1,7 +1,7 @@
 // The container's policy as data: mount plan, capabilities, system call filter, user-namespace
 // ranges, kill signals, the console escape — no kernel needed.
 import { describe, expect, test } from 'vitest';
-import { buildMountPlan, escapeOverlay, type MountPlanInput } from '../../../src/runtime/mounts.js';
+import { UID_MAPPED_ROOT, bindIdmap, buildMountPlan, escapeOverlay, idmapLines, type MountPlanInput } from '../../../src/runtime/mounts.js';
 import { CAPS, NSPAWN_RETAINED_CAPS, capMask, capNames, containerCaps, readOwnBoundingSet } from '../../../src/runtime/caps.js';
 import { buildSeccompFilter, deniedSyscalls } from '../../../src/runtime/seccomp.js';
 import {
@@ -91,6 +91,32 @@ describe('mount plan', () => {
   test('a console pty when interactive', () => {
     expect(buildMountPlan(input({ console: true })).inner).toContainEqual({ op: 'pty', ptmx: '/r/dev/pts/ptmx', consoleLink: '/r/dev/console' });
     expect(buildMountPlan(input()).inner.some((o) => o.op === 'pty')).toBe(false);
+  });
+
+  test('the notify socket is bound over /run/host/notify before /run/host is made read-only', () => {
+    const outer = buildMountPlan(input({ notifySocket: '/run/nspawn-ts/notify/m.1' })).outer;
+    const bind = outer.findIndex((o) => o.op === 'mount' && o.target === '/r/run/host/notify');
+    expect(outer[bind]).toEqual({ op: 'mount', source: '/run/nspawn-ts/notify/m.1', target: '/r/run/host/notify', flags: MS_BIND });
+    expect(outer[bind - 1]).toEqual({ op: 'touch', path: '/r/run/host/notify', mode: 0o600 });
+    expect(bind).toBeLessThan(outer.findIndex((o) => o.op === 'setattr' && o.path === '/r/run/host'));
+    expect(buildMountPlan(input()).outer.some((o) => o.op === 'touch' && o.path.endsWith('/notify'))).toBe(false);
+  });
+
+  test('ID-mapped binds: the last of idmap/rootidmap/owneridmap/noidmap wins; maps as systemd\'s make_userns()', () => {
+    const b = (...options: string[]) => bindIdmap({ source: '/s', destination: '/d', readOnly: false, options });
+    expect([b(), b('rbind'), b('idmap'), b('idmap', 'noidmap'), b('noidmap', 'rootidmap'), b('owneridmap')]).toEqual(
+      [undefined, undefined, 'idmap', undefined, 'rootidmap', 'owneridmap']);
+    const range = { shift: 0x50000, range: 0x10000 };
+    expect(idmapLines('idmap', range, 7, 8)).toBe(`0 ${0x50000} 65536\n${UID_MAPPED_ROOT} 0 1\n`);
+    expect(idmapLines('idmap', { shift: 0, range: 0x10000 }, 7, 8)).toBe('0 0 65536\n'); // identity: no second line to overlap
+    expect(idmapLines('rootidmap', range, 4321, 8)).toBe(`4321 ${0x50000} 1\n`);
+    expect(idmapLines('owneridmap', range, 4321, 0x50000 + 1000)).toBe(`4321 ${0x50000 + 1000} 1\n`);
+    const ops = buildMountPlan(input({ binds: [{ source: '/h', target: '/r/d', readOnly: true, recursive: true, file: false,
+      idmap: { option: 'idmap', userns: '/proc/9/ns/user', fstype: 'ext4' } }] })).outer;
+    const at = ops.findIndex((o) => o.op === 'bindIdmapped');
+    expect(ops[at]).toEqual({ op: 'bindIdmapped', source: '/h', target: '/r/d', userns: '/proc/9/ns/user', recursive: true, option: 'idmap', fstype: 'ext4' });
+    expect(ops[at + 1]).toEqual({ op: 'setattr', path: '/r/d', set: 1, recursive: true });
+    expect(ops.some((o) => o.op === 'mount' && o.target === '/r/d')).toBe(false);
   });
 
   test('cgroups as on a hybrid host: v1 controllers read-only, name=systemd and unified writable', () => {

@@ -33,7 +33,7 @@ function endProcess(pid: number): void {
 const spec = (): LaunchSpec => ({
   directory: '/srv/web', machine: 'web', mode: 'boot', command: [], environment: ['SECRET=x'], binds: [], tmpfs: [],
   ephemeral: false, privateUsers: { mode: 'pick' }, privateUsersChown: false, network: { ...defaultNetworkSpec(), private: true, veth: true },
-  resolvConf: 'auto', quiet: false, register: true, keepUnit: false, linkJournal: 'auto', properties: [], killSignal: 'SIGRTMIN+3',
+  resolvConf: 'auto', quiet: false, register: true, keepUnit: false, linkJournal: 'auto', notifyReady: false, properties: [], killSignal: 'SIGRTMIN+3',
 });
 const machine = (name: string, leader?: number): NewMachine => {
   const m: NewMachine = { name, rootDirectory: `/srv/${name}`, spec: summarizeSpec({ ...spec(), machine: name }) };

@@ -333,6 +333,21 @@ describe('precedence (--settings=yes vs override)', () => {
   });
 });
 
+describe('NotifyReady= in [Exec]', () => {
+  test('a boolean from the file, untrusted too; --notify-ready= on the command line wins', () => {
+    writeFileSync(join(machines, 'web.nspawn'), '[Exec]\nNotifyReady=yes\n');
+    expect(resolve([]).notifyReady).toBe(true);
+    expect(resolve(['--notify-ready=no']).notifyReady).toBe(false);
+    expect(resolve(['--settings=no']).notifyReady).toBe(false);
+  });
+
+  test('a bad value names file, line, key and what is allowed', () => {
+    const e = parseError('[Exec]\nBoot=no\nNotifyReady=later\n');
+    expect(e.message).toBe('/x/web.nspawn:3: Invalid NotifyReady= value: later');
+    expect(e.hint).toContain('a boolean');
+  });
+});
+
 describe('mergeSettings is pure', () => {
   test('does not modify its input', () => {
     const c = cl();
