@@ -74,6 +74,22 @@ describe('bin/ commands', () => {
   });
 });
 
+describe('lazy builtins', () => {
+  test('the DHCP lease journal loads node:zlib only when it encodes or decodes a line', async () => {
+    const journal = new URL('../../../dist/dhcp/journal.js', import.meta.url).href;
+    const script = `const zlib = () => process.moduleLoadList.includes('NativeModule zlib');
+      const j = await import(${JSON.stringify(journal)});
+      const before = zlib();
+      const line = j.encodeLine({ t: 'x' });
+      // the checksum is zlib's CRC-32: a changed byte fails it
+      const bad = line.replace('x', 'y');
+      console.log(JSON.stringify({ before, after: zlib(), crc: /^[0-9a-f]{8} /.test(line), bad: j.decodeLine(bad.trimEnd()) === undefined }));`;
+    const r = await exec(process.execPath, ['--input-type=module', '-e', script]);
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout)).toEqual({ before: false, after: true, crc: true, bad: true });
+  });
+});
+
 describe('moveProcess', () => {
   test('writes the PID into every cgroup.procs, in order', async () => {
     const dir = tempDir();
