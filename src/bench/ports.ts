@@ -190,17 +190,27 @@ async function main(): Promise<void> {
     // hits them alike; each keeps its best round
     const configs = ['direct', 1, 1000, 10000] as const;
     const best = new Map<(typeof configs)[number], { gbps: number; conns: number }>(configs.map((c) => [c, { gbps: 0, conns: 0 }]));
+    // Within a round, 1 and 10,000 mappings run back to back: the ratio of that pair sees the same
+    // background load, and the median of those per-round ratios is what the 5% goal is judged by
+    // (a best-of figure per configuration can come from different moments of a busy machine).
+    const pairRatios = { gbps: [] as number[], conns: [] as number[] };
     for (let r = 0; r < ROUNDS; r++) {
+      const thisRound: Partial<Record<(typeof configs)[number], { gbps: number; conns: number }>> = {};
       for (const c of configs) {
         if (c === 'direct') fw.removeTables(); // the direct path: no NAT table at all
         else installMappings(fw, c);
         const [host, ip, cp] = c === 'direct' ? [CT_ADDR, IPERF_PORT, CONN_PORT] : [HOST_ADDR, NAT_IPERF, NAT_CONN];
+        const m = { gbps: iperf(host, ip), conns: conns(connrate, host, cp) };
+        thisRound[c] = m;
         const b = best.get(c) as { gbps: number; conns: number };
-        b.gbps = Math.max(b.gbps, iperf(host, ip));
-        b.conns = Math.max(b.conns, conns(connrate, host, cp));
+        b.gbps = Math.max(b.gbps, m.gbps);
+        b.conns = Math.max(b.conns, m.conns);
       }
+      pairRatios.gbps.push(thisRound[10000]!.gbps / thisRound[1]!.gbps);
+      pairRatios.conns.push(thisRound[10000]!.conns / thisRound[1]!.conns);
     }
     const direct = best.get('direct') as { gbps: number; conns: number };
+    log(`   10,000 vs 1 mappings, per-round pairs: Gbit/s ${pairRatios.gbps.map((x) => round(x, 3)).join(' ')}; conn/s ${pairRatios.conns.map((x) => round(x, 3)).join(' ')}`);
     log(`   direct (routed)       ${round(direct.gbps)} Gbit/s, ${round(direct.conns, 0)} conn/s`);
     const nat: Record<number, { gbps: number; conns: number }> = {};
     for (const total of [1, 1000, 10000] as const) {
@@ -228,6 +238,7 @@ async function main(): Promise<void> {
       iptables_add_median_us: round(iptAdd.medianUs, 0), iptables_remove_median_us: round(iptRm.medianUs, 0),
       direct_conns: round(direct.conns, 0), nat_1000_conns: round(nat[1000]!.conns, 0), iptables_1000_conns: round(iptConns, 0),
       nat_10000_vs_1_gbps: ratio(nat[10000]!.gbps, nat[1]!.gbps), nat_10000_vs_1_conns: ratio(nat[10000]!.conns, nat[1]!.conns),
+      nat_10000_vs_1_gbps_median_pair: round(median(pairRatios.gbps), 3), nat_10000_vs_1_conns_median_pair: round(median(pairRatios.conns), 3),
       nat_1_vs_direct_conns: ratio(nat[1]!.conns, direct.conns), iptables_1000_vs_direct_conns: ratio(iptConns, direct.conns),
       seconds: SECONDS, rounds: ROUNDS,
     }));
