@@ -1,7 +1,10 @@
-// Loads a command's bundle (dist/NAME.cjs, built by scripts/build.sh) with V8's code cache: the
-// first run stores the compiled code of every function it ran (dist/NAME.cjs.<node version>.cache),
-// later runs skip parsing and compiling it — the larger part of a launch's start-up before the
-// container exists. A cache V8 rejects (another Node, another bundle) is rewritten; a read-only
+// Loads a command's bundle (dist/NAME.cjs, built by scripts/build.sh) with V8's code cache
+// (dist/NAME.cjs.<node version>.cache): a launch skips parsing and compiling the code it runs — the
+// larger part of its start-up before the container exists. scripts/build.sh writes the cache with
+// every function of the bundle compiled (build()), so what a launch finds compiled does not depend
+// on which command happened to run first after a build (a --version first used to leave a cache
+// without the launcher, a static launch one without the DHCP server). Without a cache, or with one
+// V8 rejects (another Node), the first run writes one at its exit, with what it ran; a read-only
 // install simply runs without one.
 'use strict';
 const fs = require('node:fs');
@@ -9,9 +12,43 @@ const path = require('node:path');
 const vm = require('node:vm');
 const Module = require('node:module');
 
-exports.load = function load(name) {
+function paths(name) {
   const file = path.join(__dirname, '..', 'dist', `${name}.cjs`);
-  const cacheFile = `${file}.${process.version}.cache`;
+  return { file, cacheFile: `${file}.${process.version}.cache` };
+}
+
+function writeAtomically(target, data) {
+  const tmp = `${target}.${process.pid}`;
+  try {
+    fs.writeFileSync(tmp, data);
+    fs.renameSync(tmp, target);
+  } catch {
+    try { fs.unlinkSync(tmp); } catch { /* never written */ }
+  }
+}
+
+/**
+ * Writes NAME's code cache with every function compiled (V8 compiles lazily: --no-lazy while this
+ * compiles, then back, so that the cache carries the flags of a normal run and is accepted).
+ */
+exports.build = function build(name) {
+  const { file, cacheFile } = paths(name);
+  const v8 = require('node:v8');
+  const source = fs.readFileSync(file, 'utf8');
+  let script;
+  v8.setFlagsFromString('--no-lazy');
+  try {
+    script = new vm.Script(Module.wrap(source), { filename: file });
+  } finally {
+    v8.setFlagsFromString('--lazy');
+  }
+  const tmp = `${cacheFile}.${process.pid}`;
+  fs.writeFileSync(tmp, script.createCachedData());
+  fs.renameSync(tmp, cacheFile);
+};
+
+exports.load = function load(name) {
+  const { file, cacheFile } = paths(name);
   let source;
   try {
     source = fs.readFileSync(file, 'utf8');
@@ -31,15 +68,7 @@ exports.load = function load(name) {
   script.runInThisContext()(mod.exports, Module.createRequire(file), mod, file, path.dirname(file));
   if (cachedData === undefined || script.cachedDataRejected) {
     // at exit: by then the code of everything this run did is compiled and goes into the cache
-    process.once('exit', () => {
-      const tmp = `${cacheFile}.${process.pid}`;
-      try {
-        fs.writeFileSync(tmp, script.createCachedData());
-        fs.renameSync(tmp, cacheFile);
-      } catch {
-        try { fs.unlinkSync(tmp); } catch { /* never written */ }
-      }
-    });
+    process.once('exit', () => writeAtomically(cacheFile, script.createCachedData()));
   }
   return mod.exports;
 };

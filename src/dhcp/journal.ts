@@ -34,8 +34,8 @@
 // fsyncs the directory: a crash leaves the old file or the new one, never a mix. Records appended
 // while compacting go to the new file, after the snapshot.
 import { closeSync, existsSync, fdatasync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
-import { crc32 } from 'node:zlib';
 import { NspawnError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { ipv4ToString, parseIpv4 } from './ipv4.js';
@@ -113,6 +113,14 @@ export interface FileLeaseStoreOptions {
   syncIntervalMs?: number;
   /** Wall clock in ms, for expiring records at load. */
   now: number;
+}
+
+// node:zlib is loaded when a journal is first read or written: an embedded launcher's server keeps
+// its leases in memory, and zlib would be ~1.5 ms more on its container's start-up path
+let zlibCrc32: ((data: string) => number) | undefined;
+function crc32(data: string): number {
+  zlibCrc32 ??= (createRequire(import.meta.url)('node:zlib') as typeof import('node:zlib')).crc32;
+  return zlibCrc32(data);
 }
 
 export function encodeLine(e: JournalEntry): string {

@@ -16,7 +16,7 @@ import { addPortSpec, PORT_SPEC_SYNTAX } from '../net/port-spec.js';
 import {
   HintedConfigError, defaultMachineName, ephemeralMachineName, machineNameValid, requireMachineName,
 } from './machine-name.js';
-import { CONSOLE_SETTINGS, defaultNetworkSpec, type BindMount, type ConsoleSetting, type LaunchSpec, type PrivateUsers, type ResolvConfMode, type TmpfsMount } from './spec.js';
+import { CONSOLE_SETTINGS, PRIVATE_USERS_OWNERSHIP, defaultNetworkSpec, type BindMount, type ConsoleSetting, type PrivateUsersOwnership, type LaunchSpec, type PrivateUsers, type ResolvConfMode, type TmpfsMount } from './spec.js';
 
 export const PROGRAM = 'nspawn-ts';
 export const VERSION = '0.1.0';
@@ -129,6 +129,11 @@ export type LinkJournal = LaunchSpec['linkJournal'];
 export const LINK_JOURNAL_MODES: readonly LinkJournal[] = ['no', 'auto', 'guest', 'host', 'try-guest', 'try-host'];
 export function parseLinkJournal(s: string): LinkJournal | undefined {
   return (LINK_JOURNAL_MODES as readonly string[]).includes(s) ? s as LinkJournal : undefined;
+}
+
+/** user_namespace_ownership_from_string() for --private-users-ownership=. */
+export function parsePrivateUsersOwnership(s: string): PrivateUsersOwnership | undefined {
+  return (PRIVATE_USERS_OWNERSHIP as readonly string[]).includes(s) ? s as PrivateUsersOwnership : undefined;
 }
 
 /** console_mode_from_string() for --console=. */
@@ -492,6 +497,14 @@ const OPTIONS: OptionDef[] = [
   },
   { long: ['private-users-chown'], arg: 'none', handle: (st) => { st.spec.privateUsersChown = true; st.explicit.add('userns'); } },
   {
+    long: ['private-users-ownership'], arg: 'required', handle: (st, v) => {
+      const o = parsePrivateUsersOwnership(req(v));
+      if (!o) fail(`Cannot parse --private-users-ownership= value: ${v}`, `--private-users-ownership= takes ${PRIVATE_USERS_OWNERSHIP.join(', ')}`, 'CFG_PRIVATE_USERS');
+      st.spec.privateUsersOwnership = o;
+      st.explicit.add('userns');
+    },
+  },
+  {
     long: [], short: 'U', arg: 'none', handle: (st, _v, env) => {
       if (!env.userNamespacesSupported) return; // as systemd: silently nothing
       st.userns = { mode: 'pick' };
@@ -613,7 +626,7 @@ const OPTIONS: OptionDef[] = [
 /** systemd-nspawn options (v252) that nspawn-ts does not implement: named in the error. */
 const SYSTEMD_ONLY_LONG = [
   'cleanup', 'image', 'image-policy', 'oci-bundle', 'read-only', 'volatile', 'root-hash', 'root-hash-sig',
-  'verity-data', 'pivot-root', 'suppress-sync', 'uuid', 'slice', 'private-users-ownership',
+  'verity-data', 'pivot-root', 'suppress-sync', 'uuid', 'slice',
   'capability', 'drop-capability', 'ambient-capability', 'no-new-privileges', 'system-call-filter',
   'selinux-context', 'selinux-apifs-context', 'rlimit', 'oom-score-adjust', 'cpu-affinity', 'personality',
   'timezone', 'inaccessible', 'overlay', 'overlay-ro', 'bind-user', 'set-credential',
@@ -853,6 +866,9 @@ User Namespacing:
      --private-users=no|yes|pick|identity|UID[:COUNT]
                             Run within user namespace, configure UID/GID range
      --private-users-chown  Adjust OS tree ownership to private UID/GID range
+     --private-users-ownership=MODE
+                            Adjust ('chown') or map ('map') OS tree ownership
+                            to private UID/GID range (off, chown, map, auto)
   -U                        Equivalent to --private-users=pick (ownership
                             adjusted automatically), if the kernel supports it
 

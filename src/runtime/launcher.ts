@@ -456,7 +456,15 @@ class ContainerRun {
       userns = fixedUidRange(spec.privateUsers, directory);
     }
     this.userns = userns;
-    const shiftOwner = userns !== undefined && (spec.privateUsersChown || spec.privateUsers.mode === 'pick');
+    // --private-users-ownership=: chown the tree into the range, map it (an ID-mapped root), or neither
+    const ownership = spec.privateUsersOwnership ?? 'auto';
+    const mapRoot = userns !== undefined && ownership === 'map';
+    if (mapRoot && spec.ephemeral) {
+      throw new ConfigError('--private-users-ownership=map and --ephemeral may not be combined: the overlay of an ephemeral container is not ID-mapped; '
+        + 'use --private-users-ownership=chown (or shift the tree once without --ephemeral)', { code: 'CFG_CONFLICT' });
+    }
+    const shiftOwner = userns !== undefined
+      && (ownership === 'chown' || (ownership === 'auto' && (spec.privateUsersChown || spec.privateUsers.mode === 'pick')));
     if (shiftOwner && userns && spec.ephemeral) {
       if (((statSync(directory).uid & 0xffff0000) >>> 0) !== userns.shift) {
         throw new ConfigError(`--ephemeral with a user namespace needs ${directory} to be owned by the range already (UID ${userns.shift}); `
@@ -520,6 +528,7 @@ class ContainerRun {
       ...(os.path ? { hostOsRelease: os.path } : {}),
       ...(userns ? { uidShift: userns.shift } : {}),
       notifySocket: notify.path,
+      ...(mapRoot && userns ? { rootIdmap: this.rootIdmap(directory, userns) } : {}),
     });
     const env = containerEnvironment({ spec, uuid, user, term: this.consoleMode === 'interactive' ? process.env.TERM : undefined, hostOs: os.fields });
     let bounding = containerCaps({ privateNetwork: spec.network.private });
@@ -730,8 +739,8 @@ class ContainerRun {
         const reason = m.code ?? `errno ${m.err}`;
         const text = m.message ?? `errno ${m.err}`;
         if (op?.op === 'bindIdmapped' && (m.code === 'EINVAL' || m.code === 'EOPNOTSUPP')) {
-          this.failure = new LaunchError('IDMAP_UNSUPPORTED', `--bind=${op.source}:…:${op.option}: the ${op.fstype ?? 'unknown'} file system of ${op.source} `
-            + `does not support ID-mapped mounts (mount_setattr MOUNT_ATTR_IDMAP: ${text} (${reason})); bind it without ${op.option}, or from a file system that does`, 1);
+          this.failure = new LaunchError('IDMAP_UNSUPPORTED', `${op.what}: the ${op.fstype ?? 'unknown'} file system of ${op.source} `
+            + `does not support ID-mapped mounts (mount_setattr MOUNT_ATTR_IDMAP: ${text} (${reason})); ${op.instead}`, 1);
         } else if (op?.op === 'exec') {
           const exitCode = m.code === 'ENOENT' ? 127 : 126;
           this.failure = new LaunchError('EXEC_FAILED', `failed to execute ${op.argv[0] === '-sh' ? op.candidates.join(' or ') : op.argv[0]}: ${text} (${reason})`, exitCode);
@@ -780,6 +789,13 @@ class ContainerRun {
       this.idmapHolders.set(key, holder);
     }
     return `/proc/${holder.pid}/ns/user`;
+  }
+
+  /** --private-users-ownership=map: host IDs 0..range-1 of the tree are the container's (systemd's REMOUNT_IDMAPPING_HOST_ROOT). */
+  private rootIdmap(directory: string, userns: UidRange): { userns: string; fstype?: string } {
+    const lines = idmapLines('idmap', userns, 0, 0);
+    const fstype = fileSystemOf(directory);
+    return { userns: this.idmapUserns(lines, lines), ...(fstype ? { fstype } : {}) };
   }
 
   /** Kills and reaps the holders of ID-mapped binds' user namespaces (the mounts keep what they need). */

@@ -62,6 +62,8 @@ export interface MountPlanInput {
   hostOsRelease?: string;
   /** contents of /run/host/container-manager */
   manager: string;
+  /** --private-users-ownership=map: the root directory is bound ID-mapped through this user namespace */
+  rootIdmap?: { userns: string; fstype?: string };
   /** host path of the launcher's notify socket, bound at /run/host/notify */
   notifySocket?: string;
 }
@@ -114,7 +116,11 @@ export function buildMountPlan(input: MountPlanInput): MountPlan {
   outer.push({ op: 'mount', target: '/', flags: MS_SLAVE | MS_REC });
 
   // The root: a mount point of its own, so that pivot_root can make it "/".
-  if (input.rootSource.kind === 'directory') {
+  if (input.rootSource.kind === 'directory' && input.rootIdmap) {
+    // --private-users-ownership=map: the tree as it is, its IDs shown through the user namespace's range
+    outer.push({ op: 'bindIdmapped', source: input.rootSource.directory, target: root, userns: input.rootIdmap.userns, recursive: true,
+      what: '--private-users-ownership=map', instead: 'use --private-users-ownership=chown', ...(input.rootIdmap.fstype ? { fstype: input.rootIdmap.fstype } : {}) });
+  } else if (input.rootSource.kind === 'directory') {
     outer.push({ op: 'mount', source: input.rootSource.directory, target: root, flags: MS_BIND | MS_REC });
   } else {
     const { lower, upper, work } = input.rootSource;
@@ -195,7 +201,8 @@ export function buildMountPlan(input: MountPlanInput): MountPlan {
     else outer.push({ op: 'mkdir', path: b.target, mode: 0o755, parents: true });
     if (b.idmap) {
       outer.push({ op: 'bindIdmapped', source: b.source, target: b.target, userns: b.idmap.userns, recursive: b.recursive,
-        option: b.idmap.option, ...(b.idmap.fstype ? { fstype: b.idmap.fstype } : {}) });
+        what: `--bind=${b.source}:…:${b.idmap.option}`, instead: `bind it without ${b.idmap.option}, or from a file system that does`,
+        ...(b.idmap.fstype ? { fstype: b.idmap.fstype } : {}) });
     } else {
       outer.push({ op: 'mount', source: b.source, target: b.target, flags: MS_BIND | (b.recursive ? MS_REC : 0) });
     }

@@ -6,7 +6,7 @@
 //   started." and X_NSPAWN_LEADER_PID= when the payload runs, and READY=1 then — or, with
 //   --notify-ready=yes (NotifyReady=), only once the container itself sent READY=1.
 // The messages are newline-separated KEY=VALUE assignments (src/libsystemd/sd-daemon).
-import { chmodSync, chownSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, unlinkSync } from 'node:fs';
 import { NspawnError, errorMessage } from '../errors.js';
 import { logger } from '../log.js';
 import { POLL_READABLE, sys, type FdWatcher } from '../native.js';
@@ -69,6 +69,15 @@ export function notifyManager(state: string, env: NodeJS.ProcessEnv = process.en
   }
 }
 
+/** unlink(), a missing file being fine (rmSync would load node's rimraf on the start-up path). */
+function removeIfThere(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+}
+
 /**
  * The container's notify socket: bound at `path` on the host (bind-mounted to /run/host/notify
  * in the container), owned by the container's root. Call `watch()` once PID 1 is known.
@@ -86,7 +95,7 @@ export class ContainerNotifySocket {
   static create(path: string, owner: number): ContainerNotifySocket {
     const s = sys();
     mkdirSync(path.slice(0, path.lastIndexOf('/')), { recursive: true, mode: 0o755 });
-    rmSync(path, { force: true });
+    removeIfThere(path);
     const fd = s.socket(AF_UNIX, SOCK_DGRAM, 0);
     try {
       s.setsockoptInt(fd, SOL_SOCKET, SO_PASSCRED, 1);
@@ -96,7 +105,7 @@ export class ContainerNotifySocket {
       chmodSync(path, 0o600);
     } catch (err) {
       s.close(fd);
-      rmSync(path, { force: true });
+      removeIfThere(path);
       throw new NspawnError('NOTIFY_SOCKET', `failed to create the container's notify socket ${path}: ${errorMessage(err)}`, { cause: err });
     }
     return new ContainerNotifySocket(path, fd);
@@ -125,6 +134,6 @@ export class ContainerNotifySocket {
     this.watcher = undefined;
     if (this.fd >= 0) sys().close(this.fd);
     this.fd = -1;
-    rmSync(this.path, { force: true });
+    removeIfThere(this.path);
   }
 }

@@ -80,10 +80,10 @@ export type PlanOp = (
   | { op: 'pdeathsig'; signal: number }
   /**
    * bind-mounts `source` on `target` with its IDs mapped through the user namespace at `userns`
-   * (open_tree + mount_setattr(MOUNT_ATTR_IDMAP) + move_mount); `fstype` names the source's file
-   * system in messages
+   * (open_tree + mount_setattr(MOUNT_ATTR_IDMAP) + move_mount); for messages: `what` asked for it
+   * (the option), `instead` what works without, `fstype` the source's file system
    */
-  | { op: 'bindIdmapped'; source: string; target: string; userns: string; recursive: boolean; option: string; fstype?: string }
+  | { op: 'bindIdmapped'; source: string; target: string; userns: string; recursive: boolean; what: string; instead: string; fstype?: string }
   /** execve() of the first candidate that exists */
   | { op: 'exec'; candidates: string[]; argv: string[]; envp: string[] }
 ) & { optional?: boolean };

@@ -16,13 +16,14 @@ import { dirname, isAbsolute, join, normalize } from 'node:path';
 import { errorMessage } from '../errors.js';
 import { addPortSpec, PortSpecError } from '../net/port-spec.js';
 import {
-  BOOLEAN_VALUES, LINK_JOURNAL_MODES, RESOLV_CONF_MODES, checkIfname, checkZone, envAssignmentProblem, parseBindMount,
+  BOOLEAN_VALUES, LINK_JOURNAL_MODES, parsePrivateUsersOwnership, RESOLV_CONF_MODES, checkIfname, checkZone, envAssignmentProblem, parseBindMount,
   parseBoolean, parseLinkJournal, parsePrivateUsers, parseResolvConfMode, parseSignal, parseTmpfs, parseVethExtra,
   setEnv, verifyLaunchSpec, type CommandLine, type LinkJournal, type SettingGroup,
 } from './cli.js';
 import { HintedConfigError, machineNameValid } from './machine-name.js';
+import { PRIVATE_USERS_OWNERSHIP } from './spec.js';
 import type {
-  BindMount, LaunchSpec, PortForward, PrivateUsers, ResolvConfMode, TmpfsMount, VethExtra,
+  BindMount, LaunchSpec, PrivateUsersOwnership, PortForward, PrivateUsers, ResolvConfMode, TmpfsMount, VethExtra,
 } from './spec.js';
 
 /** What one .nspawn file sets; a field is undefined when the file does not mention it. */
@@ -42,6 +43,7 @@ export interface NspawnSettings {
   notifyReady?: boolean;
   // [Files]
   privateUsersChown?: boolean;
+  privateUsersOwnership?: PrivateUsersOwnership;
   /** Bind=, BindReadOnly= and TemporaryFileSystem= together: systemd's "custom mounts" */
   binds?: BindMount[];
   tmpfs?: TmpfsMount[];
@@ -332,6 +334,11 @@ const KEYS: Record<string, Record<string, KeyParser>> = {
       else (s.tmpfs ??= []).push(at(where, () => parseTmpfs(value, 'TemporaryFileSystem=')));
     },
     PrivateUsersChown: bool('PrivateUsersChown', (s, v) => { s.privateUsersChown = v; }),
+    PrivateUsersOwnership: (s, value, { where }) => {
+      const o = parsePrivateUsersOwnership(value);
+      if (!o) bad(where, 'PrivateUsersOwnership', value, PRIVATE_USERS_OWNERSHIP.join(', '));
+      s.privateUsersOwnership = o;
+    },
   },
   Network: {
     Private: bool('Private', (s, v) => { s.private = v; }),
@@ -386,7 +393,7 @@ const UNSUPPORTED: Record<string, readonly string[]> = {
     'SystemCallFilter', 'NoNewPrivileges', 'OOMScoreAdjust', 'CPUAffinity', 'Timezone', 'SuppressSync', 'PivotRoot',
     'LimitCPU', 'LimitFSIZE', 'LimitDATA', 'LimitSTACK', 'LimitCORE', 'LimitRSS', 'LimitNOFILE', 'LimitAS', 'LimitNPROC',
     'LimitMEMLOCK', 'LimitLOCKS', 'LimitSIGPENDING', 'LimitMSGQUEUE', 'LimitNICE', 'LimitRTPRIO', 'LimitRTTIME'],
-  Files: ['ReadOnly', 'Volatile', 'Inaccessible', 'Overlay', 'OverlayReadOnly', 'PrivateUsersOwnership', 'BindUser'],
+  Files: ['ReadOnly', 'Volatile', 'Inaccessible', 'Overlay', 'OverlayReadOnly', 'BindUser'],
   Network: [],
 };
 
@@ -465,12 +472,14 @@ export function mergeSettings(input: LaunchSpec, explicit: ReadonlySet<SettingGr
     if (!file.trusted) untrusted('Port= setting');
     else spec.network.ports = s.ports;
   }
-  if (open('userns') && (s.privateUsers !== undefined || s.privateUsersChown !== undefined)) {
+  if (open('userns') && (s.privateUsers !== undefined || s.privateUsersChown !== undefined || s.privateUsersOwnership !== undefined)) {
     if (!file.trusted) untrusted('PrivateUsers= and PrivateUsersChown= settings');
     else {
       // settings_load(): PrivateUsersChown= alone means PrivateUsers=no
       spec.privateUsers = s.privateUsers ?? { mode: 'no' };
       spec.privateUsersChown = s.privateUsersChown ?? spec.privateUsers.mode === 'pick';
+      if (s.privateUsersOwnership !== undefined) spec.privateUsersOwnership = s.privateUsersOwnership;
+      else delete spec.privateUsersOwnership;
     }
   }
   if (open('hostname') && s.hostname !== undefined) spec.hostname = s.hostname;

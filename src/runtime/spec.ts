@@ -16,6 +16,9 @@ export type PrivateUsers =
   /** `identity`: 0..65535 mapped onto itself (only private to the extent of capabilities). */
   | { mode: 'identity' };
 
+export const PRIVATE_USERS_OWNERSHIP = ['off', 'chown', 'map', 'auto'] as const;
+export type PrivateUsersOwnership = typeof PRIVATE_USERS_OWNERSHIP[number];
+
 export interface BindMount {
   /** absolute; with `sourceInRoot`, a path inside the container's root directory */
   source: string;
@@ -101,6 +104,12 @@ export interface LaunchSpec {
   template?: string;
   privateUsers: PrivateUsers;
   privateUsersChown: boolean;
+  /**
+   * --private-users-ownership=/PrivateUsersOwnership=: `chown` shifts the tree's owners into the
+   * range, `map` binds the root ID-mapped through it instead (the tree stays as it is), `off` does
+   * neither; `auto` (and unset) chowns with --private-users-chown or `pick`.
+   */
+  privateUsersOwnership?: PrivateUsersOwnership;
   network: NetworkSpec;
   resolvConf: ResolvConfMode;
   /** systemd's --timezone= is not handled yet; the host's is not copied */

@@ -83,6 +83,30 @@ describe('ID-mapped binds', () => {
     expect(machineRecords()).toEqual([]);
   });
 
+  ktest('--private-users-ownership=map: the tree is not chowned; its owners are the container\'s through an ID-mapped root', async () => {
+    const own = await copyRoot(await busyboxRoot());
+    try {
+      // (--resolv-conf=off: the shared root's resolv.conf is rewritten by other tests, with owners this range may not map)
+      const r = await nspawn(['-q', '-U', '--private-users-ownership=map', '--resolv-conf=off', '-D', own.dir, '-M', `${MACHINE}-map`, '/bin/sh', '-c',
+        'stat -c "%u:%g" / /home/test; touch /made && stat -c "%u:%g" /made; cat /proc/self/uid_map']);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const [rootDir, home, made, uidMap] = r.stdout.split('\n');
+      expect([rootDir, home, made]).toEqual(['0:0', '1000:1000', '0:0']);
+      expect(uidMap?.trim()).toMatch(/^0 +[1-9][0-9]* +65536$/);
+      // on the host nothing was shifted, and what the container's root made is host root's
+      expect([owner(own.dir), owner(`${own.dir}/home/test`), owner(`${own.dir}/made`)]).toEqual(['0:0', '1000:1000', '0:0']);
+      const eph = await nspawn(['-q', '-U', '--private-users-ownership=map', '-x', '-D', own.dir, '-M', `${MACHINE}-mapx`, '/bin/true']);
+      expect(eph.code).toBe(1);
+      expect(eph.stderr).toContain('--private-users-ownership=map and --ephemeral may not be combined');
+      const bad = await nspawn(['-q', '-U', '--private-users-ownership=maybe', '-D', own.dir, '-M', `${MACHINE}-mapb`, '/bin/true']);
+      expect(bad).toMatchObject({ code: 1, stderr: 'nspawn-ts: Cannot parse --private-users-ownership= value: maybe\nnspawn-ts: --private-users-ownership= takes off, chown, map, auto\n' });
+      expect(machineRecords()).toEqual([]);
+    } finally {
+      own.remove();
+    }
+  });
+
   ktest('a bad bind option names the option and what is allowed', async () => {
     const r = await nspawn(['-q', '-D', copy.dir, '-M', `${MACHINE}-bad`, `--bind=${base}:/srv/m:idmapped`, '/bin/true']);
     expect(r.code).toBe(1);

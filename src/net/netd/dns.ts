@@ -6,6 +6,7 @@
 // ($NSPAWN_NETD_DNS, `nspawn-netd --dns=`).
 import { readFileSync } from 'node:fs';
 import { Address4 } from 'ip-address';
+import { ConfigError } from '../../errors.js';
 import { nameservers } from '../resolv.js';
 
 export interface HostDns {
@@ -35,7 +36,7 @@ export function parseDnsList(text: string, where: string): string[] {
   const out: string[] = [];
   for (const item of text.split(/[\s,]+/).filter(Boolean)) {
     if (!Address4.isValid(item) || item.includes('/')) {
-      throw new TypeError(`${where}: "${item}" is not an IPv4 address (DNS servers are handed out by DHCPv4)`);
+      throw new ConfigError(`${where}: "${item}" is not an IPv4 address (DNS servers are handed out by DHCPv4)`, { code: 'CFG_DNS' });
     }
     out.push(new Address4(item).correctForm());
   }

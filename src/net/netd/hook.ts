@@ -122,6 +122,7 @@ export async function configureContainerLink(netnsPath: string, ifname: string, 
 }
 
 export function addressHooks(opts: AddressHooksOptions): {
+  preflight(): void;
   afterClone(ctx: HookContext): Promise<void>;
   beforeExec(ctx: HookContext): Promise<void>;
   afterExit(ctx: HookContext): Promise<void>;
@@ -145,6 +146,11 @@ export function addressHooks(opts: AddressHooksOptions): {
     (spec.network.ports.length === 0 ? req : { ...req, ports: spec.network.ports, portLoopback: spec.network.portLoopback });
 
   return {
+    // a bad $NSPAWN_NETD_DNS fails the start before anything of the container exists
+    preflight() {
+      if (env.NSPAWN_NETD_DNS) parseDnsList(env.NSPAWN_NETD_DNS, '$NSPAWN_NETD_DNS');
+    },
+
     async afterClone(ctx) {
       info = opts.link();
       if (!info) return;

@@ -49,6 +49,11 @@ const ACK_TRUESIZE = 1024;
 const MAX_DATAGRAM = 32 * 1024;
 /** Receive buffer: the kernel sends dumps in chunks of at most 32 KiB (netlink_dump). */
 const RECV_BUF = 256 * 1024;
+/**
+ * One receive buffer for every socket of the process: a datagram is copied out of it before
+ * anything else runs (readAvailable), and a launcher opens several sockets on its start-up path.
+ */
+let sharedRecvBuf: Uint8Array | undefined;
 
 interface Pending {
   seq: number;
@@ -73,7 +78,7 @@ export class NetlinkSocket {
   private readonly pending = new Map<number, Pending>();
   private readonly outbox: Pending[] = [];
   private readonly writer = new Writer(MAX_DATAGRAM + 4096);
-  private readonly recvBuf = new Uint8Array(RECV_BUF);
+  private readonly recvBuf = (sharedRecvBuf ??= new Uint8Array(RECV_BUF));
   private readonly onNotification: ((msg: RtnlMessage) => void) | undefined;
   private readonly onOverrun: (() => void) | undefined;
   private nextSeq = 1;

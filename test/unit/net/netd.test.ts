@@ -8,6 +8,7 @@ import { classifyLink, isMasqueradeOwner, machineFromIfname, masqueradeOwner } f
 import { addressHash, isClientAddress, pickAddress } from '../../../src/net/netd/addresses.js';
 import { decodeRequestLine, parseRequest } from '../../../src/net/netd/api.js';
 import { hostDns, parseDnsList } from '../../../src/net/netd/dns.js';
+import { addressHooks } from '../../../src/net/netd/hook.js';
 import { parseSidecarArgs } from '../../../src/net/netd/daemon.js';
 import { sockaddrUn } from '../../../src/net/netd/notify.js';
 import { enableForwarding, IP_FORWARD, restoreForwarding, type SysctlIo } from '../../../src/net/netd/sysctl.js';
@@ -166,6 +167,11 @@ describe('DNS for containers', () => {
   test('configured lists', () => {
     expect(parseDnsList('192.0.2.1, 198.51.100.2 203.0.113.3', 'x')).toEqual(['192.0.2.1', '198.51.100.2', '203.0.113.3']);
     expect(() => parseDnsList('192.0.2.1,example.com', '--dns')).toThrow('--dns: "example.com" is not an IPv4 address');
+    expect(() => parseDnsList('192.0.2.0/24', '$NSPAWN_NETD_DNS')).toThrow(expect.objectContaining({ code: 'CFG_DNS' }));
+    // the launcher checks it before it makes anything (LaunchHooks.preflight)
+    expect(() => addressHooks({ link: () => undefined, env: { NSPAWN_NETD_DNS: 'nope' } }).preflight())
+      .toThrow(expect.objectContaining({ code: 'CFG_DNS', message: '$NSPAWN_NETD_DNS: "nope" is not an IPv4 address (DNS servers are handed out by DHCPv4)' }));
+    expect(() => addressHooks({ link: () => undefined, env: { NSPAWN_NETD_DNS: '192.0.2.53' } }).preflight()).not.toThrow();
   });
 });
 

@@ -423,6 +423,15 @@ describe('integration options', () => {
     expect(msg('-D/c', '--console=')).toBe('Unknown console mode: ');
   });
 
+  test('--private-users-ownership= takes off, chown, map or auto', () => {
+    expect(spec('-D/c', '-U', '--private-users-ownership=map')).toMatchObject({ privateUsersOwnership: 'map', privateUsers: { mode: 'pick' } });
+    for (const o of ['off', 'chown', 'auto'] as const) expect(spec('-D/c', `--private-users-ownership=${o}`).privateUsersOwnership).toBe(o);
+    expect(spec('-D/c').privateUsersOwnership).toBeUndefined();
+    const e = error('-D/c', '--private-users-ownership=idmap');
+    expect(e).toMatchObject({ message: 'Cannot parse --private-users-ownership= value: idmap', code: 'CFG_PRIVATE_USERS' });
+    expect(e.hint).toBe('--private-users-ownership= takes off, chown, map, auto');
+  });
+
   test('--notify-ready= takes a boolean', () => {
     expect(spec('-D/c').notifyReady).toBe(false);
     expect(spec('-D/c', '--notify-ready=yes').notifyReady).toBe(true);

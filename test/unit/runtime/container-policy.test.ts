@@ -114,9 +114,14 @@ describe('mount plan', () => {
     const ops = buildMountPlan(input({ binds: [{ source: '/h', target: '/r/d', readOnly: true, recursive: true, file: false,
       idmap: { option: 'idmap', userns: '/proc/9/ns/user', fstype: 'ext4' } }] })).outer;
     const at = ops.findIndex((o) => o.op === 'bindIdmapped');
-    expect(ops[at]).toEqual({ op: 'bindIdmapped', source: '/h', target: '/r/d', userns: '/proc/9/ns/user', recursive: true, option: 'idmap', fstype: 'ext4' });
+    expect(ops[at]).toEqual({ op: 'bindIdmapped', source: '/h', target: '/r/d', userns: '/proc/9/ns/user', recursive: true,
+      what: '--bind=/h:…:idmap', instead: 'bind it without idmap, or from a file system that does', fstype: 'ext4' });
     expect(ops[at + 1]).toEqual({ op: 'setattr', path: '/r/d', set: 1, recursive: true });
     expect(ops.some((o) => o.op === 'mount' && o.target === '/r/d')).toBe(false);
+    // --private-users-ownership=map: the root itself
+    const mapped = buildMountPlan(input({ rootIdmap: { userns: '/proc/9/ns/user' } })).outer;
+    expect(mapped[1]).toMatchObject({ op: 'bindIdmapped', source: '/r', target: '/r', userns: '/proc/9/ns/user', recursive: true, what: '--private-users-ownership=map' });
+    expect(mapped.some((o) => o.op === 'mount' && o.target === '/r')).toBe(false);
   });
 
   test('cgroups as on a hybrid host: v1 controllers read-only, name=systemd and unified writable', () => {

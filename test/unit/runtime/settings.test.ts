@@ -333,6 +333,17 @@ describe('precedence (--settings=yes vs override)', () => {
   });
 });
 
+describe('PrivateUsersOwnership= in [Files]', () => {
+  test('a trusted file sets it with the user namespace; a bad value names file, line and the modes', () => {
+    writeFileSync(join(etc, 'web.nspawn'), '[Exec]\nPrivateUsers=pick\n[Files]\nPrivateUsersOwnership=map\n');
+    expect(resolve([])).toMatchObject({ privateUsers: { mode: 'pick' }, privateUsersOwnership: 'map' });
+    expect(resolve(['--private-users-ownership=chown']).privateUsersOwnership).toBe('chown');
+    const e = parseError('[Files]\nPrivateUsersOwnership=shift\n');
+    expect(e.message).toBe('/x/web.nspawn:2: Invalid PrivateUsersOwnership= value: shift');
+    expect(e.hint).toBe('PrivateUsersOwnership= takes off, chown, map, auto');
+  });
+});
+
 describe('NotifyReady= in [Exec]', () => {
   test('a boolean from the file, untrusted too; --notify-ready= on the command line wins', () => {
     writeFileSync(join(machines, 'web.nspawn'), '[Exec]\nNotifyReady=yes\n');

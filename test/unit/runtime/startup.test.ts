@@ -74,6 +74,50 @@ describe('bin/ commands', () => {
   });
 });
 
+describe('code cache', () => {
+  test('the build writes a complete cache that V8 accepts, and a command does not rewrite it', async () => {
+    const bundle = fileURLToPath(new URL('../../../dist/nspawn-ts.cjs', import.meta.url));
+    const cache = `${bundle}.${process.version}.cache`;
+    const before = readFileSync(cache);
+    // accepted as it is (flags of a normal run), and bigger than what a --version run compiles
+    const check = `const fs = require('fs'), vm = require('vm'), Module = require('module');
+      const s = new vm.Script(Module.wrap(fs.readFileSync(${JSON.stringify(bundle)}, 'utf8')), { filename: ${JSON.stringify(bundle)}, cachedData: fs.readFileSync(${JSON.stringify(cache)}) });
+      s.runInThisContext();
+      console.log(JSON.stringify({ rejected: s.cachedDataRejected }));`;
+    const r = await exec(process.execPath, ['-e', check]);
+    expect(JSON.parse(r.stdout)).toEqual({ rejected: false });
+    // the first command after a build no longer decides what the cache holds
+    expect((await exec(join(BIN, 'nspawn-ts'), ['--version'])).code).toBe(0);
+    expect(readFileSync(cache).equals(before)).toBe(true);
+    // what --version alone compiles is a fraction of it
+    const dir = tempDir();
+    const lazy = join(dir, 'lazy.cache');
+    const partial = `const fs = require('fs'), vm = require('vm'), Module = require('module');
+      const s = new vm.Script(Module.wrap(fs.readFileSync(${JSON.stringify(bundle)}, 'utf8')), { filename: ${JSON.stringify(bundle)} });
+      const m = { exports: {} };
+      s.runInThisContext()(m.exports, Module.createRequire(${JSON.stringify(bundle)}), m, ${JSON.stringify(bundle)}, '.');
+      m.exports.main(['--version']).then(() => fs.writeFileSync(${JSON.stringify(lazy)}, s.createCachedData()));`;
+    expect((await exec(process.execPath, ['-e', partial])).code).toBe(0);
+    expect(before.length).toBeGreaterThan(2 * readFileSync(lazy).length);
+  });
+});
+
+describe('lazy builtins', () => {
+  test('the DHCP lease journal loads node:zlib only when it encodes or decodes a line', async () => {
+    const journal = new URL('../../../dist/dhcp/journal.js', import.meta.url).href;
+    const script = `const zlib = () => process.moduleLoadList.includes('NativeModule zlib');
+      const j = await import(${JSON.stringify(journal)});
+      const before = zlib();
+      const line = j.encodeLine({ t: 'x' });
+      // the checksum is zlib's CRC-32: a changed byte fails it
+      const bad = line.replace('x', 'y');
+      console.log(JSON.stringify({ before, after: zlib(), crc: /^[0-9a-f]{8} /.test(line), bad: j.decodeLine(bad.trimEnd()) === undefined }));`;
+    const r = await exec(process.execPath, ['--input-type=module', '-e', script]);
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout)).toEqual({ before: false, after: true, crc: true, bad: true });
+  });
+});
+
 describe('moveProcess', () => {
   test('writes the PID into every cgroup.procs, in order', async () => {
     const dir = tempDir();
