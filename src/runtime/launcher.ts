@@ -847,6 +847,7 @@ class ContainerRun {
           this.abort(new LaunchError('STOPPED', `container ${this.spec.machine} was stopped while it started`, 1));
           return;
         }
+        if (kind === 'beforeExec') log.debug('before-exec hooks done; PID 1 goes on to exec');
         if (this.channel >= 0) {
           try {
             sys().channelGo(this.channel);

@@ -1,7 +1,8 @@
 // The launcher's start-up path against the kernel (README, "Start-up"): PID 1's cgroup moves run
 // while the network is made, yet PID 1 goes on only inside its cgroups; warming the kernel's
 // cgroup lock moves nothing; sockets made in another network namespace leave the calling thread
-// where it was; a launch without a sidecar makes no connection attempt.
+// where it was; a launch without a sidecar makes no connection attempt, and its DHCP server listens before
+// the payload runs (the container's first DISCOVER is answered).
 import { existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -106,6 +107,26 @@ describe('the embedded path', () => {
       rmSync(dir, { recursive: true, force: true });
       own.remove();
     }
+    nothingLeft();
+  });
+
+  ktest('--network-config=dhcp without a sidecar: the server listens before the payload runs and answers its very first DISCOVER', async () => {
+    const socket = `/run/nspawn-ts/no-sidecar-${RUN}.sock`;
+    // -t 1: one DISCOVER and one REQUEST, no retransmission; a DISCOVER sent before the embedded
+    // server listened would be lost and udhcpc (-n) would fail after -T seconds
+    const r = await nspawn(['-v', '-n', '--resolv-conf=off', '--network-config=dhcp', '-D', root, '-M', name(), '/bin/sh', '-c',
+      'udhcpc -i host0 -f -q -n -t 1 -T 5 -s /bin/true 2>&1 && echo LEASED'], { env: { NSPAWN_NETD_SOCKET: socket } });
+    expect(r.code).toBe(0);
+    expect(r.stdout.match(/broadcasting discover/g)).toHaveLength(1);
+    expect(r.stdout).toMatch(/lease of \d+\.\d+\.\d+\.\d+ obtained/);
+    expect(r.stdout).toMatch(/^LEASED$/m);
+    // udhcpc's own socket set-up (two AF_PACKET binds, each an RCU grace period) usually hides a
+    // server that starts a little late; the rule is stricter: its socket is bound before the exec
+    const lines = r.stderr.split('\n');
+    const serving = lines.findIndex((l) => /\bdhcp\] serving DHCP ifname=ve-/.test(l));
+    const released = lines.findIndex((l) => /launcher\] before-exec hooks done; PID 1 goes on to exec/.test(l));
+    expect(serving).toBeGreaterThanOrEqual(0);
+    expect(released).toBeGreaterThan(serving);
     nothingLeft();
   });
 });
