@@ -280,6 +280,7 @@ export async function dhcpServeMain(argv: readonly string[]): Promise<number> {
     server = new DhcpServer({
       leaseFile: args.leaseFile,
       durability: args.durability,
+      compactMinRecords: compactMinRecordsFromEnv(),
       log,
       onEvent: (e) => {
         if (e.type === 'bound' && e.renewed) log.debug(describe(e));
@@ -328,4 +329,17 @@ export async function dhcpServeMain(argv: readonly string[]): Promise<number> {
   }
   log.info(`lease file ${args.leaseFile}`);
   return stopped;
+}
+
+/**
+ * $NSPAWN_TS_DHCP_COMPACT_MIN_RECORDS: compact the lease file after this many records instead of
+ * 20,000 (the kill -9 tests use it to compact often). A bad value is an error, not ignored.
+ */
+function compactMinRecordsFromEnv(): number | undefined {
+  const raw = process.env.NSPAWN_TS_DHCP_COMPACT_MIN_RECORDS;
+  if (raw === undefined || raw === '') return undefined;
+  if (!/^[1-9]\d{0,8}$/.test(raw)) {
+    throw new ConfigError(`$NSPAWN_TS_DHCP_COMPACT_MIN_RECORDS: "${raw}" is not a whole number of records from 1 to 999999999`, { code: 'CFG_DHCP_COMPACT' });
+  }
+  return Number(raw);
 }

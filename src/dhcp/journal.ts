@@ -33,7 +33,7 @@
 // stable slot. Compaction writes the live state to PATH.tmp, fdatasyncs it, renames it over PATH and
 // fsyncs the directory: a crash leaves the old file or the new one, never a mix. Records appended
 // while compacting go to the new file, after the snapshot.
-import { closeSync, existsSync, fdatasync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { close as closeFd, closeSync, existsSync, fdatasync, fdatasyncSync, fsync, fsyncSync, mkdirSync, open as openFd, openSync, readFileSync, readSync, renameSync, unlinkSync, write, writeFileSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { NspawnError } from '../errors.js';
@@ -67,11 +67,14 @@ export interface LeaseStore {
   readonly loaded: Map<string, StoredInterface>;
   /** Appends a record; `onDurable` runs once it is in the file (or with the error that kept it out). */
   append(entry: JournalEntry, onDurable?: (err?: Error) => void): void;
-  /** Rewrites the file as exactly these records. */
+  /**
+   * Rewrites the file as exactly these records (taken at the call) plus whatever is appended meanwhile.
+   * The file store does the writing and syncing in the background; `idle` is false until it is done.
+   */
   compact(entries: Iterable<JournalEntry>): void;
   /** Records appended since the last compaction (the compaction policy reads it). */
   readonly appendedSinceCompaction: number;
-  /** No group is being written or synced: compact() may run. */
+  /** No group is being written or synced and no compaction runs: compact() may run. */
   readonly idle: boolean;
   /** Records appended with an `onDurable` that has not run yet (ACKs waiting for the file). */
   readonly backlog: number;
@@ -263,6 +266,7 @@ export class FileLeaseStore implements LeaseStore {
   private syncTimer: NodeJS.Timeout | undefined;
   private backgroundSync = false;
   private pending: string[] = [];
+  private pendingRecords = 0;
   private waiters: Array<(err?: Error) => void> = [];
   /** Waiters of the group being synced (durability 'fsync'). */
   private syncing = 0;
@@ -271,6 +275,8 @@ export class FileLeaseStore implements LeaseStore {
   private closed = false;
   private readonly lockPath: string;
   private drained: Array<() => void> = [];
+  /** The compaction in progress (see compact()). */
+  private compaction: Compaction | undefined;
 
   /**
    * Opens (creating if needed) and replays the lease file, then rewrites it compacted. Throws
@@ -463,14 +469,97 @@ export class FileLeaseStore implements LeaseStore {
       return;
     }
     this.pending.push(encodeLine(entry));
+    this.pendingRecords++;
     if (onDurable) this.waiters.push(onDurable);
     this.appendedSinceCompaction++;
     this.schedule();
   }
 
+  /**
+   * Compaction while serving. A synchronous rewrite stalled the event loop for tens of milliseconds on a
+   * large table (encode, write, fdatasync, rename, directory fsync, and the file system's journal commit
+   * with them), long enough to drop requests under load. Here the records are taken now (fresh objects:
+   * later changes cannot alter them), encoded and written to PATH.tmp a chunk per event-loop turn, and
+   * fdatasync()ed on the thread pool. Appends go on to the old file meanwhile and are copied into the
+   * tail of PATH.tmp just before the rename, so every record acknowledged before the rename is in the
+   * file either name points to: the old one until the rename, the new one after it.
+   */
   compact(entries: Iterable<JournalEntry>): void {
-    if (!this.idle) throw new Error('compaction while a commit or sync is in flight');
-    this.writeCompacted(entries);
+    if (!this.idle || this.closed) throw new Error('compaction while a commit, sync or compaction is in flight');
+    const records = [...entries];
+    const tmp = `${this.path}.tmp`;
+    let fd: number;
+    try {
+      fd = openSync(tmp, 'w', 0o600);
+    } catch (err) {
+      throw new LeaseFileError(`cannot write the lease file ${tmp}: ${(err as Error).message}`, { cause: err });
+    }
+    const c: Compaction = { fd, tmp, tail: [], tailRecords: 0, written: false, count: records.length };
+    this.compaction = c;
+    let next = 0;
+    const step = (): void => {
+      let chunk = next === 0 ? JOURNAL_HEADER + '\n' : '';
+      while (next < records.length && chunk.length < COMPACT_CHUNK) chunk += encodeLine(records[next++] as JournalEntry);
+      writeBuffer(fd, Buffer.from(chunk, 'utf8'), (err) => {
+        if (err) return this.abortCompaction(c, err);
+        if (next < records.length) return void setImmediate(step);
+        fdatasync(fd, (syncErr) => {
+          if (syncErr) return this.abortCompaction(c, syncErr);
+          c.written = true;
+          this.finishCompaction();
+        });
+      });
+    };
+    step();
+  }
+
+  /** Renames the written PATH.tmp over PATH once no group is being written or synced on the old file. */
+  private finishCompaction(): void {
+    const c = this.compaction;
+    if (!c?.written || this.inFlight || this.backgroundSync) return;
+    try {
+      if (c.tail.length) {
+        writeAll(c.fd, c.tail.join(''));
+        // 'fsync' promised these records a sync: they must be synced under the name that will hold them
+        if (this.durability === 'fsync') fdatasyncSync(c.fd);
+      }
+      closeSync(c.fd);
+      c.fd = -1;
+      renameSync(c.tmp, this.path);
+    } catch (err) {
+      this.abortCompaction(c, err as Error);
+      return;
+    }
+    const old = this.fd;
+    this.fd = openSync(this.path, 'a');
+    closeSync(old);
+    this.compaction = undefined;
+    this.appendedSinceCompaction = c.tailRecords + this.pending.length;
+    if (this.durability === 'fsync') {
+      syncDir(dirname(this.path)); // the new name must be durable before the next ACK that relies on it
+    } else {
+      if (c.tail.length) {
+        this.dirty = true;
+        this.armBackgroundSync();
+      }
+      syncDirInBackground(dirname(this.path), (err) => this.log.warn(`cannot sync the directory of the lease file ${this.path}: ${err.message}`));
+    }
+    this.log.debug('lease file compacted', { path: this.path, records: c.count, appendedMeanwhile: c.tailRecords });
+    this.settle();
+  }
+
+  /** Gives up a compaction: the old file stays as it is and keeps every record. */
+  private abortCompaction(c: Compaction, err: Error): void {
+    if (this.compaction !== c) return;
+    this.compaction = undefined;
+    if (c.fd >= 0) closeSync(c.fd);
+    try {
+      unlinkSync(c.tmp);
+    } catch {
+      // never made, or gone
+    }
+    this.log.warn(`lease file compaction failed (the journal goes on growing): ${err.message}`);
+    this.settle();
   }
 
   get backlog(): number {
@@ -479,7 +568,7 @@ export class FileLeaseStore implements LeaseStore {
 
   /** True when no group is being written or synced (compaction may run). */
   get idle(): boolean {
-    return !this.inFlight && !this.backgroundSync;
+    return !this.inFlight && !this.backgroundSync && !this.compaction;
   }
 
   private schedule(): void {
@@ -498,6 +587,8 @@ export class FileLeaseStore implements LeaseStore {
     const waiters = this.waiters;
     this.pending = [];
     this.waiters = [];
+    const records = this.pendingRecords;
+    this.pendingRecords = 0;
     try {
       writeAll(this.fd, data);
     } catch (err) {
@@ -505,6 +596,10 @@ export class FileLeaseStore implements LeaseStore {
       for (const w of waiters) w(e);
       this.settle();
       return;
+    }
+    if (this.compaction) {
+      this.compaction.tail.push(data);
+      this.compaction.tailRecords += records;
     }
     if (this.durability === 'write') {
       for (const w of waiters) w();
@@ -520,6 +615,8 @@ export class FileLeaseStore implements LeaseStore {
       this.syncing = 0;
       const e = err ? new LeaseFileError(`cannot sync the lease file ${this.path}: ${err.message}`, { cause: err }) : undefined;
       for (const w of waiters) w(e);
+      // under steady load the next group follows at once: a written compaction takes its turn here
+      if (this.compaction?.written) this.finishCompaction();
       if (this.pending.length) this.schedule();
       else this.settle();
     });
@@ -545,7 +642,8 @@ export class FileLeaseStore implements LeaseStore {
 
   /** Calls back whoever waits for the store to be quiet (close, and the compaction policy). */
   private settle(): void {
-    if (this.inFlight || this.backgroundSync || this.pending.length || this.scheduled) return;
+    if (this.compaction?.written) this.finishCompaction();
+    if (this.inFlight || this.backgroundSync || this.pending.length || this.scheduled || this.compaction) return;
     const d = this.drained;
     this.drained = [];
     for (const f of d) f();
@@ -553,7 +651,7 @@ export class FileLeaseStore implements LeaseStore {
 
   /** Resolves when nothing is pending or in flight. */
   whenIdle(): Promise<void> {
-    if (!this.inFlight && !this.backgroundSync && !this.pending.length && !this.scheduled) return Promise.resolve();
+    if (!this.inFlight && !this.backgroundSync && !this.pending.length && !this.scheduled && !this.compaction) return Promise.resolve();
     return new Promise((resolve) => this.drained.push(resolve));
   }
 
@@ -587,6 +685,34 @@ function writeAll(fd: number, data: string): void {
   const buf = Buffer.from(data, 'utf8');
   let off = 0;
   while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+}
+
+/** A compaction in progress: PATH.tmp, and what was appended to the old file since the records were taken. */
+interface Compaction {
+  fd: number;
+  readonly tmp: string;
+  readonly tail: string[];
+  tailRecords: number;
+  written: boolean;
+  readonly count: number;
+}
+
+/** Bytes of records encoded and written per event-loop turn while compacting in the background. */
+const COMPACT_CHUNK = 1 << 18;
+
+function writeBuffer(fd: number, buf: Buffer, done: (err: Error | null) => void, off = 0): void {
+  if (off >= buf.length) return done(null);
+  write(fd, buf, off, buf.length - off, null, (err, n) => (err ? done(err) : writeBuffer(fd, buf, done, off + n)));
+}
+
+function syncDirInBackground(dir: string, onError: (err: Error) => void): void {
+  openFd(dir, 'r', (err, fd) => {
+    if (err) return onError(err);
+    fsync(fd, (syncErr) => {
+      closeFd(fd, () => undefined);
+      if (syncErr) onError(syncErr);
+    });
+  });
 }
 
 function syncDir(dir: string): void {

@@ -43,6 +43,8 @@ export interface DhcpServerOptions {
   offerHoldMs?: number;
   /** How long a DECLINEd address stays out of use; default 10 min. */
   declineMs?: number;
+  /** Compact the lease file once this many records were appended (and outnumber the live ones twice); default 20,000. */
+  compactMinRecords?: number;
   log?: Logger;
   /** Called for every lease change (the CLI logs them, the sidecar may publish them). */
   onEvent?: (event: DhcpEvent) => void;
@@ -110,6 +112,7 @@ export class DhcpServer {
   private readonly onEvent: ((e: DhcpEvent) => void) | undefined;
   private readonly offerHoldMs: number;
   private readonly declineMs: number;
+  private readonly compactMinRecords: number;
   private sweepTimer: NodeJS.Timeout | undefined;
   private running = false;
   private lastInternalError = 0;
@@ -125,6 +128,7 @@ export class DhcpServer {
     this.onEvent = opts.onEvent;
     this.offerHoldMs = opts.offerHoldMs ?? DEFAULT_OFFER_HOLD_MS;
     this.declineMs = opts.declineMs ?? DEFAULT_DECLINE_MS;
+    this.compactMinRecords = opts.compactMinRecords ?? COMPACT_MIN_RECORDS;
     this.store = opts.store ?? (opts.leaseFile
       ? new FileLeaseStore(opts.leaseFile, { log: this.log, durability: opts.durability, now: this.clock() })
       : new MemoryLeaseStore());
@@ -428,7 +432,7 @@ export class DhcpServer {
   }
 
   private maybeCompact(): void {
-    if (!this.store.idle || this.store.appendedSinceCompaction < COMPACT_MIN_RECORDS) return;
+    if (!this.store.idle || this.store.appendedSinceCompaction < this.compactMinRecords) return;
     let live = 0;
     for (const s of this.byName.values()) live += s.table.size;
     if (this.store.appendedSinceCompaction < 2 * live) return;

@@ -30,6 +30,9 @@ describe('lease file durability', () => {
     try {
       client = new UdpClient(env.cli.fd, 'dc0');
       let counter = 0;
+      let renewing = false;
+      let ackCount = 0;
+      let compactions = 0;
       const pending = new Map<number, string>(); // xid → client key
       client.onReply((bytes) => {
         const p = decodePacket(bytes);
@@ -37,28 +40,37 @@ describe('lease file durability', () => {
         const key = pending.get(p.xid);
         if (key === undefined) return;
         pending.delete(p.xid);
+        ackCount++;
         acked.set(key, ipv4ToString(p.yiaddr));
       });
       const request = (): void => {
         const n = ++counter;
+        if (renewing) return requestFor(n, 100_000 + (n % 300)); // 300 clients over and over: records outnumber leases
+        requestFor(n, n);
+      };
+      const requestFor = (xid: number, n: number): void => {
         const mac = `02:aa:${((n >> 16) & 0xff).toString(16).padStart(2, '0')}:${((n >> 8) & 0xff).toString(16).padStart(2, '0')}:${(n & 0xff).toString(16).padStart(2, '0')}:01`;
         const requested = `198.18.${(n >> 8) & 0xff}.${(n & 0xff) || 1}`;
-        const p = clientPacket({ type: T.REQUEST, mac, xid: n, requested, broadcast: true });
-        pending.set(n, `hw:1:${macToString(p.chaddr, 6).replace(/:/g, '')}`);
+        const p = clientPacket({ type: T.REQUEST, mac, xid, requested, broadcast: true });
+        pending.set(xid, `hw:1:${macToString(p.chaddr, 6).replace(/:/g, '')}`);
         client!.send(encodePacket(p));
       };
-      for (let cycle = 0; cycle < 4; cycle++) {
-        // Both durability modes keep every ACKed lease through kill -9 (write() precedes the ACK).
+      for (let cycle = 0; cycle < 6; cycle++) {
+        // Both durability modes keep every ACKed lease through kill -9 (write() precedes the ACK). The
+        // last two cycles renew the same clients with compaction every 500 records, so the kill lands
+        // while the lease file is being rewritten in the background, or between such rewrites.
         const durability = cycle % 2 ? 'fsync' : 'write';
-        const server = new ServerProcess(env.srv, ['--interface', 'ds0', '--pool', '198.18.0.0/16', '--lease-file', env.leaseFile, '--quiet', '--durability', durability]);
+        renewing = cycle >= 4;
+        const server = new ServerProcess(env.srv, ['--interface', 'ds0', '--pool', '198.18.0.0/16', '--lease-file', env.leaseFile, renewing ? '--verbose' : '--quiet', '--durability', durability],
+          renewing ? { NSPAWN_TS_DHCP_COMPACT_MIN_RECORDS: '500' } : undefined);
         try {
-          await waitUntilServing(client, request, acked);
+          await waitUntilServing(request, () => ackCount);
           // Keep 64 requests in flight; kill after a random number of further ACKs.
-          const killAt = acked.size + 50 + Math.floor(Math.random() * 600);
+          const killAt = ackCount + (renewing ? 3000 + Math.floor(Math.random() * 6000) : 50 + Math.floor(Math.random() * 600));
           await new Promise<void>((resolve, reject) => {
             const tick = (): void => {
               if (!server.alive) return reject(new Error(`server died: ${server.output}`));
-              if (acked.size >= killAt) return resolve();
+              if (ackCount >= killAt) return resolve();
               while (pending.size < 64) request();
               for (const [xid] of pending) if (xid < counter - 256) pending.delete(xid); // lost in flight
               setImmediate(tick);
@@ -66,6 +78,7 @@ describe('lease file durability', () => {
             tick();
           });
           await server.stop('SIGKILL');
+          compactions += server.output.split('lease file compacted').length - 1;
         } finally {
           await server.stop('SIGKILL');
         }
@@ -76,6 +89,7 @@ describe('lease file durability', () => {
         expect(missing).toEqual([]);
       }
       expect(acked.size).toBeGreaterThan(200);
+      expect(compactions).toBeGreaterThan(0); // the renewing cycles did compact while being killed
       // A restarted server reads them all back.
       const server = new ServerProcess(env.srv, ['--interface', 'ds0', '--pool', '198.18.0.0/16', '--lease-file', env.leaseFile]);
       const m = await server.waitOutput(/(\d+) lease\(s\) restored/, 'the restored leases', 30_000);
@@ -89,10 +103,10 @@ describe('lease file durability', () => {
 });
 
 /** Sends a few requests until the (re)started server answers one. */
-async function waitUntilServing(client: UdpClient, request: () => void, acked: Map<string, string>): Promise<void> {
-  const start = acked.size;
+async function waitUntilServing(request: () => void, acks: () => number): Promise<void> {
+  const start = acks();
   const end = Date.now() + 30_000; // a node start on a loaded machine
-  while (acked.size === start) {
+  while (acks() === start) {
     if (Date.now() > end) throw new Error('the server did not start answering');
     request();
     await new Promise((r) => setTimeout(r, 50));

@@ -277,9 +277,9 @@ export class ServerProcess {
   readonly child: ChildProcess;
   output = '';
 
-  constructor(ns: TestNetns, args: string[]) {
+  constructor(ns: TestNetns, args: string[], env?: Record<string, string>) {
     const bin = new URL('../../bin/nspawn-netd', import.meta.url).pathname;
-    this.child = spawn('ip', ['netns', 'exec', ns.name, process.execPath, bin, 'dhcp-serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn('ip', ['netns', 'exec', ns.name, process.execPath, bin, 'dhcp-serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     this.child.stdout?.on('data', (d: Buffer) => { this.output += d.toString(); });
     this.child.stderr?.on('data', (d: Buffer) => { this.output += d.toString(); });
   }

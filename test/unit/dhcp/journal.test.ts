@@ -1,5 +1,5 @@
 // The lease journal: record format, replay, recovery from torn and corrupt files, compaction, lock.
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -151,12 +151,63 @@ describe('FileLeaseStore', () => {
     await store.whenIdle();
     expect(store.appendedSinceCompaction).toBe(50);
     store.compact([bind('id:01', '192.0.2.14')]);
+    expect(store.idle).toBe(false); // written in the background
+    await store.whenIdle();
     expect(store.appendedSinceCompaction).toBe(0);
     store.append(bind('id:02', '192.0.2.20'));
     await store.close();
     const lines = readFileSync(join(dir, 'leases'), 'utf8').split('\n').filter(Boolean);
     expect(lines.slice(1).map((l) => decodeLine(l))).toEqual([bind('id:01', '192.0.2.14'), bind('id:02', '192.0.2.20')]);
     expect(existsSync(join(dir, 'leases.tmp'))).toBe(false);
+  });
+
+  for (const durability of ['write', 'fsync'] as const) {
+    test(`durability '${durability}': records appended while a compaction runs in the background are in the compacted file`, async () => {
+      const path = join(dir, `leases-${durability}`);
+      const store = new FileLeaseStore(path, { log: captureLog(), now: NOW, durability });
+      // a table large enough that the compaction takes several event-loop turns (COMPACT_CHUNK each)
+      const table = Array.from({ length: 20_000 }, (_, i) => bind(`id:${i}`, `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`));
+      for (const r of table) store.append(r);
+      await store.whenIdle();
+      store.compact(table);
+      // appended during the compaction, each acknowledged before it ends: a new client, a changed one
+      const acked: string[] = [];
+      let turns = 0;
+      while (!store.idle) {
+        const i = turns++;
+        store.append(bind(`late:${i}`, `172.16.${(i >> 8) & 255}.${i & 255}`), (err) => { if (!err) acked.push(`late:${i}`); });
+        if (i === 0) store.append(bind('id:7', '198.51.100.7'));
+        await new Promise((r) => setImmediate(r));
+        if (turns > 100_000) throw new Error('the compaction never ended');
+      }
+      expect(turns).toBeGreaterThan(2); // it really ran across turns, with appends in between
+      await store.close();
+      expect(existsSync(`${path}.tmp`)).toBe(false);
+      const reopened = new FileLeaseStore(path, { log: captureLog(), now: NOW, durability });
+      const clients = reopened.loaded.get('ve-a')?.clients;
+      expect(clients?.size).toBe(20_000 + turns);
+      for (const c of acked) expect(clients?.has(c)).toBe(true);
+      expect(clients?.get('id:7')).toMatchObject({ ip: '198.51.100.7' });
+      expect(clients?.get('id:8')).toMatchObject({ ip: '10.0.0.8' });
+      await reopened.close();
+    });
+  }
+
+  test('a compaction that cannot write leaves the old file and every record in it', async () => {
+    const path = join(dir, 'leases');
+    const { store, log } = open(path);
+    store.append(bind('id:01', '192.0.2.5'));
+    await store.whenIdle();
+    mkdirSync(`${path}.tmp`); // PATH.tmp cannot be opened as a file
+    expect(() => store.compact([bind('id:01', '192.0.2.5')])).toThrow(LeaseFileError);
+    expect(store.idle).toBe(true);
+    store.append(bind('id:02', '192.0.2.6'));
+    await store.close();
+    rmSync(`${path}.tmp`, { recursive: true });
+    const { store: again } = open(path);
+    expect([...(again.loaded.get('ve-a')?.clients.keys() ?? [])].sort()).toEqual(['id:01', 'id:02']);
+    expect(log.warnings).toEqual([]);
+    await again.close();
   });
 
   test('a lease file locked by a live server is refused; a stale lock is taken over', async () => {
