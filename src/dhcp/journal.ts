@@ -266,7 +266,6 @@ export class FileLeaseStore implements LeaseStore {
   private syncTimer: NodeJS.Timeout | undefined;
   private backgroundSync = false;
   private pending: string[] = [];
-  private pendingRecords = 0;
   private waiters: Array<(err?: Error) => void> = [];
   /** Waiters of the group being synced (durability 'fsync'). */
   private syncing = 0;
@@ -456,11 +455,16 @@ export class FileLeaseStore implements LeaseStore {
       if (fd >= 0) closeSync(fd);
       throw new LeaseFileError(`cannot write the lease file ${this.path}: ${(err as Error).message}`, { cause: err });
     }
+    this.appendTo(0);
+    this.log.debug('lease file compacted', { path: this.path, records: count });
+  }
+
+  /** Appends from now on to the file just renamed over PATH; `records` of it are not in the snapshot. */
+  private appendTo(records: number): void {
     const old = this.fd;
     this.fd = openSync(this.path, 'a');
     if (old >= 0) closeSync(old);
-    this.appendedSinceCompaction = 0;
-    this.log.debug('lease file compacted', { path: this.path, records: count });
+    this.appendedSinceCompaction = records;
   }
 
   append(entry: JournalEntry, onDurable?: (err?: Error) => void): void {
@@ -469,7 +473,6 @@ export class FileLeaseStore implements LeaseStore {
       return;
     }
     this.pending.push(encodeLine(entry));
-    this.pendingRecords++;
     if (onDurable) this.waiters.push(onDurable);
     this.appendedSinceCompaction++;
     this.schedule();
@@ -530,11 +533,8 @@ export class FileLeaseStore implements LeaseStore {
       this.abortCompaction(c, err as Error);
       return;
     }
-    const old = this.fd;
-    this.fd = openSync(this.path, 'a');
-    closeSync(old);
     this.compaction = undefined;
-    this.appendedSinceCompaction = c.tailRecords + this.pending.length;
+    this.appendTo(c.tailRecords + this.pending.length);
     if (this.durability === 'fsync') {
       syncDir(dirname(this.path)); // the new name must be durable before the next ACK that relies on it
     } else {
@@ -583,12 +583,11 @@ export class FileLeaseStore implements LeaseStore {
       this.settle();
       return;
     }
-    const data = this.pending.length === 1 ? (this.pending[0] as string) : this.pending.join('');
+    const records = this.pending.length; // one line a record
+    const data = records === 1 ? (this.pending[0] as string) : this.pending.join('');
     const waiters = this.waiters;
     this.pending = [];
     this.waiters = [];
-    const records = this.pendingRecords;
-    this.pendingRecords = 0;
     try {
       writeAll(this.fd, data);
     } catch (err) {

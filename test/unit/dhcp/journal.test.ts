@@ -181,6 +181,7 @@ describe('FileLeaseStore', () => {
         if (turns > 100_000) throw new Error('the compaction never ended');
       }
       expect(turns).toBeGreaterThan(2); // it really ran across turns, with appends in between
+      expect(store.appendedSinceCompaction).toBe(turns + 1); // what the compaction policy counts next
       await store.close();
       expect(existsSync(`${path}.tmp`)).toBe(false);
       const reopened = new FileLeaseStore(path, { log: captureLog(), now: NOW, durability });
