@@ -65,8 +65,18 @@ describe('lease file durability', () => {
           renewing ? { NSPAWN_TS_DHCP_COMPACT_MIN_RECORDS: '500' } : undefined);
         try {
           await waitUntilServing(request, () => ackCount);
-          // Keep 64 requests in flight; kill after a random number of further ACKs.
-          const killAt = ackCount + (renewing ? 3000 + Math.floor(Math.random() * 6000) : 50 + Math.floor(Math.random() * 600));
+          // Keep 64 requests in flight; kill after a random number of further ACKs — when renewing,
+          // counted from the first compaction (the sweep that starts one runs once a second, and a
+          // fast machine could otherwise kill before any compaction began).
+          const further = (): number => ackCount + (renewing ? Math.floor(Math.random() * 6000) : 50 + Math.floor(Math.random() * 600));
+          let killAt = renewing ? Infinity : further();
+          const onOutput = (d: Buffer): void => {
+            if (killAt === Infinity && d.toString().includes('lease file compacted')) killAt = further();
+          };
+          if (renewing) {
+            server.child.stdout?.on('data', onOutput);
+            server.child.stderr?.on('data', onOutput);
+          }
           await new Promise<void>((resolve, reject) => {
             const tick = (): void => {
               if (!server.alive) return reject(new Error(`server died: ${server.output}`));
