@@ -212,7 +212,12 @@ export class DnsServer {
   handle(msg: Buffer, source: string, hostAddress: string, transport: 'udp' | 'tcp'): Buffer | undefined | Promise<Buffer | undefined> {
     this.stats.queries++;
     const link = this.table.forLink(hostAddress);
-    if (!link?.onLink(source) || (transport === 'udp' && !this.limiter.allow(source))) {
+    if (!link?.onLink(source)) {
+      this.stats.dropped++;
+      if (this.stats.dropped <= 10) this.log.debug(`dropped a query from ${source} to ${hostAddress}: not from that link`);
+      return undefined;
+    }
+    if (transport === 'udp' && !this.limiter.allow(source)) {
       this.stats.dropped++;
       return undefined;
     }
