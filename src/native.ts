@@ -186,7 +186,7 @@ function loadAddon(): NativeAddon {
     return require(path) as NativeAddon;
   } catch (err) {
     throw new NspawnError('SYS_ADDON_MISSING',
-      `the native addon could not be loaded from ${path}; run "npm run setup" to build it`, { cause: err });
+      `the native addon could not be loaded from ${path}; in a source checkout run "npm run setup" to build it; an npm-installed nspawn-ts builds it at install: reinstall with "npm install -g --allow-scripts=nspawn-ts PACKAGE" (npm may skip install scripts otherwise)`, { cause: err });
   }
 }
 
