@@ -127,8 +127,10 @@ export interface NativeAddon {
    * ID-mapped mounts through /proc/PID/ns/user; kill it (SIGKILL through pidfd) and reap it when done.
    */
   usernsHolder(uidMap: string, gidMap: string): { pid: number; pidfd: number };
-  /** Bytes read, 0 at end-of-file (EIO on a pty counts), -1 when nothing is waiting. */
+  /** Bytes read, 0 at end-of-file, -1 when nothing is waiting, -2 on EIO (a pty master whose slaves are all closed). */
   readFd(fd: number, buf: Uint8Array): number;
+  /** The slave of a pty master (TIOCGPTPEER), opened O_NOCTTY and non-blocking. */
+  ptyPeer(master: number): number;
   /** Bytes written, -1 when it would block. */
   writeFd(fd: number, buf: Uint8Array): number;
   setNonblocking(fd: number): void;
