@@ -107,7 +107,18 @@ function buildLink(link: DnsLink, domain: string): LinkNames {
     const a = addressOfReverse(name);
     return a !== undefined && inSubnet(a);
   };
-  return { forward, reverse, ownsReverse, onLink: inSubnet };
+  // sources repeat (a link has a handful of containers): remembered, bounded
+  const seen = new Map<string, boolean>();
+  const onLink = (source: string): boolean => {
+    let v = seen.get(source);
+    if (v === undefined) {
+      v = inSubnet(source);
+      if (seen.size >= 1024) seen.clear();
+      seen.set(source, v);
+    }
+    return v;
+  };
+  return { forward, reverse, ownsReverse, onLink };
 }
 
 /** Every served link's names, keyed by the host-side address the query came to. */

@@ -18,6 +18,7 @@ import { BADVERS, encodeAnswer, encodeHeaderOnly, parseQuery, RCODE, udpLimit, t
 import { type DnsLink, NameTable } from './names.js';
 import { DEFAULT_RATE, RateLimiter } from './ratelimit.js';
 import { Forwarder, type ForwarderOptions, type ForwardQuestion } from './upstream.js';
+import { WireCache } from './wire-cache.js';
 
 export interface DnsServerOptions {
   /** the machine domain (default "machine") */
@@ -54,13 +55,14 @@ export class DnsServer {
   readonly forwarder: Forwarder;
   readonly cache: AnswerCache;
   readonly limiter: RateLimiter;
+  readonly wire = new WireCache();
   private readonly localTtl: number;
   private readonly maxTcp: number;
   private readonly log: Logger;
   private readonly listeners = new Map<string, Listener>();
   private readonly inflight = new Map<string, Promise<CachedAnswer>>();
   private closed = false;
-  readonly stats = { queries: 0, local: 0, forwarded: 0, cached: 0, servfail: 0, formerr: 0, dropped: 0, refused: 0 };
+  readonly stats = { queries: 0, repeated: 0, local: 0, forwarded: 0, cached: 0, servfail: 0, formerr: 0, dropped: 0, refused: 0 };
 
   constructor(opts: DnsServerOptions = {}) {
     this.table = new NameTable(opts.domain);
@@ -221,6 +223,15 @@ export class DnsServer {
       this.stats.dropped++;
       return undefined;
     }
+    // a query seen before (same bytes but the ID, same link): its encoded answer
+    const wkey = transport === 'udp' && msg.length >= 12 ? WireCache.key(hostAddress, msg) : undefined;
+    if (wkey !== undefined) {
+      const again = this.wire.get(wkey, msg, this.table.generation);
+      if (again) {
+        this.stats.repeated++;
+        return again;
+      }
+    }
     const parsed = parseQuery(msg);
     if (!parsed.ok) {
       if (parsed.id === undefined) {
@@ -237,7 +248,9 @@ export class DnsServer {
     if (d.kind === 'answer') {
       if (d.parts.rcode === RCODE.REFUSED) this.stats.refused++;
       else this.stats.local++;
-      return encodeAnswer(q, d.parts, limit);
+      const out = encodeAnswer(q, d.parts, limit);
+      if (wkey !== undefined) this.wire.putLocal(wkey, out, this.table.generation);
+      return out;
     }
     const fq: ForwardQuestion = {
       name: q.name, type: q.question.type, class: q.question.class, dnssecOk: q.edns?.do ?? false, checkingDisabled: (q.flags & 0x0010) !== 0,
@@ -246,7 +259,9 @@ export class DnsServer {
     const hit = this.cache.get(key);
     if (hit) {
       this.stats.cached++;
-      return encodeAnswer(q, hit.value, limit);
+      const out = encodeAnswer(q, hit.value, limit);
+      if (wkey !== undefined) this.wire.putTimed(wkey, out, hit.exactForMs);
+      return out;
     }
     return this.forward(q, fq, key, limit);
   }

@@ -146,6 +146,29 @@ describe('wire format (golden bytes)', () => {
   });
 });
 
+describe('repeated queries (wire cache)', () => {
+  it('answers a repeat from its encoded answer with the new ID, until the names change', () => {
+    const s = server();
+    const first = s.handle(query('a', 1, 0x1111), '192.168.40.10', '192.168.40.1', 'udp') as Buffer;
+    const again = s.handle(query('a', 1, 0x2222), '192.168.40.10', '192.168.40.1', 'udp') as Buffer;
+    expect(s.stats.repeated).toBe(1);
+    expect(again.readUInt16BE(0)).toBe(0x2222);
+    expect(again.subarray(2)).toEqual(first.subarray(2));
+    // another link asking the same bytes gets its own answer (its names)
+    expect((s.handle(query('a', 1, 0x3333), '192.168.50.18', '192.168.50.17', 'udp') as Buffer).readUInt16BE(2) & 0xf).toBe(RCODE.NXDOMAIN);
+    s.table.set([VETH, { ...ZONE, machines: [] }]);
+    expect((s.handle(query('a', 1, 0x4444), '192.168.40.10', '192.168.40.1', 'udp') as Buffer).readUInt16BE(2) & 0xf).toBe(RCODE.NXDOMAIN);
+  });
+
+  it('serves cached forwarded answers with TTLs exact to the second', () => {
+    let now = 5_000_000;
+    const c = new AnswerCache({ now: () => now });
+    c.put('k', { rcode: 0, authenticData: false, answers: [{ type: 'A', name: 'x', ttl: 30, class: 'IN', data: '192.0.2.1' }], authorities: [], additionals: [] });
+    now += 1_250;
+    expect(c.get('k')).toMatchObject({ exactForMs: 750, value: { answers: [{ ttl: 29 }] } });
+  });
+});
+
 describe('decision', () => {
   const t = new NameTable();
   t.set([ZONE, VETH]);
