@@ -13,6 +13,8 @@ import { Address4 } from 'ip-address';
 /** One served link as the DNS server sees it. */
 export interface DnsLink {
   ifname: string;
+  /** for registering with systemd-resolved (optional: tests and the bench have none) */
+  ifindex?: number;
   /** the host-side address the server listens on for this link */
   hostAddress: string;
   /** the link's IPv4 subnet, "192.168.37.16/28": reverse lookups inside it are answered here */

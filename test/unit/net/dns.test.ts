@@ -15,6 +15,8 @@ import { addressOfReverse, NameTable, reverseName, type DnsLink } from '../../..
 import { RateLimiter } from '../../../src/net/dns/ratelimit.js';
 import { DnsServer } from '../../../src/net/dns/server.js';
 import { Forwarder, hostUpstreams, parseUpstream } from '../../../src/net/dns/upstream.js';
+import { registerCalls, ResolvedRegistrar, revertCalls } from '../../../src/net/dns/resolved.js';
+import type { Logger } from '../../../src/log.js';
 
 const ZONE: DnsLink = {
   ifname: 'vz-web', hostAddress: '192.168.40.1', subnet: '192.168.40.0/24',
@@ -315,5 +317,34 @@ describe('fuzzing the query path', () => {
     const p = parseQuery(query('a', 1, 0xbeef));
     if (!p.ok) throw new Error('bad');
     expect(encodeAnswer(p.query, { rcode: RCODE.SERVFAIL }).readUInt16BE(0)).toBe(0xbeef);
+  });
+});
+
+describe('systemd-resolved registration', () => {
+  const link = { ifindex: 7, ifname: 'vz-web', address: '192.168.40.1', domain: 'machine' };
+
+  it('calls resolve1.Manager as networkd does for DNS= and Domains=~machine (busctl arguments)', () => {
+    const dest = ['org.freedesktop.resolve1', '/org/freedesktop/resolve1', 'org.freedesktop.resolve1.Manager'];
+    expect(registerCalls(link)).toEqual([
+      ['call', ...dest, 'SetLinkDNS', 'ia(iay)', '7', '1', '2', '4', '192', '168', '40', '1'],
+      ['call', ...dest, 'SetLinkDomains', 'ia(sb)', '7', '1', 'machine', 'true'],
+      ['call', ...dest, 'SetLinkDefaultRoute', 'ib', '7', 'false'],
+    ]);
+    expect(revertCalls(7)).toEqual([['call', ...dest, 'RevertLink', 'i', '7']]);
+  });
+
+  it('registers only where resolved runs, and a failure is a warning', async () => {
+    const warnings: string[] = [];
+    const log: Logger = { debug: () => undefined, info: () => undefined, warn: (m) => warnings.push(m), error: () => undefined };
+    const calls: string[][] = [];
+    const off = new ResolvedRegistrar(log, { running: () => false, run: async (a) => { calls.push(a); } });
+    expect(await off.register(link)).toBe(false);
+    expect(calls).toEqual([]);
+    const on = new ResolvedRegistrar(log, { running: () => true, run: async (a) => { calls.push(a); } });
+    expect(await on.register(link)).toBe(true);
+    expect(calls.map((c) => c[4])).toEqual(['SetLinkDNS', 'SetLinkDomains', 'SetLinkDefaultRoute']);
+    const failing = new ResolvedRegistrar(log, { running: () => true, run: async () => { throw new Error('Access denied'); } });
+    expect(await failing.register(link)).toBe(false);
+    expect(warnings[0]).toMatch(/registering the DNS server of vz-web with it failed .*Access denied/);
   });
 });
