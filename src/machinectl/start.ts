@@ -183,7 +183,8 @@ WantedBy=machines.target
 
 function requireSystemd(sys: BootSystem, verb: string): void {
   if (sys.systemdIsInit()) return;
-  throw new MachineError('NO_SYSTEMD', `Cannot ${verb} machines here: '${verb}' makes systemd start a machine at boot, but this system's PID 1 is ` +
+  const what = verb === 'enable' ? 'makes systemd start a machine at boot' : 'stops systemd from starting a machine at boot';
+  throw new MachineError('NO_SYSTEMD', `Cannot ${verb} machines here: '${verb}' ${what}, but this system's PID 1 is ` +
     `'${sys.pid1()}', not systemd (/run/systemd/system does not exist). Start the machine from your init system's boot scripts ` +
     "with 'machinectl-ts start NAME' instead.");
 }
