@@ -260,10 +260,14 @@ describe('execution', () => {
   });
 
   ktest('--as-pid2: a stub init is PID 1, the command PID 2; orphans are reaped', async () => {
-    const r = await sh('echo $$; cat /proc/1/comm; (sleep 0.2 &); sleep 0.6; ps -o stat,comm | grep -c "^Z" ; exit 3', ['--as-pid2']);
-    const [pid, comm, zombies] = r.stdout.trim().split('\n');
+    const r = await sh('echo $$; cat /proc/1/comm; (sleep 0.2 &); sleep 0.6; ps -o stat,comm | grep -c "^Z"; '
+      + "tr '\\0' '\\n' < /proc/1/cmdline | grep -v '^$' | tr '\\n' ' '; echo; tr -d '\\0' < /proc/1/environ | wc -c; exit 3", ['--as-pid2']);
+    const [pid, comm, zombies, cmdline, environ] = r.stdout.trim().split('\n');
     expect(pid).toBe('2');
-    expect(comm).toBe('nspawn-ts-init');
+    // as systemd-nspawn's stub: no launcher command line (host paths) or environment shows
+    expect(comm).toBe('(sd-stubinit)');
+    expect(cmdline).toBe('(sd-stubinit) ');
+    expect(environ?.trim()).toBe('0');
     expect(zombies).toBe('0');
     expect(r.code).toBe(3);
   });
