@@ -567,9 +567,9 @@ class ContainerRun {
     } else {
       tail.push({ op: 'capset', effective: bounding, permitted: bounding, inheritable: bounding, ambient: 0n });
     }
-    tail.push({ op: 'chdir', path: spec.chdir ?? (user ? user.home : '/') });
+    tail.push({ op: 'chdir', path: spec.chdir ?? this.workingDirectory(directory, user) });
     if (spec.mode !== 'as-pid2') tail.push({ op: 'pdeathsig', signal: 9 });
-    tail.push(this.execOp(env));
+    tail.push(this.execOp(env, directory));
 
     const flags = containerCloneFlags({ privateNetwork: ownNetns, userns: userns !== undefined });
     // joining comes first: the hooks at the first sync point see the namespace the container uses
@@ -582,17 +582,33 @@ class ContainerRun {
     return { cloneFlags: flags, ops: [...join, ...inner, ...mountPlan.outer, ...tail], uuid };
   }
 
-  private execOp(env: string[]): PlanOp {
+  /**
+   * Where the command starts without --chdir=, as in systemd-nspawn's inner_child(): a command in
+   * /, the shell (no command) in the user's home (/root for root) — or in / when that is missing
+   * (nobody's /nonexistent): nothing is created in the image.
+   */
+  private workingDirectory(directory: string, user: PasswdEntry | undefined): string {
+    if (this.spec.command.length > 0 || this.spec.mode === 'boot') return '/';
+    const home = user ? user.home : '/root';
+    try {
+      return statSync(resolveInRoot(directory, home)).isDirectory() ? home : '/';
+    } catch {
+      return '/';
+    }
+  }
+
+  private execOp(env: string[], directory: string): PlanOp {
     const spec = this.spec;
     if (spec.mode === 'boot') {
       const init = this.init as InitInfo;
       return { op: 'exec', candidates: [init.path], argv: [init.path, ...spec.command], envp: env };
     }
-    const argv = spec.command.length > 0 ? spec.command : ['/bin/sh'];
-    const cmd = argv[0] as string;
-    // a shell when no command is given: the user's, else /bin/sh (systemd-nspawn: /bin/bash, then /bin/sh)
-    const candidates = spec.command.length > 0 ? execCandidates(cmd) : ['/bin/bash', '/bin/sh'];
-    return { op: 'exec', candidates, argv: spec.command.length > 0 ? argv : ['-sh'], envp: env };
+    if (spec.command.length > 0) return { op: 'exec', candidates: execCandidates(spec.command[0] as string), argv: spec.command, envp: env };
+    // no command: a login shell, /bin/bash as "-bash", else /bin/sh as "-sh" — systemd-nspawn's
+    // DEFAULT_USER_SHELL whatever the user's passwd entry says (252 gives -u daemon, whose shell
+    // is nologin, a bash as well)
+    const bash = existsSync(resolveInRoot(directory, '/bin/bash'));
+    return { op: 'exec', candidates: bash ? ['/bin/bash'] : ['/bin/sh'], argv: [bash ? '-bash' : '-sh'], envp: env };
   }
 
   private async start(): Promise<ContainerExit> {
@@ -751,7 +767,7 @@ class ContainerRun {
             + `does not support ID-mapped mounts (mount_setattr MOUNT_ATTR_IDMAP: ${text} (${reason})); ${op.instead}`, 1);
         } else if (op?.op === 'exec') {
           const exitCode = m.code === 'ENOENT' ? 127 : 126;
-          this.failure = new LaunchError('EXEC_FAILED', `failed to execute ${op.argv[0] === '-sh' ? op.candidates.join(' or ') : op.argv[0]}: ${text} (${reason})`, exitCode);
+          this.failure = new LaunchError('EXEC_FAILED', `failed to execute ${op.argv[0]?.startsWith('-') ? op.candidates.join(' or ') : op.argv[0]}: ${text} (${reason})`, exitCode);
         } else {
           this.failure = new LaunchError('SETUP_FAILED', `failed to ${what}: ${text} (${reason})`, 1);
         }

@@ -3,7 +3,7 @@
 import { mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
 import { describe, expect, beforeAll } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
-import { busyboxRoot } from '../helpers/rootfs.js';
+import { busyboxRoot, debianRoot } from '../helpers/rootfs.js';
 import { ephemeralLayers, exited, leftoverCgroups, machineLeader, machineRecords, nspawn, startNspawn } from '../helpers/nspawn.js';
 import { waitFor } from '../helpers/exec.js';
 import { CAPS, NSPAWN_RETAINED_CAPS, capMask, readOwnBoundingSet } from '../../src/runtime/caps.js';
@@ -250,8 +250,25 @@ describe('execution', () => {
     expect(r.stdout).toContain('bar baz|/home/test|test|/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin|systemd-nspawn');
     const caps = await sh('grep CapEff /proc/self/status', ['-u', 'test']);
     expect(caps.stdout).toMatch(/CapEff:\s*0+\n/);
+    // a command starts in / (systemd-nspawn's inner_child() enters the home only for the shell)
     const byUid = await sh('id -u; pwd', ['-u', '1000']);
-    expect(byUid.stdout).toBe('1000\n/home/test\n');
+    expect(byUid.stdout).toBe('1000\n/\n');
+  });
+
+  ktest('-u nobody, whose home /nonexistent is missing, starts in / and creates nothing; no command: a login shell in the home', async () => {
+    const r = await sh('id -u; pwd; echo $HOME', ['-u', 'nobody']);
+    expect(r).toMatchObject({ code: 0, stdout: '65534\n/\n/nonexistent\n' });
+    expect(existsSync(`${root}/nonexistent`)).toBe(false);
+    // no command: busybox has no /bin/bash, so /bin/sh as a login shell ("-sh"), in the home
+    const shell = (user: string[]) => nspawn(['-q', '-D', root, '-M', `${NAME_PREFIX}${++counter}`, ...user], { input: 'echo "$0"; pwd; exit 4\n' });
+    expect(await shell(['-u', 'test'])).toMatchObject({ code: 4, stdout: '-sh\n/home/test\n' });
+    expect(await shell(['-u', 'nobody'])).toMatchObject({ code: 4, stdout: '-sh\n/\n' });
+    expect(await shell([])).toMatchObject({ code: 4, stdout: '-sh\n/root\n' });
+    // Debian has bash: "-bash", also for a user whose passwd shell is nologin (as systemd-nspawn 252 does)
+    const deb = await debianRoot();
+    const dsh = (user: string[]) => nspawn(['-q', '-x', '-D', deb, '-M', `${NAME_PREFIX}${++counter}`, ...user], { input: 'echo "$0"; pwd; exit 4\n' });
+    expect(await dsh([])).toMatchObject({ code: 4, stdout: '-bash\n/root\n' });
+    expect(await dsh(['-u', 'daemon'])).toMatchObject({ code: 4, stdout: '-bash\n/usr/sbin\n' });
   });
 
   ktest('a command is looked up in PATH inside the container', async () => {
