@@ -128,13 +128,14 @@ export function signalName(n: number): string {
  * .nspawn file), in any mode and for any init. Unset, a booted container gets systemd-nspawn's
  * default, SIGRTMIN+3 (systemd halts on it), unless its init is not systemd: one that has no
  * handler for SIGRTMIN+3 would ignore it, so it gets SIGTERM (busybox init reboots, which ends
- * the container), as does every container that is not booted.
+ * the container). A container that is not booted has none (0): as systemd-nspawn's
+ * verify_arguments() leaves arg_kill_signal, SIGTERM/SIGINT to the launcher then kill it at once.
  */
 export function stopSignal(spec: LaunchSpec, init: InitInfo | undefined): number {
   const configured = spec.killSignal !== undefined ? parseSignal(spec.killSignal)?.number : undefined;
   if (configured !== undefined) return configured;
-  if (spec.mode === 'boot' && init?.systemd) return SIGRTMIN + 3;
-  return 15;
+  if (spec.mode !== 'boot') return 0;
+  return init?.systemd ? SIGRTMIN + 3 : 15;
 }
 
 /** The environment of PID 1, as systemd-nspawn sets it. */
@@ -943,9 +944,13 @@ class ContainerRun {
     return { exitCode: 128 + sig, code: null, signal: sig, reboot: false };
   }
 
-  /** SIGTERM/SIGINT to the launcher: the kill signal to PID 1, SIGKILL after the timeout (or at once when asked twice). */
+  /**
+   * SIGTERM/SIGINT to the launcher, as systemd-nspawn's on_orderly_shutdown(): without a kill
+   * signal (not booted, none configured) the container is killed at once; else the kill signal
+   * goes to PID 1, and a second request (or the stop timeout, our safety net) kills it.
+   */
   requestStop(sig: string): void {
-    if (this.stopping || !this.started) {
+    if (this.stopping || !this.started || this.killSignal === 0) {
       log.debug(`${sig}: killing the container`);
       this.stopping = true;
       this.killNow();
@@ -954,6 +959,7 @@ class ContainerRun {
     this.stopping = true;
     log.debug(`${sig}: stopping the container with ${signalName(this.killSignal)}`);
     this.signalLeader(this.killSignal);
+    this.status(`Trying to halt container. Send ${sig} again to trigger immediate termination.`);
     const ms = stopTimeout(this.spec, this.opts);
     this.killTimer = setTimeout(() => {
       this.status(`Container ${this.spec.machine} did not stop within ${ms / 1000} s; killing it.`);
