@@ -302,8 +302,50 @@ constexpr int kChannelFd = 3;
 // The container's PID 1 with --as-pid2: reaps every zombie, forwards every signal to the payload
 // and exits with its status (128+N when a signal ended it). All signals stay blocked and are taken
 // with sigwaitinfo(), which also receives signals that init would otherwise ignore.
+// Field `n` (1-based, as proc(5) numbers them) of /proc/self/stat; 0 when it cannot be read.
+unsigned long SelfStatField(int n) {
+  char buf[2048];
+  int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t len = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (len <= 0) return 0;
+  buf[len] = '\0';
+  char* p = strrchr(buf, ')');  // the command name may hold spaces and parentheses
+  if (!p) return 0;
+  int field = 2;
+  for (; *p && field < n; p++) {
+    if (*p == ' ') field++;
+  }
+  unsigned long v = 0;
+  for (; *p >= '0' && *p <= '9'; p++) v = v * 10 + static_cast<unsigned long>(*p - '0');
+  return v;
+}
+
+// Blanks a memory range of our own (this process is a copy of Node's; Node's memory is untouched).
+void Blank(unsigned long start, unsigned long end) {
+  if (start == 0 || end <= start) return;
+  memset(reinterpret_cast<void*>(start), 0, end - start);
+}
+
+// What the container sees of its PID 1: "(sd-stubinit)", as systemd-nspawn's stub is named (its
+// rename_process()), not the launcher's command line and environment, which are host paths.
+// argv and environ are this process's copy of Node's; they are overwritten in place.
+void RenameStub() {
+  static const char kName[] = "(sd-stubinit)";
+  prctl(PR_SET_NAME, kName, 0, 0, 0);
+  unsigned long argStart = SelfStatField(48), argEnd = SelfStatField(49);
+  unsigned long envStart = SelfStatField(50), envEnd = SelfStatField(51);
+  Blank(envStart, envEnd);
+  if (argStart == 0 || argEnd <= argStart) return;
+  Blank(argStart, argEnd);
+  size_t n = sizeof kName;  // with its NUL
+  if (n > argEnd - argStart) n = argEnd - argStart;
+  memcpy(reinterpret_cast<void*>(argStart), kName, n - 1);
+}
+
 [[noreturn]] void StubInit(pid_t payload) {
-  prctl(PR_SET_NAME, "nspawn-ts-init", 0, 0, 0);
+  RenameStub();
   sigset_t all;
   sigfillset(&all);
   sigprocmask(SIG_SETMASK, &all, nullptr);

@@ -129,13 +129,14 @@ export function signalName(n: number): string {
  * .nspawn file), in any mode and for any init. Unset, a booted container gets systemd-nspawn's
  * default, SIGRTMIN+3 (systemd halts on it), unless its init is not systemd: one that has no
  * handler for SIGRTMIN+3 would ignore it, so it gets SIGTERM (busybox init reboots, which ends
- * the container), as does every container that is not booted.
+ * the container). A container that is not booted has none (0): as systemd-nspawn's
+ * verify_arguments() leaves arg_kill_signal, SIGTERM/SIGINT to the launcher then kill it at once.
  */
 export function stopSignal(spec: LaunchSpec, init: InitInfo | undefined): number {
   const configured = spec.killSignal !== undefined ? parseSignal(spec.killSignal)?.number : undefined;
   if (configured !== undefined) return configured;
-  if (spec.mode === 'boot' && init?.systemd) return SIGRTMIN + 3;
-  return 15;
+  if (spec.mode !== 'boot') return 0;
+  return init?.systemd ? SIGRTMIN + 3 : 15;
 }
 
 /** The environment of PID 1, as systemd-nspawn sets it. */
@@ -560,9 +561,9 @@ class ContainerRun {
     } else {
       tail.push({ op: 'capset', effective: bounding, permitted: bounding, inheritable: bounding, ambient: 0n });
     }
-    tail.push({ op: 'chdir', path: spec.chdir ?? (user ? user.home : '/') });
+    tail.push({ op: 'chdir', path: spec.chdir ?? this.workingDirectory(directory, user) });
     if (spec.mode !== 'as-pid2') tail.push({ op: 'pdeathsig', signal: 9 });
-    tail.push(this.execOp(env));
+    tail.push(this.execOp(env, directory));
 
     const flags = containerCloneFlags({ privateNetwork: ownNetns, userns: userns !== undefined });
     // PID 1 is cloned into its cgroup2 cgroup and moves itself into its v1 ones first thing (with a
@@ -582,17 +583,33 @@ class ContainerRun {
     return { cloneFlags: flags, ops: [...enter, ...join, ...inner, ...mountPlan.outer, ...tail], uuid, ...into };
   }
 
-  private execOp(env: string[]): PlanOp {
+  /**
+   * Where the command starts without --chdir=, as in systemd-nspawn's inner_child(): a command in
+   * /, the shell (no command) in the user's home (/root for root) — or in / when that is missing
+   * (nobody's /nonexistent): nothing is created in the image.
+   */
+  private workingDirectory(directory: string, user: PasswdEntry | undefined): string {
+    if (this.spec.command.length > 0 || this.spec.mode === 'boot') return '/';
+    const home = user ? user.home : '/root';
+    try {
+      return statSync(resolveInRoot(directory, home)).isDirectory() ? home : '/';
+    } catch {
+      return '/';
+    }
+  }
+
+  private execOp(env: string[], directory: string): PlanOp {
     const spec = this.spec;
     if (spec.mode === 'boot') {
       const init = this.init as InitInfo;
       return { op: 'exec', candidates: [init.path], argv: [init.path, ...spec.command], envp: env };
     }
-    const argv = spec.command.length > 0 ? spec.command : ['/bin/sh'];
-    const cmd = argv[0] as string;
-    // a shell when no command is given: the user's, else /bin/sh (systemd-nspawn: /bin/bash, then /bin/sh)
-    const candidates = spec.command.length > 0 ? execCandidates(cmd) : ['/bin/bash', '/bin/sh'];
-    return { op: 'exec', candidates, argv: spec.command.length > 0 ? argv : ['-sh'], envp: env };
+    if (spec.command.length > 0) return { op: 'exec', candidates: execCandidates(spec.command[0] as string), argv: spec.command, envp: env };
+    // no command: a login shell, /bin/bash as "-bash", else /bin/sh as "-sh" — systemd-nspawn's
+    // DEFAULT_USER_SHELL whatever the user's passwd entry says (252 gives -u daemon, whose shell
+    // is nologin, a bash as well)
+    const bash = existsSync(resolveInRoot(directory, '/bin/bash'));
+    return { op: 'exec', candidates: bash ? ['/bin/bash'] : ['/bin/sh'], argv: [bash ? '-bash' : '-sh'], envp: env };
   }
 
   private async start(): Promise<ContainerExit> {
@@ -751,7 +768,7 @@ class ContainerRun {
             + `does not support ID-mapped mounts (mount_setattr MOUNT_ATTR_IDMAP: ${text} (${reason})); ${op.instead}`, 1);
         } else if (op?.op === 'exec') {
           const exitCode = m.code === 'ENOENT' ? 127 : 126;
-          this.failure = new LaunchError('EXEC_FAILED', `failed to execute ${op.argv[0] === '-sh' ? op.candidates.join(' or ') : op.argv[0]}: ${text} (${reason})`, exitCode);
+          this.failure = new LaunchError('EXEC_FAILED', `failed to execute ${op.argv[0]?.startsWith('-') ? op.candidates.join(' or ') : op.argv[0]}: ${text} (${reason})`, exitCode);
         } else {
           this.failure = new LaunchError('SETUP_FAILED', `failed to ${what}: ${text} (${reason})`, 1);
         }
@@ -911,9 +928,13 @@ class ContainerRun {
     return { exitCode: 128 + sig, code: null, signal: sig, reboot: false };
   }
 
-  /** SIGTERM/SIGINT to the launcher: the kill signal to PID 1, SIGKILL after the timeout (or at once when asked twice). */
+  /**
+   * SIGTERM/SIGINT to the launcher, as systemd-nspawn's on_orderly_shutdown(): without a kill
+   * signal (not booted, none configured) the container is killed at once; else the kill signal
+   * goes to PID 1, and a second request (or the stop timeout, our safety net) kills it.
+   */
   requestStop(sig: string): void {
-    if (this.stopping || !this.started) {
+    if (this.stopping || !this.started || this.killSignal === 0) {
       log.debug(`${sig}: killing the container`);
       this.stopping = true;
       this.killNow();
@@ -922,6 +943,7 @@ class ContainerRun {
     this.stopping = true;
     log.debug(`${sig}: stopping the container with ${signalName(this.killSignal)}`);
     this.signalLeader(this.killSignal);
+    this.status(`Trying to halt container. Send ${sig} again to trigger immediate termination.`);
     const ms = stopTimeout(this.spec, this.opts);
     this.killTimer = setTimeout(() => {
       this.status(`Container ${this.spec.machine} did not stop within ${ms / 1000} s; killing it.`);
