@@ -127,8 +127,10 @@ export interface NativeAddon {
    * ID-mapped mounts through /proc/PID/ns/user; kill it (SIGKILL through pidfd) and reap it when done.
    */
   usernsHolder(uidMap: string, gidMap: string): { pid: number; pidfd: number };
-  /** Bytes read, 0 at end-of-file (EIO on a pty counts), -1 when nothing is waiting. */
+  /** Bytes read, 0 at end-of-file, -1 when nothing is waiting, -2 on EIO (a pty master whose slaves are all closed). */
   readFd(fd: number, buf: Uint8Array): number;
+  /** The slave of a pty master (TIOCGPTPEER), opened O_NOCTTY and non-blocking. */
+  ptyPeer(master: number): number;
   /** Bytes written, -1 when it would block. */
   writeFd(fd: number, buf: Uint8Array): number;
   setNonblocking(fd: number): void;
@@ -184,7 +186,7 @@ function loadAddon(): NativeAddon {
     return require(path) as NativeAddon;
   } catch (err) {
     throw new NspawnError('SYS_ADDON_MISSING',
-      `the native addon could not be loaded from ${path}; run "npm run setup" to build it`, { cause: err });
+      `the native addon could not be loaded from ${path}; in a source checkout run "npm run setup" to build it; an npm-installed nspawn-ts builds it at install: reinstall with "npm install -g --allow-scripts=nspawn-ts PACKAGE" (npm may skip install scripts otherwise)`, { cause: err });
   }
 }
 

@@ -33,7 +33,7 @@
 // stable slot. Compaction writes the live state to PATH.tmp, fdatasyncs it, renames it over PATH and
 // fsyncs the directory: a crash leaves the old file or the new one, never a mix. Records appended
 // while compacting go to the new file, after the snapshot.
-import { close as closeFd, closeSync, existsSync, fdatasync, fdatasyncSync, fsync, fsyncSync, mkdirSync, open as openFd, openSync, readFileSync, readSync, renameSync, unlinkSync, write, writeFileSync, writeSync } from 'node:fs';
+import { close as closeFd, closeSync, existsSync, fdatasync, fdatasyncSync, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, open as openFd, openSync, readFileSync, readSync, renameSync, unlinkSync, write, writeFileSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { NspawnError } from '../errors.js';
@@ -258,6 +258,13 @@ export class FileLeaseStore implements LeaseStore {
   readonly loaded: Map<string, StoredInterface>;
   appendedSinceCompaction = 0;
   private fd = -1;
+  /**
+   * Size of the file up to the end of its last whole group: a write cut short (ENOSPC, EIO) is
+   * truncated back to it, so the next group starts on a fresh line instead of continuing a torn one.
+   */
+  private goodSize = 0;
+  /** The torn tail could not be truncated: the next group starts with a newline to end it. */
+  private tornTail = false;
   private readonly log: Logger;
   private readonly durability: Durability;
   private readonly syncIntervalMs: number;
@@ -464,6 +471,8 @@ export class FileLeaseStore implements LeaseStore {
     const old = this.fd;
     this.fd = openSync(this.path, 'a');
     if (old >= 0) closeSync(old);
+    this.goodSize = fstatSync(this.fd).size;
+    this.tornTail = false;
     this.appendedSinceCompaction = records;
   }
 
@@ -589,7 +598,7 @@ export class FileLeaseStore implements LeaseStore {
     this.pending = [];
     this.waiters = [];
     try {
-      writeAll(this.fd, data);
+      this.appendGroup(data);
     } catch (err) {
       const e = new LeaseFileError(`cannot append to the lease file ${this.path}: ${(err as Error).message}`, { cause: err });
       for (const w of waiters) w(e);
@@ -619,6 +628,38 @@ export class FileLeaseStore implements LeaseStore {
       if (this.pending.length) this.schedule();
       else this.settle();
     });
+  }
+
+  /**
+   * Writes one group of whole lines. When the write fails part-way (the disk filled up), what it left
+   * is cut off again: a record appended after the disk has room again must not continue a torn line
+   * (replay would drop both).
+   */
+  private appendGroup(data: string): void {
+    const buf = Buffer.from(this.tornTail ? '\n' + data : data, 'utf8');
+    let off = 0;
+    try {
+      while (off < buf.length) off += writeSync(this.fd, buf, off, buf.length - off);
+    } catch (err) {
+      if (off > 0 || this.tornTail) this.cutTornTail();
+      throw err;
+    }
+    if (this.tornTail) {
+      this.goodSize = fstatSync(this.fd).size; // the torn bytes before the newline stay
+      this.tornTail = false;
+    } else {
+      this.goodSize += buf.length;
+    }
+  }
+
+  private cutTornTail(): void {
+    try {
+      ftruncateSync(this.fd, this.goodSize);
+      this.tornTail = false;
+    } catch (err) {
+      this.tornTail = true; // ends the torn line with the next group instead
+      this.log.warn(`cannot cut a torn record off the lease file ${this.path}: ${(err as Error).message}`);
+    }
   }
 
   /** fdatasync() what was written, at most syncIntervalMs later, off the event loop. */

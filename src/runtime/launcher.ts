@@ -195,7 +195,15 @@ function checkRoot(dir: string, spec: LaunchSpec): void {
     throw new ConfigError(`Failed to access root directory ${dir}: ${errorMessage(err)}`, { code: 'CFG_DIRECTORY' });
   }
   if (!st.isDirectory()) throw new ConfigError(`${dir} is not a directory`, { code: 'CFG_DIRECTORY' });
-  if (dir === '/') return;
+  const host = statSync('/');
+  if (st.dev === host.dev && st.ino === host.ino) {
+    // its /proc, /sys and /dev are the host's own (sysfs cannot be mounted over a busy one); an overlay is a root of its own
+    if (!spec.ephemeral) {
+      throw new ConfigError(`Spawning container on root directory is not supported: the host's root (${dir}) can be a container's root only `
+        + 'with --ephemeral (-x), as systemd-nspawn needs -x or --volatile= (which nspawn-ts does not implement)', { code: 'CFG_DIRECTORY' });
+    }
+    return;
+  }
   if (spec.mode === 'boot') {
     if (!existsSync(resolveInRoot(dir, '/etc/os-release')) && !existsSync(resolveInRoot(dir, '/usr/lib/os-release'))) {
       throw new ConfigError(`Directory ${dir} doesn't look like an OS root directory (os-release file is missing). Refusing.`, { code: 'CFG_DIRECTORY' });
