@@ -23,14 +23,15 @@ import { ConfigError, NspawnError, errorMessage } from '../errors.js';
 import { logger } from '../log.js';
 import { POLL_READABLE, sys, type ChannelMessage, type FdWatcher } from '../native.js';
 import { containerCaps, readOwnBoundingSet } from './caps.js';
-import { detectLayout, MachineCgroup, moveProcess, warmCgroupMoves, type CgroupLayout } from './cgroups.js';
+import { cgroupEntry, detectLayout, MachineCgroup, type CgroupLayout } from './cgroups.js';
 import { parseProperties } from './properties.js';
 import { PtyForwarder, consoleMode, interactiveConsole, type ConsoleMode } from './console.js';
 import { SupportCgroups } from './container-cgroup.js';
 import {
   DEFAULT_PATH, execCandidates, findInit, lookupUser, resolveInRoot, supplementaryGroups, type InitInfo, type PasswdEntry,
 } from './container-root.js';
-import { createEphemeral, defaultStateDir, sweepEphemeral, type EphemeralRoot } from './ephemeral.js';
+import { defaultStateDir } from '../common/paths.js';
+import { createEphemeral, sweepEphemeral, type EphemeralRoot } from './ephemeral.js';
 import {
   bindIdmap, bindRecursive, buildMountPlan, idmapLines, type ResolvedBind, type ResolvedTmpfs, type RootSource,
 } from './mounts.js';
@@ -45,9 +46,6 @@ import { sweepDeadLaunchers } from './leftovers.js';
 import { CONTAINER_NOTIFY_SOCKET, ContainerNotifySocket, notifyManager } from './notify.js';
 import { parseSignal, SIGRTMIN } from './cli.js';
 import type { ConsoleSetting, LaunchSpec } from './spec.js';
-// types only: the network subsystem (netlink, modes, firewall) is loaded when a container needs it
-import type { ContainerNetworkHooks } from '../net/network-plan.js';
-import type { ResolvConfHookOptions } from '../net/resolv-hook.js';
 
 const log = logger('launcher');
 
@@ -72,14 +70,12 @@ export interface LaunchHooks {
 }
 
 export interface LaunchOptions {
-  hooks?: LaunchHooks[];
   /**
-   * The container's links (src/net/network-plan.ts), run before `hooks`; default: a fresh one.
-   * Pass your own to read its ContainerNetwork (`network()`) from other hooks.
+   * The subsystems' hooks, in the order they run after the clone (reversed after the exit), or how
+   * to load them when the run begins. The entry point (main.ts) passes the network's
+   * (src/runtime/net/hooks.ts launchHooks): the launcher knows no network module.
    */
-  network?: ContainerNetworkHooks;
-  /** --resolv-conf= (src/net/resolv-hook.ts): the host's source files and where warnings go (tests inject fixtures) */
-  resolvConf?: ResolvConfHookOptions;
+  hooks?: LaunchHooks[] | (() => Promise<LaunchHooks[]>);
   /** time between the kill signal and SIGKILL when stopping (default: $NSPAWN_TS_STOP_TIMEOUT_SEC, else 10 s, 30 s for -b) */
   stopTimeoutMs?: number;
   /** install SIGTERM/SIGINT/SIGHUP handlers that stop the container (default true) */
@@ -130,13 +126,14 @@ export function signalName(n: number): string {
  * .nspawn file), in any mode and for any init. Unset, a booted container gets systemd-nspawn's
  * default, SIGRTMIN+3 (systemd halts on it), unless its init is not systemd: one that has no
  * handler for SIGRTMIN+3 would ignore it, so it gets SIGTERM (busybox init reboots, which ends
- * the container), as does every container that is not booted.
+ * the container). A container that is not booted has none (0): as systemd-nspawn's
+ * verify_arguments() leaves arg_kill_signal, SIGTERM/SIGINT to the launcher then kill it at once.
  */
 export function stopSignal(spec: LaunchSpec, init: InitInfo | undefined): number {
   const configured = spec.killSignal !== undefined ? parseSignal(spec.killSignal)?.number : undefined;
   if (configured !== undefined) return configured;
-  if (spec.mode === 'boot' && init?.systemd) return SIGRTMIN + 3;
-  return 15;
+  if (spec.mode !== 'boot') return 0;
+  return init?.systemd ? SIGRTMIN + 3 : 15;
 }
 
 /** The environment of PID 1, as systemd-nspawn sets it. */
@@ -373,34 +370,9 @@ class ContainerRun {
     }
   }
 
-  /**
-   * The subsystems' hooks, imported on demand (the launch path stays lean):
-   * - -p (src/net/netd/ports-hook.ts): a host port another machine forwards is refused before anything is made;
-   * - the container network (src/net/network-plan.ts): links made after the clone, removed after the
-   *   exit, and their addresses (src/net/netd/launch.ts); -p for links the subsystem does not serve
-   *   (src/net/netd/ports-watch.ts);
-   * - the caller's hooks;
-   * - --resolv-conf= (src/net/resolv-hook.ts).
-   */
   private async loadHooks(): Promise<void> {
-    const spec = this.spec;
-    const [ports, network, addresses, resolv] = await Promise.all([
-      spec.network.ports.length > 0 ? import('../net/netd/ports-hook.js') : undefined,
-      spec.network.private && !this.opts.network ? import('../net/network-plan.js') : undefined,
-      spec.network.private ? import('../net/netd/launch.js') : undefined,
-      import('../net/resolv-hook.js'),
-    ]);
-    const hooks: LaunchHooks[] = [];
-    if (ports) hooks.push(ports.portsPreflightHooks());
-    // links (network-plan.ts), then addresses (netd/launch.ts: the sidecar's or the embedded subsystem's)
-    if (addresses) {
-      const links = this.opts.network ?? (network as typeof import('../net/network-plan.js')).containerNetworkHooks();
-      hooks.push(...addresses.containerNetworkAndAddressHooks(links));
-    }
-    // -p on links whose address the subsystem does not hand out: follow the container's address (src/net/netd/ports-watch.ts)
-    if (ports && spec.network.private) hooks.push(ports.portWatchHooks());
-    hooks.push(...(this.opts.hooks ?? []), resolv.resolvConfHooks(this.opts.resolvConf));
-    this.hooks = hooks;
+    const h = this.opts.hooks;
+    this.hooks = typeof h === 'function' ? await h() : h ?? [];
   }
 
   async run(): Promise<ContainerExit> {
@@ -414,7 +386,7 @@ class ContainerRun {
   }
 
   /** Host-side preparation and the plan; everything made is registered for undo. */
-  private prepare(): { cloneFlags: number; ops: PlanOp[]; uuid: string } {
+  private prepare(): { cloneFlags: number; ops: PlanOp[]; uuid: string; cgroupDir?: string } {
     const spec = this.spec;
     if (spec.template !== undefined) populateFromTemplate(spec.directory, spec.template);
     const directory = spec.directory;
@@ -506,8 +478,6 @@ class ContainerRun {
 
     // cgroups: resource control (cgroups.ts) and the container's own (container-cgroup.ts)
     const layout: CgroupLayout = detectLayout();
-    // PID 1's move into its cgroups (afterClone) then finds the kernel's grace period over (cgroups.ts)
-    if (layout.mode !== 'none') warmCgroupMoves(layout);
     if (spec.mode === 'boot' && this.init?.systemd && layout.mode === 'none') {
       throw new LaunchError('CGROUP_UNAVAILABLE', 'systemd in the container needs cgroups, and this host has no cgroup hierarchy mounted at /sys/fs/cgroup');
     }
@@ -566,39 +536,62 @@ class ContainerRun {
     } else {
       tail.push({ op: 'capset', effective: bounding, permitted: bounding, inheritable: bounding, ambient: 0n });
     }
-    tail.push({ op: 'chdir', path: spec.chdir ?? (user ? user.home : '/') });
+    tail.push({ op: 'chdir', path: spec.chdir ?? this.workingDirectory(directory, user) });
     if (spec.mode !== 'as-pid2') tail.push({ op: 'pdeathsig', signal: 9 });
-    tail.push(this.execOp(env));
+    tail.push(this.execOp(env, directory));
 
     const flags = containerCloneFlags({ privateNetwork: ownNetns, userns: userns !== undefined });
+    // PID 1 is cloned into its cgroup2 cgroup and moves itself into its v1 ones first thing (with a
+    // user namespace the outer process does, with host privileges, and the inner one inherits
+    // them): no move waits for the kernel's grace period (cgroups.ts, cgroupEntry), and the
+    // cgroup namespace (after the first sync) is rooted there
+    const entry = cgroupEntry([...(this.cgroup?.dirs ?? []), ...(this.support?.entryDirs() ?? [])]);
+    const enter: PlanOp[] = entry.tasksFiles.map((tasks) => ({ op: 'joinCgroup', tasks }));
+    const into = entry.cgroup2Dir !== undefined ? { cgroupDir: entry.cgroup2Dir } : {};
     // joining comes first: the hooks at the first sync point see the namespace the container uses
     const join: PlanOp[] = joinNetns !== undefined ? [{ op: 'setns', path: joinNetns, nstype: CLONE_NEWNET }] : [];
     if (userns) {
       // outer: host privileges in a new mount namespace; inner: the container, in a user namespace
-      const ops: PlanOp[] = [...join, ...mountPlan.outer, ...hookMounts, { op: 'moveRoot', path: root }, { op: 'cloneInner', flags: flags | CLONE_NEWNS }, ...inner, ...tail];
-      return { cloneFlags: CLONE_NEWNS, ops, uuid };
+      const ops: PlanOp[] = [...enter, ...join, ...mountPlan.outer, ...hookMounts, { op: 'moveRoot', path: root }, { op: 'cloneInner', flags: flags | CLONE_NEWNS }, ...inner, ...tail];
+      return { cloneFlags: CLONE_NEWNS, ops, uuid, ...into };
     }
-    return { cloneFlags: flags, ops: [...join, ...inner, ...mountPlan.outer, ...tail], uuid };
+    return { cloneFlags: flags, ops: [...enter, ...join, ...inner, ...mountPlan.outer, ...tail], uuid, ...into };
   }
 
-  private execOp(env: string[]): PlanOp {
+  /**
+   * Where the command starts without --chdir=, as in systemd-nspawn's inner_child(): a command in
+   * /, the shell (no command) in the user's home (/root for root) — or in / when that is missing
+   * (nobody's /nonexistent): nothing is created in the image.
+   */
+  private workingDirectory(directory: string, user: PasswdEntry | undefined): string {
+    if (this.spec.command.length > 0 || this.spec.mode === 'boot') return '/';
+    const home = user ? user.home : '/root';
+    try {
+      return statSync(resolveInRoot(directory, home)).isDirectory() ? home : '/';
+    } catch {
+      return '/';
+    }
+  }
+
+  private execOp(env: string[], directory: string): PlanOp {
     const spec = this.spec;
     if (spec.mode === 'boot') {
       const init = this.init as InitInfo;
       return { op: 'exec', candidates: [init.path], argv: [init.path, ...spec.command], envp: env };
     }
-    const argv = spec.command.length > 0 ? spec.command : ['/bin/sh'];
-    const cmd = argv[0] as string;
-    // a shell when no command is given: the user's, else /bin/sh (systemd-nspawn: /bin/bash, then /bin/sh)
-    const candidates = spec.command.length > 0 ? execCandidates(cmd) : ['/bin/bash', '/bin/sh'];
-    return { op: 'exec', candidates, argv: spec.command.length > 0 ? argv : ['-sh'], envp: env };
+    if (spec.command.length > 0) return { op: 'exec', candidates: execCandidates(spec.command[0] as string), argv: spec.command, envp: env };
+    // no command: a login shell, /bin/bash as "-bash", else /bin/sh as "-sh" — systemd-nspawn's
+    // DEFAULT_USER_SHELL whatever the user's passwd entry says (252 gives -u daemon, whose shell
+    // is nologin, a bash as well)
+    const bash = existsSync(resolveInRoot(directory, '/bin/bash'));
+    return { op: 'exec', candidates: bash ? ['/bin/bash'] : ['/bin/sh'], argv: [bash ? '-bash' : '-sh'], envp: env };
   }
 
   private async start(): Promise<ContainerExit> {
     const spec = this.spec;
     for (const h of this.hooks) if (h.preflight) await h.preflight(spec);
     const prepared = this.prepare();
-    this.plan = { cloneFlags: prepared.cloneFlags, ops: prepared.ops };
+    this.plan = { cloneFlags: prepared.cloneFlags, ops: prepared.ops, ...(prepared.cgroupDir !== undefined ? { cgroupDir: prepared.cgroupDir } : {}) };
     let afterCloneSeen = false;
     prepared.ops.forEach((op, i) => {
       if (op.op === 'sync') {
@@ -750,7 +743,7 @@ class ContainerRun {
             + `does not support ID-mapped mounts (mount_setattr MOUNT_ATTR_IDMAP: ${text} (${reason})); ${op.instead}`, 1);
         } else if (op?.op === 'exec') {
           const exitCode = m.code === 'ENOENT' ? 127 : 126;
-          this.failure = new LaunchError('EXEC_FAILED', `failed to execute ${op.argv[0] === '-sh' ? op.candidates.join(' or ') : op.argv[0]}: ${text} (${reason})`, exitCode);
+          this.failure = new LaunchError('EXEC_FAILED', `failed to execute ${op.argv[0]?.startsWith('-') ? op.candidates.join(' or ') : op.argv[0]}: ${text} (${reason})`, exitCode);
         } else {
           this.failure = new LaunchError('SETUP_FAILED', `failed to ${what}: ${text} (${reason})`, 1);
         }
@@ -888,34 +881,18 @@ class ContainerRun {
     // the helper made its mounts before it cloned PID 1
     if (this.idmapHolders.size > 0) await this.releaseIdmapHolders();
     if (this.userns) writeIdMaps(pid, this.userns);
-    // PID 1 goes into its cgroups on the thread pool while the hooks make its network: the first
-    // move waits for the kernel (an RCU grace period on cgroup v1), the hooks mostly for netlink.
-    // It stays at this sync point until both are done, so the payload never runs outside them.
-    const files = [...(this.cgroup?.procsFiles() ?? []), ...(this.support?.procsFiles() ?? [])];
-    const moved = files.length === 0 ? undefined : moveProcess(files, pid).then(() => {
-      log.debug('PID 1 is in its cgroups');
-    });
-    // awaited before this returns whatever the hooks do (no unhandled rejection, no write after teardown)
-    const attached = moved?.then(() => ({ ok: true as const }), (error: unknown) => ({ ok: false as const, error }));
-    let hooksFailed: { error: unknown } | undefined;
-    try {
-      if (this.registered && this.registry) {
-        this.registry.update(this.spec.machine, { leader: pid, ...(this.cgroup ? { cgroup: this.cgroup.toJSON() } : {}) });
-      }
-      const ctx = this.context();
-      for (const h of this.hooks) {
-        if (!h.afterClone) continue;
-        if (h.afterExit) this.onUndo('undo a hook', () => h.afterExit?.(ctx));
-        await h.afterClone(ctx);
-      }
-      log.debug('after-clone hooks done');
-    } catch (error) {
-      hooksFailed = { error };
+    // PID 1 entered its cgroups before it got here (prepare(): joinCgroup ops, CLONE_INTO_CGROUP)
+    if (this.cgroup || this.support) log.debug('PID 1 is in its cgroups');
+    if (this.registered && this.registry) {
+      this.registry.update(this.spec.machine, { leader: pid, ...(this.cgroup ? { cgroup: this.cgroup.toJSON() } : {}) });
     }
-    const move = await attached;
-    // a failed move is reported first (it was the first step before the move went to the thread pool)
-    if (move && !move.ok) throw move.error;
-    if (hooksFailed) throw hooksFailed.error;
+    const ctx = this.context();
+    for (const h of this.hooks) {
+      if (!h.afterClone) continue;
+      if (h.afterExit) this.onUndo('undo a hook', () => h.afterExit?.(ctx));
+      await h.afterClone(ctx);
+    }
+    log.debug('after-clone hooks done');
   }
 
   private exitOf(st: { code: number | null; signal: number | null }): ContainerExit {
@@ -926,9 +903,13 @@ class ContainerRun {
     return { exitCode: 128 + sig, code: null, signal: sig, reboot: false };
   }
 
-  /** SIGTERM/SIGINT to the launcher: the kill signal to PID 1, SIGKILL after the timeout (or at once when asked twice). */
+  /**
+   * SIGTERM/SIGINT to the launcher, as systemd-nspawn's on_orderly_shutdown(): without a kill
+   * signal (not booted, none configured) the container is killed at once; else the kill signal
+   * goes to PID 1, and a second request (or the stop timeout, our safety net) kills it.
+   */
   requestStop(sig: string): void {
-    if (this.stopping || !this.started) {
+    if (this.stopping || !this.started || this.killSignal === 0) {
       log.debug(`${sig}: killing the container`);
       this.stopping = true;
       this.killNow();
@@ -937,6 +918,7 @@ class ContainerRun {
     this.stopping = true;
     log.debug(`${sig}: stopping the container with ${signalName(this.killSignal)}`);
     this.signalLeader(this.killSignal);
+    this.status(`Trying to halt container. Send ${sig} again to trigger immediate termination.`);
     const ms = stopTimeout(this.spec, this.opts);
     this.killTimer = setTimeout(() => {
       this.status(`Container ${this.spec.machine} did not stop within ${ms / 1000} s; killing it.`);
