@@ -20,7 +20,7 @@ import { NspawnError, ConfigError, errorMessage } from '../errors.js';
 import { logger } from '../log.js';
 import { POLL_READABLE, sys, type ChannelMessage, type FdWatcher } from '../native.js';
 import { readOwnBoundingSet } from './caps.js';
-import type { MachineCgroup } from './cgroups.js';
+import { detectLayout, type MachineCgroup } from './cgroups.js';
 import { PtyForwarder, consoleMode, interactiveConsole, type ConsoleMode } from './console.js';
 import type { SupportCgroups } from './container-cgroup.js';
 import { findInit, lookupUser, resolveInRoot, supplementaryGroups, type InitInfo } from './container-root.js';
@@ -37,6 +37,7 @@ import {
   claimMachine, createNotifySocket, prepareCgroups, prepareRoot, prepareUserNamespace, UndoStack,
 } from './preparation.js';
 import { MachineRegistry } from './registry.js';
+import { sweepDeadLaunchers } from './leftovers.js';
 import {
   checkNetworkNamespace, checkRoot, populateFromTemplate, resolveBinds, resolveTmpfs, workingDirectory,
 } from './root-setup.js';
@@ -137,14 +138,18 @@ class ContainerRun {
     // --network-namespace-path=: joined (setns) instead of a new one
     if (spec.network.namespacePath !== undefined) checkNetworkNamespace(spec.network.namespacePath);
 
+    // what launchers killed with SIGKILL left (records, cgroups, notify sockets) goes first
+    sweepDeadLaunchers(this.registry, detectLayout());
     this.registered = claimMachine(this.registry, spec, this.undo);
     const { userns, mapRoot } = prepareUserNamespace(spec, directory, this.undo);
     this.userns = userns;
     const { root, rootSource } = prepareRoot(spec, directory, this.opts.ephemeralDir, this.undo);
+    // the notify socket before the cgroups: while it exists, a starting launcher's sweep
+    // (leftovers.ts) leaves this machine's cgroups alone
+    this.notify = createNotifySocket(spec.machine, userns, this.undo);
     const cgroups = prepareCgroups(spec, this.init, userns, this.undo);
     this.cgroup = cgroups.cgroup;
     this.support = cgroups.support;
-    this.notify = createNotifySocket(spec.machine, userns, this.undo);
 
     // what the plan needs to know of the host and the root
     const uuid = randomUUID();
