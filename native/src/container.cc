@@ -78,6 +78,7 @@ enum OpCode {
   OP_PDEATHSIG,
   OP_EXEC,
   OP_BIND_IDMAPPED,
+  OP_JOIN_CGROUP,
 };
 
 // What an op reads from its JS object (src/runtime/plan.ts): strings into s1..s4 (key, and
@@ -136,6 +137,7 @@ const OpSpec kOps[] = {
     {"pdeathsig", OP_PDEATHSIG, {}, {{"signal", SIGKILL}}},
     {"exec", OP_EXEC, {}, {}},
     {"bindIdmapped", OP_BIND_IDMAPPED, {{"source", kRequired}, {"target", kRequired}, {"userns", kRequired}}, {Flag("recursive")}},
+    {"joinCgroup", OP_JOIN_CGROUP, {{"tasks", kRequired}}, {}},
 };
 
 // One operation, with every argument already in plain memory (pointers into Plan's storage).
@@ -159,6 +161,7 @@ struct Op {
 // Owns the memory the child reads. Built by the parent before clone; never changed after.
 struct Plan {
   uint64_t cloneFlags = 0;
+  std::string cgroupDir;  // cgroup2 directory the child starts in (CLONE_INTO_CGROUP), or empty
   std::vector<Op> ops;
   std::deque<std::string> strings;
   std::deque<std::vector<const char*>> lists;
@@ -217,6 +220,11 @@ const char* const* GetStringList(Plan& plan, const Napi::Object& o, const char* 
 void ParsePlan(const Napi::Object& obj, Plan& plan) {
   Napi::Env env = obj.Env();
   plan.cloneFlags = GetNumber(obj, "cloneFlags", 0);
+  Napi::Value cg = obj.Get("cgroupDir");
+  if (!cg.IsUndefined() && !cg.IsNull()) {
+    if (!cg.IsString()) throw Napi::TypeError::New(env, "plan: 'cgroupDir' must be a string");
+    plan.cgroupDir = cg.As<Napi::String>().Utf8Value();
+  }
   Napi::Value opsV = obj.Get("ops");
   if (!opsV.IsArray()) throw Napi::TypeError::New(env, "plan: 'ops' must be an array");
   Napi::Array ops = opsV.As<Napi::Array>();
@@ -628,6 +636,19 @@ int LoopbackUp() {
       case OP_BIND_IDMAPPED:
         err = BindIdmapped(op.s1, op.s2, op.s3, op.n1 != 0);
         break;
+      case OP_JOIN_CGROUP: {
+        // "0" into a cgroup v1 `tasks` file moves the writing thread only, and the kernel takes no
+        // cgroup_threadgroup_rwsem for it (cgroup_procs_write_start): no RCU grace period, unlike
+        // a move of a whole process by its pid. This process has one thread: it moves whole.
+        int fd = open(op.s1, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) {
+          err = errno;
+          break;
+        }
+        if (RetryEintr([&] { return write(fd, "0", 1); }) < 0) err = errno;
+        close(fd);
+        break;
+      }
     }
     if (err && !(op.optional && IgnorableForOptional(err))) Fail(chan, i, err);
   }
@@ -654,14 +675,28 @@ int LoopbackUp() {
 
 // ---- N-API surface ----
 
-// spawnContainer({cloneFlags, ops}) -> {pid, pidfd, channel}
+// spawnContainer({cloneFlags, ops, cgroupDir?}) -> {pid, pidfd, channel}. With cgroupDir (a cgroup2
+// directory) the child is created in that cgroup: a move of a process into a cgroup waits for an
+// RCU grace period on a quiet host (cgroup_threadgroup_rwsem), a clone into one does not.
 Napi::Value SpawnContainer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "argument 'plan' must be an object");
   Plan plan;
   ParsePlan(info[0].As<Napi::Object>(), plan);
-
-  return SpawnWithChannel(env, plan.cloneFlags, [&plan](int chan, int parentEnd) { ChildMain(plan, chan, parentEnd); });
+  int cgroupFd = -1;
+  if (!plan.cgroupDir.empty()) {
+    cgroupFd = open(plan.cgroupDir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (cgroupFd < 0) throw ErrnoError(env, errno, "open", "(" + plan.cgroupDir + ")");
+  }
+  try {
+    Napi::Object out = SpawnWithChannel(
+        env, plan.cloneFlags, [&plan](int chan, int parentEnd) { ChildMain(plan, chan, parentEnd); }, cgroupFd);
+    if (cgroupFd >= 0) close(cgroupFd);
+    return out;
+  } catch (...) {
+    if (cgroupFd >= 0) close(cgroupFd);
+    throw;
+  }
 }
 
 // Writes `text` to /proc/PID/FILE; 0 or errno.

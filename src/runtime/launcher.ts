@@ -23,14 +23,15 @@ import { ConfigError, NspawnError, errorMessage } from '../errors.js';
 import { logger } from '../log.js';
 import { POLL_READABLE, sys, type ChannelMessage, type FdWatcher } from '../native.js';
 import { containerCaps, readOwnBoundingSet } from './caps.js';
-import { detectLayout, MachineCgroup, moveProcess, warmCgroupMoves, type CgroupLayout } from './cgroups.js';
+import { cgroupEntry, detectLayout, MachineCgroup, type CgroupLayout } from './cgroups.js';
 import { parseProperties } from './properties.js';
 import { PtyForwarder, consoleMode, interactiveConsole, type ConsoleMode } from './console.js';
 import { SupportCgroups } from './container-cgroup.js';
 import {
   DEFAULT_PATH, execCandidates, findInit, lookupUser, resolveInRoot, supplementaryGroups, type InitInfo, type PasswdEntry,
 } from './container-root.js';
-import { createEphemeral, defaultStateDir, sweepEphemeral, type EphemeralRoot } from './ephemeral.js';
+import { defaultStateDir } from '../common/paths.js';
+import { createEphemeral, sweepEphemeral, type EphemeralRoot } from './ephemeral.js';
 import {
   bindIdmap, bindRecursive, buildMountPlan, idmapLines, type ResolvedBind, type ResolvedTmpfs, type RootSource,
 } from './mounts.js';
@@ -44,9 +45,6 @@ import { MachineRegistry, RegistryError, defaultRunDir, summarizeSpec } from './
 import { CONTAINER_NOTIFY_SOCKET, ContainerNotifySocket, notifyManager } from './notify.js';
 import { parseSignal, SIGRTMIN } from './cli.js';
 import type { ConsoleSetting, LaunchSpec } from './spec.js';
-// types only: the network subsystem (netlink, modes, firewall) is loaded when a container needs it
-import type { ContainerNetworkHooks } from '../net/network-plan.js';
-import type { ResolvConfHookOptions } from '../net/resolv-hook.js';
 
 const log = logger('launcher');
 
@@ -76,14 +74,12 @@ export interface LaunchHooks {
 }
 
 export interface LaunchOptions {
-  hooks?: LaunchHooks[];
   /**
-   * The container's links (src/net/network-plan.ts), run before `hooks`; default: a fresh one.
-   * Pass your own to read its ContainerNetwork (`network()`) from other hooks.
+   * The subsystems' hooks, in the order they run after the clone (reversed after the exit), or how
+   * to load them when the run begins. The entry point (main.ts) passes the network's
+   * (src/runtime/net/hooks.ts launchHooks): the launcher knows no network module.
    */
-  network?: ContainerNetworkHooks;
-  /** --resolv-conf= (src/net/resolv-hook.ts): the host's source files and where warnings go (tests inject fixtures) */
-  resolvConf?: ResolvConfHookOptions;
+  hooks?: LaunchHooks[] | (() => Promise<LaunchHooks[]>);
   /** time between the kill signal and SIGKILL when stopping (default: $NSPAWN_TS_STOP_TIMEOUT_SEC, else 10 s, 30 s for -b) */
   stopTimeoutMs?: number;
   /** install SIGTERM/SIGINT/SIGHUP handlers that stop the container (default true) */
@@ -378,34 +374,9 @@ class ContainerRun {
     }
   }
 
-  /**
-   * The subsystems' hooks, imported on demand (the launch path stays lean):
-   * - -p (src/net/netd/ports-hook.ts): a host port another machine forwards is refused before anything is made;
-   * - the container network (src/net/network-plan.ts): links made after the clone, removed after the
-   *   exit, and their addresses (src/net/netd/launch.ts); -p for links the subsystem does not serve
-   *   (src/net/netd/ports-watch.ts);
-   * - the caller's hooks;
-   * - --resolv-conf= (src/net/resolv-hook.ts).
-   */
   private async loadHooks(): Promise<void> {
-    const spec = this.spec;
-    const [ports, network, addresses, resolv] = await Promise.all([
-      spec.network.ports.length > 0 ? import('../net/netd/ports-hook.js') : undefined,
-      spec.network.private && !this.opts.network ? import('../net/network-plan.js') : undefined,
-      spec.network.private ? import('../net/netd/launch.js') : undefined,
-      import('../net/resolv-hook.js'),
-    ]);
-    const hooks: LaunchHooks[] = [];
-    if (ports) hooks.push(ports.portsPreflightHooks());
-    // links (network-plan.ts), then addresses (netd/launch.ts: the sidecar's or the embedded subsystem's)
-    if (addresses) {
-      const links = this.opts.network ?? (network as typeof import('../net/network-plan.js')).containerNetworkHooks();
-      hooks.push(...addresses.containerNetworkAndAddressHooks(links));
-    }
-    // -p on links whose address the subsystem does not hand out: follow the container's address (src/net/netd/ports-watch.ts)
-    if (ports && spec.network.private) hooks.push(ports.portWatchHooks());
-    hooks.push(...(this.opts.hooks ?? []), resolv.resolvConfHooks(this.opts.resolvConf));
-    this.hooks = hooks;
+    const h = this.opts.hooks;
+    this.hooks = typeof h === 'function' ? await h() : h ?? [];
   }
 
   async run(): Promise<ContainerExit> {
@@ -419,7 +390,7 @@ class ContainerRun {
   }
 
   /** Host-side preparation and the plan; everything made is registered for undo. */
-  private prepare(): { cloneFlags: number; ops: PlanOp[]; uuid: string } {
+  private prepare(): { cloneFlags: number; ops: PlanOp[]; uuid: string; cgroupDir?: string } {
     const spec = this.spec;
     if (spec.template !== undefined) populateFromTemplate(spec.directory, spec.template);
     const directory = spec.directory;
@@ -503,8 +474,6 @@ class ContainerRun {
 
     // cgroups: resource control (cgroups.ts) and the container's own (container-cgroup.ts)
     const layout: CgroupLayout = detectLayout();
-    // PID 1's move into its cgroups (afterClone) then finds the kernel's grace period over (cgroups.ts)
-    if (layout.mode !== 'none') warmCgroupMoves(layout);
     if (spec.mode === 'boot' && this.init?.systemd && layout.mode === 'none') {
       throw new LaunchError('CGROUP_UNAVAILABLE', 'systemd in the container needs cgroups, and this host has no cgroup hierarchy mounted at /sys/fs/cgroup');
     }
@@ -574,14 +543,21 @@ class ContainerRun {
     tail.push(this.execOp(env, directory));
 
     const flags = containerCloneFlags({ privateNetwork: ownNetns, userns: userns !== undefined });
+    // PID 1 is cloned into its cgroup2 cgroup and moves itself into its v1 ones first thing (with a
+    // user namespace the outer process does, with host privileges, and the inner one inherits
+    // them): no move waits for the kernel's grace period (cgroups.ts, cgroupEntry), and the
+    // cgroup namespace (after the first sync) is rooted there
+    const entry = cgroupEntry([...(this.cgroup?.dirs ?? []), ...(this.support?.entryDirs() ?? [])]);
+    const enter: PlanOp[] = entry.tasksFiles.map((tasks) => ({ op: 'joinCgroup', tasks }));
+    const into = entry.cgroup2Dir !== undefined ? { cgroupDir: entry.cgroup2Dir } : {};
     // joining comes first: the hooks at the first sync point see the namespace the container uses
     const join: PlanOp[] = joinNetns !== undefined ? [{ op: 'setns', path: joinNetns, nstype: CLONE_NEWNET }] : [];
     if (userns) {
       // outer: host privileges in a new mount namespace; inner: the container, in a user namespace
-      const ops: PlanOp[] = [...join, ...mountPlan.outer, ...hookMounts, { op: 'moveRoot', path: root }, { op: 'cloneInner', flags: flags | CLONE_NEWNS }, ...inner, ...tail];
-      return { cloneFlags: CLONE_NEWNS, ops, uuid };
+      const ops: PlanOp[] = [...enter, ...join, ...mountPlan.outer, ...hookMounts, { op: 'moveRoot', path: root }, { op: 'cloneInner', flags: flags | CLONE_NEWNS }, ...inner, ...tail];
+      return { cloneFlags: CLONE_NEWNS, ops, uuid, ...into };
     }
-    return { cloneFlags: flags, ops: [...join, ...inner, ...mountPlan.outer, ...tail], uuid };
+    return { cloneFlags: flags, ops: [...enter, ...join, ...inner, ...mountPlan.outer, ...tail], uuid, ...into };
   }
 
   /**
@@ -617,7 +593,7 @@ class ContainerRun {
     const spec = this.spec;
     for (const h of this.hooks) if (h.preflight) await h.preflight(spec);
     const prepared = this.prepare();
-    this.plan = { cloneFlags: prepared.cloneFlags, ops: prepared.ops };
+    this.plan = { cloneFlags: prepared.cloneFlags, ops: prepared.ops, ...(prepared.cgroupDir !== undefined ? { cgroupDir: prepared.cgroupDir } : {}) };
     let afterCloneSeen = false;
     prepared.ops.forEach((op, i) => {
       if (op.op === 'sync') {
@@ -907,34 +883,18 @@ class ContainerRun {
     // the helper made its mounts before it cloned PID 1
     if (this.idmapHolders.size > 0) await this.releaseIdmapHolders();
     if (this.userns) writeIdMaps(pid, this.userns);
-    // PID 1 goes into its cgroups on the thread pool while the hooks make its network: the first
-    // move waits for the kernel (an RCU grace period on cgroup v1), the hooks mostly for netlink.
-    // It stays at this sync point until both are done, so the payload never runs outside them.
-    const files = [...(this.cgroup?.procsFiles() ?? []), ...(this.support?.procsFiles() ?? [])];
-    const moved = files.length === 0 ? undefined : moveProcess(files, pid).then(() => {
-      log.debug('PID 1 is in its cgroups');
-    });
-    // awaited before this returns whatever the hooks do (no unhandled rejection, no write after teardown)
-    const attached = moved?.then(() => ({ ok: true as const }), (error: unknown) => ({ ok: false as const, error }));
-    let hooksFailed: { error: unknown } | undefined;
-    try {
-      if (this.registered && this.registry) {
-        this.registry.update(this.spec.machine, { leader: pid, ...(this.cgroup ? { cgroup: this.cgroup.toJSON() } : {}) });
-      }
-      const ctx = this.context();
-      for (const h of this.hooks) {
-        if (!h.afterClone) continue;
-        if (h.afterExit) this.onUndo('undo a hook', () => h.afterExit?.(ctx));
-        await h.afterClone(ctx);
-      }
-      log.debug('after-clone hooks done');
-    } catch (error) {
-      hooksFailed = { error };
+    // PID 1 entered its cgroups before it got here (prepare(): joinCgroup ops, CLONE_INTO_CGROUP)
+    if (this.cgroup || this.support) log.debug('PID 1 is in its cgroups');
+    if (this.registered && this.registry) {
+      this.registry.update(this.spec.machine, { leader: pid, ...(this.cgroup ? { cgroup: this.cgroup.toJSON() } : {}) });
     }
-    const move = await attached;
-    // a failed move is reported first (it was the first step before the move went to the thread pool)
-    if (move && !move.ok) throw move.error;
-    if (hooksFailed) throw hooksFailed.error;
+    const ctx = this.context();
+    for (const h of this.hooks) {
+      if (!h.afterClone) continue;
+      if (h.afterExit) this.onUndo('undo a hook', () => h.afterExit?.(ctx));
+      await h.afterClone(ctx);
+    }
+    log.debug('after-clone hooks done');
   }
 
   private exitOf(st: { code: number | null; signal: number | null }): ContainerExit {
