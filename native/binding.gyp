@@ -12,7 +12,8 @@
         "src/lock.cc",
         "src/enter.cc",
         "src/packet.cc",
-        "src/proc-setup.cc"
+        "src/proc-setup.cc",
+        "src/fsat.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "_GNU_SOURCE"],

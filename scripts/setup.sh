@@ -22,6 +22,8 @@ APT_PACKAGES=(
   systemd-container debootstrap  # the real systemd-nspawn, and the Debian root for boot tests
   iptables iperf3 tcpdump strace procps psmisc util-linux e2fsprogs  # benches, captures, process tools, chattr
   gcc libc6-dev  # bench/connrate.c, the static udp-echo of the port-forwarding tests
+  attr acl xfsprogs  # xattrs and ACLs of --template= copies, an XFS image for their reflinks
+  dnsperf  # bench/dns
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

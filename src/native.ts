@@ -127,8 +127,10 @@ export interface NativeAddon {
    * ID-mapped mounts through /proc/PID/ns/user; kill it (SIGKILL through pidfd) and reap it when done.
    */
   usernsHolder(uidMap: string, gidMap: string): { pid: number; pidfd: number };
-  /** Bytes read, 0 at end-of-file (EIO on a pty counts), -1 when nothing is waiting. */
+  /** Bytes read, 0 at end-of-file, -1 when nothing is waiting, -2 on EIO (a pty master whose slaves are all closed). */
   readFd(fd: number, buf: Uint8Array): number;
+  /** The slave of a pty master (TIOCGPTPEER), opened O_NOCTTY and non-blocking. */
+  ptyPeer(master: number): number;
   /** Bytes written, -1 when it would block. */
   writeFd(fd: number, buf: Uint8Array): number;
   setNonblocking(fd: number): void;
@@ -155,6 +157,47 @@ export interface NativeAddon {
   recvBatch(fd: number, buf: Uint8Array, slot: number, lengths: Int32Array, addrs: Uint8Array): number;
   /** sendmmsg: datagrams[i] to addrs[i]; returns how many the kernel took (it stops at the first refused). */
   sendBatch(fd: number, datagrams: Uint8Array[], addrs: Uint8Array[]): number;
+  // ---- *at() calls for walking host trees through directory fds (native/src/fsat.cc) ----
+  /** openat(); O_CLOEXEC is always added. */
+  openat(dirfd: number, name: FileName, flags: number, mode?: number): number;
+  /** fstatat(); name '' with AT_EMPTY_PATH stats dirfd itself. */
+  fstatat(dirfd: number, name: FileName, flags: number): StatAt;
+  /** Names in the directory (bytes), without . and .. */
+  readdirFd(fd: number): Uint8Array[];
+  fchownat(dirfd: number, name: FileName, uid: number, gid: number, flags: number): void;
+  mkdirat(dirfd: number, name: FileName, mode: number): void;
+  /** mode carries the S_IF* type (device node, FIFO, socket) */
+  mknodat(dirfd: number, name: FileName, mode: number, major: number, minor: number): void;
+  symlinkat(target: FileName, dirfd: number, name: FileName): void;
+  readlinkat(dirfd: number, name: FileName): Uint8Array;
+  linkat(olddirfd: number, oldname: FileName, newdirfd: number, newname: FileName, flags: number): void;
+  /** name '' sets dirfd's own times (futimens) */
+  utimensat(dirfd: number, name: FileName, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number, flags: number): void;
+  /** Extended attribute names of an open file (an O_PATH fd too); [] where the file system has none. */
+  listXattrs(fd: number): string[];
+  /** null when the attribute is gone */
+  getXattr(fd: number, name: string): Uint8Array | null;
+  setXattr(fd: number, name: string, value: Uint8Array): void;
+  /** Fills the empty dstFd with srcFd's contents: shared extents where the file system can, else a copy keeping holes. */
+  copyData(srcFd: number, dstFd: number): 'reflink' | 'copy';
+}
+
+/** A file name for the *at() calls: bytes as the directory holds them, or a string (UTF-8). */
+export type FileName = string | Uint8Array;
+
+/** What fstatat() reports (times as [seconds, nanoseconds]). */
+export interface StatAt {
+  dev: bigint;
+  ino: bigint;
+  mode: number;
+  nlink: number;
+  uid: number;
+  gid: number;
+  rdevMajor: number;
+  rdevMinor: number;
+  size: number;
+  atime: [number, number];
+  mtime: [number, number];
 }
 
 /** A syscall failed; `code` is the errno name ('EEXIST'), `errno` its number. */
@@ -184,7 +227,7 @@ function loadAddon(): NativeAddon {
     return require(path) as NativeAddon;
   } catch (err) {
     throw new NspawnError('SYS_ADDON_MISSING',
-      `the native addon could not be loaded from ${path}; run "npm run setup" to build it`, { cause: err });
+      `the native addon could not be loaded from ${path}; in a source checkout run "npm run setup" to build it; an npm-installed nspawn-ts builds it at install: reinstall with "npm install -g --allow-scripts=nspawn-ts PACKAGE" (npm may skip install scripts otherwise)`, { cause: err });
   }
 }
 

@@ -9,6 +9,7 @@ void InitContainer(Napi::Env env, Napi::Object exports);
 void InitLock(Napi::Env env, Napi::Object exports);
 void InitEnter(Napi::Env env, Napi::Object exports);
 void InitPacket(Napi::Env env, Napi::Object exports);
+void InitFsat(Napi::Env env, Napi::Object exports);
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitSock(env, exports);
@@ -18,6 +19,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitLock(env, exports);
   InitEnter(env, exports);
   InitPacket(env, exports);
+  InitFsat(env, exports);
   return exports;
 }
 

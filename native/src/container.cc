@@ -766,8 +766,8 @@ Napi::Uint8Array ArgBuf(const Napi::CallbackInfo& info, size_t i) {
   return info[i].As<Napi::Uint8Array>();
 }
 
-// readFd/writeFd(fd, buf) -> bytes moved, -1 when it would block. A read that gets EIO (a pty
-// whose other side closed) returns 0, end-of-file.
+// readFd/writeFd(fd, buf) -> bytes moved, -1 when it would block, -2 when a read gets EIO (a pty
+// whose every slave is closed: not the end, the container may open its console again).
 Napi::Value ReadOrWrite(const Napi::CallbackInfo& info, bool writing) {
   Napi::Env env = info.Env();
   int fd = ArgInt(info, 0, "fd");
@@ -775,7 +775,7 @@ Napi::Value ReadOrWrite(const Napi::CallbackInfo& info, bool writing) {
   ssize_t n = RetryEintr([&] { return writing ? write(fd, buf.Data(), buf.ByteLength()) : read(fd, buf.Data(), buf.ByteLength()); });
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return Napi::Number::New(env, -1);
-    if (errno == EIO && !writing) return Napi::Number::New(env, 0);
+    if (errno == EIO && !writing) return Napi::Number::New(env, -2);
     throw ErrnoError(env, errno, writing ? "write" : "read");
   }
   return Napi::Number::New(env, static_cast<double>(n));
@@ -790,6 +790,16 @@ Napi::Value SetNonblocking(const Napi::CallbackInfo& info) {
   int fl = fcntl(fd, F_GETFL);
   if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) throw ErrnoError(env, errno, "fcntl");
   return env.Undefined();
+}
+
+// ptyPeer(master) -> fd of the pty's slave (TIOCGPTPEER, O_NOCTTY, non-blocking): the console
+// forwarder holds one open so that the container closing its console does not hang the pty up.
+Napi::Value PtyPeer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt(info, 0, "fd");
+  int peer = ioctl(fd, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+  if (peer < 0) throw ErrnoError(env, errno, "ioctl", "(TIOCGPTPEER)");
+  return Napi::Number::New(env, peer);
 }
 
 // setWindowSize(fd, rows, cols): TIOCSWINSZ on a terminal (the pty master).
@@ -824,5 +834,6 @@ void InitContainer(Napi::Env env, Napi::Object exports) {
       {"pidfdOpen", PidfdOpen},           {"pidfdSendSignal", PidfdSendSignal}, {"waitPidfd", WaitPidfd},
       {"readFd", ReadFd},                 {"writeFd", WriteFd},                 {"setNonblocking", SetNonblocking},
       {"setWindowSize", SetWindowSize},   {"flock", Flock},                     {"usernsHolder", UsernsHolder},
+      {"ptyPeer", PtyPeer},
   });
 }

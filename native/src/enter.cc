@@ -108,6 +108,14 @@ int SetupPty(int chan, const EnterPlan& plan, Step* step) {
 
 // B: inside every namespace; becomes the user's process and execs.
 [[noreturn]] void Inner(const EnterPlan& plan, int chan) {
+  // After setns() into a user namespace our IDs are the host's, unmapped there (the overflow ID):
+  // the container's devpts refuses a pty to them. Become the namespace's root first, as systemd's
+  // namespace_enter() does (reset_uid_gid()); the user's IDs are set below.
+  for (const NsFd& ns : plan.namespaces) {
+    if (ns.nstype != CLONE_NEWUSER) continue;
+    if (syscall(SYS_setresgid, 0, 0, 0) < 0) Fail(chan, STEP_GID, errno);
+    if (syscall(SYS_setresuid, 0, 0, 0) < 0) Fail(chan, STEP_UID, errno);
+  }
   if (plan.rootFd >= 0) {
     if (fchdir(plan.rootFd) < 0 || chroot(".") < 0) Fail(chan, STEP_CHROOT, errno);
   }

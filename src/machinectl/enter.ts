@@ -99,11 +99,11 @@ export function commandCandidates(root: string, command: string, path: string): 
 // spawning
 
 const STEPS: Record<number, string> = {
-  1: "join the machine's cgroup",
-  2: "join the machine's namespace",
-  3: "fork into the machine's PID namespace",
-  4: "change root to the machine's root directory",
-  5: "allocate a pty in the machine (its /dev/ptmx)",
+  1: 'join the cgroups',
+  2: 'join the namespace',
+  3: 'fork into the PID namespace',
+  4: 'change root to the root directory',
+  5: 'allocate a pty (/dev/ptmx)',
   6: 'make the pty the controlling terminal',
   7: 'set the supplementary groups',
   8: 'change the group ID',
@@ -243,13 +243,15 @@ function collect(outerPid: number, outerPidfd: number, channel: number, req: Ent
       s.close(outerPidfd);
       if (failure || pid === undefined) {
         if (master !== undefined) s.close(master);
-        // the inner process reported its failure and exits: it is our child (CLONE_PARENT), reap it
-        if (pid !== undefined) {
-          try {
-            void waitExit(s.pidfdOpen(pid));
-          } catch { /* already reaped */ }
-        }
-        reject(failure ?? new EnterError('ENTER_FAILED', `could not start a process in ${req.what} (the helper process ended without a word)`));
+        const err = failure ?? new EnterError('ENTER_FAILED', `could not start a process in ${req.what} (the helper process ended without a word)`);
+        // the inner process reported its failure and exits: it is our child (CLONE_PARENT). Reap it
+        // before we go on (and maybe exit): else the machine's PID 1 inherits a zombie
+        let pidfd: number | undefined;
+        try {
+          if (pid !== undefined) pidfd = s.pidfdOpen(pid);
+        } catch { /* already reaped */ }
+        if (pidfd === undefined) reject(err);
+        else void waitExit(pidfd).then(() => reject(err));
         return;
       }
       let pidfd: number;
@@ -274,7 +276,7 @@ function collect(outerPid: number, outerPidfd: number, channel: number, req: Ent
           const step = STEPS[m.op ?? 0] ?? `step ${m.op}`;
           const detail = m.op === 13 ? ` ${req.argv[0]}` : m.op === 2 ? ` (${joined[m.value ?? 0] ?? '?'} namespace)` : '';
           const code = m.code ?? `errno ${m.err}`;
-          const hint = m.op === 13 && code === 'ENOENT' ? ` (not found in ${req.what}; tried ${req.candidates.join(', ')})` : '';
+          const hint = m.op === 13 && code === 'ENOENT' ? ` (not found; tried ${req.candidates.join(', ')})` : '';
           failure = new SysError(m.err ?? 0, code, 'enter', `Failed to ${step}${detail} in ${req.what}: ${code}${hint}`);
         } else if (m.kind === 0) {
           cw.stop();

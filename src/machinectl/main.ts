@@ -7,6 +7,7 @@ import { errorMessage, NspawnError } from '../errors.js';
 import { logger, setLogLevel } from '../log.js';
 import { ImageStore, readHostname, readMachineIdOf, readOsRelease } from '../runtime/images.js';
 import { HintedConfigError } from '../runtime/machine-name.js';
+import { removeProperties, renameProperties } from '../runtime/properties.js';
 import { MachineRegistry } from '../runtime/registry.js';
 import { parseArgs, PROGRAM, type Options, type Verb } from './args.js';
 import { killMachine, lookupMachine, shutdown, signalName, terminate } from './control.js';
@@ -162,10 +163,13 @@ async function runVerb(verb: Verb, args: string[], c: Ctx): Promise<number> {
       for (const name of args) {
         const res = await c.images.remove(name, (img) => machineUsing(c.registry, img.path, img.realPath, img.name));
         if (res.keptTarget !== undefined) say(`Removed the link ${res.removed}; the directory it pointed to, ${res.keptTarget}, was left in place.`);
+        // its set-property settings go with it (systemd removes an image's .nspawn file likewise)
+        removeProperties(name, c.propertiesDir ? { dir: c.propertiesDir } : {});
       }
       return 0;
     case 'rename':
       await c.images.rename(args[0] as string, args[1] as string, (img) => machineUsing(c.registry, img.path, img.realPath, img.name));
+      renameProperties(args[0] as string, args[1] as string, c.propertiesDir ? { dir: c.propertiesDir } : {});
       return 0;
     case 'clone':
       await c.images.clone(args[0] as string, args[1] as string, { readOnly: opts.readOnly });

@@ -29,9 +29,14 @@ export function checkMachineName(name: string): void {
   if (problem !== undefined) throw new HintedConfigError(`Invalid machine name: ${name}`, `${problem}; ${MACHINE_NAME_RULES}`, 'CFG_MACHINE_NAME');
 }
 
-/** bin/nspawn-ts of this installation ($NSPAWN_TS_LAUNCHER overrides). */
+/**
+ * bin/nspawn-ts of this installation ($NSPAWN_TS_LAUNCHER overrides): next to dist/ for the bundle
+ * (dist/machinectl-ts.cjs, also in an installed package), two levels up for dist/machinectl/start.js.
+ */
 export function launcherPath(env: NodeJS.ProcessEnv = process.env): string {
-  return env.NSPAWN_TS_LAUNCHER || fileURLToPath(new URL('../../bin/nspawn-ts', import.meta.url));
+  if (env.NSPAWN_TS_LAUNCHER) return env.NSPAWN_TS_LAUNCHER;
+  const candidates = ['../bin/nspawn-ts', '../../bin/nspawn-ts'].map((p) => fileURLToPath(new URL(p, import.meta.url)));
+  return candidates.find((p) => existsSync(p)) ?? (candidates[1] as string);
 }
 
 export function logDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -178,7 +183,8 @@ WantedBy=machines.target
 
 function requireSystemd(sys: BootSystem, verb: string): void {
   if (sys.systemdIsInit()) return;
-  throw new MachineError('NO_SYSTEMD', `Cannot ${verb} machines here: '${verb}' makes systemd start a machine at boot, but this system's PID 1 is ` +
+  const what = verb === 'enable' ? 'makes systemd start a machine at boot' : 'stops systemd from starting a machine at boot';
+  throw new MachineError('NO_SYSTEMD', `Cannot ${verb} machines here: '${verb}' ${what}, but this system's PID 1 is ` +
     `'${sys.pid1()}', not systemd (/run/systemd/system does not exist). Start the machine from your init system's boot scripts ` +
     "with 'machinectl-ts start NAME' instead.");
 }

@@ -359,7 +359,10 @@ interface ParseState {
 }
 
 interface OptionDef {
+  /** long names; systemd gives each its own getopt entry (a prefix of two is ambiguous) unless `aliases` */
   long: string[];
+  /** the long names are one getopt value (--user/--uid) */
+  aliases?: true;
   short?: string;
   arg: ArgKind;
   handle: (st: ParseState, value: string | undefined, env: CliEnvironment, used: string) => void;
@@ -439,7 +442,7 @@ const OPTIONS: OptionDef[] = [
     },
   },
   {
-    long: ['user', 'uid'], short: 'u', arg: 'required', handle: (st, v) => {
+    long: ['user', 'uid'], aliases: true, short: 'u', arg: 'required', handle: (st, v) => {
       if (v === '') delete st.spec.user;
       else st.spec.user = v;
       st.explicit.add('user');
@@ -641,12 +644,18 @@ function notSupported(option: string): never {
 function findLong(name: string): { def: OptionDef; name: string } {
   for (const def of OPTIONS) if (def.long.includes(name)) return { def, name };
   if (SYSTEMD_ONLY_LONG.includes(name)) notSupported(`--${name}`);
-  // getopt_long accepts an unambiguous prefix of a long option
-  const matches: Array<{ def: OptionDef; name: string }> = [];
+  // getopt_long accepts an unambiguous prefix of a long option; --bind and --bind-ro (and systemd's
+  // --bind-user) are distinct entries, so --bi= is ambiguous as in systemd-nspawn
+  const matches: Array<{ def?: OptionDef; name: string }> = [];
   for (const def of OPTIONS) for (const l of def.long) if (l.startsWith(name)) matches.push({ def, name: l });
-  const distinct = [...new Set(matches.map((m) => m.def))];
-  if (name !== '' && distinct.length === 1 && matches[0]) return matches[0];
-  if (distinct.length > 1) {
+  for (const l of SYSTEMD_ONLY_LONG) if (l.startsWith(name)) matches.push({ name: l });
+  const distinct = new Set(matches.map((m) => (m.def?.aliases ? m.def : m.name)));
+  const only = matches[0];
+  if (name !== '' && distinct.size === 1 && only) {
+    if (!only.def) notSupported(`--${only.name}`);
+    return { def: only.def, name: only.name };
+  }
+  if (distinct.size > 1) {
     fail(`Option '--${name}' is ambiguous; possibilities: ${matches.map((m) => `'--${m.name}'`).join(' ')}`, SEE_HELP, 'CFG_UNKNOWN_OPTION');
   }
   return fail(`Unknown option '--${name}'.`, SEE_HELP, 'CFG_UNKNOWN_OPTION');

@@ -66,6 +66,9 @@ export class PtyForwarder {
   private readonly escape = new EscapeDetector();
   private readonly buf = new Uint8Array(65536);
   private closed = false;
+  /** a slave fd of our own: the container closing its console then does not hang the pty up */
+  private peer = -1;
+  private retry: NodeJS.Timeout | undefined;
   private readonly onData = (d: Buffer): void => this.fromTerminal(d);
   private readonly onResize = (): void => this.syncSize();
   private readonly onOutputError = (): void => { /* EPIPE/EIO: output is lost, the container goes on */ };
@@ -81,6 +84,7 @@ export class PtyForwarder {
 
   start(): void {
     sys().setNonblocking(this.master);
+    this.holdPeer();
     this.syncSize();
     if (!this.readOnly) {
       if (this.input.isTTY) this.input.setRawMode(true);
@@ -91,6 +95,38 @@ export class PtyForwarder {
     // a closed terminal or pipe must not end the launcher: the container's exit still has to be handled
     this.output.on('error', this.onOutputError);
     this.masterWatcher = new (sys().FdWatcher)(this.master, POLL_READABLE, (ev) => this.onMaster(ev));
+  }
+
+  /**
+   * (Re)opens our slave fd. A pty whose slaves are all closed answers EIO (and polls as hung up)
+   * until one is opened again: systemd closes the console during boot and reopens it, vhangup()
+   * (TTYVHangup= of a getty) invalidates every open slave fd. Neither is the end of the console.
+   */
+  private holdPeer(): boolean {
+    if (this.peer >= 0) sys().close(this.peer);
+    this.peer = -1;
+    try {
+      this.peer = sys().ptyPeer(this.master);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Watches the master again a little later (after EIO that a new slave fd did not cure). */
+  private retryLater(): void {
+    this.masterWatcher?.stop();
+    this.masterWatcher = undefined;
+    if (this.retry || this.closed) return;
+    this.retry = setTimeout(() => {
+      this.retry = undefined;
+      if (this.closed) return;
+      this.holdPeer();
+      this.masterWatcher = new (sys().FdWatcher)(this.master, POLL_READABLE, (ev) => this.onMaster(ev));
+      this.flushToMaster();
+      this.drain();
+    }, 100);
+    this.retry.unref();
   }
 
   private syncSize(): void {
@@ -136,14 +172,24 @@ export class PtyForwarder {
     if (ev & POLL_READABLE || ev & 4) this.drain();
   }
 
-  /** Copies what the container wrote; false at end-of-file (every slave closed). */
+  /** Copies what the container wrote; false at end-of-file. */
   drain(): boolean {
+    let reopened = false;
     for (let i = 0; i < 64 && !this.closed; i++) {
       let n: number;
       try {
         n = sys().readFd(this.master, this.buf);
       } catch {
         n = 0;
+      }
+      if (n === -2) {
+        // every slave closed (a vhangup() invalidated ours): hold a new one, or look again later
+        if (!reopened && this.holdPeer()) {
+          reopened = true;
+          continue;
+        }
+        this.retryLater();
+        return true;
       }
       if (n < 0) return true;
       if (n === 0) {
@@ -162,6 +208,9 @@ export class PtyForwarder {
     this.drain();
     this.closed = true;
     this.masterWatcher?.stop();
+    if (this.retry) clearTimeout(this.retry);
+    if (this.peer >= 0) sys().close(this.peer);
+    this.peer = -1;
     this.output.off('resize', this.onResize);
     this.output.off('error', this.onOutputError);
     if (!this.readOnly) {

@@ -15,7 +15,7 @@
 //               and the user namespace made, so the mounts are locked as the user's binds are). The
 //               root is at `root` then. E.g. a resolv.conf bind mount.
 import {
-  chmodSync, chownSync, cpSync, existsSync, lstatSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync, statfsSync,
+  chmodSync, chownSync, existsSync, readFileSync, realpathSync, renameSync, rmSync, statSync, statfsSync,
 } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { posix } from 'node:path';
@@ -34,8 +34,9 @@ import { createEphemeral, defaultStateDir, sweepEphemeral, type EphemeralRoot } 
 import {
   bindIdmap, bindRecursive, buildMountPlan, idmapLines, type ResolvedBind, type ResolvedTmpfs, type RootSource,
 } from './mounts.js';
+import { copyTree, shiftOwnership } from './file-tree.js';
 import {
-  containerCloneFlags, fixedUidRange, pickUidRange, shiftOwnership, writeIdMaps, type UidRange,
+  containerCloneFlags, fixedUidRange, pickUidRange, writeIdMaps, type UidRange,
 } from './namespaces.js';
 import { CLONE_NEWCGROUP, CLONE_NEWNET, CLONE_NEWNS, describeOp, type ContainerPlan, type PlanOp } from './plan.js';
 import { buildSeccompFilter, seccompSupported } from './seccomp.js';
@@ -194,7 +195,15 @@ function checkRoot(dir: string, spec: LaunchSpec): void {
     throw new ConfigError(`Failed to access root directory ${dir}: ${errorMessage(err)}`, { code: 'CFG_DIRECTORY' });
   }
   if (!st.isDirectory()) throw new ConfigError(`${dir} is not a directory`, { code: 'CFG_DIRECTORY' });
-  if (dir === '/') return;
+  const host = statSync('/');
+  if (st.dev === host.dev && st.ino === host.ino) {
+    // its /proc, /sys and /dev are the host's own (sysfs cannot be mounted over a busy one); an overlay is a root of its own
+    if (!spec.ephemeral) {
+      throw new ConfigError(`Spawning container on root directory is not supported: the host's root (${dir}) can be a container's root only `
+        + 'with --ephemeral (-x), as systemd-nspawn needs -x or --volatile= (which nspawn-ts does not implement)', { code: 'CFG_DIRECTORY' });
+    }
+    return;
+  }
   if (spec.mode === 'boot') {
     if (!existsSync(resolveInRoot(dir, '/etc/os-release')) && !existsSync(resolveInRoot(dir, '/usr/lib/os-release'))) {
       throw new ConfigError(`Directory ${dir} doesn't look like an OS root directory (os-release file is missing). Refusing.`, { code: 'CFG_DIRECTORY' });
@@ -204,7 +213,11 @@ function checkRoot(dir: string, spec: LaunchSpec): void {
   }
 }
 
-/** --template=: fills a missing directory with a copy of the template (atomically, by rename). */
+/**
+ * --template=: fills a missing directory with a copy of the template (atomically, by rename), as
+ * systemd-nspawn does: device nodes, FIFOs, sockets, hard links, xattrs and ACLs, owners and times
+ * kept, data shared with the template where the file system can (file-tree.ts).
+ */
 function populateFromTemplate(directory: string, template: string): void {
   if (existsSync(directory)) return;
   let st;
@@ -216,22 +229,12 @@ function populateFromTemplate(directory: string, template: string): void {
   if (!st.isDirectory()) throw new ConfigError(`template ${template} is not a directory`, { code: 'CFG_TEMPLATE' });
   const tmp = `${directory}.#nspawn-ts-${process.pid}`;
   try {
-    cpSync(template, tmp, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true, errorOnExist: true });
-    copyOwnership(template, tmp);
+    const r = copyTree(template, tmp);
     renameSync(tmp, directory);
+    log.debug(`populated ${directory} from ${template}: ${r.entries} entries, ${r.reflinked} files reflinked, ${r.copied} copied, ${r.hardlinks} hard links`);
   } catch (err) {
     rmSync(tmp, { recursive: true, force: true });
     throw new LaunchError('TEMPLATE_COPY', `failed to populate ${directory} from template ${template}: ${errorMessage(err)}`, 1, { cause: err });
-  }
-}
-
-/** cpSync keeps modes and times but not owners: copy those (and set-ID bits chown clears). */
-function copyOwnership(from: string, to: string): void {
-  const st = lstatSync(from);
-  chownSync(to, st.uid, st.gid);
-  if (!st.isSymbolicLink()) chmodSync(to, st.mode & 0o7777);
-  if (st.isDirectory()) {
-    for (const e of readdirSync(from)) copyOwnership(`${from}/${e}`, `${to}/${e}`);
   }
 }
 

@@ -1,9 +1,9 @@
 // Which namespaces a container gets, and its user namespace: the UID/GID range (--private-users=
 // no|yes|pick|identity|UID[:N], reference §10), the pick of a free range with systemd-nspawn's
 // locks (so we never pick a range a real systemd-nspawn holds, nor it ours), the uid_map/gid_map
-// lines, and shifting the ownership of the root directory (--private-users-chown).
+// lines. (Shifting the ownership of the root directory, --private-users-chown, is file-tree.ts's.)
 import {
-  lchownSync, lstatSync, chmodSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync,
+  mkdirSync, readFileSync, statSync, writeFileSync,
 } from 'node:fs';
 import { tryLock } from '../common/lock.js';
 import { ConfigError, NspawnError } from '../errors.js';
@@ -129,38 +129,4 @@ export function idMapLine(r: UidRange): string {
 export function writeIdMaps(pid: number, r: UidRange): void {
   writeFileSync(`/proc/${pid}/uid_map`, idMapLine(r));
   writeFileSync(`/proc/${pid}/gid_map`, idMapLine(r));
-}
-
-// ---- ownership shifting (--private-users-chown) ----
-
-export function shiftedId(id: number, shift: number): number {
-  return (shift + (id & 0xffff)) >>> 0;
-}
-
-/**
- * Recursively changes owners of `root` (not crossing into other file systems) so that ID n inside
- * is shift+n outside; `--private-users=0 --private-users-chown` shifts back. Set-ID bits that chown
- * clears are restored. Returns the number of entries changed; a tree whose root already has the
- * right owner is taken as done (as systemd-nspawn does).
- */
-export function shiftOwnership(root: string, shift: number): number {
-  const top = lstatSync(root);
-  if (top.uid === shiftedId(top.uid, shift) && top.gid === shiftedId(top.gid, shift)) return 0;
-  let changed = 0;
-  const visit = (path: string, dev: number): void => {
-    const st = lstatSync(path);
-    if (st.dev !== dev) return; // a mount point: another file system
-    const uid = shiftedId(st.uid, shift);
-    const gid = shiftedId(st.gid, shift);
-    if (uid !== st.uid || gid !== st.gid) {
-      lchownSync(path, uid, gid);
-      changed++;
-      if (!st.isSymbolicLink() && (st.mode & 0o6000)) chmodSync(path, st.mode & 0o7777);
-    }
-    if (st.isDirectory()) {
-      for (const e of readdirSync(path)) visit(`${path}/${e}`, dev);
-    }
-  };
-  visit(root, top.dev);
-  return changed;
 }

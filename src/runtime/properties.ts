@@ -667,6 +667,19 @@ export function removeProperties(name: string, opts: { dir?: string } = {}): boo
   }
 }
 
+/** Moves a machine's persistent properties to a new name (an image rename); false if it had none. */
+export function renameProperties(name: string, newName: string, opts: { dir?: string } = {}): boolean {
+  const from = propertiesFile(name, opts.dir);
+  const to = propertiesFile(newName, opts.dir);
+  try {
+    renameSync(from, to);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw new NspawnError('PROPERTIES_WRITE', `cannot rename ${from} to ${to}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
 /** What a start applies: the command line's --property= values, then the persistent ones over them. */
 export function startProperties(name: string, cli: ReadonlyArray<string | { name: string; value: string }>, opts: { dir?: string } = {}): ResourceProperties {
   return mergeProperties(parseProperties(cli), loadProperties(name, opts));

@@ -15,7 +15,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs
 import { posix } from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { shiftOwnership } from '../../src/runtime/namespaces.js';
+import { shiftOwnership } from '../../src/runtime/file-tree.js';
 
 const run = promisify(execFile);
 

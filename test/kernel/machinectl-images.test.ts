@@ -137,6 +137,20 @@ describe('remove, rename, clone', () => {
     expect((await world.ctl('list-images', '--no-legend')).stdout.split('\n').filter(Boolean).map((l) => l.split(' ')[0])).toEqual(['a', 'b']);
   });
 
+  itest("set-property's file goes with its image: removed by remove, moved by rename", async ({ world }) => {
+    busyboxRoot(world.pool, 'a');
+    busyboxRoot(world.pool, 'b');
+    const props = (n: string): string => join(world.dir, 'properties', `${n}.properties`);
+    expect((await world.ctl('set-property', 'a', 'TasksMax=33')).code).toBe(0);
+    expect((await world.ctl('set-property', 'b', 'TasksMax=44')).code).toBe(0);
+    expect((await world.ctl('rename', 'a', 'c')).code).toBe(0);
+    expect(existsSync(props('a'))).toBe(false);
+    expect(readFileSync(props('c'), 'utf8')).toContain('TasksMax=33\n');
+    expect((await world.ctl('remove', 'b', 'c')).code).toBe(0);
+    expect(existsSync(props('b'))).toBe(false);
+    expect(existsSync(props('c'))).toBe(false);
+  });
+
   itest('remove of a symlinked image leaves its target', async ({ world }) => {
     const far = join(world.dir, 'elsewhere');
     mkdirSync(far);
@@ -191,7 +205,7 @@ describe('start', () => {
     const r = await world.ctl('enable', 'web');
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^machinectl-ts: Cannot enable machines here: 'enable' makes systemd start a machine at boot, but this system's PID 1 is 'tini', not systemd/);
-    expect((await world.ctl('disable', 'web')).stderr).toMatch(/^machinectl-ts: Cannot disable machines here/);
+    expect((await world.ctl('disable', 'web')).stderr).toMatch(/^machinectl-ts: Cannot disable machines here: 'disable' stops systemd from starting a machine at boot, but this system's PID 1 is 'tini'/);
     expect((await world.ctl('enable', 'nope')).stderr).toMatch(/^machinectl-ts: Machine image 'nope' does not exist/);
   });
 });

@@ -337,7 +337,7 @@ describe('shell', () => {
     expect((await world.bin(['shell', 'sh3', 'hostname'])).stdout).toBe('sh3\n');
     const missing = await world.bin(['shell', 'sh3', '/usr/bin/nosuch']);
     expect(missing.code).toBe(1);
-    expect(missing.stderr).toBe("machinectl-ts: Failed to execute /usr/bin/nosuch in machine 'sh3': ENOENT (not found in machine 'sh3'; tried /usr/bin/nosuch)\n");
+    expect(missing.stderr).toBe("machinectl-ts: Failed to execute /usr/bin/nosuch in machine 'sh3': ENOENT (not found; tried /usr/bin/nosuch)\n");
   });
 
   mtest('a failure inside the machine leaves no process behind; the host itself is machine .host', async ({ world }) => {

@@ -348,6 +348,21 @@ describe('bad input fails cleanly with nothing created', () => {
     nothingLeft();
   });
 
+  ktest('-D / (or a path to it) is refused without -x, saying why; with -x the host\'s root runs as an overlay', async () => {
+    for (const dir of ['/', '/usr/..']) {
+      const r = await nspawn(['-q', '-D', dir, '/bin/true']);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^nspawn-ts: Spawning container on root directory is not supported: the host's root \(\/\) can be a container's root only with --ephemeral \(-x\)/);
+      expect(r.stderr).not.toMatch(/sysfs|EBUSY/);
+    }
+    const x = await nspawn(['-q', '-D', '/', '-x', '-M', `hostroot-${RUN}`, '/bin/sh', '-c', 'grep " / / " /proc/self/mountinfo; test -d /sys/class && echo sys']);
+    expect(x.code).toBe(0);
+    expect(x.stdout).toMatch(/ overlay /);
+    expect(x.stdout).toContain('sys\n');
+    expect(ephemeralLayers()).toEqual([]);
+    nothingLeft();
+  });
+
   ktest('an unknown user, a missing bind source, a bad option', async () => {
     const u = await sh('true', ['-u', 'nosuchuser']);
     expect(u.code).toBe(1);

@@ -13,7 +13,7 @@
 //   chain prerouting  nat   dstnat+1 (-99)  fib daddr type local  dnat via ports4 / ports6
 //   chain output      nat   -99             oif lo, daddr not loopback: dnat via ports4 / ports6;
 //                                            daddr 127.0.0.1: dnat via ports_lo4
-//   chain postrouting nat   srcnat+1 (101)  saddr in masq4/masq6: masquerade;
+//   chain postrouting nat   srcnat+1 (101)  saddr in masq4/masq6, not via lo: masquerade;
 //                                            DNATed and saddr . daddr in hairpin: masquerade;
 //                                            DNATed, saddr 127/8, leaving by another link: masquerade
 //   chain forward     filter 0, policy accept: accepts from/to our subnets and DNATed connections
@@ -390,8 +390,10 @@ export function ruleCommands(table = DEFAULT_TABLE): NftCommand[] {
     rule(table, 'output', [nfproto('ipv4'), match({ meta: { key: 'oif' } }, 'lo'), match(payload('ip', 'daddr'), loopback4, '!='), dnatVia('ip', 'ports4')]),
     rule(table, 'output', [nfproto('ipv6'), match({ meta: { key: 'oif' } }, 'lo'), match(payload('ip6', 'daddr'), '::1', '!='), dnatVia('ip6', 'ports6')]),
     rule(table, 'output', [nfproto('ipv4'), match({ meta: { key: 'oif' } }, 'lo'), match(payload('ip', 'daddr'), '127.0.0.1'), dnatVia('ip', 'ports_lo4')]),
-    rule(table, 'postrouting', [match(payload('ip', 'saddr'), '@masq4'), { masquerade: null }]),
-    rule(table, 'postrouting', [match(payload('ip6', 'saddr'), '@masq6'), { masquerade: null }]),
+    // not through lo: the host talking to its own link address (a query to the DNS server there) has
+    // no address to be masqueraded to on lo, and the kernel would drop it
+    rule(table, 'postrouting', [match({ meta: { key: 'oif' } }, 'lo', '!='), match(payload('ip', 'saddr'), '@masq4'), { masquerade: null }]),
+    rule(table, 'postrouting', [match({ meta: { key: 'oif' } }, 'lo', '!='), match(payload('ip6', 'saddr'), '@masq6'), { masquerade: null }]),
     rule(table, 'postrouting', [ctDnat, match({ concat: [payload('ip', 'saddr'), payload('ip', 'daddr')] }, '@hairpin4'), { masquerade: null }]),
     rule(table, 'postrouting', [ctDnat, match({ concat: [payload('ip6', 'saddr'), payload('ip6', 'daddr')] }, '@hairpin6'), { masquerade: null }]),
     rule(table, 'postrouting', [ctDnat, match({ meta: { key: 'oif' } }, 'lo', '!='), match(payload('ip', 'saddr'), loopback4), { masquerade: null }]),

@@ -197,7 +197,11 @@ export function addressHooks(opts: AddressHooksOptions): {
           }).finally(resolve);
         }));
       }
-      if (!lease || mode !== 'static' || ctx.spec.resolvConf !== 'auto' || lease.dns.length === 0) return;
+      // auto: a statically configured container gets the lease's servers; one that leases itself (-b)
+      // too when that is our DNS server on its gateway (its DHCP client may not write resolv.conf:
+      // networkd without resolved does not), so machine names resolve either way
+      const ownDns = lease !== undefined && lease.dns.length === 1 && lease.dns[0] === lease.gateway;
+      if (!lease || (mode !== 'static' && !ownDns) || ctx.spec.resolvConf !== 'auto' || lease.dns.length === 0) return;
       try {
         writeLeaseResolvConf(`/proc/${ctx.pid}/root`, lease.dns, ctx.userns?.shift);
       } catch (err) {

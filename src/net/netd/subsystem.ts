@@ -11,8 +11,10 @@
 //   3. the link up and the host address (subnet|1) on it; other IPv4 addresses on it removed;
 //   4. masquerade of the subnet (Firewall, owner "ve:MACHINE" / "vz:ZONE"; forwarding is accepted
 //      for masqueraded subnets by the firewall's forward chain);
-//   5. the DHCP server on it, routers = the host address, DNS = the host's usable resolvers, and a
-//      reservation per machine: the container's host0 MAC → its stable address.
+//   5. the DHCP server on it, routers = the host address, DNS = the host address (our DNS server,
+//      src/net/dns: the link's machine names, the rest forwarded to the host's resolvers) or, with
+//      the server off (`dns` given), the host's usable resolvers; and a reservation per machine:
+//      the container's host0 MAC → its stable address.
 // If a step fails, the ones done are undone. When the link goes (or its launcher releases it) all of
 // that goes: DHCP interface and its leases, masquerade, pool allocation (remembered for the next
 // start), state record — and the address, if the link still exists.
@@ -33,6 +35,8 @@ import { describeSubnet, SubnetPool, type SubnetAllocation, type SubnetPoolOptio
 import { type Link, Rtnl, type RtnlEvent, type RtnlMonitor } from '../rtnl.js';
 import { isClientAddress, pickAddress, SubnetFullError } from './addresses.js';
 import { hostDns } from './dns.js';
+import { DnsServer, type DnsLink, type DnsServerOptions } from '../dns/index.js';
+import { watch, type FSWatcher } from 'node:fs';
 import { classifyLink, isMasqueradeOwner, masqueradeOwner, type LinkRole, type ServedKind } from './links.js';
 import { type Holder, holderAlive, type LinkRecord, type NetdState, processHolder, type ReservationRecord, StateStore } from './state.js';
 import { enableForwarding, procSys, restoreForwarding, type SysctlIo } from './sysctl.js';
@@ -85,8 +89,13 @@ export interface SubsystemOptions {
   mode: 'sidecar' | 'embedded';
   /** state directory (default /var/lib/nspawn-ts); the subsystem uses <dir>/netd/ */
   stateDir: string;
-  /** DNS servers for containers; default: the host's (hostDns()) */
+  /**
+   * DNS servers handed to containers as they are (the embedded DNS server stays off). Default: the
+   * DNS server runs on each served link's host address and that address is handed out.
+   */
   dns?: string[];
+  /** the embedded DNS server's options, or false: off (then containers get the host's resolvers) */
+  dnsServer?: DnsServerOptions | false;
   pools?: SubnetPoolOptions['pools'];
   firewallTable?: string;
   /**
@@ -199,6 +208,9 @@ export class NetworkSubsystem {
   private readonly zoneLeasesPerSource: number;
   private readonly machineId: Uint8Array | undefined;
   private dhcpServer: DhcpBackend | undefined;
+  private readonly dnsServer: DnsServer | undefined;
+  /** embedded: other launchers' reservations on a shared zone arrive through the state file */
+  private stateWatch: FSWatcher | undefined;
   private monitor: RtnlMonitor | undefined;
   private monitorDone: Promise<void> | undefined;
   private readonly served = new Map<string, Served>();
@@ -223,8 +235,12 @@ export class NetworkSubsystem {
     this.sysctl = opts.sysctl ?? procSys;
     this.poolOptions = opts.pools ? { pools: opts.pools } : {};
     this.zoneLeasesPerSource = opts.zoneLeasesPerSource ?? DEFAULT_ZONE_LEASES_PER_SOURCE;
+    const serveDns = opts.dnsServer !== false && !(opts.dnsServer === undefined && opts.dns);
+    if (serveDns) this.dnsServer = new DnsServer({ log: logger('dns'), ...(opts.dnsServer || {}) });
     if (opts.dns) {
       this.dns = [...opts.dns];
+    } else if (this.dnsServer) {
+      this.dns = [];
     } else {
       const found = hostDns();
       this.dns = found.servers;
@@ -503,6 +519,7 @@ export class NetworkSubsystem {
       throw err;
     }
     this.served.set(link.name, served);
+    await this.refreshDns();
     this.log.info(`serving ${link.name}`, { ifname: link.name, kind, key, subnet: alloc.subnet, host: alloc.hostAddress });
     return served;
   }
@@ -511,7 +528,7 @@ export class NetworkSubsystem {
     if (!this.dhcpServer) return;
     const cfg: DhcpInterface = {
       ifindex: served.ifindex, ifname: served.ifname, address: `${served.alloc.hostAddress}/${served.alloc.prefixLength}`,
-      dns: this.dns, reservations: reservations.map((r) => ({ mac: r.mac, address: r.address, hostname: r.machine })),
+      dns: this.dnsFor(served), reservations: reservations.map((r) => ({ mac: r.mac, address: r.address, hostname: r.machine })),
     };
     if (served.kind === 'zone') {
       cfg.leaseTime = ZONE_DHCP_LEASE;
@@ -551,6 +568,55 @@ export class NetworkSubsystem {
         }
       }
     });
+  }
+
+  /** What containers on a served link get as DNS server: the link's host address when we answer there. */
+  private dnsFor(s: Served): string[] {
+    return this.dnsServer ? [s.alloc.hostAddress] : [...this.dns];
+  }
+
+  /**
+   * Gives the DNS server the served links and their machines, as recorded (reservations of launchers
+   * that are gone excepted); resolves when it listens on each link (or stands by for another
+   * launcher holding a shared zone's address). Names thus exist before a container runs and are gone
+   * when its reservation is.
+   */
+  private async refreshDns(): Promise<void> {
+    if (!this.dnsServer || this.closed) return;
+    const state = this.store.peek();
+    const links: DnsLink[] = [...this.served.values()].map((s) => ({
+      ifname: s.ifname, hostAddress: s.alloc.hostAddress, subnet: s.alloc.subnet,
+      machines: (state.links[s.ifname]?.reservations ?? [])
+        .filter((r) => r.holder === undefined || holderAlive(r.holder))
+        .map((r) => ({ name: r.machine, address: r.address })),
+    }));
+    this.dnsServer.setLinks(links);
+    if (this.mode === 'embedded') this.watchState(links.some((l) => this.served.get(l.ifname)?.kind === 'zone'));
+    await this.dnsServer.ready();
+  }
+
+  /** Embedded on a zone: other launchers add and remove machines there; their changes come through the state file. */
+  private watchState(on: boolean): void {
+    if (!on) {
+      this.stateWatch?.close();
+      this.stateWatch = undefined;
+      return;
+    }
+    if (this.stateWatch) return;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      this.stateWatch = watch(this.store.dir, (_event, file) => {
+        if (file !== 'state.json' || timer) return;
+        timer = setTimeout(() => {
+          timer = undefined;
+          this.refreshDns().catch((err: unknown) => this.log.warn(`updating DNS names failed: ${errorMessage(err)}`));
+        }, 10);
+      });
+      this.stateWatch.unref();
+      this.stateWatch.on('error', () => this.watchState(false));
+    } catch (err) {
+      this.log.warn(`cannot follow other launchers' machines for DNS: ${errorMessage(err)}`);
+    }
   }
 
   private ensureTables(): void {
@@ -621,6 +687,7 @@ export class NetworkSubsystem {
       }
     });
     for (const r of forwarded) this.unforwardPorts(r);
+    await this.refreshDns();
     if (s.dhcp) this.dhcpServer?.removeInterface(ifname);
     if (!last) {
       this.log.info(`leaving ${ifname} to its other holders`, { ifname });
@@ -802,6 +869,7 @@ export class NetworkSubsystem {
       res = rec.reservations.find((r) => r.machine === machine) as ReservationRecord;
     });
     if (this.mode === 'embedded') s.placed = res;
+    await this.refreshDns();
     if (this.dhcpServer) {
       if (!s.dhcp) this.dhcpAdd(s, [res], this.mode === 'embedded' && s.kind === 'zone' ? res.address : undefined);
       else this.dhcpServer.reserve(ifname, { mac, address: res.address, hostname: machine });
@@ -818,6 +886,7 @@ export class NetworkSubsystem {
       if (rec && removed) rec.reservations = rec.reservations.filter((r) => r !== removed);
     });
     if (!removed) return false;
+    await this.refreshDns();
     if (removed.ports?.length) this.unforwardPorts(removed, ifname);
     const s = this.served.get(ifname);
     if (this.dhcpServer && s?.dhcp) {
@@ -875,7 +944,7 @@ export class NetworkSubsystem {
       }
       const out: MachineLease = {
         machine: req.machine, kind: req.kind, ifname, subnet: s.alloc.subnet, address: res.address,
-        prefixLength: s.alloc.prefixLength, gateway: s.alloc.hostAddress, dns: [...this.dns], mac,
+        prefixLength: s.alloc.prefixLength, gateway: s.alloc.hostAddress, dns: this.dnsFor(s), mac,
       };
       if (req.zone !== undefined) out.zone = req.zone;
       return out;
@@ -1013,14 +1082,14 @@ export class NetworkSubsystem {
     return this.dhcpServer.leases(ifname);
   }
 
-  status(): { mode: string; links: number; dns: string[]; dhcp: boolean; stateDir: string; forwarding: string | undefined } {
+  status(): { mode: string; links: number; dns: string[]; dnsServer: string[] | false; dhcp: boolean; stateDir: string; forwarding: string | undefined } {
     let forwarding: string | undefined;
     try {
       forwarding = this.sysctl.read('/proc/sys/net/ipv4/ip_forward');
     } catch {
       forwarding = undefined;
     }
-    return { mode: this.mode, links: this.served.size, dns: [...this.dns], dhcp: this.dhcpServer !== undefined, stateDir: this.store.dir, forwarding };
+    return { mode: this.mode, links: this.served.size, dns: [...this.dns], dnsServer: this.dnsServer?.bound() ?? false, dhcp: this.dhcpServer !== undefined, stateDir: this.store.dir, forwarding };
   }
 
   /** The subnet a served link has (for the port-forward issue and machinectl). */
@@ -1046,8 +1115,10 @@ export class NetworkSubsystem {
     await this.monitorDone?.catch(() => undefined);
     await Promise.all([...this.chains.values()]);
     if (this.mode === 'embedded') {
-      for (const ifname of [...this.served.keys()]) {
+      for (const [ifname, s] of [...this.served.entries()]) {
         try {
+          // our machine leaves a shared zone now (its name with it), not at the next launcher's sweep
+          if (s.placed) await this.unreserveOn(ifname, s.placed.machine);
           const link = await this.rtnl.getLink(ifname);
           await this.unserve(ifname, !link);
         } catch (err) {
@@ -1058,6 +1129,8 @@ export class NetworkSubsystem {
       await this.dropTablesIfEmpty(true);
     }
     await this.dhcpServer?.stop();
+    this.stateWatch?.close();
+    await this.dnsServer?.close();
     this.firewall.close();
     this.rtnl.close();
   }

@@ -78,6 +78,17 @@ describe('getopt syntax', () => {
     expect(msg('--network-i=eth0')).toBe("Option '--network-i' is ambiguous; possibilities: '--network-interface' '--network-ipvlan'");
   });
 
+  test('--bi= is ambiguous between --bind, --bind-ro and --bind-user, as systemd-nspawn\'s getopt says (it was a writable --bind)', () => {
+    const e = error('-D/c', '--bi=/srv:/mnt');
+    expect(e).toMatchObject({ message: "Option '--bi' is ambiguous; possibilities: '--bind' '--bind-ro' '--bind-user'", code: 'CFG_UNKNOWN_OPTION' });
+    expect(msg('-D/c', '--bin=/srv')).toBe("Option '--bin' is ambiguous; possibilities: '--bind' '--bind-ro' '--bind-user'");
+    // systemd: "option '--u=root' is ambiguous; possibilities: '--user' '--uuid'" (--uid is --user's alias here)
+    expect(msg('-D/c', '--u=root')).toBe("Option '--u' is ambiguous; possibilities: '--user' '--uid' '--uuid'");
+    expect(spec('-D/c', '--bind-r=/srv:/mnt').binds).toMatchObject([{ source: '/srv', destination: '/mnt', readOnly: true }]);
+    expect(spec('-D/c', '--us=root').user).toBe('root');
+    expect(msg('-D/c', '--bind-u=alice')).toBe("Option '--bind-user' of systemd-nspawn is not supported by nspawn-ts.");
+  });
+
   test('unknown and unsupported options name the option; nothing else is needed to fail', () => {
     const e = error('--frobnicate');
     expect(e).toMatchObject({ message: "Unknown option '--frobnicate'.", code: 'CFG_UNKNOWN_OPTION' });

@@ -5,9 +5,10 @@ import { UID_MAPPED_ROOT, bindIdmap, buildMountPlan, escapeOverlay, idmapLines, 
 import { CAPS, NSPAWN_RETAINED_CAPS, capMask, capNames, containerCaps, readOwnBoundingSet } from '../../../src/runtime/caps.js';
 import { buildSeccompFilter, deniedSyscalls } from '../../../src/runtime/seccomp.js';
 import {
-  containerCloneFlags, fixedUidRange, idMapLine, namespaceNames, pickCandidateFromName, reduceCandidate, shiftedId,
+  containerCloneFlags, fixedUidRange, idMapLine, namespaceNames, pickCandidateFromName, reduceCandidate,
   CONTAINER_UID_BASE_MAX, CONTAINER_UID_BASE_MIN,
 } from '../../../src/runtime/namespaces.js';
+import { shiftedId } from '../../../src/runtime/file-tree.js';
 import { containerEnvironment, parseOsRelease, signalName, stopSignal } from '../../../src/runtime/launcher.js';
 import { EscapeDetector } from '../../../src/runtime/console.js';
 import { cgroupMountOps } from '../../../src/runtime/container-cgroup.js';

@@ -1,0 +1,147 @@
+// The names the DNS server answers itself: per served link, the machines that have an address on it.
+// What a container can resolve is exactly what its link holds — a zone's containers see each other
+// (one link, vz-ZONE, holds all of them); a veth container (ve-MACHINE, a /28 of its own) sees its
+// own name only: it cannot reach other machines' subnets by their addresses either, so their names
+// would be of no use and only tell it who else runs on the host.
+//
+// The table is fed from the network subsystem's record of served links and reservations (never by a
+// container: DHCP host names and DNS updates do not touch it). Names are matched without regard to
+// case, as `NAME` and `NAME.<domain>` (domain "machine" by default, like nss-mymachines), and PTR
+// answers for the link's addresses give `NAME.<domain>`.
+import { Address4 } from 'ip-address';
+
+/** One served link as the DNS server sees it. */
+export interface DnsLink {
+  ifname: string;
+  /** the host-side address the server listens on for this link */
+  hostAddress: string;
+  /** the link's IPv4 subnet, "192.168.37.16/28": reverse lookups inside it are answered here */
+  subnet: string;
+  machines: ReadonlyArray<{ name: string; address: string }>;
+}
+
+/** The answers for one link, precomputed: lookups on the query path are two Map reads. */
+export interface LinkNames {
+  /** lower-case name (both `NAME` and `NAME.domain`) → IPv4 addresses */
+  readonly forward: ReadonlyMap<string, readonly string[]>;
+  /** `d.c.b.a.in-addr.arpa` (lower case) → `NAME.domain` */
+  readonly reverse: ReadonlyMap<string, string>;
+  /** whether a reverse name is inside the link's subnet (answered here, never forwarded) */
+  ownsReverse(name: string): boolean;
+  /** whether a source address is on the link (its subnet): nobody else is answered */
+  onLink(source: string): boolean;
+}
+
+export const DEFAULT_MACHINE_DOMAIN = 'machine';
+
+/** A machine name we can publish: DNS labels of letters, digits, '-' and '_' (what our names allow). */
+const LABEL = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/;
+
+export function validDnsName(name: string): boolean {
+  if (name.length === 0 || name.length > 253) return false;
+  return name.toLowerCase().split('.').every((l) => LABEL.test(l));
+}
+
+/** A domain for machines: one or more labels, no leading or trailing dot. */
+export function validMachineDomain(domain: string): boolean {
+  return validDnsName(domain) && !/^\d+$/.test(domain.split('.').pop() ?? '');
+}
+
+export function reverseName(address: string): string {
+  return `${address.split('.').reverse().join('.')}.in-addr.arpa`;
+}
+
+/** The IPv4 address a reverse name stands for, or undefined (partial names, IPv6, junk). */
+export function addressOfReverse(name: string): string | undefined {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.in-addr\.arpa$/.exec(name.toLowerCase());
+  if (!m) return undefined;
+  const octets = [m[4], m[3], m[2], m[1]].map(Number);
+  return octets.every((o) => o <= 255) ? octets.join('.') : undefined;
+}
+
+/** A dotted quad as an unsigned 32-bit integer (IPv4-mapped IPv6 "::ffff:a.b.c.d" too), or undefined. */
+export function ipv4ToInt(address: string): number | undefined {
+  const a = address.startsWith('::ffff:') ? address.slice(7) : address;
+  const parts = a.split('.');
+  if (parts.length !== 4) return undefined;
+  let n = 0;
+  for (const p of parts) {
+    if (!/^\d{1,3}$/.test(p) || Number(p) > 255) return undefined;
+    n = n * 256 + Number(p);
+  }
+  return n >>> 0;
+}
+
+function parseSubnet(cidr: string): { base: number; mask: number } | undefined {
+  const [addr, len] = cidr.split('/');
+  const n = addr === undefined ? undefined : ipv4ToInt(addr);
+  const l = Number(len);
+  if (n === undefined || !Number.isInteger(l) || l < 0 || l > 32) return undefined;
+  const mask = l === 0 ? 0 : (0xffffffff << (32 - l)) >>> 0;
+  return { base: (n & mask) >>> 0, mask };
+}
+
+function buildLink(link: DnsLink, domain: string): LinkNames {
+  const forward = new Map<string, string[]>();
+  const reverse = new Map<string, string>();
+  const add = (name: string, address: string): void => {
+    const list = forward.get(name);
+    if (!list) forward.set(name, [address]);
+    else if (!list.includes(address)) list.push(address);
+  };
+  for (const m of link.machines) {
+    const name = m.name.toLowerCase();
+    // a machine name that is no DNS name (or already ends in the domain) is not published
+    if (!validDnsName(name) || name === domain || name.endsWith(`.${domain}`)) continue;
+    if (!Address4.isValid(m.address)) continue;
+    add(name, m.address);
+    add(`${name}.${domain}`, m.address);
+    reverse.set(reverseName(m.address), `${m.name}.${domain}`);
+  }
+  const net = parseSubnet(link.subnet);
+  const inSubnet = (a: string): boolean => {
+    const n = ipv4ToInt(a);
+    return net !== undefined && n !== undefined && ((n & net.mask) >>> 0) === net.base;
+  };
+  const ownsReverse = (name: string): boolean => {
+    const a = addressOfReverse(name);
+    return a !== undefined && inSubnet(a);
+  };
+  return { forward, reverse, ownsReverse, onLink: inSubnet };
+}
+
+/** Every served link's names, keyed by the host-side address the query came to. */
+export class NameTable {
+  readonly domain: string;
+  private byAddress = new Map<string, LinkNames>();
+  /** changes with every set(): cached local answers carry it */
+  generation = 0;
+
+  constructor(domain = DEFAULT_MACHINE_DOMAIN) {
+    const d = domain.toLowerCase().replace(/\.$/, '');
+    if (!validMachineDomain(d)) throw new TypeError(`"${domain}" is not a usable DNS domain for machines`);
+    this.domain = d;
+  }
+
+  /** Replaces the whole table (the subsystem's record is small; rebuilding is simpler than diffing). */
+  set(links: readonly DnsLink[]): void {
+    const next = new Map<string, LinkNames>();
+    for (const l of links) next.set(l.hostAddress, buildLink(l, this.domain));
+    this.byAddress = next;
+    this.generation++;
+  }
+
+  /** The names visible to a query that arrived on `hostAddress`; undefined: not a served link. */
+  forLink(hostAddress: string): LinkNames | undefined {
+    return this.byAddress.get(hostAddress);
+  }
+
+  addresses(): string[] {
+    return [...this.byAddress.keys()];
+  }
+
+  /** Whether a (lower-case) name is ours to answer: the machine domain, or a single label. */
+  isLocalName(name: string): boolean {
+    return name === this.domain || name.endsWith(`.${this.domain}`) || (name.length > 0 && !name.includes('.'));
+  }
+}

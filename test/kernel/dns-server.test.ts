@@ -1,0 +1,83 @@
+// The DNS server on a real link against a real upstream (dnsmasq in the "internet" namespace): a
+// client namespace behind a veth asks the server on the host-side address for machine names,
+// forwarded names (cached with their TTL: still answered when the upstream is gone), a TXT answer
+// too big for UDP (TC, then TCP both ways), with a dead first upstream (failover), and gets SERVFAIL
+// when no upstream answers; a query arriving from the uplink is not answered.
+import { expect } from 'vitest';
+import { ktest } from '../helpers/kernel.js';
+import { run, runOk } from '../helpers/exec.js';
+import { TestNetns } from '../helpers/netns.js';
+import { DnsServer } from '../../src/net/dns/index.js';
+import { World, HOST_UPLINK } from './e2e-world.js';
+import { BIG_NAME, BIG_STRINGS, FWD_ADDR, FWD_NAME, Upstream, UPSTREAM, resolveIn } from './dns-world.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const HOST = '192.168.99.1';
+const CLIENT = '192.168.99.10';
+
+async function clientLink(ns: TestNetns): Promise<void> {
+  await runOk('ip', ['link', 'add', 'dnsh0', 'type', 'veth', 'peer', 'name', 'dnsc0', 'netns', ns.name]);
+  await runOk('ip', ['addr', 'add', `${HOST}/24`, 'dev', 'dnsh0']);
+  await runOk('ip', ['link', 'set', 'dnsh0', 'up']);
+  await ns.exec('ip', ['addr', 'add', `${CLIENT}/24`, 'dev', 'dnsc0']);
+  await ns.exec('ip', ['link', 'set', 'dnsc0', 'up']);
+}
+
+ktest('machine names, forwarding with cache, TC→TCP, failover, SERVFAIL; nothing answered from the uplink', async ({ netns }) => {
+  const world = await World.create();
+  const dir = mkdtempSync(join(tmpdir(), 'dns-srv-'));
+  const resolv = join(dir, 'resolv.conf');
+  // the first upstream does not exist (203.0.113.99: no answer, ever): failover to dnsmasq
+  writeFileSync(resolv, `nameserver 203.0.113.99\nnameserver ${UPSTREAM}\n`);
+  let upstream: Upstream | undefined = await Upstream.start(world);
+  const server = new DnsServer({ forwarder: { source: { host: resolv, uplink: join(dir, 'none') }, timeoutMs: 700 } });
+  try {
+    await clientLink(netns);
+    server.setLinks([{ ifname: 'dnsh0', hostAddress: HOST, subnet: '192.168.99.0/24', machines: [{ name: 'alpha', address: '192.168.99.20' }, { name: 'beta', address: CLIENT }] }]);
+    await server.ready();
+    expect(server.bound()).toEqual([HOST]);
+    const ask = (name: string, type = 'A') => resolveIn(netns.name, HOST, name, type);
+
+    expect(await ask('alpha')).toEqual({ ok: ['192.168.99.20'] });
+    expect(await ask('BETA.machine')).toEqual({ ok: [CLIENT] });
+    expect(await ask('20.99.168.192.in-addr.arpa', 'PTR')).toEqual({ ok: ['alpha.machine'] });
+    expect(await ask('gamma.machine')).toEqual({ err: 'ENOTFOUND' });
+    expect(await ask('alpha', 'AAAA')).toEqual({ err: 'ENODATA' });
+
+    // forwarded, past the dead first upstream; then the live one is asked first
+    expect(await ask(FWD_NAME)).toEqual({ ok: [FWD_ADDR] });
+    const timeoutsAfterFirst = server.forwarder.stats.timeouts;
+    expect(timeoutsAfterFirst).toBe(1);
+    expect(await ask(BIG_NAME, 'TXT')).toEqual({ ok: [BIG_STRINGS] });
+    expect(server.forwarder.stats.timeouts).toBe(timeoutsAfterFirst);
+    expect(server.forwarder.stats.tcp).toBeGreaterThanOrEqual(1); // dnsmasq truncated it: asked over TCP
+
+    // the upstream goes: the cached name is still answered (TTL 60), a new one gets SERVFAIL
+    await upstream.stop();
+    upstream = undefined;
+    expect(await ask(FWD_NAME)).toEqual({ ok: [FWD_ADDR] });
+    expect(await ask('new.example')).toEqual({ err: 'ESERVFAIL' });
+    expect(server.stats.servfail).toBe(1);
+
+    // from the uplink, the host-side address is reachable (weak host model) but never answers
+    await world.uplink.exec('ip', ['route', 'add', '192.168.99.0/24', 'via', HOST_UPLINK]);
+    const before = server.stats.dropped;
+    expect(await resolveIn(world.uplink.name, HOST, 'alpha', 'A', 1000)).toEqual({ err: 'ETIMEOUT' });
+    expect(server.stats.dropped).toBeGreaterThan(before);
+
+    // names change at once; the listener closes with its link
+    server.setLinks([{ ifname: 'dnsh0', hostAddress: HOST, subnet: '192.168.99.0/24', machines: [{ name: 'beta', address: CLIENT }] }]);
+    expect(await ask('alpha')).toEqual({ err: 'ENOTFOUND' });
+    server.setLinks([]);
+    expect(server.bound()).toEqual([]);
+    expect((await run('ss', ['-Hlun', 'sport = :53'])).stdout.trim()).toBe('');
+  } finally {
+    await server.close();
+    await upstream?.stop();
+    await run('ip', ['link', 'del', 'dnsh0']);
+    rmSync(dir, { recursive: true, force: true });
+    await world.destroy();
+  }
+});
