@@ -102,14 +102,28 @@ export function stableAddress(config: SubnetConfig, p: DhcpPacket): Ipv4 {
  */
 function requestClient(req: DhcpRequest): ClientIdentity {
   const client = clientIdentity(req.packet);
-  if (req.srcMac && client.macHex !== undefined && toHex(req.srcMac) !== client.macHex) delete client.macHex;
+  if (client.macHex !== undefined && !fromOwnMac(req)) delete client.macHex;
   return client;
 }
 
-/** The frame's source as the lease table counts it (undefined: not seen). */
-function sourceOf(req: DhcpRequest): string | undefined {
-  return req.srcMac && req.srcMac.length === 6 ? toHex(req.srcMac) : undefined;
+/** The frame came from the client's own hardware address (or its source was not seen). */
+function fromOwnMac(req: DhcpRequest): boolean {
+  const src = req.srcMac;
+  if (src === undefined) return true;
+  const p = req.packet;
+  if (src.length !== p.hlen) return false;
+  for (let i = 0; i < src.length; i++) if (src[i] !== p.chaddr[i]) return false;
+  return true;
 }
+
+/**
+ * The frame's source as leases record it: undefined when it is the client's own MAC (the usual
+ * case, and what an entry without `src` means), else its hex.
+ */
+function sourceOf(req: DhcpRequest): string | undefined {
+  return fromOwnMac(req) || req.srcMac === undefined ? undefined : toHex(req.srcMac);
+}
+
 
 export function decide(req: DhcpRequest, view: LeaseView, now: number): Decision {
   const p = req.packet;
@@ -172,8 +186,8 @@ function chooseAddress(p: DhcpPacket, client: ClientIdentity, view: LeaseView, n
  */
 function overSourceCap(req: DhcpRequest, client: ClientIdentity, view: LeaseView, now: number): string | undefined {
   const cap = view.config.maxLeasesPerSource;
-  const src = sourceOf(req);
-  if (!cap || src === undefined || view.reservationFor(client)) return undefined;
+  if (!cap || req.srcMac === undefined || view.reservationFor(client)) return undefined;
+  const src = toHex(req.srcMac); // what the table counts: an entry's src, else its own MAC, which is this
   const cur = view.lease(client.key);
   if (cur && cur.state !== 'released' && cur.expiresAt > now) return undefined; // renewing what it holds
   const held = view.heldFrom(src);
@@ -267,9 +281,8 @@ function request(req: DhcpRequest, client: ClientIdentity, view: LeaseView, now:
  * won the lease: anyone on a shared bridge can copy a client id, chaddr and ciaddr.
  */
 function fromHolder(req: DhcpRequest, held: Lease): boolean {
-  const src = sourceOf(req);
   if (req.srcMac === undefined) return true;
-  return src !== undefined && src === (held.src ?? held.mac.replace(/:/g, '').toLowerCase());
+  return toHex(req.srcMac) === (held.src ?? held.mac.replace(/:/g, '').toLowerCase());
 }
 
 /** RFC 2131 §4.3.3: the client found the address in use. Only its own address can be declined. */

@@ -399,9 +399,12 @@ export class LeaseTable {
     }
   }
 
-  /** Counts a dynamic hold (not on a reserved address) toward its Ethernet source. */
+  /**
+   * Counts a dynamic hold (not on a reserved address) toward its Ethernet source: `src`, else the
+   * client's MAC. Only where a cap reads the counts.
+   */
   private countHold(l: Lease, delta: 1 | -1): void {
-    if (this.reservationsByAddr.has(l.address)) return;
+    if (!this.config.maxLeasesPerSource || this.reservationsByAddr.has(l.address)) return;
     const src = l.src ?? l.mac.replace(/:/g, '');
     const n = (this.heldBySource.get(src) ?? 0) + delta;
     if (n > 0) this.heldBySource.set(src, n);
