@@ -2,9 +2,10 @@
 // will see them (symlinks followed but never out of the root, like systemd's chase_symlinks with
 // CHASE_PREFIX_ROOT), users and groups from its /etc/passwd and /etc/group, and which init a
 // boot runs. Only reads; nothing here changes the root.
-import { lstatSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { lstatSync, readlinkSync, statSync } from 'node:fs';
 import { posix } from 'node:path';
 import { ConfigError } from '../errors.js';
+import { readBoundedText } from './bounded-read.js';
 
 const MAX_SYMLINKS = 40;
 
@@ -59,9 +60,10 @@ export interface PasswdEntry {
   shell: string;
 }
 
+/** Lines of an image's file (passwd, group): a FIFO, device or huge file there reads as nothing (bounded-read.ts). */
 function readLines(file: string): string[] {
   try {
-    return readFileSync(file, 'utf8').split('\n').filter((l) => l && !l.startsWith('#'));
+    return (readBoundedText(file, { what: "the container's", maxBytes: 64 << 20 }) ?? '').split('\n').filter((l) => l && !l.startsWith('#'));
   } catch {
     return [];
   }

@@ -11,12 +11,13 @@
 // the image's root, never on the host: an absolute link in a container means the container's path.
 import { execFile } from 'node:child_process';
 import {
-  accessSync, chmodSync, constants as fsConstants, copyFileSync, existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync,
+  accessSync, chmodSync, constants as fsConstants, copyFileSync, existsSync, lstatSync, mkdtempSync, readdirSync,
   readlinkSync, renameSync, rmSync, statSync, unlinkSync,
 } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { NspawnError } from '../errors.js';
+import { readBoundedText } from './bounded-read.js';
 import { MACHINE_IMAGE_DIRS } from './cli.js';
 import { SETTINGS_DIRS } from './settings.js';
 
@@ -109,14 +110,12 @@ export function resolveInRoot(root: string, path: string): string | undefined {
   return join(root, ...done);
 }
 
-/** The content of `path` inside `root` (symlinks resolved inside it), or undefined. */
+/** The content of `path` inside `root` (symlinks resolved inside it), or undefined (also for a FIFO, device or file over maxBytes). */
 export function readFileInRoot(root: string, path: string, maxBytes = 1 << 20): string | undefined {
   const p = resolveInRoot(root, path);
   if (p === undefined) return undefined;
   try {
-    const st = statSync(p);
-    if (!st.isFile() || st.size > maxBytes) return undefined;
-    return readFileSync(p, 'utf8');
+    return readBoundedText(p, { what: "the image's", maxBytes, maxLineLength: maxBytes });
   } catch {
     return undefined;
   }

@@ -23,6 +23,7 @@ import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node
 import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, NspawnError } from '../errors.js';
+import { readBoundedText } from './bounded-read.js';
 
 export const SUPPORTED_PROPERTIES = [
   'MemoryMax', 'MemoryHigh', 'MemoryLow', 'MemorySwapMax',
@@ -602,13 +603,14 @@ function propertiesFile(name: string, dir?: string): string {
 /** Reads a machine's persistent properties ({} when it has none). A bad file is a ConfigError naming the line. */
 export function loadProperties(name: string, opts: { dir?: string } = {}): ResourceProperties {
   const file = propertiesFile(name, opts.dir);
-  let text: string;
+  let text: string | undefined;
   try {
-    text = readFileSync(file, 'utf8');
+    // bounded: a symlink, FIFO or device there, or a huge file or line, is refused (bounded-read.ts)
+    text = readBoundedText(file, { what: 'properties file' });
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
     throw new NspawnError('PROPERTIES_READ', `cannot read ${file}: ${(err as Error).message}`, { cause: err });
   }
+  if (text === undefined) return {};
   const out: ResourceProperties = {};
   let section = '';
   text.split('\n').forEach((raw, i) => {

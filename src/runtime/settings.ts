@@ -11,9 +11,9 @@
 // Where systemd only warns about a bad value and goes on, we stop with an error naming file, line
 // and what is allowed (a typo should not silently give a different container); unknown keys and
 // sections stay warnings, and so do systemd keys that nspawn-ts does not implement.
-import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, normalize } from 'node:path';
 import { errorMessage } from '../errors.js';
+import { BoundedReadError, readBoundedText } from './bounded-read.js';
 import { addPortSpec, PortSpecError } from '../net/port-spec.js';
 import {
   BOOLEAN_VALUES, LINK_JOURNAL_MODES, parsePrivateUsersOwnership, RESOLV_CONF_MODES, checkIfname, checkZone, envAssignmentProblem, parseBindMount,
@@ -69,7 +69,7 @@ export interface SettingsLookup {
   /** the admin directories, in order; default /etc/systemd/nspawn, /run/systemd/nspawn */
   searchDirs?: readonly string[];
   /** reads a file, undefined if it does not exist (tests replace it; default: the filesystem) */
-  readFile?: (path: string) => string | undefined;
+  readFile?: (path: string, admin: boolean) => string | undefined;
 }
 
 export const SETTINGS_DIRS = ['/etc/systemd/nspawn', '/run/systemd/nspawn'];
@@ -77,12 +77,17 @@ export const SETTINGS_DIRS = ['/etc/systemd/nspawn', '/run/systemd/nspawn'];
 /** Warnings go here (file:line: message); the default logs them. */
 export type Warn = (message: string) => void;
 
-function readFileIfExists(path: string): string | undefined {
+/**
+ * A settings file's text, undefined if it does not exist; bounded (bounded-read.ts): never a
+ * symlink next to the image (in the admin's directories a link is the admin's), never a FIFO or
+ * device, at most 4 MiB and lines of at most 1 MiB ("Line too long", as systemd).
+ */
+function readFileIfExists(path: string, admin = false): string | undefined {
   try {
-    return readFileSync(path, 'utf8');
+    return readBoundedText(path, { what: 'settings file', followSymlink: admin });
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new HintedConfigError(`Failed to open ${path}: ${errorMessage(e)}`, undefined, 'CFG_SETTINGS_FILE');
+    if (e instanceof BoundedReadError) throw new HintedConfigError(e.message, undefined, 'CFG_SETTINGS_FILE');
+    throw e;
   }
 }
 
@@ -97,13 +102,13 @@ export function findSettingsFile(
   const file = `${name}.nspawn`;
   for (const dir of lookup.searchDirs ?? SETTINGS_DIRS) {
     const path = join(dir, file);
-    const text = read(path);
+    const text = read(path, true);
     if (text !== undefined) return { path, text, trusted: true };
   }
   const dir = normalize(directory).replace(/\/+$/, '');
   if (dir === '') return undefined; // -D /: no file "next to" the root file system
   const path = join(dirname(dir), file);
-  const text = read(path);
+  const text = read(path, false);
   return text === undefined ? undefined : { path, text, trusted: trustAll };
 }
 
