@@ -30,7 +30,8 @@ import { SupportCgroups } from './container-cgroup.js';
 import {
   DEFAULT_PATH, execCandidates, findInit, lookupUser, resolveInRoot, supplementaryGroups, type InitInfo, type PasswdEntry,
 } from './container-root.js';
-import { createEphemeral, defaultStateDir, sweepEphemeral, type EphemeralRoot } from './ephemeral.js';
+import { defaultStateDir } from '../common/paths.js';
+import { createEphemeral, sweepEphemeral, type EphemeralRoot } from './ephemeral.js';
 import {
   bindIdmap, bindRecursive, buildMountPlan, idmapLines, type ResolvedBind, type ResolvedTmpfs, type RootSource,
 } from './mounts.js';
@@ -44,9 +45,6 @@ import { MachineRegistry, RegistryError, defaultRunDir, summarizeSpec } from './
 import { CONTAINER_NOTIFY_SOCKET, ContainerNotifySocket, notifyManager } from './notify.js';
 import { parseSignal, SIGRTMIN } from './cli.js';
 import type { ConsoleSetting, LaunchSpec } from './spec.js';
-// types only: the network subsystem (netlink, modes, firewall) is loaded when a container needs it
-import type { ContainerNetworkHooks } from '../net/network-plan.js';
-import type { ResolvConfHookOptions } from '../net/resolv-hook.js';
 
 const log = logger('launcher');
 
@@ -71,14 +69,12 @@ export interface LaunchHooks {
 }
 
 export interface LaunchOptions {
-  hooks?: LaunchHooks[];
   /**
-   * The container's links (src/net/network-plan.ts), run before `hooks`; default: a fresh one.
-   * Pass your own to read its ContainerNetwork (`network()`) from other hooks.
+   * The subsystems' hooks, in the order they run after the clone (reversed after the exit), or how
+   * to load them when the run begins. The entry point (main.ts) passes the network's
+   * (src/runtime/net/hooks.ts launchHooks): the launcher knows no network module.
    */
-  network?: ContainerNetworkHooks;
-  /** --resolv-conf= (src/net/resolv-hook.ts): the host's source files and where warnings go (tests inject fixtures) */
-  resolvConf?: ResolvConfHookOptions;
+  hooks?: LaunchHooks[] | (() => Promise<LaunchHooks[]>);
   /** time between the kill signal and SIGKILL when stopping (default: $NSPAWN_TS_STOP_TIMEOUT_SEC, else 10 s, 30 s for -b) */
   stopTimeoutMs?: number;
   /** install SIGTERM/SIGINT/SIGHUP handlers that stop the container (default true) */
@@ -373,34 +369,9 @@ class ContainerRun {
     }
   }
 
-  /**
-   * The subsystems' hooks, imported on demand (the launch path stays lean):
-   * - -p (src/net/netd/ports-hook.ts): a host port another machine forwards is refused before anything is made;
-   * - the container network (src/net/network-plan.ts): links made after the clone, removed after the
-   *   exit, and their addresses (src/net/netd/launch.ts); -p for links the subsystem does not serve
-   *   (src/net/netd/ports-watch.ts);
-   * - the caller's hooks;
-   * - --resolv-conf= (src/net/resolv-hook.ts).
-   */
   private async loadHooks(): Promise<void> {
-    const spec = this.spec;
-    const [ports, network, addresses, resolv] = await Promise.all([
-      spec.network.ports.length > 0 ? import('../net/netd/ports-hook.js') : undefined,
-      spec.network.private && !this.opts.network ? import('../net/network-plan.js') : undefined,
-      spec.network.private ? import('../net/netd/launch.js') : undefined,
-      import('../net/resolv-hook.js'),
-    ]);
-    const hooks: LaunchHooks[] = [];
-    if (ports) hooks.push(ports.portsPreflightHooks());
-    // links (network-plan.ts), then addresses (netd/launch.ts: the sidecar's or the embedded subsystem's)
-    if (addresses) {
-      const links = this.opts.network ?? (network as typeof import('../net/network-plan.js')).containerNetworkHooks();
-      hooks.push(...addresses.containerNetworkAndAddressHooks(links));
-    }
-    // -p on links whose address the subsystem does not hand out: follow the container's address (src/net/netd/ports-watch.ts)
-    if (ports && spec.network.private) hooks.push(ports.portWatchHooks());
-    hooks.push(...(this.opts.hooks ?? []), resolv.resolvConfHooks(this.opts.resolvConf));
-    this.hooks = hooks;
+    const h = this.opts.hooks;
+    this.hooks = typeof h === 'function' ? await h() : h ?? [];
   }
 
   async run(): Promise<ContainerExit> {

@@ -130,7 +130,7 @@ describe('launchers killed with SIGKILL', () => {
       expect(await table()).toContain(`tcp . 8022 comment "${dead}"`);
 
       sidecar = await startSidecar();
-      let t = await table();
+      const t = await table();
       expect(t).not.toContain(`"${dead}"`);
       expect(t).not.toContain(`ve:${dead}`);
       expect(t).toContain(`tcp . 8021 comment "${live}"`);

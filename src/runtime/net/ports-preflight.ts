@@ -5,21 +5,19 @@
 // travel with the machine's reservation (hook.ts → subsystem.reserve), so they are installed for the
 // address the subsystem hands out, before the container's DHCP exchange.
 import { ConfigError } from '../../errors.js';
-import { Firewall } from '../firewall/index.js';
-import { defaultStateDir } from '../../runtime/ephemeral.js';
-import type { LaunchSpec } from '../../runtime/spec.js';
-import { defaultSocketPath, NetdClient, NetdRemoteError } from './client.js';
-import { hostPortClashes, PortInUseError } from './ports.js';
-import { StateStore } from './state.js';
-
-export { portWatchHooks } from './ports-watch.js';
+import { Firewall } from '../../net/firewall/index.js';
+import { defaultStateDir } from '../../common/paths.js';
+import type { ContainerNetworkRequest } from '../../net/model.js';
+import { defaultSocketPath, NetdClient, NetdRemoteError } from '../../net/netd/client.js';
+import { hostPortClashes, PortInUseError } from '../../net/netd/ports.js';
+import { StateStore } from '../../net/netd/state.js';
 
 export interface PortsPreflightOptions {
   env?: NodeJS.ProcessEnv;
 }
 
 /** Refuses the start when a requested host port is taken; resolves when all are free (or none asked). */
-export async function checkPortsBeforeStart(spec: Pick<LaunchSpec, 'machine' | 'network'>, opts: PortsPreflightOptions = {}): Promise<void> {
+export async function checkPortsBeforeStart(spec: Pick<ContainerNetworkRequest, 'machine' | 'network'>, opts: PortsPreflightOptions = {}): Promise<void> {
   const { ports } = spec.network;
   if (ports.length === 0) return;
   if (!spec.network.private) throw new ConfigError('Cannot use --port= without private networking.', { code: 'CFG_CONFLICT' });
@@ -46,6 +44,6 @@ export async function checkPortsBeforeStart(spec: Pick<LaunchSpec, 'machine' | '
   }
 }
 
-export function portsPreflightHooks(opts: PortsPreflightOptions = {}): { preflight(spec: LaunchSpec): Promise<void> } {
-  return { preflight: (spec) => checkPortsBeforeStart(spec, opts) };
+export function portsPreflightHooks(opts: PortsPreflightOptions = {}): { preflight(request: ContainerNetworkRequest): Promise<void> } {
+  return { preflight: (request) => checkPortsBeforeStart(request, opts) };
 }
