@@ -42,6 +42,7 @@ import {
 import { CLONE_NEWCGROUP, CLONE_NEWNET, CLONE_NEWNS, describeOp, type ContainerPlan, type PlanOp } from './plan.js';
 import { buildSeccompFilter, seccompSupported } from './seccomp.js';
 import { MachineRegistry, RegistryError, defaultRunDir, summarizeSpec } from './registry.js';
+import { sweepDeadLaunchers } from './leftovers.js';
 import { CONTAINER_NOTIFY_SOCKET, ContainerNotifySocket, notifyManager } from './notify.js';
 import { parseSignal, SIGRTMIN } from './cli.js';
 import type { ConsoleSetting, LaunchSpec } from './spec.js';
@@ -407,6 +408,8 @@ class ContainerRun {
     if (joinNetns !== undefined) checkNetworkNamespace(joinNetns);
     const ownNetns = spec.network.private && joinNetns === undefined;
 
+    // what launchers killed with SIGKILL left (records, cgroups, notify sockets) goes first
+    sweepDeadLaunchers(this.registry, detectLayout());
     // the machine record claims the name: nothing else of this machine exists before it
     // (--register=no: none, as systemd-nspawn then skips systemd-machined; machinectl-ts won't see it)
     if (this.registry && spec.register) {
@@ -467,6 +470,12 @@ class ContainerRun {
       rootSource = { kind: 'overlay', lower: directory, upper: eph.upper, work: eph.work };
     }
 
+    // the container's sd_notify socket (/run/host/notify inside); before the cgroups: while it
+    // exists, a starting launcher's sweep (leftovers.ts) leaves this machine's cgroups alone
+    const notify = ContainerNotifySocket.create(`${defaultRunDir()}/notify/${spec.machine}.${process.pid}`, userns?.shift ?? 0);
+    this.notify = notify;
+    this.onUndo('remove the notify socket', () => notify.close());
+
     // cgroups: resource control (cgroups.ts) and the container's own (container-cgroup.ts)
     const layout: CgroupLayout = detectLayout();
     if (spec.mode === 'boot' && this.init?.systemd && layout.mode === 'none') {
@@ -484,11 +493,6 @@ class ContainerRun {
       this.support = sc;
       this.onUndo('remove the container cgroups', () => sc.remove());
     }
-
-    // the container's sd_notify socket (/run/host/notify inside)
-    const notify = ContainerNotifySocket.create(`${defaultRunDir()}/notify/${spec.machine}.${process.pid}`, userns?.shift ?? 0);
-    this.notify = notify;
-    this.onUndo('remove the notify socket', () => notify.close());
 
     // the plan
     const uuid = randomUUID();

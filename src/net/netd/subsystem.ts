@@ -996,9 +996,18 @@ export class NetworkSubsystem {
   /**
    * Refuses host ports another machine forwards (ours: the firewall and the recorded reservations;
    * a real systemd-nspawn's: its io.systemd.nat maps) with PortInUseError naming each one. Changes
-   * nothing: the launcher asks before it makes anything.
+   * nothing of a live machine: the launcher asks before it makes anything. What launchers killed
+   * with SIGKILL left (their reservations and mappings) is cleared first, so their ports are free.
    */
-  checkPorts(machine: string, ports: readonly PortForward[]): { checked: number } {
+  async checkPorts(machine: string, ports: readonly PortForward[]): Promise<{ checked: number }> {
+    if (ports.length > 0) {
+      const links = this.mode === 'sidecar' ? new Set((await this.rtnl.listLinks()).map((l) => l.name)) : undefined;
+      try {
+        await this.sweepDeadHolders((ifname) => links?.has(ifname) === false);
+      } catch (err) {
+        this.log.warn(`clearing what stopped launchers left behind failed: ${errorMessage(err)}`);
+      }
+    }
     const clashes = hostPortClashes(machine, ports, this.firewall, this.store.peek());
     if (clashes.length) throw new PortInUseError(machine, clashes);
     return { checked: ports.length };
