@@ -15,6 +15,7 @@ import { sockaddrUn } from '../../../src/net/netd/notify.js';
 import { enableForwarding, IP_FORWARD, restoreForwarding, type SysctlIo } from '../../../src/net/netd/sysctl.js';
 import { describeSubnet } from '../../../src/net/pool.js';
 import { shortenIfname } from '../../../src/net/naming.js';
+import { placeReservation } from '../../../src/net/netd/subsystem.js';
 
 describe('classifyLink', () => {
   test('ve- veths and vz- bridges are served, vb- veths are ports, the rest is left alone', () => {
@@ -78,6 +79,23 @@ describe('pickAddress', () => {
   test('a full subnet is a clear error', () => {
     const all = new Set(Array.from({ length: 13 }, (_, i) => `192.168.37.${18 + i}`));
     expect(() => pickAddress(veth, 'web', all)).toThrow(/no free address for machine 'web' in 192.168.37.16\/28/);
+  });
+
+  test("a machine's reservation takes an address from dynamic leases when they hold all that is left, never from another reservation", () => {
+    const clients = Array.from({ length: 253 }, (_, i) => `10.4.5.${i + 2}`);
+    const others = clients.slice(0, 3).map((address, i) => ({ machine: `m${i}`, mac: `02:00:00:00:00:0${i}`, address }));
+    const bound = clients.slice(3); // a flood of dynamic leases took every other address
+    const placed = placeReservation(zone, others, 'newcomer', '02:00:00:00:01:00', bound);
+    const mine = placed.find((r) => r.machine === 'newcomer');
+    expect(mine?.address).toBe(pickAddress(zone, 'newcomer', new Set(others.map((r) => r.address))));
+    expect(others.map((r) => r.address)).not.toContain(mine?.address);
+    expect(placed.filter((r) => r.machine !== 'newcomer')).toEqual(others);
+    // a free address still goes first
+    const oneFree = bound.filter((a) => a !== '10.4.5.200');
+    expect(placeReservation(zone, others, 'newcomer', '02:00:00:00:01:00', oneFree).find((r) => r.machine === 'newcomer')?.address).toBe('10.4.5.200');
+    // reservations alone filling the subnet: still a clear error
+    const full = clients.map((address, i) => ({ machine: `r${i}`, mac: `02:00:00:00:02:${(i & 0xff).toString(16).padStart(2, '0')}`, address }));
+    expect(() => placeReservation(zone, full, 'newcomer', '02:00:00:00:01:00', [])).toThrow(/all 253 client addresses are taken/);
   });
 
   test('isClientAddress excludes network, host and broadcast', () => {
