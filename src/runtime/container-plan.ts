@@ -48,6 +48,8 @@ export interface PlanInput {
   hookMounts: PlanOp[];
   /** a hook waits before exec: a sync point before the payload */
   beforeExecSync: boolean;
+  /** the hooks' planAfterHooks ops: run inside the container once the beforeExec hooks are done */
+  afterHookOps: PlanOp[];
   /** where the payload starts (--chdir=, else workingDirectory()) */
   workingDirectory: string;
   /** the root has /bin/bash (the default shell; else /bin/sh) */
@@ -107,6 +109,7 @@ export function buildContainerPlan(input: PlanInput): BuiltPlan {
   if (!userns) tail.push({ op: 'pivotRoot', path: root });
   tail.push({ op: 'sethostname', name: spec.hostname ?? spec.machine });
   if (input.beforeExecSync) tail.push({ op: 'sync' });
+  tail.push(...input.afterHookOps);
   if (input.seccomp) tail.push({ op: 'seccomp', program: buildSeccompFilter(bounding) });
   tail.push({ op: 'capbset', keep: bounding });
   if (spec.mode === 'as-pid2') tail.push({ op: 'stubInit' });

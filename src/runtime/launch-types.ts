@@ -24,6 +24,11 @@ export interface LaunchHooks {
   beforeExec?(ctx: ContainerContext): void | Promise<void>;
   afterExit?(ctx: ContainerContext): void | Promise<void>;
   planMounts?(info: { root: string; spec: LaunchSpec; uidShift?: number }): PlanOp[];
+  /**
+   * Plan ops run inside the container (after pivot_root, container paths) once the beforeExec
+   * hooks are done: e.g. a bind of a file a hook wrote into the container's /run.
+   */
+  planAfterHooks?(spec: LaunchSpec): PlanOp[];
 }
 
 export interface LaunchOptions {

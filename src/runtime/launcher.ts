@@ -168,6 +168,7 @@ class ContainerRun {
       ...(process.env.TERM !== undefined ? { term: process.env.TERM } : {}),
       binds, tmpfs, ...(rootIdmap ? { rootIdmap } : {}), ...(ownBoundingSet !== undefined ? { ownBoundingSet } : {}),
       seccomp: seccompSupported(), hookMounts, beforeExecSync: this.hooks.some((h) => h.beforeExec),
+      afterHookOps: this.hooks.flatMap((h) => h.planAfterHooks?.(spec) ?? []),
       workingDirectory: spec.chdir ?? workingDirectory(spec, directory, user),
       hasBash: spec.mode !== 'boot' && spec.command.length === 0 && existsSync(resolveInRoot(directory, '/bin/bash')),
     });

@@ -27,7 +27,7 @@ function input(over: Partial<PlanInput> = {}): PlanInput {
     layout: { mode: 'none', hierarchies: [], controllers: {} }, cgroupDirs: [],
     notifySocket: '/run/nspawn-ts/notify/web.1', uuid: '00000000-0000-4000-8000-000000000001',
     hostOs: { path: '/etc/os-release', fields: { ID: 'debian', VERSION_ID: '12' } }, consoleMode: 'pipe',
-    binds: [], tmpfs: [], ownBoundingSet: (1n << 41n) - 1n, seccomp: true, hookMounts: [], beforeExecSync: false,
+    binds: [], tmpfs: [], ownBoundingSet: (1n << 41n) - 1n, seccomp: true, hookMounts: [], beforeExecSync: false, afterHookOps: [],
     workingDirectory: '/', hasBash: false, ...over,
   };
 }
@@ -54,6 +54,7 @@ describe('the container plan', () => {
       spec, init: { path: '/usr/lib/systemd/systemd', systemd: true }, layout: hybrid, consoleMode: 'interactive', term: 'xterm',
       cgroupDirs: [{ version: 1, path: '/sys/fs/cgroup/memory/machine.slice/web' }, { version: 2, path: '/sys/fs/cgroup/unified/machine.slice/web' }],
       beforeExecSync: true, hookMounts: [{ op: 'mount', source: '/etc/resolv.conf', target: '/r/etc/resolv.conf', flags: 0x1000 }],
+      afterHookOps: [{ op: 'mount', source: '/run/host/resolv.conf', target: '/etc/resolv.conf', flags: 0x1000 }],
     }));
     expect(plan.cloneFlags & CLONE_NEWNET).toBe(CLONE_NEWNET);
     expect(plan.cgroupDir).toBe('/sys/fs/cgroup/unified/machine.slice/web');
