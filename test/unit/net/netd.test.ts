@@ -247,23 +247,34 @@ test('sockaddr_un for sd_notify: paths and abstract names', () => {
 });
 
 describe('resolv.conf of a container configured at start', () => {
-  test('written inside the root, a symlink left to the container, nothing outside the root touched', async () => {
-    const { writeLeaseResolvConf, renderLeaseResolvConf } = await import('../../../src/runtime/net/addresses.js');
-    const { mkdirSync, readFileSync, symlinkSync, readdirSync, existsSync } = await import('node:fs');
+  test("written to the container's /run (bound over /etc/resolv.conf), the image's file left alone, a symlink left to the container, nothing outside the root touched", async () => {
+    const { writeLeaseResolvConf, renderLeaseResolvConf, leaseResolvConfBindOps, LEASE_RESOLV_CONF } = await import('../../../src/runtime/net/addresses.js');
+    const { mkdirSync, readFileSync, symlinkSync, readdirSync, existsSync, writeFileSync } = await import('node:fs');
     const root = mkdtempSync(`${tmpdir()}/netd-root-`);
     try {
       mkdirSync(`${root}/etc`);
+      mkdirSync(`${root}/run`);
+      writeFileSync(`${root}/etc/resolv.conf`, 'nameserver 203.0.113.1\n');
       expect(writeLeaseResolvConf(root, ['192.0.2.53', '198.51.100.53'])).toBe(true);
-      expect(readFileSync(`${root}/etc/resolv.conf`, 'utf8')).toBe(renderLeaseResolvConf(['192.0.2.53', '198.51.100.53']));
-      expect(readFileSync(`${root}/etc/resolv.conf`, 'utf8')).toMatch(/^nameserver 192\.0\.2\.53\nnameserver 198\.51\.100\.53\n$/m);
-      // replaced again (a second start)
+      expect(readFileSync(`${root}${LEASE_RESOLV_CONF}`, 'utf8')).toBe(renderLeaseResolvConf(['192.0.2.53', '198.51.100.53']));
+      expect(readFileSync(`${root}${LEASE_RESOLV_CONF}`, 'utf8')).toMatch(/^nameserver 192\.0\.2\.53\nnameserver 198\.51\.100\.53\n$/m);
+      expect(readFileSync(`${root}/etc/resolv.conf`, 'utf8')).toBe('nameserver 203.0.113.1\n');
+      expect(leaseResolvConfBindOps()).toEqual([{ op: 'mount', source: LEASE_RESOLV_CONF, target: '/etc/resolv.conf', flags: 0x1000, optional: true }]);
+      // written again (a second start), shorter: no tail of the first left
       expect(writeLeaseResolvConf(root, ['203.0.113.53'])).toBe(true);
-      expect(readFileSync(`${root}/etc/resolv.conf`, 'utf8')).toContain('nameserver 203.0.113.53\n');
+      expect(readFileSync(`${root}${LEASE_RESOLV_CONF}`, 'utf8')).toBe(renderLeaseResolvConf(['203.0.113.53']));
       expect(readdirSync(`${root}/etc`)).toEqual(['resolv.conf']);
-      // a symlink (resolved's stub inside) stays
+      // none in the image: an empty one to mount on
       rmSync(`${root}/etc/resolv.conf`);
+      expect(writeLeaseResolvConf(root, ['192.0.2.53'])).toBe(true);
+      expect(readFileSync(`${root}/etc/resolv.conf`, 'utf8')).toBe('');
+      // a symlink (resolved's stub inside) stays, and nothing is written to bind
+      rmSync(`${root}/etc/resolv.conf`);
+      rmSync(`${root}/run`, { recursive: true });
+      mkdirSync(`${root}/run`);
       symlinkSync('../run/systemd/resolve/stub-resolv.conf', `${root}/etc/resolv.conf`);
       expect(writeLeaseResolvConf(root, ['192.0.2.53'])).toBe(false);
+      expect(existsSync(`${root}${LEASE_RESOLV_CONF}`)).toBe(false);
       // /etc a symlink pointing out of the root: resolved inside it, the host's file untouched
       rmSync(`${root}/etc`, { recursive: true });
       mkdirSync(`${root}/real-etc`);
