@@ -302,6 +302,8 @@ async function main(): Promise<void> {
     ours_fsync_lps: round(oursFsync.best?.lps ?? 0, 0),
     ours_fsync_p99_ms: round(fa?.p99),
     lps_ratio_to_kea: round(oursLps / keaLps),
+    // every measured step (rate offered, DORA/s, loss, median and p99 ms), for the charts of `npm run bench`
+    steps: Object.fromEntries(results.map((r, i) => [['ours', 'ours_fsync', 'kea', 'dnsmasq'][i], r.steps.map((s) => [s.rate, round(s.lps, 0), round(s.loss, 4), round(s.p50), round(s.p99)])])),
   }) + '\n');
 }
 
