@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { isAbsolute, resolve as resolvePath } from 'node:path';
 import { ConfigError, errorMessage } from '../errors.js';
 import { ifnameProblem, ifnameValid, zoneNameValid, ZONE_NAME_MAX } from '../net/naming.js';
-import { addPortSpec, PORT_SPEC_SYNTAX } from '../net/port-spec.js';
+import { addPortSpec } from '../net/port-spec.js';
 import {
   HintedConfigError, defaultMachineName, ephemeralMachineName, machineNameValid, requireMachineName,
 } from './machine-name.js';
@@ -667,10 +667,6 @@ function findShort(c: string): OptionDef {
   const sd = SYSTEMD_ONLY_SHORT[c];
   if (sd !== undefined) notSupported(`-${c}/--${sd}`);
   return fail(`Unknown option '-${c}'.`, SEE_HELP, 'CFG_UNKNOWN_OPTION');
-}
-
-function optionLabel(def: OptionDef, used: string): string {
-  return used.length === 1 ? `-${used}` : `--${used}${def.arg === 'none' ? '' : '='}`;
 }
 
 function newSpec(): LaunchSpec {

@@ -30,7 +30,8 @@ import { SupportCgroups } from './container-cgroup.js';
 import {
   DEFAULT_PATH, execCandidates, findInit, lookupUser, resolveInRoot, supplementaryGroups, type InitInfo, type PasswdEntry,
 } from './container-root.js';
-import { createEphemeral, defaultStateDir, sweepEphemeral, type EphemeralRoot } from './ephemeral.js';
+import { defaultStateDir } from '../common/paths.js';
+import { createEphemeral, sweepEphemeral, type EphemeralRoot } from './ephemeral.js';
 import {
   bindIdmap, bindRecursive, buildMountPlan, idmapLines, type ResolvedBind, type ResolvedTmpfs, type RootSource,
 } from './mounts.js';
@@ -41,12 +42,10 @@ import {
 import { CLONE_NEWCGROUP, CLONE_NEWNET, CLONE_NEWNS, describeOp, type ContainerPlan, type PlanOp } from './plan.js';
 import { buildSeccompFilter, seccompSupported } from './seccomp.js';
 import { MachineRegistry, RegistryError, defaultRunDir, summarizeSpec } from './registry.js';
+import { sweepDeadLaunchers } from './leftovers.js';
 import { CONTAINER_NOTIFY_SOCKET, ContainerNotifySocket, notifyManager } from './notify.js';
 import { parseSignal, SIGRTMIN } from './cli.js';
 import type { ConsoleSetting, LaunchSpec } from './spec.js';
-// types only: the network subsystem (netlink, modes, firewall) is loaded when a container needs it
-import type { ContainerNetworkHooks } from '../net/network-plan.js';
-import type { ResolvConfHookOptions } from '../net/resolv-hook.js';
 
 const log = logger('launcher');
 
@@ -71,14 +70,12 @@ export interface LaunchHooks {
 }
 
 export interface LaunchOptions {
-  hooks?: LaunchHooks[];
   /**
-   * The container's links (src/net/network-plan.ts), run before `hooks`; default: a fresh one.
-   * Pass your own to read its ContainerNetwork (`network()`) from other hooks.
+   * The subsystems' hooks, in the order they run after the clone (reversed after the exit), or how
+   * to load them when the run begins. The entry point (main.ts) passes the network's
+   * (src/runtime/net/hooks.ts launchHooks): the launcher knows no network module.
    */
-  network?: ContainerNetworkHooks;
-  /** --resolv-conf= (src/net/resolv-hook.ts): the host's source files and where warnings go (tests inject fixtures) */
-  resolvConf?: ResolvConfHookOptions;
+  hooks?: LaunchHooks[] | (() => Promise<LaunchHooks[]>);
   /** time between the kill signal and SIGKILL when stopping (default: $NSPAWN_TS_STOP_TIMEOUT_SEC, else 10 s, 30 s for -b) */
   stopTimeoutMs?: number;
   /** install SIGTERM/SIGINT/SIGHUP handlers that stop the container (default true) */
@@ -373,34 +370,9 @@ class ContainerRun {
     }
   }
 
-  /**
-   * The subsystems' hooks, imported on demand (the launch path stays lean):
-   * - -p (src/net/netd/ports-hook.ts): a host port another machine forwards is refused before anything is made;
-   * - the container network (src/net/network-plan.ts): links made after the clone, removed after the
-   *   exit, and their addresses (src/net/netd/launch.ts); -p for links the subsystem does not serve
-   *   (src/net/netd/ports-watch.ts);
-   * - the caller's hooks;
-   * - --resolv-conf= (src/net/resolv-hook.ts).
-   */
   private async loadHooks(): Promise<void> {
-    const spec = this.spec;
-    const [ports, network, addresses, resolv] = await Promise.all([
-      spec.network.ports.length > 0 ? import('../net/netd/ports-hook.js') : undefined,
-      spec.network.private && !this.opts.network ? import('../net/network-plan.js') : undefined,
-      spec.network.private ? import('../net/netd/launch.js') : undefined,
-      import('../net/resolv-hook.js'),
-    ]);
-    const hooks: LaunchHooks[] = [];
-    if (ports) hooks.push(ports.portsPreflightHooks());
-    // links (network-plan.ts), then addresses (netd/launch.ts: the sidecar's or the embedded subsystem's)
-    if (addresses) {
-      const links = this.opts.network ?? (network as typeof import('../net/network-plan.js')).containerNetworkHooks();
-      hooks.push(...addresses.containerNetworkAndAddressHooks(links));
-    }
-    // -p on links whose address the subsystem does not hand out: follow the container's address (src/net/netd/ports-watch.ts)
-    if (ports && spec.network.private) hooks.push(ports.portWatchHooks());
-    hooks.push(...(this.opts.hooks ?? []), resolv.resolvConfHooks(this.opts.resolvConf));
-    this.hooks = hooks;
+    const h = this.opts.hooks;
+    this.hooks = typeof h === 'function' ? await h() : h ?? [];
   }
 
   async run(): Promise<ContainerExit> {
@@ -436,6 +408,8 @@ class ContainerRun {
     if (joinNetns !== undefined) checkNetworkNamespace(joinNetns);
     const ownNetns = spec.network.private && joinNetns === undefined;
 
+    // what launchers killed with SIGKILL left (records, cgroups, notify sockets) goes first
+    sweepDeadLaunchers(this.registry, detectLayout());
     // the machine record claims the name: nothing else of this machine exists before it
     // (--register=no: none, as systemd-nspawn then skips systemd-machined; machinectl-ts won't see it)
     if (this.registry && spec.register) {
@@ -496,6 +470,12 @@ class ContainerRun {
       rootSource = { kind: 'overlay', lower: directory, upper: eph.upper, work: eph.work };
     }
 
+    // the container's sd_notify socket (/run/host/notify inside); before the cgroups: while it
+    // exists, a starting launcher's sweep (leftovers.ts) leaves this machine's cgroups alone
+    const notify = ContainerNotifySocket.create(`${defaultRunDir()}/notify/${spec.machine}.${process.pid}`, userns?.shift ?? 0);
+    this.notify = notify;
+    this.onUndo('remove the notify socket', () => notify.close());
+
     // cgroups: resource control (cgroups.ts) and the container's own (container-cgroup.ts)
     const layout: CgroupLayout = detectLayout();
     if (spec.mode === 'boot' && this.init?.systemd && layout.mode === 'none') {
@@ -513,11 +493,6 @@ class ContainerRun {
       this.support = sc;
       this.onUndo('remove the container cgroups', () => sc.remove());
     }
-
-    // the container's sd_notify socket (/run/host/notify inside)
-    const notify = ContainerNotifySocket.create(`${defaultRunDir()}/notify/${spec.machine}.${process.pid}`, userns?.shift ?? 0);
-    this.notify = notify;
-    this.onUndo('remove the notify socket', () => notify.close());
 
     // the plan
     const uuid = randomUUID();

@@ -49,8 +49,10 @@ ktest('a zone (embedded): busybox containers resolve and ping each other by name
   let b: Proc | undefined;
   try {
     await untilReady(a, ma);
-    b = nspawnTs(['--network-zone=dnz', '-M', mb, '-D', root.dir, 'sh', '-c', `cat /etc/resolv.conf; nslookup ${ma}; echo ready; read x`], OWN_DNS);
+    // b's very first command finds b itself: the name exists before the command runs
+    b = nspawnTs(['--network-zone=dnz', '-M', mb, '-D', root.dir, 'sh', '-c', `nslookup ${mb}; cat /etc/resolv.conf; nslookup ${ma}; echo ready; read x`], OWN_DNS);
     await untilReady(b, mb);
+    expect(looked(b.output(), mb)).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
     // b, at its start, already resolves a (and its resolv.conf names the zone's host address)
     const host = server(b.output());
     expect(host).toBeDefined();

@@ -310,10 +310,11 @@ describe('embedded mode', () => {
 
   ktest('a complete firewall layout is used as it is (rules untouched); an incomplete one is rewritten', async ({ netns }) => {
     const st = withState();
-    const ruleHandles = async (): Promise<number[]> => {
-      const out = JSON.parse(await runOk('nft', ['-a', '-j', 'list', 'table', 'inet', TABLE])) as { nftables: Array<{ rule?: { handle: number } }> };
-      return out.nftables.flatMap((o) => (o.rule ? [o.rule.handle] : [])).sort((a, b) => a - b);
+    const rules = async (): Promise<Array<{ handle: number; chain: string }>> => {
+      const out = JSON.parse(await runOk('nft', ['-a', '-j', 'list', 'table', 'inet', TABLE])) as { nftables: Array<{ rule?: { handle: number; chain: string } }> };
+      return out.nftables.flatMap((o) => (o.rule ? [o.rule] : [])).sort((a, b) => a.handle - b.handle);
     };
+    const ruleHandles = async (): Promise<number[]> => (await rules()).map((r) => r.handle);
     const { Firewall } = await import('../../src/net/firewall/index.js');
     const fw = new Firewall();
     try {
@@ -324,8 +325,8 @@ describe('embedded mode', () => {
       await nspawnVeth('layout', netns);
       for (const damage of [false, true]) {
         if (damage) {
-          const last = before[before.length - 1] as number;
-          await runOk('nft', ['delete', 'rule', 'inet', TABLE, 'forward', 'handle', String(last)]);
+          const last = (await rules()).pop() as { handle: number; chain: string };
+          await runOk('nft', ['delete', 'rule', 'inet', TABLE, last.chain, 'handle', String(last.handle)]);
         }
         const sub = await NetworkSubsystem.open({ mode: 'embedded', stateDir: st.dir, dns: [], machineId: null });
         try {

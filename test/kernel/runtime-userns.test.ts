@@ -1,6 +1,6 @@
 // User namespaces: -U / --private-users= maps IDs as asked, --private-users-chown shifts the
 // root's ownership (and back), the picked range is locked while the container runs.
-import { existsSync, lstatSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, statSync } from 'node:fs';
 import { describe, expect, beforeAll } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { busyboxRoot, copyRoot } from '../helpers/rootfs.js';

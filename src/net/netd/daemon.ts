@@ -4,7 +4,7 @@
 // it; links stay configured (containers keep working) and the next start picks them up again.
 import { ConfigError, errorMessage } from '../../errors.js';
 import { logger, setLogFormat, setLogLevel } from '../../log.js';
-import { defaultStateDir } from '../../runtime/ephemeral.js';
+import { defaultStateDir } from '../../common/paths.js';
 import type { NetdRequest } from './api.js';
 import { defaultSocketPath } from './client.js';
 import { SubnetPool } from '../pool.js';

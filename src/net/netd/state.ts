@@ -13,8 +13,8 @@ import { logger } from '../../log.js';
 import { sys } from '../../native.js';
 import type { PoolState } from '../pool.js';
 import type { ServedKind } from './links.js';
-import type { PortForward } from '../../runtime/spec.js';
-import { processStartTime } from '../../runtime/ephemeral.js';
+import type { PortForward } from '../model.js';
+import { processStartTime } from '../../common/proc.js';
 
 export const STATE_VERSION = 1;
 

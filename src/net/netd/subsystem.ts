@@ -25,7 +25,7 @@
 // link is recognised as its own), drops records of links that went while it was down, and reconciles
 // the firewall's masquerade entries to exactly the served subnets.
 import { ConfigError, NspawnError, errorMessage } from '../../errors.js';
-import { processStartTime } from '../../runtime/ephemeral.js';
+import { processStartTime } from '../../common/proc.js';
 import { logger, type Logger } from '../../log.js';
 import { Firewall } from '../firewall/index.js';
 import { CHAIN_NAMES, ruleCommands, SET_NAMES, TABLE_FAMILY } from '../firewall/rules.js';
@@ -41,8 +41,8 @@ import { classifyLink, isMasqueradeOwner, masqueradeOwner, type LinkRole, type S
 import { type Holder, holderAlive, type LinkRecord, type NetdState, processHolder, type ReservationRecord, StateStore } from './state.js';
 import { enableForwarding, procSys, restoreForwarding, type SysctlIo } from './sysctl.js';
 import { sys } from '../../native.js';
-import { MachineRegistry } from '../../runtime/registry.js';
-import type { PortForward } from '../../runtime/spec.js';
+import type { PortForward, RunningMachines } from '../model.js';
+import { registryMachines } from './machines.js';
 import {
   findPortClashes, hostPortClashes, PortInUseError, portOwner, recordedMappings, reservationMappings, routeLocalnetPath, SYSTEMD_NAT_MAPS,
   systemdPortClashes, type PortRequest,
@@ -105,6 +105,8 @@ export interface SubsystemOptions {
   machineId?: Uint8Array | null;
   sysctl?: SysctlIo;
   log?: Logger;
+  /** which machines run (whose port mappings a sweep keeps); default: the machine registry's records (registryMachines()) */
+  machines?: RunningMachines;
 }
 
 /** What a machine gets on its link: what the launcher configures host0 with. */
@@ -183,6 +185,7 @@ export class NetworkSubsystem {
   private readonly poolOptions: SubnetPoolOptions;
   private readonly dns: string[];
   private readonly machineId: Uint8Array | undefined;
+  private readonly machines: RunningMachines;
   private dhcpServer: DhcpBackend | undefined;
   private readonly dnsServer: DnsServer | undefined;
   /** embedded: other launchers' reservations on a shared zone arrive through the state file */
@@ -202,6 +205,7 @@ export class NetworkSubsystem {
 
   private constructor(opts: SubsystemOptions) {
     this.mode = opts.mode;
+    this.machines = opts.machines ?? registryMachines();
     this.holder = holderOf(opts.mode);
     const base = opts.log ?? logger('netd');
     // inside a launcher, routine events are detail (--verbose); the sidecar logs them
@@ -380,9 +384,8 @@ export class NetworkSubsystem {
     // removed when it is gone
     const recorded = new Set(ports.map((p) => p.owner));
     const watched = new Set(Object.keys(state.portWatchers ?? {})); // their launchers run (the sweep before this took the others)
-    const registry = new MachineRegistry();
     const owns = (o: string | undefined): boolean => isMasqueradeOwner(o) || o === undefined || recorded.has(o) ||
-      (!watched.has(o) && registry.get(o) === undefined);
+      (!watched.has(o) && this.machines.launcher(o) === undefined);
     const done = this.firewall.reconcile({ masquerade, ports }, { owns });
     this.tablesReady = true;
     if (done.added.length || done.removed.length) {
@@ -714,12 +717,11 @@ export class NetworkSubsystem {
       // a machine name another record or another running launcher claims keeps its port mappings
       // (same owner): they are that launcher's now. This launcher's own machine (a new start after
       // a kill) installs its mappings afresh right after.
-      const registry = new MachineRegistry();
       const me = `${process.pid}:${processStartTime(process.pid) ?? ''}`;
       const claimed = new Set(Object.values(st.links).flatMap((l) => l.reservations.map((r) => r.machine)));
       const runsElsewhere = (machine: string): boolean => {
-        const m = registry.get(machine);
-        return m !== undefined && !(this.mode === 'embedded' && `${m.launcher.pid}:${m.launcher.startTime}` === me);
+        const launcher = this.machines.launcher(machine);
+        return launcher !== undefined && !(this.mode === 'embedded' && `${launcher.pid}:${launcher.startTime}` === me);
       };
       // launchers that mapped their machine's ports themselves (ports-watch.ts)
       for (const owner of deadWatchers(st)) {
@@ -966,9 +968,18 @@ export class NetworkSubsystem {
   /**
    * Refuses host ports another machine forwards (ours: the firewall and the recorded reservations;
    * a real systemd-nspawn's: its io.systemd.nat maps) with PortInUseError naming each one. Changes
-   * nothing: the launcher asks before it makes anything.
+   * nothing of a live machine: the launcher asks before it makes anything. What launchers killed
+   * with SIGKILL left (their reservations and mappings) is cleared first, so their ports are free.
    */
-  checkPorts(machine: string, ports: readonly PortForward[]): { checked: number } {
+  async checkPorts(machine: string, ports: readonly PortForward[]): Promise<{ checked: number }> {
+    if (ports.length > 0) {
+      const links = this.mode === 'sidecar' ? new Set((await this.rtnl.listLinks()).map((l) => l.name)) : undefined;
+      try {
+        await this.sweepDeadHolders((ifname) => links?.has(ifname) === false);
+      } catch (err) {
+        this.log.warn(`clearing what stopped launchers left behind failed: ${errorMessage(err)}`);
+      }
+    }
     const clashes = hostPortClashes(machine, ports, this.firewall, this.store.peek());
     if (clashes.length) throw new PortInUseError(machine, clashes);
     return { checked: ports.length };

@@ -8,7 +8,8 @@ import { classifyLink, isMasqueradeOwner, machineFromIfname, masqueradeOwner } f
 import { addressHash, isClientAddress, pickAddress } from '../../../src/net/netd/addresses.js';
 import { decodeRequestLine, parseRequest } from '../../../src/net/netd/api.js';
 import { hostDns, parseDnsList } from '../../../src/net/netd/dns.js';
-import { addressHooks } from '../../../src/net/netd/hook.js';
+import { addressHooks } from '../../../src/runtime/net/addresses.js';
+import { configMode } from '../../../src/runtime/net/request.js';
 import { parseSidecarArgs } from '../../../src/net/netd/daemon.js';
 import { sockaddrUn } from '../../../src/net/netd/notify.js';
 import { enableForwarding, IP_FORWARD, restoreForwarding, type SysctlIo } from '../../../src/net/netd/sysctl.js';
@@ -226,7 +227,7 @@ test('sockaddr_un for sd_notify: paths and abstract names', () => {
 
 describe('resolv.conf of a container configured at start', () => {
   test('written inside the root, a symlink left to the container, nothing outside the root touched', async () => {
-    const { writeLeaseResolvConf, renderLeaseResolvConf, configMode } = await import('../../../src/net/netd/hook.js');
+    const { writeLeaseResolvConf, renderLeaseResolvConf } = await import('../../../src/runtime/net/addresses.js');
     const { mkdirSync, readFileSync, symlinkSync, readdirSync, existsSync } = await import('node:fs');
     const root = mkdtempSync(`${tmpdir()}/netd-root-`);
     try {

@@ -19,14 +19,15 @@ import { randomBytes } from 'node:crypto';
 import { errorMessage, NspawnError } from '../../errors.js';
 import { logger } from '../../log.js';
 import { sys } from '../../native.js';
-import { defaultStateDir } from '../../runtime/ephemeral.js';
-import type { LaunchSpec, PortForward } from '../../runtime/spec.js';
-import { chaseInRoot } from '../resolv.js';
-import { Rtnl } from '../rtnl.js';
-import { defaultSocketPath } from './socket-path.js';
-import { parseDnsList } from './dns.js';
-import type { ServedKind } from './links.js';
-import { type DhcpBackend, type MachineLease, NetworkSubsystem } from './subsystem.js';
+import { defaultStateDir } from '../../common/paths.js';
+import type { PortForward } from '../../net/model.js';
+import type { NetworkHookContext as HookContext } from './request.js';
+import { chaseInRoot } from '../../net/resolv.js';
+import { Rtnl } from '../../net/rtnl.js';
+import { defaultSocketPath } from '../../net/netd/socket-path.js';
+import { parseDnsList } from '../../net/netd/dns.js';
+import type { ServedKind } from '../../net/netd/links.js';
+import { type DhcpBackend, type MachineLease, NetworkSubsystem } from '../../net/netd/subsystem.js';
 
 const log = logger('net');
 
@@ -40,27 +41,12 @@ export interface ContainerLinkInfo {
   containerIfname: string;
 }
 
-/** What the hooks see of the launcher's ContainerContext. */
-export interface HookContext {
-  machine: string;
-  spec: Pick<LaunchSpec, 'mode' | 'network' | 'resolvConf'>;
-  pid: number;
-  netnsPath: string;
-  userns?: { shift: number };
-}
-
 export interface AddressHooksOptions {
   /** the main veth, once made (undefined: no veth to host0, e.g. --network-bridge= or macvlan only) */
   link: () => ContainerLinkInfo | undefined;
   env?: NodeJS.ProcessEnv;
   /** the DHCP server for the embedded mode (default src/dhcp's, loaded only then) */
   dhcp?: (leaseFile: string | undefined) => DhcpBackend;
-}
-
-/** static or dhcp, per --network-config= (auto: static unless the container boots an init). */
-export function configMode(spec: Pick<LaunchSpec, 'mode' | 'network'>): 'static' | 'dhcp' {
-  if (spec.network.config !== 'auto') return spec.network.config;
-  return spec.mode === 'boot' ? 'dhcp' : 'static';
 }
 
 /** resolv.conf of a lease, as udhcpc's default script writes it. */
@@ -136,13 +122,13 @@ export function addressHooks(opts: AddressHooksOptions): {
   let mode: 'static' | 'dhcp' = 'static';
   let dhcpStarted: Promise<void> | undefined;
   const dhcpFactory = async (): Promise<(leaseFile: string | undefined) => DhcpBackend> =>
-    opts.dhcp ?? (await import('./dhcp-backend.js')).dhcpBackend(logger('dhcp'), { quiet: true });
+    opts.dhcp ?? (await import('../../net/netd/dhcp-backend.js')).dhcpBackend(logger('dhcp'), { quiet: true });
 
   const reserveReq = (machine: string, i: ContainerLinkInfo) => (i.kind === 'zone'
     ? { machine, mac: i.containerMac, kind: 'zone' as const, zone: i.zone as string }
     : { machine, mac: i.containerMac, kind: 'veth' as const });
   /** -p/--port-loopback travel with the reservation: forwarded to the address it hands out */
-  const withPorts = <T extends object>(req: T, spec: HookContext['spec']): T & { ports?: PortForward[]; portLoopback?: boolean } =>
+  const withPorts = <T extends object>(req: T, spec: HookContext['request']): T & { ports?: PortForward[]; portLoopback?: boolean } =>
     (spec.network.ports.length === 0 ? req : { ...req, ports: spec.network.ports, portLoopback: spec.network.portLoopback });
 
   return {
@@ -154,11 +140,11 @@ export function addressHooks(opts: AddressHooksOptions): {
     async afterClone(ctx) {
       info = opts.link();
       if (!info) return;
-      mode = configMode(ctx.spec);
-      const req = withPorts(reserveReq(ctx.machine, info), ctx.spec);
+      mode = ctx.request.addressConfig;
+      const req = withPorts(reserveReq(ctx.machine, info), ctx.request);
       const socket = defaultSocketPath(env);
       // no socket file, no sidecar: the embedded path neither loads node:net nor makes a socket
-      const client = existsSync(socket) ? await (await import('./client.js')).NetdClient.connect(socket) : undefined;
+      const client = existsSync(socket) ? await (await import('../../net/netd/client.js')).NetdClient.connect(socket) : undefined;
       if (client) {
         try {
           lease = await client.request<MachineLease>({ op: 'reserve', ...req });
@@ -201,7 +187,7 @@ export function addressHooks(opts: AddressHooksOptions): {
       // too when that is our DNS server on its gateway (its DHCP client may not write resolv.conf:
       // networkd without resolved does not), so machine names resolve either way
       const ownDns = lease !== undefined && lease.dns.length === 1 && lease.dns[0] === lease.gateway;
-      if (!lease || (mode !== 'static' && !ownDns) || ctx.spec.resolvConf !== 'auto' || lease.dns.length === 0) return;
+      if (!lease || (mode !== 'static' && !ownDns) || ctx.request.resolvConf !== 'auto' || lease.dns.length === 0) return;
       try {
         writeLeaseResolvConf(`/proc/${ctx.pid}/root`, lease.dns, ctx.userns?.shift);
       } catch (err) {
@@ -222,7 +208,7 @@ export function addressHooks(opts: AddressHooksOptions): {
       }
       if (viaSidecar) {
         const { kind, zone } = reserveReq(ctx.machine, i) as { kind: ServedKind; zone?: string };
-        const client = await (await import('./client.js')).NetdClient.connect(viaSidecar).catch(() => undefined);
+        const client = await (await import('../../net/netd/client.js')).NetdClient.connect(viaSidecar).catch(() => undefined);
         if (!client) {
           log.warn(`the sidecar on ${viaSidecar} is gone; it releases ${ctx.machine}'s address when it sees the link go`);
           return;
