@@ -14,6 +14,8 @@ const DOCS = join(ROOT, 'docs');
 const CHARTS = join(DOCS, 'benchmarks');
 /** The order of the page; benchmarks not named here follow in name order. */
 const ORDER = ['dhcp', 'container-start', 'startup', 'netlink', 'ports', 'firewall-ops'];
+/** Run only when named: not a comparison with an anchor (bench/soak is a reliability run of an hour). */
+const ONLY_WHEN_NAMED = ['soak'];
 
 type Json = Record<string, unknown>;
 
@@ -50,7 +52,7 @@ function benches(names: string[]): string[] {
     const st = statSync(join(ROOT, 'bench', f));
     return st.isFile() && (st.mode & 0o111) !== 0;
   });
-  const chosen = names.length ? names.filter((n) => all.includes(n)) : all;
+  const chosen = names.length ? names.filter((n) => all.includes(n)) : all.filter((n) => !ONLY_WHEN_NAMED.includes(n));
   for (const n of names) if (!all.includes(n)) throw new Error(`no benchmark bench/${n} (there are: ${all.join(', ')})`);
   return chosen.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
 }
@@ -181,16 +183,15 @@ function charts(r: Run): Array<[string, string]> {
   }
   if (r.name === 'container-start' && Array.isArray(j.timeline_ms)) {
     const marks = (j.timeline_ms as Array<[number, string]>).filter((m) => Array.isArray(m) && typeof m[0] === 'number');
+    // each span is the work that ends with a debug line, labelled by that line
     const segs = [];
     let from = 0;
-    let label = 'node starts, loads our code';
     for (const [at, what] of marks) {
-      segs.push({ label, from, to: at });
+      segs.push({ label: `→ ${what.replace(/ machine=.*$/, '').replace(/ \(\d+\)/, '').slice(0, 38)}`, from, to: at });
       from = at;
-      label = what.replace(/ machine=.*$/, '').replace(/\(\d+\)/, '').slice(0, 40);
     }
     const wall = get(j, 'timeline_wall_ms');
-    if (wall !== undefined && wall > from) segs.push({ label: 'exit', from, to: wall });
+    if (wall !== undefined && wall > from) segs.push({ label: '→ teardown done, process exited', from, to: wall });
     const ref = get(j, 'true_median_ms.systemd_nspawn');
     const rows: TimelineRow[] = [{ label: 'nspawn-ts (one -v launch)', segments: segs }];
     if (ref !== undefined) rows.push({ label: 'systemd-nspawn (median)', segments: [{ label: 'systemd-nspawn, launch to exit', from: 0, to: ref }] });
