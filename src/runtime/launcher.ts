@@ -26,7 +26,7 @@ import { containerCaps, readOwnBoundingSet } from './caps.js';
 import { cgroupEntry, detectLayout, MachineCgroup, type CgroupLayout } from './cgroups.js';
 import { parseProperties } from './properties.js';
 import { PtyForwarder, consoleMode, interactiveConsole, type ConsoleMode } from './console.js';
-import { SupportCgroups } from './container-cgroup.js';
+import { SupportCgroups, boundDeviceRules, deviceAllowRules } from './container-cgroup.js';
 import {
   DEFAULT_PATH, execCandidates, findInit, lookupUser, resolveInRoot, supplementaryGroups, type InitInfo, type PasswdEntry,
 } from './container-root.js';
@@ -489,12 +489,16 @@ class ContainerRun {
     if (layout.mode !== 'none') {
       // name=systemd too (hybrid/legacy hosts): a systemd init tracks its units there
       const named = layout.hierarchies.some((h) => h.name === 'systemd') ? ['systemd'] : [];
-      const cg = MachineCgroup.create(spec.machine, parseProperties(spec.properties), { layout, namedHierarchies: named });
+      const props = parseProperties(spec.properties);
+      const cg = MachineCgroup.create(spec.machine, props, { layout, namedHierarchies: named });
       this.cgroup = cg;
       // with a user namespace, the container's root manages its subtree (systemd's Delegate=yes)
       if (userns) cg.delegate(userns.shift, userns.shift);
       this.onUndo('remove the machine cgroups', () => cg.remove());
-      const sc = SupportCgroups.create(layout, spec.machine);
+      // device nodes bound in, and DeviceAllow=, join the devices policy (as systemd-nspawn's scope properties)
+      const devices = deviceAllowRules(props.DeviceAllow);
+      for (const w of devices.warnings) this.status(w);
+      const sc = SupportCgroups.create(layout, spec.machine, [...boundDeviceRules(spec.binds), ...devices.rules]);
       this.support = sc;
       this.onUndo('remove the container cgroups', () => sc.remove());
     }
