@@ -18,12 +18,13 @@ const log = logger('netd');
 export const SIDECAR_USAGE = `Usage: nspawn-netd [OPTIONS]
 
 Serves host-side networking for containers (ve-*, vz-* links, also systemd-nspawn's):
-subnets, DHCP, masquerade. Runs in the foreground; logs JSON lines to stderr.
+subnets, DHCP, DNS (machine names), masquerade. Runs in the foreground; logs JSON lines to stderr.
 
 Options:
   --state-dir=DIR   state directory (default $NSPAWN_TS_STATE_DIR or /var/lib/nspawn-ts)
   --socket=PATH     API socket (default $NSPAWN_NETD_SOCKET or /run/nspawn-ts/netd.sock)
-  --dns=ADDR[,ADDR] DNS servers for containers (default: $NSPAWN_NETD_DNS, else the host's)
+  --dns=ADDR[,ADDR] DNS servers for containers, instead of our DNS server on each link
+                    (default: $NSPAWN_NETD_DNS, else our server: machine names, the rest forwarded)
   --pool=CIDR       IPv4 pool for subnets; repeat for several (default 192.168.0.0/16,
                     172.16.0.0/12, 10.0.0.0/8, as systemd-networkd)
   --zone-leases-per-source=N

@@ -221,6 +221,9 @@ describe('nspawn-netd command line', () => {
     expect(parseSidecarArgs(['--state-dir', '/a', '--socket=/b.sock', '--dns=192.0.2.1', '--dns', '192.0.2.2', '--pool=10.0.0.0/8', '-v'], { NSPAWN_NETD_DNS: '192.0.2.9' }))
       .toEqual({ stateDir: '/a', socket: '/b.sock', dns: ['192.0.2.1', '192.0.2.2'], pools: ['10.0.0.0/8'], verbose: true });
     expect(parseSidecarArgs(['--help'], {})).toBe('help');
+    expect(parseSidecarArgs(['--zone-leases-per-source=0'], {})).toMatchObject({ zoneLeasesPerSource: 0 });
+    expect(parseSidecarArgs(['--zone-leases-per-source', '32'], {})).toMatchObject({ zoneLeasesPerSource: 32 });
+    expect(() => parseSidecarArgs(['--zone-leases-per-source=-1'], {})).toThrow(/--zone-leases-per-source: "-1" is not a number of leases \(0: no cap\)/);
   });
   test.each([
     [['--bogus'], /unknown argument "--bogus"/],
