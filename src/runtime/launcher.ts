@@ -34,9 +34,9 @@ import { createEphemeral, defaultStateDir, sweepEphemeral, type EphemeralRoot } 
 import {
   bindIdmap, bindRecursive, buildMountPlan, idmapLines, type ResolvedBind, type ResolvedTmpfs, type RootSource,
 } from './mounts.js';
-import { copyTree, shiftOwnership } from './file-tree.js';
+import { copyTree, shiftedId, shiftOwnership } from './file-tree.js';
 import {
-  containerCloneFlags, fixedUidRange, pickUidRange, writeIdMaps, type UidRange,
+  containerCloneFlags, fixedUidRange, pickUidRange, rootOwnerBase, writeIdMaps, type UidRange,
 } from './namespaces.js';
 import { CLONE_NEWCGROUP, CLONE_NEWNET, CLONE_NEWNS, describeOp, type ContainerPlan, type PlanOp } from './plan.js';
 import { buildSeccompFilter, seccompSupported } from './seccomp.js';
@@ -462,17 +462,13 @@ class ContainerRun {
     // --private-users-ownership=: chown the tree into the range, map it (an ID-mapped root), or neither
     const ownership = spec.privateUsersOwnership ?? 'auto';
     const mapRoot = userns !== undefined && ownership === 'map';
-    if (mapRoot && spec.ephemeral) {
-      throw new ConfigError('--private-users-ownership=map and --ephemeral may not be combined: the overlay of an ephemeral container is not ID-mapped; '
-        + 'use --private-users-ownership=chown (or shift the tree once without --ephemeral)', { code: 'CFG_CONFLICT' });
-    }
     const shiftOwner = userns !== undefined
       && (ownership === 'chown' || (ownership === 'auto' && (spec.privateUsersChown || spec.privateUsers.mode === 'pick')));
-    if (shiftOwner && userns && spec.ephemeral) {
-      if (((statSync(directory).uid & 0xffff0000) >>> 0) !== userns.shift) {
-        throw new ConfigError(`--ephemeral with a user namespace needs ${directory} to be owned by the range already (UID ${userns.shift}); `
-          + 'shift it once with --private-users=' + userns.shift + ' --private-users-chown (without --ephemeral)', { code: 'CFG_CONFLICT' });
-      }
+    /** -U -x: the tree is left as it is; the overlay's lower layer is mounted ID-mapped into the range */
+    let lowerIdmap: { userns: string; fstype?: string } | undefined;
+    if ((shiftOwner || mapRoot) && userns && spec.ephemeral) {
+      const base = rootOwnerBase(directory);
+      if (mapRoot || base !== userns.shift) lowerIdmap = this.treeIdmap(directory, userns, base);
     } else if (spec.privateUsersChown && userns === undefined && spec.privateUsers.mode === 'no') {
       // --private-users-chown without a user namespace does nothing, as in systemd-nspawn
     } else if (shiftOwner && userns) {
@@ -489,10 +485,12 @@ class ContainerRun {
       const eph: EphemeralRoot = createEphemeral(base, spec.machine);
       this.onUndo('remove the ephemeral layer', () => eph.remove());
       const st = statSync(directory);
-      chownSync(eph.upper, st.uid, st.gid);
+      // the upper layer's root is the container's root directory: owned as the (mapped) tree's root
+      chownSync(eph.upper, lowerIdmap && userns ? shiftedId(st.uid, userns.shift) : st.uid, lowerIdmap && userns ? shiftedId(st.gid, userns.shift) : st.gid);
       chmodSync(eph.upper, st.mode & 0o7777);
       root = eph.mountPoint;
-      rootSource = { kind: 'overlay', lower: directory, upper: eph.upper, work: eph.work };
+      rootSource = { kind: 'overlay', lower: directory, upper: eph.upper, work: eph.work,
+        ...(lowerIdmap ? { lowerIdmap: { ...lowerIdmap, mountPoint: eph.lower } } : {}) };
     }
 
     // cgroups: resource control (cgroups.ts) and the container's own (container-cgroup.ts)
@@ -531,7 +529,7 @@ class ContainerRun {
       ...(os.path ? { hostOsRelease: os.path } : {}),
       ...(userns ? { uidShift: userns.shift } : {}),
       notifySocket: notify.path,
-      ...(mapRoot && userns ? { rootIdmap: this.rootIdmap(directory, userns) } : {}),
+      ...(mapRoot && userns && !spec.ephemeral ? { rootIdmap: this.rootIdmap(directory, userns) } : {}),
     });
     const env = containerEnvironment({ spec, uuid, user, term: this.consoleMode === 'interactive' ? process.env.TERM : undefined, hostOs: os.fields });
     let bounding = containerCaps({ privateNetwork: spec.network.private });
@@ -797,6 +795,17 @@ class ContainerRun {
   /** --private-users-ownership=map: host IDs 0..range-1 of the tree are the container's (systemd's REMOUNT_IDMAPPING_HOST_ROOT). */
   private rootIdmap(directory: string, userns: UidRange): { userns: string; fstype?: string } {
     const lines = idmapLines('idmap', userns, 0, 0);
+    const fstype = fileSystemOf(directory);
+    return { userns: this.idmapUserns(lines, lines), ...(fstype ? { fstype } : {}) };
+  }
+
+  /**
+   * -U -x: the overlay's lower layer (the tree, owned from host ID `base` on) shown as owned from
+   * the range's first ID: the tree stays as it is, and nothing is copied or chowned.
+   */
+  private treeIdmap(directory: string, userns: UidRange, base: number): { userns: string; fstype?: string } {
+    if (base === 0) return this.rootIdmap(directory, userns);
+    const lines = `${base} ${userns.shift} ${userns.range}\n`;
     const fstype = fileSystemOf(directory);
     return { userns: this.idmapUserns(lines, lines), ...(fstype ? { fstype } : {}) };
   }
