@@ -22,7 +22,9 @@ APT_PACKAGES=(
   systemd-container debootstrap  # the real systemd-nspawn, and the Debian root for boot tests
   iptables iperf3 tcpdump strace procps psmisc util-linux e2fsprogs  # benches, captures, process tools, chattr
   gcc libc6-dev  # bench/connrate.c, the static udp-echo of the port-forwarding tests
-  attr acl xfsprogs  # xattrs and ACLs of --template= copies, an XFS image for their reflinks
+  g++ make python3  # node-gyp: the addon, also when an installed package builds it (docs/install.md)
+  tar gzip xz-utils zstd bzip2  # machinectl-ts import/export
+  attr acl xfsprogs  # xattrs and ACLs of --template= copies and image transfers, an XFS image for their reflinks
   dnsperf  # bench/dns
 )
 missing=()

@@ -112,8 +112,8 @@ export interface NativeAddon {
   namespaceId(fd: number): string;
   nftRun(command: string, options?: NftRunOptions): NftResult;
   nftForget(netnsFd: number): void;
-  /** clone3() into new namespaces and run the plan's ops (src/runtime/plan.ts) in the child. */
-  spawnContainer(plan: { cloneFlags: number; ops: ReadonlyArray<object> }): SpawnedContainer;
+  /** clone3() into new namespaces (and into cgroupDir, a cgroup2 directory) and run the plan's ops (src/runtime/plan.ts) in the child. */
+  spawnContainer(plan: { cloneFlags: number; ops: ReadonlyArray<object>; cgroupDir?: string }): SpawnedContainer;
   /** Next message from a clone child; null when none is waiting. */
   channelRecv(fd: number): ChannelMessage | null;
   /** Lets a clone child that reported READY go on. */

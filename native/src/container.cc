@@ -78,6 +78,7 @@ enum OpCode {
   OP_PDEATHSIG,
   OP_EXEC,
   OP_BIND_IDMAPPED,
+  OP_JOIN_CGROUP,
 };
 
 // What an op reads from its JS object (src/runtime/plan.ts): strings into s1..s4 (key, and
@@ -136,6 +137,7 @@ const OpSpec kOps[] = {
     {"pdeathsig", OP_PDEATHSIG, {}, {{"signal", SIGKILL}}},
     {"exec", OP_EXEC, {}, {}},
     {"bindIdmapped", OP_BIND_IDMAPPED, {{"source", kRequired}, {"target", kRequired}, {"userns", kRequired}}, {Flag("recursive")}},
+    {"joinCgroup", OP_JOIN_CGROUP, {{"tasks", kRequired}}, {}},
 };
 
 // One operation, with every argument already in plain memory (pointers into Plan's storage).
@@ -159,6 +161,7 @@ struct Op {
 // Owns the memory the child reads. Built by the parent before clone; never changed after.
 struct Plan {
   uint64_t cloneFlags = 0;
+  std::string cgroupDir;  // cgroup2 directory the child starts in (CLONE_INTO_CGROUP), or empty
   std::vector<Op> ops;
   std::deque<std::string> strings;
   std::deque<std::vector<const char*>> lists;
@@ -217,6 +220,11 @@ const char* const* GetStringList(Plan& plan, const Napi::Object& o, const char* 
 void ParsePlan(const Napi::Object& obj, Plan& plan) {
   Napi::Env env = obj.Env();
   plan.cloneFlags = GetNumber(obj, "cloneFlags", 0);
+  Napi::Value cg = obj.Get("cgroupDir");
+  if (!cg.IsUndefined() && !cg.IsNull()) {
+    if (!cg.IsString()) throw Napi::TypeError::New(env, "plan: 'cgroupDir' must be a string");
+    plan.cgroupDir = cg.As<Napi::String>().Utf8Value();
+  }
   Napi::Value opsV = obj.Get("ops");
   if (!opsV.IsArray()) throw Napi::TypeError::New(env, "plan: 'ops' must be an array");
   Napi::Array ops = opsV.As<Napi::Array>();
@@ -294,8 +302,50 @@ constexpr int kChannelFd = 3;
 // The container's PID 1 with --as-pid2: reaps every zombie, forwards every signal to the payload
 // and exits with its status (128+N when a signal ended it). All signals stay blocked and are taken
 // with sigwaitinfo(), which also receives signals that init would otherwise ignore.
+// Field `n` (1-based, as proc(5) numbers them) of /proc/self/stat; 0 when it cannot be read.
+unsigned long SelfStatField(int n) {
+  char buf[2048];
+  int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t len = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (len <= 0) return 0;
+  buf[len] = '\0';
+  char* p = strrchr(buf, ')');  // the command name may hold spaces and parentheses
+  if (!p) return 0;
+  int field = 2;
+  for (; *p && field < n; p++) {
+    if (*p == ' ') field++;
+  }
+  unsigned long v = 0;
+  for (; *p >= '0' && *p <= '9'; p++) v = v * 10 + static_cast<unsigned long>(*p - '0');
+  return v;
+}
+
+// Blanks a memory range of our own (this process is a copy of Node's; Node's memory is untouched).
+void Blank(unsigned long start, unsigned long end) {
+  if (start == 0 || end <= start) return;
+  memset(reinterpret_cast<void*>(start), 0, end - start);
+}
+
+// What the container sees of its PID 1: "(sd-stubinit)", as systemd-nspawn's stub is named (its
+// rename_process()), not the launcher's command line and environment, which are host paths.
+// argv and environ are this process's copy of Node's; they are overwritten in place.
+void RenameStub() {
+  static const char kName[] = "(sd-stubinit)";
+  prctl(PR_SET_NAME, kName, 0, 0, 0);
+  unsigned long argStart = SelfStatField(48), argEnd = SelfStatField(49);
+  unsigned long envStart = SelfStatField(50), envEnd = SelfStatField(51);
+  Blank(envStart, envEnd);
+  if (argStart == 0 || argEnd <= argStart) return;
+  Blank(argStart, argEnd);
+  size_t n = sizeof kName;  // with its NUL
+  if (n > argEnd - argStart) n = argEnd - argStart;
+  memcpy(reinterpret_cast<void*>(argStart), kName, n - 1);
+}
+
 [[noreturn]] void StubInit(pid_t payload) {
-  prctl(PR_SET_NAME, "nspawn-ts-init", 0, 0, 0);
+  RenameStub();
   sigset_t all;
   sigfillset(&all);
   sigprocmask(SIG_SETMASK, &all, nullptr);
@@ -586,6 +636,19 @@ int LoopbackUp() {
       case OP_BIND_IDMAPPED:
         err = BindIdmapped(op.s1, op.s2, op.s3, op.n1 != 0);
         break;
+      case OP_JOIN_CGROUP: {
+        // "0" into a cgroup v1 `tasks` file moves the writing thread only, and the kernel takes no
+        // cgroup_threadgroup_rwsem for it (cgroup_procs_write_start): no RCU grace period, unlike
+        // a move of a whole process by its pid. This process has one thread: it moves whole.
+        int fd = open(op.s1, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) {
+          err = errno;
+          break;
+        }
+        if (RetryEintr([&] { return write(fd, "0", 1); }) < 0) err = errno;
+        close(fd);
+        break;
+      }
     }
     if (err && !(op.optional && IgnorableForOptional(err))) Fail(chan, i, err);
   }
@@ -612,14 +675,28 @@ int LoopbackUp() {
 
 // ---- N-API surface ----
 
-// spawnContainer({cloneFlags, ops}) -> {pid, pidfd, channel}
+// spawnContainer({cloneFlags, ops, cgroupDir?}) -> {pid, pidfd, channel}. With cgroupDir (a cgroup2
+// directory) the child is created in that cgroup: a move of a process into a cgroup waits for an
+// RCU grace period on a quiet host (cgroup_threadgroup_rwsem), a clone into one does not.
 Napi::Value SpawnContainer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "argument 'plan' must be an object");
   Plan plan;
   ParsePlan(info[0].As<Napi::Object>(), plan);
-
-  return SpawnWithChannel(env, plan.cloneFlags, [&plan](int chan, int parentEnd) { ChildMain(plan, chan, parentEnd); });
+  int cgroupFd = -1;
+  if (!plan.cgroupDir.empty()) {
+    cgroupFd = open(plan.cgroupDir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (cgroupFd < 0) throw ErrnoError(env, errno, "open", "(" + plan.cgroupDir + ")");
+  }
+  try {
+    Napi::Object out = SpawnWithChannel(
+        env, plan.cloneFlags, [&plan](int chan, int parentEnd) { ChildMain(plan, chan, parentEnd); }, cgroupFd);
+    if (cgroupFd >= 0) close(cgroupFd);
+    return out;
+  } catch (...) {
+    if (cgroupFd >= 0) close(cgroupFd);
+    throw;
+  }
 }
 
 // Writes `text` to /proc/PID/FILE; 0 or errno.

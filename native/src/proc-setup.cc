@@ -37,10 +37,14 @@ void InitMsgHdr(struct msghdr* mh, struct iovec* iov, void* buf, size_t len, cha
   _exit(err == ENOENT ? 127 : 1);
 }
 
-long Clone3(uint64_t flags, int* pidfd) {
+long Clone3(uint64_t flags, int* pidfd, int cgroupFd) {
   struct clone_args args;
   memset(&args, 0, sizeof args);
   args.flags = flags | (pidfd ? CLONE_PIDFD : 0);
+  if (cgroupFd >= 0) {
+    args.flags |= CLONE_INTO_CGROUP;
+    args.cgroup = static_cast<uint64_t>(cgroupFd);
+  }
   args.pidfd = reinterpret_cast<uint64_t>(pidfd);
   args.exit_signal = (flags & CLONE_PARENT) ? 0 : SIGCHLD;
   return syscall(SYS_clone3, &args, sizeof args);

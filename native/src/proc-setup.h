@@ -41,8 +41,9 @@ void InitMsgHdr(struct msghdr* mh, struct iovec* iov, void* buf, size_t len, cha
 [[noreturn]] void FailMsg(int chan, int32_t op, int err, int32_t value);
 
 // clone3() with fork semantics; with `pidfd` a pidfd of the child is stored there. A child made
-// with CLONE_PARENT sends no exit signal (it becomes our parent's child).
-long Clone3(uint64_t flags, int* pidfd);
+// with CLONE_PARENT sends no exit signal (it becomes our parent's child). With `cgroupFd` (a
+// cgroup2 directory) the child starts in that cgroup (CLONE_INTO_CGROUP): no move afterwards.
+long Clone3(uint64_t flags, int* pidfd, int cgroupFd = -1);
 
 // Every signal handler back to SIG_DFL (Node's handlers must not run in the child).
 void ResetSignals();
@@ -70,11 +71,11 @@ int CapAmbientSet(uint64_t amb);
 // ENOENT when none exists, or the errno of a candidate that exists but could not run.
 int ExecFirst(const char* const* candidates, const char* const* argv, const char* const* envp);
 
-// The parent side: a SOCK_SEQPACKET socketpair, clone3(`cloneFlags`) with a pidfd and every
-// signal blocked across it, `child(childEnd, parentEnd)` in the child (it must not return).
-// Returns {pid, pidfd, channel}, the channel our non-blocking end; throws on failure.
+// The parent side: a SOCK_SEQPACKET socketpair, clone3(`cloneFlags`, into `cgroupFd` when >= 0)
+// with a pidfd and every signal blocked across it, `child(childEnd, parentEnd)` in the child (it
+// must not return). Returns {pid, pidfd, channel}, the channel our non-blocking end; throws on failure.
 template <typename Child>
-Napi::Object SpawnWithChannel(Napi::Env env, uint64_t cloneFlags, Child child) {
+Napi::Object SpawnWithChannel(Napi::Env env, uint64_t cloneFlags, Child child, int cgroupFd = -1) {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) throw ErrnoError(env, errno, "socketpair");
   // Signals stay blocked across clone so that none runs Node's handlers in the child (they would
@@ -83,7 +84,7 @@ Napi::Object SpawnWithChannel(Napi::Env env, uint64_t cloneFlags, Child child) {
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   int pidfd = -1;
-  long pid = Clone3(cloneFlags, &pidfd);
+  long pid = Clone3(cloneFlags, &pidfd, cgroupFd);
   if (pid == 0) child(sv[1], sv[0]);
   int cloneErr = errno;
   pthread_sigmask(SIG_SETMASK, &old, nullptr);

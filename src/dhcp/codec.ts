@@ -53,6 +53,23 @@ export class DhcpDecodeError extends NspawnError {
   }
 }
 
+const ZERO_CHADDR = new Uint8Array(16);
+const ZERO_SNAME = new Uint8Array(64);
+const ZERO_FILE = new Uint8Array(128);
+
+/**
+ * A reply to fill in: its chaddr, sname and file are zeros shared by every reply (assign arrays
+ * of its own to fill them, never write into these).
+ */
+export function blankReply(): DhcpPacket {
+  return {
+    op: BOOTREPLY, htype: 1, hlen: 6, hops: 0, xid: 0, secs: 0, flags: 0,
+    ciaddr: 0, yiaddr: 0, siaddr: 0, giaddr: 0,
+    chaddr: ZERO_CHADDR, sname: ZERO_SNAME, file: ZERO_FILE,
+    options: new DhcpOptions(),
+  };
+}
+
 export function emptyPacket(op: number): DhcpPacket {
   return {
     op, htype: 1, hlen: 6, hops: 0, xid: 0, secs: 0, flags: 0,
@@ -92,11 +109,10 @@ export function decodePacket(bytes: Uint8Array): DhcpPacket {
     file: bytes.subarray(108, 236),
     options: new DhcpOptions(),
   };
-  const seen = new Set<number>();
-  parseOptionArea(bytes, HEADER_SIZE, bytes.length, p.options, seen, true);
+  parseOptionArea(bytes, HEADER_SIZE, bytes.length, p.options, true);
   const overload = overloadValue(p.options);
-  if (overload & 1) parseOptionArea(bytes, 108, 236, p.options, seen, false);
-  if (overload & 2) parseOptionArea(bytes, 44, 108, p.options, seen, false);
+  if (overload & 1) parseOptionArea(bytes, 108, 236, p.options, false);
+  if (overload & 2) parseOptionArea(bytes, 44, 108, p.options, false);
   return p;
 }
 
@@ -114,7 +130,7 @@ function overloadValue(options: DhcpOptions): number {
  * Reads options from [start, end). In the options field a missing END is tolerated at the very end
  * of the datagram (several clients omit it); an option running past the end is an error.
  */
-function parseOptionArea(bytes: Uint8Array, start: number, end: number, out: DhcpOptions, seen: Set<number>, main: boolean): void {
+function parseOptionArea(bytes: Uint8Array, start: number, end: number, out: DhcpOptions, main: boolean): void {
   let i = start;
   while (i < end) {
     const code = bytes[i] as number;
@@ -128,11 +144,9 @@ function parseOptionArea(bytes: Uint8Array, start: number, end: number, out: Dhc
     if (i + 2 + len > end) throw new DhcpDecodeError(i, `option ${code} of length ${len} runs past the end of the ${main ? 'options field' : 'overloaded field'}`);
     if (!main && code === Opt.OVERLOAD) throw new DhcpDecodeError(i, 'option overload (52) inside an overloaded field');
     const value = bytes.subarray(i + 2, i + 2 + len);
-    if (seen.has(code)) out.append(code, value);
-    else {
-      seen.add(code);
-      out.set(code, value);
-    }
+    // `out` is this message's own: what it has already came earlier in this message
+    if (out.has(code)) out.append(code, value);
+    else out.set(code, value);
     i += 2 + len;
   }
 }
@@ -189,7 +203,8 @@ export function encodePacket(p: DhcpPacket, opts: EncodeOptions = {}): Uint8Arra
     if (code !== Opt.OVERLOAD) total += value.length + 2 * (value.length > 255 ? Math.ceil(value.length / 255) : 1);
   }
   if (total + 1 <= maxSize - HEADER_SIZE) {
-    const buf = new Uint8Array(headroom + Math.max(MIN_MESSAGE, HEADER_SIZE + total + 1));
+    const size = headroom + Math.max(MIN_MESSAGE, HEADER_SIZE + total + 1);
+    const buf = headroom ? slabAlloc(size) : new Uint8Array(size);
     const out = headroom ? buf.subarray(headroom) : buf;
     writeHeader(out, p);
     let o = HEADER_SIZE;
@@ -216,6 +231,28 @@ export function encodePacket(p: DhcpPacket, opts: EncodeOptions = {}): Uint8Arra
   const buf = new Uint8Array(headroom + slow.length);
   buf.set(slow, headroom);
   return buf.subarray(headroom);
+}
+
+/**
+ * Datagrams the server sends (encoded with headroom) are carved from shared 64 KiB slabs, as
+ * node's Buffer pool does: a reply costs a view, not an ArrayBuffer of its own (each of those is a
+ * malloc, a free and work for V8's array-buffer sweeper). A slab is freed by the garbage
+ * collector once no reply in it is referenced (sent, or no longer waiting for the lease file).
+ * Slab memory is zeroed and never handed out twice, so a reply's padding is zero.
+ */
+const SLAB_BYTES = 1 << 16;
+let slab = new Uint8Array(0);
+let slabUsed = 0;
+
+function slabAlloc(size: number): Uint8Array {
+  if (size > SLAB_BYTES / 4) return new Uint8Array(size);
+  if (slabUsed + size > slab.length) {
+    slab = new Uint8Array(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  const b = slab.subarray(slabUsed, slabUsed + size);
+  slabUsed += (size + 7) & ~7;
+  return b;
 }
 
 function writeHeader(out: Uint8Array, p: DhcpPacket): void {

@@ -4,12 +4,12 @@
 // cites the part of RFC 2131 it follows. A malformed option in a request never throws out of here: it
 // becomes an `ignore` decision with the reason.
 import {
-  BOOTREPLY, BOOTREQUEST, type DhcpPacket, emptyPacket, FLAG_BROADCAST,
+  BOOTREQUEST, blankReply, type DhcpPacket, FLAG_BROADCAST,
 } from './codec.js';
 import type { ResolvedReservation, SubnetConfig } from './config.js';
 import { type Ipv4, inSubnet, ipv4ToString, macToString, toHex } from './ipv4.js';
 import type { ClientIdentity, Lease } from './leases.js';
-import { DhcpOptionError, MessageType, Opt } from './options.js';
+import { DhcpOptionError, DhcpOptions, MessageType, Opt } from './options.js';
 import { mod64, siphash24Halves, type U64 } from '../net/siphash.js';
 
 /** What decide() reads: one interface's configuration and lease table, never changed by it. */
@@ -261,7 +261,7 @@ function nak(p: DhcpPacket, c: SubnetConfig, client: ClientIdentity, reason: str
 
 /** RFC 2131 table 3: fields of every reply. */
 function replyHeader(p: DhcpPacket): DhcpPacket {
-  const r = emptyPacket(BOOTREPLY);
+  const r = blankReply();
   r.htype = p.htype;
   r.hlen = p.hlen;
   r.xid = p.xid;
@@ -283,18 +283,32 @@ function replyHostname(p: DhcpPacket, reserved: ResolvedReservation | undefined)
   return own && /^[A-Za-z0-9._-]{1,253}$/.test(own) ? own : undefined;
 }
 
-function buildReply(p: DhcpPacket, c: SubnetConfig, type: number, yiaddr: Ipv4, leaseTime: number | undefined, reserved: ResolvedReservation | undefined): DhcpPacket {
-  const r = replyHeader(p);
-  r.yiaddr = yiaddr;
-  const o = r.options;
-  const asked = p.options.parameterRequestList() ?? [];
-  o.setU8(Opt.MESSAGE_TYPE, type);
-  o.setIpv4(Opt.SERVER_ID, c.serverAddress);
-  if (leaseTime !== undefined) {
-    o.setU32(Opt.LEASE_TIME, leaseTime);
-    o.setU32(Opt.RENEWAL_TIME, Math.floor(leaseTime / 2));
-    o.setU32(Opt.REBINDING_TIME, Math.floor((leaseTime * 7) / 8));
-  }
+/**
+ * The option values an interface's replies share, encoded once per configuration rather than per
+ * reply (replies only hold them; encodePacket copies them out). In buildReply's order.
+ */
+interface FixedOptions {
+  readonly values: ReadonlyArray<readonly [number, Uint8Array]>;
+  readonly serverId: Uint8Array;
+  /** 51, 58 and 59 for the configured lease time (what a client gets unless it asks for another). */
+  readonly leaseTime: number;
+  readonly lease: ReadonlyArray<readonly [number, Uint8Array]>;
+}
+const fixedOptions = new WeakMap<SubnetConfig, FixedOptions>();
+const MESSAGE_TYPES: readonly Uint8Array[] = Array.from({ length: 9 }, (_, t) => Uint8Array.of(t));
+
+function leaseOptions(leaseTime: number): Array<readonly [number, Uint8Array]> {
+  const o = new DhcpOptions();
+  o.setU32(Opt.LEASE_TIME, leaseTime);
+  o.setU32(Opt.RENEWAL_TIME, Math.floor(leaseTime / 2));
+  o.setU32(Opt.REBINDING_TIME, Math.floor((leaseTime * 7) / 8));
+  return [...o.entries()];
+}
+
+function fixedOptionsOf(c: SubnetConfig): FixedOptions {
+  let f = fixedOptions.get(c);
+  if (f) return f;
+  const o = new DhcpOptions();
   o.setIpv4(Opt.SUBNET_MASK, c.netmask);
   o.setIpv4(Opt.BROADCAST_ADDRESS, c.broadcast);
   if (c.routers.length) o.setIpv4List(Opt.ROUTER, c.routers);
@@ -303,7 +317,24 @@ function buildReply(p: DhcpPacket, c: SubnetConfig, type: number, yiaddr: Ipv4, 
   if (c.searchDomains.length) o.setDomainSearch(c.searchDomains);
   if (c.mtu !== undefined) o.setU16(Opt.INTERFACE_MTU, c.mtu);
   if (c.classlessRoutes.length) o.setClasslessRoutes(c.classlessRoutes);
-  if (asked.includes(Opt.HOSTNAME)) {
+  const serverId = new DhcpOptions().setIpv4(Opt.SERVER_ID, c.serverAddress).get(Opt.SERVER_ID) as Uint8Array;
+  f = { values: [...o.entries()], serverId, leaseTime: c.leaseTime, lease: leaseOptions(c.leaseTime) };
+  fixedOptions.set(c, f);
+  return f;
+}
+
+function buildReply(p: DhcpPacket, c: SubnetConfig, type: number, yiaddr: Ipv4, leaseTime: number | undefined, reserved: ResolvedReservation | undefined): DhcpPacket {
+  const r = replyHeader(p);
+  r.yiaddr = yiaddr;
+  const o = r.options;
+  const fixed = fixedOptionsOf(c);
+  o.set(Opt.MESSAGE_TYPE, MESSAGE_TYPES[type] ?? Uint8Array.of(type));
+  o.set(Opt.SERVER_ID, fixed.serverId);
+  if (leaseTime !== undefined) {
+    for (const [code, v] of leaseTime === fixed.leaseTime ? fixed.lease : leaseOptions(leaseTime)) o.set(code, v);
+  }
+  for (const [code, v] of fixed.values) o.set(code, v);
+  if (p.options.requests(Opt.HOSTNAME)) {
     const name = replyHostname(p, reserved);
     if (name) o.setString(Opt.HOSTNAME, name);
   }

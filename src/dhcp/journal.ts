@@ -78,6 +78,11 @@ export interface LeaseStore {
   readonly idle: boolean;
   /** Records appended with an `onDurable` that has not run yet (ACKs waiting for the file). */
   readonly backlog: number;
+  /**
+   * Writes the records appended so far now instead of at the end of this event-loop turn (the
+   * server calls it after each batch of requests, so their ACKs leave with that batch's offers).
+   */
+  commitNow(): void;
   /** Writes out what is pending and closes. */
   close(): Promise<void>;
 }
@@ -96,6 +101,7 @@ export class MemoryLeaseStore implements LeaseStore {
     this.appendedSinceCompaction++;
     onDurable?.();
   }
+  commitNow(): void {}
   compact(entries: Iterable<JournalEntry>): void {
     this.entries.splice(0, this.entries.length, ...entries);
     this.appendedSinceCompaction = 0;
@@ -584,6 +590,10 @@ export class FileLeaseStore implements LeaseStore {
     if (this.scheduled || this.inFlight) return;
     this.scheduled = true;
     setImmediate(() => this.flush());
+  }
+
+  commitNow(): void {
+    if (this.pending.length && !this.inFlight && !this.closed) this.flush();
   }
 
   private flush(): void {

@@ -177,7 +177,9 @@ export class DhcpOptions {
     return this.set(code, b);
   }
   setString(code: number, s: string): this {
-    return this.set(code, new Uint8Array(Buffer.from(s, 'utf8')));
+    const b = new Uint8Array(Buffer.byteLength(s, 'utf8'));
+    Buffer.from(b.buffer, b.byteOffset, b.length).write(s, 'utf8');
+    return this.set(code, b);
   }
 
   // --- the options the server reads and writes ------------------------------------------------
@@ -230,6 +232,11 @@ export class DhcpOptions {
   parameterRequestList(): number[] | undefined {
     const v = this.map.get(Opt.PARAMETER_REQUEST_LIST);
     return v && Array.from(v);
+  }
+  /** Whether option 55 asks for `code` (without making its list). */
+  requests(code: number): boolean {
+    const v = this.map.get(Opt.PARAMETER_REQUEST_LIST);
+    return v !== undefined && v.includes(code);
   }
   message(): string | undefined {
     return this.string(Opt.MESSAGE);

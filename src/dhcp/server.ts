@@ -148,6 +148,9 @@ export class DhcpServer {
       this.log.debug('dropped a datagram', { reason });
     }, (count) => {
       this.stats.sendFailures += count;
+    }, () => {
+      // the batch's ACKs are written now and leave with its offers in one sendmmsg
+      this.store.commitNow();
     });
     this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
     this.sweepTimer.unref();

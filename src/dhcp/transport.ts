@@ -45,9 +45,11 @@ export interface OutboundFrame {
 export interface DhcpTransport {
   /**
    * Starts delivering frames; `onFrame` runs synchronously for each. `onDropped` hears of datagrams
-   * that were not IPv4/UDP as they should be, `onSendFailed` of replies the kernel refused.
+   * that were not IPv4/UDP as they should be, `onSendFailed` of replies the kernel refused,
+   * `onBatchEnd` when the frames that were waiting have been delivered (replies sent until then
+   * leave together, after it returns).
    */
-  start(onFrame: (frame: InboundFrame) => void, onDropped?: (reason: string) => void, onSendFailed?: (count: number) => void): void;
+  start(onFrame: (frame: InboundFrame) => void, onDropped?: (reason: string) => void, onSendFailed?: (count: number) => void, onBatchEnd?: () => void): void;
   /** Sends one frame (possibly batched with others sent in the same event-loop turn); false when refused at once. */
   send(frame: OutboundFrame): boolean;
   /** Stops delivering frames; send() still works (replies waiting for the journal go out). */
@@ -148,11 +150,11 @@ export class PacketTransport implements DhcpTransport {
     }
   }
 
-  start(onFrame: (frame: InboundFrame) => void, onDropped?: (reason: string) => void, onSendFailed?: (count: number) => void): void {
+  start(onFrame: (frame: InboundFrame) => void, onDropped?: (reason: string) => void, onSendFailed?: (count: number) => void, onBatchEnd?: () => void): void {
     const s = sys();
     this.onSendFailed = onSendFailed;
     const { rx, lengths, addrs, addrView } = this;
-    this.watcher = new s.FdWatcher(this.fd, POLL_READABLE, () => {
+    const receive = (): void => {
       for (let round = 0; round < ROUNDS; round++) {
         let n: number;
         try {
@@ -185,6 +187,10 @@ export class PacketTransport implements DhcpTransport {
         }
         if (n < BATCH) return;
       }
+    };
+    this.watcher = new s.FdWatcher(this.fd, POLL_READABLE, () => {
+      receive();
+      onBatchEnd?.();
     });
   }
 

@@ -47,8 +47,12 @@ export interface Options {
   /** -s/--signal= (default SIGTERM) */
   signal: Signal;
   signalGiven: boolean;
-  /** --read-only (clone) */
+  /** --read-only (clone, import-*, pull-tar) */
   readOnly: boolean;
+  /** --verify= (pull-tar); checksum when not given */
+  verify?: 'no' | 'checksum';
+  /** --format= (export-tar); default from the file name */
+  format?: 'none' | 'gzip' | 'xz' | 'zstd' | 'bzip2';
   quiet: boolean;
   /** -o/--output= */
   output: OutputMode;
@@ -67,7 +71,7 @@ export interface Options {
 export type Verb =
   | 'list' | 'list-images' | 'status' | 'image-status' | 'show' | 'show-image' | 'terminate' | 'reboot'
   | 'poweroff' | 'kill' | 'login' | 'shell' | 'remove' | 'rename' | 'clone' | 'start' | 'enable' | 'disable'
-  | 'set-property';
+  | 'set-property' | 'import-tar' | 'import-fs' | 'export-tar' | 'pull-tar';
 
 export type ParseResult =
   | { action: 'help'; text: string }
@@ -105,12 +109,16 @@ const VERBS: Record<string, VerbDef> = {
   enable: { min: 2, max: Infinity },
   disable: { min: 2, max: Infinity },
   'set-property': { min: 3, max: Infinity },
+  'import-tar': { min: 2, max: 3 },
+  'import-fs': { min: 2, max: 3 },
+  'export-tar': { min: 3, max: 3 },
+  'pull-tar': { min: 2, max: 3 },
 };
 
 /** machinectl verbs we do not implement, refused by name. */
 const SYSTEMD_ONLY_VERBS = [
-  'bind', 'copy-to', 'copy-from', 'read-only', 'set-limit', 'clean', 'import-tar', 'import-raw', 'import-fs',
-  'export-tar', 'export-raw', 'pull-tar', 'pull-raw', 'list-transfers', 'cancel-transfer',
+  'bind', 'copy-to', 'copy-from', 'read-only', 'set-limit', 'clean', 'import-raw', 'export-raw', 'pull-raw',
+  'list-transfers', 'cancel-transfer',
 ];
 
 type ArgKind = 'none' | 'required';
@@ -227,13 +235,20 @@ const OPTIONS: OptionDef[] = [
     },
   },
   {
-    long: 'verify', arg: 'required', handle: () => {
-      fail('Option --verify= of machinectl is not supported by machinectl-ts (image downloads are not implemented).', SEE_HELP, 'CFG_UNSUPPORTED_OPTION');
+    long: 'verify', arg: 'required', handle: (st, v) => {
+      const m = req(v);
+      if (m === 'signature') fail('--verify=signature is not supported by machinectl-ts (no GnuPG keyring is kept).', "use --verify=checksum (SHA256SUMS next to the file) or --verify=no", 'CFG_UNSUPPORTED_OPTION');
+      if (m !== 'no' && m !== 'checksum') fail(`Unknown verification mode: ${m}`, "allowed: 'checksum' (SHA256SUMS next to the file, the default) or 'no'");
+      st.options.verify = m;
     },
   },
   {
-    long: 'format', arg: 'required', handle: () => {
-      fail('Option --format= of machinectl is not supported by machinectl-ts (image export is not implemented).', SEE_HELP, 'CFG_UNSUPPORTED_OPTION');
+    long: 'format', arg: 'required', handle: (st, v) => {
+      const f = req(v);
+      const formats: Record<string, NonNullable<Options['format']>> = { uncompressed: 'none', gzip: 'gzip', xz: 'xz', zstd: 'zstd', bzip2: 'bzip2' };
+      const format = formats[f];
+      if (format === undefined) fail(`Unknown format: ${f}`, `allowed: ${Object.keys(formats).join(', ')}`);
+      st.options.format = format;
     },
   },
   { long: 'force', arg: 'none', handle: (st) => { st.options.force = true; } },
@@ -387,7 +402,10 @@ export function parseArgs(argv: readonly string[]): ParseResult {
     fail(verb === 'login' ? "--setenv= and --uid= are not supported for 'login'. Use 'shell' instead." : `--uid= and --setenv= apply to 'shell' only.`, usageOf(verbWord));
   }
   if (o.runtime && verb !== 'set-property') fail(`--runtime applies to 'set-property' only.`, usageOf(verbWord));
-  if (o.readOnly && verb !== 'clone') fail(`--read-only applies to 'clone' only.`, usageOf(verbWord));
+  const landing = ['clone', 'import-tar', 'import-fs', 'pull-tar'];
+  if (o.readOnly && !landing.includes(verb)) fail(`--read-only applies to 'clone', 'import-tar', 'import-fs' and 'pull-tar' only.`, usageOf(verbWord));
+  if (o.verify !== undefined && verb !== 'pull-tar') fail(`--verify= applies to 'pull-tar' only.`, usageOf(verbWord));
+  if (o.format !== undefined && verb !== 'export-tar') fail(`--format= applies to 'export-tar' only.`, usageOf(verbWord));
   return { action: 'run', verb, args: words.slice(1), options: o };
 }
 
@@ -412,6 +430,10 @@ const USAGE: Record<string, string> = {
   enable: 'enable NAME...',
   disable: 'disable NAME...',
   'set-property': 'set-property [--runtime] NAME PROPERTY=VALUE...',
+  'import-tar': 'import-tar FILE|- [NAME] [--read-only] [--force]',
+  'import-fs': 'import-fs DIRECTORY [NAME] [--read-only] [--force]',
+  'export-tar': 'export-tar NAME FILE|- [--format=FORMAT]',
+  'pull-tar': 'pull-tar URL [NAME] [--verify=checksum|no] [--read-only] [--force]',
 };
 
 function usageOf(verb: string): string {
@@ -453,13 +475,20 @@ Image Commands:
   rename NAME NEWNAME         Rename an image
   remove NAME...              Remove an image
 
+Image Transfer Commands:
+  import-tar FILE|- [NAME]    Import a tar archive (.tar, .gz, .xz, .zst, .bz2)
+  import-fs DIRECTORY [NAME]  Import a directory tree
+  export-tar NAME FILE|-      Export an image as a tar archive, compressed
+                              as the file name's suffix says
+  pull-tar URL [NAME]         Download a tar archive over HTTP(S) and import it
+
 Options:
   -h --help                   Show this help
      --version                Show package version
      --no-pager               Accepted; there is no pager
      --no-legend              Do not show the headers and footers
   -p --property=NAME          Show only properties by this name
-  -q --quiet                  Suppress output
+  -q --quiet                  Suppress output (and transfer progress)
   -a --all                    Show all properties, including empty ones;
                               list hidden images too
      --value                  When showing properties, only print the value
@@ -468,7 +497,11 @@ Options:
   -s --signal=SIGNAL          Which signal to send ('help' lists them)
      --uid=USER               Specify user ID to invoke shell as
   -E --setenv=VAR[=VALUE]     Add an environment variable for shell
-     --read-only              Create a read-only clone
+     --read-only              Create a read-only image (clone, import, pull)
+     --force                  Replace an image of the same name (import, pull)
+     --verify=MODE            pull-tar: 'checksum' (SHA256SUMS next to the file,
+                              the default) or 'no'
+     --format=FORMAT          export-tar: uncompressed, gzip, xz, zstd, bzip2
      --max-addresses=INTEGER  Number of internet addresses to show at most
   -o --output=STRING          Output mode; json, json-pretty, json-seq and
                               json-sse print tables as JSON

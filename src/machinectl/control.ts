@@ -3,8 +3,8 @@
 //   reboot     SIGINT to the leader (systemd's and sysvinit's ctrl-alt-del)
 //   kill       --signal= (SIGTERM) to every process of the machine, or with --kill-whom=leader to
 //              the leader only
-//   terminate  stops the machine's unit; here: SIGTERM to the nspawn-ts launcher, which ends the
-//              container and removes what it set up, then SIGKILL if it has not ended in time.
+//   terminate  stops the machine's unit; here: SIGKILL to the leader and SIGTERM to the nspawn-ts
+//              launcher, which removes what it set up (SIGKILL to it too if it has not ended in time).
 //
 // One deviation, for containers machined never sees: busybox init (a common -b init in small
 // containers) powers off on SIGUSR2 and reboots on SIGTERM, so those are sent to it instead. And
@@ -204,15 +204,16 @@ export interface TerminateResult {
 }
 
 /**
- * terminate: SIGTERM to the launcher (which ends the container and cleans up after it), then
- * SIGKILL to the leader (the whole PID namespace) if the machine is still there after
- * `timeoutMs`, and to the launcher if even that does not end it. Without a launcher, SIGKILL to
- * the leader right away.
+ * terminate: kill, not ask (poweroff asks). machined stops the machine's unit; systemd-nspawn
+ * kills a container that has no kill signal at once on SIGTERM. Here: SIGKILL to the leader (the
+ * whole PID namespace) and SIGTERM to the launcher, which then removes what it set up; SIGKILL to
+ * the launcher too if it has not ended within `timeoutMs`. Without a launcher, the leader only.
  */
 export async function terminate(r: MachineRecord, opts: { timeoutMs?: number; proc?: Proc } = {}): Promise<TerminateResult> {
   const proc = opts.proc ?? new Proc();
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const refs = [r.launcher, ...(r.leader ? [r.leader] : [])];
+  if (r.leader) signalProcess(r.leader, SIGKILL, proc);
   if (signalProcess(r.launcher, SIGTERM, proc)) {
     if (await waitForExit(refs, timeoutMs, proc)) return { graceful: true, killed: false };
   }

@@ -15,6 +15,8 @@ import { gatherInfo } from './info.js';
 import { Proc } from './procfs.js';
 import { setProperty } from './resources.js';
 import { loginMachine, shellMachine } from './shell.js';
+import { exportTar, importFs, importTar, type TransferIo } from './import-export.js';
+import { pullTar } from './pull.js';
 import { disableMachines, enableMachines, startMachine, type BootSystem } from './start.js';
 import {
   imageProperties, machineProperties, renderImageStatus, renderImages, renderList, renderProperties, renderStatus,
@@ -40,6 +42,8 @@ export interface MainDeps {
   propertiesDir?: string;
   /** the service manager enable/disable talk to */
   boot?: BootSystem;
+  /** stderr is a terminal (transfer progress as a bar); default: process.stderr's */
+  tty?: boolean;
 }
 
 interface Ctx {
@@ -51,6 +55,7 @@ interface Ctx {
   render: RenderContext;
   propertiesDir?: string;
   boot?: BootSystem;
+  tty: boolean;
 }
 
 /** Host-side ifindexes of the machine's links, from the record. */
@@ -117,7 +122,7 @@ async function runVerb(verb: Verb, args: string[], c: Ctx): Promise<number> {
       for (const name of args) {
         const r = lookupMachine(c.registry, name);
         const res = await terminate(r, { proc: c.proc });
-        if (res.killed) say(`Machine '${name}' did not stop after SIGTERM to its launcher; it was killed with SIGKILL.`);
+        if (res.killed) say(`Machine '${name}' was killed, but its launcher (PID ${r.launcher.pid}) did not end after SIGTERM and was killed with SIGKILL; what it set up is removed at the machine's next start.`);
       }
       return 0;
     case 'kill':
@@ -190,6 +195,25 @@ async function runVerb(verb: Verb, args: string[], c: Ctx): Promise<number> {
       if (out) say(out);
       return 0;
     }
+    case 'import-tar':
+    case 'import-fs':
+    case 'pull-tar': {
+      const io = transferIo(c);
+      const landing = {
+        force: opts.force, readOnly: opts.readOnly, io, inUse: (img: { name: string; path: string; realPath: string }) => machineUsing(c.registry, img.path, img.realPath, img.name),
+      };
+      const [source, name] = args as [string, string | undefined];
+      const path = verb === 'import-tar' ? await importTar(c.images, source, name, landing)
+        : verb === 'import-fs' ? await importFs(c.images, source, name, landing)
+          : await pullTar(c.images, source, name, { ...landing, verify: opts.verify ?? 'checksum' });
+      say(`Imported image '${path.slice(path.lastIndexOf('/') + 1)}' as ${path}${opts.readOnly ? ' (read-only)' : ''}.`);
+      return 0;
+    }
+    case 'export-tar': {
+      const io = transferIo(c);
+      await exportTar(c.images, args[0] as string, args[1] as string, { io, ...(opts.format ? { format: opts.format } : {}) });
+      return 0;
+    }
     case 'set-property': {
       const res = setProperty(c.registry, c.images, args[0] as string, args.slice(1), {
         runtime: opts.runtime, ...(c.propertiesDir ? { propertiesDir: c.propertiesDir } : {}),
@@ -198,6 +222,10 @@ async function runVerb(verb: Verb, args: string[], c: Ctx): Promise<number> {
       return 0;
     }
   }
+}
+
+function transferIo(c: Ctx): TransferIo {
+  return { stderr: c.io.stderr, tty: c.tty, quiet: c.opts.quiet, ...(process.stderr.columns ? { columns: process.stderr.columns } : {}) };
 }
 
 /** The running machine whose root is this image, if any (remove/rename refuse then). */
@@ -232,6 +260,7 @@ export async function main(argv: readonly string[], deps: MainDeps = {}): Promis
       render: { now: deps.now?.() ?? Date.now() * 1000, ...(deps.timeZone !== undefined ? { timeZone: deps.timeZone } : {}) },
       ...(deps.propertiesDir !== undefined ? { propertiesDir: deps.propertiesDir } : {}),
       ...(deps.boot !== undefined ? { boot: deps.boot } : {}),
+      tty: deps.tty ?? process.stderr.isTTY === true,
     };
     return await runVerb(parsed.verb, parsed.args, ctx);
   } catch (err) {

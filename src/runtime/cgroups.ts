@@ -31,7 +31,7 @@
 // memory pressure. MemoryLow has no v1 equivalent and is refused. CPUQuota → cfs_period_us/cfs_quota_us,
 // CPUWeight → cpu.shares, TasksMax → pids.max.
 import {
-  chownSync, closeSync, constants as fsConstants, mkdirSync, open, openSync, readFileSync, readdirSync, rmdirSync, statSync, write, writeSync,
+  chownSync, closeSync, constants as fsConstants, mkdirSync, openSync, readFileSync, readdirSync, rmdirSync, statSync, writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, NspawnError, TeardownError } from '../errors.js';
@@ -268,57 +268,24 @@ function checkPid(pid: number): void {
   if (!Number.isSafeInteger(pid) || pid <= 0) throw new NspawnError('CGROUP_BAD_PID', `cannot attach pid '${pid}'`);
 }
 
-/** node:fs's callback API as a promise (fs/promises would be one more module to load on the start-up path). */
-function fsCall<T>(fn: (cb: (err: NodeJS.ErrnoException | null, value: T) => void) => void): Promise<T> {
-  return new Promise((resolve, reject) => fn((err, value) => (err ? reject(err) : resolve(value))));
-}
-
 /**
- * Moves the process `pid` into the cgroup of each cgroup.procs file in `files`, in order, without
- * holding up the event loop. Why: the kernel makes the first move after a quiet spell wait for an
- * RCU grace period (cgroup_threadgroup_rwsem; ~10-20 ms on a small VM), the next ones for a while
- * after it do not. So the first write goes to libuv's thread pool — the launcher makes the
- * container's network meanwhile (launcher.ts, afterClone) — and the others follow at once.
- * Errors as attach(): CgroupError with the errno name and the path.
+ * How a new process enters these cgroups without waiting for the kernel. Moving a process by its
+ * PID (cgroup.procs) takes cgroup_threadgroup_rwsem for writing, which after a quiet spell waits
+ * for an RCU grace period (~10-20 ms on a small VM; the launcher's PID 1 used to wait for it). A
+ * thread that writes "0" into a cgroup v1 `tasks` file moves itself alone, and the kernel takes
+ * no such lock for it; a child cloned with CLONE_INTO_CGROUP starts in its cgroup2 cgroup. So the
+ * container's first process writes "0" into the `tasks` file of each v1 cgroup (plan op
+ * joinCgroup, before anything else: it has one thread, so it moves whole) and is cloned into the
+ * cgroup2 one. `dirs` in the order they apply (a later cgroup of the same hierarchy wins).
  */
-export async function moveProcess(files: readonly string[], pid: number): Promise<void> {
-  checkPid(pid);
-  const hint = `attach process ${pid}`;
-  const [first, ...rest] = files;
-  if (first === undefined) return;
-  let fd: number;
-  try {
-    fd = await fsCall<number>((cb) => open(first, fsConstants.O_WRONLY | fsConstants.O_TRUNC, cb));
-  } catch (err) {
-    throw CgroupError.io('open', first, err, hint);
+export function cgroupEntry(dirs: ReadonlyArray<{ version: 1 | 2; path: string }>): { tasksFiles: string[]; cgroup2Dir?: string } {
+  const tasksFiles: string[] = [];
+  let cgroup2Dir: string | undefined;
+  for (const d of dirs) {
+    if (d.version === 2) cgroup2Dir = d.path;
+    else tasksFiles.push(join(d.path, 'tasks'));
   }
-  try {
-    await fsCall<number>((cb) => write(fd, String(pid), cb));
-  } catch (err) {
-    throw CgroupError.io(`write '${pid}' to`, first, err, hint);
-  } finally {
-    closeSync(fd);
-  }
-  for (const f of rest) writeAttr(f, String(pid), hint);
-}
-
-/**
- * Lets the kernel's grace period for cgroup moves (see moveProcess) start now, while the caller
- * prepares a container, so that moving its PID 1 a few milliseconds later no longer waits for it:
- * this process is written into the cgroup.procs of its own cgroup in the first cgroup v1 hierarchy
- * of `layout` — a move to where it already is, which changes nothing but takes the same lock. On
- * the thread pool; any failure is ignored (it only costs the wait it would have saved). cgroup2
- * alone: nothing to do (moves there are what the host's favordynmods makes them).
- */
-export function warmCgroupMoves(layout: CgroupLayout): void {
-  const h = layout.hierarchies.find((x) => x.version === 1 && x.ownPath !== undefined);
-  const dir = h?.ownPath !== undefined ? cgroupFsPath(h, h.ownPath) : undefined;
-  if (dir === undefined) return;
-  const path = join(dir, 'cgroup.procs');
-  open(path, fsConstants.O_WRONLY, (err, fd) => {
-    if (err) return;
-    write(fd, String(process.pid), () => closeSync(fd));
-  });
+  return cgroup2Dir === undefined ? { tasksFiles } : { tasksFiles, cgroup2Dir };
 }
 
 function readAttr(path: string): string | undefined {
@@ -719,7 +686,7 @@ export class MachineCgroup {
     for (const f of this.procsFiles()) writeAttr(f, String(pid), `attach process ${pid}`);
   }
 
-  /** The cgroup.procs file of each of the machine's cgroups (what attach() writes; see moveProcess()). */
+  /** The cgroup.procs file of each of the machine's cgroups (what attach() writes). */
   procsFiles(): string[] {
     return this.dirs.map((d) => join(d.path, 'cgroup.procs'));
   }

@@ -93,9 +93,9 @@ export class SupportCgroups {
     return new SupportCgroups(made);
   }
 
-  /** The cgroup.procs files PID 1 is moved into (src/runtime/cgroups.ts, moveProcess()). */
-  procsFiles(): string[] {
-    return this.dirs.map((d) => `${d}/cgroup.procs`);
+  /** The cgroups PID 1 joins (all cgroup v1: see supportHierarchies; cgroupEntry() in cgroups.ts). */
+  entryDirs(): Array<{ version: 1; path: string }> {
+    return this.dirs.map((path) => ({ version: 1, path }));
   }
 
   /** Removes them (and what the container made below), then the nspawn-ts/ parent if empty. */

@@ -23,7 +23,7 @@ import { ConfigError, NspawnError, errorMessage } from '../errors.js';
 import { logger } from '../log.js';
 import { POLL_READABLE, sys, type ChannelMessage, type FdWatcher } from '../native.js';
 import { containerCaps, readOwnBoundingSet } from './caps.js';
-import { detectLayout, MachineCgroup, moveProcess, warmCgroupMoves, type CgroupLayout } from './cgroups.js';
+import { cgroupEntry, detectLayout, MachineCgroup, type CgroupLayout } from './cgroups.js';
 import { parseProperties } from './properties.js';
 import { PtyForwarder, consoleMode, interactiveConsole, type ConsoleMode } from './console.js';
 import { SupportCgroups } from './container-cgroup.js';
@@ -129,13 +129,14 @@ export function signalName(n: number): string {
  * .nspawn file), in any mode and for any init. Unset, a booted container gets systemd-nspawn's
  * default, SIGRTMIN+3 (systemd halts on it), unless its init is not systemd: one that has no
  * handler for SIGRTMIN+3 would ignore it, so it gets SIGTERM (busybox init reboots, which ends
- * the container), as does every container that is not booted.
+ * the container). A container that is not booted has none (0): as systemd-nspawn's
+ * verify_arguments() leaves arg_kill_signal, SIGTERM/SIGINT to the launcher then kill it at once.
  */
 export function stopSignal(spec: LaunchSpec, init: InitInfo | undefined): number {
   const configured = spec.killSignal !== undefined ? parseSignal(spec.killSignal)?.number : undefined;
   if (configured !== undefined) return configured;
-  if (spec.mode === 'boot' && init?.systemd) return SIGRTMIN + 3;
-  return 15;
+  if (spec.mode !== 'boot') return 0;
+  return init?.systemd ? SIGRTMIN + 3 : 15;
 }
 
 /** The environment of PID 1, as systemd-nspawn sets it. */
@@ -413,7 +414,7 @@ class ContainerRun {
   }
 
   /** Host-side preparation and the plan; everything made is registered for undo. */
-  private prepare(): { cloneFlags: number; ops: PlanOp[]; uuid: string } {
+  private prepare(): { cloneFlags: number; ops: PlanOp[]; uuid: string; cgroupDir?: string } {
     const spec = this.spec;
     if (spec.template !== undefined) populateFromTemplate(spec.directory, spec.template);
     const directory = spec.directory;
@@ -495,8 +496,6 @@ class ContainerRun {
 
     // cgroups: resource control (cgroups.ts) and the container's own (container-cgroup.ts)
     const layout: CgroupLayout = detectLayout();
-    // PID 1's move into its cgroups (afterClone) then finds the kernel's grace period over (cgroups.ts)
-    if (layout.mode !== 'none') warmCgroupMoves(layout);
     if (spec.mode === 'boot' && this.init?.systemd && layout.mode === 'none') {
       throw new LaunchError('CGROUP_UNAVAILABLE', 'systemd in the container needs cgroups, and this host has no cgroup hierarchy mounted at /sys/fs/cgroup');
     }
@@ -560,39 +559,62 @@ class ContainerRun {
     } else {
       tail.push({ op: 'capset', effective: bounding, permitted: bounding, inheritable: bounding, ambient: 0n });
     }
-    tail.push({ op: 'chdir', path: spec.chdir ?? (user ? user.home : '/') });
+    tail.push({ op: 'chdir', path: spec.chdir ?? this.workingDirectory(directory, user) });
     if (spec.mode !== 'as-pid2') tail.push({ op: 'pdeathsig', signal: 9 });
-    tail.push(this.execOp(env));
+    tail.push(this.execOp(env, directory));
 
     const flags = containerCloneFlags({ privateNetwork: ownNetns, userns: userns !== undefined });
+    // PID 1 is cloned into its cgroup2 cgroup and moves itself into its v1 ones first thing (with a
+    // user namespace the outer process does, with host privileges, and the inner one inherits
+    // them): no move waits for the kernel's grace period (cgroups.ts, cgroupEntry), and the
+    // cgroup namespace (after the first sync) is rooted there
+    const entry = cgroupEntry([...(this.cgroup?.dirs ?? []), ...(this.support?.entryDirs() ?? [])]);
+    const enter: PlanOp[] = entry.tasksFiles.map((tasks) => ({ op: 'joinCgroup', tasks }));
+    const into = entry.cgroup2Dir !== undefined ? { cgroupDir: entry.cgroup2Dir } : {};
     // joining comes first: the hooks at the first sync point see the namespace the container uses
     const join: PlanOp[] = joinNetns !== undefined ? [{ op: 'setns', path: joinNetns, nstype: CLONE_NEWNET }] : [];
     if (userns) {
       // outer: host privileges in a new mount namespace; inner: the container, in a user namespace
-      const ops: PlanOp[] = [...join, ...mountPlan.outer, ...hookMounts, { op: 'moveRoot', path: root }, { op: 'cloneInner', flags: flags | CLONE_NEWNS }, ...inner, ...tail];
-      return { cloneFlags: CLONE_NEWNS, ops, uuid };
+      const ops: PlanOp[] = [...enter, ...join, ...mountPlan.outer, ...hookMounts, { op: 'moveRoot', path: root }, { op: 'cloneInner', flags: flags | CLONE_NEWNS }, ...inner, ...tail];
+      return { cloneFlags: CLONE_NEWNS, ops, uuid, ...into };
     }
-    return { cloneFlags: flags, ops: [...join, ...inner, ...mountPlan.outer, ...tail], uuid };
+    return { cloneFlags: flags, ops: [...enter, ...join, ...inner, ...mountPlan.outer, ...tail], uuid, ...into };
   }
 
-  private execOp(env: string[]): PlanOp {
+  /**
+   * Where the command starts without --chdir=, as in systemd-nspawn's inner_child(): a command in
+   * /, the shell (no command) in the user's home (/root for root) — or in / when that is missing
+   * (nobody's /nonexistent): nothing is created in the image.
+   */
+  private workingDirectory(directory: string, user: PasswdEntry | undefined): string {
+    if (this.spec.command.length > 0 || this.spec.mode === 'boot') return '/';
+    const home = user ? user.home : '/root';
+    try {
+      return statSync(resolveInRoot(directory, home)).isDirectory() ? home : '/';
+    } catch {
+      return '/';
+    }
+  }
+
+  private execOp(env: string[], directory: string): PlanOp {
     const spec = this.spec;
     if (spec.mode === 'boot') {
       const init = this.init as InitInfo;
       return { op: 'exec', candidates: [init.path], argv: [init.path, ...spec.command], envp: env };
     }
-    const argv = spec.command.length > 0 ? spec.command : ['/bin/sh'];
-    const cmd = argv[0] as string;
-    // a shell when no command is given: the user's, else /bin/sh (systemd-nspawn: /bin/bash, then /bin/sh)
-    const candidates = spec.command.length > 0 ? execCandidates(cmd) : ['/bin/bash', '/bin/sh'];
-    return { op: 'exec', candidates, argv: spec.command.length > 0 ? argv : ['-sh'], envp: env };
+    if (spec.command.length > 0) return { op: 'exec', candidates: execCandidates(spec.command[0] as string), argv: spec.command, envp: env };
+    // no command: a login shell, /bin/bash as "-bash", else /bin/sh as "-sh" — systemd-nspawn's
+    // DEFAULT_USER_SHELL whatever the user's passwd entry says (252 gives -u daemon, whose shell
+    // is nologin, a bash as well)
+    const bash = existsSync(resolveInRoot(directory, '/bin/bash'));
+    return { op: 'exec', candidates: bash ? ['/bin/bash'] : ['/bin/sh'], argv: [bash ? '-bash' : '-sh'], envp: env };
   }
 
   private async start(): Promise<ContainerExit> {
     const spec = this.spec;
     for (const h of this.hooks) if (h.preflight) await h.preflight(spec);
     const prepared = this.prepare();
-    this.plan = { cloneFlags: prepared.cloneFlags, ops: prepared.ops };
+    this.plan = { cloneFlags: prepared.cloneFlags, ops: prepared.ops, ...(prepared.cgroupDir !== undefined ? { cgroupDir: prepared.cgroupDir } : {}) };
     let afterCloneSeen = false;
     prepared.ops.forEach((op, i) => {
       if (op.op === 'sync') {
@@ -744,7 +766,7 @@ class ContainerRun {
             + `does not support ID-mapped mounts (mount_setattr MOUNT_ATTR_IDMAP: ${text} (${reason})); ${op.instead}`, 1);
         } else if (op?.op === 'exec') {
           const exitCode = m.code === 'ENOENT' ? 127 : 126;
-          this.failure = new LaunchError('EXEC_FAILED', `failed to execute ${op.argv[0] === '-sh' ? op.candidates.join(' or ') : op.argv[0]}: ${text} (${reason})`, exitCode);
+          this.failure = new LaunchError('EXEC_FAILED', `failed to execute ${op.argv[0]?.startsWith('-') ? op.candidates.join(' or ') : op.argv[0]}: ${text} (${reason})`, exitCode);
         } else {
           this.failure = new LaunchError('SETUP_FAILED', `failed to ${what}: ${text} (${reason})`, 1);
         }
@@ -893,34 +915,18 @@ class ContainerRun {
     // the helper made its mounts before it cloned PID 1
     if (this.idmapHolders.size > 0) await this.releaseIdmapHolders();
     if (this.userns) writeIdMaps(pid, this.userns);
-    // PID 1 goes into its cgroups on the thread pool while the hooks make its network: the first
-    // move waits for the kernel (an RCU grace period on cgroup v1), the hooks mostly for netlink.
-    // It stays at this sync point until both are done, so the payload never runs outside them.
-    const files = [...(this.cgroup?.procsFiles() ?? []), ...(this.support?.procsFiles() ?? [])];
-    const moved = files.length === 0 ? undefined : moveProcess(files, pid).then(() => {
-      log.debug('PID 1 is in its cgroups');
-    });
-    // awaited before this returns whatever the hooks do (no unhandled rejection, no write after teardown)
-    const attached = moved?.then(() => ({ ok: true as const }), (error: unknown) => ({ ok: false as const, error }));
-    let hooksFailed: { error: unknown } | undefined;
-    try {
-      if (this.registered && this.registry) {
-        this.registry.update(this.spec.machine, { leader: pid, ...(this.cgroup ? { cgroup: this.cgroup.toJSON() } : {}) });
-      }
-      const ctx = this.context();
-      for (const h of this.hooks) {
-        if (!h.afterClone) continue;
-        if (h.afterExit) this.onUndo('undo a hook', () => h.afterExit?.(ctx));
-        await h.afterClone(ctx);
-      }
-      log.debug('after-clone hooks done');
-    } catch (error) {
-      hooksFailed = { error };
+    // PID 1 entered its cgroups before it got here (prepare(): joinCgroup ops, CLONE_INTO_CGROUP)
+    if (this.cgroup || this.support) log.debug('PID 1 is in its cgroups');
+    if (this.registered && this.registry) {
+      this.registry.update(this.spec.machine, { leader: pid, ...(this.cgroup ? { cgroup: this.cgroup.toJSON() } : {}) });
     }
-    const move = await attached;
-    // a failed move is reported first (it was the first step before the move went to the thread pool)
-    if (move && !move.ok) throw move.error;
-    if (hooksFailed) throw hooksFailed.error;
+    const ctx = this.context();
+    for (const h of this.hooks) {
+      if (!h.afterClone) continue;
+      if (h.afterExit) this.onUndo('undo a hook', () => h.afterExit?.(ctx));
+      await h.afterClone(ctx);
+    }
+    log.debug('after-clone hooks done');
   }
 
   private exitOf(st: { code: number | null; signal: number | null }): ContainerExit {
@@ -931,9 +937,13 @@ class ContainerRun {
     return { exitCode: 128 + sig, code: null, signal: sig, reboot: false };
   }
 
-  /** SIGTERM/SIGINT to the launcher: the kill signal to PID 1, SIGKILL after the timeout (or at once when asked twice). */
+  /**
+   * SIGTERM/SIGINT to the launcher, as systemd-nspawn's on_orderly_shutdown(): without a kill
+   * signal (not booted, none configured) the container is killed at once; else the kill signal
+   * goes to PID 1, and a second request (or the stop timeout, our safety net) kills it.
+   */
   requestStop(sig: string): void {
-    if (this.stopping || !this.started) {
+    if (this.stopping || !this.started || this.killSignal === 0) {
       log.debug(`${sig}: killing the container`);
       this.stopping = true;
       this.killNow();
@@ -942,6 +952,7 @@ class ContainerRun {
     this.stopping = true;
     log.debug(`${sig}: stopping the container with ${signalName(this.killSignal)}`);
     this.signalLeader(this.killSignal);
+    this.status(`Trying to halt container. Send ${sig} again to trigger immediate termination.`);
     const ms = stopTimeout(this.spec, this.opts);
     this.killTimer = setTimeout(() => {
       this.status(`Container ${this.spec.machine} did not stop within ${ms / 1000} s; killing it.`);

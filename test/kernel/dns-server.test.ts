@@ -8,6 +8,8 @@ import { ktest } from '../helpers/kernel.js';
 import { run, runOk } from '../helpers/exec.js';
 import { TestNetns } from '../helpers/netns.js';
 import { DnsServer } from '../../src/net/dns/index.js';
+import { ResolvedRegistrar } from '../../src/net/dns/resolved.js';
+import { logger } from '../../src/log.js';
 import { World, HOST_UPLINK } from './e2e-world.js';
 import { BIG_NAME, BIG_STRINGS, FWD_ADDR, FWD_NAME, Upstream, UPSTREAM, resolveIn } from './dns-world.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -32,12 +34,20 @@ ktest('machine names, forwarding with cache, TC→TCP, failover, SERVFAIL; nothi
   // the first upstream does not exist (203.0.113.99: no answer, ever): failover to dnsmasq
   writeFileSync(resolv, `nameserver 203.0.113.99\nnameserver ${UPSTREAM}\n`);
   let upstream: Upstream | undefined = await Upstream.start(world);
-  const server = new DnsServer({ forwarder: { source: { host: resolv, uplink: join(dir, 'none') }, timeoutMs: 700 } });
+  // systemd-resolved does not run here: its D-Bus calls are recorded (their arguments are unit-tested)
+  const busCalls: string[][] = [];
+  const resolved = new ResolvedRegistrar(logger('dns'), { running: () => true, run: async (a) => { busCalls.push(a); } });
+  const server = new DnsServer({ forwarder: { source: { host: resolv, uplink: join(dir, 'none') }, timeoutMs: 700 }, resolved });
   try {
     await clientLink(netns);
-    server.setLinks([{ ifname: 'dnsh0', hostAddress: HOST, subnet: '192.168.99.0/24', machines: [{ name: 'alpha', address: '192.168.99.20' }, { name: 'beta', address: CLIENT }] }]);
+    const ifindex = (JSON.parse(await runOk('ip', ['-j', 'link', 'show', 'dnsh0'])) as Array<{ ifindex: number }>)[0]?.ifindex;
+    server.setLinks([{ ifname: 'dnsh0', ifindex, hostAddress: HOST, subnet: '192.168.99.0/24', machines: [{ name: 'alpha', address: '192.168.99.20' }, { name: 'beta', address: CLIENT }] }]);
     await server.ready();
     expect(server.bound()).toEqual([HOST]);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(busCalls.map((c) => `${c[4]} ${c.slice(5).join(' ')}`)).toEqual([
+      `SetLinkDNS ia(iay) ${ifindex} 1 2 4 192 168 99 1`, `SetLinkDomains ia(sb) ${ifindex} 1 machine true`, `SetLinkDefaultRoute ib ${ifindex} false`,
+    ]);
     const ask = (name: string, type = 'A') => resolveIn(netns.name, HOST, name, type);
 
     expect(await ask('alpha')).toEqual({ ok: ['192.168.99.20'] });
@@ -68,10 +78,11 @@ ktest('machine names, forwarding with cache, TC→TCP, failover, SERVFAIL; nothi
     expect(server.stats.dropped).toBeGreaterThan(before);
 
     // names change at once; the listener closes with its link
-    server.setLinks([{ ifname: 'dnsh0', hostAddress: HOST, subnet: '192.168.99.0/24', machines: [{ name: 'beta', address: CLIENT }] }]);
+    server.setLinks([{ ifname: 'dnsh0', ifindex, hostAddress: HOST, subnet: '192.168.99.0/24', machines: [{ name: 'beta', address: CLIENT }] }]);
     expect(await ask('alpha')).toEqual({ err: 'ENOTFOUND' });
     server.setLinks([]);
     expect(server.bound()).toEqual([]);
+    expect(busCalls.at(-1)?.slice(4)).toEqual(['RevertLink', 'i', String(ifindex)]);
     expect((await run('ss', ['-Hlun', 'sport = :53'])).stdout.trim()).toBe('');
   } finally {
     await server.close();

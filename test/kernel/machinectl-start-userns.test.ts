@@ -92,6 +92,11 @@ describe('machinectl-ts start, then on a terminal', () => {
     expect(text).toMatch(/one\r?\ntwo/);
     // written while the machine runs, not at its end
     expect(machineRecords()).toEqual([world.name]);
+    // terminate kills at once, also a PID 1 that ignores every signal it gets (this sleep)
+    const t0 = Date.now();
+    expect(await world.ctl(['terminate', world.name])).toMatchObject({ code: 0, stderr: '' });
+    expect(Date.now() - t0).toBeLessThan(3000);
+    expect(machineRecords()).toEqual([]);
   });
 
   mtest('shell and login open a pty inside a machine with a user namespace; a failure leaves no zombie', async ({ world }) => {

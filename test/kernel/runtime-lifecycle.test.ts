@@ -33,8 +33,23 @@ function ours(): string[] {
 }
 
 describe('stopping', () => {
-  ktest('SIGTERM to the launcher sends SIGTERM to PID 1, which may exit cleanly; its code is the launcher\'s', async () => {
-    const c = startNspawn(['-q', '-D', root, '-M', `lc-term-${RUN}`, '/bin/sh', '-c', 'trap "echo got TERM; exit 7" TERM; echo ready; while :; do sleep 0.1; done']);
+  ktest('SIGTERM to the launcher kills a PID 1 that ignores it at once, as systemd-nspawn does without a kill signal', async () => {
+    const name = `lc-kill-${RUN}`;
+    const c = startNspawn(['--console=read-only', '-D', root, '-M', name, '/bin/sleep', '60']);
+    const leader = await started(name, c);
+    await payloadRunning(leader, 'sleep');
+    const t0 = Date.now();
+    c.kill('SIGTERM');
+    expect(await exited(c)).toEqual({ code: 128 + 9, signal: null });
+    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(c.output()).toContain(`Container ${name} terminated by signal KILL.`);
+    expect(c.output()).not.toContain('Trying to halt');
+    expect(machineRecords()).toEqual([]);
+    expect(ours()).toEqual([]);
+  });
+
+  ktest('with --kill-signal=SIGTERM, SIGTERM to the launcher sends SIGTERM to PID 1, which may exit cleanly; its code is the launcher\'s', async () => {
+    const c = startNspawn(['-q', '--kill-signal=SIGTERM', '-D', root, '-M', `lc-term-${RUN}`, '/bin/sh', '-c', 'trap "echo got TERM; exit 7" TERM; echo ready; while :; do sleep 0.1; done']);
     await started(`lc-term-${RUN}`, c);
     await waitFor(() => c.output().includes('ready'), 'the trap to be set');
     c.kill('SIGTERM');
@@ -45,7 +60,7 @@ describe('stopping', () => {
   });
 
   ktest('SIGINT works the same way; a PID 1 that ignores it is SIGKILLed after the stop timeout', async () => {
-    const c = startNspawn(['-q', '-D', root, '-M', `lc-int-${RUN}`, '/bin/sh', '-c', 'trap "" TERM INT; echo ready; while :; do sleep 0.1; done'],
+    const c = startNspawn(['-q', '--kill-signal=SIGTERM', '-D', root, '-M', `lc-int-${RUN}`, '/bin/sh', '-c', 'trap "" TERM INT; echo ready; while :; do sleep 0.1; done'],
       { NSPAWN_TS_STOP_TIMEOUT_SEC: '1' });
     await started(`lc-int-${RUN}`, c);
     await waitFor(() => c.output().includes('ready'), 'the trap to be set');
@@ -58,17 +73,17 @@ describe('stopping', () => {
   });
 
   ktest('a second SIGTERM kills at once', async () => {
-    const c = startNspawn(['-q', '-D', root, '-M', `lc-twice-${RUN}`, '/bin/sh', '-c', 'trap "" TERM; echo ready; while :; do sleep 0.1; done']);
+    const c = startNspawn(['--console=read-only', '--kill-signal=SIGTERM', '-D', root, '-M', `lc-twice-${RUN}`, '/bin/sh', '-c', 'trap "" TERM; echo ready; while :; do sleep 0.1; done']);
     await started(`lc-twice-${RUN}`, c);
     await waitFor(() => c.output().includes('ready'), 'the trap to be set');
     c.kill('SIGTERM');
-    await new Promise((r) => setTimeout(r, 200));
+    await waitFor(() => c.output().includes('Trying to halt container. Send SIGTERM again to trigger immediate termination.'), 'the first stop');
     c.kill('SIGTERM');
     expect(await exited(c)).toEqual({ code: 128 + 9, signal: null });
   });
 
   ktest('--as-pid2: the stub init forwards the stop signal to the command', async () => {
-    const c = startNspawn(['-q', '-D', root, '-M', `lc-pid2-${RUN}`, '-a', '/bin/sh', '-c', 'trap "echo pid $$ got TERM; exit 5" TERM; echo ready; while :; do sleep 0.1; done']);
+    const c = startNspawn(['-q', '--kill-signal=SIGTERM', '-D', root, '-M', `lc-pid2-${RUN}`, '-a', '/bin/sh', '-c', 'trap "echo pid $$ got TERM; exit 5" TERM; echo ready; while :; do sleep 0.1; done']);
     await started(`lc-pid2-${RUN}`, c);
     await waitFor(() => c.output().includes('ready'), 'the trap to be set');
     c.kill('SIGTERM');

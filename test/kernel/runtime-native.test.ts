@@ -1,13 +1,15 @@
 // The native clone child (native/src/container.cc) against the real kernel: namespaces, the sync
 // channel, error reports with errno, exit statuses, the stub init, pidfd waiting.
-import { closeSync, openSync, readlinkSync, mkdtempSync, rmSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readlinkSync, mkdirSync, mkdtempSync, rmSync, rmdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { POLL_READABLE, sys, type ChannelMessage } from '../../src/native.js';
 import {
   CLONE_NEWIPC, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUTS, type PlanOp,
 } from '../../src/runtime/plan.js';
+import { cgroupEntry, cgroupFsPath, detectLayout, parseProcCgroup } from '../../src/runtime/cgroups.js';
 
 interface Outcome {
   messages: ChannelMessage[];
@@ -15,9 +17,9 @@ interface Outcome {
 }
 
 /** Runs a plan to the end: answers every sync with go, collects messages, reaps the child. */
-function runPlan(cloneFlags: number, ops: PlanOp[], onReady?: (pid: number) => void): Promise<Outcome> {
+function runPlan(cloneFlags: number, ops: PlanOp[], onReady?: (pid: number) => void, cgroupDir?: string): Promise<Outcome> {
   const s = sys();
-  const c = s.spawnContainer({ cloneFlags, ops });
+  const c = s.spawnContainer({ cloneFlags, ops, ...(cgroupDir !== undefined ? { cgroupDir } : {}) });
   const messages: ChannelMessage[] = [];
   return new Promise((resolve) => {
     let status: Outcome['status'] | undefined;
@@ -58,6 +60,42 @@ function runPlan(cloneFlags: number, ops: PlanOp[], onReady?: (pid: number) => v
 const sh = (script: string): PlanOp => ({ op: 'exec', candidates: ['/bin/sh'], argv: ['sh', '-c', script], envp: ['PATH=/usr/bin:/bin'] });
 
 describe('spawnContainer', () => {
+  ktest('the child enters its cgroups itself: joinCgroup for v1, cloned into the cgroup2 one; the caller stays where it was', async () => {
+    const layout = detectLayout();
+    // a fresh cgroup below this process's own in every hierarchy it has one in (removed after)
+    const dirs: Array<{ version: 1 | 2; path: string; rel: string }> = [];
+    const name = `rn-${process.pid}`;
+    for (const h of layout.hierarchies) {
+      // a new cpuset cgroup has no CPUs to run on until it is given some (machines get none)
+      if (h.controllers.includes('cpuset') && h.version === 1) continue;
+      const base = h.ownPath === undefined ? undefined : cgroupFsPath(h, h.ownPath);
+      if (base === undefined) continue;
+      const path = join(base, name);
+      mkdirSync(path);
+      dirs.push({ version: h.version, path, rel: `${h.ownPath === '/' ? '' : h.ownPath}/${name}` });
+    }
+    if (dirs.length === 0) return; // no cgroup hierarchy here (the kernel has them: see cgroups.test.ts)
+    const before = readFileSync('/proc/self/cgroup', 'utf8');
+    const dir = mkdtempSync(`${tmpdir()}/rt-native-`);
+    try {
+      const out = `${dir}/out`;
+      const entry = cgroupEntry(dirs);
+      const r = await runPlan(CLONE_NEWNS, [...entry.tasksFiles.map((tasks): PlanOp => ({ op: 'joinCgroup', tasks })), sh(`cat /proc/self/cgroup > ${out}`)], undefined, entry.cgroup2Dir);
+      expect({ status: r.status, errors: r.messages.filter((m) => m.kind === 2) }).toEqual({ status: { code: 0, signal: null }, errors: [] });
+      const seen = parseProcCgroup(readFileSync(out, 'utf8'));
+      const paths = new Set(seen.map((e) => e.path));
+      for (const d of dirs) expect(paths.has(d.rel)).toBe(true);
+      expect(readFileSync('/proc/self/cgroup', 'utf8')).toBe(before);
+      // a cgroup that is gone: the op fails with its errno, nothing runs
+      const gone = await runPlan(CLONE_NEWNS, [{ op: 'joinCgroup', tasks: join(dir, 'no-such-cgroup', 'tasks') }, sh('exit 0')]);
+      expect(gone.messages.find((m) => m.kind === 2)).toMatchObject({ op: 0, err: 2 });
+      expect(gone.status.code).not.toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      for (const d of dirs) rmdirSync(d.path);
+    }
+  });
+
   ktest('runs the payload in new namespaces and returns its exit code', async () => {
     const dir = mkdtempSync(`${tmpdir()}/rt-native-`);
     try {

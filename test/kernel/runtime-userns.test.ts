@@ -120,7 +120,7 @@ describe('user namespaces', () => {
     const r = await nspawn(['-q', '-D', root, '--private-users=identity', '--private-network', '-a', '-u', 'test', '/bin/sh', '-c',
       'echo $$; id -u; cat /proc/1/comm; ls /sys/class/net']);
     expect(r.code).toBe(0);
-    expect(r.stdout).toBe('2\n1000\nnspawn-ts-init\nlo\n');
+    expect(r.stdout).toBe('2\n1000\n(sd-stubinit)\nlo\n');
   });
 
   ktest('the container\'s root cannot do what needs the host\'s root: no device nodes, no host mounts', async () => {

@@ -3,7 +3,7 @@
 import { mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
 import { describe, expect, beforeAll } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
-import { busyboxRoot } from '../helpers/rootfs.js';
+import { busyboxRoot, debianRoot } from '../helpers/rootfs.js';
 import { ephemeralLayers, exited, leftoverCgroups, machineLeader, machineRecords, nspawn, startNspawn } from '../helpers/nspawn.js';
 import { waitFor } from '../helpers/exec.js';
 import { CAPS, NSPAWN_RETAINED_CAPS, capMask, readOwnBoundingSet } from '../../src/runtime/caps.js';
@@ -250,8 +250,25 @@ describe('execution', () => {
     expect(r.stdout).toContain('bar baz|/home/test|test|/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin|systemd-nspawn');
     const caps = await sh('grep CapEff /proc/self/status', ['-u', 'test']);
     expect(caps.stdout).toMatch(/CapEff:\s*0+\n/);
+    // a command starts in / (systemd-nspawn's inner_child() enters the home only for the shell)
     const byUid = await sh('id -u; pwd', ['-u', '1000']);
-    expect(byUid.stdout).toBe('1000\n/home/test\n');
+    expect(byUid.stdout).toBe('1000\n/\n');
+  });
+
+  ktest('-u nobody, whose home /nonexistent is missing, starts in / and creates nothing; no command: a login shell in the home', async () => {
+    const r = await sh('id -u; pwd; echo $HOME', ['-u', 'nobody']);
+    expect(r).toMatchObject({ code: 0, stdout: '65534\n/\n/nonexistent\n' });
+    expect(existsSync(`${root}/nonexistent`)).toBe(false);
+    // no command: busybox has no /bin/bash, so /bin/sh as a login shell ("-sh"), in the home
+    const shell = (user: string[]) => nspawn(['-q', '-D', root, '-M', `${NAME_PREFIX}${++counter}`, ...user], { input: 'echo "$0"; pwd; exit 4\n' });
+    expect(await shell(['-u', 'test'])).toMatchObject({ code: 4, stdout: '-sh\n/home/test\n' });
+    expect(await shell(['-u', 'nobody'])).toMatchObject({ code: 4, stdout: '-sh\n/\n' });
+    expect(await shell([])).toMatchObject({ code: 4, stdout: '-sh\n/root\n' });
+    // Debian has bash: "-bash", also for a user whose passwd shell is nologin (as systemd-nspawn 252 does)
+    const deb = await debianRoot();
+    const dsh = (user: string[]) => nspawn(['-q', '-x', '-D', deb, '-M', `${NAME_PREFIX}${++counter}`, ...user], { input: 'echo "$0"; pwd; exit 4\n' });
+    expect(await dsh([])).toMatchObject({ code: 4, stdout: '-bash\n/root\n' });
+    expect(await dsh(['-u', 'daemon'])).toMatchObject({ code: 4, stdout: '-bash\n/usr/sbin\n' });
   });
 
   ktest('a command is looked up in PATH inside the container', async () => {
@@ -260,10 +277,14 @@ describe('execution', () => {
   });
 
   ktest('--as-pid2: a stub init is PID 1, the command PID 2; orphans are reaped', async () => {
-    const r = await sh('echo $$; cat /proc/1/comm; (sleep 0.2 &); sleep 0.6; ps -o stat,comm | grep -c "^Z" ; exit 3', ['--as-pid2']);
-    const [pid, comm, zombies] = r.stdout.trim().split('\n');
+    const r = await sh('echo $$; cat /proc/1/comm; (sleep 0.2 &); sleep 0.6; ps -o stat,comm | grep -c "^Z"; '
+      + "tr '\\0' '\\n' < /proc/1/cmdline | grep -v '^$' | tr '\\n' ' '; echo; tr -d '\\0' < /proc/1/environ | wc -c; exit 3", ['--as-pid2']);
+    const [pid, comm, zombies, cmdline, environ] = r.stdout.trim().split('\n');
     expect(pid).toBe('2');
-    expect(comm).toBe('nspawn-ts-init');
+    // as systemd-nspawn's stub: no launcher command line (host paths) or environment shows
+    expect(comm).toBe('(sd-stubinit)');
+    expect(cmdline).toBe('(sd-stubinit) ');
+    expect(environ?.trim()).toBe('0');
     expect(zombies).toBe('0');
     expect(r.code).toBe(3);
   });

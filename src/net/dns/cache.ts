@@ -85,7 +85,7 @@ export class AnswerCache {
   }
 
   /** The answer with TTLs counted down, or undefined (absent or expired). */
-  get(key: string): { value: CachedAnswer; remaining: number } | undefined {
+  get(key: string): { value: CachedAnswer; remaining: number; exactForMs: number } | undefined {
     const e = this.entries.get(key);
     const now = this.now();
     if (!e || e.expiresAt <= now) {
@@ -102,6 +102,8 @@ export class AnswerCache {
     return {
       value: { ...v, answers: withTtl(v.answers, elapsed), authorities: withTtl(v.authorities, elapsed), additionals: withTtl(v.additionals, elapsed) },
       remaining: Math.ceil((e.expiresAt - now) / 1000),
+      // how long these counted-down TTLs stay exact (until the next whole second, or expiry)
+      exactForMs: Math.min(1000 - ((now - e.storedAt) % 1000), e.expiresAt - now),
     };
   }
 

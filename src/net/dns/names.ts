@@ -13,6 +13,8 @@ import { Address4 } from 'ip-address';
 /** One served link as the DNS server sees it. */
 export interface DnsLink {
   ifname: string;
+  /** for registering with systemd-resolved (optional: tests and the bench have none) */
+  ifindex?: number;
   /** the host-side address the server listens on for this link */
   hostAddress: string;
   /** the link's IPv4 subnet, "192.168.37.16/28": reverse lookups inside it are answered here */
@@ -107,7 +109,18 @@ function buildLink(link: DnsLink, domain: string): LinkNames {
     const a = addressOfReverse(name);
     return a !== undefined && inSubnet(a);
   };
-  return { forward, reverse, ownsReverse, onLink: inSubnet };
+  // sources repeat (a link has a handful of containers): remembered, bounded
+  const seen = new Map<string, boolean>();
+  const onLink = (source: string): boolean => {
+    let v = seen.get(source);
+    if (v === undefined) {
+      v = inSubnet(source);
+      if (seen.size >= 1024) seen.clear();
+      seen.set(source, v);
+    }
+    return v;
+  };
+  return { forward, reverse, ownsReverse, onLink };
 }
 
 /** Every served link's names, keyed by the host-side address the query came to. */

@@ -18,6 +18,8 @@ import { BADVERS, encodeAnswer, encodeHeaderOnly, parseQuery, RCODE, udpLimit, t
 import { type DnsLink, NameTable } from './names.js';
 import { DEFAULT_RATE, RateLimiter } from './ratelimit.js';
 import { Forwarder, type ForwarderOptions, type ForwardQuestion } from './upstream.js';
+import { WireCache } from './wire-cache.js';
+import { ResolvedRegistrar } from './resolved.js';
 
 export interface DnsServerOptions {
   /** the machine domain (default "machine") */
@@ -31,11 +33,16 @@ export interface DnsServerOptions {
   cacheEntries?: number;
   /** TCP connections per address */
   maxTcp?: number;
+  /** registers each link with systemd-resolved where it runs (default); false: never */
+  resolved?: ResolvedRegistrar | false;
   log?: Logger;
 }
 
 interface Listener {
   address: string;
+  link: DnsLink;
+  /** registered with systemd-resolved (reverted when the listener closes) */
+  registered?: boolean;
   udp?: Socket;
   tcp?: Server;
   tcpConnections: Set<TcpSocket>;
@@ -54,13 +61,15 @@ export class DnsServer {
   readonly forwarder: Forwarder;
   readonly cache: AnswerCache;
   readonly limiter: RateLimiter;
+  readonly wire = new WireCache();
   private readonly localTtl: number;
   private readonly maxTcp: number;
   private readonly log: Logger;
+  private readonly resolved: ResolvedRegistrar | undefined;
   private readonly listeners = new Map<string, Listener>();
   private readonly inflight = new Map<string, Promise<CachedAnswer>>();
   private closed = false;
-  readonly stats = { queries: 0, local: 0, forwarded: 0, cached: 0, servfail: 0, formerr: 0, dropped: 0, refused: 0 };
+  readonly stats = { queries: 0, repeated: 0, local: 0, forwarded: 0, cached: 0, servfail: 0, formerr: 0, dropped: 0, refused: 0 };
 
   constructor(opts: DnsServerOptions = {}) {
     this.table = new NameTable(opts.domain);
@@ -72,6 +81,7 @@ export class DnsServer {
     this.localTtl = opts.localTtl ?? DEFAULT_LOCAL_TTL;
     this.maxTcp = opts.maxTcp ?? 64;
     this.log = opts.log ?? logger('dns');
+    this.resolved = opts.resolved === false ? undefined : opts.resolved ?? new ResolvedRegistrar(this.log);
   }
 
   /**
@@ -81,19 +91,22 @@ export class DnsServer {
   setLinks(links: readonly DnsLink[]): void {
     if (this.closed) return;
     this.table.set(links);
-    const want = new Set(links.map((l) => l.hostAddress));
+    const want = new Map(links.map((l) => [l.hostAddress, l]));
     for (const [addr, l] of this.listeners) {
       if (!want.has(addr)) {
         this.closeListener(l);
         this.listeners.delete(addr);
       }
     }
-    for (const addr of want) {
-      if (!this.listeners.has(addr)) {
-        const l: Listener = { address: addr, tcpConnections: new Set(), closed: false };
-        this.listeners.set(addr, l);
-        this.bind(l);
+    for (const [addr, link] of want) {
+      const cur = this.listeners.get(addr);
+      if (cur) {
+        cur.link = link;
+        continue;
       }
+      const l: Listener = { address: addr, link, tcpConnections: new Set(), closed: false };
+      this.listeners.set(addr, l);
+      this.bind(l);
     }
   }
 
@@ -153,6 +166,12 @@ export class DnsServer {
     l.udp = udp;
     l.tcp = tcp;
     this.log.debug(`answering DNS on ${l.address}:${this.port}`);
+    const ifindex = l.link.ifindex;
+    if (this.resolved && ifindex !== undefined && this.port === 53) {
+      void this.resolved.register({ ifindex, ifname: l.link.ifname, address: l.address, domain: this.table.domain }).then((ok) => {
+        l.registered = ok;
+      });
+    }
     return true;
   }
 
@@ -162,6 +181,7 @@ export class DnsServer {
     l.udp?.close();
     l.tcp?.close();
     for (const c of l.tcpConnections) c.destroy();
+    if (l.registered && l.link.ifindex !== undefined) void this.resolved?.revert(l.link.ifindex, l.link.ifname);
     delete l.udp;
     delete l.tcp;
   }
@@ -221,6 +241,15 @@ export class DnsServer {
       this.stats.dropped++;
       return undefined;
     }
+    // a query seen before (same bytes but the ID, same link): its encoded answer
+    const wkey = transport === 'udp' && msg.length >= 12 ? WireCache.key(hostAddress, msg) : undefined;
+    if (wkey !== undefined) {
+      const again = this.wire.get(wkey, msg, this.table.generation);
+      if (again) {
+        this.stats.repeated++;
+        return again;
+      }
+    }
     const parsed = parseQuery(msg);
     if (!parsed.ok) {
       if (parsed.id === undefined) {
@@ -237,7 +266,9 @@ export class DnsServer {
     if (d.kind === 'answer') {
       if (d.parts.rcode === RCODE.REFUSED) this.stats.refused++;
       else this.stats.local++;
-      return encodeAnswer(q, d.parts, limit);
+      const out = encodeAnswer(q, d.parts, limit);
+      if (wkey !== undefined) this.wire.putLocal(wkey, out, this.table.generation);
+      return out;
     }
     const fq: ForwardQuestion = {
       name: q.name, type: q.question.type, class: q.question.class, dnssecOk: q.edns?.do ?? false, checkingDisabled: (q.flags & 0x0010) !== 0,
@@ -246,7 +277,9 @@ export class DnsServer {
     const hit = this.cache.get(key);
     if (hit) {
       this.stats.cached++;
-      return encodeAnswer(q, hit.value, limit);
+      const out = encodeAnswer(q, hit.value, limit);
+      if (wkey !== undefined) this.wire.putTimed(wkey, out, hit.exactForMs);
+      return out;
     }
     return this.forward(q, fq, key, limit);
   }

@@ -557,7 +557,7 @@ export class NetworkSubsystem {
     if (!this.dnsServer || this.closed) return;
     const state = this.store.peek();
     const links: DnsLink[] = [...this.served.values()].map((s) => ({
-      ifname: s.ifname, hostAddress: s.alloc.hostAddress, subnet: s.alloc.subnet,
+      ifname: s.ifname, ifindex: s.ifindex, hostAddress: s.alloc.hostAddress, subnet: s.alloc.subnet,
       machines: (state.links[s.ifname]?.reservations ?? [])
         .filter((r) => r.holder === undefined || holderAlive(r.holder))
         .map((r) => ({ name: r.machine, address: r.address })),

@@ -91,6 +91,19 @@ describe('FileLeaseStore', () => {
     await again.close();
   });
 
+  test('commitNow writes the records appended so far at once, one group, and their callbacks run before it returns', async () => {
+    const { store } = open();
+    const done: string[] = [];
+    store.append(bind('id:01', '192.0.2.5'), () => done.push('a'));
+    store.append(bind('id:02', '192.0.2.6'), () => done.push('b'));
+    store.commitNow();
+    expect(done).toEqual(['a', 'b']);
+    expect(readFileSync(join(dir, 'leases'), 'utf8').split('\n').filter(Boolean)).toHaveLength(3);
+    store.commitNow(); // nothing pending: nothing happens
+    expect(done).toEqual(['a', 'b']);
+    await store.close();
+  });
+
   test('a torn last record and a damaged one are skipped with a warning; the rest is recovered', async () => {
     const path = join(dir, 'leases');
     writeFileSync(path, JOURNAL_HEADER + '\n' + encodeLine(bind('id:01', '192.0.2.5'))

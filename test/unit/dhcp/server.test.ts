@@ -18,9 +18,11 @@ import { type ClientPacket, clientPacket, ip, ManualStore } from './helpers.js';
 class FakeTransport implements DhcpTransport {
   sent: OutboundFrame[] = [];
   handler: ((f: InboundFrame) => void) | undefined;
+  batchEnd: (() => void) | undefined;
   failSend = false;
-  start(onFrame: (f: InboundFrame) => void): void {
+  start(onFrame: (f: InboundFrame) => void, _dropped?: unknown, _failed?: unknown, onBatchEnd?: () => void): void {
     this.handler = onFrame;
+    this.batchEnd = onBatchEnd;
   }
   send(f: OutboundFrame): boolean {
     if (this.failSend) throw new Error('boom');
@@ -69,6 +71,27 @@ function setup(store: LeaseStore = new MemoryLeaseStore(), iface: Partial<Interf
 }
 
 describe('DhcpServer', () => {
+  test('at the end of each receive batch the lease store commits, so the batch\'s ACKs go out with it', () => {
+    const transport = new FakeTransport();
+    const store = new ManualStore();
+    let commits = 0;
+    store.commitNow = () => {
+      commits++;
+      store.commit();
+    };
+    const server = new DhcpServer({ transport, store, clock: () => 1_700_000_000_000, log: quiet });
+    server.addInterface({ ifindex: 5, ifname: 've-a', address: '192.0.2.1/24' });
+    server.start();
+    transport.deliver(5, { type: T.DISCOVER });
+    const offered = ipv4ToString(transport.last().packet.yiaddr);
+    transport.deliver(5, { type: T.REQUEST, requested: offered, serverId: '192.0.2.1' });
+    expect(transport.sent).toHaveLength(1); // the ACK waits for the lease file
+    transport.batchEnd?.();
+    expect(commits).toBe(1);
+    expect(transport.sent).toHaveLength(2);
+    expect(transport.last().packet.options.messageType()).toBe(T.ACK);
+  });
+
   test('DISCOVER → OFFER unicast to chaddr; REQUEST → ACK once durable', () => {
     const store = new ManualStore();
     const { transport, events } = setup(store);

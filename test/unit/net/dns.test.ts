@@ -15,6 +15,8 @@ import { addressOfReverse, NameTable, reverseName, type DnsLink } from '../../..
 import { RateLimiter } from '../../../src/net/dns/ratelimit.js';
 import { DnsServer } from '../../../src/net/dns/server.js';
 import { Forwarder, hostUpstreams, parseUpstream } from '../../../src/net/dns/upstream.js';
+import { registerCalls, ResolvedRegistrar, revertCalls } from '../../../src/net/dns/resolved.js';
+import type { Logger } from '../../../src/log.js';
 
 const ZONE: DnsLink = {
   ifname: 'vz-web', hostAddress: '192.168.40.1', subnet: '192.168.40.0/24',
@@ -143,6 +145,29 @@ describe('wire format (golden bytes)', () => {
     const s = server();
     expect(s.handle(query('a', 1), '192.0.2.9', '192.168.40.1', 'udp')).toBeUndefined();
     expect(s.handle(query('a', 1), '192.168.40.10', '192.0.2.1', 'udp')).toBeUndefined();
+  });
+});
+
+describe('repeated queries (wire cache)', () => {
+  it('answers a repeat from its encoded answer with the new ID, until the names change', () => {
+    const s = server();
+    const first = s.handle(query('a', 1, 0x1111), '192.168.40.10', '192.168.40.1', 'udp') as Buffer;
+    const again = s.handle(query('a', 1, 0x2222), '192.168.40.10', '192.168.40.1', 'udp') as Buffer;
+    expect(s.stats.repeated).toBe(1);
+    expect(again.readUInt16BE(0)).toBe(0x2222);
+    expect(again.subarray(2)).toEqual(first.subarray(2));
+    // another link asking the same bytes gets its own answer (its names)
+    expect((s.handle(query('a', 1, 0x3333), '192.168.50.18', '192.168.50.17', 'udp') as Buffer).readUInt16BE(2) & 0xf).toBe(RCODE.NXDOMAIN);
+    s.table.set([VETH, { ...ZONE, machines: [] }]);
+    expect((s.handle(query('a', 1, 0x4444), '192.168.40.10', '192.168.40.1', 'udp') as Buffer).readUInt16BE(2) & 0xf).toBe(RCODE.NXDOMAIN);
+  });
+
+  it('serves cached forwarded answers with TTLs exact to the second', () => {
+    let now = 5_000_000;
+    const c = new AnswerCache({ now: () => now });
+    c.put('k', { rcode: 0, authenticData: false, answers: [{ type: 'A', name: 'x', ttl: 30, class: 'IN', data: '192.0.2.1' }], authorities: [], additionals: [] });
+    now += 1_250;
+    expect(c.get('k')).toMatchObject({ exactForMs: 750, value: { answers: [{ ttl: 29 }] } });
   });
 });
 
@@ -292,5 +317,34 @@ describe('fuzzing the query path', () => {
     const p = parseQuery(query('a', 1, 0xbeef));
     if (!p.ok) throw new Error('bad');
     expect(encodeAnswer(p.query, { rcode: RCODE.SERVFAIL }).readUInt16BE(0)).toBe(0xbeef);
+  });
+});
+
+describe('systemd-resolved registration', () => {
+  const link = { ifindex: 7, ifname: 'vz-web', address: '192.168.40.1', domain: 'machine' };
+
+  it('calls resolve1.Manager as networkd does for DNS= and Domains=~machine (busctl arguments)', () => {
+    const dest = ['org.freedesktop.resolve1', '/org/freedesktop/resolve1', 'org.freedesktop.resolve1.Manager'];
+    expect(registerCalls(link)).toEqual([
+      ['call', ...dest, 'SetLinkDNS', 'ia(iay)', '7', '1', '2', '4', '192', '168', '40', '1'],
+      ['call', ...dest, 'SetLinkDomains', 'ia(sb)', '7', '1', 'machine', 'true'],
+      ['call', ...dest, 'SetLinkDefaultRoute', 'ib', '7', 'false'],
+    ]);
+    expect(revertCalls(7)).toEqual([['call', ...dest, 'RevertLink', 'i', '7']]);
+  });
+
+  it('registers only where resolved runs, and a failure is a warning', async () => {
+    const warnings: string[] = [];
+    const log: Logger = { debug: () => undefined, info: () => undefined, warn: (m) => warnings.push(m), error: () => undefined };
+    const calls: string[][] = [];
+    const off = new ResolvedRegistrar(log, { running: () => false, run: async (a) => { calls.push(a); } });
+    expect(await off.register(link)).toBe(false);
+    expect(calls).toEqual([]);
+    const on = new ResolvedRegistrar(log, { running: () => true, run: async (a) => { calls.push(a); } });
+    expect(await on.register(link)).toBe(true);
+    expect(calls.map((c) => c[4])).toEqual(['SetLinkDNS', 'SetLinkDomains', 'SetLinkDefaultRoute']);
+    const failing = new ResolvedRegistrar(log, { running: () => true, run: async () => { throw new Error('Access denied'); } });
+    expect(await failing.register(link)).toBe(false);
+    expect(warnings[0]).toMatch(/registering the DNS server of vz-web with it failed .*Access denied/);
   });
 });

@@ -206,7 +206,7 @@ describe('user namespaces', () => {
 });
 
 describe('launch details', () => {
-  test('stop signals: a configured KillSignal= always; unset, SIGRTMIN+3 for a booted systemd, SIGTERM otherwise', () => {
+  test('stop signals: a configured KillSignal= always; unset, SIGRTMIN+3 for a booted systemd, SIGTERM for another init, none when not booted', () => {
     const systemd = { path: '/lib/systemd/systemd', systemd: true };
     const busybox = { path: '/sbin/init', systemd: false };
     const boot = { ...newSpec(), mode: 'boot' as const };
@@ -216,7 +216,8 @@ describe('launch details', () => {
     expect(stopSignal({ ...boot, killSignal: 'SIGRTMIN+3' }, busybox)).toBe(37);
     expect(stopSignal({ ...boot, killSignal: 'SIGUSR1' }, systemd)).toBe(10);
     expect(stopSignal({ ...newSpec(), killSignal: 'SIGUSR2' }, undefined)).toBe(12);
-    expect(stopSignal(newSpec(), undefined)).toBe(15);
+    // not booted, nothing configured: no kill signal (a stop kills at once, as systemd-nspawn)
+    expect(stopSignal(newSpec(), undefined)).toBe(0);
     expect(signalName(37)).toBe('SIGRTMIN+3');
   });
 

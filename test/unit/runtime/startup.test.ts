@@ -1,13 +1,13 @@
 // The start-up path of the commands (README, "Start-up"): the bin/ scripts run as shipped (their #!
 // line) and through `node`, without parsing NODE_EXTRA_CA_CERTS and without loading what a
-// command does not need; PID 1's cgroup moves off the event loop (moveProcess); the debug timeline.
+// command does not need; how PID 1 enters its cgroups (cgroupEntry); the debug timeline.
 import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, test } from 'vitest';
-import { CgroupError, moveProcess } from '../../../src/runtime/cgroups.js';
+import { cgroupEntry } from '../../../src/runtime/cgroups.js';
 import { logger, setLogLevel, setLogSink } from '../../../src/log.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/', import.meta.url));
@@ -118,53 +118,17 @@ describe('lazy builtins', () => {
   });
 });
 
-describe('moveProcess', () => {
-  test('writes the PID into every cgroup.procs, in order', async () => {
-    const dir = tempDir();
-    const files = ['a', 'b', 'c'].map((n) => {
-      mkdirSync(join(dir, n));
-      const f = join(dir, n, 'cgroup.procs');
-      writeFileSync(f, 'old old old');
-      return f;
+describe('cgroupEntry', () => {
+  test('v1 cgroups are joined through their tasks files, in order; the cgroup2 one is where PID 1 is cloned', () => {
+    expect(cgroupEntry([
+      { version: 1, path: '/sys/fs/cgroup/cpu/nspawn-ts/machine-a' },
+      { version: 2, path: '/sys/fs/cgroup/unified/nspawn-ts/machine-a' },
+      { version: 1, path: '/sys/fs/cgroup/devices/nspawn-ts/machine-a' },
+    ])).toEqual({
+      tasksFiles: ['/sys/fs/cgroup/cpu/nspawn-ts/machine-a/tasks', '/sys/fs/cgroup/devices/nspawn-ts/machine-a/tasks'],
+      cgroup2Dir: '/sys/fs/cgroup/unified/nspawn-ts/machine-a',
     });
-    await moveProcess(files, 4242);
-    for (const f of files) expect(readFileSync(f, 'utf8')).toBe('4242');
-    await moveProcess([], 4242); // nothing to do
-  });
-
-  test('a refused write is a CgroupError naming the file and the errno; later files are not written', async () => {
-    const dir = tempDir();
-    const ok = join(dir, 'ok');
-    const missing = join(dir, 'gone', 'cgroup.procs');
-    const after = join(dir, 'after');
-    writeFileSync(ok, '');
-    writeFileSync(after, '');
-    let err: unknown;
-    try {
-      await moveProcess([ok, missing, after], 77);
-    } catch (e) {
-      err = e;
-    }
-    expect(err).toBeInstanceOf(CgroupError);
-    expect((err as CgroupError).errnoCode).toBe('ENOENT');
-    expect((err as CgroupError).path).toBe(missing);
-    expect((err as CgroupError).message).toContain('attach process 77');
-    expect(readFileSync(ok, 'utf8')).toBe('77');
-    expect(readFileSync(after, 'utf8')).toBe('');
-    // the first file (written on the thread pool) fails the same way
-    const first = await moveProcess([join(dir, 'nope', 'cgroup.procs')], 5).catch((e: unknown) => e);
-    expect(first).toBeInstanceOf(CgroupError);
-    expect((first as CgroupError).errnoCode).toBe('ENOENT');
-  });
-
-  test('a bad PID is refused before anything is written', async () => {
-    const dir = tempDir();
-    const f = join(dir, 'cgroup.procs');
-    writeFileSync(f, 'x');
-    for (const pid of [0, -1, 1.5, Number.NaN]) {
-      await expect(moveProcess([f], pid)).rejects.toMatchObject({ code: 'CGROUP_BAD_PID' });
-    }
-    expect(readFileSync(f, 'utf8')).toBe('x');
+    expect(cgroupEntry([])).toEqual({ tasksFiles: [] });
   });
 });
 
