@@ -467,9 +467,15 @@ class ContainerRun {
       && (ownership === 'chown' || (ownership === 'auto' && (spec.privateUsersChown || spec.privateUsers.mode === 'pick')));
     /** -U -x: the tree is left as it is; the overlay's lower layer is mounted ID-mapped into the range */
     let lowerIdmap: { userns: string; fstype?: string } | undefined;
+    /** …or, where the tree's file system cannot be ID-mapped, a copy with shifted owners is (as systemd-nspawn's -x copies) */
+    let shiftedCopy = false;
     if ((shiftOwner || mapRoot) && userns && spec.ephemeral) {
       const base = rootOwnerBase(directory);
-      if (mapRoot || base !== userns.shift) lowerIdmap = this.treeIdmap(directory, userns, base);
+      if (mapRoot || base !== userns.shift) {
+        const idmap = this.treeIdmap(directory, userns, base);
+        if (sys().idmapSupported(directory, idmap.userns)) lowerIdmap = idmap;
+        else shiftedCopy = true;
+      }
     } else if (spec.privateUsersChown && userns === undefined && spec.privateUsers.mode === 'no') {
       // --private-users-chown without a user namespace does nothing, as in systemd-nspawn
     } else if (shiftOwner && userns) {
@@ -486,11 +492,25 @@ class ContainerRun {
       const eph: EphemeralRoot = createEphemeral(base, spec.machine);
       this.onUndo('remove the ephemeral layer', () => eph.remove());
       const st = statSync(directory);
+      let lower = directory;
+      if (shiftedCopy && userns) {
+        const shift = userns.shift;
+        log.info(`the ${fileSystemOf(directory) ?? 'unknown'} file system of ${directory} cannot be ID-mapped: copying the tree for this run, its owners shifted to ${shift}`);
+        const copy = `${eph.dir}/copy`;
+        try {
+          const r = copyTree(directory, copy, { owner: (u, g) => [shiftedId(u, shift), shiftedId(g, shift)] });
+          log.debug(`copied ${r.entries} entries (${r.reflinked} files reflinked, ${r.copied} copied)`);
+        } catch (err) {
+          throw new LaunchError('EPHEMERAL_COPY', `failed to copy ${directory} for --ephemeral: ${errorMessage(err)}`, 1, { cause: err });
+        }
+        lower = copy;
+      }
       // the upper layer's root is the container's root directory: owned as the (mapped) tree's root
-      chownSync(eph.upper, lowerIdmap && userns ? shiftedId(st.uid, userns.shift) : st.uid, lowerIdmap && userns ? shiftedId(st.gid, userns.shift) : st.gid);
+      const upperId = (id: number): number => (userns && (lowerIdmap || shiftedCopy) ? shiftedId(id, userns.shift) : id);
+      chownSync(eph.upper, upperId(st.uid), upperId(st.gid));
       chmodSync(eph.upper, st.mode & 0o7777);
       root = eph.mountPoint;
-      rootSource = { kind: 'overlay', lower: directory, upper: eph.upper, work: eph.work,
+      rootSource = { kind: 'overlay', lower, upper: eph.upper, work: eph.work,
         ...(lowerIdmap ? { lowerIdmap: { ...lowerIdmap, mountPoint: eph.lower } } : {}) };
     }
 

@@ -1,11 +1,11 @@
 // User namespaces: -U / --private-users= maps IDs as asked, --private-users-chown shifts the
 // root's ownership (and back), the picked range is locked while the container runs.
-import { existsSync, lchownSync, lstatSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, lchownSync, lstatSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { describe, expect, beforeAll } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { busyboxRoot, copyRoot } from '../helpers/rootfs.js';
 import { ephemeralLayers, exited, machineLeader, machineRecords, nspawn, startNspawn } from '../helpers/nspawn.js';
-import { waitFor } from '../helpers/exec.js';
+import { runOk, waitFor } from '../helpers/exec.js';
 import { pickCandidateFromName, UID_LOCK_DIR } from '../../src/runtime/namespaces.js';
 
 /** machine names carry this run's ID: cgroups are host-wide, and other test runs may use the same names */
@@ -176,6 +176,29 @@ describe('user namespaces', () => {
       expect(r.stdout).not.toMatch(/lowerdir=[^,]*\/lower,/);
     } finally {
       copy.remove();
+    }
+  });
+
+  ktest('-U -x where the tree\'s file system cannot be ID-mapped (ramfs): a copy with shifted owners is the lower layer for the run', async () => {
+    const ram = mkdtempSync('/var/tmp/nspawn-ts-ramfs-');
+    await runOk('mount', ['-t', 'ramfs', '-o', 'mode=755', 'ramfs', ram]);
+    try {
+      const copy = await copyRoot(root, ram);
+      lchownSync(`${copy.dir}/etc/resolv.conf`, 0, 0);
+      const before = owners(copy.dir);
+      const r = await nspawn(['-D', copy.dir, '-M', `uxr-${RUN}`, '-x', '-U', '--resolv-conf=off', '/bin/sh', '-c',
+        `${PROBE}; stat -c "%u %g" /bin/busybox /home/test; touch /root/new && stat -c "new %u" /root/new; grep " / / " /proc/self/mountinfo`]);
+      expect(r.stderr).toMatch(/the ramfs file system of .* cannot be ID-mapped: copying the tree for this run, its owners shifted to \d+/);
+      expect(r.code).toBe(0);
+      const shift = Number(mapOf(r.stdout, 'uid').split(' ')[1]);
+      expect(shift).toBeGreaterThanOrEqual(0x80000);
+      expect(r.stdout).toContain('\n0 0\n1000 1000\nnew 0\n');
+      expect(r.stdout).toMatch(/ overlay .*lowerdir=[^,]*\/copy,/);
+      expect(owners(copy.dir)).toEqual(before);
+      expect(ephemeralLayers()).toEqual([]);
+    } finally {
+      await runOk('umount', [ram]);
+      rmSync(ram, { recursive: true, force: true });
     }
   });
 });
