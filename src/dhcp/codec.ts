@@ -285,8 +285,8 @@ function encodeOverloaded(p: DhcpPacket, maxSize: number, opts: EncodeOptions): 
   }
   const mainCap = maxSize - HEADER_SIZE;
   let main: Uint8Array[] = [];
-  let file: Uint8Array[] = [];
-  let sname: Uint8Array[] = [];
+  const file: Uint8Array[] = [];
+  const sname: Uint8Array[] = [];
   let overload = 0;
   if (total + 1 <= mainCap) {
     main = tlvs.map(([, t]) => t);

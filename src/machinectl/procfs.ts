@@ -2,7 +2,7 @@
 // registry records it), its name and command line, the signals it catches or blocks, its
 // namespaces, its user-namespace mapping and its cgroups. `root` is "/proc" except in tests.
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
-import { parseProcStat } from '../runtime/registry.js';
+import { parseProcStat } from '../common/proc.js';
 
 export interface ProcessInfo {
   pid: number;

@@ -12,7 +12,7 @@
 import { TeardownError } from '../errors.js';
 import { logger } from '../log.js';
 import { sys } from '../native.js';
-import type { NetworkSpec } from '../runtime/spec.js';
+import type { NetworkSpec } from './model.js';
 import {
   CONTAINER_IFNAME, bridgeVethHostIfname, formatMac, generateMac, ipvlanIfname, macvlanIfname, namingSchemeHasLongHash,
   readMachineId, vethHostIfname, vethMacs, zoneBridgeIfname, type ShortenedIfname,
@@ -373,39 +373,4 @@ export async function setupContainerNetwork(plan: NetworkPlan, opts: SetupOption
     }
   }
   return new ContainerNetwork(plan.machine, plan.modes, ctx, release);
-}
-
-/** The launcher's hook for the container's links (src/runtime/launcher.ts, LaunchOptions.network). */
-export interface ContainerNetworkHooks {
-  /** after the clone, before the container goes on: makes the links (only with a private network) */
-  afterClone(ctx: { machine: string; spec: { network: NetworkSpec }; netnsPath: string }): Promise<void>;
-  /** after the container ended (or failed to start): takes them away */
-  afterExit(): Promise<void>;
-  /** the links while the container runs; undefined before afterClone, after afterExit, and without a private network */
-  network(): ContainerNetwork | undefined;
-}
-
-/**
- * The launcher's hook: links made after the container's clone, before it goes on; taken away after
- * it ends. The launcher opens /proc/PID/ns/net through it, which holds the namespace until the end.
- */
-export function containerNetworkHooks(opts: { zoneLock?: ZoneLock; machineId?: () => Uint8Array } = {}): ContainerNetworkHooks {
-  let net: ContainerNetwork | undefined;
-  return {
-    async afterClone(ctx) {
-      if (!ctx.spec.network.private) return;
-      const input: NetworkPlanInput = { machine: ctx.machine, network: ctx.spec.network };
-      if (opts.machineId) input.machineId = opts.machineId;
-      const setup: SetupOptions = { containerNetns: ctx.netnsPath };
-      if (opts.zoneLock) setup.zoneLock = opts.zoneLock;
-      net = await setupContainerNetwork(planNetwork(input), setup);
-      log.debug(`links of ${ctx.machine} made`);
-    },
-    async afterExit() {
-      const n = net;
-      net = undefined;
-      await n?.teardown();
-    },
-    network: () => net,
-  };
 }

@@ -4,7 +4,7 @@
 // leading whitespace), no ranges, no bind address, no sctp; the same protocol + host port twice is
 // a duplicate. The error texts are systemd's, followed by what is allowed.
 import { ConfigError } from '../errors.js';
-import type { PortForward } from '../runtime/spec.js';
+import type { PortForward } from './model.js';
 
 export const PORT_SPEC_SYNTAX = '[tcp:|udp:]HOSTPORT[:CONTAINERPORT] with ports 1-65535 (e.g. 8080, 8080:80, udp:53)';
 

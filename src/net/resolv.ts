@@ -30,7 +30,7 @@ import { spawnSync } from 'node:child_process';
 import { posix } from 'node:path';
 import { Address4, Address6 } from 'ip-address';
 import { NspawnError } from '../errors.js';
-import type { ResolvConfMode } from '../runtime/spec.js';
+import type { ResolvConfMode } from './model.js';
 
 export type ResolvConfSource = 'host' | 'static' | 'uplink' | 'stub';
 /** Every mode but `auto`: what actually happens. */

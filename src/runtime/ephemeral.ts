@@ -7,10 +7,7 @@
 import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { posix } from 'node:path';
-
-export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
-  return env.NSPAWN_TS_STATE_DIR || '/var/lib/nspawn-ts';
-}
+import { processStartTime } from '../common/proc.js';
 
 export interface EphemeralRoot {
   dir: string;
@@ -21,18 +18,6 @@ export interface EphemeralRoot {
   /** where the overlay is mounted (inside the container's mount namespace only) */
   mountPoint: string;
   remove(): void;
-}
-
-/** Start time of a process in clock ticks (/proc/PID/stat field 22), or undefined if it is gone. */
-export function processStartTime(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (fields[0] === 'Z' || fields[0] === 'X') return undefined;
-    return fields[19];
-  } catch {
-    return undefined;
-  }
 }
 
 /** Removes ephemeral layers whose launcher is gone. Returns the directories removed. */

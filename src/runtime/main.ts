@@ -1,8 +1,10 @@
 // The entry of bin/nspawn-ts: parse the command line (cli.ts), merge .nspawn settings
-// (settings.ts), launch (launcher.ts), and exit with the container's exit code.
+// (settings.ts), build the subsystems' hooks (net/hooks.ts), launch (launcher.ts), and exit with
+// the container's exit code.
 import { logger, setLogLevel } from '../log.js';
 import { runCli } from './cli.js';
 import { launch } from './launcher.js';
+import { launchHooks } from './net/hooks.js';
 import { resolveLaunchSpec } from './settings.js';
 
 export async function main(argv: readonly string[]): Promise<number> {
@@ -12,6 +14,6 @@ export async function main(argv: readonly string[]): Promise<number> {
       setLogLevel('debug');
       logger('launcher').debug('code loaded; command line parsed');
     },
-    launch: (spec) => launch(spec),
+    launch: (spec) => launch(spec, { hooks: () => launchHooks(spec) }),
   });
 }

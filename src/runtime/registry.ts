@@ -9,22 +9,21 @@
 // kernel drops when its holder dies, so two launchers racing for one name cannot both win and a
 // crashed launcher never leaves the registry locked.
 import {
-  closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, renameSync, unlinkSync, writeSync,
+  closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readlinkSync, renameSync, unlinkSync, writeSync,
 } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import { defaultRunDir } from '../common/paths.js';
+import { readRecordFile, recordLive, recordNameOk, RECORD_VERSION } from '../common/machine-records.js';
+import { processAlive, processStartTime, type ProcessRef } from '../common/proc.js';
 import { NspawnError } from '../errors.js';
 import { sys } from '../native.js';
-import { machineNameValid } from './machine-name.js';
 import type { LaunchSpec, PortForward } from './spec.js';
 import type { MachineCgroupState } from './cgroups.js';
 
-export const RECORD_VERSION = 1;
 
-/** A process identified beyond its PID: start time in clock ticks since boot (/proc/PID/stat #22). */
-export interface ProcessRef {
-  pid: number;
-  startTime: string;
-}
+export type { ProcessRef } from '../common/proc.js';
+export { defaultRunDir } from '../common/paths.js';
+export { RECORD_VERSION } from '../common/machine-records.js';
 
 export type NamespaceKind = 'cgroup' | 'ipc' | 'mnt' | 'net' | 'pid' | 'time' | 'user' | 'uts';
 export const NAMESPACE_KINDS: readonly NamespaceKind[] = ['cgroup', 'ipc', 'mnt', 'net', 'pid', 'time', 'user', 'uts'];
@@ -110,43 +109,20 @@ export function summarizeSpec(spec: LaunchSpec): MachineSpecSummary {
   return structuredClone(s);
 }
 
-export function defaultRunDir(env: NodeJS.ProcessEnv = process.env): string {
-  return env.NSPAWN_TS_RUN_DIR || '/run/nspawn-ts';
-}
-
 // ---------------------------------------------------------------------------------------------
 // /proc
-
-/** State and start time from the text of /proc/PID/stat (comm may hold spaces and parentheses). */
-export function parseProcStat(text: string): { state: string; startTime: string } | undefined {
-  const close = text.lastIndexOf(')');
-  if (close < 0) return undefined;
-  const fields = text.slice(close + 2).trim().split(' ');
-  // fields[0] is field 3 (state); starttime is field 22
-  const state = fields[0];
-  const startTime = fields[19];
-  if (state === undefined || startTime === undefined || !/^[0-9]+$/.test(startTime)) return undefined;
-  return { state, startTime };
-}
 
 export class ProcFs {
   constructor(readonly root = '/proc') {}
 
   /** The process as it is now, or undefined if there is none (or only a zombie). */
   process(pid: number): ProcessRef | undefined {
-    let text: string;
-    try {
-      text = readFileSync(`${this.root}/${pid}/stat`, 'utf8');
-    } catch {
-      return undefined;
-    }
-    const st = parseProcStat(text);
-    if (!st || st.state === 'Z' || st.state === 'X') return undefined;
-    return { pid, startTime: st.startTime };
+    const startTime = processStartTime(pid, this.root);
+    return startTime === undefined ? undefined : { pid, startTime };
   }
 
   alive(ref: ProcessRef): boolean {
-    return this.process(ref.pid)?.startTime === ref.startTime;
+    return processAlive(ref, this.root);
   }
 
   namespaces(pid: number): Partial<Record<NamespaceKind, NamespaceRef>> {
@@ -168,14 +144,6 @@ const LOCK_NB = 4;
 const LOCK_UN = 8;
 
 type FlockFn = (fd: number, operation: number) => boolean;
-
-/**
- * A valid machine name, or an ephemeral one whose random suffix made it longer than 64: either way
- * safe as a file name (no '/', no leading '.').
- */
-function recordNameOk(name: string): boolean {
-  return machineNameValid(name) || /^[A-Za-z0-9][A-Za-z0-9.-]{0,100}$/.test(name);
-}
 
 function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
@@ -247,25 +215,12 @@ export class MachineRegistry {
   }
 
   private read(name: string): MachineRecord | undefined | 'corrupt' {
-    let text: string;
-    try {
-      text = readFileSync(this.path(name), 'utf8');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw e;
-    }
-    try {
-      const r = JSON.parse(text) as MachineRecord;
-      if (r.version !== RECORD_VERSION || r.name !== name || typeof r.launcher?.pid !== 'number') return 'corrupt';
-      return r;
-    } catch {
-      return 'corrupt';
-    }
+    return readRecordFile<MachineRecord>(this.dir, name);
   }
 
   /** Live: its leader or its launcher still runs (same PID and start time). */
   isLive(r: MachineRecord): boolean {
-    return (r.leader !== undefined && this.proc.alive(r.leader)) || this.proc.alive(r.launcher);
+    return recordLive(r, (ref) => this.proc.alive(ref));
   }
 
   private write(r: MachineRecord): void {
@@ -401,6 +356,40 @@ export class MachineRegistry {
     if (r === undefined) return undefined;
     if (r !== 'corrupt' && this.isLive(r)) return r;
     return this.locked(() => this.current(name));
+  }
+
+  /**
+   * Removes every dead record (checked again under the lock) and returns them, so that the caller
+   * can clear what their launchers left (cgroups, notify sockets: src/runtime/leftovers.ts).
+   * Unreadable records are removed too, and not returned.
+   */
+  pruneDead(): MachineRecord[] {
+    let names: string[];
+    try {
+      names = readdirSync(this.dir).filter((f) => f.endsWith('.json') && !f.startsWith('.')).map((f) => f.slice(0, -5));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw e;
+    }
+    const suspect = names.filter((n) => {
+      const r = this.read(n);
+      return r !== undefined && (r === 'corrupt' || !this.isLive(r));
+    });
+    if (suspect.length === 0) return [];
+    return this.locked(() => {
+      const dead: MachineRecord[] = [];
+      for (const n of suspect) {
+        const r = this.read(n);
+        if (r === undefined) continue;
+        if (r === 'corrupt') {
+          this.remove(n, 'the record is unreadable');
+        } else if (!this.isLive(r)) {
+          this.remove(n, `leader ${r.leader ? `PID ${r.leader.pid} ` : ''}and launcher PID ${r.launcher.pid} are gone`);
+          dead.push(r);
+        }
+      }
+      return dead;
+    });
   }
 
   /** Every live machine, sorted by name; dead and unreadable records are pruned. */

@@ -1,6 +1,11 @@
 // LaunchSpec: everything the launcher needs to start one container, after the command line and
 // the .nspawn settings file have been parsed, merged and validated (src/runtime/cli.ts and
 // src/runtime/settings.ts produce it; src/runtime/launcher.ts consumes it). Plain data, no I/O.
+// The network options are the network library's model (src/net/model.ts); the launcher hands them
+// over through src/runtime/net/request.ts.
+import type { NetworkSpec, ResolvConfMode } from '../net/model.js';
+
+export type { NetworkSpec, PortForward, ResolvConfMode, VethExtra } from '../net/model.js';
 
 export type PrivateUsers =
   | { mode: 'no' }
@@ -36,12 +41,6 @@ export interface TmpfsMount {
   options: string;
 }
 
-export type ResolvConfMode =
-  | 'off' | 'copy-host' | 'copy-static' | 'copy-uplink' | 'copy-stub'
-  | 'replace-host' | 'replace-static' | 'replace-uplink' | 'replace-stub'
-  | 'bind-host' | 'bind-static' | 'bind-uplink' | 'bind-stub'
-  | 'delete' | 'auto';
-
 /**
  * --console= (systemd-nspawn's ConsoleMode): `interactive` a pty with input and output forwarded;
  * `read-only` a pty whose output is forwarded, input ignored; `passive` a pty that nothing is
@@ -50,39 +49,6 @@ export type ResolvConfMode =
  */
 export const CONSOLE_SETTINGS = ['interactive', 'read-only', 'passive', 'pipe', 'autopipe'] as const;
 export type ConsoleSetting = typeof CONSOLE_SETTINGS[number];
-
-export interface PortForward {
-  protocol: 'tcp' | 'udp';
-  hostPort: number;
-  /** last port of a range (hostPort..hostPortEnd); equals hostPort for a single port */
-  hostPortEnd: number;
-  containerPort: number;
-  containerPortEnd: number;
-}
-
-export interface VethExtra {
-  hostIfname: string;
-  containerIfname: string;
-}
-
-/** The network options of systemd-nspawn. Any link option implies `private`. */
-export interface NetworkSpec {
-  private: boolean;
-  veth: boolean;
-  vethExtra: VethExtra[];
-  bridge?: string;
-  zone?: string;
-  macvlan: string[];
-  ipvlan: string[];
-  interfaces: string[];
-  /** `--network-namespace-path=` */
-  namespacePath?: string;
-  ports: PortForward[];
-  /** beyond systemd-nspawn: also forward 127.0.0.1:HOSTPORT */
-  portLoopback: boolean;
-  /** beyond systemd-nspawn: configure host0 before the command starts, or leave it to DHCP */
-  config: 'auto' | 'static' | 'dhcp';
-}
 
 export interface LaunchSpec {
   /** root directory (-D); for --template/--ephemeral, the one to copy or overlay */

@@ -92,3 +92,26 @@ ktest('machine names, forwarding with cache, TC→TCP, failover, SERVFAIL; nothi
     await world.destroy();
   }
 });
+
+ktest('per-source rate limit: a flooding client is dropped, another on the link is still answered', async ({ netns }) => {
+  const server = new DnsServer({ rate: 50, forwarder: { servers: [] }, resolved: false });
+  try {
+    await clientLink(netns);
+    await netns.exec('ip', ['addr', 'add', '192.168.99.11/24', 'dev', 'dnsc0']);
+    server.setLinks([{ ifname: 'dnsh0', hostAddress: HOST, subnet: '192.168.99.0/24', machines: [{ name: 'alpha', address: '192.168.99.20' }] }]);
+    await server.ready();
+    // 2000 queries for alpha from 192.168.99.10 as fast as a socket sends them
+    const flood = `const s = require('dgram').createSocket('udp4'); s.bind({ address: '${CLIENT}' }, () => {
+      const q = Buffer.from('00000100000100000000000005616c7068610000010001', 'hex'); let n = 0;
+      const send = () => { if (n++ >= 2000) return s.close(); q.writeUInt16BE(n & 0xffff, 0); s.send(q, 53, '${HOST}', send); }; send(); });`;
+    await netns.exec(process.execPath, ['-e', flood]);
+    expect(server.limiter.dropped).toBeGreaterThan(1500);
+    // the other source has its own bucket
+    const other = `const r = new (require('dns').promises.Resolver)({ timeout: 2000, tries: 1 }); r.setLocalAddress('192.168.99.11'); r.setServers(['${HOST}']);
+      r.resolve4('alpha').then((a) => console.log(a.join(',')), (e) => console.log(e.code));`;
+    expect((await netns.exec(process.execPath, ['-e', other])).trim()).toBe('192.168.99.20');
+  } finally {
+    await server.close();
+    await run('ip', ['link', 'del', 'dnsh0']);
+  }
+});

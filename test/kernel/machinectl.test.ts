@@ -393,6 +393,7 @@ describe('login', () => {
     await waitFor(() => /login: $/.test(out), '/login: $/.test(out)', 10_000);
     input.write('root\n');
     // ash's prompt, perhaps followed by its cursor-position query
+    // eslint-disable-next-line no-control-regex -- the terminal's cursor-position query (ESC [6n) the shell may print
     await waitFor(() => /# (\x1b\[6n)?$/.test(out), 'the shell prompt', 10_000);
     input.write('echo LOGGED-IN-$((6*7)) $(id -u)\n');
     await waitFor(() => out.includes('LOGGED-IN-42 0'), 'out.includes(LOGGED-IN-42 0)', 10_000);

@@ -12,7 +12,8 @@ import { NSPAWN_TS, leftoverCgroups } from '../helpers/nspawn.js';
 import type { TestNetns } from '../helpers/netns.js';
 import { busyboxRoot } from '../helpers/rootfs.js';
 import { newSpec } from '../unit/runtime/spec-fixture.js';
-import { containerNetworkHooks } from '../../src/net/network-plan.js';
+import { containerNetworkHooks } from '../../src/runtime/net/links.js';
+import { launchHooks } from '../../src/runtime/net/hooks.js';
 import { runContainer } from '../../src/runtime/launcher.js';
 import { defaultNetworkSpec } from '../../src/runtime/spec.js';
 import { ipJson } from '../helpers/exec.js';
@@ -215,22 +216,23 @@ describe('bin/nspawn-ts network options on a busybox container', () => {
     }
   });
 
-  ktest('in-process: LaunchOptions.network lets other hooks read the links while the container runs', async () => {
+  ktest('in-process: launchHooks({ links }) lets other hooks read the links while the container runs', async () => {
     const root = await busyboxRoot();
     const network = containerNetworkHooks();
     const seen: unknown[] = [];
     const machine = `hk${P}`;
-    const exit = await runContainer(newSpec({
+    const spec = newSpec({
       directory: root, machine, command: ['/bin/true'], quiet: true, network: { ...defaultNetworkSpec(), private: true, veth: true },
-    }), {
-      network, registry: null, handleSignals: false, console: 'pipe', status: () => undefined,
-      hooks: [{
+    });
+    const exit = await runContainer(spec, {
+      registry: null, handleSignals: false, console: 'pipe', status: () => undefined,
+      hooks: () => launchHooks(spec, { links: network, hooks: [{
         afterClone: async () => {
           const v = network.network()?.veth;
           const onHost = (await ipJson<Array<{ ifname: string; ifindex: number; address: string }>>(['link', 'show', v?.hostIfname ?? 'none']))[0];
           seen.push({ hostIfname: v?.hostIfname, ifindexMatches: onHost?.ifindex === v?.hostIfindex, macMatches: onHost?.address === v?.hostMac });
         },
-      }],
+      }] }),
     });
     expect(exit.exitCode).toBe(0);
     expect(seen).toEqual([{ hostIfname: `ve-${machine}`, ifindexMatches: true, macMatches: true }]);

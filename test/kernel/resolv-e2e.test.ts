@@ -10,6 +10,7 @@ import { runOk } from '../helpers/exec.js';
 import { busyboxRoot, copyRoot } from '../helpers/rootfs.js';
 import { newSpec } from '../unit/runtime/spec-fixture.js';
 import { runContainer } from '../../src/runtime/launcher.js';
+import { launchHooks } from '../../src/runtime/net/hooks.js';
 import { defaultNetworkSpec, type LaunchSpec, type ResolvConfMode } from '../../src/runtime/spec.js';
 import type { ResolvConfPaths } from '../../src/net/resolv.js';
 
@@ -61,12 +62,13 @@ async function launch(root: string, mode: ResolvConfMode, fx: Fixture, extra: Pa
   chmodSync(out, 0o777); // the container's root may be a shifted UID
   const warnings: string[] = [];
   try {
-    const exit = await runContainer(newSpec({
+    const spec = newSpec({
       directory: root, machine: `rs${P}-${++seq}`, command: ['/bin/sh', '-c', REPORT], quiet: true, resolvConf: mode,
       binds: [{ source: out, destination: '/out', readOnly: false, options: [] }], ...extra,
-    }), {
+    });
+    const exit = await runContainer(spec, {
       registry: null, handleSignals: false, console: 'pipe', status: () => undefined,
-      resolvConf: { paths: fx.paths, procNetUdp, warn: (m) => warnings.push(m) },
+      hooks: () => launchHooks(spec, { resolvConf: { paths: fx.paths, procNetUdp, warn: (m) => warnings.push(m) } }),
     });
     const read = (f: string) => (existsSync(`${out}/${f}`) ? readFileSync(`${out}/${f}`, 'utf8') : undefined);
     return {

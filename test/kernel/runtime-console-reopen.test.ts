@@ -73,6 +73,7 @@ describe('console reopened', () => {
     });
     const text = await waitFor(() => {
       if (t.exitCode !== null) throw new Error(`script exited: ${readFileSync(log, 'utf8')}`);
+      // eslint-disable-next-line no-control-regex -- strips the terminal's colour sequences (ESC [ … m)
       const s = readFileSync(log, 'utf8').replace(/\x1b\[[0-9;]*m/g, '');
       return /\S+ login: $/m.test(s) ? s : undefined;
     }, 'the login prompt', 90_000, 200);

@@ -1,7 +1,7 @@
 // Stopping and losing containers: SIGTERM/SIGINT to the launcher stop PID 1 gracefully (SIGKILL
 // after the timeout), a SIGKILLed launcher takes its container with it, and the next start cleans
 // what was left; the console pty and Ctrl-] three times.
-import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { describe, expect, beforeAll } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { busyboxRoot } from '../helpers/rootfs.js';

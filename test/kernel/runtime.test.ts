@@ -316,7 +316,7 @@ describe('execution', () => {
     try {
       const leader = await waitFor(() => machineLeader(name), 'the record to name the leader');
       await waitFor(() => readFileSync(`/proc/${leader}/comm`, 'utf8').trim() === 'sleep', 'the payload');
-      const rec = JSON.parse(readFileSync(`/run/nspawn-ts/machines/${name}.json`, 'utf8')) as Record<string, any>;
+      const rec = JSON.parse(readFileSync(`/run/nspawn-ts/machines/${name}.json`, 'utf8')) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- a record read back to probe fields of any shape
       expect(rec).toMatchObject({ name, class: 'container', rootDirectory: root, launcher: { pid: c.pid } });
       expect(rec.namespaces.pid.path).toBe(`/proc/${leader}/ns/pid`);
       expect(rec.namespaces.pid.id).toBe(readlinkSync(`/proc/${leader}/ns/pid`));

@@ -117,7 +117,7 @@ export class DnsServer {
 
   /** Resolves when every listener is bound (or standing by after its first try). */
   async ready(): Promise<void> {
-    await Promise.all([...this.listeners.values()].map((l) => l.pending));
+    await Promise.all([...this.listeners.values()].map((l) => l.pending ?? Promise.resolve()));
   }
 
   private bind(l: Listener): void {

@@ -23,7 +23,7 @@ import { errorMessage, NspawnError } from '../../errors.js';
 import { ifnameValid, machineNameValid, parseMac, zoneNameValid } from '../naming.js';
 import type { ServedKind } from './links.js';
 import { formatPortList, parsePortList } from './ports.js';
-import type { PortForward } from '../../runtime/spec.js';
+import type { PortForward } from '../model.js';
 
 export type NetdRequest =
   | { op: 'reserve'; machine: string; mac: string; kind: ServedKind; zone?: string; ports?: PortForward[]; portLoopback?: boolean }

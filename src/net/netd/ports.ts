@@ -15,7 +15,7 @@ import { ConfigError } from '../../errors.js';
 import { sys, type NftResult } from '../../native.js';
 import { portForwardMappings, type Firewall, type PortMapping } from '../firewall/index.js';
 import { formatPortSpec, parsePortSpec, PortSpecError } from '../port-spec.js';
-import type { PortForward } from '../../runtime/spec.js';
+import type { PortForward } from '../model.js';
 import type { NetdState, ReservationRecord } from './state.js';
 
 /** What a machine forwards: its -p list and whether 127.0.0.1 is forwarded too. */

@@ -125,6 +125,7 @@ export class FakeKernel {
   }
 
   client(nsId: number): LinkClient {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the client's methods are plain functions of an object literal
     const k = this;
     const need = (ref: number | string, what: string): FakeLink => k.find(nsId, ref) ?? fail('ENODEV', what);
     return {

@@ -4,9 +4,10 @@
 import { describe, expect, test } from 'vitest';
 import { defaultNetworkSpec, type NetworkSpec } from '../../../src/runtime/spec.js';
 import {
-  NetworkSetupError, cleanupStaleZoneBridges, containerNetworkHooks, planNetwork, setupContainerNetwork, type ContainerNetwork,
+  NetworkSetupError, cleanupStaleZoneBridges, planNetwork, setupContainerNetwork, type ContainerNetwork,
 } from '../../../src/net/network-plan.js';
 import { TeardownError } from '../../../src/errors.js';
+import { containerNetworkHooks } from '../../../src/runtime/net/links.js';
 import { FakeKernel, fakeZoneLock } from './modes-fake-kernel.js';
 
 const MACHINE_ID = Uint8Array.from(Buffer.from('0123456789abcdef0123456789abcdef', 'hex'));
@@ -208,7 +209,7 @@ describe('setup and teardown on an in-memory kernel', () => {
 describe('the launcher hook', () => {
   test('does nothing without a private network, and its afterExit is safe when setup never ran', async () => {
     const hooks = containerNetworkHooks();
-    await hooks.afterClone({ machine: 'web', spec: { network: defaultNetworkSpec() }, netnsPath: '/nonexistent' });
+    await hooks.afterClone({ machine: 'web', request: { network: defaultNetworkSpec() }, netnsPath: '/nonexistent' });
     expect(hooks.network()).toBeUndefined();
     await hooks.afterExit();
   });

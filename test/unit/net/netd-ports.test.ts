@@ -7,7 +7,7 @@ import {
 } from '../../../src/net/netd/ports.js';
 import type { NetdState } from '../../../src/net/netd/state.js';
 import { parsePortSpec } from '../../../src/net/port-spec.js';
-import { pickForwardAddress, portsServedBySubsystem } from '../../../src/net/netd/ports-watch.js';
+import { pickForwardAddress, portsServedBySubsystem } from '../../../src/runtime/net/ports-watch.js';
 import { defaultNetworkSpec } from '../../../src/runtime/spec.js';
 
 const p = parsePortSpec;

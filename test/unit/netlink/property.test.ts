@@ -8,7 +8,7 @@ import { type RtnlMessage, decodeMessages, encodeMessage, encodeMessages, format
 import { NetlinkDecodeError } from '../../../src/net/netlink/errors.js';
 import {
   type AddrAttrs, type AttrTable, type BridgeInfo, type IfInfoMsg, type IpvlanInfo, type LinkAttrs, type LinkInfo,
-  type MacvlanInfo, type RawAttr, type RouteAttrs, addr, bridgeInfo, ipvlanInfo, link, linkInfo, macvlanInfo, route,
+  type MacvlanInfo, type RawAttr, type RouteAttrs, addr, bridgeInfo, ipvlanInfo, link, macvlanInfo, route,
 } from '../../../src/net/netlink/policy.js';
 import { loadGolden } from './golden.js';
 

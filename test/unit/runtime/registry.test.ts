@@ -5,8 +5,9 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  MachineRegistry, ProcFs, RegistryError, defaultRunDir, parseProcStat, summarizeSpec, type MachineRecord, type NewMachine,
+  MachineRegistry, ProcFs, RegistryError, defaultRunDir, summarizeSpec, type MachineRecord, type NewMachine,
 } from '../../../src/runtime/registry.js';
+import { parseProcStat } from '../../../src/common/proc.js';
 import { defaultNetworkSpec, type LaunchSpec } from '../../../src/runtime/spec.js';
 
 let root: string;

@@ -16,13 +16,14 @@
 // its own network cannot reach) are printed; like systemd, none of them stops the container.
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { posix } from 'node:path';
-import { logger } from '../log.js';
-import type { PlanOp } from '../runtime/plan.js';
-import type { LaunchSpec } from '../runtime/spec.js';
+import { logger } from '../../log.js';
+import type { PlanOp } from '../plan.js';
+import type { ContainerNetworkRequest } from '../../net/model.js';
+import type { NetworkHookContext } from './request.js';
 import {
   applyResolvConf, chaseInRoot, DEFAULT_RESOLV_CONF_PATHS, loopbackResolverWarning, probeResolvConfFacts, resolveResolvConfMode,
   type ResolvConfDecision, type ResolvConfPaths,
-} from './resolv.js';
+} from '../../net/resolv.js';
 
 const log = logger('resolv');
 
@@ -41,12 +42,7 @@ export interface ResolvConfHookOptions {
   warn?: (message: string) => void;
 }
 
-/** What the hooks need of the launcher's ContainerContext. */
-interface HookContext {
-  pid: number;
-  spec: Pick<LaunchSpec, 'resolvConf' | 'network'>;
-  userns?: { shift: number };
-}
+type HookContext = Pick<NetworkHookContext, 'pid' | 'request' | 'userns'>;
 
 /** Directories the mount plan puts a fresh tmpfs on: a target below them never exists on disk. */
 const TMPFS_DIRS = ['/run/', '/tmp/', '/dev/'];
@@ -88,7 +84,7 @@ export function resolvConfBindPlan(directory: string, root: string, source: stri
 }
 
 export function resolvConfHooks(opts: ResolvConfHookOptions = {}): {
-  planMounts(info: { root: string; spec: LaunchSpec; uidShift?: number }): PlanOp[];
+  planMounts(info: { root: string; request: ContainerNetworkRequest; uidShift?: number }): PlanOp[];
   beforeExec(ctx: HookContext): void;
   /** the decision, once planMounts ran (for tests and --verbose) */
   decision(): ResolvConfDecision | undefined;
@@ -99,7 +95,7 @@ export function resolvConfHooks(opts: ResolvConfHookOptions = {}): {
   /** the bind was planned: nothing left to do before exec */
   let bound = false;
   return {
-    planMounts({ root, spec, uidShift }) {
+    planMounts({ root, request: spec, uidShift }) {
       bound = false;
       const facts = {
         ...probeResolvConfFacts(paths, opts.procNetUdp),
@@ -130,7 +126,7 @@ export function resolvConfHooks(opts: ResolvConfHookOptions = {}): {
 
     beforeExec(ctx) {
       if (!decision || bound || decision.action.kind === 'off') return;
-      const applyOpts: Parameters<typeof applyResolvConf>[2] = { paths, privateNetwork: ctx.spec.network.private };
+      const applyOpts: Parameters<typeof applyResolvConf>[2] = { paths, privateNetwork: ctx.request.network.private };
       if (ctx.userns) applyOpts.chown = { uid: ctx.userns.shift, gid: ctx.userns.shift };
       const r = applyResolvConf(`/proc/${ctx.pid}/root`, decision, applyOpts);
       for (const w of r.warnings) warn(w.replaceAll(`/proc/${ctx.pid}/root`, ''));

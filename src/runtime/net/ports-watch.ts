@@ -14,13 +14,14 @@
 import { errorMessage } from '../../errors.js';
 import { logger } from '../../log.js';
 import { sys } from '../../native.js';
-import { defaultStateDir } from '../../runtime/ephemeral.js';
-import type { LaunchSpec, NetworkSpec } from '../../runtime/spec.js';
-import { Firewall, portForwardMappings, type PortMapping } from '../firewall/index.js';
-import type { Address } from '../netlink/views.js';
-import { Rtnl, type RtnlMonitor } from '../rtnl.js';
-import { portOwner } from './ports.js';
-import { processHolder, StateStore } from './state.js';
+import { defaultStateDir } from '../../common/paths.js';
+import type { NetworkSpec } from '../../net/model.js';
+import type { NetworkHookContext } from './request.js';
+import { Firewall, portForwardMappings, type PortMapping } from '../../net/firewall/index.js';
+import type { Address } from '../../net/netlink/views.js';
+import { Rtnl, type RtnlMonitor } from '../../net/rtnl.js';
+import { portOwner } from '../../net/netd/ports.js';
+import { processHolder, StateStore } from '../../net/netd/state.js';
 
 const log = logger('ports');
 
@@ -69,11 +70,7 @@ export interface PortWatchOptions {
   firewall?: Firewall;
 }
 
-interface HookContext {
-  machine: string;
-  spec: Pick<LaunchSpec, 'network'>;
-  netnsPath: string;
-}
+type HookContext = Pick<NetworkHookContext, 'machine' | 'request' | 'netnsPath'>;
 
 export function portWatchHooks(opts: PortWatchOptions = {}): {
   afterClone(ctx: HookContext): Promise<void>;
@@ -99,7 +96,7 @@ export function portWatchHooks(opts: PortWatchOptions = {}): {
     const want = { 4: pickForwardAddress(addrs, 4), 6: pickForwardAddress(addrs, 6) };
     if (want[4] === mapped[4] && want[6] === mapped[6]) return;
     const owner = portOwner(ctx.machine);
-    const { ports, portLoopback } = ctx.spec.network;
+    const { ports, portLoopback } = ctx.request.network;
     const mappings: PortMapping[] = [];
     for (const fam of [4, 6] as const) {
       const a = want[fam];
@@ -131,7 +128,7 @@ export function portWatchHooks(opts: PortWatchOptions = {}): {
 
   return {
     async afterClone(ctx) {
-      const net = ctx.spec.network;
+      const net = ctx.request.network;
       if (!net.private || net.ports.length === 0 || portsServedBySubsystem(net)) return;
       if (opts.firewall) {
         fw = opts.firewall;

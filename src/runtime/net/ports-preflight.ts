@@ -5,21 +5,16 @@
 // travel with the machine's reservation (hook.ts → subsystem.reserve), so they are installed for the
 // address the subsystem hands out, before the container's DHCP exchange.
 import { ConfigError } from '../../errors.js';
-import { Firewall } from '../firewall/index.js';
-import { defaultStateDir } from '../../runtime/ephemeral.js';
-import type { LaunchSpec } from '../../runtime/spec.js';
-import { defaultSocketPath, NetdClient, NetdRemoteError } from './client.js';
-import { hostPortClashes, PortInUseError } from './ports.js';
-import { StateStore } from './state.js';
-
-export { portWatchHooks } from './ports-watch.js';
+import { defaultStateDir } from '../../common/paths.js';
+import type { ContainerNetworkRequest } from '../../net/model.js';
+import { defaultSocketPath, NetdClient, NetdRemoteError } from '../../net/netd/client.js';
 
 export interface PortsPreflightOptions {
   env?: NodeJS.ProcessEnv;
 }
 
 /** Refuses the start when a requested host port is taken; resolves when all are free (or none asked). */
-export async function checkPortsBeforeStart(spec: Pick<LaunchSpec, 'machine' | 'network'>, opts: PortsPreflightOptions = {}): Promise<void> {
+export async function checkPortsBeforeStart(spec: Pick<ContainerNetworkRequest, 'machine' | 'network'>, opts: PortsPreflightOptions = {}): Promise<void> {
   const { ports } = spec.network;
   if (ports.length === 0) return;
   if (!spec.network.private) throw new ConfigError('Cannot use --port= without private networking.', { code: 'CFG_CONFLICT' });
@@ -36,16 +31,17 @@ export async function checkPortsBeforeStart(spec: Pick<LaunchSpec, 'machine' | '
     }
     return;
   }
-  // no sidecar: the table and the state file every embedded launcher shares
-  const fw = new Firewall();
+  // no sidecar: the table and the state file every embedded launcher shares, after what killed
+  // launchers left there is cleared (the embedded subsystem's open() does that)
+  const { NetworkSubsystem } = await import('../../net/netd/subsystem.js');
+  const sub = await NetworkSubsystem.open({ mode: 'embedded', stateDir: defaultStateDir(env), dns: [], machineId: null });
   try {
-    const clashes = hostPortClashes(spec.machine, ports, fw, new StateStore(defaultStateDir(env)).peek());
-    if (clashes.length) throw new PortInUseError(spec.machine, clashes);
+    await sub.checkPorts(spec.machine, ports);
   } finally {
-    fw.close();
+    await sub.close();
   }
 }
 
-export function portsPreflightHooks(opts: PortsPreflightOptions = {}): { preflight(spec: LaunchSpec): Promise<void> } {
-  return { preflight: (spec) => checkPortsBeforeStart(spec, opts) };
+export function portsPreflightHooks(opts: PortsPreflightOptions = {}): { preflight(request: ContainerNetworkRequest): Promise<void> } {
+  return { preflight: (request) => checkPortsBeforeStart(request, opts) };
 }
