@@ -358,19 +358,23 @@ export class MachineRegistry {
     return this.locked(() => this.current(name));
   }
 
+  /** The names of the records in the directory (none when it does not exist). */
+  private recordNames(): string[] {
+    try {
+      return readdirSync(this.dir).filter((f) => f.endsWith('.json') && !f.startsWith('.')).map((f) => f.slice(0, -5));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw e;
+    }
+  }
+
   /**
    * Removes every dead record (checked again under the lock) and returns them, so that the caller
    * can clear what their launchers left (cgroups, notify sockets: src/runtime/leftovers.ts).
    * Unreadable records are removed too, and not returned.
    */
   pruneDead(): MachineRecord[] {
-    let names: string[];
-    try {
-      names = readdirSync(this.dir).filter((f) => f.endsWith('.json') && !f.startsWith('.')).map((f) => f.slice(0, -5));
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw e;
-    }
+    const names = this.recordNames();
     const suspect = names.filter((n) => {
       const r = this.read(n);
       return r !== undefined && (r === 'corrupt' || !this.isLive(r));
@@ -394,13 +398,7 @@ export class MachineRegistry {
 
   /** Every live machine, sorted by name; dead and unreadable records are pruned. */
   list(): MachineRecord[] {
-    let names: string[];
-    try {
-      names = readdirSync(this.dir).filter((f) => f.endsWith('.json') && !f.startsWith('.')).map((f) => f.slice(0, -5));
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw e;
-    }
+    const names = this.recordNames();
     const live: MachineRecord[] = [];
     const suspect: string[] = [];
     for (const n of names) {
