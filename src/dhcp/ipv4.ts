@@ -103,9 +103,5 @@ export function macToString(b: Uint8Array, len = b.length): string {
   return out.toString('latin1', 0, o);
 }
 
-/** Parses a 6-byte MAC written with ':' or '-' separators; undefined when it is not one. */
-export function parseMac(text: string): Uint8Array | undefined {
-  const parts = text.split(/[:-]/);
-  if (parts.length !== 6 || !parts.every((p) => /^[0-9a-fA-F]{2}$/.test(p))) return undefined;
-  return Uint8Array.from(parts.map((p) => parseInt(p, 16)));
-}
+/** Parses a 6-byte MAC written with ':' or '-' separators (src/common/mac.ts); undefined when it is not one. */
+export { macBytes as parseMac } from '../common/mac.js';

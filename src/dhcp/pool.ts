@@ -6,7 +6,7 @@ import { NspawnError } from '../errors.js';
 import { type Ipv4, ipv4ToString } from './ipv4.js';
 
 /** No address of the pool is free. */
-export class PoolExhaustedError extends NspawnError {
+export class AddressPoolExhaustedError extends NspawnError {
   constructor(first: Ipv4, last: Ipv4) {
     super('DHCP_POOL_EXHAUSTED', `no free address in ${ipv4ToString(first)}-${ipv4ToString(last)}`);
   }
@@ -100,7 +100,7 @@ export class AddressPool {
   /** Takes the hint when it is free, else the lowest free address. */
   allocate(hint?: Ipv4): Ipv4 {
     const a = hint !== undefined && this.isFree(hint) ? hint : this.firstFree();
-    if (a === undefined) throw new PoolExhaustedError(this.first, this.last);
+    if (a === undefined) throw new AddressPoolExhaustedError(this.first, this.last);
     this.take(a);
     return a;
   }

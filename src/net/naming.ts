@@ -10,6 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError, NspawnError } from '../errors.js';
 import { siphash24, siphashKey } from './siphash.js';
+import { macBytes } from '../common/mac.js';
 
 /** Kernel limit: interface names are shorter than 16 bytes (15 characters + NUL). */
 export const IFNAMSIZ = 16;
@@ -239,9 +240,9 @@ export function formatMac(mac: Uint8Array): string {
 
 /** Parses "aa:bb:cc:dd:ee:ff" (or with '-'); throws a RangeError on anything else. */
 export function parseMac(text: string): MacAddress {
-  const m = /^([0-9a-fA-F]{2})([:-])([0-9a-fA-F]{2})\2([0-9a-fA-F]{2})\2([0-9a-fA-F]{2})\2([0-9a-fA-F]{2})\2([0-9a-fA-F]{2})$/.exec(text);
-  if (!m) throw new RangeError(`"${text}" is not a MAC address (expected six hex bytes like 02:00:5e:10:00:01)`);
-  return Uint8Array.from([m[1], m[3], m[4], m[5], m[6], m[7]].map((x) => parseInt(x as string, 16)));
+  const mac = macBytes(text);
+  if (!mac) throw new RangeError(`"${text}" is not a MAC address (expected six hex bytes like 02:00:5e:10:00:01)`);
+  return mac;
 }
 
 /** Parses the text of /etc/machine-id: 32 hex digits (a trailing newline allowed), not all zero. */

@@ -58,7 +58,7 @@ export interface SubnetAllocation {
 }
 
 /** No free subnet of the requested size in any pool. */
-export class PoolExhaustedError extends NspawnError {
+export class SubnetPoolExhaustedError extends NspawnError {
   constructor(message: string) {
     super('POOL_EXHAUSTED', message);
   }
@@ -191,7 +191,7 @@ export class SubnetPool {
    * The subnet for (`kind`, `key`): its current or remembered one if still free, else the first free
    * one from the key's hash. `inUse`: the host's addresses and routes ("192.0.2.5/24", "10.0.0.0/8");
    * an entry equal to the key's own previous subnet, or an address inside it with its prefix length
-   * (what the link carried before a restart), counts as the key's own. Throws PoolExhaustedError.
+   * (what the link carried before a restart), counts as the key's own. Throws SubnetPoolExhaustedError.
    */
   allocate(kind: LinkKind, key: string, inUse: readonly string[] = []): SubnetAllocation {
     if (kind !== 'veth' && kind !== 'zone') throw new NspawnError('POOL_BAD_KIND', `unknown link kind '${String(kind)}' (veth or zone)`);
@@ -221,7 +221,7 @@ export class SubnetPool {
     const h = keyHash(kind, key);
     chosen ??= this.probe(len, h, [...hard, ...remembered]) ?? this.probe(len, h, hard);
     if (!chosen) {
-      throw new PoolExhaustedError(
+      throw new SubnetPoolExhaustedError(
         `no free /${len} subnet for ${kind === 'veth' ? 'machine' : 'zone'} '${key}' in ${this.pools.map((p) => p.networkForm()).join(', ')}: ` +
         `${used.length} host prefix(es) and ${active.length} allocation(s) cover them; release links or configure another pool`);
     }

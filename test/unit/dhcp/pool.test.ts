@@ -1,7 +1,7 @@
 // The allocator: no time, no clients; take, release, allocate with a hint, exhaustion.
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
-import { AddressPool, AllocationError, PoolExhaustedError } from '../../../src/dhcp/pool.js';
+import { AddressPool, AllocationError, AddressPoolExhaustedError } from '../../../src/dhcp/pool.js';
 import { ip } from './helpers.js';
 
 describe('AddressPool', () => {
@@ -11,7 +11,7 @@ describe('AddressPool', () => {
     expect(p.allocate(ip('192.0.2.11'))).toBe(ip('192.0.2.11'));
     expect(p.allocate(ip('192.0.2.11'))).toBe(ip('192.0.2.10'));
     expect(p.allocate(ip('192.0.2.99'))).toBe(ip('192.0.2.12'));
-    expect(() => p.allocate()).toThrow(PoolExhaustedError);
+    expect(() => p.allocate()).toThrow(AddressPoolExhaustedError);
     p.release(ip('192.0.2.11'));
     expect(p.firstFree()).toBe(ip('192.0.2.11'));
     expect(p.used).toBe(2);
@@ -39,7 +39,7 @@ describe('AddressPool', () => {
         if (take) {
           if (off >= size) continue;
           const got = (() => { try { return p.allocate(a); } catch (e) { return e; } })();
-          if (model.size === size) expect(got).toBeInstanceOf(PoolExhaustedError);
+          if (model.size === size) expect(got).toBeInstanceOf(AddressPoolExhaustedError);
           else {
             const want = model.has(a) ? Math.min(...[...Array(size).keys()].map((k) => first + k).filter((x) => !model.has(x))) : a;
             expect(got).toBe(want);

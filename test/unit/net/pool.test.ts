@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { Address4 } from 'ip-address';
 import { ConfigError } from '../../../src/errors.js';
 import {
-  DEFAULT_POOLS, PoolExhaustedError, PoolStateError, SubnetPool, describeSubnet, keyHash, type LinkKind,
+  DEFAULT_POOLS, SubnetPoolExhaustedError, PoolStateError, SubnetPool, describeSubnet, keyHash, type LinkKind,
 } from '../../../src/net/pool.js';
 
 function range(cidr: string): [bigint, bigint] {
@@ -92,11 +92,11 @@ describe('collisions', () => {
     } catch (e) {
       err = e;
     }
-    expect(err).toBeInstanceOf(PoolExhaustedError);
-    expect((err as PoolExhaustedError).code).toBe('POOL_EXHAUSTED');
+    expect(err).toBeInstanceOf(SubnetPoolExhaustedError);
+    expect((err as SubnetPoolExhaustedError).code).toBe('POOL_EXHAUSTED');
     expect((err as Error).message).toMatch(/no free \/28 subnet for machine 'c' in 198\.51\.100\.0\/27/);
     expect(p.serialize()).toEqual(before);
-    expect(() => new SubnetPool({ pools: ['198.51.100.0/28'] }).allocate('zone', 'z')).toThrow(PoolExhaustedError);
+    expect(() => new SubnetPool({ pools: ['198.51.100.0/28'] }).allocate('zone', 'z')).toThrow(SubnetPoolExhaustedError);
   });
 
   test('bad pools are configuration errors', () => {
@@ -139,7 +139,7 @@ describe('stability, release, persistence', () => {
     const c = p.allocate('veth', 'c');
     expect(c.subnet).toBe(a.subnet); // only the remembered one was left
     // 'a' returns: its subnet is taken now, and the pool is full
-    expect(() => p.allocate('veth', 'a')).toThrow(PoolExhaustedError);
+    expect(() => p.allocate('veth', 'a')).toThrow(SubnetPoolExhaustedError);
   });
 
   test('serialize → JSON → restore gives the same allocations and the same answers', () => {
@@ -196,7 +196,7 @@ describe('pool (property-based)', () => {
         try {
           a = p.allocate(k, n, inUse);
         } catch (e) {
-          expect(e).toBeInstanceOf(PoolExhaustedError);
+          expect(e).toBeInstanceOf(SubnetPoolExhaustedError);
           continue;
         }
         got.set(`${k}:${n}`, a.subnet);
