@@ -60,6 +60,8 @@ export interface LinkRecord {
   ifindex: number;
   /** "192.168.37.16/28" */
   subnet: string;
+  /** the link's IPv6 /64, "fd12:3456:789a:2b4::/64" (netd/ipv6.ts), when it has IPv6 */
+  prefix6?: string;
   reservations: ReservationRecord[];
   holders: Holder[];
 }
@@ -71,6 +73,8 @@ export interface NetdState {
   links: Record<string, LinkRecord>;
   /** net.ipv4.ip_forward before we set it to 1 (put back when the last served link goes) */
   ipForwardBefore?: string;
+  /** net.ipv6.conf.all.forwarding before we set it to 1, likewise */
+  ip6ForwardBefore?: string;
   /**
    * Port owners (machine names) whose launcher maps their ports itself, following the container's
    * address (ports-watch.ts: --network-bridge=, --network-macvlan=, …), with that launcher: their
@@ -115,10 +119,12 @@ function parseState(text: string, file: string): NetdState {
       reservations: l.reservations.filter((x): x is ReservationRecord =>
         typeof x === 'object' && x !== null && typeof x.machine === 'string' && typeof x.mac === 'string' && typeof x.address === 'string'),
       holders: l.holders.filter((h): h is Holder => typeof h === 'string'),
+      ...(typeof l.prefix6 === 'string' ? { prefix6: l.prefix6 } : {}),
     };
   }
   const out: NetdState = { version: STATE_VERSION, pool: r.pool, links };
   if (typeof r.ipForwardBefore === 'string') out.ipForwardBefore = r.ipForwardBefore;
+  if (typeof r.ip6ForwardBefore === 'string') out.ip6ForwardBefore = r.ip6ForwardBefore;
   if (typeof r.portWatchers === 'object' && r.portWatchers !== null) {
     const w = Object.entries(r.portWatchers).filter((e): e is [string, Holder] => typeof e[1] === 'string');
     if (w.length) out.portWatchers = Object.fromEntries(w);
