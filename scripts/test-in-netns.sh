@@ -10,6 +10,13 @@ if [ -z "$outer" ] || [ "${here% *}" = "${outer% *}" ] || [ "${here#* }" = "${ou
   echo "test-in-netns.sh: not in a private mount and network namespace; run 'npm test' (scripts/test.sh), which makes them" >&2
   exit 2
 fi
+# A fresh, empty /run, as on a freshly booted machine: nothing a test or a tool it drives needs may come
+# from what ran on this machine before (a green run here means a green run on a fresh install). What
+# they need, the harness makes below or the test makes itself. /run/lock and /run/shm are what Debian's
+# initramfs/tmpfiles make on every boot.
+mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
+mkdir -m 1777 /run/lock
+ln -s /dev/shm /run/shm
 # /sys shows the links of the namespace that mounted it: remount it for ours. The fresh sysfs would
 # hide the cgroup hierarchies mounted below /sys/fs/cgroup (resource-control tests and
 # systemd-nspawn need them): carry them over.
@@ -24,12 +31,8 @@ if [ -n "$cgroups" ]; then
   rmdir "$cgroups"
 fi
 # Machine records and sidecar state of tests stay inside this run.
-mkdir -p /run/nspawn-ts /var/lib/nspawn-ts /run/netns
-mount -t tmpfs tmpfs /run/nspawn-ts
+mkdir -p /var/lib/nspawn-ts
 mount -t tmpfs tmpfs /var/lib/nspawn-ts
-# Named network namespaces of this run only: another run on this machine adds its own to the shared
-# /run/netns, and the leak check (ip netns list) would blame them on our tests.
-mount -t tmpfs -o mode=0755 tmpfs /run/netns
 ip link set lo up
 # The first `ip netns add` turns /run/netns into a mount point; do it now, not inside a leak-checked test.
 ip netns add nspawn-ts-warmup && ip netns del nspawn-ts-warmup

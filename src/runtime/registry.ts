@@ -358,6 +358,40 @@ export class MachineRegistry {
     return this.locked(() => this.current(name));
   }
 
+  /**
+   * Removes every dead record (checked again under the lock) and returns them, so that the caller
+   * can clear what their launchers left (cgroups, notify sockets: src/runtime/leftovers.ts).
+   * Unreadable records are removed too, and not returned.
+   */
+  pruneDead(): MachineRecord[] {
+    let names: string[];
+    try {
+      names = readdirSync(this.dir).filter((f) => f.endsWith('.json') && !f.startsWith('.')).map((f) => f.slice(0, -5));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw e;
+    }
+    const suspect = names.filter((n) => {
+      const r = this.read(n);
+      return r !== undefined && (r === 'corrupt' || !this.isLive(r));
+    });
+    if (suspect.length === 0) return [];
+    return this.locked(() => {
+      const dead: MachineRecord[] = [];
+      for (const n of suspect) {
+        const r = this.read(n);
+        if (r === undefined) continue;
+        if (r === 'corrupt') {
+          this.remove(n, 'the record is unreadable');
+        } else if (!this.isLive(r)) {
+          this.remove(n, `leader ${r.leader ? `PID ${r.leader.pid} ` : ''}and launcher PID ${r.launcher.pid} are gone`);
+          dead.push(r);
+        }
+      }
+      return dead;
+    });
+  }
+
   /** Every live machine, sorted by name; dead and unreadable records are pruned. */
   list(): MachineRecord[] {
     let names: string[];

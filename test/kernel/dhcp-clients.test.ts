@@ -61,9 +61,11 @@ describe('real DHCP clients', () => {
 
   ktest('dhcpcd: obtain, renew, renew after a server restart, release, same address again', async ({ netns, onTestFailed }) => {
     const env = await DhcpEnv.create(netns, { onTestFailed });
-    // dhcpcd keeps its state in /var/lib/dhcpcd and /run/dhcpcd: private tmpfs for each run.
+    // dhcpcd keeps its state in /var/lib/dhcpcd and /run/dhcpcd: private tmpfs for each run. /run/dhcpcd
+    // exists only once dhcpcd ran on a machine (npm test's /run is empty): a private /run holds it.
     const dhcpcd = (...args: string[]): string[] => ['unshare', '-m', 'sh', '-c',
-      'mount -t tmpfs tmpfs /var/lib/dhcpcd && mount -t tmpfs tmpfs /run/dhcpcd && exec dhcpcd "$@"', 'dhcpcd',
+      'mkdir -p /var/lib/dhcpcd && mount -t tmpfs tmpfs /var/lib/dhcpcd && mount -t tmpfs -o mode=0755 tmpfs /run && '
+      + 'mkdir /run/dhcpcd && exec dhcpcd "$@"', 'dhcpcd',
       '-4', '--noarp', '-c', env.script, '--config', '/dev/null', ...args, 'dc0'];
     try {
       // dhcpcd's minimum lease is 20 s (it renews at half of that).

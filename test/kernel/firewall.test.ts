@@ -98,15 +98,17 @@ describe('firewall tables', () => {
       return kind === 'rule' ? `rule ${String(v.chain)} ${JSON.stringify(v.expr)}` : `${kind} ${String(v.name)}`;
     });
     expect(shape(again)).toEqual(shape(first));
-    expect(shape(first).filter((s) => s.startsWith('rule'))).toHaveLength(15);
+    expect(shape(first).filter((s) => s.startsWith('rule'))).toHaveLength(16);
     expect(shape(first).filter((s) => !s.startsWith('rule')).sort()).toEqual([
-      'chain forward', 'chain output', 'chain postrouting', 'chain prerouting', 'map ports4', 'map ports6', 'map ports_lo4',
+      'chain forward', 'chain input', 'chain output', 'chain postrouting', 'chain prerouting', 'map ports4', 'map ports6', 'map ports_lo4',
       'set hairpin4', 'set hairpin6', 'set masq4', 'set masq6', 'table nspawn-ts']);
     const text = await listTable(netns);
     expect(text).toContain('type nat hook prerouting priority dstnat + 1; policy accept;');
     expect(text).toContain('type nat hook postrouting priority srcnat + 1; policy accept;');
     expect(text).toContain('fib daddr type local dnat ip to meta l4proto . th dport map @ports4');
     expect(text).toContain('type inet_proto . inet_service : ipv4_addr . inet_service');
+    // CVE-2020-8558: 127.0.0.0/8 from another link only when a DNAT made it (or it answers one)
+    expect(text).toContain('iif != "lo" ip daddr 127.0.0.0/8 ct state != { established, related } ct status ! dnat drop');
     // the run's own namespace has no such table
     expect(await runOk('nft', ['list', 'tables'])).not.toContain('nspawn-ts');
     fw.removeTables();

@@ -140,6 +140,76 @@ describe('nspawn-netd API socket', () => {
     }
   });
 
+  ktest('refused peers are closed at once and never count toward the connection cap: 200 held by uid 65534 do not lock root out', async () => {
+    const d = await startDaemon();
+    try {
+      chmodSync(d.dir, 0o755);
+      chmodSync(d.socket, 0o666);
+      // uid 65534 opens 200 connections and holds them (never writes, never closes)
+      const script = `const n=200;let open=0,closed=0,lines=[];const t0=Date.now();`
+        + `for(let i=0;i<n;i++){const s=require('net').connect(${JSON.stringify(d.socket)});let o='';s.setEncoding('utf8');`
+        + `s.on('connect',()=>{if(++open===n)console.log('held')});s.on('data',x=>o+=x);s.on('error',()=>{});`
+        + `s.on('close',()=>{lines.push(o.split('\\n')[0]);if(++closed===n){console.log('closed '+(Date.now()-t0)+' '+JSON.stringify(lines));process.exit(0)}})}`
+        + 'setTimeout(()=>{console.log("TIMEOUT "+closed);process.exit(1)},20000)';
+      const child = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--', process.execPath, '-e', script], { cwd: '/', stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout?.on('data', (x: Buffer) => { out += x.toString(); });
+      try {
+        await waitFor(() => out.includes('held') || out.includes('closed') || child.exitCode !== null, 'the 200 connections', 10_000, 5);
+        // root is served at once, not told the sidecar is busy
+        const root = await Raw.open(d.socket);
+        try {
+          expect(await root.ask('{"op":"status"}\n')).toMatchObject({ ok: true });
+        } finally {
+          root.close();
+        }
+        await waitFor(() => child.exitCode !== null, 'the refused connections to be closed', 15_000);
+      } finally {
+        if (child.exitCode === null) await killAndWait(child);
+      }
+      const m = /^closed (\d+) (.*)$/m.exec(out);
+      expect(m, out).not.toBeNull();
+      // every one told why, and closed by the sidecar well before any request timeout (5 s)
+      expect(Number(m?.[1])).toBeLessThan(3_000);
+      const lines = JSON.parse(m?.[2] ?? '[]') as string[];
+      expect(lines).toHaveLength(200);
+      for (const l of lines) expect(JSON.parse(l)).toMatchObject({ ok: false, error: { code: 'NETD_PERMISSION_DENIED' } });
+    } finally {
+      await d.stop();
+    }
+  });
+
+  ktest('a request line has an absolute deadline: one byte every second does not hold a connection', async () => {
+    const d = await startDaemon();
+    const c = await Raw.open(d.socket);
+    let drip: NodeJS.Timeout | undefined;
+    try {
+      const t0 = Date.now();
+      const answer = c.next(20_000);
+      // each byte well within the 5 s request timeout of the one before it
+      const bytes = '{"op":"status","id":"' + 'x'.repeat(30);
+      let i = 0;
+      drip = setInterval(() => { if (!c.closed && i < bytes.length) c.sock.write(bytes[i++] as string); }, 1_000);
+      expect(await answer).toMatchObject({ ok: false, error: { code: 'NETD_BAD_REQUEST', message: expect.stringContaining('must end (newline) within 5000 ms') } });
+      await waitFor(() => c.closed, 'the trickling connection to close', 5_000);
+      const took = Date.now() - t0;
+      expect(took).toBeGreaterThanOrEqual(4_500);
+      expect(took).toBeLessThan(7_500);
+      // a line that ends in time, after a pause between requests, is served as always
+      const ok = await Raw.open(d.socket);
+      try {
+        await new Promise((r) => setTimeout(r, 1_500));
+        expect(await ok.ask('{"op":"status"}\n')).toMatchObject({ ok: true });
+      } finally {
+        ok.close();
+      }
+    } finally {
+      if (drip) clearInterval(drip);
+      c.close();
+      await d.stop();
+    }
+  });
+
   ktest('malformed requests get specific errors; long, stalled, flooding and non-reading clients are bounded; the daemon still serves and nothing changed', async ({ netns }) => {
     const d = await startDaemon();
     const raws: Raw[] = [];

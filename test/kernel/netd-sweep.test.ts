@@ -3,11 +3,11 @@
 // sweeps exactly what belongs to dead holders — a running launcher's mappings, masquerade and
 // record stay, and so do systemd-nspawn's (its own table). bin/nspawn-ts on the busybox root,
 // the test run's namespace as the host, no sidecar.
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { describe, expect } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { run, runOk, waitFor } from '../helpers/exec.js';
-import { nspawn } from '../helpers/nspawn.js';
+import { leftoverCgroups, nspawn } from '../helpers/nspawn.js';
 import { busyboxRoot } from '../helpers/rootfs.js';
 import { exitOf, nspawnTs, startSidecar, stopByLine, untilReady, type Proc } from './e2e-world.js';
 
@@ -83,6 +83,48 @@ describe('launchers killed with SIGKILL', () => {
     } finally {
       for (const p of procs) await stop(p).catch(() => p.child.kill('SIGKILL'));
       await run('nft', ['delete', 'table', 'ip', 'io.systemd.nat']);
+    }
+  });
+
+  ktest('a new start wanting a killed launcher\'s port gets it; the killed one\'s cgroups, notify socket and record go at any start', async () => {
+    const [dead, next, other] = [`kd${P}`, `kn${P}`, `ko${P}`];
+    const procs: Proc[] = [];
+    try {
+      const b = await running(dead, ['-n', '-p', 'tcp:8042:80']);
+      const launcherPid = b.child.pid as number;
+      const notify = `/run/nspawn-ts/notify/${dead}.${launcherPid}`;
+      expect(existsSync(notify)).toBe(true);
+      const cgroups = leftoverCgroups().filter((d) => d.endsWith(`/machine-${dead}`));
+      expect(cgroups.length).toBeGreaterThan(0);
+      expect(existsSync(`/run/nspawn-ts/machines/${dead}.json`)).toBe(true);
+      b.child.kill('SIGKILL');
+      await exitOf(b);
+      await waitFor(async () => (await run('ip', ['link', 'show', `ve-${dead}`])).code !== 0, 'the dead launcher\'s veth to go', 15_000);
+      expect(await table()).toContain(`tcp . 8042 comment "${dead}"`);
+
+      // another machine wanting the same host port: the dead holder is swept before the port check
+      const c = await running(next, ['-n', '-p', 'tcp:8042:80']);
+      procs.push(c);
+      const t = await table();
+      expect(t).toContain(`tcp . 8042 comment "${next}"`);
+      expect(t).not.toContain(`"${dead}"`);
+      // and what the killed launcher left outside the network: gone with this start, not the next one of its name
+      expect(existsSync(notify)).toBe(false);
+      expect(leftoverCgroups().filter((d) => d.endsWith(`/machine-${dead}`))).toEqual([]);
+      expect(existsSync(`/run/nspawn-ts/machines/${dead}.json`)).toBe(false);
+      // a live launcher's are never taken: the next start (no network at all) leaves them
+      const live = leftoverCgroups().filter((d) => d.endsWith(`/machine-${next}`));
+      expect(live.length).toBeGreaterThan(0);
+      expect((await nspawn(['-q', '-D', await busyboxRoot(), '-M', other, '/bin/true'])).code).toBe(0);
+      expect(leftoverCgroups().filter((d) => d.endsWith(`/machine-${next}`))).toEqual(live);
+      expect(existsSync(`/run/nspawn-ts/notify/${next}.${c.child.pid as number}`)).toBe(true);
+      expect(existsSync(`/run/nspawn-ts/machines/${next}.json`)).toBe(true);
+
+      expect(await stop(procs.pop() as Proc)).toBe(0);
+      expect((await run('nft', ['list', 'table', 'inet', 'nspawn-ts'])).code).not.toBe(0);
+      expect(readdirSync('/run/nspawn-ts/notify')).toEqual([]);
+    } finally {
+      for (const p of procs) await stop(p).catch(() => p.child.kill('SIGKILL'));
     }
   });
 

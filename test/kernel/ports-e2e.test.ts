@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { describe, expect } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
-import { run, runOk, waitFor } from '../helpers/exec.js';
+import { killAndWait, run, runOk, start, waitFor } from '../helpers/exec.js';
 import { machineLeader, machineRecords } from '../helpers/nspawn.js';
 import { busyboxRoot } from '../helpers/rootfs.js';
 import { connect, lanClient, udpEchoBinary } from '../helpers/traffic.js';
@@ -88,6 +88,41 @@ describe('bin/nspawn-ts -p with a busybox container', () => {
     } finally {
       if (c) await stop(c).catch(() => c?.child.kill('SIGKILL'));
       await client.destroy();
+      s.remove();
+    }
+  });
+
+  ktest('--port-loopback: a container routing 127.0.0.1 via its gateway reaches no host loopback service (CVE-2020-8558); the published port still answers on 127.0.0.1', async () => {
+    const s = await content();
+    const m = `pl${P}`;
+    // a service bound to the host's loopback only, that the container was never given
+    const secret = start(process.execPath, ['-e',
+      "require('net').createServer((c)=>c.end('loopback-secret\\n')).listen(9999,'127.0.0.1',()=>console.log('listening'))"]);
+    let out = '';
+    secret.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
+    let c: Proc | undefined;
+    try {
+      await waitFor(() => out.includes('listening'), 'the loopback listener');
+      expect(await connect(undefined, 'tcp', '127.0.0.1', 9999)).toBe('OK loopback-secret');
+      c = await serving(m, s, ['tcp:8000:80'], ['--port-loopback']);
+      const leader = machineLeader(m);
+      expect(leader).toBeGreaterThan(0);
+      // the attack: route_localnet on its own side, 127.0.0.1 off its lo, 127.0.0.1/32 via its gateway
+      const attack = 'set -e; gw=$(ip route show default | cut -d" " -f3); test -n "$gw";'
+        + ' echo 1 > /proc/sys/net/ipv4/conf/host0/route_localnet; ip addr del 127.0.0.1/8 dev lo;'
+        + ' ip route add 127.0.0.1/32 via "$gw" dev host0; exec "$0" -e "$1"';
+      const probe = "const s=require('net').connect(9999,'127.0.0.1');let d='';s.on('data',x=>d+=x);"
+        + "s.on('end',()=>{console.log('OK '+d.trim());process.exit(0)});s.on('error',e=>{console.log('ERR '+e.code);process.exit(0)});"
+        + "setTimeout(()=>{console.log('TIMEOUT');process.exit(0)},3000)";
+      const got = (await runOk('nsenter', [`--net=/proc/${leader}/ns/net`, '--', 'sh', '-c', attack, process.execPath, probe])).trim();
+      expect(got).toBe('TIMEOUT');
+      // what --port-loopback is for still works: the host's 127.0.0.1:8000 reaches the container
+      expect(await connect(undefined, 'tcp', '127.0.0.1', 8000, GET)).toContain(MARK);
+      expect(await stop(c)).toBe(0);
+      c = undefined;
+    } finally {
+      if (c) await stop(c).catch(() => c?.child.kill('SIGKILL'));
+      await killAndWait(secret);
       s.remove();
     }
   });

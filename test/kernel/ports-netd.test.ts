@@ -106,10 +106,10 @@ describe('port forwarding in the network subsystem', () => {
       sub = await NetworkSubsystem.open({ mode: 'embedded', stateDir: st.dir, dns: [], machineId: null });
       const la = await sub.reserve({ machine: 'alpha', mac: a.mac, kind: 'veth', ports: [p('8000:80')] });
       // beta asks for alpha's port: refused by the check (the launcher asks before making anything)
-      expect(() => sub?.checkPorts('beta', [p('9000:80'), p('8000:80')])).toThrow(
+      await expect(sub.checkPorts('beta', [p('9000:80'), p('8000:80')])).rejects.toThrow(
         `cannot forward tcp port 8000 to beta: tcp port 8000 is already forwarded to ${la.address}:80 for alpha (stop that machine or pick another host port)`);
-      expect(sub.checkPorts('beta', [p('9000:80'), p('udp:8000:80')])).toEqual({ checked: 2 });
-      expect(sub.checkPorts('alpha', [p('8000:80')])).toEqual({ checked: 1 });
+      expect(await sub.checkPorts('beta', [p('9000:80'), p('udp:8000:80')])).toEqual({ checked: 2 });
+      expect(await sub.checkPorts('alpha', [p('8000:80')])).toEqual({ checked: 1 });
       // and by the reservation itself: nothing of beta's ports is installed or recorded
       const before = await portsMap();
       await expect(sub.reserve({ machine: 'beta', mac: b.mac, kind: 'veth', ports: [p('9000:80'), p('8000:80')] }))
@@ -131,7 +131,7 @@ describe('port forwarding in the network subsystem', () => {
       await sub.release({ machine: 'alpha', kind: 'veth' });
       expect(await connect(client.ns, 'tcp', '198.51.100.1', 8000)).toBe('ERR ECONNREFUSED');
       expect(await connect(client.ns, 'tcp', '198.51.100.1', 9000)).toBe('OK 80 198.51.100.2');
-      expect(sub.checkPorts('beta', [p('8000:80')])).toEqual({ checked: 1 });
+      expect(await sub.checkPorts('beta', [p('8000:80')])).toEqual({ checked: 1 });
       await sub.release({ machine: 'beta', kind: 'veth' });
       expect(await tableExists()).toBe(false);
       await runOk('ip', ['link', 'del', a.ifname]);
@@ -157,7 +157,7 @@ describe('port forwarding in the network subsystem', () => {
       });
       const { ifname, mac } = await nspawnVeth('web', netns);
       sub = await NetworkSubsystem.open({ mode: 'embedded', stateDir: st.dir, dns: [], machineId: null });
-      expect(() => sub?.checkPorts('web', [p('8080:80')])).toThrow(
+      await expect(sub.checkPorts('web', [p('8080:80')])).rejects.toThrow(
         'tcp port 8080 is already forwarded to 10.0.0.24:80 for a systemd-nspawn container (table ip io.systemd.nat)');
       await expect(sub.reserve({ machine: 'web', mac, kind: 'veth', ports: [p('8080:80')] })).rejects.toMatchObject({ code: 'NETD_PORT_IN_USE' });
       expect(await portsMap()).not.toContain('8080');

@@ -31,7 +31,8 @@ export interface NftElemWrapper {
   expires?: number;
 }
 
-export type NftMatchOp = '==' | '!=' | '<' | '>' | '<=' | '>=' | 'in';
+/** 'in': the flags are set (ct status dnat); '!': none of them is. */
+export type NftMatchOp = '==' | '!=' | '<' | '>' | '<=' | '>=' | 'in' | '!';
 
 export type NftStatement =
   | { match: { op: NftMatchOp; left: NftExpr; right: NftExpr } }

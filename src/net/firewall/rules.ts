@@ -17,6 +17,8 @@
 //                                            DNATed and saddr . daddr in hairpin: masquerade;
 //                                            DNATed, saddr 127/8, leaving by another link: masquerade
 //   chain forward     filter 0, policy accept: accepts from/to our subnets and DNATed connections
+//   chain input       filter 0, policy accept: drops new connections to 127.0.0.0/8 arriving on a
+//                                            link other than lo that no DNAT rewrote (CVE-2020-8558)
 //
 // One lookup per packet whatever the number of mappings (the concatenated key `meta l4proto .
 // th dport` selects protocol and port together). Hairpin: a container reaching its own published
@@ -26,7 +28,11 @@
 // masqueraded; the hairpin set covers the rest (bridged containers, IPv6). Loopback: 127.0.0.1 as a
 // source cannot leave the host, so those connections are masqueraded too; the host-side link of
 // the container must have net.ipv4.conf.LINK.route_localnet=1 (the caller sets it on that link
-// only), or the kernel drops the rerouted packet and its replies as martians.
+// only), or the kernel drops the rerouted packet and its replies as martians. That sysctl also lets
+// the container itself send to 127.0.0.1 via that link (route_localnet on its own side, 127.0.0.1
+// routed via its gateway) and so reach every service bound to the host's loopback: the input
+// chain drops such packets unless a DNAT made them (the rule Kubernetes added for CVE-2020-8558);
+// replies of the host's own 127.0.0.1:HOSTPORT connections are established and DNATed, and pass.
 //
 // The forward chain: nftables evaluates every base chain of a hook and a drop anywhere is final,
 // while an accept only ends the chain it is in. So this chain never blocks anything (policy accept)
@@ -45,13 +51,13 @@ import type {
 export const DEFAULT_TABLE = 'nspawn-ts';
 export const TABLE_FAMILY = 'inet';
 /** Layout version, in the table's comment; bump when chains or sets change shape. */
-export const LAYOUT_VERSION = 1;
+export const LAYOUT_VERSION = 2;
 
 export type Protocol = 'tcp' | 'udp';
 export type SetName = 'masq4' | 'masq6' | 'ports4' | 'ports6' | 'ports_lo4' | 'hairpin4' | 'hairpin6';
 export const SET_NAMES: readonly SetName[] = ['masq4', 'masq6', 'ports4', 'ports6', 'ports_lo4', 'hairpin4', 'hairpin6'];
 const MAPS: ReadonlySet<SetName> = new Set(['ports4', 'ports6', 'ports_lo4']);
-export const CHAIN_NAMES = ['prerouting', 'output', 'postrouting', 'forward'] as const;
+export const CHAIN_NAMES = ['prerouting', 'output', 'postrouting', 'forward', 'input'] as const;
 
 /** One forwarded port. */
 export interface PortMapping {
@@ -363,7 +369,7 @@ function rule(table: string, chain: string, expr: NftStatement[]): NftCommand {
   return { add: { rule: { family: TABLE_FAMILY, table, chain, expr } satisfies NftRule } };
 }
 
-const match = (left: NftExpr, right: NftExpr, op: '==' | '!=' | 'in' = '=='): NftStatement => ({ match: { op, left, right } });
+const match = (left: NftExpr, right: NftExpr, op: '==' | '!=' | 'in' | '!' = '=='): NftStatement => ({ match: { op, left, right } });
 const nfproto = (p: 'ipv4' | 'ipv6'): NftStatement => match({ meta: { key: 'nfproto' } }, p);
 const payload = (protocol: string, field: string): NftExpr => ({ payload: { protocol, field } });
 const portKeyExpr: NftExpr = { concat: [{ meta: { key: 'l4proto' } }, { payload: { protocol: 'th', field: 'dport' } }] };
@@ -378,6 +384,7 @@ export function chainObjects(table = DEFAULT_TABLE): NftChain[] {
     { ...base, name: 'output', type: 'nat', hook: 'output', prio: -99, policy: 'accept' },
     { ...base, name: 'postrouting', type: 'nat', hook: 'postrouting', prio: 101, policy: 'accept' },
     { ...base, name: 'forward', type: 'filter', hook: 'forward', prio: 0, policy: 'accept' },
+    { ...base, name: 'input', type: 'filter', hook: 'input', prio: 0, policy: 'accept' },
   ];
 }
 
@@ -402,6 +409,8 @@ export function ruleCommands(table = DEFAULT_TABLE): NftCommand[] {
     rule(table, 'forward', [match(payload('ip6', 'saddr'), '@masq6'), { accept: null }]),
     rule(table, 'forward', [match(payload('ip6', 'daddr'), '@masq6'), { accept: null }]),
     rule(table, 'forward', [ctDnat, { accept: null }]),
+    rule(table, 'input', [nfproto('ipv4'), match({ meta: { key: 'iif' } }, 'lo', '!='), match(payload('ip', 'daddr'), loopback4),
+      match({ ct: { key: 'state' } }, { set: ['established', 'related'] }, '!='), match({ ct: { key: 'status' } }, 'dnat', '!'), { drop: null }]),
   ];
 }
 

@@ -4,12 +4,14 @@
 // fight over the host's links.
 //
 // The socket's mode is one guard; the peer's credentials (SO_PEERCRED, the kernel's word on who
-// connected) are the second: a process that is not root is answered NETD_PERMISSION_DENIED (to
-// its first line) and nothing it sends is handled, so a socket made accessible by mistake (a bind
-// mount, a chmod) still changes nothing. What a client can hold is bounded (ApiLimits): connections at once,
-// requests in flight per connection (the connection is not read further until they are answered,
-// nor while the client does not read its answers), the time a started line may take, and the time
-// a connection may sit idle.
+// connected) are the second: a process that is not root is answered NETD_PERMISSION_DENIED at once
+// and the connection ends; nothing it sends is handled, so a socket made accessible by mistake (a
+// bind mount, a chmod) still changes nothing. Refused peers never count toward the connection cap
+// (else anyone who can reach the socket could lock root out). What a client can hold is bounded
+// (ApiLimits): connections at once, requests in flight per connection (the connection is not read
+// further until they are answered, nor while the client does not read its answers), the time a
+// started line may take (an absolute deadline from its first byte: trickling bytes buys nothing),
+// and the time a connection may sit idle.
 import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { endianness } from 'node:os';
@@ -36,7 +38,7 @@ export interface ApiLimits {
   maxConnections: number;
   /** requests of one connection being answered at once; it is not read further meanwhile */
   maxPipelined: number;
-  /** a request line that has begun must end (newline) within this many ms */
+  /** a request line that has begun must end (newline) within this many ms of its first byte */
   requestTimeoutMs: number;
   /** a connection with no request in flight and none begun is closed after this many ms */
   idleTimeoutMs: number;
@@ -48,6 +50,10 @@ export const DEFAULT_API_LIMITS: Readonly<ApiLimits> = {
   requestTimeoutMs: 5_000,
   idleTimeoutMs: 60_000,
 };
+
+/** Refused connections kept open at once so their clients can read why, and for how long at most. */
+const REFUSED_LINGER = 32;
+const REFUSED_LINGER_MS = 1_000;
 
 export interface ApiServerOptions {
   limits?: Partial<ApiLimits>;
@@ -87,6 +93,8 @@ export function socketAnswers(path: string, timeoutMs = 500): Promise<boolean> {
 
 export class ApiServer {
   private readonly conns = new Set<Socket>();
+  /** refused connections whose client may still be writing its first line (see refuse()) */
+  private readonly refused = new Set<Socket>();
 
   private constructor(private readonly server: Server, readonly path: string, private readonly limits: ApiLimits,
     private readonly allowPeer: (peer: PeerCredentials) => boolean) {}
@@ -131,27 +139,49 @@ export class ApiServer {
     sock.destroySoon();
   }
 
+  /**
+   * Refuses a peer that may not use the API: the answer and our end of the stream go at once. The
+   * socket lingers (uncounted, at most REFUSED_LINGER of them, for at most REFUSED_LINGER_MS) only
+   * so that a client still writing its first line reads the answer instead of EPIPE; what it sends
+   * is discarded.
+   */
+  private refusePeer(sock: Socket, error: { code: string; message: string }): void {
+    sock.end(JSON.stringify({ ok: false, error } satisfies NetdResponse) + '\n');
+    if (this.refused.size >= REFUSED_LINGER) {
+      sock.destroySoon();
+      return;
+    }
+    this.refused.add(sock);
+    const t = setTimeout(() => sock.destroy(), REFUSED_LINGER_MS);
+    t.unref();
+    sock.on('close', () => {
+      clearTimeout(t);
+      this.refused.delete(sock);
+    });
+    sock.on('end', () => sock.destroy());
+    sock.resume();
+  }
+
   private accept(sock: Socket, handler: RequestHandler, log: Logger): void {
     sock.on('error', () => sock.destroy());
     const limits = this.limits;
-    if (this.conns.size >= limits.maxConnections) {
-      log.debug(`refusing a connection: ${this.conns.size} are open`);
-      ApiServer.refuse(sock, { code: 'NETD_BUSY', message: `the sidecar serves at most ${limits.maxConnections} connections at once; try again` });
-      return;
-    }
+    // who it is comes first: a refused peer never takes one of the connections root may need
     let peer: PeerCredentials | undefined;
     try {
       peer = peerCredentials(sock);
     } catch (err) {
       log.warn(`reading the credentials of an API connection failed: ${errorMessage(err)}`);
     }
-    // a peer that may not use the API gets the refusal as the answer to its first request (a client
-    // that is still writing it would otherwise see EPIPE instead); nothing it sends is handled
-    let denied: { code: string; message: string } | undefined;
     if (!peer || !this.allowPeer(peer)) {
       const who = peer ? `uid ${peer.uid} (pid ${peer.pid})` : 'a process whose credentials could not be read';
       log.warn(`refused an API connection from ${who}`, peer ? { uid: peer.uid, pid: peer.pid } : {});
-      denied = { code: 'NETD_PERMISSION_DENIED', message: `permission denied: the nspawn-netd API is only for root (uid 0); this connection comes from ${who}` };
+      this.refusePeer(sock, { code: 'NETD_PERMISSION_DENIED', message: `permission denied: the nspawn-netd API is only for root (uid 0); this connection comes from ${who}` });
+      return;
+    }
+    if (this.conns.size >= limits.maxConnections) {
+      log.debug(`refusing a connection: ${this.conns.size} are open`);
+      ApiServer.refuse(sock, { code: 'NETD_BUSY', message: `the sidecar serves at most ${limits.maxConnections} connections at once; try again` });
+      return;
     }
     this.conns.add(sock);
     sock.on('close', () => this.conns.delete(sock));
@@ -170,17 +200,21 @@ export class ApiServer {
       buf = '';
       chain = chain.then(() => ApiServer.refuse(sock, error));
     };
-    // one timer: a begun line must end soon; an idle connection goes after a while
+    // one timer: a begun line must end by a deadline fixed at its first byte (set once, not moved
+    // by later chunks); an idle connection goes after a while
     let timer: NodeJS.Timeout | undefined;
+    let lineDeadline: number | undefined;
     const arm = (): void => {
       if (timer) clearTimeout(timer);
       timer = undefined;
       if (ended || inflight > 0) return;
-      if (buf.length > 0 || denied) {
-        timer = setTimeout(() => finish(denied ?? {
+      if (buf.length > 0) {
+        lineDeadline ??= Date.now() + limits.requestTimeoutMs;
+        timer = setTimeout(() => finish({
           code: 'NETD_BAD_REQUEST', message: `a request line must end (newline) within ${limits.requestTimeoutMs} ms of its start`,
-        }), limits.requestTimeoutMs);
+        }), Math.max(0, lineDeadline - Date.now()));
       } else {
+        lineDeadline = undefined;
         timer = setTimeout(() => {
           ended = true;
           sock.destroy();
@@ -198,11 +232,9 @@ export class ApiServer {
         if (nl < 0) break;
         const line = buf.slice(0, nl).trim();
         buf = buf.slice(nl + 1);
+        // what follows is the next line: its deadline starts when it is waited for
+        lineDeadline = undefined;
         if (!line) continue;
-        if (denied) {
-          finish(denied);
-          break;
-        }
         inflight++;
         chain = chain.then(async () => {
           let id: string | number | undefined;
@@ -222,7 +254,7 @@ export class ApiServer {
         });
       }
       if (!ended && buf.indexOf('\n') < 0 && Buffer.byteLength(buf) > MAX_REQUEST_BYTES) {
-        finish(denied ?? errorBody(new BadRequestError(`a request is at most ${MAX_REQUEST_BYTES} bytes, ending in a newline`)));
+        finish(errorBody(new BadRequestError(`a request is at most ${MAX_REQUEST_BYTES} bytes, ending in a newline`)));
         return;
       }
       const busy = inflight >= limits.maxPipelined || sock.writableNeedDrain || buf.indexOf('\n') >= 0;
@@ -241,7 +273,7 @@ export class ApiServer {
   }
 
   async close(): Promise<void> {
-    for (const c of this.conns) c.destroy();
+    for (const c of [...this.conns, ...this.refused]) c.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     try {
       unlinkSync(this.path);

@@ -5,12 +5,9 @@
 // travel with the machine's reservation (hook.ts → subsystem.reserve), so they are installed for the
 // address the subsystem hands out, before the container's DHCP exchange.
 import { ConfigError } from '../../errors.js';
-import { Firewall } from '../../net/firewall/index.js';
 import { defaultStateDir } from '../../common/paths.js';
 import type { ContainerNetworkRequest } from '../../net/model.js';
 import { defaultSocketPath, NetdClient, NetdRemoteError } from '../../net/netd/client.js';
-import { hostPortClashes, PortInUseError } from '../../net/netd/ports.js';
-import { StateStore } from '../../net/netd/state.js';
 
 export interface PortsPreflightOptions {
   env?: NodeJS.ProcessEnv;
@@ -34,13 +31,14 @@ export async function checkPortsBeforeStart(spec: Pick<ContainerNetworkRequest, 
     }
     return;
   }
-  // no sidecar: the table and the state file every embedded launcher shares
-  const fw = new Firewall();
+  // no sidecar: the table and the state file every embedded launcher shares, after what killed
+  // launchers left there is cleared (the embedded subsystem's open() does that)
+  const { NetworkSubsystem } = await import('../../net/netd/subsystem.js');
+  const sub = await NetworkSubsystem.open({ mode: 'embedded', stateDir: defaultStateDir(env), dns: [], machineId: null });
   try {
-    const clashes = hostPortClashes(spec.machine, ports, fw, new StateStore(defaultStateDir(env)).peek());
-    if (clashes.length) throw new PortInUseError(spec.machine, clashes);
+    await sub.checkPorts(spec.machine, ports);
   } finally {
-    fw.close();
+    await sub.close();
   }
 }
 

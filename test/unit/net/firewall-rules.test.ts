@@ -25,7 +25,7 @@ describe('layout (golden)', () => {
   test('the layout flushes only chains, never sets or maps, and adds no element', () => {
     const cmds = layoutDocument().nftables;
     const flushed = cmds.flatMap((c) => ('flush' in c ? [Object.keys(c.flush)[0]] : []));
-    expect(flushed).toEqual(['chain', 'chain', 'chain', 'chain']);
+    expect(flushed).toEqual(['chain', 'chain', 'chain', 'chain', 'chain']);
     expect(cmds.some((c) => 'add' in c && 'element' in c.add)).toBe(false);
     // the flush of each chain comes before its rules
     const firstRule = cmds.findIndex((c) => 'add' in c && 'rule' in c.add);
