@@ -78,6 +78,34 @@ describe('IPv6 for containers', () => {
     }, 120_000);
   }
 
+  ktest('$NSPAWN_TS_IPV6: an administrator\'s global prefix is routed, not masqueraded; "no" turns IPv6 off', async () => {
+    const world = await World.create();
+    const root = await copyRoot(await busyboxRoot());
+    const machine = `v6-env-${process.pid}`;
+    try {
+      // the uplink routes the global prefix back through the host, as a provider would
+      await world.uplink.exec('ip', ['-6', 'route', 'add', '2001:db8:42::/48', 'via', HOST_UPLINK6]);
+      const g = nspawnTs(['-n', '-M', machine, '-D', root.dir, 'sh', '-c', `${SHOW6}; ${FETCH6}`], { NSPAWN_TS_IPV6: '2001:db8:42::/48' });
+      expect(await exitOf(g), g.output()).toBe(0);
+      const seen = parse6(g.output());
+      expect(seen.addr).toMatch(/^2001:db8:42:[0-9a-f]{1,4}:[0-9a-f:]+\/64$/);
+      // not NATed: the remote sees the container's own address
+      expect(seen.remote).toBe(seen.addr?.split('/')[0]);
+      expect(await masq6()).toEqual([]);
+
+      const off = nspawnTs(['-n', '-M', machine, '-D', root.dir, 'sh', '-c', SHOW6], { NSPAWN_TS_IPV6: 'no' });
+      expect(await exitOf(off), off.output()).toBe(0);
+      expect(parse6(off.output())).toMatchObject({ addr: undefined, route: undefined });
+
+      const bad = nspawnTs(['-n', '-M', machine, '-D', root.dir, 'true'], { NSPAWN_TS_IPV6: '2001:db8::1/48' });
+      expect(await exitOf(bad)).toBe(1);
+      expect(bad.output()).toMatch(/\$NSPAWN_TS_IPV6: .*bits set past \/48/);
+    } finally {
+      root.remove();
+      await world.destroy();
+    }
+  }, 120_000);
+
   ktest('-p tcp:8080:80 answers on the host\'s IPv6 address, from outside and from the container itself', async () => {
     const world = await World.create();
     const root = await copyRoot(await busyboxRoot());

@@ -15,7 +15,7 @@
 // A container's address is the EUI-64 SLAAC address of its MAC in the /64 — what its kernel forms
 // from the RA, and what the launcher configures on host0 at start (the same address either way).
 import { readFileSync } from 'node:fs';
-import { errorMessage, NspawnError } from '../../errors.js';
+import { ConfigError, errorMessage, NspawnError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Firewall } from '../firewall/index.js';
 import { addressBytes, formatAddress, formatPrefix, hostUlaPrefix, type Ipv6Prefix, linkLocalAddress, linkPrefix, parseIpv6Prefix, slaacAddress } from '../ipv6/prefix.js';
@@ -57,12 +57,16 @@ export interface MachineIpv6 {
   dns: string[];
 }
 
-/** Reads IPv6 settings from the environment's words ("no", a prefix, or nothing). */
-export function ipv6Settings(value: string | undefined): Ipv6Settings {
+/** Reads an IPv6 setting: "no" (off), a prefix (global, routed), or nothing/"yes" (the host's ULA). */
+export function ipv6Settings(value: string | undefined, what = '--ipv6'): Ipv6Settings {
   const v = value?.trim();
   if (v === undefined || v === '' || v === 'yes' || v === 'ula') return { enabled: true };
   if (v === 'no' || v === 'off' || v === '0' || v === 'false') return { enabled: false };
-  parseIpv6Prefix(v); // a clear ConfigError for a bad prefix
+  try {
+    parseIpv6Prefix(v);
+  } catch (err) {
+    throw new ConfigError(`${what}: ${errorMessage(err)}; or "no" to turn IPv6 off`, { code: 'CFG_IPV6_PREFIX' });
+  }
   return { enabled: true, prefix: v };
 }
 
@@ -89,6 +93,11 @@ export class Ipv6Links {
       }
     }
     return new Ipv6Links(hostUlaPrefix(id), true, deps);
+  }
+
+  /** Whether link prefixes are masqueraded (the host's ULA) or routed (an administrator's prefix). */
+  get masquerades(): boolean {
+    return this.nat;
   }
 
   get basePrefix(): string {
@@ -168,9 +177,15 @@ export class Ipv6Links {
    */
   prepare(ifname: string): void {
     const at = (name: string): string => `/proc/sys/net/ipv6/conf/${ifname}/${name}`;
-    this.deps.sysctl.write(at('accept_ra'), '0');
-    this.deps.sysctl.write(at('disable_ipv6'), '0');
-    this.deps.sysctl.write(at('accept_dad'), '0');
+    try {
+      this.deps.sysctl.write(at('accept_ra'), '0');
+      this.deps.sysctl.write(at('disable_ipv6'), '0');
+      this.deps.sysctl.write(at('accept_dad'), '0');
+    } catch (err) {
+      // no directory for it: the link went meanwhile (a container ending), as rtnetlink says ENODEV
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new NspawnError('ENODEV', `link ${ifname} is gone`, { cause: err });
+      throw err;
+    }
   }
 
   /** Undoes serve(): a final advertisement (unless the link is gone), masquerade, host address. */

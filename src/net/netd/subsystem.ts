@@ -415,7 +415,10 @@ export class NetworkSubsystem {
   /** The firewall holds exactly the masquerade entries of the links in the state file. */
   private async reconcileFirewall(): Promise<void> {
     const state = this.store.peek();
-    const masquerade = Object.values(state.links).map((r) => ({ subnet: r.subnet, owner: masqueradeOwner(r.kind, r.key) }));
+    const masquerade = Object.values(state.links).flatMap((r) => [
+      { subnet: r.subnet, owner: masqueradeOwner(r.kind, r.key) },
+      ...(r.prefix6 !== undefined && this.v6?.masquerades ? [{ subnet: r.prefix6, owner: masqueradeOwner(r.kind, r.key) }] : []),
+    ]);
     // port forwarding (ports.ts): exactly the ports recorded with the reservations
     const ports = recordedMappings(state);
     const current = this.firewall.state(); // empty when the table does not exist
@@ -596,13 +599,7 @@ export class NetworkSubsystem {
         this.forgetRecord(st, rec);
         // a record taken over from holders that are gone (a killed launcher) goes with its entries
         for (const r of rec.reservations) if (r.ports?.length) this.unforwardPorts(r);
-        if (!served.masquerade) {
-          try {
-            this.firewall.removeMasquerade(rec.subnet);
-          } catch (err) {
-            this.log.warn(`removing the masquerade of ${rec.subnet} failed: ${errorMessage(err)}`);
-          }
-        }
+        if (!served.masquerade) this.removeRecordMasquerade(rec);
       }
     });
   }
@@ -695,6 +692,17 @@ export class NetworkSubsystem {
       const rec = st.links[ifname];
       if (rec && !rec.holders.includes(this.holder)) rec.holders.push(this.holder);
     });
+  }
+
+  /** Removes a record's masquerade entries (its IPv4 subnet, its IPv6 /64); never throws (teardown). */
+  private removeRecordMasquerade(rec: LinkRecord): void {
+    for (const subnet of [rec.subnet, ...(rec.prefix6 !== undefined ? [rec.prefix6] : [])]) {
+      try {
+        this.firewall.removeMasquerade(subnet);
+      } catch (err) {
+        this.log.warn(`removing the masquerade of ${subnet} failed: ${errorMessage(err)}`);
+      }
+    }
   }
 
   /** Releases the pool entry and the record; puts ip_forward back after the last link. */
@@ -818,11 +826,7 @@ export class NetworkSubsystem {
           this.log.info(`released ${r.address} of ${r.machine}: its launcher is gone`, { ifname: rec.ifname, machine: r.machine });
         }
         if (!whole) continue;
-        try {
-          this.firewall.removeMasquerade(rec.subnet);
-        } catch (err) {
-          this.log.warn(`removing the masquerade of ${rec.subnet} failed: ${errorMessage(err)}`);
-        }
+        this.removeRecordMasquerade(rec);
         if (!this.served.has(rec.ifname)) this.dhcpServer?.removeInterface(rec.ifname);
         this.log.info(`forgot ${rec.ifname} (${rec.subnet}): ${this.mode === 'embedded' ? 'its launcher is gone' : 'its link is gone'}`, { ifname: rec.ifname });
       }

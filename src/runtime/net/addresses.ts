@@ -26,6 +26,7 @@ import { chaseInRoot } from '../../net/resolv.js';
 import { Rtnl } from '../../net/rtnl.js';
 import { defaultSocketPath } from '../../net/netd/socket-path.js';
 import { parseDnsList } from '../../net/netd/dns.js';
+import { ipv6Settings } from '../../net/netd/ipv6.js';
 import type { ServedKind } from '../../net/netd/links.js';
 import { type DhcpBackend, type MachineLease, NetworkSubsystem } from '../../net/netd/subsystem.js';
 import type { PlanOp } from '../plan.js';
@@ -179,6 +180,7 @@ export function addressHooks(opts: AddressHooksOptions): {
     // a bad $NSPAWN_NETD_DNS fails the start before anything of the container exists
     preflight() {
       if (env.NSPAWN_NETD_DNS) parseDnsList(env.NSPAWN_NETD_DNS, '$NSPAWN_NETD_DNS');
+      ipv6Settings(env.NSPAWN_TS_IPV6, '$NSPAWN_TS_IPV6');
     },
 
     // --resolv-conf=auto with a private network: the lease's file (written by beforeExec, if any) over the image's
@@ -205,6 +207,7 @@ export function addressHooks(opts: AddressHooksOptions): {
       } else {
         const subOpts: Parameters<typeof NetworkSubsystem.open>[0] = { mode: 'embedded', stateDir: defaultStateDir(env) };
         if (env.NSPAWN_NETD_DNS) subOpts.dns = parseDnsList(env.NSPAWN_NETD_DNS, '$NSPAWN_NETD_DNS');
+        subOpts.ipv6 = ipv6Settings(env.NSPAWN_TS_IPV6, '$NSPAWN_TS_IPV6');
         // a DHCP client inside (dhcp) needs the server before the container starts; with the static
         // configuration it is started right after, off the start-up path (beforeExec)
         if (mode === 'dhcp') subOpts.dhcp = await dhcpFactory();
