@@ -67,6 +67,11 @@ export interface LaunchHooks {
   beforeExec?(ctx: ContainerContext): void | Promise<void>;
   afterExit?(ctx: ContainerContext): void | Promise<void>;
   planMounts?(info: { root: string; spec: LaunchSpec; uidShift?: number }): PlanOp[];
+  /**
+   * Plan ops run inside the container (after pivot_root, container paths) once the beforeExec
+   * hooks are done: e.g. a bind of a file a hook wrote into the container's /run.
+   */
+  planAfterHooks?(spec: LaunchSpec): PlanOp[];
 }
 
 export interface LaunchOptions {
@@ -526,6 +531,7 @@ class ContainerRun {
     if (!userns) tail.push({ op: 'pivotRoot', path: root });
     tail.push({ op: 'sethostname', name: spec.hostname ?? spec.machine });
     if (this.hooks.some((h) => h.beforeExec)) tail.push({ op: 'sync' });
+    tail.push(...this.hooks.flatMap((h) => h.planAfterHooks?.(spec) ?? []));
     if (seccompSupported()) tail.push({ op: 'seccomp', program: buildSeccompFilter(bounding) });
     tail.push({ op: 'capbset', keep: bounding });
     if (spec.mode === 'as-pid2') tail.push({ op: 'stubInit' });
