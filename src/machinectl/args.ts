@@ -7,7 +7,8 @@
 // Every verb machinectl has is known: ours run, the others (image transfer, bind, copy-*) are
 // refused by name. Bad input throws HintedConfigError (exit 1, nothing done).
 import { HintedConfigError } from '../runtime/machine-name.js';
-import { envAssignmentProblem, parseBoolean, parseSignal } from '../runtime/cli.js';
+import { envAssignmentProblem, parseBoolean } from '../runtime/cli.js';
+import { parseSignal } from '../runtime/signals.js';
 
 export const PROGRAM = 'machinectl-ts';
 export const VERSION = '0.1.0';

@@ -11,7 +11,7 @@
 // Each sees the container through the library's model (request.ts converts the LaunchSpec once).
 // The modules are imported on demand: the launch path stays lean without a private network.
 import type { ContainerNetworkRequest } from '../../net/model.js';
-import type { ContainerContext, LaunchHooks } from '../launcher.js';
+import type { ContainerContext, LaunchHooks } from '../launch-types.js';
 import type { PlanOp } from '../plan.js';
 import type { LaunchSpec } from '../spec.js';
 import type { ContainerLinkInfo } from './addresses.js';
