@@ -36,7 +36,8 @@ rm -rf native/build/Release/obj.target native/build/Release/.deps
 if [ "${npm_config_global:-}" = true ] && [ -n "${npm_config_prefix:-}" ]; then
   comp="$npm_config_prefix/share/bash-completion/completions"
   if mkdir -p "$comp" 2>/dev/null; then
-    for name in nspawn-ts machinectl-ts; do ln -sfn "$PWD/dist/completion/$name" "$comp/$name"; done
+    # relative links: they stay right when the prefix is a staging root (DESTDIR, a container image)
+    for name in nspawn-ts machinectl-ts; do ln -sfn "$(realpath --relative-to="$comp" "$PWD/dist/completion/$name")" "$comp/$name"; done
   else
     say "note: could not create $comp; source $PWD/dist/completion/nspawn-ts for completion"
   fi
