@@ -26,6 +26,7 @@ APT_PACKAGES=(
   tar gzip xz-utils zstd bzip2  # machinectl-ts import/export
   attr acl xfsprogs  # xattrs and ACLs of --template= copies and image transfers, an XFS image for their reflinks
   dnsperf  # bench/dns
+  podman crun containernetworking-plugins golang-go golang-github-appc-cni-dev  # nspawn-cni: the podman e2e, the reference plugins, the libcni driver
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
