@@ -321,8 +321,8 @@ async function main(): Promise<void> {
   const oa = at(ours);
   const ka = at(kea);
   const fa = at(oursFsync);
-  say(`at a common ${common} DORA/s offered: ours median ${oa?.p50.toFixed(2)} ms p99 ${oa?.p99.toFixed(2)} ms; kea median ${ka?.p50.toFixed(2)} ms p99 ${ka?.p99.toFixed(2)} ms; `
-    + `ours with fsync median ${fa?.p50.toFixed(2)} ms p99 ${fa?.p99.toFixed(2)} ms`);
+  const lat = (x: Step | undefined): string => (x ? `median ${x.p50.toFixed(2)} ms p99 ${x.p99.toFixed(2)} ms` : 'no passing step at that rate');
+  say(`at a common ${common} DORA/s offered: ours ${lat(oa)}; kea ${lat(ka)}; ours with fsync ${lat(fa)}`);
   const oursLps = ours.best?.lps ?? 0;
   const keaLps = kea.best?.lps ?? 0;
   say(`ratios to Kea: DORA/s ${(oursLps / keaLps).toFixed(2)}, p99 ${((oa?.p99 ?? NaN) / (ka?.p99 ?? NaN)).toFixed(2)}, RSS ${(ours.rssMb / kea.rssMb).toFixed(2)}`);

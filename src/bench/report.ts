@@ -158,7 +158,8 @@ function show(v: number | undefined, unit: string): string {
 function ratio(cmp: Comparison): string {
   if (cmp.ours === undefined || cmp.anchor === undefined || cmp.anchor === 0) return 'n/a';
   const r = cmp.ours / cmp.anchor;
-  const ahead = cmp.higherIsBetter ? r >= 1 : r <= 1;
+  if (Math.abs(r - 1) < 0.02) return `${r.toFixed(2)}× (even)`;
+  const ahead = cmp.higherIsBetter ? r > 1 : r < 1;
   return `${r.toFixed(2)}× (${ahead ? 'ahead' : 'behind'})`;
 }
 
@@ -227,7 +228,7 @@ function page(runs: Run[]): string {
     '# Benchmarks',
     '',
     'Written by `npm run bench` (src/bench/report.ts; `npm run bench -- NAME…` reruns some and keeps the others). Each benchmark',
-    'measures ours and its anchor in the same run, on the same machine, one after the other; the',
+    'measures ours and its anchor in the same run, on the same machine (bench/dhcp in turns, step by step); the',
     'load average (1, 5, 15 min) before and after each is part of its result: this machine is shared,',
     'and a loaded machine moves every figure. Ratios are ours ÷ anchor.',
     '',
@@ -237,6 +238,10 @@ function page(runs: Run[]): string {
   for (const r of runs) {
     lines.push(`## ${r.command}`, '');
     lines.push(`Run ${r.date}; load ${r.loadBefore} → ${r.loadAfter}; ${r.seconds} s.${r.failure ? ` **Failed**: ${r.failure}` : ''}`, '');
+    const busiest = Math.max(...[r.loadBefore, r.loadAfter].map((l) => Number(l.split(' ')[0])));
+    if (busiest > 2 * cpus().length) {
+      lines.push(`*Overloaded*: a load of ${busiest} on ${cpus().length} CPUs — each process got a fraction of a core, so these figures say more about CPU per operation and scheduling than about what either side does on a machine with room.`, '');
+    }
     const cmp = comparisons(r).filter((c) => c.ours !== undefined || c.anchor !== undefined);
     if (cmp.length) {
       lines.push('| figure | ours | anchor | ratio |', '|---|---|---|---|');
@@ -263,14 +268,16 @@ function previousRuns(): Run[] {
 }
 
 async function main(): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error('npm run bench: run as root (the benchmarks make namespaces, links and cgroups)');
-  const names = benches(process.argv.slice(2));
+  if (process.getuid?.() !== 0 && !process.argv.includes('--page')) throw new Error('npm run bench: run as root (the benchmarks make namespaces, links and cgroups)');
+  // --page: write the page and charts again from the last runs, running nothing
+  const args = process.argv.slice(2);
+  const names = args.includes('--page') ? [] : benches(args);
   const fresh: Run[] = [];
   for (const n of names) fresh.push(await runOne(n));
   const all = [...previousRuns().filter((p) => !names.includes(p.name) && existsSync(join(ROOT, 'bench', p.name))), ...fresh]
     .sort((a, b) => rank(a.name) - rank(b.name) || a.name.localeCompare(b.name));
   mkdirSync(CHARTS, { recursive: true });
-  for (const r of fresh) for (const [file, svg] of charts(r)) writeFileSync(join(CHARTS, file), svg);
+  for (const r of all) for (const [file, svg] of charts(r)) writeFileSync(join(CHARTS, file), svg);
   const out = join(DOCS, 'benchmarks.md');
   writeFileSync(out, page(all));
   writeFileSync(join(CHARTS, 'runs.json'), JSON.stringify(all.map(({ name, date, loadBefore, loadAfter, seconds, json, failure }) => ({ name, date, loadBefore, loadAfter, seconds, json, failure })), null, 1) + '\n');

@@ -42,6 +42,17 @@ export class IdmapHolders {
     return { userns: this.userns(lines, lines), ...(fstype ? { fstype } : {}) };
   }
 
+  /**
+   * -U -x: the overlay's lower layer (the tree, owned from host ID `base` on) shown as owned from
+   * the range's first ID: the tree stays as it is, and nothing is copied or chowned.
+   */
+  treeIdmap(directory: string, userns: UidRange, base: number): { userns: string; fstype?: string } {
+    if (base === 0) return this.rootIdmap(directory, userns);
+    const lines = `${base} ${userns.shift} ${userns.range}\n`;
+    const fstype = fileSystemOf(directory);
+    return { userns: this.userns(lines, lines), ...(fstype ? { fstype } : {}) };
+  }
+
   /** Kills and reaps the holders (the mounts keep what they need). */
   async release(): Promise<void> {
     const s = sys();

@@ -141,9 +141,9 @@ class ContainerRun {
     // what launchers killed with SIGKILL left (records, cgroups, notify sockets) goes first
     sweepDeadLaunchers(this.registry, detectLayout());
     this.registered = claimMachine(this.registry, spec, this.undo);
-    const { userns, mapRoot } = prepareUserNamespace(spec, directory, this.undo);
+    const { userns, mapRoot, lower } = prepareUserNamespace(spec, directory, this.undo, this.idmap);
     this.userns = userns;
-    const { root, rootSource } = prepareRoot(spec, directory, this.opts.ephemeralDir, this.undo);
+    const { root, rootSource } = prepareRoot(spec, directory, this.opts.ephemeralDir, this.undo, userns && lower ? { userns, lower } : undefined);
     // the notify socket before the cgroups: while it exists, a starting launcher's sweep
     // (leftovers.ts) leaves this machine's cgroups alone
     this.notify = createNotifySocket(spec.machine, userns, this.undo);
@@ -156,7 +156,7 @@ class ContainerRun {
     const hostOs = hostOsRelease();
     const binds = resolveBinds(spec, directory, root, userns ? { range: userns, userns: (u, g) => this.idmap.userns(u, g) } : undefined);
     const tmpfs = resolveTmpfs(spec, directory, root);
-    const rootIdmap = mapRoot && userns ? this.idmap.rootIdmap(directory, userns) : undefined;
+    const rootIdmap = mapRoot && userns && !spec.ephemeral ? this.idmap.rootIdmap(directory, userns) : undefined;
     const ownBoundingSet = readOwnBoundingSet(readFileSync('/proc/self/status', 'utf8'));
     const hookMounts = this.hooks.flatMap((h) => h.planMounts?.({ root, spec, ...(userns ? { uidShift: userns.shift } : {}) }) ?? []);
     return buildContainerPlan({
