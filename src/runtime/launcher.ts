@@ -409,7 +409,8 @@ class ContainerRun {
     const ownNetns = spec.network.private && joinNetns === undefined;
 
     // what launchers killed with SIGKILL left (records, cgroups, notify sockets) goes first
-    sweepDeadLaunchers(this.registry, detectLayout());
+    const layout: CgroupLayout = detectLayout();
+    sweepDeadLaunchers(this.registry, layout);
     // the machine record claims the name: nothing else of this machine exists before it
     // (--register=no: none, as systemd-nspawn then skips systemd-machined; machinectl-ts won't see it)
     if (this.registry && spec.register) {
@@ -476,8 +477,7 @@ class ContainerRun {
     this.notify = notify;
     this.onUndo('remove the notify socket', () => notify.close());
 
-    // cgroups: resource control (cgroups.ts) and the container's own (container-cgroup.ts)
-    const layout: CgroupLayout = detectLayout();
+    // cgroups: resource control (cgroups.ts) and the container's own (container-cgroup.ts), in the layout read above
     if (spec.mode === 'boot' && this.init?.systemd && layout.mode === 'none') {
       throw new LaunchError('CGROUP_UNAVAILABLE', 'systemd in the container needs cgroups, and this host has no cgroup hierarchy mounted at /sys/fs/cgroup');
     }
