@@ -127,6 +127,8 @@ export interface NativeAddon {
    * ID-mapped mounts through /proc/PID/ns/user; kill it (SIGKILL through pidfd) and reap it when done.
    */
   usernsHolder(uidMap: string, gidMap: string): { pid: number; pidfd: number };
+  /** Whether a bind of `path` can be ID-mapped through the user namespace at `userns` (tried on a detached copy). */
+  idmapSupported(path: string, userns: string): boolean;
   /** Bytes read, 0 at end-of-file, -1 when nothing is waiting, -2 on EIO (a pty master whose slaves are all closed). */
   readFd(fd: number, buf: Uint8Array): number;
   /** The slave of a pty master (TIOCGPTPEER), opened O_NOCTTY and non-blocking. */

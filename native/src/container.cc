@@ -752,6 +752,35 @@ Napi::Value UsernsHolder(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// idmapSupported(path, userns) -> whether a bind of `path` can be ID-mapped through the user
+// namespace at `userns` (tried on a detached copy that is dropped again: nothing is mounted).
+// false for the file system's refusal (EINVAL, EOPNOTSUPP); other failures throw.
+Napi::Value IdmapSupported(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString()) throw Napi::TypeError::New(env, "arguments 'path' and 'userns' must be strings");
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  std::string userns = info[1].As<Napi::String>().Utf8Value();
+  int ns = open(userns.c_str(), O_RDONLY | O_CLOEXEC);
+  if (ns < 0) throw ErrnoError(env, errno, "open", userns);
+  int tree = static_cast<int>(syscall(SYS_open_tree, AT_FDCWD, path.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+  if (tree < 0) {
+    int err = errno;
+    close(ns);
+    throw ErrnoError(env, err, "open_tree", path);
+  }
+  struct mount_attr attr;
+  memset(&attr, 0, sizeof attr);
+  attr.attr_set = MOUNT_ATTR_IDMAP;
+  attr.userns_fd = static_cast<uint64_t>(ns);
+  int rc = static_cast<int>(syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr));
+  int err = errno;
+  close(tree);
+  close(ns);
+  if (rc == 0) return Napi::Boolean::New(env, true);
+  if (err == EINVAL || err == EOPNOTSUPP || err == ENOSYS) return Napi::Boolean::New(env, false);
+  throw ErrnoError(env, err, "mount_setattr", path);
+}
+
 // channelRecv(fd) -> {kind, op, err, value, fd?} | {kind: 0} at end-of-file | null when empty
 Napi::Value ChannelRecv(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -911,6 +940,6 @@ void InitContainer(Napi::Env env, Napi::Object exports) {
       {"pidfdOpen", PidfdOpen},           {"pidfdSendSignal", PidfdSendSignal}, {"waitPidfd", WaitPidfd},
       {"readFd", ReadFd},                 {"writeFd", WriteFd},                 {"setNonblocking", SetNonblocking},
       {"setWindowSize", SetWindowSize},   {"flock", Flock},                     {"usernsHolder", UsernsHolder},
-      {"ptyPeer", PtyPeer},
+      {"ptyPeer", PtyPeer},               {"idmapSupported", IdmapSupported},
   });
 }

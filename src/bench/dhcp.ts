@@ -5,9 +5,11 @@
 // synced within a second; and again with --durability fsync: an ACK waits for fdatasync), kea-dhcp4
 // (memfile, persist true: a write per lease, no fsync) and dnsmasq (rewrites its lease file per change).
 //
-// For each server the offered rate climbs a fixed ladder (5 s per step, 50 000 distinct clients) until
-// more than 1% of DORA exchanges fail (a failing step is tried twice), then the gap to the first
-// failure is bisected once. Reported: the completed DORA/s at the highest passing step; median and
+// The servers run side by side, each on a veth pair of its own, and are measured in turns at each
+// offered rate (the order rotating from rate to rate), so that each step of ours and the same step
+// of Kea see the same load of a shared machine. For each server the offered rate climbs a fixed
+// ladder (5 s per step, 50 000 distinct clients) until more than 1% of DORA exchanges fail (a
+// failing step is tried twice), then the gap to the first failure is bisected once. Reported: the completed DORA/s at the highest passing step; median and
 // p99 DORA latency (DISCOVER→OFFER plus REQUEST→ACK, perfdhcp's own turnaround excluded) at each
 // server's peak and at a common rate (the highest step both ours and Kea passed); the server's peak
 // RSS (VmHWM). Run through bench/dhcp, which puts the whole run in a private network and mount
@@ -16,8 +18,9 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-const SRV = 'dhcpbench-srv';
-const CLI = 'dhcpbench-cli';
+/** Namespaces of server i and of its perfdhcp. */
+const srvNs = (i: number): string => `dhcpbench-srv${i}`;
+const cliNs = (i: number): string => `dhcpbench-cli${i}`;
 const SERVER_IP = '198.18.0.1';
 const STEP_SECONDS = Number(process.env.DHCP_BENCH_STEP ?? 5);
 const CLIENTS = 50_000;
@@ -58,25 +61,34 @@ function say(line: string): void {
   process.stderr.write(line + '\n');
 }
 
-function setup(): void {
-  // A private /run/netns (we are in a private mount namespace) and two namespaces joined by a veth.
+/** Namespaces made so far (teardown removes them). */
+const made: string[] = [];
+
+function setupMount(): void {
+  // a private /run/netns (we are in a private mount namespace)
   sh('mkdir', ['-p', '/run/netns']);
   sh('mount', ['-t', 'tmpfs', 'tmpfs', '/run/netns']);
   sh('ip', ['link', 'set', 'lo', 'up']);
-  sh('ip', ['netns', 'add', SRV]);
-  sh('ip', ['netns', 'add', CLI]);
-  sh('ip', ['link', 'add', 'bs0', 'netns', SRV, 'type', 'veth', 'peer', 'name', 'bc0', 'netns', CLI]);
-  sh('ip', ['-n', SRV, 'addr', 'add', `${SERVER_IP}/15`, 'dev', 'bs0']);
-  sh('ip', ['-n', CLI, 'addr', 'add', '198.18.0.2/15', 'dev', 'bc0']);
-  for (const [ns, dev] of [[SRV, 'bs0'], [CLI, 'bc0']] as const) {
+}
+
+/** Server i's two namespaces joined by a veth (the same addresses for every server). */
+function setup(i: number): void {
+  const [srv, cli] = [srvNs(i), cliNs(i)];
+  sh('ip', ['netns', 'add', srv]);
+  made.push(srv);
+  sh('ip', ['netns', 'add', cli]);
+  made.push(cli);
+  sh('ip', ['link', 'add', 'bs0', 'netns', srv, 'type', 'veth', 'peer', 'name', 'bc0', 'netns', cli]);
+  sh('ip', ['-n', srv, 'addr', 'add', `${SERVER_IP}/15`, 'dev', 'bs0']);
+  sh('ip', ['-n', cli, 'addr', 'add', '198.18.0.2/15', 'dev', 'bc0']);
+  for (const [ns, dev] of [[srv, 'bs0'], [cli, 'bc0']] as const) {
     sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
     sh('ip', ['-n', ns, 'link', 'set', dev, 'up']);
   }
 }
 
 function teardown(): void {
-  sh('ip', ['netns', 'del', SRV], { allowFail: true });
-  sh('ip', ['netns', 'del', CLI], { allowFail: true });
+  for (const ns of made.splice(0)) sh('ip', ['netns', 'del', ns], { allowFail: true });
 }
 
 function percentile(sorted: number[], q: number): number {
@@ -84,9 +96,9 @@ function percentile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number;
 }
 
-/** One perfdhcp run at `rate` for STEP_SECONDS. */
-function perfdhcp(rate: number): Step {
-  const out = sh('ip', ['netns', 'exec', CLI, 'perfdhcp', '-4', '-l', 'bc0', '-r', String(rate), '-p', String(STEP_SECONDS),
+/** One perfdhcp run at `rate` for STEP_SECONDS against server i. */
+function perfdhcp(i: number, rate: number): Step {
+  const out = sh('ip', ['netns', 'exec', cliNs(i), 'perfdhcp', '-4', '-l', 'bc0', '-r', String(rate), '-p', String(STEP_SECONDS),
     '-R', String(CLIENTS), '-x', 't', SERVER_IP], { timeoutMs: (STEP_SECONDS + 30) * 1000, allowFail: true });
   const sections = out.split('***Statistics for: ');
   const stat = (name: string, field: string): number => {
@@ -130,19 +142,19 @@ function passes(s: Step): boolean {
 }
 
 /** A step, tried again once when it fails (other load on the machine comes and goes). */
-function measure(rate: number, steps: Step[]): Step {
-  let s = perfdhcp(rate);
-  if (!passes(s)) s = perfdhcp(rate);
-  steps.push(s);
-  say(`  ${String(rate).padStart(6)}/s offered: ${s.lps.toFixed(0).padStart(6)} DORA/s, loss ${(s.loss * 100).toFixed(2)}%, median ${s.p50.toFixed(2)} ms, p99 ${s.p99.toFixed(2)} ms`);
+function measure(r: Running, rate: number): Step {
+  let s = perfdhcp(r.index, rate);
+  if (!passes(s)) s = perfdhcp(r.index, rate);
+  r.steps.push(s);
+  say(`  ${r.short.padEnd(10)} ${String(rate).padStart(6)}/s offered: ${s.lps.toFixed(0).padStart(6)} DORA/s, loss ${(s.loss * 100).toFixed(2)}%, median ${s.p50.toFixed(2)} ms, p99 ${s.p99.toFixed(2)} ms`);
   return s;
 }
 
-function waitReady(what: string, proc: ChildProcess): void {
+function waitReady(what: string, proc: ChildProcess, i: number): void {
   const deadline = Date.now() + 20_000;
   for (;;) {
     if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`${what} exited before serving`);
-    const out = sh('ip', ['netns', 'exec', CLI, 'perfdhcp', '-4', '-l', 'bc0', '-n', '3', '-r', '10', '-R', '1', SERVER_IP], { allowFail: true, timeoutMs: 15_000 });
+    const out = sh('ip', ['netns', 'exec', cliNs(i), 'perfdhcp', '-4', '-l', 'bc0', '-n', '3', '-r', '10', '-R', '1', SERVER_IP], { allowFail: true, timeoutMs: 15_000 });
     const m = out.split('REQUEST-ACK')[1]?.match(/received packets: (\d+)/);
     if (m && Number(m[1]) > 0) return;
     if (Date.now() > deadline) throw new Error(`${what} does not answer`);
@@ -177,54 +189,64 @@ function serverLog(name: string): number {
   return openSync(join(logDir, `${name.split(' ')[0]}.log`), 'a');
 }
 
-async function runServer(name: string, start: (log: number) => ChildProcess): Promise<ServerResult> {
-  say(`${name}:`);
-  const log = serverLog(name);
-  const proc = start(log);
+/** A server being measured. */
+interface Running {
+  index: number;
+  name: string;
+  short: string;
+  proc: ChildProcess;
+  steps: Step[];
+  best?: Step;
+  failedAt?: number;
+  /** its ladder is over (or it failed to run) */
+  done: boolean;
+}
+
+function startServer(index: number, name: string, short: string, start: (srvNs: string, log: number) => ChildProcess): Running {
+  setup(index);
+  const log = serverLog(short);
+  const proc = start(srvNs(index), log);
   closeSync(log);
-  const stderrTail = (): string => {
+  return { index, name, short, proc, steps: [], done: false };
+}
+
+function stderrTail(short: string): string {
+  try {
+    return readFileSync(join(logDir, `${short}.log`), 'utf8').slice(-3000);
+  } catch {
+    return '';
+  }
+}
+
+/** One step for each server still climbing, in turns; a server that fails a step stops climbing. */
+function ladder(servers: Running[]): void {
+  const step = (r: Running, rate: number, low: boolean): void => {
     try {
-      return readFileSync(join(logDir, `${name.split(' ')[0]}.log`), 'utf8').slice(-3000);
-    } catch {
-      return '';
+      const s = measure(r, rate);
+      if (passes(s)) {
+        r.best = s;
+        if (low) r.done = true;
+      } else {
+        r.failedAt = rate;
+        if (!low) r.done = true;
+      }
+    } catch (err) {
+      say(`  ${r.name} failed: ${(err as Error).message}\n${stderrTail(r.short)}`);
+      r.done = true;
     }
   };
-  const steps: Step[] = [];
-  let best: Step | undefined;
-  try {
-    waitReady(name, proc);
-    let failedAt: number | undefined;
-    for (const rate of LADDER) {
-      const s = measure(rate, steps);
-      if (!passes(s)) {
-        failedAt = rate;
-        break;
-      }
-      best = s;
-    }
-    if (!best) {
-      for (const rate of LOW_LADDER) {
-        const s = measure(rate, steps);
-        if (passes(s)) {
-          best = s;
-          break;
-        }
-        failedAt = rate;
-      }
-    }
-    if (failedAt !== undefined && best) {
-      const mid = Math.round((best.rate + failedAt) / 2 / 100) * 100;
-      if (mid > best.rate && mid < failedAt) {
-        const s = measure(mid, steps);
-        if (passes(s)) best = s;
-      }
-    }
-  } catch (err) {
-    say(`  ${name} failed: ${(err as Error).message}\n${stderrTail()}`);
+  LADDER.forEach((rate, k) => {
+    const turn = servers.filter((r) => !r.done);
+    for (let j = 0; j < turn.length; j++) step(turn[(j + k) % turn.length] as Running, rate, false);
+  });
+  // servers that failed the first step already (dnsmasq) go down another ladder
+  for (const r of servers) if (!r.best) r.done = false;
+  for (const rate of LOW_LADDER) for (const r of servers.filter((x) => !x.done && !x.best)) step(r, rate, true);
+  for (const r of servers) {
+    if (r.failedAt === undefined || !r.best) continue;
+    const mid = Math.round((r.best.rate + r.failedAt) / 2 / 100) * 100;
+    if (mid > r.best.rate && mid < r.failedAt) step(r, mid, true);
   }
-  const rssMb = peakRssMb(proc.pid);
-  await stopProc(proc);
-  return { name, steps, best, rssMb };
 }
 
 async function main(): Promise<void> {
@@ -233,18 +255,15 @@ async function main(): Promise<void> {
   }
   const work = mkdtempSync('/var/tmp/nspawn-bench-dhcp-');
   logDir = work;
-  setup();
+  setupMount();
   const bin = new URL('../../bin/nspawn-netd', import.meta.url).pathname;
   const results: ServerResult[] = [];
+  const running: Running[] = [];
   try {
-    const skipped = (name: string): ServerResult => ({ name, steps: [], best: undefined, rssMb: NaN });
     // bin/nspawn-netd run as a user runs it (its #! line carries node's flags)
-    const oursRun = (name: string, extra: string[]) => (log: number): ChildProcess => spawn('ip', ['netns', 'exec', SRV, bin, 'dhcp-serve',
+    const oursRun = (name: string, extra: string[]) => (ns: string, log: number): ChildProcess => spawn('ip', ['netns', 'exec', ns, bin, 'dhcp-serve',
       '--interface', 'bs0', '--pool', '198.18.0.0/15', '--lease-time', '3600', '--lease-file', join(work, `${name}.leases`), '--quiet', ...extra, ...OURS_ARGS],
     { stdio: ['ignore', log, log] });
-    results.push(!SERVERS.includes('ours') ? skipped('ours') : await runServer('ours (nspawn-netd dhcp-serve, as shipped: ACK after write, sync within 1 s)', oursRun('ours', [])));
-    results.push(!SERVERS.includes('ours-fsync') ? skipped('ours-fsync') : await runServer('ours with --durability fsync (ACK after fdatasync)', oursRun('ours-fsync', ['--durability', 'fsync'])));
-
     const keaConf = join(work, 'kea.json');
     writeFileSync(keaConf, JSON.stringify({
       Dhcp4: {
@@ -255,14 +274,35 @@ async function main(): Promise<void> {
         loggers: [{ name: 'kea-dhcp4', output_options: [{ output: join(work, 'kea.log') }], severity: 'WARN' }],
       },
     }));
-    results.push(!SERVERS.includes('kea') ? skipped('kea') : await runServer('kea-dhcp4 2.2 (memfile, persist)', (log) => spawn('ip', ['netns', 'exec', SRV, 'env', `KEA_PIDFILE_DIR=${work}`, `KEA_LOCKFILE_DIR=${work}`,
-      'kea-dhcp4', '-c', keaConf], { stdio: ['ignore', log, log] })));
-
-    results.push(!SERVERS.includes('dnsmasq') ? skipped('dnsmasq') : await runServer('dnsmasq', (log) => spawn('ip', ['netns', 'exec', SRV, 'dnsmasq', '--keep-in-foreground', '--no-daemon', '--port=0',
-      '--interface=bs0', '--bind-interfaces', '--no-ping', '--dhcp-authoritative', '--quiet-dhcp', '--dhcp-lease-max=1000000',
-      '--dhcp-range=198.18.0.2,198.19.255.254,255.254.0.0,3600', `--dhcp-leasefile=${join(work, 'dnsmasq.leases')}`,
-      `--pid-file=${join(work, 'dnsmasq.pid')}`, '--log-facility=-'], { stdio: ['ignore', log, log] })));
+    const all: Array<[string, string, (ns: string, log: number) => ChildProcess]> = [
+      ['ours (nspawn-netd dhcp-serve, as shipped: ACK after write, sync within 1 s)', 'ours', oursRun('ours', [])],
+      ['ours with --durability fsync (ACK after fdatasync)', 'ours-fsync', oursRun('ours-fsync', ['--durability', 'fsync'])],
+      ['kea-dhcp4 2.2 (memfile, persist)', 'kea', (ns, log) => spawn('ip', ['netns', 'exec', ns, 'env', `KEA_PIDFILE_DIR=${work}`, `KEA_LOCKFILE_DIR=${work}`,
+        'kea-dhcp4', '-c', keaConf], { stdio: ['ignore', log, log] })],
+      ['dnsmasq', 'dnsmasq', (ns, log) => spawn('ip', ['netns', 'exec', ns, 'dnsmasq', '--keep-in-foreground', '--no-daemon', '--port=0',
+        '--interface=bs0', '--bind-interfaces', '--no-ping', '--dhcp-authoritative', '--quiet-dhcp', '--dhcp-lease-max=1000000',
+        '--dhcp-range=198.18.0.2,198.19.255.254,255.254.0.0,3600', `--dhcp-leasefile=${join(work, 'dnsmasq.leases')}`,
+        `--pid-file=${join(work, `dnsmasq.pid`)}`, '--log-facility=-'], { stdio: ['ignore', log, log] })],
+    ];
+    all.forEach(([name, short, start], i) => {
+      if (SERVERS.includes(short)) running.push(startServer(i, name, short, start));
+    });
+    for (const r of running) {
+      try {
+        waitReady(r.name, r.proc, r.index);
+      } catch (err) {
+        say(`  ${r.name} failed: ${(err as Error).message}\n${stderrTail(r.short)}`);
+        r.done = true;
+      }
+    }
+    say(`measuring ${running.map((r) => r.short).join(', ')} in turns at each offered rate`);
+    ladder(running.filter((r) => !r.done));
+    for (const [name, short] of all) {
+      const r = running.find((x) => x.short === short);
+      results.push(r ? { name, steps: r.steps, best: r.best, rssMb: peakRssMb(r.proc.pid) } : { name, steps: [], best: undefined, rssMb: NaN });
+    }
   } finally {
+    await Promise.all(running.map((r) => stopProc(r.proc)));
     teardown();
     rmSync(work, { recursive: true, force: true });
   }
@@ -281,8 +321,8 @@ async function main(): Promise<void> {
   const oa = at(ours);
   const ka = at(kea);
   const fa = at(oursFsync);
-  say(`at a common ${common} DORA/s offered: ours median ${oa?.p50.toFixed(2)} ms p99 ${oa?.p99.toFixed(2)} ms; kea median ${ka?.p50.toFixed(2)} ms p99 ${ka?.p99.toFixed(2)} ms; `
-    + `ours with fsync median ${fa?.p50.toFixed(2)} ms p99 ${fa?.p99.toFixed(2)} ms`);
+  const lat = (x: Step | undefined): string => (x ? `median ${x.p50.toFixed(2)} ms p99 ${x.p99.toFixed(2)} ms` : 'no passing step at that rate');
+  say(`at a common ${common} DORA/s offered: ours ${lat(oa)}; kea ${lat(ka)}; ours with fsync ${lat(fa)}`);
   const oursLps = ours.best?.lps ?? 0;
   const keaLps = kea.best?.lps ?? 0;
   say(`ratios to Kea: DORA/s ${(oursLps / keaLps).toFixed(2)}, p99 ${((oa?.p99 ?? NaN) / (ka?.p99 ?? NaN)).toFixed(2)}, RSS ${(ours.rssMb / kea.rssMb).toFixed(2)}`);
@@ -302,6 +342,8 @@ async function main(): Promise<void> {
     ours_fsync_lps: round(oursFsync.best?.lps ?? 0, 0),
     ours_fsync_p99_ms: round(fa?.p99),
     lps_ratio_to_kea: round(oursLps / keaLps),
+    // every measured step (rate offered, DORA/s, loss, median and p99 ms), for the charts of `npm run bench`
+    steps: Object.fromEntries(results.map((r, i) => [['ours', 'ours_fsync', 'kea', 'dnsmasq'][i], r.steps.map((s) => [s.rate, round(s.lps, 0), round(s.loss, 4), round(s.p50), round(s.p99)])])),
   }) + '\n');
 }
 

@@ -2,7 +2,8 @@
 //
 //   nspawn-netd dhcp-serve --interface IF [--interface IF2 …] --pool CIDR|FIRST-LAST [--pool …]
 //       [--router IP[,IP…]|none] [--dns IP,…] [--domain NAME] [--lease-time SECONDS] [--mtu N]
-//       [--lease-file PATH] [--static MAC=IP …] [--durability write|fsync] [--verbose|--quiet]
+//       [--lease-file PATH] [--static MAC=IP …] [--durability write|fsync] [--max-leases-per-source N]
+//       [--verbose|--quiet]
 //
 // Each interface is served with the --pool that lies in the subnet of one of its IPv4 addresses
 // (that address is the server identifier and default router), so one command serves several links
@@ -32,6 +33,9 @@ Serves DHCPv4 on the given interfaces, in the foreground, logging each lease.
   --durability MODE       write (default): an ACK waits until its lease is written to the file (survives
                           the server being killed; synced to disk within a second); fsync: until it is
                           on disk (survives a power cut; every ACK pays the disk's sync latency)
+  --max-leases-per-source N
+                          at most N addresses held at once by clients without a reservation whose frames
+                          come from one Ethernet source (a link shared by several machines); default 0: no cap
   -v, --verbose           log every packet decision
   -q, --quiet             log warnings and errors only
   -h, --help              show this help`;
@@ -49,11 +53,12 @@ export interface DhcpServeArgs {
   leaseFile: string;
   statics: Array<{ mac: string; address: string }>;
   durability: Durability;
+  maxLeasesPerSource?: number;
   verbosity: 'quiet' | 'normal' | 'verbose';
   help: boolean;
 }
 
-const VALUE_FLAGS = ['--interface', '--pool', '--router', '--dns', '--domain', '--lease-time', '--mtu', '--lease-file', '--static', '--durability'];
+const VALUE_FLAGS = ['--interface', '--pool', '--router', '--dns', '--domain', '--lease-time', '--mtu', '--lease-file', '--static', '--durability', '--max-leases-per-source'];
 
 function bad(msg: string): never {
   throw new ConfigError(`dhcp-serve: ${msg}`);
@@ -149,6 +154,10 @@ export function parseDhcpServeArgs(argv: readonly string[]): DhcpServeArgs {
         if (value !== 'fsync' && value !== 'write') bad(`--durability: "${value}" is not fsync or write`);
         a.durability = value;
         break;
+      case '--max-leases-per-source':
+        if (!/^\d{1,9}$/.test(value)) bad(`--max-leases-per-source: "${value}" is not a number of leases (0: no cap)`);
+        a.maxLeasesPerSource = Number(value);
+        break;
     }
   }
   if (a.help) return a;
@@ -221,6 +230,7 @@ export function planInterfaces(args: DhcpServeArgs, links: LinkInfo[]): Interfac
       cfg.domain = args.domain;
       cfg.searchDomains = [args.domain];
     }
+    if (args.maxLeasesPerSource !== undefined) cfg.maxLeasesPerSource = args.maxLeasesPerSource;
     if (args.leaseTime !== undefined) {
       cfg.leaseTime = args.leaseTime;
       cfg.maxLeaseTime = Math.max(args.leaseTime, 43200);

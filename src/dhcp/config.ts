@@ -61,6 +61,13 @@ export interface InterfaceConfig {
    * each answering its own container, none NAKing the others'.
    */
   reservedOnly?: boolean;
+  /**
+   * At most this many addresses held (offered or bound) at once by clients without a reservation
+   * whose frames come from one Ethernet source address (default 0: no cap). On a link shared by
+   * several containers (a zone bridge), one container inventing client identities cannot take the
+   * whole pool.
+   */
+  maxLeasesPerSource?: number;
 }
 
 export interface ResolvedReservation {
@@ -96,6 +103,8 @@ export interface SubnetConfig {
   reservations: ResolvedReservation[];
   authoritative: boolean;
   reservedOnly: boolean;
+  /** 0: no cap. */
+  maxLeasesPerSource: number;
 }
 
 const IFNAME_RE = /^[^\s/:]{1,15}$/;
@@ -188,6 +197,11 @@ export function resolveInterfaceConfig(c: InterfaceConfig): SubnetConfig {
   if (leaseTime > maxLeaseTime) bad('leaseTime', `${leaseTime} s is above maxLeaseTime ${maxLeaseTime} s`);
   if (minLeaseTime > leaseTime) bad('minLeaseTime', `${minLeaseTime} s is above leaseTime ${leaseTime} s`);
 
+  const maxLeasesPerSource = c.maxLeasesPerSource ?? 0;
+  if (!Number.isInteger(maxLeasesPerSource) || maxLeasesPerSource < 0) {
+    bad('maxLeasesPerSource', `${String(c.maxLeasesPerSource)} is not a number of leases (0: no cap)`);
+  }
+
   const excluded = new Set<Ipv4>([cidr.network, cidr.broadcast, cidr.address]);
   for (const e of list('exclude', c.exclude)) excluded.add(addr('exclude', e, true));
 
@@ -241,6 +255,7 @@ export function resolveInterfaceConfig(c: InterfaceConfig): SubnetConfig {
     reservations,
     authoritative: c.authoritative ?? true,
     reservedOnly: c.reservedOnly ?? false,
+    maxLeasesPerSource,
   };
 }
 

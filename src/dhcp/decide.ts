@@ -19,22 +19,32 @@ export interface LeaseView {
   reservationFor(client: ClientIdentity): ResolvedReservation | undefined;
   availableFor(a: Ipv4, client: ClientIdentity, now: number): boolean;
   firstFree(): Ipv4 | undefined;
+  /** Addresses held by entries won from this Ethernet source (lowercase hex), reserved ones not counted. */
+  heldFrom(src: string): number;
+  /** The offer to withdraw when nothing is free: the oldest one of another client, on an unreserved address. */
+  oldestOffer(exceptKey: string): Lease | undefined;
 }
 
 export interface DhcpRequest {
   packet: DhcpPacket;
   /** Sent to one of our unicast addresses (a RENEWING client) rather than broadcast. */
   unicast: boolean;
+  /**
+   * The Ethernet source address of the frame (what the packet socket saw). Where it is given, a MAC
+   * reservation matches only a client whose chaddr is that address, a RELEASE or DECLINE counts only
+   * from the source that won the lease, and dynamic holds are counted (and capped) per source.
+   */
+  srcMac?: Uint8Array;
 }
 
 /** Which RFC 2131 §4.3.2 client state a REQUEST came from. */
 export type RequestState = 'selecting' | 'init-reboot' | 'renewing' | 'rebinding';
 
 export type Decision =
-  | { kind: 'offer'; reply: DhcpPacket; client: ClientIdentity; address: Ipv4; leaseTime: number }
+  | { kind: 'offer'; reply: DhcpPacket; client: ClientIdentity; address: Ipv4; leaseTime: number; src?: string }
   | {
     kind: 'ack'; reply: DhcpPacket; client: ClientIdentity; address: Ipv4; leaseTime: number;
-    expiresAt: number; hostname?: string; state: RequestState;
+    expiresAt: number; hostname?: string; state: RequestState; src?: string;
   }
   | { kind: 'inform'; reply: DhcpPacket }
   | { kind: 'nak'; reply: DhcpPacket; client: ClientIdentity; reason: string }
@@ -85,6 +95,36 @@ export function stableAddress(config: SubnetConfig, p: DhcpPacket): Ipv4 {
   return (config.poolFirst + mod64(clientIdHash(hashInput(p)), size)) >>> 0;
 }
 
+/**
+ * The client of a request, as far as its frame vouches for it: a chaddr that is not the frame's
+ * Ethernet source is only a name (another container on a shared bridge can write any chaddr), so it
+ * matches no MAC reservation. Relayed frames are no exception: giaddr is as easy to forge.
+ */
+function requestClient(req: DhcpRequest): ClientIdentity {
+  const client = clientIdentity(req.packet);
+  if (client.macHex !== undefined && !fromOwnMac(req)) delete client.macHex;
+  return client;
+}
+
+/** The frame came from the client's own hardware address (or its source was not seen). */
+function fromOwnMac(req: DhcpRequest): boolean {
+  const src = req.srcMac;
+  if (src === undefined) return true;
+  const p = req.packet;
+  if (src.length !== p.hlen) return false;
+  for (let i = 0; i < src.length; i++) if (src[i] !== p.chaddr[i]) return false;
+  return true;
+}
+
+/**
+ * The frame's source as leases record it: undefined when it is the client's own MAC (the usual
+ * case, and what an entry without `src` means), else its hex.
+ */
+function sourceOf(req: DhcpRequest): string | undefined {
+  return fromOwnMac(req) || req.srcMac === undefined ? undefined : toHex(req.srcMac);
+}
+
+
 export function decide(req: DhcpRequest, view: LeaseView, now: number): Decision {
   const p = req.packet;
   if (p.op !== BOOTREQUEST) return ignore('not a BOOTREQUEST');
@@ -93,13 +133,14 @@ export function decide(req: DhcpRequest, view: LeaseView, now: number): Decision
     const type = p.options.messageType();
     if (type === undefined) return ignore('BOOTP request without a DHCP message type (BOOTP is not served)');
     if (p.hlen === 0 && !p.options.has(Opt.CLIENT_ID)) return ignore('neither a hardware address nor a client identifier');
-    if (view.config.reservedOnly && !view.reservationFor(clientIdentity(p))) return ignore('no reservation for the client (this server answers only its reservations)');
+    const client = requestClient(req);
+    if (view.config.reservedOnly && !view.reservationFor(client)) return ignore('no reservation for the client (this server answers only its reservations)');
     switch (type) {
-      case MessageType.DISCOVER: return discover(req, view, now);
-      case MessageType.REQUEST: return request(req, view, now);
-      case MessageType.DECLINE: return decline(req, view, now);
-      case MessageType.RELEASE: return release(req, view);
-      case MessageType.INFORM: return inform(req, view);
+      case MessageType.DISCOVER: return discover(req, client, view, now);
+      case MessageType.REQUEST: return request(req, client, view, now);
+      case MessageType.DECLINE: return decline(req, client, view, now);
+      case MessageType.RELEASE: return release(req, client, view);
+      case MessageType.INFORM: return inform(req, client, view);
       default: return ignore(`message type ${type} is not one a client sends`);
     }
   } catch (err) {
@@ -125,6 +166,7 @@ function leaseTimeFor(p: DhcpPacket, c: SubnetConfig): number {
  */
 function chooseAddress(p: DhcpPacket, client: ClientIdentity, view: LeaseView, now: number): Ipv4 | undefined {
   const reserved = view.reservationFor(client);
+  // the reservation's owner wins over whoever holds the address (the table displaces them)
   if (reserved) return view.availableFor(reserved.address, client, now) ? reserved.address : undefined;
   const prev = view.lease(client.key);
   if (prev && view.availableFor(prev.address, client, now)) return prev.address;
@@ -133,12 +175,29 @@ function chooseAddress(p: DhcpPacket, client: ClientIdentity, view: LeaseView, n
   const slot = stableAddress(view.config, p);
   if (view.availableFor(slot, client, now)) return slot;
   const free = view.firstFree();
-  return free !== undefined && view.availableFor(free, client, now) ? free : undefined;
+  if (free !== undefined && view.availableFor(free, client, now)) return free;
+  // nothing free: an offer nobody answered does not keep the address from this client
+  return view.oldestOffer(client.key)?.address;
 }
 
-function discover(req: DhcpRequest, view: LeaseView, now: number): Decision {
+/**
+ * A client without a reservation that holds nothing yet, from a source whose clients hold
+ * `maxLeasesPerSource` addresses already: the reason to refuse it, else undefined.
+ */
+function overSourceCap(req: DhcpRequest, client: ClientIdentity, view: LeaseView, now: number): string | undefined {
+  const cap = view.config.maxLeasesPerSource;
+  if (!cap || req.srcMac === undefined || view.reservationFor(client)) return undefined;
+  const src = toHex(req.srcMac); // what the table counts: an entry's src, else its own MAC, which is this
+  const cur = view.lease(client.key);
+  if (cur && cur.state !== 'released' && cur.expiresAt > now) return undefined; // renewing what it holds
+  const held = view.heldFrom(src);
+  return held >= cap ? `its source ${src} holds ${held} address(es) already (at most ${cap} per source)` : undefined;
+}
+
+function discover(req: DhcpRequest, client: ClientIdentity, view: LeaseView, now: number): Decision {
   const p = req.packet;
-  const client = clientIdentity(p);
+  const capped = overSourceCap(req, client, view, now);
+  if (capped) return ignore(capped);
   const address = chooseAddress(p, client, view, now);
   if (address === undefined) {
     const reserved = view.reservationFor(client);
@@ -148,14 +207,16 @@ function discover(req: DhcpRequest, view: LeaseView, now: number): Decision {
   }
   const leaseTime = leaseTimeFor(p, view.config);
   const reply = buildReply(p, view.config, MessageType.OFFER, address, leaseTime, view.reservationFor(client));
-  return { kind: 'offer', reply, client, address, leaseTime };
+  const d: Decision = { kind: 'offer', reply, client, address, leaseTime };
+  const src = sourceOf(req);
+  if (src !== undefined) d.src = src;
+  return d;
 }
 
 /** RFC 2131 §4.3.2. */
-function request(req: DhcpRequest, view: LeaseView, now: number): Decision {
+function request(req: DhcpRequest, client: ClientIdentity, view: LeaseView, now: number): Decision {
   const p = req.packet;
   const c = view.config;
-  const client = clientIdentity(p);
   const serverId = p.options.serverId();
   const asked = p.options.requestedIp();
   const known = view.lease(client.key);
@@ -201,6 +262,8 @@ function request(req: DhcpRequest, view: LeaseView, now: number): Decision {
   if (!known && !reserved && !c.authoritative && state !== 'selecting') {
     return ignore(`no record of the client (not authoritative)`);
   }
+  const capped = known?.state === 'offered' && known.address === address ? undefined : overSourceCap(req, client, view, now);
+  if (capped) return nak(p, c, client, capped);
   const leaseTime = leaseTimeFor(p, c);
   const hostname = replyHostname(p, reserved) ?? known?.hostname;
   const reply = buildReply(p, c, MessageType.ACK, address, leaseTime, reserved);
@@ -208,13 +271,23 @@ function request(req: DhcpRequest, view: LeaseView, now: number): Decision {
   reply.ciaddr = p.ciaddr;
   const d: Decision = { kind: 'ack', reply, client, address, leaseTime, expiresAt: now + leaseTime * 1000, state };
   if (hostname !== undefined) d.hostname = hostname;
+  const src = sourceOf(req);
+  if (src !== undefined) d.src = src;
   return d;
 }
 
+/**
+ * A RELEASE or DECLINE speaks for a lease only when its frame comes from the Ethernet source that
+ * won the lease: anyone on a shared bridge can copy a client id, chaddr and ciaddr.
+ */
+function fromHolder(req: DhcpRequest, held: Lease): boolean {
+  if (req.srcMac === undefined) return true;
+  return toHex(req.srcMac) === (held.src ?? held.mac.replace(/:/g, '').toLowerCase());
+}
+
 /** RFC 2131 §4.3.3: the client found the address in use. Only its own address can be declined. */
-function decline(req: DhcpRequest, view: LeaseView, now: number): Decision {
+function decline(req: DhcpRequest, client: ClientIdentity, view: LeaseView, now: number): Decision {
   const p = req.packet;
-  const client = clientIdentity(p);
   const serverId = p.options.serverId();
   if (serverId !== undefined && serverId !== view.config.serverAddress) return ignore('DECLINE for another server');
   const a = p.options.requestedIp();
@@ -223,31 +296,33 @@ function decline(req: DhcpRequest, view: LeaseView, now: number): Decision {
   if (!held || held.address !== a || held.state === 'released' || held.expiresAt <= now) {
     return ignore(`DECLINE of ${ipv4ToString(a)}, which the client does not hold`);
   }
+  if (!fromHolder(req, held)) return ignore(`DECLINE of ${ipv4ToString(a)} from another Ethernet source than its holder's`);
   return { kind: 'decline', client, address: a };
 }
 
 /** RFC 2131 §4.3.4: the client gives its address back. */
-function release(req: DhcpRequest, view: LeaseView): Decision {
+function release(req: DhcpRequest, client: ClientIdentity, view: LeaseView): Decision {
   const p = req.packet;
-  const client = clientIdentity(p);
   const serverId = p.options.serverId();
   if (serverId !== undefined && serverId !== view.config.serverAddress) return ignore('RELEASE for another server');
   const held = view.lease(client.key);
   if (!held || held.state !== 'bound' || held.address !== p.ciaddr) {
     return ignore(`RELEASE of ${ipv4ToString(p.ciaddr)}, which the client does not hold`);
   }
+  if (!fromHolder(req, held)) return ignore(`RELEASE of ${ipv4ToString(p.ciaddr)} from another Ethernet source than its holder's`);
   return { kind: 'release', client, address: p.ciaddr };
 }
 
 /** RFC 2131 §4.3.5: configuration only; no lease, no yiaddr. */
-function inform(req: DhcpRequest, view: LeaseView): Decision {
+function inform(req: DhcpRequest, client: ClientIdentity, view: LeaseView): Decision {
   const p = req.packet;
-  const reply = buildReply(p, view.config, MessageType.ACK, 0, undefined, view.reservationFor(clientIdentity(p)));
+  const reply = buildReply(p, view.config, MessageType.ACK, 0, undefined, view.reservationFor(client));
   reply.ciaddr = p.ciaddr;
   return { kind: 'inform', reply };
 }
 
-function nak(p: DhcpPacket, c: SubnetConfig, client: ClientIdentity, reason: string): Decision {
+/** A NAK for `p` (also the server's answer to an allocation it could not make after all). */
+export function nak(p: DhcpPacket, c: SubnetConfig, client: ClientIdentity, reason: string): Extract<Decision, { kind: 'nak' }> {
   const reply = replyHeader(p);
   const o = reply.options;
   o.setU8(Opt.MESSAGE_TYPE, MessageType.NAK);

@@ -33,9 +33,10 @@
 // stable slot. Compaction writes the live state to PATH.tmp, fdatasyncs it, renames it over PATH and
 // fsyncs the directory: a crash leaves the old file or the new one, never a mix. Records appended
 // while compacting go to the new file, after the snapshot.
-import { close as closeFd, closeSync, existsSync, fdatasync, fdatasyncSync, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, open as openFd, openSync, readFileSync, readSync, renameSync, unlinkSync, write, writeFileSync, writeSync } from 'node:fs';
+import { close as closeFd, closeSync, existsSync, fdatasync, fdatasyncSync, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, open as openFd, openSync, readSync, renameSync, unlinkSync, write, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
+import { type FileLock, tryLock } from '../common/lock.js';
 import { NspawnError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { ipv4ToString, parseIpv4 } from './ipv4.js';
@@ -286,6 +287,7 @@ export class FileLeaseStore implements LeaseStore {
   private scheduled = false;
   private closed = false;
   private readonly lockPath: string;
+  private fileLock: FileLock | undefined;
   private drained: Array<() => void> = [];
   /** The compaction in progress (see compact()). */
   private compaction: Compaction | undefined;
@@ -317,40 +319,25 @@ export class FileLeaseStore implements LeaseStore {
     }
   }
 
+  /**
+   * flock() on PATH.lock (src/common/lock.ts): the kernel drops it with the server, however it ends,
+   * so neither a PID reused after a reboot nor a killed server that is still a zombie keeps a new one
+   * from starting. The file stays (unlinking a flock file races with the next locker).
+   */
   private lock(): void {
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        writeFileSync(this.lockPath, `${process.pid}\n`, { flag: 'wx' });
-        return;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
-          throw new LeaseFileError(`cannot create the lock file ${this.lockPath}: ${(err as Error).message}`, { cause: err });
-        }
-      }
-      let pid = NaN;
-      try {
-        pid = Number.parseInt(readFileSync(this.lockPath, 'utf8'), 10);
-      } catch {
-        // vanished meanwhile: retry
-      }
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && processAlive(pid)) {
-        throw new LeaseFileError(`the lease file ${this.path} is in use by another DHCP server (pid ${pid}, lock ${this.lockPath})`);
-      }
-      try {
-        unlinkSync(this.lockPath); // stale: its server is gone
-      } catch {
-        // someone else removed it
-      }
+    let l: FileLock | undefined;
+    try {
+      l = tryLock(this.lockPath, { createDir: false });
+    } catch (err) {
+      throw new LeaseFileError(`cannot open the lock file ${this.lockPath}: ${(err as Error).message}`, { cause: err });
     }
-    throw new LeaseFileError(`cannot take the lock ${this.lockPath}`);
+    if (!l) throw new LeaseFileError(`the lease file ${this.path} is in use by another DHCP server (it holds the lock ${this.lockPath})`);
+    this.fileLock = l;
   }
 
   private unlock(): void {
-    try {
-      unlinkSync(this.lockPath);
-    } catch {
-      // already gone
-    }
+    this.fileLock?.release();
+    this.fileLock = undefined;
   }
 
   /**
@@ -771,15 +758,6 @@ function syncDir(dir: string): void {
     fsyncSync(fd);
   } finally {
     closeSync(fd);
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

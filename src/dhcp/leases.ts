@@ -30,6 +30,12 @@ export interface Lease {
   expiresAt: number;
   state: LeaseState;
   hostname?: string;
+  /**
+   * Ethernet source address (lowercase hex) of the frames that won the entry: a RELEASE or DECLINE
+   * counts only from it, and dynamic holds are counted per source. Undefined: the client's own MAC
+   * (entries from the lease file, or requests whose frame was not seen).
+   */
+  src?: string;
   /** Position in the table's expiry heap (-1: in none); the table's own bookkeeping. */
   pos: number;
 }
@@ -65,6 +71,8 @@ export class LeaseTable {
   private readonly remembered = new Map<string, Lease>();
   /** Offered entries in the order they were offered: the oldest is withdrawn when there are too many. */
   private readonly offered = new Map<string, Lease>();
+  /** Ethernet source → addresses held (offered or bound) by its entries, reserved addresses not counted. */
+  private readonly heldBySource = new Map<string, number>();
   /** Every entry, as a binary min-heap on expiresAt; `lease.pos` is its index. */
   private heap: Lease[] = [];
   /** How long a released or expired entry is remembered as the client's preferred address. */
@@ -111,6 +119,8 @@ export class LeaseTable {
     if (holder && !matchesReservation(holder, r)) {
       this.drop(holder);
       displaced = holder;
+    } else if (holder) {
+      this.countHold(holder, -1); // its owner's now: not a dynamic hold any more
     }
     this.reservationsByAddr.set(r.address, r);
     if (r.clientKey !== undefined) this.reservationsByKey.set(r.clientKey, r);
@@ -125,7 +135,9 @@ export class LeaseTable {
     if (r.clientKey !== undefined && this.reservationsByKey.get(r.clientKey) === r) this.reservationsByKey.delete(r.clientKey);
     if (r.macHex !== undefined && this.reservationsByMac.get(r.macHex) === r) this.reservationsByMac.delete(r.macHex);
     const o = this.off(r.address);
-    if (!this.byAddr.has(o) && !this.config.excluded.has(r.address) && !this.quarantine.has(o)) this.pool.release(r.address);
+    const holder = this.byAddr.get(o);
+    if (holder) this.countHold(holder, 1); // a dynamic hold from now on
+    else if (!this.config.excluded.has(r.address) && !this.quarantine.has(o)) this.pool.release(r.address);
   }
 
   // --- queries (the decision logic's view) ----------------------------------------------------
@@ -154,6 +166,24 @@ export class LeaseTable {
     return !holder || holder.clientKey === client.key || holder.expiresAt <= now;
   }
 
+  /** Addresses (not reserved ones) held now by entries won by frames from this Ethernet source. */
+  heldFrom(src: string): number {
+    return this.heldBySource.get(src) ?? 0;
+  }
+
+  /**
+   * The oldest offer of another client on a pool address that is not reserved: when nothing is free,
+   * it is withdrawn for a new client (an unanswered offer is the weakest claim on an address).
+   */
+  oldestOffer(exceptKey: string): Lease | undefined {
+    let looked = 0;
+    for (const l of this.offered.values()) {
+      if (l.clientKey !== exceptKey && !this.reservationsByAddr.has(l.address)) return l;
+      if (++looked >= 64) break; // reserved ones are few: this only bounds a pathological table
+    }
+    return undefined;
+  }
+
   /** The lowest pool address nobody holds (expired holders not yet swept count as holders). */
   firstFree(): Ipv4 | undefined {
     return this.pool.firstFree();
@@ -176,21 +206,21 @@ export class LeaseTable {
    * Holds `a` for the client until `until` (an OFFER). A live binding of the same address stays as it
    * is. With `offersMax` offers held already, the oldest is withdrawn first.
    */
-  hold(client: ClientIdentity, a: Ipv4, until: number, now: number): Lease {
+  hold(client: ClientIdentity, a: Ipv4, until: number, now: number, src?: string): Lease {
     const cur = this.byKey.get(client.key);
     if (cur && cur.address === a && cur.state === 'bound' && cur.expiresAt > now) return cur;
     if (cur?.state !== 'offered') {
       while (this.offered.size >= this.offersMax) this.drop(this.offered.values().next().value as Lease);
     }
-    return this.put(client, a, until, 'offered', cur?.hostname, now);
+    return this.put(client, a, until, 'offered', cur?.hostname, now, false, src);
   }
 
   /**
    * Binds `a` to the client until `expiresAt` (an ACK, or a record from the lease file). With `force`
    * (replaying the lease file, where the later record is the truth) a live holder is displaced.
    */
-  bind(client: ClientIdentity, a: Ipv4, expiresAt: number, hostname: string | undefined, now: number, force = false): Lease {
-    return this.put(client, a, expiresAt, 'bound', hostname, now, force);
+  bind(client: ClientIdentity, a: Ipv4, expiresAt: number, hostname: string | undefined, now: number, force = false, src?: string): Lease {
+    return this.put(client, a, expiresAt, 'bound', hostname, now, force, src);
   }
 
   /**
@@ -282,21 +312,38 @@ export class LeaseTable {
     return (this.config.network + o) >>> 0;
   }
 
-  private put(client: ClientIdentity, a: Ipv4, expiresAt: number, state: LeaseState, hostname: string | undefined, now: number, force = false): Lease {
+  private put(client: ClientIdentity, a: Ipv4, expiresAt: number, state: LeaseState, hostname: string | undefined, now: number, force = false,
+    src?: string): Lease {
     let cur = this.byKey.get(client.key);
     const o = this.off(a);
     const holder = this.byAddr.get(o);
     if (holder && holder !== cur) {
-      // Only an expired holder can be displaced; decide() never picks a live one.
-      if (holder.expiresAt > now && !force) throw new AllocationError(`address held by ${holder.clientKey}`);
-      this.unholdAddress(holder);
-      this.remember(holder, now + this.rememberMs);
+      // A live holder gives way only to the owner of the address's reservation (the launcher's word),
+      // or when its claim is an unanswered offer (withdrawn: decide() takes an offered address only
+      // when nothing else is free); otherwise this is a bookkeeping conflict the caller answers with
+      // a NAK. An expired holder is simply gone.
+      const reservation = this.reservationsByAddr.get(a);
+      if (holder.expiresAt > now && !force && holder.state !== 'offered' && !(reservation && reservationMatches(reservation, client))) {
+        throw new AllocationError(`address held by ${holder.clientKey}`);
+      }
+      if (holder.state === 'offered') this.drop(holder);
+      else {
+        this.unholdAddress(holder);
+        this.remember(holder, now + this.rememberMs);
+      }
     }
     if (cur && cur.address !== a) this.unholdAddress(cur);
+    else if (cur && cur.src !== src && this.byAddr.get(o) === cur) {
+      // the same client, its frames now from another source: the hold moves to that source's count
+      this.countHold(cur, -1);
+      cur.src = src;
+      this.countHold(cur, 1);
+    }
     if (!cur) {
-      cur = { clientKey: client.key, mac: client.mac, address: a, expiresAt, state, hostname, pos: -1 };
+      cur = { clientKey: client.key, mac: client.mac, address: a, expiresAt, state, hostname, src, pos: -1 };
       this.byKey.set(client.key, cur);
     } else {
+      cur.src = src;
       if (cur.state === 'released') this.remembered.delete(cur.clientKey);
       else if (cur.state === 'offered' && state !== 'offered') this.offered.delete(cur.clientKey);
       cur.address = a;
@@ -312,6 +359,7 @@ export class LeaseTable {
     }
     if (this.byAddr.get(o) !== cur) {
       this.byAddr.set(o, cur);
+      this.countHold(cur, 1);
       if (this.pool.isFree(a)) this.pool.take(a);
     }
     this.schedule(cur);
@@ -344,10 +392,23 @@ export class LeaseTable {
     const o = this.off(l.address);
     if (this.byAddr.get(o) !== l) return;
     this.byAddr.delete(o);
+    this.countHold(l, -1);
     const a = l.address;
     if (!this.reservationsByAddr.has(a) && !this.config.excluded.has(a) && !this.quarantine.has(o) && this.pool.contains(a) && !this.pool.isFree(a)) {
       this.pool.release(a);
     }
+  }
+
+  /**
+   * Counts a dynamic hold (not on a reserved address) toward its Ethernet source: `src`, else the
+   * client's MAC. Only where a cap reads the counts.
+   */
+  private countHold(l: Lease, delta: 1 | -1): void {
+    if (!this.config.maxLeasesPerSource || this.reservationsByAddr.has(l.address)) return;
+    const src = l.src ?? l.mac.replace(/:/g, '');
+    const n = (this.heldBySource.get(src) ?? 0) + delta;
+    if (n > 0) this.heldBySource.set(src, n);
+    else this.heldBySource.delete(src);
   }
 
   private endQuarantine(o: number): void {

@@ -15,12 +15,13 @@ import { ConfigError } from '../errors.js';
 import { applyDecision, DEFAULT_DECLINE_MS, DEFAULT_OFFER_HOLD_MS } from './apply.js';
 import { decodePacket, DhcpDecodeError, type DhcpPacket, encodePacket, maxPayloadFor } from './codec.js';
 import { type InterfaceConfig, type Reservation, resolveInterfaceConfig, type SubnetConfig } from './config.js';
-import { type Decision, decide } from './decide.js';
+import { type Decision, decide, nak } from './decide.js';
 import { fromHex, inSubnet, ipv4ToString, parseIpv4, parseMac, toHex } from './ipv4.js';
 import {
   bindEntry, type Durability, FileLeaseStore, type JournalEntry, type LeaseStore, MemoryLeaseStore, stateEntries,
 } from './journal.js';
 import { type ClientIdentity, type Lease, LeaseTable } from './leases.js';
+import { AllocationError } from './pool.js';
 import { MessageType, messageTypeName } from './options.js';
 import { replyRoute, SERVER_PORT } from './route.js';
 import { BROADCAST_MAC, type DhcpTransport, type InboundFrame, PacketTransport } from './transport.js';
@@ -315,7 +316,7 @@ export class DhcpServer {
     try {
       const now = this.clock();
       const unicast = f.pkttype === 0 && f.datagram.dstIp === served.config.serverAddress;
-      const d = decide({ packet, unicast }, served.table, now);
+      const d = decide({ packet, unicast, srcMac: f.srcMac }, served.table, now);
       this.apply(served, f, packet, d, now);
     } catch (err) {
       // A bug, not input: keep serving, but say so (at most once a second).
@@ -337,8 +338,15 @@ export class DhcpServer {
         this.log.debug('ignored', { ifname, reason: d.reason, type: messageTypeName(safeType(packet)) });
         return;
       case 'offer':
+        try {
+          applyDecision(served.table, d, now, { offerHoldMs: this.offerHoldMs });
+        } catch (err) {
+          if (!(err instanceof AllocationError)) throw err;
+          this.stats.ignored++; // the table would not give the address after all: no offer
+          this.log.debug('ignored', { ifname, reason: err.message, type: 'DISCOVER' });
+          return;
+        }
         this.stats.offers++;
-        applyDecision(served.table, d, now, { offerHoldMs: this.offerHoldMs });
         this.send(served, f, packet, d.reply, false);
         return;
       case 'inform':
@@ -352,10 +360,18 @@ export class DhcpServer {
         this.emit({ type: 'nak', ifname, mac: d.client.mac, client: d.client.key, reason: d.reason });
         return;
       case 'ack': {
-        this.stats.acks++;
         const before = served.table.lease(d.client.key);
         const renewed = before !== undefined && before.state === 'bound' && before.address === d.address && before.expiresAt > now;
-        const lease = applyDecision(served.table, d, now) as Lease;
+        let lease: Lease;
+        try {
+          lease = applyDecision(served.table, d, now) as Lease;
+        } catch (err) {
+          // the table refused the binding (another live holder): the client hears NAK, nothing changed
+          if (!(err instanceof AllocationError)) throw err;
+          this.apply(served, f, packet, nak(packet, served.config, d.client, `${ipv4ToString(d.address)} is not available to this client`), now);
+          return;
+        }
+        this.stats.acks++;
         // Encoded now: nothing of the request is needed once the lease is durable.
         const frame = this.frameFor(served, f, packet, d.reply, false);
         const e: DhcpEvent = {

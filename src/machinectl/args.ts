@@ -7,7 +7,8 @@
 // Every verb machinectl has is known: ours run, the others (image transfer, bind, copy-*) are
 // refused by name. Bad input throws HintedConfigError (exit 1, nothing done).
 import { HintedConfigError } from '../runtime/machine-name.js';
-import { envAssignmentProblem, parseBoolean, parseSignal } from '../runtime/cli.js';
+import { envAssignmentProblem, parseBoolean } from '../runtime/cli.js';
+import { parseSignal } from '../runtime/signals.js';
 
 export const PROGRAM = 'machinectl-ts';
 export const VERSION = '0.1.0';
@@ -71,7 +72,7 @@ export interface Options {
 export type Verb =
   | 'list' | 'list-images' | 'status' | 'image-status' | 'show' | 'show-image' | 'terminate' | 'reboot'
   | 'poweroff' | 'kill' | 'login' | 'shell' | 'remove' | 'rename' | 'clone' | 'start' | 'enable' | 'disable'
-  | 'set-property' | 'import-tar' | 'import-fs' | 'export-tar' | 'pull-tar';
+  | 'set-property' | 'import-tar' | 'import-fs' | 'export-tar' | 'pull-tar' | 'install-units';
 
 export type ParseResult =
   | { action: 'help'; text: string }
@@ -113,6 +114,7 @@ const VERBS: Record<string, VerbDef> = {
   'import-fs': { min: 2, max: 3 },
   'export-tar': { min: 3, max: 3 },
   'pull-tar': { min: 2, max: 3 },
+  'install-units': { min: 1, max: 2 },
 };
 
 /** machinectl verbs we do not implement, refused by name. */
@@ -434,6 +436,7 @@ const USAGE: Record<string, string> = {
   'import-fs': 'import-fs DIRECTORY [NAME] [--read-only] [--force]',
   'export-tar': 'export-tar NAME FILE|- [--format=FORMAT]',
   'pull-tar': 'pull-tar URL [NAME] [--verify=checksum|no] [--read-only] [--force]',
+  'install-units': 'install-units [DIRECTORY]',
 };
 
 function usageOf(verb: string): string {
@@ -451,13 +454,17 @@ Machine Commands:
   status NAME...              Show machine details: leader, root, network,
                               OS, resources, processes
   show [NAME...]              Show properties of one or more machines
-  start NAME...               Start a machine from its image, as
-                              systemd-nspawn@.service would (detached)
+  start NAME...               Start a machine from its image: as
+                              nspawn-ts@NAME.service where systemd is PID 1,
+                              else detached with that unit's options
   login NAME                  Get a login prompt in a machine (runs its getty)
   shell [[USER@]NAME [COMMAND...]]
                               Invoke a shell (or other command) in a machine
   enable NAME...              Start a machine at boot (needs systemd as PID 1)
   disable NAME...             Do not start a machine at boot
+  install-units [DIRECTORY]   Install nspawn-ts@.service and nspawn-netd.service
+                              for this installation (default
+                              /etc/systemd/system)
   poweroff NAME...            Power off one or more machines
   reboot NAME...              Reboot one or more machines
   terminate NAME...           Terminate one or more machines

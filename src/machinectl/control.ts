@@ -18,7 +18,7 @@ import { basename } from 'node:path';
 import { readlinkSync } from 'node:fs';
 import { NspawnError } from '../errors.js';
 import { POLL_READABLE, sys, SysError } from '../native.js';
-import { parseSignal } from '../runtime/cli.js';
+import { signalName } from '../runtime/signals.js';
 import { HintedConfigError, machineNameProblem, MACHINE_NAME_RULES } from '../runtime/machine-name.js';
 import type { MachineRecord, MachineRegistry, ProcessRef } from '../runtime/registry.js';
 import { maskHas, Proc } from './procfs.js';
@@ -40,10 +40,6 @@ export function lookupMachine(registry: MachineRegistry, name: string): MachineR
     throw new MachineError('MACHINE_NOT_FOUND', `No machine '${name}' known`);
   }
   return r;
-}
-
-export function signalName(n: number): string {
-  return parseSignal(String(n))?.name ?? `signal ${n}`;
 }
 
 /** A pidfd for a recorded process, or undefined if it is gone (or its PID now names another). */

@@ -10,14 +10,16 @@ import { HintedConfigError } from '../runtime/machine-name.js';
 import { removeProperties, renameProperties } from '../runtime/properties.js';
 import { MachineRegistry } from '../runtime/registry.js';
 import { parseArgs, PROGRAM, type Options, type Verb } from './args.js';
-import { killMachine, lookupMachine, shutdown, signalName, terminate } from './control.js';
+import { killMachine, lookupMachine, shutdown, terminate } from './control.js';
+import { signalName } from '../runtime/signals.js';
 import { gatherInfo } from './info.js';
 import { Proc } from './procfs.js';
 import { setProperty } from './resources.js';
 import { loginMachine, shellMachine } from './shell.js';
 import { exportTar, importFs, importTar, type TransferIo } from './import-export.js';
 import { pullTar } from './pull.js';
-import { disableMachines, enableMachines, startMachine, type BootSystem } from './start.js';
+import { startMachine } from './start.js';
+import { defaultBootSystem, disableMachines, enableMachines, installUnits, startUnit, type BootSystem } from './units.js';
 import {
   imageProperties, machineProperties, renderImageStatus, renderImages, renderList, renderProperties, renderStatus,
   type RenderContext,
@@ -181,6 +183,13 @@ async function runVerb(verb: Verb, args: string[], c: Ctx): Promise<number> {
       return 0;
     case 'start':
       for (const name of args) {
+        const sys = c.boot ?? defaultBootSystem();
+        if (sys.systemdIsInit()) {
+          // as machinectl asks systemd to start systemd-nspawn@NAME.service
+          const unit = await startUnit(c.images, name, sys);
+          say(`Started machine '${name}' as ${unit}.`);
+          continue;
+        }
         const res = await startMachine(c.registry, c.images, name, { quiet: opts.quiet, ...(c.propertiesDir ? { propertiesDir: c.propertiesDir } : {}) });
         say(`Started machine '${name}' (launcher PID ${res.launcherPid}); its output goes to ${res.logFile}.`);
       }
@@ -212,6 +221,10 @@ async function runVerb(verb: Verb, args: string[], c: Ctx): Promise<number> {
     case 'export-tar': {
       const io = transferIo(c);
       await exportTar(c.images, args[0] as string, args[1] as string, { io, ...(opts.format ? { format: opts.format } : {}) });
+      return 0;
+    }
+    case 'install-units': {
+      say(await installUnits(args[0], c.boot ?? defaultBootSystem()));
       return 0;
     }
     case 'set-property': {

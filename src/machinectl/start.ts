@@ -1,20 +1,15 @@
-// start, enable, disable. machinectl starts systemd-nspawn@NAME.service; without a service
+// start. machinectl starts systemd-nspawn@NAME.service; without a service
 // manager to ask, start runs nspawn-ts itself with that unit's command line
 //   --quiet --keep-unit --boot --link-journal=try-guest --network-veth -U --settings=override --machine=NAME
 // (plus -D for the image found here, and the machine's stored set-property values as --property=),
 // detached in a session of its own, its output appended to a log file, and waits until the machine
 // is registered with its leader — or reports the launcher's failure with the end of that log.
 //
-// enable/disable install nspawn-ts@.service (the same command line) and its machines.target.wants
-// link where systemd is PID 1; elsewhere there is nothing that would start it at boot, which is
-// said plainly.
+// Where systemd is PID 1, start asks it to start nspawn-ts@NAME.service instead (units.ts).
 import { spawn } from 'node:child_process';
-import {
-  closeSync, existsSync, mkdirSync, openSync, readFileSync, readlinkSync, symlinkSync, unlinkSync, writeFileSync, writeSync,
-} from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ConfigError } from '../errors.js';
 import type { ImageStore } from '../runtime/images.js';
 import { HintedConfigError, machineNameProblem, MACHINE_NAME_RULES } from '../runtime/machine-name.js';
 import { formatProperties, loadProperties } from '../runtime/properties.js';
@@ -112,134 +107,4 @@ export async function startMachine(registry: MachineRegistry, images: ImageStore
       throw new MachineError('START_TIMEOUT', `Machine '${name}' did not come up within ${Math.round((opts.timeoutMs ?? 60_000) / 1000)} s (nspawn-ts PID ${pid} still runs; log: ${logFile})`);
     }
   }
-}
-
-// ---------------------------------------------------------------------------------------------
-// enable / disable
-
-export interface BootSystem {
-  /** sd_booted(): /run/systemd/system exists */
-  systemdIsInit: () => boolean;
-  /** what PID 1 is, for the message */
-  pid1: () => string;
-  unitDir: string;
-  /** systemctl daemon-reload */
-  reload: () => Promise<void>;
-}
-
-export function defaultBootSystem(): BootSystem {
-  return {
-    systemdIsInit: () => existsSync('/run/systemd/system'),
-    pid1: () => {
-      try {
-        return readFileSync('/proc/1/comm', 'utf8').trim();
-      } catch {
-        return 'unknown';
-      }
-    },
-    unitDir: '/etc/systemd/system',
-    reload: () => new Promise((resolve, reject) => {
-      const c = spawn('systemctl', ['daemon-reload'], { stdio: 'ignore' });
-      c.on('error', reject);
-      c.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`systemctl daemon-reload exited with status ${code}`))));
-    }),
-  };
-}
-
-export const TEMPLATE_UNIT = 'nspawn-ts@.service';
-
-export function unitText(launcher: string): string {
-  return `# Installed by machinectl-ts enable: nspawn-ts's systemd-nspawn@.service.
-[Unit]
-Description=Container %i (nspawn-ts)
-Documentation=man:systemd-nspawn(1)
-Wants=modprobe@tun.service modprobe@loop.service modprobe@dm_mod.service
-PartOf=machines.target
-Before=machines.target
-After=network.target modprobe@tun.service modprobe@loop.service modprobe@dm_mod.service
-RequiresMountsFor=/var/lib/machines/%i
-
-[Service]
-ExecStart=${launcher} ${UNIT_OPTIONS.join(' ')} --machine=%i
-KillMode=mixed
-RestartForceExitStatus=133
-SuccessExitStatus=133
-Slice=machine.slice
-Delegate=yes
-TasksMax=16384
-DevicePolicy=closed
-DeviceAllow=/dev/net/tun rwm
-DeviceAllow=char-pts rw
-DeviceAllow=block-loop rw
-DeviceAllow=block-blkext rw
-DeviceAllow=/dev/loop-control rw
-DeviceAllow=block-device-mapper rw
-DeviceAllow=/dev/mapper/control rw
-
-[Install]
-WantedBy=machines.target
-`;
-}
-
-function requireSystemd(sys: BootSystem, verb: string): void {
-  if (sys.systemdIsInit()) return;
-  const what = verb === 'enable' ? 'makes systemd start a machine at boot' : 'stops systemd from starting a machine at boot';
-  throw new MachineError('NO_SYSTEMD', `Cannot ${verb} machines here: '${verb}' ${what}, but this system's PID 1 is ` +
-    `'${sys.pid1()}', not systemd (/run/systemd/system does not exist). Start the machine from your init system's boot scripts ` +
-    "with 'machinectl-ts start NAME' instead.");
-}
-
-function wantsLink(sys: BootSystem, name: string): string {
-  return join(sys.unitDir, 'machines.target.wants', `nspawn-ts@${name}.service`);
-}
-
-export async function enableMachines(images: ImageStore, names: readonly string[], sys: BootSystem = defaultBootSystem(), env: NodeJS.ProcessEnv = process.env): Promise<string> {
-  for (const n of names) {
-    checkMachineName(n);
-    if (!images.find(n)) throw new MachineError('IMAGE_NOT_FOUND', `Machine image '${n}' does not exist (looked in ${images.searchPath.join(', ')})`);
-  }
-  requireSystemd(sys, 'enable');
-  const unit = join(sys.unitDir, TEMPLATE_UNIT);
-  const text = unitText(launcherPath(env));
-  const lines: string[] = [];
-  let current: string | undefined;
-  try {
-    current = readFileSync(unit, 'utf8');
-  } catch { /* not installed yet */ }
-  if (current !== text) {
-    mkdirSync(sys.unitDir, { recursive: true });
-    writeFileSync(unit, text, { mode: 0o644 });
-    lines.push(`Created ${unit}.`);
-  }
-  for (const n of names) {
-    const link = wantsLink(sys, n);
-    mkdirSync(join(sys.unitDir, 'machines.target.wants'), { recursive: true });
-    let target: string | undefined;
-    try {
-      target = readlinkSync(link);
-    } catch { /* none */ }
-    if (target === `../${TEMPLATE_UNIT}`) continue;
-    if (target !== undefined) unlinkSync(link);
-    symlinkSync(`../${TEMPLATE_UNIT}`, link);
-    lines.push(`Created symlink ${link} → ${unit}.`);
-  }
-  await sys.reload();
-  return lines.join('\n');
-}
-
-export async function disableMachines(names: readonly string[], sys: BootSystem = defaultBootSystem()): Promise<string> {
-  for (const n of names) checkMachineName(n);
-  requireSystemd(sys, 'disable');
-  const lines: string[] = [];
-  for (const n of names) {
-    const link = wantsLink(sys, n);
-    try {
-      unlinkSync(link);
-      lines.push(`Removed ${link}.`);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new ConfigError(`Cannot remove ${link}: ${(err as Error).message}`);
-    }
-  }
-  await sys.reload();
-  return lines.join('\n');
 }

@@ -13,6 +13,8 @@ export interface EphemeralRoot {
   dir: string;
   upper: string;
   work: string;
+  /** where an ID-mapped lower layer is mounted (-U -x; inside the container's mount namespace only) */
+  lower: string;
   /** where the overlay is mounted (inside the container's mount namespace only) */
   mountPoint: string;
   remove(): void;
@@ -52,9 +54,9 @@ export function createEphemeral(base: string, machine: string): EphemeralRoot {
   const start = processStartTime(process.pid) ?? '0';
   writeFileSync(`${dir}/owner`, `${process.pid} ${start}\n`);
   const r: EphemeralRoot = {
-    dir, upper: `${dir}/upper`, work: `${dir}/work`, mountPoint: `${dir}/root`,
+    dir, upper: `${dir}/upper`, work: `${dir}/work`, lower: `${dir}/lower`, mountPoint: `${dir}/root`,
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
-  for (const d of [r.upper, r.work, r.mountPoint]) mkdirSync(d, { mode: 0o755 });
+  for (const d of [r.upper, r.work, r.lower, r.mountPoint]) mkdirSync(d, { mode: 0o755 });
   return r;
 }

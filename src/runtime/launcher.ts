@@ -1,6 +1,6 @@
 // The launcher: a LaunchSpec in, a running container, its exit code out. It prepares the host side
-// (machine record, cgroups, ephemeral overlay, user-namespace range), turns the spec into a plan
-// (mounts.ts, caps.ts, seccomp.ts), clones the container (native spawnContainer), answers its sync
+// (preparation.ts: machine record, user-namespace range, ephemeral overlay, cgroups, notify socket),
+// turns the spec and what was prepared into a plan (container-plan.ts, a pure function), clones the container (native spawnContainer), answers its sync
 // points (cgroup moves, uid/gid maps, hooks of other subsystems), forwards the console, stops it
 // gracefully on SIGTERM/SIGINT, and removes everything it made when it ends — also when starting
 // failed halfway.
@@ -14,308 +14,47 @@
 //               is still visible (before pivot_root; with a user namespace, before the root is moved
 //               and the user namespace made, so the mounts are locked as the user's binds are). The
 //               root is at `root` then. E.g. a resolv.conf bind mount.
-import {
-  chmodSync, chownSync, existsSync, readFileSync, realpathSync, renameSync, rmSync, statSync, statfsSync,
-} from 'node:fs';
 import { randomUUID } from 'node:crypto';
-import { posix } from 'node:path';
-import { ConfigError, NspawnError, errorMessage } from '../errors.js';
+import { existsSync, readFileSync } from 'node:fs';
+import { NspawnError, ConfigError, errorMessage } from '../errors.js';
 import { logger } from '../log.js';
 import { POLL_READABLE, sys, type ChannelMessage, type FdWatcher } from '../native.js';
-import { containerCaps, readOwnBoundingSet } from './caps.js';
-import { cgroupEntry, detectLayout, MachineCgroup, type CgroupLayout } from './cgroups.js';
-import { parseProperties } from './properties.js';
+import { readOwnBoundingSet } from './caps.js';
+import { detectLayout, type MachineCgroup } from './cgroups.js';
 import { PtyForwarder, consoleMode, interactiveConsole, type ConsoleMode } from './console.js';
-import { SupportCgroups } from './container-cgroup.js';
+import type { SupportCgroups } from './container-cgroup.js';
+import { findInit, lookupUser, resolveInRoot, supplementaryGroups, type InitInfo } from './container-root.js';
+import { buildContainerPlan } from './container-plan.js';
+import { IdmapHolders } from './idmap-holders.js';
+import { hostOsRelease, stopSignal, stopTimeout } from './launch-policy.js';
 import {
-  DEFAULT_PATH, execCandidates, findInit, lookupUser, resolveInRoot, supplementaryGroups, type InitInfo, type PasswdEntry,
-} from './container-root.js';
-import { defaultStateDir } from '../common/paths.js';
-import { createEphemeral, sweepEphemeral, type EphemeralRoot } from './ephemeral.js';
+  LaunchError, type ContainerContext, type ContainerExit, type LaunchHooks, type LaunchOptions,
+} from './launch-types.js';
+import { writeIdMaps, type UidRange } from './namespaces.js';
+import { notifyManager, type ContainerNotifySocket } from './notify.js';
+import { describeOp, type ContainerPlan, type PlanOp } from './plan.js';
 import {
-  bindIdmap, bindRecursive, buildMountPlan, idmapLines, type ResolvedBind, type ResolvedTmpfs, type RootSource,
-} from './mounts.js';
-import { copyTree, shiftOwnership } from './file-tree.js';
-import {
-  containerCloneFlags, fixedUidRange, pickUidRange, writeIdMaps, type UidRange,
-} from './namespaces.js';
-import { CLONE_NEWCGROUP, CLONE_NEWNET, CLONE_NEWNS, describeOp, type ContainerPlan, type PlanOp } from './plan.js';
-import { buildSeccompFilter, seccompSupported } from './seccomp.js';
-import { MachineRegistry, RegistryError, defaultRunDir, summarizeSpec } from './registry.js';
+  claimMachine, createNotifySocket, prepareCgroups, prepareRoot, prepareUserNamespace, UndoStack,
+} from './preparation.js';
+import { MachineRegistry } from './registry.js';
 import { sweepDeadLaunchers } from './leftovers.js';
-import { CONTAINER_NOTIFY_SOCKET, ContainerNotifySocket, notifyManager } from './notify.js';
-import { parseSignal, SIGRTMIN } from './cli.js';
-import type { ConsoleSetting, LaunchSpec } from './spec.js';
+import {
+  checkNetworkNamespace, checkRoot, populateFromTemplate, resolveBinds, resolveTmpfs, workingDirectory,
+} from './root-setup.js';
+import { seccompSupported } from './seccomp.js';
+import { signalName } from './signals.js';
+import type { LaunchSpec } from './spec.js';
+
+export { LaunchError } from './launch-types.js';
+export type { ContainerContext, ContainerExit, LaunchHooks, LaunchOptions } from './launch-types.js';
+export { containerEnvironment, parseOsRelease, stopSignal } from './launch-policy.js';
+export { signalName } from './signals.js';
 
 const log = logger('launcher');
 
-export interface ContainerContext {
-  readonly machine: string;
-  readonly spec: LaunchSpec;
-  /** host PID of the container's PID 1 */
-  readonly pid: number;
-  /** its network namespace (its own with a private network, else the host's) */
-  readonly netnsPath: string;
-  /** the user namespace's range, if it has one */
-  readonly userns?: UidRange;
-}
-
-export interface LaunchHooks {
-  /** before anything is made (machine record, cgroups, namespaces): refuse a start that cannot work */
-  preflight?(spec: LaunchSpec): void | Promise<void>;
-  afterClone?(ctx: ContainerContext): void | Promise<void>;
-  beforeExec?(ctx: ContainerContext): void | Promise<void>;
-  afterExit?(ctx: ContainerContext): void | Promise<void>;
-  planMounts?(info: { root: string; spec: LaunchSpec; uidShift?: number }): PlanOp[];
-}
-
-export interface LaunchOptions {
-  /**
-   * The subsystems' hooks, in the order they run after the clone (reversed after the exit), or how
-   * to load them when the run begins. The entry point (main.ts) passes the network's
-   * (src/runtime/net/hooks.ts launchHooks): the launcher knows no network module.
-   */
-  hooks?: LaunchHooks[] | (() => Promise<LaunchHooks[]>);
-  /** time between the kill signal and SIGKILL when stopping (default: $NSPAWN_TS_STOP_TIMEOUT_SEC, else 10 s, 30 s for -b) */
-  stopTimeoutMs?: number;
-  /** install SIGTERM/SIGINT/SIGHUP handlers that stop the container (default true) */
-  handleSignals?: boolean;
-  /** overrides the spec's --console= ('auto': systemd's default, interactive on a terminal, else read-only) */
-  console?: 'auto' | ConsoleSetting;
-  /** the machine registry (default: the one under /run/nspawn-ts); null: do not record */
-  registry?: MachineRegistry | null;
-  /** where ephemeral layers go (default <$NSPAWN_TS_STATE_DIR or /var/lib/nspawn-ts>/ephemeral) */
-  ephemeralDir?: string;
-  /** status lines ("Container … exited successfully.") go here; default stderr unless --quiet */
-  status?: (line: string) => void;
-}
-
-/** How the container ended. */
-export interface ContainerExit {
-  /** the launcher's exit code */
-  exitCode: number;
-  /** PID 1's own status */
-  code: number | null;
-  signal: number | null;
-  /** halt/poweroff/reboot() inside the container end PID 1 with SIGINT/SIGHUP (kernel: reboot_pid_ns) */
-  reboot: boolean;
-}
-
-export class LaunchError extends NspawnError {
-  readonly exitCode: number;
-
-  constructor(code: string, message: string, exitCode = 1, options?: { cause?: unknown }) {
-    super(code, message, options);
-    this.exitCode = exitCode;
-  }
-}
-
-const SIGNAL_NAMES: Record<number, string> = {
-  1: 'SIGHUP', 2: 'SIGINT', 3: 'SIGQUIT', 6: 'SIGABRT', 9: 'SIGKILL', 10: 'SIGUSR1', 12: 'SIGUSR2', 13: 'SIGPIPE',
-  14: 'SIGALRM', 15: 'SIGTERM',
-};
-
-export function signalName(n: number): string {
-  if (SIGNAL_NAMES[n]) return SIGNAL_NAMES[n];
-  if (n >= SIGRTMIN) return n === SIGRTMIN ? 'SIGRTMIN' : `SIGRTMIN+${n - SIGRTMIN}`;
-  return `signal ${n}`;
-}
-
-/**
- * The signal that asks PID 1 to shut down: KillSignal= as configured (--kill-signal= or the
- * .nspawn file), in any mode and for any init. Unset, a booted container gets systemd-nspawn's
- * default, SIGRTMIN+3 (systemd halts on it), unless its init is not systemd: one that has no
- * handler for SIGRTMIN+3 would ignore it, so it gets SIGTERM (busybox init reboots, which ends
- * the container). A container that is not booted has none (0): as systemd-nspawn's
- * verify_arguments() leaves arg_kill_signal, SIGTERM/SIGINT to the launcher then kill it at once.
- */
-export function stopSignal(spec: LaunchSpec, init: InitInfo | undefined): number {
-  const configured = spec.killSignal !== undefined ? parseSignal(spec.killSignal)?.number : undefined;
-  if (configured !== undefined) return configured;
-  if (spec.mode !== 'boot') return 0;
-  return init?.systemd ? SIGRTMIN + 3 : 15;
-}
-
-/** The environment of PID 1, as systemd-nspawn sets it. */
-export function containerEnvironment(opts: {
-  spec: LaunchSpec; uuid: string; user: PasswdEntry | undefined; term: string | undefined; hostOs: Record<string, string>;
-}): string[] {
-  const env = new Map<string, string>();
-  env.set('PATH', DEFAULT_PATH);
-  env.set('container', 'systemd-nspawn');
-  env.set('TERM', opts.term ?? 'vt220');
-  env.set('HOME', opts.user?.home ?? '/root');
-  env.set('USER', opts.user?.name ?? 'root');
-  env.set('LOGNAME', opts.user?.name ?? 'root');
-  if (opts.user) env.set('SHELL', opts.user.shell);
-  env.set('container_uuid', opts.uuid);
-  env.set('NOTIFY_SOCKET', CONTAINER_NOTIFY_SOCKET);
-  if (opts.hostOs.ID) env.set('container_host_id', opts.hostOs.ID);
-  if (opts.hostOs.VERSION_ID) env.set('container_host_version_id', opts.hostOs.VERSION_ID);
-  for (const kv of opts.spec.environment) {
-    const i = kv.indexOf('=');
-    if (i > 0) env.set(kv.slice(0, i), kv.slice(i + 1));
-  }
-  return [...env].map(([k, v]) => `${k}=${v}`);
-}
-
-export function parseOsRelease(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const line of text.split('\n')) {
-    const m = /^([A-Z_][A-Z0-9_]*)=(.*)$/.exec(line.trim());
-    if (m) out[m[1] as string] = (m[2] as string).replace(/^(["'])(.*)\1$/, '$2');
-  }
-  return out;
-}
-
-function hostOsRelease(): { path?: string; fields: Record<string, string> } {
-  for (const p of ['/etc/os-release', '/usr/lib/os-release']) {
-    try {
-      return { path: p, fields: parseOsRelease(readFileSync(p, 'utf8')) };
-    } catch { /* next */ }
-  }
-  return { fields: {} };
-}
-
-function stopTimeout(spec: LaunchSpec, opts: LaunchOptions): number {
-  if (opts.stopTimeoutMs !== undefined) return opts.stopTimeoutMs;
-  const env = Number(process.env.NSPAWN_TS_STOP_TIMEOUT_SEC);
-  if (Number.isFinite(env) && env > 0) return env * 1000;
-  return spec.mode === 'boot' ? 30_000 : 10_000;
-}
-
-/** Throws unless `dir` looks like what the mode needs (systemd-nspawn's path_is_os_tree checks). */
-function checkRoot(dir: string, spec: LaunchSpec): void {
-  let st;
-  try {
-    st = statSync(dir);
-  } catch (err) {
-    throw new ConfigError(`Failed to access root directory ${dir}: ${errorMessage(err)}`, { code: 'CFG_DIRECTORY' });
-  }
-  if (!st.isDirectory()) throw new ConfigError(`${dir} is not a directory`, { code: 'CFG_DIRECTORY' });
-  const host = statSync('/');
-  if (st.dev === host.dev && st.ino === host.ino) {
-    // its /proc, /sys and /dev are the host's own (sysfs cannot be mounted over a busy one); an overlay is a root of its own
-    if (!spec.ephemeral) {
-      throw new ConfigError(`Spawning container on root directory is not supported: the host's root (${dir}) can be a container's root only `
-        + 'with --ephemeral (-x), as systemd-nspawn needs -x or --volatile= (which nspawn-ts does not implement)', { code: 'CFG_DIRECTORY' });
-    }
-    return;
-  }
-  if (spec.mode === 'boot') {
-    if (!existsSync(resolveInRoot(dir, '/etc/os-release')) && !existsSync(resolveInRoot(dir, '/usr/lib/os-release'))) {
-      throw new ConfigError(`Directory ${dir} doesn't look like an OS root directory (os-release file is missing). Refusing.`, { code: 'CFG_DIRECTORY' });
-    }
-  } else if (!existsSync(resolveInRoot(dir, '/usr'))) {
-    throw new ConfigError(`Directory ${dir} doesn't look like it has an OS tree (/usr/ directory is missing). Refusing.`, { code: 'CFG_DIRECTORY' });
-  }
-}
-
-/**
- * --template=: fills a missing directory with a copy of the template (atomically, by rename), as
- * systemd-nspawn does: device nodes, FIFOs, sockets, hard links, xattrs and ACLs, owners and times
- * kept, data shared with the template where the file system can (file-tree.ts).
- */
-function populateFromTemplate(directory: string, template: string): void {
-  if (existsSync(directory)) return;
-  let st;
-  try {
-    st = statSync(template);
-  } catch (err) {
-    throw new ConfigError(`Failed to access template directory ${template}: ${errorMessage(err)}`, { code: 'CFG_TEMPLATE' });
-  }
-  if (!st.isDirectory()) throw new ConfigError(`template ${template} is not a directory`, { code: 'CFG_TEMPLATE' });
-  const tmp = `${directory}.#nspawn-ts-${process.pid}`;
-  try {
-    const r = copyTree(template, tmp);
-    renameSync(tmp, directory);
-    log.debug(`populated ${directory} from ${template}: ${r.entries} entries, ${r.reflinked} files reflinked, ${r.copied} copied, ${r.hardlinks} hard links`);
-  } catch (err) {
-    rmSync(tmp, { recursive: true, force: true });
-    throw new LaunchError('TEMPLATE_COPY', `failed to populate ${directory} from template ${template}: ${errorMessage(err)}`, 1, { cause: err });
-  }
-}
-
-/** --network-namespace-path= must name a namespace file (/proc/PID/ns/net, /run/netns/NAME); its type is checked by setns(). */
-function checkNetworkNamespace(path: string): void {
-  const NSFS_MAGIC = 0x6e736673;
-  let type: number;
-  try {
-    type = statfsSync(path).type;
-  } catch (err) {
-    throw new ConfigError(`Failed to open network namespace ${path}: ${errorMessage(err)}`, { code: 'CFG_NETWORK' });
-  }
-  if (type !== NSFS_MAGIC) {
-    throw new ConfigError(`${path} is not a namespace file (--network-namespace-path= takes /proc/PID/ns/net or /run/netns/NAME)`, { code: 'CFG_NETWORK' });
-  }
-}
-
-/** The file system type of the mount `path` is on (from /proc/self/mountinfo), for messages. */
-function fileSystemOf(path: string): string | undefined {
-  let best: { length: number; type: string } | undefined;
-  try {
-    const real = realpathSync(path);
-    for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-      const f = line.split(' ');
-      const dash = f.indexOf('-');
-      if (dash < 5) continue;
-      const mountPoint = (f[4] as string).replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
-      const under = mountPoint === '/' || real === mountPoint || real.startsWith(`${mountPoint}/`);
-      // later lines are mounted over earlier ones
-      if (under && (!best || mountPoint.length >= best.length)) best = { length: mountPoint.length, type: f[dash + 1] as string };
-    }
-  } catch { /* only for messages */ }
-  return best?.type;
-}
-
-/**
- * A bind's destination: resolved in the directory (the overlay shows the same tree), rebased on the
- * mounted root. With a user namespace, idmap/rootidmap/owneridmap get the user namespace of their
- * mapping from `idmap.userns`; without one there is nothing to map to, and they are plain binds.
- */
-function resolveBinds(spec: LaunchSpec, directory: string, mountRoot: string,
-  idmap?: { range: UidRange; userns: (uidMap: string, gidMap: string) => string }): ResolvedBind[] {
-  return spec.binds.map((b) => {
-    const source = b.sourceInRoot ? resolveInRoot(directory, b.source) : b.source;
-    let st;
-    try {
-      st = statSync(source);
-    } catch (err) {
-      throw new ConfigError(`Failed to stat ${b.sourceInRoot ? `+${b.source}` : b.source} (source of --bind${b.readOnly ? '-ro' : ''}=): ${errorMessage(err)}`, { code: 'CFG_BIND' });
-    }
-    const inRoot = resolveInRoot(directory, b.destination);
-    const target = posix.join(mountRoot, inRoot.slice(directory.replace(/\/+$/, '').length));
-    const bind: ResolvedBind = { source, target, readOnly: b.readOnly, recursive: bindRecursive(b), file: !st.isDirectory() };
-    const option = bindIdmap(b);
-    if (option && idmap) {
-      // owneridmap: the destination's owner (a host ID once shifted); one not there yet is made for the container's root
-      let dest = { uid: idmap.range.shift, gid: idmap.range.shift };
-      try {
-        const d = statSync(inRoot);
-        dest = { uid: d.uid, gid: d.gid };
-      } catch { /* made by the plan */ }
-      const fstype = fileSystemOf(source);
-      bind.idmap = {
-        option, userns: idmap.userns(idmapLines(option, idmap.range, st.uid, dest.uid), idmapLines(option, idmap.range, st.gid, dest.gid)),
-        ...(fstype ? { fstype } : {}),
-      };
-    } else if (option) {
-      log.debug(`--bind=${b.source}: ${option} without a user namespace has nothing to map to; bound as it is`);
-    }
-    return bind;
-  });
-}
-
-function resolveTmpfs(spec: LaunchSpec, directory: string, mountRoot: string): ResolvedTmpfs[] {
-  return spec.tmpfs.map((t) => ({
-    target: posix.join(mountRoot, resolveInRoot(directory, t.destination).slice(directory.replace(/\/+$/, '').length)),
-    options: t.options,
-  }));
-}
-
 /** Runs one container to its end. */
 class ContainerRun {
-  private readonly undo: Array<{ what: string; fn: () => void | Promise<void> }> = [];
+  private readonly undo = new UndoStack();
   private hooks: LaunchHooks[];
   private readonly status: (line: string) => void;
   private plan!: ContainerPlan;
@@ -337,8 +76,8 @@ class ContainerRun {
   private init: InitInfo | undefined;
   private readonly consoleMode: ConsoleMode;
   private notify: ContainerNotifySocket | undefined;
-  /** processes holding the user namespaces of ID-mapped binds, by mapping; gone once the mounts are made */
-  private readonly idmapHolders = new Map<string, { pid: number; pidfd: number }>();
+  /** the user namespaces of ID-mapped binds; gone once the mounts are made */
+  private readonly idmap = new IdmapHolders(this.undo);
   /** --console=passive: the pty master, not forwarded */
   private passiveMaster = -1;
 
@@ -356,18 +95,11 @@ class ContainerRun {
   }
 
   private onUndo(what: string, fn: () => void | Promise<void>): void {
-    this.undo.push({ what, fn });
+    this.undo.push(what, fn);
   }
 
   private async teardown(): Promise<void> {
-    while (this.undo.length > 0) {
-      const { what, fn } = this.undo.pop() as { what: string; fn: () => void | Promise<void> };
-      try {
-        await fn();
-      } catch (err) {
-        log.warn(`cleanup: failed to ${what}: ${errorMessage(err)}`);
-      }
-    }
+    await this.undo.run();
   }
 
   private async loadHooks(): Promise<void> {
@@ -385,8 +117,8 @@ class ContainerRun {
     }
   }
 
-  /** Host-side preparation and the plan; everything made is registered for undo. */
-  private prepare(): { cloneFlags: number; ops: PlanOp[]; uuid: string; cgroupDir?: string } {
+  /** Host-side preparation (preparation.ts, everything made registered for undo) and the plan (container-plan.ts). */
+  private prepare(): { cloneFlags: number; ops: PlanOp[]; cgroupDir?: string } {
     const spec = this.spec;
     if (spec.template !== undefined) populateFromTemplate(spec.directory, spec.template);
     const directory = spec.directory;
@@ -404,187 +136,42 @@ class ContainerRun {
       throw new ConfigError(`--chdir= takes an absolute path, got ${spec.chdir}`, { code: 'CFG_CHDIR' });
     }
     // --network-namespace-path=: joined (setns) instead of a new one
-    const joinNetns = spec.network.namespacePath;
-    if (joinNetns !== undefined) checkNetworkNamespace(joinNetns);
-    const ownNetns = spec.network.private && joinNetns === undefined;
+    if (spec.network.namespacePath !== undefined) checkNetworkNamespace(spec.network.namespacePath);
 
     // what launchers killed with SIGKILL left (records, cgroups, notify sockets) goes first
-    const layout: CgroupLayout = detectLayout();
-    sweepDeadLaunchers(this.registry, layout);
-    // the machine record claims the name: nothing else of this machine exists before it
-    // (--register=no: none, as systemd-nspawn then skips systemd-machined; machinectl-ts won't see it)
-    if (this.registry && spec.register) {
-      try {
-        this.registry.register({ name: spec.machine, rootDirectory: directory, spec: summarizeSpec(spec) });
-      } catch (err) {
-        if (err instanceof RegistryError) throw new ConfigError(err.message, { code: err.code, cause: err });
-        throw err;
-      }
-      this.registered = true;
-      const reg = this.registry;
-      this.onUndo('remove the machine record', () => { reg.unregister(spec.machine); });
-    }
-
-    // user namespace
-    let userns: UidRange | undefined;
-    if (spec.privateUsers.mode === 'pick') {
-      const held = pickUidRange(spec.machine, directory);
-      this.onUndo('release the UID range lock', () => held.release());
-      userns = held;
-    } else {
-      userns = fixedUidRange(spec.privateUsers, directory);
-    }
+    sweepDeadLaunchers(this.registry, detectLayout());
+    this.registered = claimMachine(this.registry, spec, this.undo);
+    const { userns, mapRoot, lower } = prepareUserNamespace(spec, directory, this.undo, this.idmap);
     this.userns = userns;
-    // --private-users-ownership=: chown the tree into the range, map it (an ID-mapped root), or neither
-    const ownership = spec.privateUsersOwnership ?? 'auto';
-    const mapRoot = userns !== undefined && ownership === 'map';
-    if (mapRoot && spec.ephemeral) {
-      throw new ConfigError('--private-users-ownership=map and --ephemeral may not be combined: the overlay of an ephemeral container is not ID-mapped; '
-        + 'use --private-users-ownership=chown (or shift the tree once without --ephemeral)', { code: 'CFG_CONFLICT' });
-    }
-    const shiftOwner = userns !== undefined
-      && (ownership === 'chown' || (ownership === 'auto' && (spec.privateUsersChown || spec.privateUsers.mode === 'pick')));
-    if (shiftOwner && userns && spec.ephemeral) {
-      if (((statSync(directory).uid & 0xffff0000) >>> 0) !== userns.shift) {
-        throw new ConfigError(`--ephemeral with a user namespace needs ${directory} to be owned by the range already (UID ${userns.shift}); `
-          + 'shift it once with --private-users=' + userns.shift + ' --private-users-chown (without --ephemeral)', { code: 'CFG_CONFLICT' });
-      }
-    } else if (spec.privateUsersChown && userns === undefined && spec.privateUsers.mode === 'no') {
-      // --private-users-chown without a user namespace does nothing, as in systemd-nspawn
-    } else if (shiftOwner && userns) {
-      const n = shiftOwnership(directory, userns.shift);
-      if (n > 0) log.debug(`shifted ownership of ${n} files in ${directory} to ${userns.shift}`);
-    }
+    const { root, rootSource } = prepareRoot(spec, directory, this.opts.ephemeralDir, this.undo, userns && lower ? { userns, lower } : undefined);
+    // the notify socket before the cgroups: while it exists, a starting launcher's sweep
+    // (leftovers.ts) leaves this machine's cgroups alone
+    this.notify = createNotifySocket(spec.machine, userns, this.undo);
+    const cgroups = prepareCgroups(spec, this.init, userns, this.undo);
+    this.cgroup = cgroups.cgroup;
+    this.support = cgroups.support;
 
-    // ephemeral overlay
-    let root = directory;
-    let rootSource: RootSource = { kind: 'directory', directory };
-    if (spec.ephemeral) {
-      const base = this.opts.ephemeralDir ?? `${defaultStateDir()}/ephemeral`;
-      sweepEphemeral(base);
-      const eph: EphemeralRoot = createEphemeral(base, spec.machine);
-      this.onUndo('remove the ephemeral layer', () => eph.remove());
-      const st = statSync(directory);
-      chownSync(eph.upper, st.uid, st.gid);
-      chmodSync(eph.upper, st.mode & 0o7777);
-      root = eph.mountPoint;
-      rootSource = { kind: 'overlay', lower: directory, upper: eph.upper, work: eph.work };
-    }
-
-    // the container's sd_notify socket (/run/host/notify inside); before the cgroups: while it
-    // exists, a starting launcher's sweep (leftovers.ts) leaves this machine's cgroups alone
-    const notify = ContainerNotifySocket.create(`${defaultRunDir()}/notify/${spec.machine}.${process.pid}`, userns?.shift ?? 0);
-    this.notify = notify;
-    this.onUndo('remove the notify socket', () => notify.close());
-
-    // cgroups: resource control (cgroups.ts) and the container's own (container-cgroup.ts), in the layout read above
-    if (spec.mode === 'boot' && this.init?.systemd && layout.mode === 'none') {
-      throw new LaunchError('CGROUP_UNAVAILABLE', 'systemd in the container needs cgroups, and this host has no cgroup hierarchy mounted at /sys/fs/cgroup');
-    }
-    if (layout.mode !== 'none') {
-      // name=systemd too (hybrid/legacy hosts): a systemd init tracks its units there
-      const named = layout.hierarchies.some((h) => h.name === 'systemd') ? ['systemd'] : [];
-      const cg = MachineCgroup.create(spec.machine, parseProperties(spec.properties), { layout, namedHierarchies: named });
-      this.cgroup = cg;
-      // with a user namespace, the container's root manages its subtree (systemd's Delegate=yes)
-      if (userns) cg.delegate(userns.shift, userns.shift);
-      this.onUndo('remove the machine cgroups', () => cg.remove());
-      const sc = SupportCgroups.create(layout, spec.machine);
-      this.support = sc;
-      this.onUndo('remove the container cgroups', () => sc.remove());
-    }
-
-    // the plan
+    // what the plan needs to know of the host and the root
     const uuid = randomUUID();
-    const os = hostOsRelease();
-    const wantConsole = this.consoleMode !== 'pipe';
-    const mountPlan = buildMountPlan({
-      root, rootSource, privateNetwork: ownNetns, console: wantConsole,
-      binds: resolveBinds(spec, directory, root, userns ? { range: userns, userns: (u, g) => this.idmapUserns(u, g) } : undefined), tmpfs: resolveTmpfs(spec, directory, root),
-      cgroups: layout, uuid, manager: 'systemd-nspawn', ...(userns ? { innerRoot: '/' } : {}),
-      ...(os.path ? { hostOsRelease: os.path } : {}),
-      ...(userns ? { uidShift: userns.shift } : {}),
-      notifySocket: notify.path,
-      ...(mapRoot && userns ? { rootIdmap: this.rootIdmap(directory, userns) } : {}),
-    });
-    const env = containerEnvironment({ spec, uuid, user, term: this.consoleMode === 'interactive' ? process.env.TERM : undefined, hostOs: os.fields });
-    let bounding = containerCaps({ privateNetwork: spec.network.private });
-    const own = readOwnBoundingSet(readFileSync('/proc/self/status', 'utf8'));
-    if (own !== undefined) bounding &= own;
-
-    const inner: PlanOp[] = [{ op: 'sync' }];
-    if (userns) {
-      inner.push({ op: 'setgroups', gids: [] }, { op: 'setresgid', gid: 0 }, { op: 'setresuid', uid: 0 });
-    }
-    if (layout.mode !== 'none') inner.push({ op: 'unshare', flags: CLONE_NEWCGROUP });
-    const tail: PlanOp[] = [...mountPlan.inner];
+    const hostOs = hostOsRelease();
+    const binds = resolveBinds(spec, directory, root, userns ? { range: userns, userns: (u, g) => this.idmap.userns(u, g) } : undefined);
+    const tmpfs = resolveTmpfs(spec, directory, root);
+    const rootIdmap = mapRoot && userns && !spec.ephemeral ? this.idmap.rootIdmap(directory, userns) : undefined;
+    const ownBoundingSet = readOwnBoundingSet(readFileSync('/proc/self/status', 'utf8'));
     const hookMounts = this.hooks.flatMap((h) => h.planMounts?.({ root, spec, ...(userns ? { uidShift: userns.shift } : {}) }) ?? []);
-    if (!userns) tail.push(...hookMounts);
-    if (ownNetns) tail.push({ op: 'loopbackUp' });
-    // with a user namespace the helper moved the root to "/" already (pivot_root would refuse
-    // the root mount, locked in the user namespace's mount namespace)
-    if (!userns) tail.push({ op: 'pivotRoot', path: root });
-    tail.push({ op: 'sethostname', name: spec.hostname ?? spec.machine });
-    if (this.hooks.some((h) => h.beforeExec)) tail.push({ op: 'sync' });
-    if (seccompSupported()) tail.push({ op: 'seccomp', program: buildSeccompFilter(bounding) });
-    tail.push({ op: 'capbset', keep: bounding });
-    if (spec.mode === 'as-pid2') tail.push({ op: 'stubInit' });
-    tail.push(wantConsole ? { op: 'ctty' } : { op: 'setsid' });
-    if (user) {
-      tail.push({ op: 'setgroups', gids: supplementaryGroups(directory, user.name, user.gid) });
-      tail.push({ op: 'setresgid', gid: user.gid }, { op: 'setresuid', uid: user.uid });
-    } else {
-      tail.push({ op: 'capset', effective: bounding, permitted: bounding, inheritable: bounding, ambient: 0n });
-    }
-    tail.push({ op: 'chdir', path: spec.chdir ?? this.workingDirectory(directory, user) });
-    if (spec.mode !== 'as-pid2') tail.push({ op: 'pdeathsig', signal: 9 });
-    tail.push(this.execOp(env, directory));
-
-    const flags = containerCloneFlags({ privateNetwork: ownNetns, userns: userns !== undefined });
-    // PID 1 is cloned into its cgroup2 cgroup and moves itself into its v1 ones first thing (with a
-    // user namespace the outer process does, with host privileges, and the inner one inherits
-    // them): no move waits for the kernel's grace period (cgroups.ts, cgroupEntry), and the
-    // cgroup namespace (after the first sync) is rooted there
-    const entry = cgroupEntry([...(this.cgroup?.dirs ?? []), ...(this.support?.entryDirs() ?? [])]);
-    const enter: PlanOp[] = entry.tasksFiles.map((tasks) => ({ op: 'joinCgroup', tasks }));
-    const into = entry.cgroup2Dir !== undefined ? { cgroupDir: entry.cgroup2Dir } : {};
-    // joining comes first: the hooks at the first sync point see the namespace the container uses
-    const join: PlanOp[] = joinNetns !== undefined ? [{ op: 'setns', path: joinNetns, nstype: CLONE_NEWNET }] : [];
-    if (userns) {
-      // outer: host privileges in a new mount namespace; inner: the container, in a user namespace
-      const ops: PlanOp[] = [...enter, ...join, ...mountPlan.outer, ...hookMounts, { op: 'moveRoot', path: root }, { op: 'cloneInner', flags: flags | CLONE_NEWNS }, ...inner, ...tail];
-      return { cloneFlags: CLONE_NEWNS, ops, uuid, ...into };
-    }
-    return { cloneFlags: flags, ops: [...enter, ...join, ...inner, ...mountPlan.outer, ...tail], uuid, ...into };
-  }
-
-  /**
-   * Where the command starts without --chdir=, as in systemd-nspawn's inner_child(): a command in
-   * /, the shell (no command) in the user's home (/root for root) — or in / when that is missing
-   * (nobody's /nonexistent): nothing is created in the image.
-   */
-  private workingDirectory(directory: string, user: PasswdEntry | undefined): string {
-    if (this.spec.command.length > 0 || this.spec.mode === 'boot') return '/';
-    const home = user ? user.home : '/root';
-    try {
-      return statSync(resolveInRoot(directory, home)).isDirectory() ? home : '/';
-    } catch {
-      return '/';
-    }
-  }
-
-  private execOp(env: string[], directory: string): PlanOp {
-    const spec = this.spec;
-    if (spec.mode === 'boot') {
-      const init = this.init as InitInfo;
-      return { op: 'exec', candidates: [init.path], argv: [init.path, ...spec.command], envp: env };
-    }
-    if (spec.command.length > 0) return { op: 'exec', candidates: execCandidates(spec.command[0] as string), argv: spec.command, envp: env };
-    // no command: a login shell, /bin/bash as "-bash", else /bin/sh as "-sh" — systemd-nspawn's
-    // DEFAULT_USER_SHELL whatever the user's passwd entry says (252 gives -u daemon, whose shell
-    // is nologin, a bash as well)
-    const bash = existsSync(resolveInRoot(directory, '/bin/bash'));
-    return { op: 'exec', candidates: bash ? ['/bin/bash'] : ['/bin/sh'], argv: [bash ? '-bash' : '-sh'], envp: env };
+    return buildContainerPlan({
+      spec, root, rootSource, ...(userns ? { userns } : {}), ...(user ? { user } : {}),
+      groups: user ? supplementaryGroups(directory, user.name, user.gid) : [],
+      ...(this.init ? { init: this.init } : {}),
+      layout: cgroups.layout, cgroupDirs: [...(this.cgroup?.dirs ?? []), ...(this.support?.entryDirs() ?? [])],
+      notifySocket: this.notify.path, uuid, hostOs, consoleMode: this.consoleMode,
+      ...(process.env.TERM !== undefined ? { term: process.env.TERM } : {}),
+      binds, tmpfs, ...(rootIdmap ? { rootIdmap } : {}), ...(ownBoundingSet !== undefined ? { ownBoundingSet } : {}),
+      seccomp: seccompSupported(), hookMounts, beforeExecSync: this.hooks.some((h) => h.beforeExec),
+      afterHookOps: this.hooks.flatMap((h) => h.planAfterHooks?.(spec) ?? []),
+      workingDirectory: spec.chdir ?? workingDirectory(spec, directory, user),
+      hasBash: spec.mode !== 'boot' && spec.command.length === 0 && existsSync(resolveInRoot(directory, '/bin/bash')),
+    });
   }
 
   private async start(): Promise<ContainerExit> {
@@ -775,50 +362,6 @@ class ContainerRun {
     }
   }
 
-  /** /proc/PID/ns/user of a user namespace with these maps (one per mapping), for ID-mapped binds. */
-  private idmapUserns(uidMap: string, gidMap: string): string {
-    const key = `${uidMap}|${gidMap}`;
-    let holder = this.idmapHolders.get(key);
-    if (!holder) {
-      if (this.idmapHolders.size === 0) this.onUndo('stop the ID-mapping user namespaces', () => this.releaseIdmapHolders());
-      try {
-        holder = sys().usernsHolder(uidMap, gidMap);
-      } catch (err) {
-        throw new LaunchError('IDMAP_USERNS', `failed to create the user namespace of an ID-mapped bind (uid_map ${JSON.stringify(uidMap.trim())}): ${errorMessage(err)}`, 1, { cause: err });
-      }
-      this.idmapHolders.set(key, holder);
-    }
-    return `/proc/${holder.pid}/ns/user`;
-  }
-
-  /** --private-users-ownership=map: host IDs 0..range-1 of the tree are the container's (systemd's REMOUNT_IDMAPPING_HOST_ROOT). */
-  private rootIdmap(directory: string, userns: UidRange): { userns: string; fstype?: string } {
-    const lines = idmapLines('idmap', userns, 0, 0);
-    const fstype = fileSystemOf(directory);
-    return { userns: this.idmapUserns(lines, lines), ...(fstype ? { fstype } : {}) };
-  }
-
-  /** Kills and reaps the holders of ID-mapped binds' user namespaces (the mounts keep what they need). */
-  private async releaseIdmapHolders(): Promise<void> {
-    const s = sys();
-    const holders = [...this.idmapHolders.values()];
-    this.idmapHolders.clear();
-    await Promise.all(holders.map((h) => new Promise<void>((resolve) => {
-      try {
-        s.pidfdSendSignal(h.pidfd, 9);
-      } catch { /* gone already */ }
-      let watcher: FdWatcher | undefined;
-      const reap = (): boolean => {
-        if (!s.waitPidfd(h.pidfd)) return false;
-        watcher?.stop();
-        s.close(h.pidfd);
-        resolve();
-        return true;
-      };
-      if (!reap()) watcher = new s.FdWatcher(h.pidfd, POLL_READABLE, reap);
-    })));
-  }
-
   /** The payload runs: tell our service manager (READY=1 now, unless --notify-ready=yes waits for the container's). */
   private notifyStarted(): void {
     if (!process.env.NOTIFY_SOCKET) return;
@@ -879,7 +422,7 @@ class ContainerRun {
     log.debug(`PID 1 (${pid}) waits at its first sync point`);
     this.notify?.watch(pid, (fields) => this.onContainerNotify(fields));
     // the helper made its mounts before it cloned PID 1
-    if (this.idmapHolders.size > 0) await this.releaseIdmapHolders();
+    if (this.idmap.size > 0) await this.idmap.release();
     if (this.userns) writeIdMaps(pid, this.userns);
     // PID 1 entered its cgroups before it got here (prepare(): joinCgroup ops, CLONE_INTO_CGROUP)
     if (this.cgroup || this.support) log.debug('PID 1 is in its cgroups');
@@ -919,7 +462,7 @@ class ContainerRun {
     log.debug(`${sig}: stopping the container with ${signalName(this.killSignal)}`);
     this.signalLeader(this.killSignal);
     this.status(`Trying to halt container. Send ${sig} again to trigger immediate termination.`);
-    const ms = stopTimeout(this.spec, this.opts);
+    const ms = stopTimeout(this.spec, this.opts.stopTimeoutMs);
     this.killTimer = setTimeout(() => {
       this.status(`Container ${this.spec.machine} did not stop within ${ms / 1000} s; killing it.`);
       this.killNow();

@@ -22,7 +22,11 @@ const S_IFIFO = 0o010000;
 /** Where the root comes from: the directory itself, or an overlay over it (--ephemeral). */
 export type RootSource =
   | { kind: 'directory'; directory: string }
-  | { kind: 'overlay'; lower: string; upper: string; work: string };
+  | {
+    kind: 'overlay'; lower: string; upper: string; work: string;
+    /** -U -x: `lower` is bound ID-mapped through `userns` at `mountPoint` and the overlay stacked on that */
+    lowerIdmap?: { mountPoint: string; userns: string; fstype?: string };
+  };
 
 /** A bind mount with its host source and container destination already resolved. */
 export interface ResolvedBind {
@@ -123,7 +127,14 @@ export function buildMountPlan(input: MountPlanInput): MountPlan {
   } else if (input.rootSource.kind === 'directory') {
     outer.push({ op: 'mount', source: input.rootSource.directory, target: root, flags: MS_BIND | MS_REC });
   } else {
-    const { lower, upper, work } = input.rootSource;
+    const { upper, work, lowerIdmap } = input.rootSource;
+    let lower = input.rootSource.lower;
+    if (lowerIdmap) {
+      outer.push({ op: 'bindIdmapped', source: lower, target: lowerIdmap.mountPoint, userns: lowerIdmap.userns, recursive: false,
+        what: 'a user namespace with --ephemeral (the overlay\'s ID-mapped lower layer)',
+        instead: `shift the tree once with --private-users-chown (without --ephemeral), then use -x`, ...(lowerIdmap.fstype ? { fstype: lowerIdmap.fstype } : {}) });
+      lower = lowerIdmap.mountPoint;
+    }
     outer.push({ op: 'mount', source: 'overlay', target: root, fstype: 'overlay', flags: 0,
       data: `lowerdir=${escapeOverlay(lower)},upperdir=${escapeOverlay(upper)},workdir=${escapeOverlay(work)}` });
   }

@@ -3,11 +3,11 @@
 // locks (so we never pick a range a real systemd-nspawn holds, nor it ours), the uid_map/gid_map
 // lines. (Shifting the ownership of the root directory, --private-users-chown, is file-tree.ts's.)
 import {
-  closeSync, fstatSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeFileSync,
+  mkdirSync, readFileSync, statSync, writeFileSync,
 } from 'node:fs';
+import { tryLock } from '../common/lock.js';
 import { ConfigError, NspawnError } from '../errors.js';
 import { siphash24, siphashKey } from '../net/siphash.js';
-import { sys } from '../native.js';
 import {
   CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUSER, CLONE_NEWUTS,
 } from './plan.js';
@@ -85,19 +85,6 @@ export interface HeldRange extends UidRange {
   release(): void;
 }
 
-function lockFile(path: string): number | undefined {
-  for (;;) {
-    const fd = openSync(path, 'a+', 0o600);
-    if (!sys().flock(fd, 2 /* LOCK_EX */ | 4 /* LOCK_NB */)) {
-      closeSync(fd);
-      return undefined;
-    }
-    // the previous holder may have unlinked it between our open and flock
-    if (fstatSync(fd).nlink > 0) return fd;
-    closeSync(fd);
-  }
-}
-
 /**
  * `pick`: a free 64K-aligned range (no lock held on it by us or systemd-nspawn, no user or group
  * at its base or base+0xFFFE), tried in systemd's order: the root directory's owner, the hash of
@@ -115,15 +102,10 @@ export function pickUidRange(machine: string, directory: string, random: () => n
   for (const shift of candidates) {
     if (users.has(shift) || users.has(shift + 0xfffe) || groups.has(shift) || groups.has(shift + 0xfffe)) continue;
     const path = `${UID_LOCK_DIR}/${shift}`;
-    const fd = lockFile(path);
-    if (fd === undefined) continue;
-    return {
-      shift, range: UID_RANGE,
-      release: () => {
-        try { unlinkSync(path); } catch { /* already gone */ }
-        closeSync(fd);
-      },
-    };
+    // the holder unlinks it when done; a lock won on a file unlinked meanwhile is retaken
+    const held = tryLock(path, { unlinkOnRelease: true, createDir: false });
+    if (!held) continue;
+    return { shift, range: UID_RANGE, release: () => held.release() };
   }
   throw new NspawnError('USERNS_PICK', 'failed to find a free UID range for the container\'s user namespace (tried 101 candidates)');
 }

@@ -17,10 +17,11 @@ import { BoundedReadError, readBoundedText } from './bounded-read.js';
 import { addPortSpec, PortSpecError } from '../net/port-spec.js';
 import {
   BOOLEAN_VALUES, LINK_JOURNAL_MODES, parsePrivateUsersOwnership, RESOLV_CONF_MODES, checkIfname, checkZone, envAssignmentProblem, parseBindMount,
-  parseBoolean, parseLinkJournal, parsePrivateUsers, parseResolvConfMode, parseSignal, parseTmpfs, parseVethExtra,
+  parseBoolean, parseLinkJournal, parsePrivateUsers, parseResolvConfMode, parseTmpfs, parseVethExtra,
   setEnv, verifyLaunchSpec, type CommandLine, type LinkJournal, type SettingGroup,
 } from './cli.js';
 import { HintedConfigError, machineNameValid } from './machine-name.js';
+import { parseSignal } from './signals.js';
 import { PRIVATE_USERS_OWNERSHIP } from './spec.js';
 import type {
   BindMount, LaunchSpec, PrivateUsersOwnership, PortForward, PrivateUsers, ResolvConfMode, TmpfsMount, VethExtra,

@@ -70,6 +70,15 @@ ktest('a zone (embedded): busybox containers resolve and ping each other by name
     expect(looked(out, FWD_NAME)).toBe(FWD_ADDR);
     expect(out).toMatch(new RegExp(`Name:\\s+${mb}\\.machine\\s+Address:\\s+${addrB}`));
 
+    // a veth container (its own /28) resolves its own name, not the zone's machines, and forwards the rest
+    const mv = `dzv${process.pid}`;
+    const v = nspawnTs(['-n', '-M', mv, '-D', root.dir, 'sh', '-c', `nslookup ${mv}; nslookup ${ma}; nslookup ${FWD_NAME}; true`], OWN_DNS);
+    expect(await exitOf(v)).toBe(0);
+    expect(looked(v.output(), mv)).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+    expect(looked(v.output(), ma)).toBeUndefined();
+    expect(v.output()).toMatch(new RegExp(`can't find ${ma}: NXDOMAIN`));
+    expect(looked(v.output(), FWD_NAME)).toBe(FWD_ADDR);
+
     // the host asks the zone's address too; then b stops and its name goes
     expect(await resolveIn(undefined, host as string, mb)).toEqual({ ok: [addrB] });
     b.child.stdin?.end('go\n');

@@ -3,6 +3,7 @@
 // with the sidecar, in zones, and by the real systemd-nspawn with our sidecar. After every container
 // exits nothing of it is left: no subnet, address, DHCP interface, active lease or firewall entry.
 // (e2e-world.ts draws the world.)
+import { lstatSync, readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { waitFor } from '../helpers/exec.js';
@@ -55,9 +56,16 @@ describe('nspawn-ts -n', () => {
         expect(seen.remote).toBe(HOST_UPLINK);
         expect(await assertNothingLeftFor(machine, subnet)).toEqual([]);
 
-        // static (the default without -b): configured before the command; a later udhcpc gets the same lease
+        // static (the default without -b): configured before the command; a later udhcpc gets the same lease.
+        // The lease's resolv.conf is bound over the image's (--resolv-conf=auto): the image keeps its
+        // own byte for byte, also when udhcpc's script rewrites /etc/resolv.conf inside
+        const image = `${root.dir}/etc/resolv.conf`;
+        writeFileSync(image, '# the image\'s own\nnameserver 203.0.113.99\n');
+        const imageStat = lstatSync(image);
         const b = nspawnTs(['-n', '-M', machine, '-D', root.dir, 'sh', '-c', `${SHOW}; ${FETCH}; ${UDHCPC}; ${SHOW}`]);
         expect(await exitOf(b)).toBe(0);
+        expect(readFileSync(image, 'utf8')).toBe('# the image\'s own\nnameserver 203.0.113.99\n');
+        expect(lstatSync(image)).toMatchObject({ ino: imageStat.ino, mtimeMs: imageStat.mtimeMs, uid: imageStat.uid, mode: imageStat.mode });
         const outB = b.output();
         const first = parse(outB.slice(0, outB.indexOf('remote-ok')));
         expect(first).toMatchObject({ addr: seen.addr, route: seen.route, dns: `nameserver ${TEST_DNS}` });

@@ -9,7 +9,7 @@ import { ktest } from '../helpers/kernel.js';
 import { run, waitFor } from '../helpers/exec.js';
 import { busyboxRoot, fakeLauncherBinary, startFakeMachine, tempDir, type FakeMachine } from './machinectl-fixture.js';
 import { main } from '../../src/machinectl/main.js';
-import type { BootSystem } from '../../src/machinectl/start.js';
+import type { BootSystem } from '../../src/machinectl/units.js';
 import { MachineRegistry } from '../../src/runtime/registry.js';
 import { ImageStore } from '../../src/runtime/images.js';
 

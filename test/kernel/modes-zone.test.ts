@@ -99,7 +99,9 @@ describe('zone bridges across processes', () => {
     // a victim that died before joining says why, instead of leaving us to time out
     await waitFor(async () => {
       if (exited) throw new Error(`the victim exited early (${exited.code}): ${exited.out}`);
-      return (await linkNames(netns)).includes('vb-victim-0');
+      // joined, not only made: the veth exists before the zone lock is taken and the bridge made
+      const port = (await netns.ipJson<Array<{ master?: string }>>(['link', 'show', 'dev', 'vb-victim-0']).catch(() => []))[0];
+      return port?.master === 'vz-kill';
     }, 'the victim to join its zone', 30_000);
     child.kill('SIGKILL');
     await done;

@@ -1,7 +1,7 @@
 // The network subsystem against the real kernel, in the test run's private network namespace (the
 // "host"): links made the way systemd-nspawn makes them (ve-NAME with host0 in a container
 // namespace, vz-ZONE bridges), checked with independent tools (ip -j, nft -j).
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { describe, expect } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { ipJson, run, runOk, waitFor } from '../helpers/exec.js';
@@ -11,7 +11,7 @@ import { masqueradeOwner } from '../../src/net/netd/links.js';
 import { SubnetPool } from '../../src/net/pool.js';
 import { formatMac, generateMac, shortenIfname } from '../../src/net/naming.js';
 import { dhcpBackend } from '../../src/net/netd/dhcp-backend.js';
-import { logger } from '../../src/log.js';
+import { logger, setLogSink } from '../../src/log.js';
 import { chmodSync } from 'node:fs';
 
 const TABLE = 'nspawn-ts';
@@ -116,6 +116,41 @@ describe('sidecar mode', () => {
       st.remove();
     }
   });
+
+  for (const [what, text] of [
+    ['invalid JSON', '{"version":1,"links":{"ve-a":'],
+    ['valid JSON with a wrongly typed pool', JSON.stringify({ version: 1, pool: { version: 1, entries: 'none' }, links: {} })],
+    ['valid JSON with wrongly typed ports', JSON.stringify({
+      version: 1, pool: undefined,
+      links: { 've-gone': { kind: 'veth', key: 'gone', ifname: 've-gone', ifindex: 9, subnet: '192.168.37.16/28', holders: ['sidecar'],
+        reservations: [{ machine: 'gone', mac: '02:00:00:00:00:01', address: '192.168.37.18', ports: [{ protocol: 'tcp', hostPort: '80' }] }] } },
+    })],
+  ] as const) {
+    ktest(`a corrupt state.json (${what}) is set aside, said so in the log, and the first start serves`, async ({ netns }) => {
+      const st = withState();
+      const lines: string[] = [];
+      const restore = setLogSink((l) => lines.push(l));
+      let sub: NetworkSubsystem | undefined;
+      try {
+        mkdirSync(`${st.dir}/netd`, { recursive: true });
+        writeFileSync(`${st.dir}/netd/state.json`, text);
+        const link = await nspawnVeth('corrupt', netns);
+        sub = await open(st.dir);
+        expect(sub.list().find((l) => l.ifname === link)?.subnet).toMatch(/\/28$/);
+        const aside = readdirSync(`${st.dir}/netd`).filter((f) => f.startsWith('state.json.corrupt-'));
+        expect(aside).toHaveLength(1);
+        expect(readFileSync(`${st.dir}/netd/${aside[0]}`, 'utf8')).toBe(text);
+        expect(lines.join('\n')).toMatch(/state\.json is not .*moved it to .*state\.json\.corrupt-\d+ and started with empty state/);
+        expect(JSON.parse(readFileSync(`${st.dir}/netd/state.json`, 'utf8')).links[link]).toBeDefined();
+        await runOk('ip', ['link', 'del', link]);
+        await waitFor(() => sub?.list().length === 0, 'nothing served');
+      } finally {
+        setLogSink(restore);
+        await sub?.close();
+        st.remove();
+      }
+    });
+  }
 
   ktest('a restarted sidecar finds the same subnets, adds no duplicates and removes leftovers', async ({ netns }) => {
     const st = withState();

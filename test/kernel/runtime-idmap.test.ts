@@ -2,7 +2,7 @@
 // end on a copy of the busybox root: what the container sees of the host's owners, and who owns
 // on the host what it writes. Without the mapping the host's IDs are outside the container's range
 // (nobody) and its root cannot write there.
-import { chownSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { busyboxRoot, copyRoot } from '../helpers/rootfs.js';
@@ -96,9 +96,11 @@ describe('ID-mapped binds', () => {
       expect(uidMap?.trim()).toMatch(/^0 +[1-9][0-9]* +65536$/);
       // on the host nothing was shifted, and what the container's root made is host root's
       expect([owner(own.dir), owner(`${own.dir}/home/test`), owner(`${own.dir}/made`)]).toEqual(['0:0', '1000:1000', '0:0']);
-      const eph = await nspawn(['-q', '-U', '--private-users-ownership=map', '-x', '-D', own.dir, '-M', `${MACHINE}-mapx`, '/bin/true']);
-      expect(eph.code).toBe(1);
-      expect(eph.stderr).toContain('--private-users-ownership=map and --ephemeral may not be combined');
+      // with -x the overlay's lower layer is the ID-mapped tree (it was refused before)
+      const eph = await nspawn(['-q', '-U', '--private-users-ownership=map', '--resolv-conf=off', '-x', '-D', own.dir, '-M', `${MACHINE}-mapx`, '/bin/sh', '-c',
+        'stat -c "%u:%g" /home/test /made; touch /made-x && stat -c "%u:%g" /made-x']);
+      expect(eph).toMatchObject({ code: 0, stderr: '', stdout: '1000:1000\n0:0\n0:0\n' });
+      expect(existsSync(`${own.dir}/made-x`)).toBe(false);
       const bad = await nspawn(['-q', '-U', '--private-users-ownership=maybe', '-D', own.dir, '-M', `${MACHINE}-mapb`, '/bin/true']);
       expect(bad).toMatchObject({ code: 1, stderr: 'nspawn-ts: Cannot parse --private-users-ownership= value: maybe\nnspawn-ts: --private-users-ownership= takes off, chown, map, auto\n' });
       expect(machineRecords()).toEqual([]);

@@ -1,11 +1,11 @@
 // User namespaces: -U / --private-users= maps IDs as asked, --private-users-chown shifts the
 // root's ownership (and back), the picked range is locked while the container runs.
-import { existsSync, lstatSync, statSync } from 'node:fs';
+import { existsSync, lchownSync, lstatSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { describe, expect, beforeAll } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { busyboxRoot, copyRoot } from '../helpers/rootfs.js';
 import { ephemeralLayers, exited, machineLeader, machineRecords, nspawn, startNspawn } from '../helpers/nspawn.js';
-import { waitFor } from '../helpers/exec.js';
+import { runOk, waitFor } from '../helpers/exec.js';
 import { pickCandidateFromName, UID_LOCK_DIR } from '../../src/runtime/namespaces.js';
 
 /** machine names carry this run's ID: cgroups are host-wide, and other test runs may use the same names */
@@ -19,6 +19,18 @@ beforeAll(async () => {
 function mapOf(out: string, file: 'uid' | 'gid'): string {
   const m = new RegExp(`${file}_map:\\s*(\\d+)\\s+(\\d+)\\s+(\\d+)`).exec(out);
   return m ? `${m[1]} ${m[2]} ${m[3]}` : '';
+}
+
+/** path → owner of every entry of a tree */
+function owners(dir: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const walk = (p: string): void => {
+    const st = lstatSync(p);
+    out.set(p, `${st.uid}:${st.gid} ${st.mode.toString(8)}`);
+    if (st.isDirectory()) for (const e of readdirSync(p)) walk(`${p}/${e}`);
+  };
+  walk(dir);
+  return out;
 }
 
 const PROBE = 'printf "uid_map: "; cat /proc/self/uid_map; printf "gid_map: "; cat /proc/self/gid_map; id -u; readlink /proc/self/ns/user';
@@ -120,13 +132,73 @@ describe('user namespaces', () => {
     expect(r.stdout).toContain('mounted');
   });
 
-  ktest('--private-users with --ephemeral on an unshifted root is refused up front', async () => {
+  ktest('-U -x runs on a tree owned by host root: the overlay\'s lower layer is ID-mapped into the range, the tree is left as it was', async () => {
     const copy = await copyRoot(root);
-    const r = await nspawn(['-q', '-D', copy.dir, '-x', '-U', '/bin/true']);
-    copy.remove();
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/--ephemeral with a user namespace needs/);
-    expect(existsSync('/var/lib/nspawn-ts/ephemeral') ? ephemeralLayers() : []).toEqual([]);
-    expect(machineRecords()).toEqual([]);
+    try {
+      // (IDs past 65535 cannot be mapped; a test that wrote the shared root may have left one)
+      lchownSync(`${copy.dir}/etc/resolv.conf`, 0, 0);
+      const before = owners(copy.dir);
+      const script = `${PROBE}; stat -c "%u %g" /bin/busybox /etc/passwd /; echo more >> /etc/hostname && touch /root/new && stat -c "new %u %g" /root/new; tail -1 /etc/hostname`;
+      const r = await nspawn(['-q', '-D', copy.dir, '-M', `ux-${RUN}`, '-x', '-U', '/bin/sh', '-c', script]);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const [shift] = mapOf(r.stdout, 'uid').split(' ').slice(1).map(Number);
+      expect(shift).toBeGreaterThanOrEqual(0x80000);
+      expect(mapOf(r.stdout, 'uid')).toBe(`0 ${shift} 65536`);
+      expect(r.stdout).toContain('\n0 0\n0 0\n0 0\n'); // the tree's files are root's inside
+      expect(r.stdout).toContain('new 0 0\nmore\n');
+      // on the host: not one owner changed, nothing written
+      expect(owners(copy.dir)).toEqual(before);
+      expect(existsSync(`${copy.dir}/root/new`)).toBe(false);
+      expect(ephemeralLayers()).toEqual([]);
+      expect(machineRecords()).toEqual([]);
+      // so does --private-users-ownership=map with -x, and a fixed range
+      const m = await nspawn(['-q', '-D', copy.dir, '-x', '--private-users=1000000:65536', '--private-users-ownership=map', '/bin/sh', '-c', `${PROBE}; stat -c "%u" /etc/passwd`]);
+      expect(m.stderr).toBe('');
+      expect(mapOf(m.stdout, 'uid')).toBe('0 1000000 65536');
+      expect(m.stdout).toMatch(/\n0\n$/);
+      expect(owners(copy.dir)).toEqual(before);
+    } finally {
+      copy.remove();
+    }
+  });
+
+  ktest('-U -x on a tree already owned by the range uses it as it is (no ID mapping)', async () => {
+    const copy = await copyRoot(root);
+    try {
+      const shifted = await nspawn(['-q', '-D', copy.dir, '--private-users=589824', '--private-users-chown', '/bin/true']);
+      expect(shifted.code).toBe(0);
+      expect(statSync(copy.dir).uid).toBe(0x90000);
+      const r = await nspawn(['-q', '-D', copy.dir, '-x', '-U', '/bin/sh', '-c', `${PROBE}; stat -c "%u" /etc/passwd; grep " / / " /proc/self/mountinfo`]);
+      expect(r.stderr).toBe('');
+      expect(mapOf(r.stdout, 'uid')).toBe(`0 ${0x90000} 65536`);
+      expect(r.stdout).toMatch(/\n0\n/);
+      expect(r.stdout).not.toMatch(/lowerdir=[^,]*\/lower,/);
+    } finally {
+      copy.remove();
+    }
+  });
+
+  ktest('-U -x where the tree\'s file system cannot be ID-mapped (ramfs): a copy with shifted owners is the lower layer for the run', async () => {
+    const ram = mkdtempSync('/var/tmp/nspawn-ts-ramfs-');
+    await runOk('mount', ['-t', 'ramfs', '-o', 'mode=755', 'ramfs', ram]);
+    try {
+      const copy = await copyRoot(root, ram);
+      lchownSync(`${copy.dir}/etc/resolv.conf`, 0, 0);
+      const before = owners(copy.dir);
+      const r = await nspawn(['-D', copy.dir, '-M', `uxr-${RUN}`, '-x', '-U', '--resolv-conf=off', '/bin/sh', '-c',
+        `${PROBE}; stat -c "%u %g" /bin/busybox /home/test; touch /root/new && stat -c "new %u" /root/new; grep " / / " /proc/self/mountinfo`]);
+      expect(r.stderr).toMatch(/the ramfs file system of .* cannot be ID-mapped: copying the tree for this run, its owners shifted to \d+/);
+      expect(r.code).toBe(0);
+      const shift = Number(mapOf(r.stdout, 'uid').split(' ')[1]);
+      expect(shift).toBeGreaterThanOrEqual(0x80000);
+      expect(r.stdout).toContain('\n0 0\n1000 1000\nnew 0\n');
+      expect(r.stdout).toMatch(/ overlay .*lowerdir=[^,]*\/copy,/);
+      expect(owners(copy.dir)).toEqual(before);
+      expect(ephemeralLayers()).toEqual([]);
+    } finally {
+      await runOk('umount', [ram]);
+      rmSync(ram, { recursive: true, force: true });
+    }
   });
 });

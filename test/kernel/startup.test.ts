@@ -1,4 +1,4 @@
-// The launcher's start-up path against the kernel (README, "Start-up"): PID 1 enters its cgroups
+// The launcher's start-up path against the kernel (docs/design/startup.md): PID 1 enters its cgroups
 // itself before its first sync point (its cgroup namespace is rooted there); sockets made in another network namespace leave the calling thread
 // where it was; a launch without a sidecar makes no connection attempt, and its DHCP server listens before
 // the payload runs (the container's first DISCOVER is answered).

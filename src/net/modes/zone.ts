@@ -13,11 +13,11 @@
 // A launcher killed with SIGKILL leaves its zone's bridge behind (the veth dies with the
 // container's namespace): the next container of the zone joins it and removes it when it goes, and
 // cleanupStaleZoneBridges() (for the sidecar) removes every vz- bridge without ports.
-import { closeSync, constants, existsSync, fstatSync, mkdirSync, openSync, unlinkSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { NspawnError } from '../../errors.js';
 import { logger } from '../../log.js';
-import { sys } from '../../native.js';
+import { lock, type LockOptions, LockTimeoutError } from '../../common/lock.js';
 import type { Link } from '../rtnl.js';
 import { VethPair, joinBridge, type VethPairInfo, type VethPairSpec } from './veth.js';
 import {
@@ -32,10 +32,6 @@ export const SYSTEMD_ZONE_LOCK = '/run/systemd/nspawn-network-zone';
 /** Ours. */
 export const ZONE_LOCK = '/run/nspawn-ts/network-zone.lock';
 
-const LOCK_EX = 2;
-const LOCK_NB = 4;
-const LOCK_UN = 8;
-
 /** systemd-nspawn tries to join a bridge that keeps vanishing this many times (setup_bridge: n > 10). */
 const JOIN_ATTEMPTS = 11;
 
@@ -48,58 +44,15 @@ export interface ZoneLockOptions {
   timeoutMs?: number;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function poll(tryOnce: () => boolean, what: string, deadline: number): Promise<void> {
-  let delay = 1;
-  while (!tryOnce()) {
-    if (Date.now() >= deadline) {
-      throw new NspawnError('NET_ZONE_LOCK_TIMEOUT', `the network zone lock ${what} stayed taken by another process; is a container start hanging?`);
-    }
-    await sleep(delay);
-    delay = Math.min(delay * 2, 50);
-  }
-}
-
-/** make_lock_file(path, LOCK_EX) of systemd: an OFD write lock on a file that must still be linked once we hold it. */
-async function systemdLock(path: string, deadline: number): Promise<() => void> {
-  for (;;) {
-    const fd = openSync(path, constants.O_CREAT | constants.O_RDWR | constants.O_NOFOLLOW | constants.O_NOCTTY, 0o600);
-    try {
-      await poll(() => sys().ofdLock(fd, 1), path, deadline);
-      if (fstatSync(fd).nlink > 0) {
-        return () => {
-          // release_lock_file(): the exclusive owner removes the file, then unlocks by closing
-          try {
-            unlinkSync(path);
-          } catch { /* already gone */ }
-          closeSync(fd);
-        };
-      }
-    } catch (err) {
-      closeSync(fd);
-      throw err;
-    }
-    closeSync(fd); // the previous owner removed it: lock the new one
-  }
-}
-
-async function flockFile(path: string, deadline: number): Promise<() => void> {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
-  const fd = openSync(path, 'a', 0o600);
+/** A lock of the zone (src/common/lock.ts); a timeout names the lock and the likely cause. */
+async function take(path: string, deadline: number, opts: LockOptions): Promise<() => void> {
   try {
-    await poll(() => sys().flock(fd, LOCK_EX | LOCK_NB), path, deadline);
+    const l = await lock(path, { ...opts, timeoutMs: Math.max(0, deadline - Date.now()) });
+    return () => l.release();
   } catch (err) {
-    closeSync(fd);
-    throw err;
+    if (!(err instanceof LockTimeoutError)) throw err;
+    throw new NspawnError('NET_ZONE_LOCK_TIMEOUT', `the network zone lock ${path} stayed taken by another process; is a container start hanging?`);
   }
-  return () => {
-    try {
-      sys().flock(fd, LOCK_UN);
-    } finally {
-      closeSync(fd);
-    }
-  };
 }
 
 /** The lock around creating, joining and removing zone bridges, shared by every process on the host. */
@@ -113,7 +66,9 @@ export function zoneLock(opts: ZoneLockOptions = {}): ZoneLock {
       let releaseSystemd: (() => void) | undefined;
       if (systemdPath !== null) {
         try {
-          releaseSystemd = await systemdLock(systemdPath, deadline);
+          // make_lock_file(path, LOCK_EX) of systemd: an OFD write lock on a file that must still be
+          // linked once held; release_lock_file() unlinks it, then unlocks by closing
+          releaseSystemd = await take(systemdPath, deadline, { kind: 'ofd', unlinkOnRelease: true, createDir: false });
         } catch (err) {
           // a read-only or foreign /run/systemd: nothing of systemd's can be running there with us
           const code = (err as NodeJS.ErrnoException).code;
@@ -123,7 +78,7 @@ export function zoneLock(opts: ZoneLockOptions = {}): ZoneLock {
       }
       let releaseOurs: () => void;
       try {
-        releaseOurs = await flockFile(path, deadline);
+        releaseOurs = await take(path, deadline, { kind: 'flock' });
       } catch (err) {
         releaseSystemd?.();
         throw err;

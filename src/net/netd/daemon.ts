@@ -18,14 +18,18 @@ const log = logger('netd');
 export const SIDECAR_USAGE = `Usage: nspawn-netd [OPTIONS]
 
 Serves host-side networking for containers (ve-*, vz-* links, also systemd-nspawn's):
-subnets, DHCP, masquerade. Runs in the foreground; logs JSON lines to stderr.
+subnets, DHCP, DNS (machine names), masquerade. Runs in the foreground; logs JSON lines to stderr.
 
 Options:
   --state-dir=DIR   state directory (default $NSPAWN_TS_STATE_DIR or /var/lib/nspawn-ts)
   --socket=PATH     API socket (default $NSPAWN_NETD_SOCKET or /run/nspawn-ts/netd.sock)
-  --dns=ADDR[,ADDR] DNS servers for containers (default: $NSPAWN_NETD_DNS, else the host's)
+  --dns=ADDR[,ADDR] DNS servers for containers, instead of our DNS server on each link
+                    (default: $NSPAWN_NETD_DNS, else our server: machine names, the rest forwarded)
   --pool=CIDR       IPv4 pool for subnets; repeat for several (default 192.168.0.0/16,
                     172.16.0.0/12, 10.0.0.0/8, as systemd-networkd)
+  --zone-leases-per-source=N
+                    on a zone, at most N DHCP addresses held at once by clients without a
+                    reservation behind one Ethernet source (default 8; 0: no cap)
   -v, --verbose     debug logging
   -h, --help        this text`;
 
@@ -34,6 +38,7 @@ export interface SidecarOptions {
   socket: string;
   dns?: string[];
   pools?: string[];
+  zoneLeasesPerSource?: number;
   verbose: boolean;
 }
 
@@ -51,7 +56,7 @@ export function parseSidecarArgs(argv: readonly string[], env: NodeJS.ProcessEnv
     }
     const m = /^(--[a-z-]+)(?:=(.*))?$/s.exec(arg);
     const name = m?.[1];
-    if (!m || !['--state-dir', '--socket', '--dns', '--pool'].includes(name ?? '')) {
+    if (!m || !['--state-dir', '--socket', '--dns', '--pool', '--zone-leases-per-source'].includes(name ?? '')) {
       throw new ConfigError(`unknown argument "${arg}" (see nspawn-netd --help)`, { code: 'CFG_ARGS' });
     }
     let value = m[2];
@@ -71,6 +76,9 @@ export function parseSidecarArgs(argv: readonly string[], env: NodeJS.ProcessEnv
       } catch (err) {
         throw new ConfigError(errorMessage(err), { code: 'CFG_ARGS' });
       }
+    } else if (name === '--zone-leases-per-source') {
+      if (!/^\d{1,9}$/.test(value)) throw new ConfigError(`--zone-leases-per-source: "${value}" is not a number of leases (0: no cap)`, { code: 'CFG_ARGS' });
+      opts.zoneLeasesPerSource = Number(value);
     } else {
       opts.pools = [...(opts.pools ?? []), value];
     }
@@ -129,6 +137,7 @@ export async function sidecarMain(argv: readonly string[], deps: SidecarDeps = {
   const subOpts: Parameters<typeof NetworkSubsystem.open>[0] = { mode: 'sidecar', stateDir: opts.stateDir };
   if (opts.dns) subOpts.dns = opts.dns;
   if (opts.pools) subOpts.pools = opts.pools;
+  if (opts.zoneLeasesPerSource !== undefined) subOpts.zoneLeasesPerSource = opts.zoneLeasesPerSource;
   subOpts.dhcp = deps.dhcp ?? (await import('./dhcp-backend.js')).dhcpBackend(logger('dhcp'));
   // before touching any link: a sidecar that already runs owns them
   if (await socketAnswers(opts.socket)) {

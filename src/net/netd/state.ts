@@ -10,7 +10,7 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { NspawnError } from '../../errors.js';
 import { logger } from '../../log.js';
-import { sys } from '../../native.js';
+import { type FileLock, lock, LockTimeoutError } from '../../common/lock.js';
 import type { PoolState } from '../pool.js';
 import type { ServedKind } from './links.js';
 import type { PortForward } from '../model.js';
@@ -89,41 +89,118 @@ export function emptyState(): NetdState {
   return { version: STATE_VERSION, pool: undefined, links: {} };
 }
 
-const LOCK_EX = 2;
-const LOCK_NB = 4;
-const LOCK_UN = 8;
+/** A schema error at `where` (a JSON path) in the state file. */
+class Malformed extends Error {}
 
-function parseState(text: string, file: string): NetdState {
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isPort = (v: unknown): boolean => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 65535;
+
+function need(ok: boolean, where: string, what: string): void {
+  if (!ok) throw new Malformed(`${where} is not ${what}`);
+}
+
+function checkHolder(v: unknown, where: string): Holder {
+  need(typeof v === 'string' && (v === 'sidecar' || /^pid:\d+:\d+(#\d+)?$/.test(v)), where, 'a holder ("sidecar" or "pid:PID:START")');
+  return v as Holder;
+}
+
+function checkPorts(v: unknown, where: string): PortForward[] {
+  need(Array.isArray(v), where, 'a list');
+  return (v as unknown[]).map((p, i) => {
+    const at = `${where}[${i}]`;
+    need(isObject(p), at, 'an object');
+    const o = p as Record<string, unknown>;
+    need(o.protocol === 'tcp' || o.protocol === 'udp', `${at}.protocol`, '"tcp" or "udp"');
+    for (const k of ['hostPort', 'hostPortEnd', 'containerPort', 'containerPortEnd']) need(isPort(o[k]), `${at}.${k}`, 'a port number');
+    return { protocol: o.protocol as 'tcp' | 'udp', hostPort: o.hostPort as number, hostPortEnd: o.hostPortEnd as number,
+      containerPort: o.containerPort as number, containerPortEnd: o.containerPortEnd as number };
+  });
+}
+
+function checkReservation(v: unknown, where: string): ReservationRecord {
+  need(isObject(v), where, 'an object');
+  const o = v as Record<string, unknown>;
+  for (const k of ['machine', 'mac', 'address']) need(typeof o[k] === 'string' && (o[k] as string).length > 0, `${where}.${k}`, 'a string');
+  const r: ReservationRecord = { machine: o.machine as string, mac: o.mac as string, address: o.address as string };
+  if (o.ports !== undefined) r.ports = checkPorts(o.ports, `${where}.ports`);
+  if (o.portLoopback !== undefined) {
+    need(typeof o.portLoopback === 'boolean', `${where}.portLoopback`, 'true or false');
+    r.portLoopback = o.portLoopback as boolean;
+  }
+  if (o.holder !== undefined) r.holder = checkHolder(o.holder, `${where}.holder`);
+  return r;
+}
+
+function checkLink(ifname: string, v: unknown): LinkRecord {
+  const where = `links["${ifname}"]`;
+  need(isObject(v), where, 'an object');
+  const l = v as Record<string, unknown>;
+  need(l.kind === 'veth' || l.kind === 'zone', `${where}.kind`, '"veth" or "zone"');
+  need(typeof l.key === 'string' && l.key.length > 0, `${where}.key`, 'a string');
+  need(typeof l.subnet === 'string' && /^\d+\.\d+\.\d+\.\d+\/\d+$/.test(l.subnet), `${where}.subnet`, 'a subnet like 192.168.37.16/28');
+  need(l.ifindex === undefined || (Number.isInteger(l.ifindex) && (l.ifindex as number) >= 0), `${where}.ifindex`, 'an interface index');
+  need(Array.isArray(l.reservations), `${where}.reservations`, 'a list');
+  need(Array.isArray(l.holders), `${where}.holders`, 'a list');
+  return {
+    kind: l.kind as ServedKind, key: l.key as string, ifname, ifindex: (l.ifindex as number | undefined) ?? 0, subnet: l.subnet as string,
+    reservations: (l.reservations as unknown[]).map((r, i) => checkReservation(r, `${where}.reservations[${i}]`)),
+    holders: (l.holders as unknown[]).map((h, i) => checkHolder(h, `${where}.holders[${i}]`)),
+  };
+}
+
+function checkPool(v: unknown): PoolState | undefined {
+  if (v === undefined || v === null) return undefined;
+  need(isObject(v), 'pool', 'an object');
+  const p = v as Record<string, unknown>;
+  need(p.version === 1, 'pool.version', '1');
+  need(Array.isArray(p.entries), 'pool.entries', 'a list');
+  const entries = (p.entries as unknown[]).map((e, i) => {
+    const at = `pool.entries[${i}]`;
+    need(isObject(e), at, 'an object');
+    const o = e as Record<string, unknown>;
+    need(o.kind === 'veth' || o.kind === 'zone', `${at}.kind`, '"veth" or "zone"');
+    need(typeof o.key === 'string' && o.key.length > 0, `${at}.key`, 'a string');
+    need(typeof o.subnet === 'string' && /^\d+\.\d+\.\d+\.\d+\/\d+$/.test(o.subnet), `${at}.subnet`, 'a subnet');
+    need(typeof o.active === 'boolean', `${at}.active`, 'true or false');
+    need(Number.isFinite(o.used) && (o.used as number) >= 0, `${at}.used`, 'a number');
+    return { kind: o.kind as PoolState['entries'][number]['kind'], key: o.key as string, subnet: o.subnet as string, active: o.active as boolean, used: o.used as number };
+  });
+  return { version: 1, entries };
+}
+
+/**
+ * Parses and checks the whole file: any value of a wrong type anywhere is a StateError (the caller
+ * sets the file aside and starts empty), never a TypeError later in whatever reads the field.
+ */
+export function parseState(text: string, file: string): NetdState {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch (err) {
-    throw new StateError(`${file} is not JSON (${(err as Error).message}); move it away to start with empty state`, { cause: err });
+    throw new StateError(`${file} is not JSON (${(err as Error).message})`, { cause: err });
   }
-  const r = raw as Partial<NetdState> | null;
-  if (typeof r !== 'object' || r === null || r.version !== STATE_VERSION || typeof r.links !== 'object' || r.links === null) {
-    throw new StateError(`${file} is not a version ${STATE_VERSION} network state file; move it away to start with empty state`);
-  }
-  const links: Record<string, LinkRecord> = {};
-  for (const [ifname, l] of Object.entries(r.links)) {
-    if (typeof l !== 'object' || l === null || (l.kind !== 'veth' && l.kind !== 'zone') || typeof l.key !== 'string' ||
-      typeof l.subnet !== 'string' || !Array.isArray(l.reservations) || !Array.isArray(l.holders)) {
-      throw new StateError(`${file}: the record of link "${ifname}" is malformed; move the file away to start with empty state`);
+  try {
+    need(isObject(raw), 'the file', 'a JSON object');
+    const r = raw as Record<string, unknown>;
+    need(r.version === STATE_VERSION, 'version', String(STATE_VERSION));
+    need(isObject(r.links), 'links', 'an object');
+    const links: Record<string, LinkRecord> = {};
+    for (const [ifname, l] of Object.entries(r.links as Record<string, unknown>)) links[ifname] = checkLink(ifname, l);
+    const out: NetdState = { version: STATE_VERSION, pool: checkPool(r.pool), links };
+    if (r.ipForwardBefore !== undefined) {
+      need(typeof r.ipForwardBefore === 'string', 'ipForwardBefore', 'a string');
+      out.ipForwardBefore = r.ipForwardBefore as string;
     }
-    links[ifname] = {
-      kind: l.kind, key: l.key, ifname, ifindex: typeof l.ifindex === 'number' ? l.ifindex : 0, subnet: l.subnet,
-      reservations: l.reservations.filter((x): x is ReservationRecord =>
-        typeof x === 'object' && x !== null && typeof x.machine === 'string' && typeof x.mac === 'string' && typeof x.address === 'string'),
-      holders: l.holders.filter((h): h is Holder => typeof h === 'string'),
-    };
+    if (r.portWatchers !== undefined) {
+      need(isObject(r.portWatchers), 'portWatchers', 'an object');
+      const w = Object.entries(r.portWatchers as Record<string, unknown>).map(([k, h]) => [k, checkHolder(h, `portWatchers["${k}"]`)] as const);
+      if (w.length) out.portWatchers = Object.fromEntries(w);
+    }
+    return out;
+  } catch (err) {
+    if (!(err instanceof Malformed)) throw err;
+    throw new StateError(`${file} is not a version ${STATE_VERSION} network state file: ${err.message}`, { cause: err });
   }
-  const out: NetdState = { version: STATE_VERSION, pool: r.pool, links };
-  if (typeof r.ipForwardBefore === 'string') out.ipForwardBefore = r.ipForwardBefore;
-  if (typeof r.portWatchers === 'object' && r.portWatchers !== null) {
-    const w = Object.entries(r.portWatchers).filter((e): e is [string, Holder] => typeof e[1] === 'string');
-    if (w.length) out.portWatchers = Object.fromEntries(w);
-  }
-  return out;
 }
 
 /** The state file and its lock. */
@@ -144,14 +221,28 @@ export class StateStore {
     this.lockFile = `${this.dir}/lock`;
   }
 
-  /** Reads the state without the lock (a snapshot for status output). */
+  /**
+   * Reads the state without the lock (a snapshot). A file that is not a valid state reads as the
+   * empty state: the next update() sets it aside under the lock and starts from there.
+   */
   peek(): NetdState {
     try {
-      return parseState(readFileSync(this.file, 'utf8'), this.file);
+      return this.read();
+    } catch (err) {
+      if (err instanceof StateError) return emptyState();
+      throw err;
+    }
+  }
+
+  private read(): NetdState {
+    let text: string;
+    try {
+      text = readFileSync(this.file, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return emptyState();
       throw err;
     }
+    return parseState(text, this.file);
   }
 
   /**
@@ -161,20 +252,23 @@ export class StateStore {
   update<T>(fn: (state: NetdState) => T | Promise<T>): Promise<T> {
     const run = async (): Promise<T> => {
       mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-      const fd = openSync(this.lockFile, 'a', 0o600);
+      let held: FileLock;
       try {
-        // never block the event loop on another process's lock: poll (holders keep it for ms)
-        for (let waited = 0; !sys().flock(fd, LOCK_EX | LOCK_NB); waited += 2) {
-          if (waited > 30_000) throw new StateError(`${this.lockFile} has been locked by another process for 30 s`);
-          await new Promise((r) => setTimeout(r, 2));
-        }
+        // waits on timers: the loop that waits may be serving DHCP (holders keep it for ms)
+        held = await lock(this.lockFile, { timeoutMs: 30_000, createDir: false });
+      } catch (err) {
+        if (err instanceof LockTimeoutError) throw new StateError(`${this.lockFile} has been locked by another process for 30 s`, { cause: err });
+        throw err;
+      }
+      try {
         let state: NetdState;
         try {
-          state = this.peek();
+          state = this.read();
         } catch (err) {
           if (!(err instanceof StateError)) throw err;
-          // unreadable (a write cut short by a power loss): links and firewall are re-read from the
-          // kernel, so starting over loses only remembered subnets; keep the file for inspection
+          // unreadable (a write cut short by a power loss, an edit by hand): links and firewall are
+          // re-read from the kernel, so starting over loses only remembered subnets; the file is
+          // kept for inspection
           const aside = `${this.file}.corrupt-${Date.now()}`;
           renameSync(this.file, aside);
           log.warn(`${err.message}; moved it to ${aside} and started with empty state`);
@@ -186,11 +280,7 @@ export class StateStore {
         if (after !== before) this.write(after);
         return result;
       } finally {
-        try {
-          sys().flock(fd, LOCK_UN);
-        } finally {
-          closeSync(fd);
-        }
+        held.release();
       }
     };
     const p = this.queue.then(run, run);

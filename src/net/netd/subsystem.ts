@@ -33,7 +33,7 @@ import { cleanupStaleZoneBridges, removeZoneBridgeIfEmpty, zoneLock } from '../m
 import { formatMac, generateMac, readMachineId, vethHostIfname, zoneBridgeIfname } from '../naming.js';
 import { describeSubnet, SubnetPool, type SubnetAllocation, type SubnetPoolOptions } from '../pool.js';
 import { type Link, Rtnl, type RtnlEvent, type RtnlMonitor } from '../rtnl.js';
-import { isClientAddress, pickAddress } from './addresses.js';
+import { isClientAddress, pickAddress, SubnetFullError } from './addresses.js';
 import { hostDns } from './dns.js';
 import { DnsServer, type DnsLink, type DnsServerOptions } from '../dns/index.js';
 import { watch, type FSWatcher } from 'node:fs';
@@ -71,6 +71,8 @@ export interface DhcpInterface {
   authoritative?: boolean;
   reservedOnly?: boolean;
   leaseTime?: number;
+  /** dynamic addresses held per Ethernet source, at most (0: no cap) */
+  maxLeasesPerSource?: number;
 }
 
 export interface DhcpLeaseInfo {
@@ -105,9 +107,18 @@ export interface SubsystemOptions {
   machineId?: Uint8Array | null;
   sysctl?: SysctlIo;
   log?: Logger;
+  /**
+   * On a zone (a bridge shared by several machines), at most this many DHCP addresses are held at
+   * once by clients without a reservation behind one Ethernet source (default 8; 0: no cap): one
+   * machine inventing clients cannot take its neighbours' pool.
+   */
+  zoneLeasesPerSource?: number;
   /** which machines run (whose port mappings a sweep keeps); default: the machine registry's records (registryMachines()) */
   machines?: RunningMachines;
 }
+
+/** Dynamic DHCP leases per Ethernet source on a zone: a machine with several clients of its own, not a pool. */
+export const DEFAULT_ZONE_LEASES_PER_SOURCE = 8;
 
 /** What a machine gets on its link: what the launcher configures host0 with. */
 export interface MachineLease {
@@ -162,15 +173,27 @@ function holderOf(mode: SubsystemOptions['mode']): Holder {
 
 /**
  * The reservations with `machine` placed: its previous address when still free, else its stable
- * one (pickAddress) past the others' reservations and `bound` addresses. A previous entry for the
- * machine or the MAC is replaced.
+ * one (pickAddress) past the others' reservations and `bound` (dynamic) addresses. When dynamic
+ * leases hold every address left, the machine's stable address is taken from its dynamic holder (a
+ * reservation is the launcher's word; dynamic clients move on). A previous entry for the machine or
+ * the MAC is replaced.
  */
-function placeReservation(alloc: SubnetAllocation, current: readonly ReservationRecord[], machine: string, mac: string, bound: readonly string[],
+export function placeReservation(alloc: SubnetAllocation, current: readonly ReservationRecord[], machine: string, mac: string, bound: readonly string[],
   holder?: Holder): ReservationRecord[] {
   const mine = current.find((r) => r.machine === machine);
   const others = current.filter((r) => r.machine !== machine && r.mac !== mac);
-  const taken = new Set<string>([...others.map((r) => r.address), ...bound]);
-  const address = mine && !taken.has(mine.address) && isClientAddress(alloc, mine.address) ? mine.address : pickAddress(alloc, machine, taken);
+  const reserved = new Set<string>(others.map((r) => r.address));
+  const taken = new Set<string>([...reserved, ...bound]);
+  let address: string;
+  if (mine && !taken.has(mine.address) && isClientAddress(alloc, mine.address)) address = mine.address;
+  else {
+    try {
+      address = pickAddress(alloc, machine, taken);
+    } catch (err) {
+      if (!(err instanceof SubnetFullError)) throw err;
+      address = mine && !reserved.has(mine.address) && isClientAddress(alloc, mine.address) ? mine.address : pickAddress(alloc, machine, reserved);
+    }
+  }
   return [...others, holder === undefined ? { machine, mac, address } : { machine, mac, address, holder }];
 }
 
@@ -184,6 +207,7 @@ export class NetworkSubsystem {
   private readonly sysctl: SysctlIo;
   private readonly poolOptions: SubnetPoolOptions;
   private readonly dns: string[];
+  private readonly zoneLeasesPerSource: number;
   private readonly machineId: Uint8Array | undefined;
   private readonly machines: RunningMachines;
   private dhcpServer: DhcpBackend | undefined;
@@ -214,6 +238,7 @@ export class NetworkSubsystem {
     this.store = new StateStore(opts.stateDir, { durable: opts.mode === 'sidecar' });
     this.sysctl = opts.sysctl ?? procSys;
     this.poolOptions = opts.pools ? { pools: opts.pools } : {};
+    this.zoneLeasesPerSource = opts.zoneLeasesPerSource ?? DEFAULT_ZONE_LEASES_PER_SOURCE;
     const serveDns = opts.dnsServer !== false && !(opts.dnsServer === undefined && opts.dns);
     if (serveDns) this.dnsServer = new DnsServer({ log: logger('dns'), ...(opts.dnsServer || {}) });
     if (opts.dns) {
@@ -508,7 +533,10 @@ export class NetworkSubsystem {
       ifindex: served.ifindex, ifname: served.ifname, address: `${served.alloc.hostAddress}/${served.alloc.prefixLength}`,
       dns: this.dnsFor(served), reservations: reservations.map((r) => ({ mac: r.mac, address: r.address, hostname: r.machine })),
     };
-    if (served.kind === 'zone') cfg.leaseTime = ZONE_DHCP_LEASE;
+    if (served.kind === 'zone') {
+      cfg.leaseTime = ZONE_DHCP_LEASE;
+      cfg.maxLeasesPerSource = this.zoneLeasesPerSource;
+    }
     if (restrict !== undefined) {
       // an embedded launcher on a shared zone bridge answers only its own container
       cfg.pool = `${restrict}-${restrict}`;

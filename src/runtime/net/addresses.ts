@@ -8,19 +8,19 @@
 //               without -b, where no network manager runs inside) it then configures host0 itself,
 //               in the container's network namespace: address, default route. A DHCP client that
 //               runs later gets the same address (the reservation).
-//   beforeExec  static: writes /etc/resolv.conf in the container (when --resolv-conf= is auto), as a
-//               DHCP client's script would.
+//   beforeExec  static: writes the lease's resolv.conf into the container's /run (when
+//               --resolv-conf= is auto), which planAfterHooks binds over /etc/resolv.conf: the
+//               container sees it, the image keeps its own file.
 //   afterExit   releases the reservation (sidecar), or takes everything down (embedded).
 //
 // --network-config=static|dhcp overrides the choice; -b defaults to dhcp: the container's own
 // network manager (systemd-networkd's 80-container-host0.network) asks our DHCP server.
-import { closeSync, constants, existsSync, fchownSync, lstatSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { chownSync, closeSync, constants, existsSync, fchownSync, lstatSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { errorMessage, NspawnError } from '../../errors.js';
 import { logger } from '../../log.js';
 import { sys } from '../../native.js';
 import { defaultStateDir } from '../../common/paths.js';
-import type { PortForward } from '../../net/model.js';
+import type { ContainerNetworkRequest, PortForward } from '../../net/model.js';
 import type { NetworkHookContext as HookContext } from './request.js';
 import { chaseInRoot } from '../../net/resolv.js';
 import { Rtnl } from '../../net/rtnl.js';
@@ -28,6 +28,7 @@ import { defaultSocketPath } from '../../net/netd/socket-path.js';
 import { parseDnsList } from '../../net/netd/dns.js';
 import type { ServedKind } from '../../net/netd/links.js';
 import { type DhcpBackend, type MachineLease, NetworkSubsystem } from '../../net/netd/subsystem.js';
+import type { PlanOp } from '../plan.js';
 
 const log = logger('net');
 
@@ -56,32 +57,55 @@ export function renderLeaseResolvConf(dns: readonly string[]): string {
 
 export class HostNetworkError extends NspawnError {}
 
+/** Where, inside the container, the lease's resolv.conf is written (its /run: a fresh tmpfs, not the image). */
+export const LEASE_RESOLV_CONF = '/run/nspawn-ts/resolv.conf';
+
+const MS_BIND = 0x1000;
+
 /**
- * Writes the lease's resolv.conf as /etc/resolv.conf inside `root` (the container's, through
- * /proc/PID/root): /etc resolved within the root (chaseInRoot: no symlink leads out of it), a
- * temporary file renamed over the target. A resolv.conf that is a symlink belongs to a resolver
- * inside (resolved's stub) and is left alone, as systemd-nspawn's copy modes do. No fsync: the
- * file is remade at every start.
+ * The plan op that puts the lease's resolv.conf over the image's /etc/resolv.conf: a bind mount
+ * (as --resolv-conf=bind-* does), so the image is left as it was. Optional: it is skipped when no
+ * file was written (no lease DNS, or a symlinked resolv.conf that belongs to a resolver inside).
+ */
+export function leaseResolvConfBindOps(): PlanOp[] {
+  return [{ op: 'mount', source: LEASE_RESOLV_CONF, target: '/etc/resolv.conf', flags: MS_BIND, optional: true }];
+}
+
+/**
+ * Writes the lease's resolv.conf into the container's /run (`root` is the container's, through
+ * /proc/PID/root), for leaseResolvConfBindOps() to bind over /etc/resolv.conf; /etc is resolved
+ * within the root (chaseInRoot: no symlink leads out of it). A resolv.conf that is a symlink
+ * belongs to a resolver inside (resolved's stub) and is left alone, as systemd-nspawn's copy modes
+ * do; a missing one gets an empty file to mount on (as bind-* makes one). Files belong to the
+ * container's root.
  */
 export function writeLeaseResolvConf(root: string, dns: readonly string[], uidShift?: number): boolean {
   const etc = chaseInRoot(root, '/etc').path;
   const target = `${etc}/resolv.conf`;
+  let exists = true;
   try {
     if (lstatSync(target).isSymbolicLink()) return false;
   } catch {
-    // missing: created
+    exists = false;
   }
-  const tmp = `${etc}/.#resolv.conf${randomBytes(6).toString('hex')}`;
-  const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+  if (!exists) {
+    const fd = openSync(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+    try {
+      if (uidShift !== undefined) fchownSync(fd, uidShift, uidShift);
+    } finally {
+      closeSync(fd);
+    }
+  }
+  const run = chaseInRoot(root, '/run').path;
+  const dir = `${run}/nspawn-ts`;
+  mkdirSync(dir, { mode: 0o755, recursive: true });
+  if (uidShift !== undefined) chownSync(dir, uidShift, uidShift);
+  const fd = openSync(`${dir}/resolv.conf`, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
   try {
     writeSync(fd, renderLeaseResolvConf(dns));
     if (uidShift !== undefined) fchownSync(fd, uidShift, uidShift);
+  } finally {
     closeSync(fd);
-    renameSync(tmp, target);
-  } catch (err) {
-    try { closeSync(fd); } catch { /* closed */ }
-    try { unlinkSync(tmp); } catch { /* gone */ }
-    throw err;
   }
   return true;
 }
@@ -112,6 +136,7 @@ export function addressHooks(opts: AddressHooksOptions): {
   afterClone(ctx: HookContext): Promise<void>;
   beforeExec(ctx: HookContext): Promise<void>;
   afterExit(ctx: HookContext): Promise<void>;
+  planAfterHooks(request: Pick<ContainerNetworkRequest, 'resolvConf' | 'network'>): PlanOp[];
   lease(): MachineLease | undefined;
 } {
   const env = opts.env ?? process.env;
@@ -135,6 +160,11 @@ export function addressHooks(opts: AddressHooksOptions): {
     // a bad $NSPAWN_NETD_DNS fails the start before anything of the container exists
     preflight() {
       if (env.NSPAWN_NETD_DNS) parseDnsList(env.NSPAWN_NETD_DNS, '$NSPAWN_NETD_DNS');
+    },
+
+    // --resolv-conf=auto with a private network: the lease's file (written by beforeExec, if any) over the image's
+    planAfterHooks(request) {
+      return request.resolvConf === 'auto' && request.network.private ? leaseResolvConfBindOps() : [];
     },
 
     async afterClone(ctx) {

@@ -11,7 +11,7 @@
 // Each sees the container through the library's model (request.ts converts the LaunchSpec once).
 // The modules are imported on demand: the launch path stays lean without a private network.
 import type { ContainerNetworkRequest } from '../../net/model.js';
-import type { ContainerContext, LaunchHooks } from '../launcher.js';
+import type { ContainerContext, LaunchHooks } from '../launch-types.js';
 import type { PlanOp } from '../plan.js';
 import type { LaunchSpec } from '../spec.js';
 import type { ContainerLinkInfo } from './addresses.js';
@@ -35,6 +35,7 @@ interface NetworkHook {
   beforeExec?(ctx: NetworkHookContext): void | Promise<void>;
   afterExit?(ctx: NetworkHookContext): void | Promise<void>;
   planMounts?(info: { root: string; request: ContainerNetworkRequest; uidShift?: number }): PlanOp[];
+  planAfterHooks?(request: ContainerNetworkRequest): PlanOp[];
 }
 
 /** The launcher's hook for a network hook: only the methods it has (the launcher checks which exist). */
@@ -47,6 +48,7 @@ function adapt(hook: NetworkHook, request: ContainerNetworkRequest): LaunchHooks
   if (hook.afterClone) out.afterClone = (c) => hook.afterClone?.(ctx(c));
   if (hook.beforeExec) out.beforeExec = (c) => hook.beforeExec?.(ctx(c));
   if (hook.afterExit) out.afterExit = (c) => hook.afterExit?.(ctx(c));
+  if (hook.planAfterHooks) out.planAfterHooks = () => hook.planAfterHooks?.(request) ?? [];
   if (hook.planMounts) out.planMounts = (i) => hook.planMounts?.({ root: i.root, request, ...(i.uidShift !== undefined ? { uidShift: i.uidShift } : {}) }) ?? [];
   return out;
 }

@@ -97,9 +97,26 @@ describe('DISCOVER → OFFER (RFC 2131 §4.3.1)', () => {
   test('an offer not taken lapses and its address goes back to the pool', () => {
     const h = new Harness({ address: '192.0.2.1/30' }); // one client address: .2
     expect(kind(h.send({ type: T.DISCOVER }))).toBe('offer');
-    expect(h.send({ type: T.DISCOVER, mac: '02:00:00:00:00:43' })).toMatchObject({ kind: 'ignore', reason: 'no free address in the pool' });
+    expect(h.table.pool.free).toBe(0);
     h.advance(30_001);
+    expect(h.table.pool.free).toBe(1);
     expect(h.send({ type: T.DISCOVER, mac: '02:00:00:00:00:43' })).toMatchObject({ kind: 'offer', address: ip('192.0.2.2') });
+  });
+
+  test('an unanswered offer never keeps an address from another client: with none free, the oldest offer is withdrawn', () => {
+    const h = new Harness({ address: '192.0.2.1/29' }); // five client addresses, .2-.6
+    for (let i = 0; i < 5; i++) expect(kind(h.send({ type: T.DISCOVER, mac: `02:00:00:00:01:0${i}` }))).toBe('offer');
+    const first = h.table.lease('hw:1:020000000100');
+    expect(first?.state).toBe('offered');
+    const late = h.send({ type: T.DISCOVER, mac: '02:00:00:00:00:43' });
+    expect(late).toMatchObject({ kind: 'offer', address: first?.address });
+    expect(h.table.lease('hw:1:020000000100')).toBeUndefined(); // withdrawn
+    // the late client takes it; the first client's REQUEST for its withdrawn offer is refused
+    expect(kind(h.send({ type: T.REQUEST, mac: '02:00:00:00:00:43', serverId: SERVER, requested: ipv4ToString(first!.address) }))).toBe('ack');
+    expect(kind(h.send({ type: T.REQUEST, mac: '02:00:00:00:01:00', serverId: SERVER, requested: ipv4ToString(first!.address) }))).toBe('nak');
+    // bindings are never withdrawn: with all five bound, a newcomer gets nothing
+    for (let i = 1; i < 5; i++) h.dora({ mac: `02:00:00:00:01:0${i}` });
+    expect(h.send({ type: T.DISCOVER, mac: '02:00:00:00:00:44' })).toMatchObject({ kind: 'ignore', reason: 'no free address in the pool' });
   });
 
   test('never offers the network, broadcast, server or an excluded address', () => {

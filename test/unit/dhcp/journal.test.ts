@@ -1,5 +1,6 @@
 // The lease journal: record format, replay, recovery from torn and corrupt files, compaction, lock.
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -224,15 +225,56 @@ describe('FileLeaseStore', () => {
     await again.close();
   });
 
-  test('a lease file locked by a live server is refused; a stale lock is taken over', async () => {
+  test('a lease file open in another server is refused until that one closes', async () => {
     const path = join(dir, 'leases');
-    writeFileSync(`${path}.lock`, `${process.ppid}\n`);
+    const { store: first } = open(path);
     expect(() => open(path)).toThrow(LeaseFileError);
-    expect(() => open(path)).toThrow(/in use by another DHCP server \(pid/);
-    writeFileSync(`${path}.lock`, '999999999\n');
+    expect(() => open(path)).toThrow(/in use by another DHCP server \(it holds the lock .*leases\.lock\)/);
+    await first.close();
     const { store } = open(path);
     await store.close();
-    expect(existsSync(`${path}.lock`)).toBe(false);
+  });
+
+  test('a lock file naming a live PID (a PID reused after a reboot, /var/lib persists) does not refuse a start', async () => {
+    const path = join(dir, 'leases');
+    writeFileSync(`${path}.lock`, `${process.ppid}\n`);
+    const { store } = open(path);
+    await store.close();
+    writeFileSync(`${path}.lock`, `${process.pid}\n`);
+    const { store: again } = open(path);
+    await again.close();
+  });
+
+  test('a server killed with SIGKILL that is still a zombie (nobody reaped it) does not refuse a start', async () => {
+    const path = join(dir, 'leases');
+    const journal = new URL('../../../dist/dhcp/journal.js', import.meta.url).href;
+    const script = `import(${JSON.stringify(journal)}).then(({ FileLeaseStore }) => {
+      new FileLeaseStore(${JSON.stringify(path)}, { log: console, now: Date.now() });
+      process.stdout.write('ready ' + process.pid + '\\n');
+      setInterval(() => {}, 1 << 30);
+    });`;
+    // the server's parent is a shell that becomes sleep(1): nobody waits for the server once it dies
+    const parent = spawn('sh', ['-c', `${JSON.stringify(process.execPath)} -e "$0" & exec sleep 30`, script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      let out = '';
+      parent.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+      const deadline = Date.now() + 15_000;
+      while (!/ready (\d+)/.test(out)) {
+        if (Date.now() > deadline) throw new Error(`the server did not start: ${out}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const pid = Number(/ready (\d+)/.exec(out)?.[1]);
+      expect(() => open(path)).toThrow(/in use by another DHCP server/);
+      process.kill(pid, 'SIGKILL');
+      const state = (): string | undefined => /\) (\S)/.exec(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.[1];
+      // a zombie once its last thread is gone (the leader shows Z while node's other threads still exit)
+      while (state() !== 'Z' || readdirSync(`/proc/${pid}/task`).length > 1) await new Promise((r) => setTimeout(r, 10));
+      const { store } = open(path); // kill(pid, 0) still succeeds on the zombie; its lock is gone
+      await store.close();
+      expect(state()).toBe('Z');
+    } finally {
+      parent.kill('SIGKILL');
+    }
   });
 
   test("durability 'write' answers after the write, and syncs in the background soon after", async () => {

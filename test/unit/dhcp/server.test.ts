@@ -260,6 +260,14 @@ describe('dhcp-serve command line', () => {
     expect(() => parseDhcpServeArgs(argv)).toThrow(re);
   });
 
+  test('--max-leases-per-source caps the dynamic leases of one Ethernet source on every interface (default: no cap)', () => {
+    const link = { ifindex: 3, ifname: 've-a', addresses: [parseCidr('192.0.2.1/24')!] };
+    const base = ['--interface', 've-a', '--pool', '192.0.2.0/24'];
+    expect(planInterfaces(parseDhcpServeArgs(base), [link])[0]?.maxLeasesPerSource).toBeUndefined();
+    expect(planInterfaces(parseDhcpServeArgs([...base, '--max-leases-per-source', '4']), [link])[0]).toMatchObject({ maxLeasesPerSource: 4 });
+    expect(() => parseDhcpServeArgs([...base, '--max-leases-per-source=lots'])).toThrow(/--max-leases-per-source: "lots" is not a number of leases/);
+  });
+
   test('each interface takes the pool in its own subnet; statics go where their address is', () => {
     const args = parseDhcpServeArgs(['--interface', 've-a', '--interface', 've-b', '--pool', '198.51.100.0/24', '--pool', '192.0.2.100-192.0.2.150',
       '--static', '02:00:00:00:00:42=192.0.2.120']);

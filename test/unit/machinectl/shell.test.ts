@@ -9,8 +9,9 @@ import { commandCandidates, parseGroup, parsePasswd, resolveUser } from '../../.
 import { maskHas } from '../../../src/machinectl/procfs.js';
 import { DEFAULT_PATH, gettyCommand, shellEnvironment } from '../../../src/machinectl/shell.js';
 import {
-  disableMachines, enableMachines, startArguments, TEMPLATE_UNIT, unitText, UNIT_OPTIONS, type BootSystem,
+  startArguments, UNIT_OPTIONS,
 } from '../../../src/machinectl/start.js';
+import { disableMachines, enableMachines, TEMPLATE_UNIT, unitText, type BootSystem } from '../../../src/machinectl/units.js';
 import { ImageStore } from '../../../src/runtime/images.js';
 import { parseCommandLine } from '../../../src/runtime/cli.js';
 

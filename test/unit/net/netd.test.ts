@@ -15,6 +15,7 @@ import { sockaddrUn } from '../../../src/net/netd/notify.js';
 import { enableForwarding, IP_FORWARD, restoreForwarding, type SysctlIo } from '../../../src/net/netd/sysctl.js';
 import { describeSubnet } from '../../../src/net/pool.js';
 import { shortenIfname } from '../../../src/net/naming.js';
+import { placeReservation } from '../../../src/net/netd/subsystem.js';
 
 describe('classifyLink', () => {
   test('ve- veths and vz- bridges are served, vb- veths are ports, the rest is left alone', () => {
@@ -78,6 +79,23 @@ describe('pickAddress', () => {
   test('a full subnet is a clear error', () => {
     const all = new Set(Array.from({ length: 13 }, (_, i) => `192.168.37.${18 + i}`));
     expect(() => pickAddress(veth, 'web', all)).toThrow(/no free address for machine 'web' in 192.168.37.16\/28/);
+  });
+
+  test("a machine's reservation takes an address from dynamic leases when they hold all that is left, never from another reservation", () => {
+    const clients = Array.from({ length: 253 }, (_, i) => `10.4.5.${i + 2}`);
+    const others = clients.slice(0, 3).map((address, i) => ({ machine: `m${i}`, mac: `02:00:00:00:00:0${i}`, address }));
+    const bound = clients.slice(3); // a flood of dynamic leases took every other address
+    const placed = placeReservation(zone, others, 'newcomer', '02:00:00:00:01:00', bound);
+    const mine = placed.find((r) => r.machine === 'newcomer');
+    expect(mine?.address).toBe(pickAddress(zone, 'newcomer', new Set(others.map((r) => r.address))));
+    expect(others.map((r) => r.address)).not.toContain(mine?.address);
+    expect(placed.filter((r) => r.machine !== 'newcomer')).toEqual(others);
+    // a free address still goes first
+    const oneFree = bound.filter((a) => a !== '10.4.5.200');
+    expect(placeReservation(zone, others, 'newcomer', '02:00:00:00:01:00', oneFree).find((r) => r.machine === 'newcomer')?.address).toBe('10.4.5.200');
+    // reservations alone filling the subnet: still a clear error
+    const full = clients.map((address, i) => ({ machine: `r${i}`, mac: `02:00:00:00:02:${(i & 0xff).toString(16).padStart(2, '0')}`, address }));
+    expect(() => placeReservation(zone, full, 'newcomer', '02:00:00:00:01:00', [])).toThrow(/all 253 client addresses are taken/);
   });
 
   test('isClientAddress excludes network, host and broadcast', () => {
@@ -203,6 +221,9 @@ describe('nspawn-netd command line', () => {
     expect(parseSidecarArgs(['--state-dir', '/a', '--socket=/b.sock', '--dns=192.0.2.1', '--dns', '192.0.2.2', '--pool=10.0.0.0/8', '-v'], { NSPAWN_NETD_DNS: '192.0.2.9' }))
       .toEqual({ stateDir: '/a', socket: '/b.sock', dns: ['192.0.2.1', '192.0.2.2'], pools: ['10.0.0.0/8'], verbose: true });
     expect(parseSidecarArgs(['--help'], {})).toBe('help');
+    expect(parseSidecarArgs(['--zone-leases-per-source=0'], {})).toMatchObject({ zoneLeasesPerSource: 0 });
+    expect(parseSidecarArgs(['--zone-leases-per-source', '32'], {})).toMatchObject({ zoneLeasesPerSource: 32 });
+    expect(() => parseSidecarArgs(['--zone-leases-per-source=-1'], {})).toThrow(/--zone-leases-per-source: "-1" is not a number of leases \(0: no cap\)/);
   });
   test.each([
     [['--bogus'], /unknown argument "--bogus"/],
@@ -226,23 +247,34 @@ test('sockaddr_un for sd_notify: paths and abstract names', () => {
 });
 
 describe('resolv.conf of a container configured at start', () => {
-  test('written inside the root, a symlink left to the container, nothing outside the root touched', async () => {
-    const { writeLeaseResolvConf, renderLeaseResolvConf } = await import('../../../src/runtime/net/addresses.js');
-    const { mkdirSync, readFileSync, symlinkSync, readdirSync, existsSync } = await import('node:fs');
+  test("written to the container's /run (bound over /etc/resolv.conf), the image's file left alone, a symlink left to the container, nothing outside the root touched", async () => {
+    const { writeLeaseResolvConf, renderLeaseResolvConf, leaseResolvConfBindOps, LEASE_RESOLV_CONF } = await import('../../../src/runtime/net/addresses.js');
+    const { mkdirSync, readFileSync, symlinkSync, readdirSync, existsSync, writeFileSync } = await import('node:fs');
     const root = mkdtempSync(`${tmpdir()}/netd-root-`);
     try {
       mkdirSync(`${root}/etc`);
+      mkdirSync(`${root}/run`);
+      writeFileSync(`${root}/etc/resolv.conf`, 'nameserver 203.0.113.1\n');
       expect(writeLeaseResolvConf(root, ['192.0.2.53', '198.51.100.53'])).toBe(true);
-      expect(readFileSync(`${root}/etc/resolv.conf`, 'utf8')).toBe(renderLeaseResolvConf(['192.0.2.53', '198.51.100.53']));
-      expect(readFileSync(`${root}/etc/resolv.conf`, 'utf8')).toMatch(/^nameserver 192\.0\.2\.53\nnameserver 198\.51\.100\.53\n$/m);
-      // replaced again (a second start)
+      expect(readFileSync(`${root}${LEASE_RESOLV_CONF}`, 'utf8')).toBe(renderLeaseResolvConf(['192.0.2.53', '198.51.100.53']));
+      expect(readFileSync(`${root}${LEASE_RESOLV_CONF}`, 'utf8')).toMatch(/^nameserver 192\.0\.2\.53\nnameserver 198\.51\.100\.53\n$/m);
+      expect(readFileSync(`${root}/etc/resolv.conf`, 'utf8')).toBe('nameserver 203.0.113.1\n');
+      expect(leaseResolvConfBindOps()).toEqual([{ op: 'mount', source: LEASE_RESOLV_CONF, target: '/etc/resolv.conf', flags: 0x1000, optional: true }]);
+      // written again (a second start), shorter: no tail of the first left
       expect(writeLeaseResolvConf(root, ['203.0.113.53'])).toBe(true);
-      expect(readFileSync(`${root}/etc/resolv.conf`, 'utf8')).toContain('nameserver 203.0.113.53\n');
+      expect(readFileSync(`${root}${LEASE_RESOLV_CONF}`, 'utf8')).toBe(renderLeaseResolvConf(['203.0.113.53']));
       expect(readdirSync(`${root}/etc`)).toEqual(['resolv.conf']);
-      // a symlink (resolved's stub inside) stays
+      // none in the image: an empty one to mount on
       rmSync(`${root}/etc/resolv.conf`);
+      expect(writeLeaseResolvConf(root, ['192.0.2.53'])).toBe(true);
+      expect(readFileSync(`${root}/etc/resolv.conf`, 'utf8')).toBe('');
+      // a symlink (resolved's stub inside) stays, and nothing is written to bind
+      rmSync(`${root}/etc/resolv.conf`);
+      rmSync(`${root}/run`, { recursive: true });
+      mkdirSync(`${root}/run`);
       symlinkSync('../run/systemd/resolve/stub-resolv.conf', `${root}/etc/resolv.conf`);
       expect(writeLeaseResolvConf(root, ['192.0.2.53'])).toBe(false);
+      expect(existsSync(`${root}${LEASE_RESOLV_CONF}`)).toBe(false);
       // /etc a symlink pointing out of the root: resolved inside it, the host's file untouched
       rmSync(`${root}/etc`, { recursive: true });
       mkdirSync(`${root}/real-etc`);

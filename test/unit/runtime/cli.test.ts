@@ -2,8 +2,9 @@ import { describe, expect, test } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../../../src/errors.js';
 import {
-  formatCliError, parseCommandLine, parseSignal, runCli, verifyLaunchSpec, type CliEnvironment, type CommandLine,
+  formatCliError, parseCommandLine, runCli, verifyLaunchSpec, type CliEnvironment, type CommandLine,
 } from '../../../src/runtime/cli.js';
+import { parseSignal } from '../../../src/runtime/signals.js';
 import { HintedConfigError } from '../../../src/runtime/machine-name.js';
 import type { LaunchSpec } from '../../../src/runtime/spec.js';
 

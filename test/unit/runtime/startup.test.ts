@@ -1,8 +1,8 @@
-// The start-up path of the commands (README, "Start-up"): the bin/ scripts run as shipped (their #!
+// The start-up path of the commands (docs/design/startup.md): the bin/ scripts run as shipped (their #!
 // line) and through `node`, without parsing NODE_EXTRA_CA_CERTS and without loading what a
 // command does not need; how PID 1 enters its cgroups (cgroupEntry); the debug timeline.
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
