@@ -27,5 +27,9 @@ if [ ! -f "$stamp" ] || [ -n "$(find src tsconfig.json package.json -newer "$sta
     node -e 'require(process.argv[1]).build(process.argv[2])' "$PWD/bin/cached-bundle.cjs" "${entry%%=*}" \
       || { say "error: writing the code cache failed"; exit 1; }
   done
+  # man pages (help2man) and bash completion, from each command's --help
+  say "writing man pages and bash completion"
+  command -v help2man >/dev/null || { say "error: help2man is missing (npm run setup installs it)"; exit 1; }
+  node scripts/build-docs.mjs || { say "error: building man pages and completion failed"; exit 1; }
   touch "$stamp"
 fi
