@@ -43,7 +43,8 @@ if [ "${npm_config_global:-}" = true ] && [ -n "${npm_config_prefix:-}" ]; then
   fi
 fi
 
-for name in nspawn-ts nspawn-netd machinectl-ts; do
+for bundle in dist/*.cjs; do
+  name=$(basename "$bundle" .cjs)
   node -e 'require(process.argv[1]).build(process.argv[2])' "$PWD/bin/cached-bundle.cjs" "$name" \
     || { say "error: writing the code cache of $name failed"; exit 1; }
 done
