@@ -9,9 +9,11 @@ import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { killAndWait, run, runOk, waitFor } from '../helpers/exec.js';
 import { TestNetns } from '../helpers/netns.js';
-import { FETCH, HOST_UPLINK, masqueraded, netdState, startSidecar, World } from './e2e-world.js';
+import { FETCH, HOST_UPLINK, masqueraded, netdState, REMOTE, startSidecar, World } from './e2e-world.js';
+import { busyboxRoot, copyRoot } from '../helpers/rootfs.js';
 
 const PLUGIN = fileURLToPath(new URL('../../bin/nspawn-cni', import.meta.url));
+const PODMAN_SCRIPT = fileURLToPath(new URL('../helpers/podman-cni.sh', import.meta.url));
 const DRIVER_SRC = fileURLToPath(new URL('../helpers/cni-driver/main.go', import.meta.url));
 
 let work: string;
@@ -216,4 +218,35 @@ describe('nspawn-cni under libcni', () => {
       await c1.destroy();
     }
   }, 120_000);
+});
+
+describe('nspawn-cni under podman (CNI backend)', () => {
+  ktest('two busybox containers on a network: addresses, default routes, each other, the internet through masquerade, -p 8080:80 from a client; rm -f leaves nothing', async () => {
+    const world = await World.create();
+    const root = await copyRoot(await busyboxRoot());
+    const dir = mkdtempSync(`${work}/podman-`);
+    try {
+      const r = await run('unshare', ['-m', '--propagation', 'private', 'bash', PODMAN_SCRIPT, dir, PLUGIN, root.dir, REMOTE, HOST_UPLINK, world.uplink.name], { timeoutMs: 240_000 });
+      const got = Object.fromEntries(r.stdout.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+      if (r.code !== 0 || got.DONE !== '1') throw new Error(`the podman scenario failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
+      const web = got.ADDR_web ?? '';
+      const other = got.ADDR_other ?? '';
+      expect(web).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+      expect(other).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+      expect(web).not.toBe(other);
+      expect(got.ROUTE_web).toMatch(/^default via \d+\.\d+\.\d+\.1 dev eth0/);
+      expect(got.PING_other_web).toBe('ok');
+      expect(got.NEIGHBOUR).toBe('web-ok');
+      expect(got.REMOTE).toBe(`remote-ok ${HOST_UPLINK}`);
+      expect(got.PORT).toBe('web-ok');
+      expect(got.LINKS_UP).toContain('vz-podnet');
+      // while they ran: both reservations, web's port, recorded in the plugin's state directory
+      const up = JSON.parse(got.STATE_UP ?? '{}') as { links: Record<string, { reservations: Array<{ machine: string; ports?: unknown[] }> }> };
+      expect(up.links['vz-podnet']?.reservations.map((x) => [x.machine, x.ports?.length ?? 0]).sort()).toEqual([['other', 0], ['web', 1]]);
+      expect(await leftovers({ conflist: '', stateDir: `${dir}/state`, cache: '' })).toEqual([]);
+    } finally {
+      root.remove();
+      await world.destroy();
+    }
+  }, 300_000);
 });
