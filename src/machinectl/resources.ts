@@ -4,11 +4,13 @@
 // Every assignment is checked before anything changes; a property this host cannot enforce is
 // refused before the running machine or the stored file is touched.
 import { ConfigError } from '../errors.js';
-import { MachineCgroup } from '../runtime/cgroups.js';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { cgroupFsPath, detectLayout, MachineCgroup, parseProcCgroup } from '../runtime/cgroups.js';
+import { DEVICE_ALLOW, deviceAllowRules } from '../runtime/container-cgroup.js';
 import type { ImageStore } from '../runtime/images.js';
 import { HintedConfigError, machineNameProblem, MACHINE_NAME_RULES } from '../runtime/machine-name.js';
 import { formatProperties, parseProperties, saveProperties, type ResourceProperties } from '../runtime/properties.js';
-import type { MachineRegistry } from '../runtime/registry.js';
+import type { MachineRecord, MachineRegistry } from '../runtime/registry.js';
 import { MachineError } from './control.js';
 import { machineCgroupState } from './info.js';
 
@@ -45,8 +47,12 @@ export function setProperty(
       throw new MachineError('MACHINE_NO_CGROUP', `Machine '${name}' runs without a cgroup of its own (its launcher did not create one), so its limits cannot be changed while it runs` +
         (opts.runtime ? '' : `; set them without the running machine: stop it, then 'machinectl-ts set-property ${name} …' and start it again`));
     }
+    // DeviceAllow= is checked before anything changes: a class or node this host lacks is refused
+    const devices = deviceAllowRules(props.DeviceAllow);
+    if (devices.warnings.length > 0) throw new ConfigError(`set-property: ${devices.warnings.join('; ')}`, { code: 'CFG_PROPERTY_VALUE' });
     const cg = MachineCgroup.open(state);
     cg.update(props);
+    if (props.DeviceAllow) allowDevices(record, props.DeviceAllow.reset, devices.rules);
     const after = cg.toJSON();
     registry.update(name, { cgroup: after });
     result.runtime = true;
@@ -56,4 +62,24 @@ export function setProperty(
     result.stored = formatProperties(saveProperties(name, props, opts.propertiesDir ? { dir: opts.propertiesDir } : {}));
   }
   return result;
+}
+
+/**
+ * Adds devices to a running machine's devices cgroup (v1: the leader's); a reset first denies all
+ * and allows the standard set again, as a start would.
+ */
+function allowDevices(record: MachineRecord, reset: boolean, rules: readonly string[]): void {
+  const leader = record.leader?.pid;
+  const h = detectLayout().hierarchies.find((x) => x.version === 1 && x.controllers.includes('devices'));
+  if (leader === undefined || !h) {
+    throw new MachineError('MACHINE_NO_CGROUP', `Machine '${record.name}' has no devices cgroup here, so DeviceAllow= cannot change while it runs`);
+  }
+  const entry = parseProcCgroup(readFileSync(`/proc/${leader}/cgroup`, 'utf8')).find((e) => e.controllers.includes('devices'));
+  const dir = entry ? cgroupFsPath(h, entry.path) : undefined;
+  if (dir === undefined) throw new MachineError('MACHINE_NO_CGROUP', `Machine '${record.name}': its leader's devices cgroup is not visible here`);
+  if (reset) {
+    writeFileSync(`${dir}/devices.deny`, 'a');
+    for (const r of DEVICE_ALLOW) writeFileSync(`${dir}/devices.allow`, r);
+  }
+  for (const r of rules) writeFileSync(`${dir}/devices.allow`, r);
 }

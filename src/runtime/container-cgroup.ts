@@ -6,11 +6,13 @@
 // The container gets a cgroup namespace rooted at these cgroups (made after the launcher moved
 // it in), and /sys/fs/cgroup laid out like the host's: every v1 controller read-only, name=systemd
 // and the cgroup2 writable (cgroupMountOps).
-import { mkdirSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { posix } from 'node:path';
 import { NspawnError, TeardownError } from '../errors.js';
 import { cgroupFsPath, type CgroupLayout, type Hierarchy } from './cgroups.js';
 import { MOUNT_ATTR_RDONLY, MS_NODEV, MS_NOEXEC, MS_NOSUID, type PlanOp } from './plan.js';
+import type { DeviceAllowList } from './properties.js';
+import type { BindMount } from './spec.js';
 
 /** systemd-nspawn@.service's DevicePolicy=closed + DeviceAllow=, as devices.allow lines. */
 export const DEVICE_ALLOW = [
@@ -19,6 +21,81 @@ export const DEVICE_ALLOW = [
   'c 136:* rw', // pts
   'c 10:200 rwm', // net/tun
 ];
+
+/** Majors by driver name from /proc/devices ("Character devices:" / "Block devices:" sections). */
+export function parseProcDevices(text: string): { char: Array<[number, string]>; block: Array<[number, string]> } {
+  const out = { char: [] as Array<[number, string]>, block: [] as Array<[number, string]> };
+  let section: 'char' | 'block' | undefined;
+  for (const line of text.split('\n')) {
+    if (/^Character devices:/.test(line)) section = 'char';
+    else if (/^Block devices:/.test(line)) section = 'block';
+    else {
+      const m = /^\s*(\d+)\s+(\S+)\s*$/.exec(line);
+      if (m && section) out[section].push([Number(m[1]), m[2] as string]);
+    }
+  }
+  return out;
+}
+
+function globMatch(pattern: string, name: string): boolean {
+  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+  return re.test(name);
+}
+
+/**
+ * devices.allow lines for DeviceAllow= entries, as systemd's cgroup_add_device_allow() and
+ * whitelist_major() make them: a /dev path by its node's type and number (stat() on the host), a
+ * class by the majors /proc/devices lists for it ("c 10:* rw"). What does not exist is skipped with
+ * a warning, as systemd skips it.
+ */
+export function deviceAllowRules(list: DeviceAllowList | undefined, procDevices = '/proc/devices'): { rules: string[]; warnings: string[] } {
+  const rules: string[] = [];
+  const warnings: string[] = [];
+  if (!list) return { rules, warnings };
+  let majors: ReturnType<typeof parseProcDevices> | undefined;
+  for (const { node, access } of list.entries) {
+    const cls = /^(char|block)-(.+)$/.exec(node);
+    if (cls) {
+      majors ??= parseProcDevices(readFileSync(procDevices, 'utf8'));
+      const kind = cls[1] === 'char' ? 'char' : 'block';
+      const found = majors[kind].filter(([, name]) => globMatch(cls[2] as string, name));
+      if (found.length === 0) warnings.push(`DeviceAllow=${node}: no such ${kind === 'char' ? 'character' : 'block'} device class in ${procDevices}; ignored`);
+      for (const [major] of found) rules.push(`${kind === 'char' ? 'c' : 'b'} ${major}:* ${access}`);
+      continue;
+    }
+    const rule = deviceNodeRule(node, access);
+    if (rule) rules.push(rule);
+    else warnings.push(`DeviceAllow=${node}: not a device node on this host; ignored`);
+  }
+  return { rules, warnings };
+}
+
+/** "c MAJOR:MINOR ACCESS" for a device node path on the host; undefined if it is none. */
+export function deviceNodeRule(path: string, access: string): string | undefined {
+  try {
+    const st = statSync(path);
+    if (!st.isCharacterDevice() && !st.isBlockDevice()) return undefined;
+    const major = Number((BigInt(st.rdev) >> 8n) & 0xfffn) | Number((BigInt(st.rdev) >> 32n) & ~0xfffn);
+    const minor = Number(BigInt(st.rdev) & 0xffn) | Number((BigInt(st.rdev) >> 12n) & ~0xffn);
+    return `${st.isCharacterDevice() ? 'c' : 'b'} ${major}:${minor} ${access}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Device nodes bound in (--bind=/dev/fuse): allowed as systemd-nspawn's append_machine_properties()
+ * does it, rw (r for --bind-ro).
+ */
+export function boundDeviceRules(binds: readonly BindMount[]): string[] {
+  const out: string[] = [];
+  for (const b of binds) {
+    if (b.sourceInRoot) continue;
+    const rule = deviceNodeRule(b.source, b.readOnly ? 'r' : 'rw');
+    if (rule) out.push(rule);
+  }
+  return out;
+}
 
 /** The same place src/runtime/cgroups.ts uses for a machine. */
 export function machineCgroupDir(h: Hierarchy, machine: string): string | undefined {
@@ -71,7 +148,7 @@ export class SupportCgroups {
   private constructor(readonly dirs: readonly string[]) {}
 
   /** An empty leftover of a killed launcher is reused; a failure removes what was made. */
-  static create(layout: CgroupLayout, machine: string): SupportCgroups {
+  static create(layout: CgroupLayout, machine: string, extraDevices: readonly string[] = []): SupportCgroups {
     const made: string[] = [];
     try {
       for (const h of supportHierarchies(layout)) {
@@ -81,7 +158,7 @@ export class SupportCgroups {
         made.push(dir);
         if (h.controllers.includes('devices')) {
           writeFileSync(`${dir}/devices.deny`, 'a');
-          for (const rule of DEVICE_ALLOW) writeFileSync(`${dir}/devices.allow`, rule);
+          for (const rule of [...DEVICE_ALLOW, ...extraDevices]) writeFileSync(`${dir}/devices.allow`, rule);
         }
       }
     } catch (err) {

@@ -7,7 +7,7 @@ import { ConfigError, errorMessage } from '../errors.js';
 import { logger } from '../log.js';
 import { sys } from '../native.js';
 import { detectLayout, MachineCgroup, type CgroupLayout } from './cgroups.js';
-import { SupportCgroups } from './container-cgroup.js';
+import { SupportCgroups, boundDeviceRules, deviceAllowRules } from './container-cgroup.js';
 import type { InitInfo } from './container-root.js';
 import { createEphemeral, sweepEphemeral, type EphemeralRoot } from './ephemeral.js';
 import { copyTree, shiftedId, shiftOwnership } from './file-tree.js';
@@ -144,11 +144,15 @@ export function prepareCgroups(spec: LaunchSpec, init: InitInfo | undefined, use
   if (layout.mode === 'none') return { layout };
   // name=systemd too (hybrid/legacy hosts): a systemd init tracks its units there
   const named = layout.hierarchies.some((h) => h.name === 'systemd') ? ['systemd'] : [];
-  const cgroup = MachineCgroup.create(spec.machine, parseProperties(spec.properties), { layout, namedHierarchies: named });
+  const props = parseProperties(spec.properties);
+  const cgroup = MachineCgroup.create(spec.machine, props, { layout, namedHierarchies: named });
   // with a user namespace, the container's root manages its subtree (systemd's Delegate=yes)
   if (userns) cgroup.delegate(userns.shift, userns.shift);
   undo.push('remove the machine cgroups', () => cgroup.remove());
-  const support = SupportCgroups.create(layout, spec.machine);
+  // device nodes bound in, and DeviceAllow=, join the devices policy (as systemd-nspawn's scope properties)
+  const devices = deviceAllowRules(props.DeviceAllow);
+  for (const w of devices.warnings) log.warn(w);
+  const support = SupportCgroups.create(layout, spec.machine, [...boundDeviceRules(spec.binds), ...devices.rules]);
   undo.push('remove the container cgroups', () => support.remove());
   return { layout, cgroup, support };
 }

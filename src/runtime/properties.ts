@@ -27,7 +27,7 @@ import { readBoundedText } from './bounded-read.js';
 
 export const SUPPORTED_PROPERTIES = [
   'MemoryMax', 'MemoryHigh', 'MemoryLow', 'MemorySwapMax',
-  'CPUQuota', 'CPUQuotaPeriodSec', 'CPUWeight', 'TasksMax',
+  'CPUQuota', 'CPUQuotaPeriodSec', 'CPUWeight', 'TasksMax', 'DeviceAllow',
 ] as const;
 export type PropertyName = (typeof SUPPORTED_PROPERTIES)[number];
 
@@ -38,7 +38,7 @@ const KNOWN_UNSUPPORTED = new Set([
   'StartupIOWeight', 'IODeviceWeight', 'IOReadBandwidthMax', 'IOWriteBandwidthMax', 'IOReadIOPSMax',
   'IOWriteIOPSMax', 'IODeviceLatencyTargetSec', 'BlockIOAccounting', 'BlockIOWeight',
   'BlockIODeviceWeight', 'BlockIOReadBandwidth', 'BlockIOWriteBandwidth', 'AllowedCPUs',
-  'AllowedMemoryNodes', 'DeviceAllow', 'DevicePolicy', 'IPAccounting', 'IPAddressAllow',
+  'AllowedMemoryNodes', 'DevicePolicy', 'IPAccounting', 'IPAddressAllow',
   'IPAddressDeny', 'Delegate', 'Slice', 'ManagedOOMSwap', 'ManagedOOMMemoryPressure',
 ]);
 
@@ -68,6 +68,17 @@ export interface ResourceProperties {
   CPUQuotaPeriodSec?: CpuQuotaPeriod;
   CPUWeight?: CpuWeight;
   TasksMax?: TasksLimit;
+  DeviceAllow?: DeviceAllowList;
+}
+
+/**
+ * DeviceAllow= as systemd takes it: each assignment adds a device (a /dev path, or a class
+ * char-NAME / block-NAME from /proc/devices, globs allowed) with access r, w, m (default rwm); an
+ * empty assignment resets the list (back to the devices every container gets).
+ */
+export interface DeviceAllowList {
+  reset: boolean;
+  entries: Array<{ node: string; access: string }>;
 }
 
 const UINT64_MAX = (1n << 64n) - 1n;
@@ -394,7 +405,30 @@ export function parsePropertyValue(name: string, value: string, where = '--prope
       return { name: n, value: parseCpuQuotaPeriod(value, where) };
     case 'CPUWeight':
       return { name: n, value: parseCpuWeight(value, where) };
+    case 'DeviceAllow':
+      return { name: n, value: parseDeviceAllow(value, where) };
   }
+}
+
+function parseDeviceAllow(value: string, where: string): DeviceAllowList {
+  const v = value.trim();
+  if (v === '') return { reset: true, entries: [] };
+  const parts = v.split(/\s+/);
+  const node = parts[0] as string;
+  const access = parts[1] ?? 'rwm';
+  const allowed = "a device node under /dev (e.g. '/dev/fuse rw'), or char-NAME / block-NAME from /proc/devices (e.g. 'char-pts'), then access r, w, m";
+  if (parts.length > 2) throw valueError('DeviceAllow', value, 'too many words', allowed, where);
+  if (!/^(\/dev\/[^\0]+|(char|block)-[^\s/]+)$/.test(node) || node.split('/').includes('..')) throw valueError('DeviceAllow', value, `'${node}' is not a device`, allowed, where);
+  if (!/^[rwm]{1,3}$/.test(access) || new Set(access).size !== access.length) throw valueError('DeviceAllow', value, `bad access '${access}'`, allowed, where);
+  return { reset: false, entries: [{ node, access }] };
+}
+
+/** Another DeviceAllow= on top of `base`: a reset replaces the list, else the entries add up. */
+function addDeviceAllow(base: DeviceAllowList | undefined, over: DeviceAllowList): DeviceAllowList {
+  if (!base || over.reset) return { reset: over.reset, entries: [...over.entries] };
+  const entries = [...base.entries];
+  for (const e of over.entries) if (!entries.some((x) => x.node === e.node && x.access === e.access)) entries.push(e);
+  return { reset: base.reset, entries };
 }
 
 /** Parses "NAME=VALUE" (the form of --property= and set-property arguments). */
@@ -408,7 +442,8 @@ export function parsePropertyAssignment(assignment: string, where = '--property'
 }
 
 function setAssignment(out: ResourceProperties, a: PropertyAssignment): void {
-  (out as Record<string, unknown>)[a.name] = a.value;
+  if (a.name === 'DeviceAllow') out.DeviceAllow = addDeviceAllow(out.DeviceAllow, a.value);
+  else (out as Record<string, unknown>)[a.name] = a.value;
 }
 
 /**
@@ -425,7 +460,9 @@ export function parseProperties(list: ReadonlyArray<string | { name: string; val
 
 /** `over` on top of `base` (set-property on a machine that already has properties). */
 export function mergeProperties(base: ResourceProperties, over: ResourceProperties): ResourceProperties {
-  return { ...base, ...over };
+  const out = { ...base, ...over };
+  if (base.DeviceAllow && over.DeviceAllow) out.DeviceAllow = addDeviceAllow(base.DeviceAllow, over.DeviceAllow);
+  return out;
 }
 
 function formatPermyriad(p: number): string {
@@ -436,6 +473,7 @@ function formatPermyriad(p: number): string {
 
 /** The canonical text of a value; parsePropertyValue(name, formatPropertyValue(a)) gives `a` back. */
 export function formatPropertyValue(a: PropertyAssignment): string {
+  if (a.name === 'DeviceAllow') return a.value.entries.map((e) => `${e.node} ${e.access}`).join(', ');
   const v = a.value;
   switch (v.kind) {
     // CPUQuota= has no "infinity" in systemd: the empty assignment removes the quota
@@ -458,6 +496,12 @@ export function formatProperties(props: ResourceProperties): string[] {
   for (const name of SUPPORTED_PROPERTIES) {
     const value = props[name];
     if (value === undefined) continue;
+    if (name === 'DeviceAllow') {
+      const d = value as DeviceAllowList;
+      if (d.reset) out.push('DeviceAllow=');
+      for (const e of d.entries) out.push(`DeviceAllow=${e.node} ${e.access}`);
+      continue;
+    }
     out.push(`${name}=${formatPropertyValue({ name, value } as PropertyAssignment)}`);
   }
   return out;

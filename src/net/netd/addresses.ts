@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import { Address4 } from 'ip-address';
 import { NspawnError } from '../../errors.js';
 import type { SubnetAllocation } from '../pool.js';
+import type { Holder, ReservationRecord } from './state.js';
 
 const DOMAIN = 'nspawn-ts/address/v1\0';
 
@@ -41,4 +42,30 @@ export function isClientAddress(alloc: SubnetAllocation, address: string): boole
   const a = new Address4(address).bigInt();
   const first = new Address4(alloc.clientRange.first).bigInt();
   return a >= first && a < first + BigInt(alloc.clientRange.count);
+}
+
+/**
+ * The reservations with `machine` placed: its previous address when still free, else its stable
+ * one (pickAddress) past the others' reservations and `bound` (dynamic) addresses. When dynamic
+ * leases hold every address left, the machine's stable address is taken from its dynamic holder (a
+ * reservation is the launcher's word; dynamic clients move on). A previous entry for the machine or
+ * the MAC is replaced.
+ */
+export function placeReservation(alloc: SubnetAllocation, current: readonly ReservationRecord[], machine: string, mac: string, bound: readonly string[],
+  holder?: Holder): ReservationRecord[] {
+  const mine = current.find((r) => r.machine === machine);
+  const others = current.filter((r) => r.machine !== machine && r.mac !== mac);
+  const reserved = new Set<string>(others.map((r) => r.address));
+  const taken = new Set<string>([...reserved, ...bound]);
+  let address: string;
+  if (mine && !taken.has(mine.address) && isClientAddress(alloc, mine.address)) address = mine.address;
+  else {
+    try {
+      address = pickAddress(alloc, machine, taken);
+    } catch (err) {
+      if (!(err instanceof SubnetFullError)) throw err;
+      address = mine && !reserved.has(mine.address) && isClientAddress(alloc, mine.address) ? mine.address : pickAddress(alloc, machine, reserved);
+    }
+  }
+  return [...others, holder === undefined ? { machine, mac, address } : { machine, mac, address, holder }];
 }

@@ -33,130 +33,24 @@ import { cleanupStaleZoneBridges, removeZoneBridgeIfEmpty, zoneLock } from '../m
 import { formatMac, generateMac, readMachineId, vethHostIfname, zoneBridgeIfname } from '../naming.js';
 import { describeSubnet, SubnetPool, type SubnetAllocation, type SubnetPoolOptions } from '../pool.js';
 import { type Link, Rtnl, type RtnlEvent, type RtnlMonitor } from '../rtnl.js';
-import { isClientAddress, pickAddress, SubnetFullError } from './addresses.js';
+import { isClientAddress, placeReservation } from './addresses.js';
+import {
+  DEFAULT_ZONE_LEASES_PER_SOURCE, NetdError, type DhcpBackend, type DhcpInterface, type DhcpLeaseInfo, type MachineLease, type ServedLinkInfo, type SubsystemOptions,
+} from './subsystem-types.js';
 import { hostDns } from './dns.js';
-import { DnsServer, type DnsLink, type DnsServerOptions } from '../dns/index.js';
+import { DnsServer, type DnsLink } from '../dns/index.js';
 import { watch, type FSWatcher } from 'node:fs';
 import { classifyLink, isMasqueradeOwner, masqueradeOwner, type LinkRole, type ServedKind } from './links.js';
 import { type Holder, holderAlive, type LinkRecord, type NetdState, processHolder, type ReservationRecord, StateStore } from './state.js';
 import { enableForwarding, procSys, restoreForwarding, type SysctlIo } from './sysctl.js';
-import { IPV6_FORWARD, Ipv6Links, type Ipv6Settings, type LinkIpv6, type MachineIpv6 } from './ipv6.js';
-import { sys } from '../../native.js';
+import { IPV6_FORWARD, Ipv6Links, type LinkIpv6 } from './ipv6.js';
 import type { PortForward, RunningMachines } from '../model.js';
 import { registryMachines } from './machines.js';
-import {
-  findPortClashes, hostPortClashes, PortInUseError, portOwner, recordedMappings, reservationMappings, routeLocalnetPath, SYSTEMD_NAT_MAPS,
-  systemdPortClashes, type PortRequest,
-} from './ports.js';
+import { PortForwarding } from './port-forwarding.js';
+import { hostPortClashes, PortInUseError, portOwner, recordedMappings } from './ports.js';
 
-/** The part of the DHCP server (src/dhcp) the subsystem uses. */
-export interface DhcpBackend {
-  start(): void;
-  stop(): Promise<void>;
-  addInterface(cfg: DhcpInterface): void;
-  removeInterface(ifname: string): unknown;
-  reserve(ifname: string, r: { mac: string; address: string; hostname?: string }): void;
-  unreserve(ifname: string, which: { mac?: string; address?: string }): boolean;
-  interfaces(): string[];
-  leases(ifname?: string): DhcpLeaseInfo[];
-}
-
-export interface DhcpInterface {
-  ifindex: number;
-  ifname: string;
-  /** the server's address with prefix: "192.168.37.1/28" */
-  address: string;
-  pool?: string;
-  dns?: string[];
-  reservations?: Array<{ mac: string; address: string; hostname?: string }>;
-  authoritative?: boolean;
-  reservedOnly?: boolean;
-  leaseTime?: number;
-  /** dynamic addresses held per Ethernet source, at most (0: no cap) */
-  maxLeasesPerSource?: number;
-}
-
-export interface DhcpLeaseInfo {
-  ifname: string;
-  address: string;
-  mac: string;
-  state: 'offered' | 'bound' | 'released';
-  expiresAt: number;
-  hostname?: string;
-}
-
-export interface SubsystemOptions {
-  /** 'sidecar': serve every ve-/vz- link (watching); 'embedded': only links asked for */
-  mode: 'sidecar' | 'embedded';
-  /** state directory (default /var/lib/nspawn-ts); the subsystem uses <dir>/netd/ */
-  stateDir: string;
-  /**
-   * DNS servers handed to containers as they are (the embedded DNS server stays off). Default: the
-   * DNS server runs on each served link's host address and that address is handed out.
-   */
-  dns?: string[];
-  /** the embedded DNS server's options, or false: off (then containers get the host's resolvers) */
-  dnsServer?: DnsServerOptions | false;
-  pools?: SubnetPoolOptions['pools'];
-  firewallTable?: string;
-  /**
-   * Makes the DHCP server; given the lease file (sidecar) or undefined (embedded: leases in memory,
-   * the reservation is what makes the address stable). Without it, no DHCP is served.
-   */
-  dhcp?: (leaseFile: string | undefined) => DhcpBackend;
-  /** the host's machine ID, to compute the host0 MAC of systemd-nspawn's containers; null: don't */
-  machineId?: Uint8Array | null;
-  sysctl?: SysctlIo;
-  log?: Logger;
-  /**
-   * On a zone (a bridge shared by several machines), at most this many DHCP addresses are held at
-   * once by clients without a reservation behind one Ethernet source (default 8; 0: no cap): one
-   * machine inventing clients cannot take its neighbours' pool.
-   */
-  zoneLeasesPerSource?: number;
-  /** which machines run (whose port mappings a sweep keeps); default: the machine registry's records (registryMachines()) */
-  machines?: RunningMachines;
-  /** IPv6 on served links (ipv6.ts); default on, with the host's ULA /48 */
-  ipv6?: Ipv6Settings;
-}
-
-/** Dynamic DHCP leases per Ethernet source on a zone: a machine with several clients of its own, not a pool. */
-export const DEFAULT_ZONE_LEASES_PER_SOURCE = 8;
-
-/** What a machine gets on its link: what the launcher configures host0 with. */
-export interface MachineLease {
-  machine: string;
-  kind: ServedKind;
-  /** the served link: ve-MACHINE or vz-ZONE */
-  ifname: string;
-  zone?: string;
-  subnet: string;
-  address: string;
-  prefixLength: number;
-  gateway: string;
-  dns: string[];
-  mac: string;
-  /** host0's IPv6 (its SLAAC address, the host's link-local gateway), when the link has IPv6 */
-  ipv6?: MachineIpv6;
-}
-
-export interface ServedLinkInfo {
-  ifname: string;
-  ifindex: number;
-  kind: ServedKind;
-  key: string;
-  subnet: string;
-  hostAddress: string;
-  /** the link's IPv6 /64 and the host's address in it, when it has IPv6 */
-  prefix6?: string;
-  hostAddress6?: string;
-  masquerade: boolean;
-  dhcp: boolean;
-  reservations: ReservationRecord[];
-  holders: Holder[];
-}
-
-export class NetdError extends NspawnError {}
+export * from './subsystem-types.js';
+export { placeReservation } from './addresses.js';
 
 interface Served {
   kind: ServedKind;
@@ -180,32 +74,6 @@ function holderOf(mode: SubsystemOptions['mode']): Holder {
   return mode === 'sidecar' ? 'sidecar' : processHolder(`#${++instances}`);
 }
 
-/**
- * The reservations with `machine` placed: its previous address when still free, else its stable
- * one (pickAddress) past the others' reservations and `bound` (dynamic) addresses. When dynamic
- * leases hold every address left, the machine's stable address is taken from its dynamic holder (a
- * reservation is the launcher's word; dynamic clients move on). A previous entry for the machine or
- * the MAC is replaced.
- */
-export function placeReservation(alloc: SubnetAllocation, current: readonly ReservationRecord[], machine: string, mac: string, bound: readonly string[],
-  holder?: Holder): ReservationRecord[] {
-  const mine = current.find((r) => r.machine === machine);
-  const others = current.filter((r) => r.machine !== machine && r.mac !== mac);
-  const reserved = new Set<string>(others.map((r) => r.address));
-  const taken = new Set<string>([...reserved, ...bound]);
-  let address: string;
-  if (mine && !taken.has(mine.address) && isClientAddress(alloc, mine.address)) address = mine.address;
-  else {
-    try {
-      address = pickAddress(alloc, machine, taken);
-    } catch (err) {
-      if (!(err instanceof SubnetFullError)) throw err;
-      address = mine && !reserved.has(mine.address) && isClientAddress(alloc, mine.address) ? mine.address : pickAddress(alloc, machine, reserved);
-    }
-  }
-  return [...others, holder === undefined ? { machine, mac, address } : { machine, mac, address, holder }];
-}
-
 export class NetworkSubsystem {
   readonly mode: SubsystemOptions['mode'];
   readonly holder: Holder;
@@ -213,6 +81,7 @@ export class NetworkSubsystem {
   private readonly store: StateStore;
   private readonly rtnl: Rtnl;
   private readonly firewall: Firewall;
+  private readonly ports: PortForwarding;
   private readonly sysctl: SysctlIo;
   private readonly poolOptions: SubnetPoolOptions;
   private readonly dns: string[];
@@ -277,6 +146,7 @@ export class NetworkSubsystem {
         return this.firewall;
       },
     });
+    this.ports = new PortForwarding({ firewall: this.firewall, store: this.store, sysctl: this.sysctl, log: this.log, ensureTables: () => this.ensureTables() });
     try {
       this.dhcpServer = opts.dhcp?.(opts.mode === 'sidecar' ? `${this.store.dir}/leases` : undefined);
       this.dhcpServer?.start();
@@ -598,7 +468,7 @@ export class NetworkSubsystem {
       if (rec && rec.holders.length === 0) {
         this.forgetRecord(st, rec);
         // a record taken over from holders that are gone (a killed launcher) goes with its entries
-        for (const r of rec.reservations) if (r.ports?.length) this.unforwardPorts(r);
+        for (const r of rec.reservations) if (r.ports?.length) this.ports.unforward(r);
         if (!served.masquerade) this.removeRecordMasquerade(rec);
       }
     });
@@ -741,7 +611,7 @@ export class NetworkSubsystem {
         this.forgetRecord(st, rec);
       }
     });
-    for (const r of forwarded) this.unforwardPorts(r);
+    for (const r of forwarded) this.ports.unforward(r);
     await this.refreshDns();
     if (s.dhcp) this.dhcpServer?.removeInterface(ifname);
     if (!last) {
@@ -821,7 +691,7 @@ export class NetworkSubsystem {
       for (const { rec, reservations } of dropped) {
         const whole = st.links[rec.ifname] === undefined;
         for (const r of reservations) {
-          if (r.ports?.length && !claimed.has(r.machine) && !runsElsewhere(r.machine)) this.unforwardPorts(r, whole ? undefined : rec.ifname);
+          if (r.ports?.length && !claimed.has(r.machine) && !runsElsewhere(r.machine)) this.ports.unforward(r, whole ? undefined : rec.ifname);
           if (!whole && this.dhcpServer && this.served.get(rec.ifname)?.dhcp) this.dhcpServer.unreserve(rec.ifname, { mac: r.mac });
           this.log.info(`released ${r.address} of ${r.machine}: its launcher is gone`, { ifname: rec.ifname, machine: r.machine });
         }
@@ -940,7 +810,7 @@ export class NetworkSubsystem {
     });
     if (!removed) return false;
     await this.refreshDns();
-    if (removed.ports?.length) this.unforwardPorts(removed, ifname);
+    if (removed.ports?.length) this.ports.unforward(removed, ifname);
     const s = this.served.get(ifname);
     if (this.dhcpServer && s?.dhcp) {
       this.dhcpServer.unreserve(ifname, { mac: removed.mac });
@@ -983,7 +853,7 @@ export class NetworkSubsystem {
       if (placed) this.log.info(`reserved ${placed.address} for ${req.machine}`, { ifname, machine: req.machine, mac, address: placed.address });
       // port forwarding: mapped to the address just reserved, before the container asks for it
       try {
-        await this.forwardPorts(ifname, res, { ports: req.ports ?? [], loopback: req.portLoopback ?? false }, previous);
+        await this.ports.forward(ifname, res, { ports: req.ports ?? [], loopback: req.portLoopback ?? false }, previous);
       } catch (err) {
         // a refused request leaves nothing it made: the new reservation, and a link this request
         // started to serve in-process (a sidecar keeps serving the links it watches)
@@ -1064,68 +934,6 @@ export class NetworkSubsystem {
     const clashes = hostPortClashes(machine, ports, this.firewall, this.store.peek());
     if (clashes.length) throw new PortInUseError(machine, clashes);
     return { checked: ports.length };
-  }
-
-  /** Records the machine's ports with its reservation and installs them (all or none). */
-  private async forwardPorts(ifname: string, res: ReservationRecord, req: PortRequest, previous: ReservationRecord | undefined): Promise<void> {
-    const owner = portOwner(res.machine);
-    // a previous run's ports (its launcher was killed) must not outlive it
-    if (previous?.ports?.length) this.firewall.removePortMappings(owner);
-    if (req.ports.length === 0) return;
-    const rec: ReservationRecord = { ...res, ports: req.ports };
-    if (req.loopback) rec.portLoopback = true;
-    const mappings = reservationMappings(rec, this.store.peek().links[ifname]?.prefix6);
-    // recorded ports of others (reserved, maybe not installed yet) and systemd-nspawn's: refused
-    const clashes = findPortClashes(res.machine, req.ports, {
-      current: [], state: this.store.peek(), foreign: systemdPortClashes(SYSTEMD_NAT_MAPS.map((m) => sys().nftRun(m.command))),
-    });
-    if (clashes.length) throw new PortInUseError(res.machine, clashes);
-    const setRecord = (value: ReservationRecord | undefined) => this.store.update((st) => {
-      const r = st.links[ifname]?.reservations.find((x) => x.machine === res.machine);
-      if (!r) return;
-      delete r.ports;
-      delete r.portLoopback;
-      if (value?.ports) r.ports = value.ports;
-      if (value?.portLoopback) r.portLoopback = true;
-    });
-    // recorded first: a crash after the install leaves a record that the next start reconciles
-    await setRecord(rec);
-    try {
-      this.ensureTables();
-      // 127.0.0.1 as a source may leave the host only by this link (reference: systemd#6106)
-      if (req.loopback) this.sysctl.write(routeLocalnetPath(ifname), '1');
-      this.firewall.addPortMappings(mappings);
-    } catch (err) {
-      await setRecord(undefined);
-      if (err instanceof NspawnError && err.code === 'NFT_PORT_IN_USE') {
-        throw new NetdError('NETD_PORT_IN_USE', `cannot forward ports to ${res.machine}: ${err.message.replace(/^nftables: .*? failed: /, '')}`, { cause: err });
-      }
-      throw err;
-    }
-    this.log.info(`forwarding ${mappings.length} port(s) to ${res.machine}`, {
-      machine: res.machine, address: res.address, ports: mappings.map((m) => `${m.protocol}:${m.hostPort}:${m.containerPort}`), loopback: req.loopback,
-    });
-  }
-
-  /** Removes a reservation's mappings (one transaction); never throws (the caller is tearing down). */
-  private unforwardPorts(r: ReservationRecord, ifname?: string): void {
-    try {
-      const gone = this.firewall.removePortMappings(portOwner(r.machine));
-      if (gone.length) this.log.info(`stopped forwarding ${gone.length} port(s) to ${r.machine}`, { machine: r.machine });
-    } catch (err) {
-      this.log.warn(`removing the port mappings of ${r.machine} failed: ${errorMessage(err)}`);
-    }
-    // route_localnet goes back to 0 when no loopback mapping is left on a link that stays
-    if (r.portLoopback && ifname !== undefined) {
-      const rest = this.store.peek().links[ifname]?.reservations.some((x) => x.portLoopback && x.machine !== r.machine);
-      if (!rest) {
-        try {
-          this.sysctl.write(routeLocalnetPath(ifname), '0');
-        } catch {
-          // the link is gone: so is its setting
-        }
-      }
-    }
   }
 
   /** The links served by this process. */

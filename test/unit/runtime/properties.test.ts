@@ -112,15 +112,31 @@ describe('property values', () => {
     expect(e.message).toContain(`'${assignment.slice(assignment.indexOf('=') + 1)}'`);
   });
 
+  test('DeviceAllow=: entries add up, an empty one resets; node or class, access r/w/m; stored as one line each', () => {
+    const p = parseProperties(['DeviceAllow=/dev/fuse', 'DeviceAllow=char-pts rw', 'DeviceAllow=/dev/fuse']);
+    expect(p.DeviceAllow).toEqual({ reset: false, entries: [{ node: '/dev/fuse', access: 'rwm' }, { node: 'char-pts', access: 'rw' }] });
+    expect(parseProperties(['DeviceAllow=/dev/fuse', 'DeviceAllow=', 'DeviceAllow=block-loop r']).DeviceAllow)
+      .toEqual({ reset: true, entries: [{ node: 'block-loop', access: 'r' }] });
+    expect(formatProperties(parseProperties(['DeviceAllow=', 'DeviceAllow=/dev/fuse rw', 'TasksMax=5'])))
+      .toEqual(['TasksMax=5', 'DeviceAllow=', 'DeviceAllow=/dev/fuse rw']);
+    // set-property adds to what is stored
+    const merged = mergeProperties(parseProperties(['DeviceAllow=/dev/fuse rw']), parseProperties(['DeviceAllow=/dev/kvm rw']));
+    expect(formatProperties(merged)).toEqual(['DeviceAllow=/dev/fuse rw', 'DeviceAllow=/dev/kvm rw']);
+    for (const bad of ['/dev/fuse rx', '/dev/fuse rr', 'fuse rw', '/dev/../etc/passwd', '/dev/fuse rw extra', 'char- rw']) {
+      const e = configError(() => parsePropertyAssignment(`DeviceAllow=${bad}`));
+      expect(e.code, bad).toBe('CFG_PROPERTY_VALUE');
+    }
+  });
+
   test('unknown and unsupported names name the property and list the supported ones', () => {
     const unknown = configError(() => parsePropertyAssignment('Frobnicate=1'));
     expect(unknown.code).toBe('CFG_PROPERTY_UNKNOWN');
     expect(unknown.message).toContain("'Frobnicate'");
     for (const p of SUPPORTED_PROPERTIES) expect(unknown.message).toContain(p);
 
-    const unsupported = configError(() => parsePropertyAssignment('DeviceAllow=/dev/null rw', 'set-property'));
+    const unsupported = configError(() => parsePropertyAssignment('DevicePolicy=closed', 'set-property'));
     expect(unsupported.code).toBe('CFG_PROPERTY_UNSUPPORTED');
-    expect(unsupported.message).toMatch(/^set-property: property 'DeviceAllow' is not supported.*MemoryMax/);
+    expect(unsupported.message).toMatch(/^set-property: property 'DevicePolicy' is not supported.*MemoryMax/);
 
     const cased = configError(() => parsePropertyAssignment('memorymax=1G'));
     expect(cased.message).toContain("did you mean 'MemoryMax'");

@@ -1,0 +1,89 @@
+// Port forwarding of the machines on served links (ports.ts has the rules): recorded with the
+// machine's reservation in the state file first (a crash after the install leaves a record the next
+// start reconciles), then installed in the firewall with the machine as owner; removed with the
+// reservation. route_localnet follows the loopback mappings of each link.
+import { NspawnError, errorMessage } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import { sys } from '../../native.js';
+import type { Firewall } from '../firewall/index.js';
+import {
+  findPortClashes, PortInUseError, portOwner, reservationMappings, routeLocalnetPath, SYSTEMD_NAT_MAPS, systemdPortClashes, type PortRequest,
+} from './ports.js';
+import type { ReservationRecord, StateStore } from './state.js';
+import { NetdError } from './subsystem-types.js';
+import type { SysctlIo } from './sysctl.js';
+
+export interface PortForwardingDeps {
+  firewall: Firewall;
+  store: StateStore;
+  sysctl: SysctlIo;
+  log: Logger;
+  /** makes the firewall's tables (once) before the first mapping */
+  ensureTables(): void;
+}
+
+export class PortForwarding {
+  constructor(private readonly deps: PortForwardingDeps) {}
+
+  /** Records the machine's ports with its reservation and installs them (all or none). */
+  async forward(ifname: string, res: ReservationRecord, req: PortRequest, previous: ReservationRecord | undefined): Promise<void> {
+    const owner = portOwner(res.machine);
+    // a previous run's ports (its launcher was killed) must not outlive it
+    if (previous?.ports?.length) this.deps.firewall.removePortMappings(owner);
+    if (req.ports.length === 0) return;
+    const rec: ReservationRecord = { ...res, ports: req.ports };
+    if (req.loopback) rec.portLoopback = true;
+    const mappings = reservationMappings(rec, this.deps.store.peek().links[ifname]?.prefix6);
+    // recorded ports of others (reserved, maybe not installed yet) and systemd-nspawn's: refused
+    const clashes = findPortClashes(res.machine, req.ports, {
+      current: [], state: this.deps.store.peek(), foreign: systemdPortClashes(SYSTEMD_NAT_MAPS.map((m) => sys().nftRun(m.command))),
+    });
+    if (clashes.length) throw new PortInUseError(res.machine, clashes);
+    const setRecord = (value: ReservationRecord | undefined) => this.deps.store.update((st) => {
+      const r = st.links[ifname]?.reservations.find((x) => x.machine === res.machine);
+      if (!r) return;
+      delete r.ports;
+      delete r.portLoopback;
+      if (value?.ports) r.ports = value.ports;
+      if (value?.portLoopback) r.portLoopback = true;
+    });
+    // recorded first: a crash after the install leaves a record that the next start reconciles
+    await setRecord(rec);
+    try {
+      this.deps.ensureTables();
+      // 127.0.0.1 as a source may leave the host only by this link (reference: systemd#6106)
+      if (req.loopback) this.deps.sysctl.write(routeLocalnetPath(ifname), '1');
+      this.deps.firewall.addPortMappings(mappings);
+    } catch (err) {
+      await setRecord(undefined);
+      if (err instanceof NspawnError && err.code === 'NFT_PORT_IN_USE') {
+        throw new NetdError('NETD_PORT_IN_USE', `cannot forward ports to ${res.machine}: ${err.message.replace(/^nftables: .*? failed: /, '')}`, { cause: err });
+      }
+      throw err;
+    }
+    this.deps.log.info(`forwarding ${mappings.length} port(s) to ${res.machine}`, {
+      machine: res.machine, address: res.address, ports: mappings.map((m) => `${m.protocol}:${m.hostPort}:${m.containerPort}`), loopback: req.loopback,
+    });
+  }
+
+  /** Removes a reservation's mappings (one transaction); never throws (the caller is tearing down). */
+  unforward(r: ReservationRecord, ifname?: string): void {
+    try {
+      const gone = this.deps.firewall.removePortMappings(portOwner(r.machine));
+      if (gone.length) this.deps.log.info(`stopped forwarding ${gone.length} port(s) to ${r.machine}`, { machine: r.machine });
+    } catch (err) {
+      this.deps.log.warn(`removing the port mappings of ${r.machine} failed: ${errorMessage(err)}`);
+    }
+    // route_localnet goes back to 0 when no loopback mapping is left on a link that stays
+    if (r.portLoopback && ifname !== undefined) {
+      const rest = this.deps.store.peek().links[ifname]?.reservations.some((x) => x.portLoopback && x.machine !== r.machine);
+      if (!rest) {
+        try {
+          this.deps.sysctl.write(routeLocalnetPath(ifname), '0');
+        } catch {
+          // the link is gone: so is its setting
+        }
+      }
+    }
+  }
+}
