@@ -2,7 +2,7 @@
 //
 // The layering it enforces (docs: README "Modules"):
 //   src/common   imports nothing of ours but itself and src/errors, src/log, src/native;
-//   src/net, src/dhcp  the network library: never src/runtime or src/machinectl (the launcher adapts
+//   src/net, src/dhcp  the network library (and src/cni, the CNI plugin over it): never src/runtime or src/machinectl (the launcher adapts
 //                its LaunchSpec to the library's model, src/net/model.ts, in src/runtime/net/);
 //   src/runtime/launcher.ts  no network module by path: its entry point (main.ts) hands it the hooks.
 // Plus the rules that catch real defects: floating and misused promises, unused variables.
@@ -42,7 +42,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['src/net/**/*.ts', 'src/dhcp/**/*.ts'],
+    files: ['src/net/**/*.ts', 'src/dhcp/**/*.ts', 'src/cni/**/*.ts'],
     rules: forbid([
       { group: ['**/runtime/*', '**/runtime/**'], regex: 'runtime\\/' },
       { group: ['**/machinectl/*', '**/machinectl/**'], regex: 'machinectl\\/' },

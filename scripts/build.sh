@@ -18,7 +18,7 @@ if [ ! -f "$stamp" ] || [ -n "$(find src tsconfig.json package.json -newer "$sta
   # the commands' start-up path: one CommonJS bundle each, loaded with V8's code cache by
   # bin/cached-bundle.cjs, so a launch neither resolves a hundred modules nor compiles them again
   say "bundling the commands"
-  for entry in nspawn-ts=src/runtime/main.ts nspawn-netd=src/net/netd/main.ts machinectl-ts=src/machinectl/main.ts; do
+  for entry in nspawn-ts=src/runtime/main.ts nspawn-netd=src/net/netd/main.ts machinectl-ts=src/machinectl/main.ts nspawn-cni=src/cni/main.ts; do
     npx --no-install esbuild "src/${entry#*=src/}" --bundle --platform=node --format=cjs --target=node20 \
       --outfile="dist/${entry%%=*}.cjs" --define:import.meta.url=__import_meta_url \
       --banner:js="const __import_meta_url = require('url').pathToFileURL(__filename).href;" --log-level=warning >&2 \
@@ -27,5 +27,9 @@ if [ ! -f "$stamp" ] || [ -n "$(find src tsconfig.json package.json -newer "$sta
     node -e 'require(process.argv[1]).build(process.argv[2])' "$PWD/bin/cached-bundle.cjs" "${entry%%=*}" \
       || { say "error: writing the code cache failed"; exit 1; }
   done
+  # man pages (help2man) and bash completion, from each command's --help
+  say "writing man pages and bash completion"
+  command -v help2man >/dev/null || { say "error: help2man is missing (npm run setup installs it)"; exit 1; }
+  node scripts/build-docs.mjs || { say "error: building man pages and completion failed"; exit 1; }
   touch "$stamp"
 fi

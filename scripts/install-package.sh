@@ -12,7 +12,7 @@ say() { printf 'nspawn-ts install: %s\n' "$*" >&2; }
 if [ -d src ] && [ -f scripts/build.sh ]; then
   exit 0 # a source checkout (npm ci): scripts/build.sh builds the addon and the bundles
 fi
-for f in dist/nspawn-ts.cjs dist/nspawn-netd.cjs dist/machinectl-ts.cjs; do
+for f in dist/nspawn-ts.cjs dist/nspawn-netd.cjs dist/machinectl-ts.cjs dist/completion/nspawn-ts; do
   [ -f "$f" ] || { say "error: $f is missing from the package (it is built by 'npm pack' in a source checkout)"; exit 1; }
 done
 
@@ -30,7 +30,21 @@ if ! "${gyp[@]}" rebuild --directory native --loglevel=warn "${nodedir[@]}" >&2;
 fi
 rm -rf native/build/Release/obj.target native/build/Release/.deps
 
-for name in nspawn-ts nspawn-netd machinectl-ts; do
+# bash completion: linked where bash-completion looks (PREFIX/share/bash-completion/completions) for
+# a global install; npm installs the man pages itself (package.json "man"). A link left by an
+# uninstall dangles, and bash-completion skips it.
+if [ "${npm_config_global:-}" = true ] && [ -n "${npm_config_prefix:-}" ]; then
+  comp="$npm_config_prefix/share/bash-completion/completions"
+  if mkdir -p "$comp" 2>/dev/null; then
+    # relative links: they stay right when the prefix is a staging root (DESTDIR, a container image)
+    for name in nspawn-ts machinectl-ts; do ln -sfn "$(realpath --relative-to="$comp" "$PWD/dist/completion/$name")" "$comp/$name"; done
+  else
+    say "note: could not create $comp; source $PWD/dist/completion/nspawn-ts for completion"
+  fi
+fi
+
+for bundle in dist/*.cjs; do
+  name=$(basename "$bundle" .cjs)
   node -e 'require(process.argv[1]).build(process.argv[2])' "$PWD/bin/cached-bundle.cjs" "$name" \
     || { say "error: writing the code cache of $name failed"; exit 1; }
 done

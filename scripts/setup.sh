@@ -24,8 +24,10 @@ APT_PACKAGES=(
   gcc libc6-dev  # bench/connrate.c, the static udp-echo of the port-forwarding tests
   g++ make python3  # node-gyp: the addon, also when an installed package builds it (docs/install.md)
   tar gzip xz-utils zstd bzip2  # machinectl-ts import/export
+  help2man bash-completion  # man pages from --help (scripts/build-docs.mjs); the completion tests
   attr acl xfsprogs  # xattrs and ACLs of --template= copies and image transfers, an XFS image for their reflinks
   dnsperf  # bench/dns
+  podman crun containernetworking-plugins golang-go golang-github-appc-cni-dev  # nspawn-cni: the podman e2e, the reference plugins, the libcni driver
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

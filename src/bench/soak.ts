@@ -28,6 +28,7 @@ const FAULT_CYCLES = Number(process.env.SOAK_FAULT_CYCLES ?? 100);
 const CYCLES = Number(process.env.SOAK_CYCLES ?? 500);
 const SEED = Number(process.env.SOAK_SEED ?? Date.now() % 1_000_000);
 const ZONE = 'soak';
+const SETTLE_MS = Number(process.env.SOAK_SETTLE_MS ?? 10_000);
 
 const UDHCPC = 'udhcpc -i host0 -f -q -n -t 10 -T 1 >/dev/null 2>&1 && echo "lease=$(ip -4 -o addr show host0 | awk \'{print $4}\' | cut -d/ -f1)" || echo lease-failed; read x';
 
@@ -294,11 +295,14 @@ async function main(): Promise<void> {
   const t1 = Date.now();
   failedStarts = 0;
   const samples: Record<number, { rssKb: number; fds: number }> = {};
-  const sampleAt = new Set([Math.min(100, CYCLES), CYCLES]);
+  // every 100 cycles (the trend goes into the result); cycles 100 and 500 are compared
+  const sampleAt = new Set([Math.min(100, CYCLES), CYCLES, ...Array.from({ length: Math.floor(CYCLES / 100) }, (_, k) => (k + 1) * 100)]);
   for (let i = 1; i <= CYCLES; i++) {
     await cycle(i, false);
     if (sampleAt.has(i)) {
-      await sleep(500);
+      // idle for a while first: V8's memory reducer collects then, so what is read is what the
+      // sidecar keeps, not garbage a collection had not yet reached
+      await sleep(SETTLE_MS);
       samples[i] = sidecar.usage();
       say(`quiet phase cycle ${i}: sidecar ${JSON.stringify(samples[i])}`);
     }
@@ -329,6 +333,7 @@ async function main(): Promise<void> {
     left_after_quiet: afterQuiet,
     left_after_sidecar_stop: afterStop,
     sidecar_rss_kb: { [`cycle_${Math.min(100, CYCLES)}`]: a.rssKb, [`cycle_${CYCLES}`]: b.rssKb, growth_pct: pct(a.rssKb, b.rssKb) },
+    sidecar_rss_kb_every_100: Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, v.rssKb])),
     sidecar_fds: { [`cycle_${Math.min(100, CYCLES)}`]: a.fds, [`cycle_${CYCLES}`]: b.fds, growth_pct: pct(a.fds, b.fds) },
     fault_phase_s: Math.round(faultSeconds),
     quiet_phase_s: Math.round((Date.now() - t1) / 1000),

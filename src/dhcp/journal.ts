@@ -23,7 +23,8 @@
 // Crash safety. A record reaches the file with one write() of whole lines before the ACK that depends
 // on it is sent: `kill -9` of the server at any moment leaves every ACKed lease in the file (the page
 // cache belongs to the kernel, not the process). Records are group-committed: every record appended
-// during one event-loop turn goes out in one write(). What a power cut or kernel crash may lose is
+// during one event-loop turn goes out in one write() (or sooner: the server commits at the end of
+// each batch of requests it received, commitNow()). What a power cut or kernel crash may lose is
 // bounded by a background fdatasync() at most a second after a write (durability 'write', the default;
 // the same guarantee as Kea's memfile and dnsmasq, plus the bounded window). With durability 'fsync'
 // an ACK also waits for fdatasync() of its group (run on the libuv thread pool, so the loop keeps

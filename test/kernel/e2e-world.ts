@@ -16,17 +16,22 @@ import { NetdClient } from '../../src/net/netd/client.js';
 
 export const REMOTE = '203.0.113.1';
 export const HOST_UPLINK = '203.0.113.2';
+/** The same two ends over IPv6 (a documentation prefix). */
+export const REMOTE6 = '2001:db8:ffff::1';
+export const HOST_UPLINK6 = '2001:db8:ffff::2';
 export const NETD = fileURLToPath(new URL('../../bin/nspawn-netd', import.meta.url));
 /** DNS handed to containers in these tests (a documentation address). */
 export const TEST_DNS = '192.0.2.53';
 
 const SERVER = `
 const http = require('http');
-http.createServer((q, r) => r.end('remote-ok ' + q.socket.remoteAddress.replace(/^::ffff:/, '') + '\\n'))
-  .listen(80, '${REMOTE}', () => console.log('ready'));`;
+const handle = (q, r) => r.end('remote-ok ' + q.socket.remoteAddress.replace(/^::ffff:/, '') + '\\n');
+http.createServer(handle).listen(80, '${REMOTE}', () =>
+  http.createServer(handle).listen(80, '${REMOTE6}', () => console.log('ready')));`;
 
 /** Shell for the container: fetch from the remote with busybox nc (its wget needs glibc's NSS). */
 export const FETCH = `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 ${REMOTE} 80`;
+export const FETCH6 = `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 ${REMOTE6} 80`;
 
 export class World {
   private server: ChildProcess | undefined;
@@ -38,8 +43,10 @@ export class World {
     try {
       await runOk('ip', ['link', 'add', 'up-host', 'type', 'veth', 'peer', 'name', 'up0', 'netns', uplink.name]);
       await runOk('ip', ['addr', 'add', `${HOST_UPLINK}/24`, 'dev', 'up-host']);
+      await runOk('ip', ['addr', 'add', `${HOST_UPLINK6}/64`, 'dev', 'up-host', 'nodad']);
       await runOk('ip', ['link', 'set', 'up-host', 'up']);
       await uplink.exec('ip', ['addr', 'add', `${REMOTE}/24`, 'dev', 'up0']);
+      await uplink.exec('ip', ['addr', 'add', `${REMOTE6}/64`, 'dev', 'up0', 'nodad']);
       await uplink.exec('ip', ['link', 'set', 'up0', 'up']);
       const server = spawn('ip', ['netns', 'exec', uplink.name, process.execPath, '-e', SERVER], { stdio: ['ignore', 'pipe', 'pipe'] });
       w.server = server;

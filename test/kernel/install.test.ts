@@ -44,8 +44,14 @@ describe('npm pack → npm install -g', () => {
     for (const cmd of ['nspawn-ts', 'machinectl-ts', 'nspawn-netd']) expect(existsSync(join(prefix, 'bin', cmd))).toBe(true);
     expect(existsSync(join(pkgDir, 'native/build/Release/nspawn_native.node'))).toBe(true);
     const caches = readdirSync(join(pkgDir, 'dist')).filter((f) => f.endsWith(`.${process.version}.cache`));
-    expect(caches.sort()).toEqual(['machinectl-ts', 'nspawn-netd', 'nspawn-ts'].map((n) => `${n}.cjs.${process.version}.cache`));
+    expect(caches.sort()).toEqual(['machinectl-ts', 'nspawn-cni', 'nspawn-netd', 'nspawn-ts'].map((n) => `${n}.cjs.${process.version}.cache`));
+    expect(existsSync(join(prefix, 'bin', 'nspawn-cni'))).toBe(true);
     expect(existsSync(join(pkgDir, 'src'))).toBe(false);
+    // man pages where man finds them, and bash completion where bash-completion's loader looks
+    for (const page of ['man1/nspawn-ts.1', 'man1/machinectl-ts.1', 'man8/nspawn-netd.8']) expect(existsSync(join(prefix, 'share/man', page)), page).toBe(true);
+    for (const c of ['nspawn-ts', 'machinectl-ts']) {
+      expect(readFileSync(join(prefix, 'share/bash-completion/completions', c), 'utf8')).toContain(`complete -F _${c.replace('-', '_')} ${c}`);
+    }
     const v = await runOk(join(prefix, 'bin/nspawn-ts'), ['--version'], { cwd: '/' });
     expect(v).toMatch(/\d+\.\d+/);
   });

@@ -141,8 +141,11 @@ describe('bin/nspawn-ts -p with a busybox container', () => {
       // the sidecar lists both machines' mappings
       const api = await sidecar.client();
       try {
-        const listed = await api.request<Array<{ owner: string; hostPort: number }>>({ op: 'ports' });
-        expect(listed.map((x) => `${x.owner}:${x.hostPort}`).sort()).toEqual([`${ma}:8000`, `${mb}:9000`, `${mb}:9053`].sort());
+        const listed = await api.request<Array<{ owner: string; hostPort: number; containerAddress: string }>>({ op: 'ports' });
+        // each to the container's IPv4 address and to its IPv6 one
+        const family = (a: string): string => (a.includes(':') ? 'v6' : 'v4');
+        expect(listed.map((x) => `${x.owner}:${x.hostPort}:${family(x.containerAddress)}`).sort())
+          .toEqual([`${ma}:8000`, `${mb}:9000`, `${mb}:9053`].flatMap((m) => [`${m}:v4`, `${m}:v6`]).sort());
       } finally {
         api.close();
       }

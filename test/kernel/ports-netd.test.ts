@@ -180,9 +180,14 @@ describe('port forwarding in the network subsystem', () => {
       // through the API, as the launcher asks
       const lease = await handleRequest(sub, { op: 'reserve', machine: 'svc', mac, kind: 'veth', ports: [p('8000:80'), p('udp:53')] }) as MachineLease;
       const listed = await handleRequest(sub, { op: 'ports' }) as Array<{ hostPort: number }>;
+      // to its IPv4 address, and to its IPv6 address in the link's /64 (the host's ULA prefix)
+      const v6 = lease.ipv6?.address;
+      expect(v6).toMatch(/^fd/);
       expect(listed.sort((x, y) => y.hostPort - x.hostPort)).toEqual([
         { protocol: 'tcp', hostPort: 8000, containerAddress: lease.address, containerPort: 80, owner: 'svc' },
+        { protocol: 'tcp', hostPort: 8000, containerAddress: v6, containerPort: 80, owner: 'svc' },
         { protocol: 'udp', hostPort: 53, containerAddress: lease.address, containerPort: 53, owner: 'svc' },
+        { protocol: 'udp', hostPort: 53, containerAddress: v6, containerPort: 53, owner: 'svc' },
       ]);
       await expect(handleRequest(sub, { op: 'check-ports', machine: 'other', ports: [p('udp:53')] })).rejects.toMatchObject({ code: 'NETD_PORT_IN_USE' });
       // the sidecar goes away (kill -9: nothing torn down); meanwhile one mapping is lost and a stray one appears

@@ -110,6 +110,14 @@ export class DnsServer {
     }
   }
 
+  /** The machine domain it answers (DNSSL in router advertisements). */
+  get domain(): string {
+    return this.table.domain;
+  }
+
+  /** Whether it listens on links' IPv6 host addresses and answers AAAA (RDNSS may then point at it). */
+  readonly answersIpv6 = false;
+
   /** Addresses this server holds port 53 on (the others stand by). */
   bound(): string[] {
     return [...this.listeners.values()].filter((l) => l.udp && l.tcp).map((l) => l.address);

@@ -9,6 +9,7 @@ import type { NetdRequest } from './api.js';
 import { defaultSocketPath } from './client.js';
 import { SubnetPool } from '../pool.js';
 import { parseDnsList } from './dns.js';
+import { ipv6Settings, type Ipv6Settings } from './ipv6.js';
 import { sdNotify } from './notify.js';
 import { ApiServer, socketAnswers } from './server.js';
 import { type DhcpBackend, NetworkSubsystem } from './subsystem.js';
@@ -27,6 +28,9 @@ Options:
                     (default: $NSPAWN_NETD_DNS, else our server: machine names, the rest forwarded)
   --pool=CIDR       IPv4 pool for subnets; repeat for several (default 192.168.0.0/16,
                     172.16.0.0/12, 10.0.0.0/8, as systemd-networkd)
+  --ipv6=no|PREFIX  IPv6 for containers: a /64 per link of this host's ULA /48 (default,
+                    masqueraded), of PREFIX (e.g. 2001:db8:42::/48, routed), or none
+                    (default $NSPAWN_TS_IPV6)
   --zone-leases-per-source=N
                     on a zone, at most N DHCP addresses held at once by clients without a
                     reservation behind one Ethernet source (default 8; 0: no cap)
@@ -39,12 +43,13 @@ export interface SidecarOptions {
   dns?: string[];
   pools?: string[];
   zoneLeasesPerSource?: number;
+  ipv6: Ipv6Settings;
   verbose: boolean;
 }
 
 /** Parses the sidecar's command line; throws ConfigError naming the bad argument. */
 export function parseSidecarArgs(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): SidecarOptions | 'help' {
-  const opts: SidecarOptions = { stateDir: defaultStateDir(env), socket: defaultSocketPath(env), verbose: false };
+  const opts: SidecarOptions = { stateDir: defaultStateDir(env), socket: defaultSocketPath(env), ipv6: ipv6Settings(env.NSPAWN_TS_IPV6, '$NSPAWN_TS_IPV6'), verbose: false };
   if (env.NSPAWN_NETD_DNS) opts.dns = parseDnsList(env.NSPAWN_NETD_DNS, '$NSPAWN_NETD_DNS');
   let dnsGiven = false;
   for (let i = 0; i < argv.length; i++) {
@@ -54,9 +59,9 @@ export function parseSidecarArgs(argv: readonly string[], env: NodeJS.ProcessEnv
       opts.verbose = true;
       continue;
     }
-    const m = /^(--[a-z-]+)(?:=(.*))?$/s.exec(arg);
+    const m = /^(--[a-z0-9-]+)(?:=(.*))?$/s.exec(arg);
     const name = m?.[1];
-    if (!m || !['--state-dir', '--socket', '--dns', '--pool', '--zone-leases-per-source'].includes(name ?? '')) {
+    if (!m || !['--state-dir', '--socket', '--dns', '--pool', '--zone-leases-per-source', '--ipv6'].includes(name ?? '')) {
       throw new ConfigError(`unknown argument "${arg}" (see nspawn-netd --help)`, { code: 'CFG_ARGS' });
     }
     let value = m[2];
@@ -76,6 +81,8 @@ export function parseSidecarArgs(argv: readonly string[], env: NodeJS.ProcessEnv
       } catch (err) {
         throw new ConfigError(errorMessage(err), { code: 'CFG_ARGS' });
       }
+    } else if (name === '--ipv6') {
+      opts.ipv6 = ipv6Settings(value, '--ipv6');
     } else if (name === '--zone-leases-per-source') {
       if (!/^\d{1,9}$/.test(value)) throw new ConfigError(`--zone-leases-per-source: "${value}" is not a number of leases (0: no cap)`, { code: 'CFG_ARGS' });
       opts.zoneLeasesPerSource = Number(value);
@@ -137,6 +144,7 @@ export async function sidecarMain(argv: readonly string[], deps: SidecarDeps = {
   const subOpts: Parameters<typeof NetworkSubsystem.open>[0] = { mode: 'sidecar', stateDir: opts.stateDir };
   if (opts.dns) subOpts.dns = opts.dns;
   if (opts.pools) subOpts.pools = opts.pools;
+  subOpts.ipv6 = opts.ipv6;
   if (opts.zoneLeasesPerSource !== undefined) subOpts.zoneLeasesPerSource = opts.zoneLeasesPerSource;
   subOpts.dhcp = deps.dhcp ?? (await import('./dhcp-backend.js')).dhcpBackend(logger('dhcp'));
   // before touching any link: a sidecar that already runs owns them

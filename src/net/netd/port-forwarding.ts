@@ -33,7 +33,7 @@ export class PortForwarding {
     if (req.ports.length === 0) return;
     const rec: ReservationRecord = { ...res, ports: req.ports };
     if (req.loopback) rec.portLoopback = true;
-    const mappings = reservationMappings(rec);
+    const mappings = reservationMappings(rec, this.deps.store.peek().links[ifname]?.prefix6);
     // recorded ports of others (reserved, maybe not installed yet) and systemd-nspawn's: refused
     const clashes = findPortClashes(res.machine, req.ports, {
       current: [], state: this.deps.store.peek(), foreign: systemdPortClashes(SYSTEMD_NAT_MAPS.map((m) => sys().nftRun(m.command))),

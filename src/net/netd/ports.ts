@@ -17,6 +17,7 @@ import { portForwardMappings, type Firewall, type PortMapping } from '../firewal
 import { formatPortSpec, parsePortSpec, PortSpecError } from '../port-spec.js';
 import type { PortForward } from '../model.js';
 import type { NetdState, ReservationRecord } from './state.js';
+import { machineAddress6 } from './ipv6.js';
 
 /** What a machine forwards: its -p list and whether 127.0.0.1 is forwarded too. */
 export interface PortRequest {
@@ -29,9 +30,16 @@ export function portOwner(machine: string): string {
   return machine;
 }
 
-/** The mappings of a reservation with ports. */
-export function reservationMappings(r: Pick<ReservationRecord, 'machine' | 'address' | 'ports' | 'portLoopback'>): PortMapping[] {
-  return (r.ports ?? []).flatMap((p) => portForwardMappings(p, r.address, portOwner(r.machine), r.portLoopback ?? false));
+/**
+ * The mappings of a reservation with ports: to its IPv4 address, and with the link's IPv6 /64
+ * (`prefix6`) also to its IPv6 address there (systemd-nspawn forwards IPv6 too, since v245).
+ */
+export function reservationMappings(r: Pick<ReservationRecord, 'machine' | 'address' | 'mac' | 'ports' | 'portLoopback'>, prefix6?: string): PortMapping[] {
+  const v6 = prefix6 !== undefined ? machineAddress6(prefix6, r.mac) : undefined;
+  return (r.ports ?? []).flatMap((p) => [
+    ...portForwardMappings(p, r.address, portOwner(r.machine), r.portLoopback ?? false),
+    ...(v6 !== undefined ? portForwardMappings(p, v6, portOwner(r.machine), false) : []),
+  ]);
 }
 
 /** Every recorded mapping of the state (all links, all holders): what the firewall must hold. */
@@ -40,7 +48,7 @@ export function recordedMappings(state: NetdState): PortMapping[] {
   return Object.values(state.links).flatMap((l) => l.reservations.flatMap((r) => {
     let ms: PortMapping[];
     try {
-      ms = reservationMappings(r);
+      ms = reservationMappings(r, l.prefix6);
     } catch {
       return []; // a hand-edited record: its ports are dropped, not fatal
     }

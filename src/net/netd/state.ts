@@ -60,6 +60,8 @@ export interface LinkRecord {
   ifindex: number;
   /** "192.168.37.16/28" */
   subnet: string;
+  /** the link's IPv6 /64, "fd12:3456:789a:2b4::/64" (netd/ipv6.ts), when it has IPv6 */
+  prefix6?: string;
   reservations: ReservationRecord[];
   holders: Holder[];
 }
@@ -71,6 +73,8 @@ export interface NetdState {
   links: Record<string, LinkRecord>;
   /** net.ipv4.ip_forward before we set it to 1 (put back when the last served link goes) */
   ipForwardBefore?: string;
+  /** net.ipv6.conf.all.forwarding before we set it to 1, likewise */
+  ip6ForwardBefore?: string;
   /**
    * Port owners (machine names) whose launcher maps their ports itself, following the container's
    * address (ports-watch.ts: --network-bridge=, --network-macvlan=, …), with that launcher: their
@@ -141,10 +145,13 @@ function checkLink(ifname: string, v: unknown): LinkRecord {
   need(l.ifindex === undefined || (Number.isInteger(l.ifindex) && (l.ifindex as number) >= 0), `${where}.ifindex`, 'an interface index');
   need(Array.isArray(l.reservations), `${where}.reservations`, 'a list');
   need(Array.isArray(l.holders), `${where}.holders`, 'a list');
+  const prefix6 = l.prefix6;
+  need(prefix6 === undefined || (typeof prefix6 === 'string' && /^[0-9a-f:]+\/64$/.test(prefix6)), `${where}.prefix6`, 'an IPv6 /64 like fd12:3456:789a:1::/64');
   return {
     kind: l.kind as ServedKind, key: l.key as string, ifname, ifindex: (l.ifindex as number | undefined) ?? 0, subnet: l.subnet as string,
     reservations: (l.reservations as unknown[]).map((r, i) => checkReservation(r, `${where}.reservations[${i}]`)),
     holders: (l.holders as unknown[]).map((h, i) => checkHolder(h, `${where}.holders[${i}]`)),
+    ...(typeof prefix6 === 'string' ? { prefix6 } : {}),
   };
 }
 
@@ -190,6 +197,10 @@ export function parseState(text: string, file: string): NetdState {
     if (r.ipForwardBefore !== undefined) {
       need(typeof r.ipForwardBefore === 'string', 'ipForwardBefore', 'a string');
       out.ipForwardBefore = r.ipForwardBefore as string;
+    }
+    if (r.ip6ForwardBefore !== undefined) {
+      need(typeof r.ip6ForwardBefore === 'string', 'ip6ForwardBefore', 'a string');
+      out.ip6ForwardBefore = r.ip6ForwardBefore as string;
     }
     if (r.portWatchers !== undefined) {
       need(isObject(r.portWatchers), 'portWatchers', 'an object');

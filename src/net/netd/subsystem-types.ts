@@ -8,6 +8,7 @@ import type { SubnetPoolOptions } from '../pool.js';
 import type { ServedKind } from './links.js';
 import type { Holder, ReservationRecord } from './state.js';
 import type { SysctlIo } from './sysctl.js';
+import type { Ipv6Settings, MachineIpv6 } from './ipv6.js';
 
 /** The part of the DHCP server (src/dhcp) the subsystem uses. */
 export interface DhcpBackend {
@@ -76,6 +77,8 @@ export interface SubsystemOptions {
   zoneLeasesPerSource?: number;
   /** which machines run (whose port mappings a sweep keeps); default: the machine registry's records (registryMachines()) */
   machines?: RunningMachines;
+  /** IPv6 on served links (ipv6.ts); default on, with the host's ULA /48 */
+  ipv6?: Ipv6Settings;
 }
 
 /** Dynamic DHCP leases per Ethernet source on a zone: a machine with several clients of its own, not a pool. */
@@ -94,6 +97,8 @@ export interface MachineLease {
   gateway: string;
   dns: string[];
   mac: string;
+  /** host0's IPv6 (its SLAAC address, the host's link-local gateway), when the link has IPv6 */
+  ipv6?: MachineIpv6;
 }
 
 export interface ServedLinkInfo {
@@ -103,6 +108,9 @@ export interface ServedLinkInfo {
   key: string;
   subnet: string;
   hostAddress: string;
+  /** the link's IPv6 /64 and the host's address in it, when it has IPv6 */
+  prefix6?: string;
+  hostAddress6?: string;
   masquerade: boolean;
   dhcp: boolean;
   reservations: ReservationRecord[];

@@ -43,6 +43,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { classifyLink, isMasqueradeOwner, masqueradeOwner, type LinkRole, type ServedKind } from './links.js';
 import { type Holder, holderAlive, type LinkRecord, type NetdState, processHolder, type ReservationRecord, StateStore } from './state.js';
 import { enableForwarding, procSys, restoreForwarding, type SysctlIo } from './sysctl.js';
+import { IPV6_FORWARD, Ipv6Links, type LinkIpv6 } from './ipv6.js';
 import type { PortForward, RunningMachines } from '../model.js';
 import { registryMachines } from './machines.js';
 import { PortForwarding } from './port-forwarding.js';
@@ -61,6 +62,7 @@ interface Served {
   dhcp: boolean;
   /** the reservation made together with serving it (serve()'s `want`) */
   placed?: ReservationRecord;
+  v6?: LinkIpv6;
 }
 
 const ZONE_DHCP_LEASE = 3600;
@@ -88,6 +90,7 @@ export class NetworkSubsystem {
   private readonly machines: RunningMachines;
   private dhcpServer: DhcpBackend | undefined;
   private readonly dnsServer: DnsServer | undefined;
+  private readonly v6: Ipv6Links | undefined;
   /** embedded: other launchers' reservations on a shared zone arrive through the state file */
   private stateWatch: FSWatcher | undefined;
   private monitor: RtnlMonitor | undefined;
@@ -137,6 +140,12 @@ export class NetworkSubsystem {
     }
     this.rtnl = Rtnl.open();
     this.firewall = new Firewall(opts.firewallTable ? { table: opts.firewallTable } : {});
+    this.v6 = Ipv6Links.create(opts.ipv6 ?? { enabled: true }, this.machineId, {
+      rtnl: this.rtnl, sysctl: this.sysctl, log: this.log, firewall: () => {
+        this.ensureTables();
+        return this.firewall;
+      },
+    });
     this.ports = new PortForwarding({ firewall: this.firewall, store: this.store, sysctl: this.sysctl, log: this.log, ensureTables: () => this.ensureTables() });
     try {
       this.dhcpServer = opts.dhcp?.(opts.mode === 'sidecar' ? `${this.store.dir}/leases` : undefined);
@@ -276,7 +285,10 @@ export class NetworkSubsystem {
   /** The firewall holds exactly the masquerade entries of the links in the state file. */
   private async reconcileFirewall(): Promise<void> {
     const state = this.store.peek();
-    const masquerade = Object.values(state.links).map((r) => ({ subnet: r.subnet, owner: masqueradeOwner(r.kind, r.key) }));
+    const masquerade = Object.values(state.links).flatMap((r) => [
+      { subnet: r.subnet, owner: masqueradeOwner(r.kind, r.key) },
+      ...(r.prefix6 !== undefined && this.v6?.masquerades ? [{ subnet: r.prefix6, owner: masqueradeOwner(r.kind, r.key) }] : []),
+    ]);
     // port forwarding (ports.ts): exactly the ports recorded with the reservations
     const ports = recordedMappings(state);
     const current = this.firewall.state(); // empty when the table does not exist
@@ -344,7 +356,9 @@ export class NetworkSubsystem {
     if (existing) await this.unserve(link.name, true);
 
     const inUse = await this.inUse(link.index);
+    const routed6 = this.v6 ? await this.v6.routedPrefixes(link.index) : new Set<string>();
     let alloc!: SubnetAllocation;
+    let prefix6: string | undefined;
     let reservations: ReservationRecord[] = [];
     await this.store.update((st) => {
       const pool = this.loadPool(st);
@@ -358,11 +372,21 @@ export class NetworkSubsystem {
       if (want && !(want.soft && reservations.some((r) => r.machine === want.machine))) {
         reservations = placeReservation(alloc, reservations, want.machine, want.mac, [], this.embeddedHolder);
       }
+      if (this.v6) {
+        // the /64 recorded for this link stays while no one else took it; else the key's own
+        const taken = new Set([...routed6, ...Object.values(st.links).flatMap((r) => (r.ifname !== link.name && r.prefix6 ? [r.prefix6] : []))]);
+        prefix6 = same && rec.prefix6 !== undefined && !taken.has(rec.prefix6) ? rec.prefix6 : this.v6.prefixFor(kind, key, taken);
+      }
       st.links[link.name] = {
         kind, key, ifname: link.name, ifindex: link.index, subnet: alloc.subnet, reservations, holders: [...holders, this.holder],
+        ...(prefix6 !== undefined ? { prefix6 } : {}),
       };
       const before = enableForwarding(this.sysctl);
       if (before !== undefined && st.ipForwardBefore === undefined) st.ipForwardBefore = before;
+      if (this.v6) {
+        const before6 = enableForwarding(this.sysctl, IPV6_FORWARD);
+        if (before6 !== undefined && st.ip6ForwardBefore === undefined) st.ip6ForwardBefore = before6;
+      }
     });
 
     const served: Served = { kind, key, ifname: link.name, ifindex: link.index, alloc, masquerade: false, dhcp: false };
@@ -370,6 +394,8 @@ export class NetworkSubsystem {
     if (placed) served.placed = placed;
     const hostCidr = `${alloc.hostAddress}/${alloc.prefixLength}`;
     try {
+      // IPv6 sysctls before the link comes up: its link-local address is usable at once (no DAD)
+      if (this.v6 && prefix6 !== undefined) this.v6.prepare(link.name);
       if (!link.up) await this.rtnl.setUp(link.index);
       let present = false;
       for (const a of await this.rtnl.listAddresses({ link: link.index, family: 4 })) {
@@ -390,6 +416,9 @@ export class NetworkSubsystem {
       this.ensureTables();
       this.firewall.addMasquerade(alloc.subnet, masqueradeOwner(kind, key));
       served.masquerade = true;
+      if (this.v6 && prefix6 !== undefined) {
+        served.v6 = await this.v6.serve(link, prefix6, masqueradeOwner(kind, key), (h) => this.dns6For(h), this.dnsServer ? [this.dnsServer.domain] : []);
+      }
       if (this.dhcpServer) {
         if (this.mode === 'sidecar') this.dhcpAdd(served, reservations);
         else if (placed) this.dhcpAdd(served, [placed], kind === 'zone' ? placed.address : undefined);
@@ -428,6 +457,7 @@ export class NetworkSubsystem {
     try {
       if (served.dhcp) this.dhcpServer?.removeInterface(served.ifname);
       if (served.masquerade) this.firewall.removeMasquerade(served.alloc.subnet);
+      if (served.v6) await this.v6?.unserve(ifindex, served.ifname, served.v6, false);
       await this.rtnl.deleteAddress(ifindex, `${served.alloc.hostAddress}/${served.alloc.prefixLength}`);
     } catch (err) {
       this.log.warn(`rolling back ${served.ifname} failed: ${errorMessage(err)}`);
@@ -439,15 +469,15 @@ export class NetworkSubsystem {
         this.forgetRecord(st, rec);
         // a record taken over from holders that are gone (a killed launcher) goes with its entries
         for (const r of rec.reservations) if (r.ports?.length) this.ports.unforward(r);
-        if (!served.masquerade) {
-          try {
-            this.firewall.removeMasquerade(rec.subnet);
-          } catch (err) {
-            this.log.warn(`removing the masquerade of ${rec.subnet} failed: ${errorMessage(err)}`);
-          }
-        }
+        if (!served.masquerade) this.removeRecordMasquerade(rec);
       }
     });
+  }
+
+  /** IPv6 DNS servers for a link's advertisements (RDNSS): the host's address there when our server answers on it. */
+  private dns6For(hostAddress6: string): string[] {
+    if (this.dnsServer) return this.dnsServer.answersIpv6 ? [hostAddress6] : [];
+    return this.dns.filter((d) => d.includes(':'));
   }
 
   /** What containers on a served link get as DNS server: the link's host address when we answer there. */
@@ -534,6 +564,17 @@ export class NetworkSubsystem {
     });
   }
 
+  /** Removes a record's masquerade entries (its IPv4 subnet, its IPv6 /64); never throws (teardown). */
+  private removeRecordMasquerade(rec: LinkRecord): void {
+    for (const subnet of [rec.subnet, ...(rec.prefix6 !== undefined ? [rec.prefix6] : [])]) {
+      try {
+        this.firewall.removeMasquerade(subnet);
+      } catch (err) {
+        this.log.warn(`removing the masquerade of ${subnet} failed: ${errorMessage(err)}`);
+      }
+    }
+  }
+
   /** Releases the pool entry and the record; puts ip_forward back after the last link. */
   private forgetRecord(st: NetdState, rec: LinkRecord): void {
     const pool = this.loadPool(st);
@@ -543,6 +584,10 @@ export class NetworkSubsystem {
     if (Object.keys(st.links).length === 0 && st.ipForwardBefore !== undefined) {
       if (restoreForwarding(st.ipForwardBefore, this.sysctl)) this.log.info(`net.ipv4.ip_forward set back to ${st.ipForwardBefore}`);
       delete st.ipForwardBefore;
+    }
+    if (Object.keys(st.links).length === 0 && st.ip6ForwardBefore !== undefined) {
+      if (restoreForwarding(st.ip6ForwardBefore, this.sysctl, IPV6_FORWARD)) this.log.info(`net.ipv6.conf.all.forwarding set back to ${st.ip6ForwardBefore}`);
+      delete st.ip6ForwardBefore;
     }
   }
 
@@ -570,9 +615,12 @@ export class NetworkSubsystem {
     await this.refreshDns();
     if (s.dhcp) this.dhcpServer?.removeInterface(ifname);
     if (!last) {
+      // the others advertise there too: no final advertisement
+      if (s.v6) await this.v6?.unserve(s.ifindex, ifname, { ...s.v6, masquerade: false }, true);
       this.log.info(`leaving ${ifname} to its other holders`, { ifname });
       return;
     }
+    if (s.v6) await this.v6?.unserve(s.ifindex, ifname, s.v6, gone);
     try {
       if (s.masquerade) this.firewall.removeMasquerade(s.alloc.subnet);
     } catch (err) {
@@ -648,11 +696,7 @@ export class NetworkSubsystem {
           this.log.info(`released ${r.address} of ${r.machine}: its launcher is gone`, { ifname: rec.ifname, machine: r.machine });
         }
         if (!whole) continue;
-        try {
-          this.firewall.removeMasquerade(rec.subnet);
-        } catch (err) {
-          this.log.warn(`removing the masquerade of ${rec.subnet} failed: ${errorMessage(err)}`);
-        }
+        this.removeRecordMasquerade(rec);
         if (!this.served.has(rec.ifname)) this.dhcpServer?.removeInterface(rec.ifname);
         this.log.info(`forgot ${rec.ifname} (${rec.subnet}): ${this.mode === 'embedded' ? 'its launcher is gone' : 'its link is gone'}`, { ifname: rec.ifname });
       }
@@ -825,6 +869,8 @@ export class NetworkSubsystem {
         machine: req.machine, kind: req.kind, ifname, subnet: s.alloc.subnet, address: res.address,
         prefixLength: s.alloc.prefixLength, gateway: s.alloc.hostAddress, dns: this.dnsFor(s), mac,
       };
+      const v6 = s.v6 && this.v6?.machine(s.v6, mac, this.dns6For(s.v6.hostAddress));
+      if (v6) out.ipv6 = v6;
       if (req.zone !== undefined) out.zone = req.zone;
       return out;
     });
@@ -897,6 +943,7 @@ export class NetworkSubsystem {
       const rec = state.links[s.ifname];
       return {
         ifname: s.ifname, ifindex: s.ifindex, kind: s.kind, key: s.key, subnet: s.alloc.subnet, hostAddress: s.alloc.hostAddress,
+        ...(s.v6 ? { prefix6: s.v6.prefixText, hostAddress6: s.v6.hostAddress } : {}),
         masquerade: s.masquerade, dhcp: s.dhcp, reservations: rec?.reservations ?? [], holders: rec?.holders ?? [],
       };
     });
@@ -955,6 +1002,8 @@ export class NetworkSubsystem {
       await this.dropTablesIfEmpty(true);
     }
     await this.dhcpServer?.stop();
+    // a stopping sidecar leaves its links configured for its next start: no final advertisements
+    this.v6?.close();
     this.stateWatch?.close();
     await this.dnsServer?.close();
     this.firewall.close();

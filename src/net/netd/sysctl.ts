@@ -21,17 +21,17 @@ export const procSys: SysctlIo = {
   write: (path, value) => writeFileSync(path, `${value}\n`),
 };
 
-/** Turns forwarding on; returns the previous value when it was off (to record), else undefined. */
-export function enableForwarding(io: SysctlIo = procSys): string | undefined {
-  const before = io.read(IP_FORWARD);
+/** Turns forwarding on (IPv4's, or the sysctl at `path`: IPv6's all/forwarding); returns the previous value when it was off (to record), else undefined. */
+export function enableForwarding(io: SysctlIo = procSys, path = IP_FORWARD): string | undefined {
+  const before = io.read(path);
   if (before === '1') return undefined;
-  io.write(IP_FORWARD, '1');
+  io.write(path, '1');
   return before;
 }
 
 /** Puts back `previous` unless someone changed the value since we set it. Returns whether it did. */
-export function restoreForwarding(previous: string, io: SysctlIo = procSys): boolean {
-  if (io.read(IP_FORWARD) !== '1') return false;
-  io.write(IP_FORWARD, previous);
+export function restoreForwarding(previous: string, io: SysctlIo = procSys, path = IP_FORWARD): boolean {
+  if (io.read(path) !== '1') return false;
+  io.write(path, previous);
   return true;
 }

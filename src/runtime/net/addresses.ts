@@ -26,6 +26,7 @@ import { chaseInRoot } from '../../net/resolv.js';
 import { Rtnl } from '../../net/rtnl.js';
 import { defaultSocketPath } from '../../net/netd/socket-path.js';
 import { parseDnsList } from '../../net/netd/dns.js';
+import { ipv6Settings } from '../../net/netd/ipv6.js';
 import type { ServedKind } from '../../net/netd/links.js';
 import { type DhcpBackend, type MachineLease, NetworkSubsystem } from '../../net/netd/subsystem.js';
 import type { PlanOp } from '../plan.js';
@@ -110,14 +111,32 @@ export function writeLeaseResolvConf(root: string, dns: readonly string[], uidSh
   return true;
 }
 
-/** Configures host0 in the container's namespace with the lease: up, address, default route. */
-export async function configureContainerLink(netnsPath: string, ifname: string, lease: Pick<MachineLease, 'address' | 'prefixLength' | 'gateway'>): Promise<void> {
+/**
+ * Configures host0 in the container's namespace with the lease: up, address, default route; and
+ * with IPv6 the SLAAC address its kernel would form from our advertisements (no DAD: the
+ * reservation makes it unique, and the command may use it at once) and a default route via the
+ * host side's link-local address. The advertisements that follow find it there and refresh it.
+ */
+export async function configureContainerLink(netnsPath: string, ifname: string, lease: Pick<MachineLease, 'address' | 'prefixLength' | 'gateway' | 'ipv6'>): Promise<void> {
   const s = sys();
   const fd = s.openNamespace(netnsPath);
   let rtnl: Rtnl | undefined;
   try {
     rtnl = Rtnl.open({ netnsFd: fd });
     const link = await rtnl.requireLink(ifname);
+    // IPv6 without DAD, so the command can use it at once; when host0 was up already, the kernel's
+    // SLAAC may have formed the same address from our first advertisement, still tentative for
+    // a second: it is replaced by ours
+    if (lease.ipv6) {
+      const cidr = `${lease.ipv6.address}/${lease.ipv6.prefixLength}`;
+      try {
+        await rtnl.addAddress(link.index, cidr, { nodad: true });
+      } catch (err) {
+        if (!(err instanceof NspawnError && err.code === 'EEXIST')) throw err;
+        await rtnl.deleteAddress(link.index, cidr);
+        await rtnl.addAddress(link.index, cidr, { nodad: true });
+      }
+    }
     if (!link.up) await rtnl.setUp(link.index);
     try {
       await rtnl.addAddress(link.index, `${lease.address}/${lease.prefixLength}`, { broadcast: true });
@@ -125,6 +144,7 @@ export async function configureContainerLink(netnsPath: string, ifname: string, 
       if (!(err instanceof NspawnError && err.code === 'EEXIST')) throw err; // a restart of the same container
     }
     await rtnl.replaceRoute({ dst: 'default', gateway: lease.gateway, dev: link.index });
+    if (lease.ipv6) await rtnl.replaceRoute({ dst: 'default', gateway: lease.ipv6.gateway, dev: link.index });
   } finally {
     rtnl?.close();
     s.close(fd);
@@ -160,6 +180,7 @@ export function addressHooks(opts: AddressHooksOptions): {
     // a bad $NSPAWN_NETD_DNS fails the start before anything of the container exists
     preflight() {
       if (env.NSPAWN_NETD_DNS) parseDnsList(env.NSPAWN_NETD_DNS, '$NSPAWN_NETD_DNS');
+      ipv6Settings(env.NSPAWN_TS_IPV6, '$NSPAWN_TS_IPV6');
     },
 
     // --resolv-conf=auto with a private network: the lease's file (written by beforeExec, if any) over the image's
@@ -186,6 +207,7 @@ export function addressHooks(opts: AddressHooksOptions): {
       } else {
         const subOpts: Parameters<typeof NetworkSubsystem.open>[0] = { mode: 'embedded', stateDir: defaultStateDir(env) };
         if (env.NSPAWN_NETD_DNS) subOpts.dns = parseDnsList(env.NSPAWN_NETD_DNS, '$NSPAWN_NETD_DNS');
+        subOpts.ipv6 = ipv6Settings(env.NSPAWN_TS_IPV6, '$NSPAWN_TS_IPV6');
         // a DHCP client inside (dhcp) needs the server before the container starts; with the static
         // configuration it is started right after, off the start-up path (beforeExec)
         if (mode === 'dhcp') subOpts.dhcp = await dhcpFactory();

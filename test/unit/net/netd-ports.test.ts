@@ -66,11 +66,18 @@ describe('port lists on the API', () => {
 
 describe('records and clashes', () => {
   test('a reservation\'s mappings: its address, the machine as owner, loopback when asked', () => {
-    expect(reservationMappings({ machine: 'web', address: '10.0.0.18', ports: [p('8000:80'), p('udp:53')], portLoopback: true })).toEqual([
+    expect(reservationMappings({ machine: 'web', address: '10.0.0.18', mac: '02:aa:bb:cc:dd:ee', ports: [p('8000:80'), p('udp:53')], portLoopback: true })).toEqual([
       { protocol: 'tcp', hostPort: 8000, containerAddress: '10.0.0.18', containerPort: 80, owner: 'web', loopback: true },
       { protocol: 'udp', hostPort: 53, containerAddress: '10.0.0.18', containerPort: 53, owner: 'web', loopback: true },
     ]);
-    expect(reservationMappings({ machine: 'web', address: '10.0.0.18' })).toEqual([]);
+    expect(reservationMappings({ machine: 'web', address: '10.0.0.18', mac: '02:aa:bb:cc:dd:ee' })).toEqual([]);
+  });
+
+  test('with the link\'s IPv6 /64, also to the machine\'s SLAAC address there (never loopback)', () => {
+    expect(reservationMappings({ machine: 'web', address: '10.0.0.18', mac: '02:aa:bb:cc:dd:ee', ports: [p('8000:80')], portLoopback: true }, '2001:db8:1:2::/64')).toEqual([
+      { protocol: 'tcp', hostPort: 8000, containerAddress: '10.0.0.18', containerPort: 80, owner: 'web', loopback: true },
+      { protocol: 'tcp', hostPort: 8000, containerAddress: '2001:db8:1:2:aa:bbff:fecc:ddee', containerPort: 80, owner: 'web' },
+    ]);
   });
 
   test('recorded mappings of every link; a second claim on a port (hand-edited file) loses', () => {

@@ -215,11 +215,11 @@ describe('forwarding sysctl', () => {
 describe('nspawn-netd command line', () => {
   const env = { NSPAWN_TS_STATE_DIR: '/srv/state' };
   test('defaults and options', () => {
-    expect(parseSidecarArgs([], {})).toEqual({ stateDir: '/var/lib/nspawn-ts', socket: '/run/nspawn-ts/netd.sock', verbose: false });
+    expect(parseSidecarArgs([], {})).toEqual({ stateDir: '/var/lib/nspawn-ts', socket: '/run/nspawn-ts/netd.sock', ipv6: { enabled: true }, verbose: false });
     expect(parseSidecarArgs([], { ...env, NSPAWN_NETD_SOCKET: '/run/x.sock', NSPAWN_NETD_DNS: '192.0.2.9' }))
-      .toEqual({ stateDir: '/srv/state', socket: '/run/x.sock', dns: ['192.0.2.9'], verbose: false });
+      .toEqual({ stateDir: '/srv/state', socket: '/run/x.sock', dns: ['192.0.2.9'], ipv6: { enabled: true }, verbose: false });
     expect(parseSidecarArgs(['--state-dir', '/a', '--socket=/b.sock', '--dns=192.0.2.1', '--dns', '192.0.2.2', '--pool=10.0.0.0/8', '-v'], { NSPAWN_NETD_DNS: '192.0.2.9' }))
-      .toEqual({ stateDir: '/a', socket: '/b.sock', dns: ['192.0.2.1', '192.0.2.2'], pools: ['10.0.0.0/8'], verbose: true });
+      .toEqual({ stateDir: '/a', socket: '/b.sock', dns: ['192.0.2.1', '192.0.2.2'], pools: ['10.0.0.0/8'], ipv6: { enabled: true }, verbose: true });
     expect(parseSidecarArgs(['--help'], {})).toBe('help');
     expect(parseSidecarArgs(['--zone-leases-per-source=0'], {})).toMatchObject({ zoneLeasesPerSource: 0 });
     expect(parseSidecarArgs(['--zone-leases-per-source', '32'], {})).toMatchObject({ zoneLeasesPerSource: 32 });

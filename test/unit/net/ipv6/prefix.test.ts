@@ -81,3 +81,22 @@ describe('interface identifiers (RFC 4291 appendix A)', () => {
     expect(formatAddress(addressBytes('2001:db8::1'))).toBe('2001:db8::1');
   });
 });
+
+describe('IPv6 settings ($NSPAWN_TS_IPV6, nspawn-netd --ipv6=)', () => {
+  test('default and "yes": the host ULA; "no": off; a prefix: global', async () => {
+    const { ipv6Settings } = await import('../../../../src/net/netd/ipv6.js');
+    expect(ipv6Settings(undefined)).toEqual({ enabled: true });
+    expect(ipv6Settings('yes')).toEqual({ enabled: true });
+    expect(ipv6Settings('no')).toEqual({ enabled: false });
+    expect(ipv6Settings('2001:db8:42::/48')).toEqual({ enabled: true, prefix: '2001:db8:42::/48' });
+    expect(() => ipv6Settings('banana', '--ipv6')).toThrow(/^--ipv6: "banana" is not an IPv6 prefix.*or "no" to turn IPv6 off$/);
+  });
+
+  test('nspawn-netd --ipv6= is parsed and checked', async () => {
+    const { parseSidecarArgs } = await import('../../../../src/net/netd/daemon.js');
+    expect(parseSidecarArgs(['--ipv6=no'], {})).toMatchObject({ ipv6: { enabled: false } });
+    expect(parseSidecarArgs(['--ipv6', '2001:db8:42::/56'], {})).toMatchObject({ ipv6: { enabled: true, prefix: '2001:db8:42::/56' } });
+    expect(parseSidecarArgs([], { NSPAWN_TS_IPV6: 'no' })).toMatchObject({ ipv6: { enabled: false } });
+    expect(() => parseSidecarArgs(['--ipv6=2001:db8::/96'], {})).toThrow(/longer than \/64/);
+  });
+});

@@ -1,0 +1,242 @@
+// IPv6 on served links: what systemd-networkd's 80-container-ve/vz.network do with IPv6SendRA= and
+// IPMasquerade=both, plus a prefix of our own so containers get global (ULA) addresses and NAT66:
+//
+//   - each served link gets a /64 of the host's ULA /48 (or of an administrator's global prefix),
+//     chosen from its key like the IPv4 subnet (ipv6/prefix.ts), recorded in the state file;
+//   - the host side takes ::1 of it (no DAD: the DNS server binds it at once) and keeps its
+//     link-local address, the source of our router advertisements and the containers' gateway;
+//   - router advertisements (ipv6/ra-server.ts) carry the /64 (on-link, autonomous), the MTU and,
+//     when our DNS server answers there, RDNSS/DNSSL;
+//   - a ULA /64 is masqueraded (masq6); a global one is routed as it is;
+//   - accept_ra=0 on the host side: the host never learns a route from what a container sends;
+//   - net.ipv6.conf.all.forwarding=1 while links are served, put back after the last (sysctl.ts).
+//     Like networkd's IPMasquerade=, this makes the host a router: its own uplink then ignores RAs
+//     unless accept_ra=2 there (the README's IPv6 notes say so).
+// A container's address is the EUI-64 SLAAC address of its MAC in the /64 — what its kernel forms
+// from the RA, and what the launcher configures on host0 at start (the same address either way).
+import { readFileSync } from 'node:fs';
+import { ConfigError, errorMessage, NspawnError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import type { Firewall } from '../firewall/index.js';
+import { addressBytes, formatAddress, formatPrefix, hostUlaPrefix, type Ipv6Prefix, linkLocalAddress, linkPrefix, parseIpv6Prefix, slaacAddress } from '../ipv6/prefix.js';
+import { RouterAdvertiser } from '../ipv6/ra-server.js';
+import type { Link } from '../netlink/views.js';
+import { parseMac } from '../naming.js';
+import type { Rtnl } from '../rtnl.js';
+import type { SysctlIo } from './sysctl.js';
+
+export const IPV6_FORWARD = '/proc/sys/net/ipv6/conf/all/forwarding';
+const IFA_F_TENTATIVE = 0x40;
+const RT_SCOPE_LINK = 253;
+
+/** IPv6 of the network subsystem: on (host ULA), a global prefix, or off. */
+export interface Ipv6Settings {
+  /** false: no IPv6 on served links */
+  enabled: boolean;
+  /** an administrator's global prefix (/48–/64 … /63); undefined: the host's ULA /48 */
+  prefix?: string;
+}
+
+/** What one served link has of IPv6. */
+export interface LinkIpv6 {
+  prefix: Ipv6Prefix;
+  /** "fd12:3456:789a:1::/64" */
+  prefixText: string;
+  /** the host side's "…::1" */
+  hostAddress: string;
+  /** the host side's link-local address: RA source and the containers' gateway */
+  linkLocal: string;
+  masquerade: boolean;
+}
+
+/** What host0 is configured with (the launcher) or forms by SLAAC. */
+export interface MachineIpv6 {
+  address: string;
+  prefixLength: 64;
+  gateway: string;
+  dns: string[];
+}
+
+/** Reads an IPv6 setting: "no" (off), a prefix (global, routed), or nothing/"yes" (the host's ULA). */
+export function ipv6Settings(value: string | undefined, what = '--ipv6'): Ipv6Settings {
+  const v = value?.trim();
+  if (v === undefined || v === '' || v === 'yes' || v === 'ula') return { enabled: true };
+  if (v === 'no' || v === 'off' || v === '0' || v === 'false') return { enabled: false };
+  try {
+    parseIpv6Prefix(v);
+  } catch (err) {
+    throw new ConfigError(`${what}: ${errorMessage(err)}; or "no" to turn IPv6 off`, { code: 'CFG_IPV6_PREFIX' });
+  }
+  return { enabled: true, prefix: v };
+}
+
+export class Ipv6Links {
+  private ra: RouterAdvertiser | undefined;
+
+  private constructor(
+    private readonly base: Ipv6Prefix,
+    private readonly nat: boolean,
+    private readonly deps: { rtnl: Rtnl; firewall: () => Firewall; sysctl: SysctlIo; log: Logger },
+  ) {}
+
+  /** The subsystem's IPv6, or undefined when off (or no machine ID to derive the ULA from). */
+  static create(settings: Ipv6Settings, machineId: Uint8Array | undefined, deps: Ipv6Links['deps']): Ipv6Links | undefined {
+    if (!settings.enabled) return undefined;
+    if (settings.prefix !== undefined) return new Ipv6Links(parseIpv6Prefix(settings.prefix), false, deps);
+    let id = machineId ? Buffer.from(machineId).toString('hex') : undefined;
+    if (id === undefined) {
+      try {
+        id = readFileSync('/etc/machine-id', 'utf8');
+      } catch (err) {
+        deps.log.warn(`containers get no IPv6 prefix: /etc/machine-id cannot be read (${errorMessage(err)}); give one with --ipv6-prefix=`);
+        return undefined;
+      }
+    }
+    return new Ipv6Links(hostUlaPrefix(id), true, deps);
+  }
+
+  /** Whether link prefixes are masqueraded (the host's ULA) or routed (an administrator's prefix). */
+  get masquerades(): boolean {
+    return this.nat;
+  }
+
+  get basePrefix(): string {
+    return formatPrefix(this.base);
+  }
+
+  /** The /64 for a link, past those in `taken` (other records, routes of the host). */
+  prefixFor(kind: 'veth' | 'zone', key: string, taken: ReadonlySet<string>): string {
+    return formatPrefix(linkPrefix(this.base, kind, key, taken));
+  }
+
+  /** /64s that routes of this host already use (another link's, a VPN's): a link's prefix avoids them. */
+  async routedPrefixes(exceptIfindex: number): Promise<Set<string>> {
+    const out = new Set<string>();
+    for (const r of await this.deps.rtnl.listRoutes({ family: 6 })) {
+      if (r.oif !== exceptIfindex && r.dst.endsWith('/64') && !r.dst.startsWith('fe80:')) out.add(r.dst);
+    }
+    return out;
+  }
+
+  /**
+   * Configures a served link: sysctls, the host address, masquerade, advertisements. `dns`: the
+   * RDNSS servers (IPv6 addresses) the containers get. Rolls back what it did when a step fails.
+   */
+  async serve(link: Link, prefixText: string, owner: string, dns: (hostAddress: string) => string[], searchDomains: string[]): Promise<LinkIpv6> {
+    const { rtnl, log } = this.deps;
+    const prefix = parseIpv6Prefix(prefixText);
+    const hostAddress = formatAddress(slaacHost(prefix));
+    const v6: LinkIpv6 = { prefix, prefixText, hostAddress, linkLocal: '', masquerade: false };
+    try {
+      this.prepare(link.name);
+      for (const a of await rtnl.listAddresses({ link: link.index, family: 6 })) {
+        if (a.scope === 0 && a.prefixlen === 64 && a.cidr !== `${hostAddress}/64` && this.inBase(a.address)) {
+          log.info(`removing stale address ${a.cidr} from ${link.name}`, { ifname: link.name });
+          await rtnl.deleteAddress(link.index, a.cidr);
+        }
+      }
+      try {
+        await rtnl.addAddress(link.index, `${hostAddress}/64`, { nodad: true });
+      } catch (err) {
+        if (!(err instanceof NspawnError && err.code === 'EEXIST')) throw err;
+      }
+      const ll = (await rtnl.listAddresses({ link: link.index, family: 6 })).find((a) => a.address.startsWith('fe80:'));
+      if (ll && ll.flags & IFA_F_TENTATIVE) {
+        // up before prepare() (systemd-nspawn's link, a sidecar restart): made usable now, or
+        // containers wait seconds for the gateway to answer neighbour solicitations
+        await rtnl.deleteAddress(link.index, ll.cidr);
+        await rtnl.addAddress(link.index, ll.cidr, { nodad: true, scope: RT_SCOPE_LINK });
+      }
+      const mac = macOf(link.mac);
+      v6.linkLocal = ll?.address ?? (mac ? formatAddress(linkLocalAddress(mac)) : '');
+      if (this.nat) {
+        this.deps.firewall().addMasquerade(prefixText, owner);
+        v6.masquerade = true;
+      }
+      if (mac && v6.linkLocal) {
+        this.ra ??= new RouterAdvertiser({ log });
+        const servers = dns(hostAddress);
+        this.ra.serve({
+          ifindex: link.index, ifname: link.name, mac, linkLocal: addressBytes(v6.linkLocal),
+          ...(link.mtu !== undefined ? { mtu: link.mtu } : {}),
+          prefixes: [prefix], dnsServers: servers.map(addressBytes), searchDomains: servers.length ? searchDomains : [],
+        });
+      }
+    } catch (err) {
+      await this.unserve(link.index, link.name, v6, false);
+      throw err;
+    }
+    return v6;
+  }
+
+  /**
+   * Sysctls of a link about to be served, best before it comes up: no router or prefix taken from
+   * a container's advertisements (accept_ra=0); IPv6 on; no DAD for the host's addresses there, so
+   * the link-local address — the containers' gateway — answers at once (the host's addresses on a
+   * link it made cannot collide: the container's kernel sees them before it has any of its own).
+   */
+  prepare(ifname: string): void {
+    const at = (name: string): string => `/proc/sys/net/ipv6/conf/${ifname}/${name}`;
+    try {
+      this.deps.sysctl.write(at('accept_ra'), '0');
+      this.deps.sysctl.write(at('disable_ipv6'), '0');
+      this.deps.sysctl.write(at('accept_dad'), '0');
+    } catch (err) {
+      // no directory for it: the link went meanwhile (a container ending), as rtnetlink says ENODEV
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new NspawnError('ENODEV', `link ${ifname} is gone`, { cause: err });
+      throw err;
+    }
+  }
+
+  /** Undoes serve(): a final advertisement (unless the link is gone), masquerade, host address. */
+  async unserve(ifindex: number, ifname: string, v6: LinkIpv6, gone: boolean): Promise<void> {
+    this.ra?.stop(ifindex, { linkGone: gone });
+    try {
+      if (v6.masquerade) this.deps.firewall().removeMasquerade(v6.prefixText);
+      v6.masquerade = false;
+      if (!gone) await this.deps.rtnl.deleteAddress(ifindex, `${v6.hostAddress}/64`);
+    } catch (err) {
+      this.deps.log.warn(`removing IPv6 from ${ifname} failed: ${errorMessage(err)}`);
+    }
+  }
+
+  /** What a machine with host0 MAC `mac` gets on a link. */
+  machine(v6: LinkIpv6, mac: string, dns: string[]): MachineIpv6 | undefined {
+    const m = macOf(mac);
+    if (!m || !v6.linkLocal) return undefined;
+    return { address: formatAddress(slaacAddress(v6.prefix, m)), prefixLength: 64, gateway: v6.linkLocal, dns };
+  }
+
+  close(): void {
+    this.ra?.close();
+    this.ra = undefined;
+  }
+
+  private inBase(address: string): boolean {
+    try {
+      return formatPrefix({ bytes: addressBytes(address), length: this.base.length }) === formatPrefix(this.base);
+    } catch {
+      return false;
+    }
+  }
+}
+
+/** The container's IPv6 address for a MAC in a recorded /64 (port forwarding's target). */
+export function machineAddress6(prefixText: string, mac: string): string | undefined {
+  const m = macOf(mac);
+  return m ? formatAddress(slaacAddress(parseIpv6Prefix(prefixText), m)) : undefined;
+}
+
+function slaacHost(prefix: Ipv6Prefix): Uint8Array {
+  const b = Uint8Array.from(prefix.bytes);
+  b[15] = 1;
+  return b;
+}
+
+function macOf(text: string | undefined): Uint8Array | undefined {
+  try {
+    return text === undefined ? undefined : parseMac(text);
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,252 @@
+// bin/nspawn-cni driven by libcni itself: a small driver (test/helpers/cni-driver/main.go) built
+// here from Debian's golang-github-appc-cni-dev runs ADD, CHECK and DEL of a conflist against
+// `ip netns add` namespaces, as a runtime does (result cache, prevResult, capability args). The
+// test run's namespace is the host; an "uplink" namespace (e2e-world.ts) is the internet.
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect } from 'vitest';
+import { ktest } from '../helpers/kernel.js';
+import { killAndWait, run, runOk, waitFor } from '../helpers/exec.js';
+import { TestNetns } from '../helpers/netns.js';
+import { FETCH, HOST_UPLINK, masqueraded, netdState, REMOTE, startSidecar, World } from './e2e-world.js';
+import { busyboxRoot, copyRoot } from '../helpers/rootfs.js';
+
+const PLUGIN = fileURLToPath(new URL('../../bin/nspawn-cni', import.meta.url));
+const PODMAN_SCRIPT = fileURLToPath(new URL('../helpers/podman-cni.sh', import.meta.url));
+const DRIVER_SRC = fileURLToPath(new URL('../helpers/cni-driver/main.go', import.meta.url));
+
+let work: string;
+let driver: string;
+let pluginDir: string;
+
+beforeAll(async () => {
+  work = mkdtempSync('/tmp/nspawn-cni-test-');
+  mkdirSync(`${work}/drv`);
+  writeFileSync(`${work}/drv/main.go`, readFileSync(DRIVER_SRC));
+  driver = `${work}/drv/cni-driver`;
+  await runOk('go', ['build', '-o', driver, 'main.go'], {
+    cwd: `${work}/drv`, timeoutMs: 300_000,
+    env: { ...process.env, GO111MODULE: 'off', GOPATH: '/usr/share/gocode', GOCACHE: `${work}/gocache` },
+  });
+  pluginDir = `${work}/plugins`;
+  mkdirSync(pluginDir);
+  symlinkSync(PLUGIN, `${pluginDir}/nspawn-cni`);
+}, 320_000);
+
+afterAll(() => {
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+interface Net {
+  conflist: string;
+  stateDir: string;
+  cache: string;
+}
+
+let nets = 0;
+function network(cniVersion: string, extra: Record<string, unknown> = {}, name = 'podnet'): Net {
+  const dir = `${work}/net${++nets}`;
+  mkdirSync(dir);
+  const stateDir = `${dir}/state`;
+  const conflist = `${dir}/net.conflist`;
+  writeFileSync(conflist, JSON.stringify({
+    cniVersion, name,
+    plugins: [{ type: 'nspawn-cni', stateDir, netdSocket: `${dir}/no-sidecar.sock`, capabilities: { portMappings: true }, ...extra }],
+  }));
+  return { conflist, stateDir, cache: `${dir}/cache` };
+}
+
+interface Call { code: number | null; stdout: string; stderr: string }
+
+function cni(net: Net, cmd: 'add' | 'check' | 'del', ns: TestNetns | string, id: string, opts: { caps?: unknown; args?: string } = {}): Promise<Call> {
+  const path = typeof ns === 'string' ? ns : ns.path;
+  return run(driver, [cmd, net.conflist, path, id, 'eth0', opts.caps ? JSON.stringify(opts.caps) : '', opts.args ?? ''], {
+    env: { ...process.env, CNI_PATH: pluginDir, CNI_CACHE_DIR: net.cache }, timeoutMs: 60_000,
+  });
+}
+
+async function ok(p: Promise<Call>): Promise<string> {
+  const r = await p;
+  if (r.code !== 0) throw new Error(`cni-driver failed (${r.code}): ${r.stderr}${r.stdout}`);
+  return r.stdout;
+}
+
+interface Result { cniVersion: string; ips: Array<{ address: string; gateway: string; version?: string; interface: number }>; interfaces: Array<{ name: string; sandbox?: string }>; dns?: unknown }
+
+/** Links, records and firewall entries of ours on the host (there must be none after the last DEL). */
+async function leftovers(net: Net): Promise<string[]> {
+  const out: string[] = [];
+  const links = JSON.parse(await runOk('ip', ['-j', 'link'])) as Array<{ ifname: string }>;
+  for (const l of links) if (/^(nc[0-9a-f]{8}|vz-)/.test(l.ifname)) out.push(`link ${l.ifname}`);
+  const st = netdState(net.stateDir);
+  for (const [ifname, rec] of Object.entries(st.links)) out.push(`state record ${ifname} (${rec.reservations.map((r) => r.machine).join(', ')})`);
+  if (st.pool?.entries.some((e) => e.active)) out.push('an active pool entry');
+  for (const m of await masqueraded()) out.push(`masquerade ${m}`);
+  if ((await run('nft', ['list', 'table', 'inet', 'nspawn-ts'])).code === 0) out.push('table inet nspawn-ts');
+  try {
+    for (const d of readdirSync(`${net.stateDir}/cni`)) for (const f of readdirSync(`${net.stateDir}/cni/${d}`)) out.push(`record ${d}/${f}`);
+  } catch { /* none */ }
+  return out;
+}
+
+describe('nspawn-cni under libcni', () => {
+  ktest('ADD gives two containers addresses on one bridge, masquerade and a port map; CHECK fails once an address is gone; DEL twice leaves nothing', async () => {
+    const world = await World.create();
+    const c1 = await TestNetns.create('c1');
+    const c2 = await TestNetns.create('c2');
+    const net = network('1.0.0');
+    let server: ReturnType<typeof spawn> | undefined;
+    try {
+      const r1 = JSON.parse(await ok(cni(net, 'add', c1, 'cid-web', {
+        caps: { portMappings: [{ hostPort: 8080, containerPort: 80, protocol: 'tcp' }] }, args: 'IgnoreUnknown=1;K8S_POD_NAME=web',
+      }))) as Result;
+      const r2 = JSON.parse(await ok(cni(net, 'add', c2, 'cid-db', { args: 'IgnoreUnknown=1;K8S_POD_NAME=db' }))) as Result;
+      expect(r1.cniVersion).toBe('1.0.0');
+      expect(r1.ips[0]?.version).toBeUndefined(); // 1.0.0 dropped it
+      const [a1, len] = (r1.ips[0]?.address ?? '').split('/');
+      const a2 = (r2.ips[0]?.address ?? '').split('/')[0] as string;
+      expect(len).toBe('24');
+      expect(r1.ips[0]?.gateway).toBe(r2.ips[0]?.gateway);
+      expect(r1.interfaces.map((i) => i.name)).toEqual(['vz-podnet', expect.stringMatching(/^nc[0-9a-f]{8}$/), 'eth0']);
+      expect(r1.interfaces[2]?.sandbox).toBe(c1.path);
+      // the kernel agrees: address and default route in the container, its port on the bridge
+      const addrs = await c1.ipJson<Array<{ addr_info: Array<{ local: string }> }>>(['-4', 'addr', 'show', 'dev', 'eth0']);
+      expect(addrs[0]?.addr_info.map((a) => a.local)).toEqual([a1]);
+      expect(await c1.exec('ip', ['route', 'show', 'default'])).toContain(`via ${r1.ips[0]?.gateway}`);
+      // neighbours reach each other; the internet sees the host's address (masquerade)
+      await c1.exec('busybox', ['ping', '-c', '1', '-W', '3', a2]);
+      expect(await c2.exec('sh', ['-c', FETCH.replace('| nc ', '| busybox nc ')])).toContain(`remote-ok ${HOST_UPLINK}`);
+      // -p 8080:80: from the internet to the host's address, into the container
+      server = spawn('ip', ['netns', 'exec', c1.name, process.execPath, '-e',
+        `require('http').createServer((q, r) => r.end('web ' + q.socket.remoteAddress + '\\n')).listen(80, () => console.log('ready'))`], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      server.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
+      await waitFor(() => out.includes('ready'), 'the web server in c1', 10_000);
+      const page = await world.uplink.exec('sh', ['-c', `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 5 ${HOST_UPLINK} 8080`]);
+      expect(page).toContain('web ');
+
+      await ok(cni(net, 'check', c1, 'cid-web', { args: 'IgnoreUnknown=1;K8S_POD_NAME=web' }));
+      await ok(cni(net, 'check', c2, 'cid-db', { args: 'IgnoreUnknown=1;K8S_POD_NAME=db' }));
+      // someone deletes the container's address: CHECK says so
+      await c1.exec('ip', ['addr', 'del', `${a1}/24`, 'dev', 'eth0']);
+      const bad = await cni(net, 'check', c1, 'cid-web', { args: 'IgnoreUnknown=1;K8S_POD_NAME=web' });
+      expect(bad.code).not.toBe(0);
+      expect(bad.stderr + bad.stdout).toMatch(/lost its address/);
+
+      await ok(cni(net, 'del', c1, 'cid-web', { args: 'IgnoreUnknown=1;K8S_POD_NAME=web' }));
+      await ok(cni(net, 'del', c1, 'cid-web', { args: 'IgnoreUnknown=1;K8S_POD_NAME=web' }));
+      // the bridge stays for db; web's port map went
+      expect(netdState(net.stateDir).links['vz-podnet']?.reservations.map((r) => r.machine)).toEqual(['db']);
+      expect((await run('nft', ['list', 'map', 'inet', 'nspawn-ts', 'ports4'])).stdout).not.toContain('8080');
+      // DEL without prevResult (libcni's cache gone, as after a crash)
+      rmSync(net.cache, { recursive: true, force: true });
+      await ok(cni(net, 'del', c2, 'cid-db', { args: 'IgnoreUnknown=1;K8S_POD_NAME=db' }));
+      await ok(cni(net, 'del', c2, 'cid-db', { args: 'IgnoreUnknown=1;K8S_POD_NAME=db' }));
+      expect(await leftovers(net)).toEqual([]);
+    } finally {
+      if (server) await killAndWait(server);
+      // a failed assertion above still leaves nothing behind
+      await cni(net, 'del', c1, 'cid-web', { args: 'K8S_POD_NAME=web' });
+      await cni(net, 'del', c2, 'cid-db', { args: 'K8S_POD_NAME=db' });
+      await c1.destroy();
+      await c2.destroy();
+      await world.destroy();
+    }
+  }, 120_000);
+
+  ktest('cniVersion 0.4.0 and 0.3.1 results; DEL after the namespace went; a 1.1.0 or bad config is a CNI error', async () => {
+    const c1 = await TestNetns.create('c1');
+    const n4 = network('0.4.0', {}, 'net04');
+    const n3 = network('0.3.1', {}, 'net031');
+    try {
+      const r4 = JSON.parse(await ok(cni(n4, 'add', c1, 'cid-a'))) as Result;
+      expect(r4.cniVersion).toBe('0.4.0');
+      expect(r4.ips[0]?.version).toBe('4');
+      await ok(cni(n4, 'check', c1, 'cid-a'));
+      await ok(cni(n4, 'del', c1, 'cid-a'));
+      expect(await leftovers(n4)).toEqual([]);
+
+      const ns = await TestNetns.create('gone');
+      const r3 = JSON.parse(await ok(cni(n3, 'add', ns, 'cid-b'))) as Result;
+      expect(r3.cniVersion).toBe('0.3.1');
+      expect(r3.ips[0]?.version).toBe('4');
+      await ns.destroy(); // the container died: its namespace (and the veth) with it
+      await ok(cni(n3, 'del', ns.path, 'cid-b'));
+      expect(await leftovers(n3)).toEqual([]);
+
+      // errors: the plugin's own JSON, with the spec's codes
+      const call = (env: Record<string, string>, stdin: string) => run(PLUGIN, [], { env: { PATH: process.env.PATH ?? '', ...env }, input: stdin });
+      const v11 = await call({ CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'x', CNI_IFNAME: 'eth0', CNI_NETNS: c1.path },
+        JSON.stringify({ cniVersion: '1.1.0', name: 'n', type: 'nspawn-cni' }));
+      expect(v11.code).toBe(1);
+      expect(JSON.parse(v11.stdout)).toMatchObject({ code: 1, msg: expect.stringContaining('1.1.0') });
+      const ipam = await call({ CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'x', CNI_IFNAME: 'eth0', CNI_NETNS: c1.path },
+        JSON.stringify({ cniVersion: '1.0.0', name: 'n', type: 'nspawn-cni', runtimeConfig: { portMappings: [{ hostPort: 0, containerPort: 80 }] } }));
+      expect(JSON.parse(ipam.stdout)).toMatchObject({ cniVersion: '1.0.0', code: 4, msg: expect.stringContaining('hostPort') });
+      const noNs = await call({ CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'x', CNI_IFNAME: 'eth0', CNI_NETNS: '/run/netns/none-such' },
+        JSON.stringify({ cniVersion: '1.0.0', name: 'n', type: 'nspawn-cni', stateDir: `${work}/errstate` }));
+      expect(JSON.parse(noNs.stdout)).toMatchObject({ code: 7, msg: expect.stringContaining('/run/netns/none-such') });
+      const version = await call({ CNI_COMMAND: 'VERSION' }, '{"cniVersion":"1.0.0"}');
+      expect(JSON.parse(version.stdout)).toEqual({ cniVersion: '1.0.0', supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0'] });
+      // nothing was made by the refused calls
+      expect((await run('ip', ['-n', c1.name, 'link', 'show', 'eth0'])).code).not.toBe(0);
+    } finally {
+      await c1.destroy();
+    }
+  }, 120_000);
+
+  ktest('with nspawn-netd running, the plugin asks it (the state is the sidecar\'s) and DEL leaves nothing', async () => {
+    const sidecar = await startSidecar();
+    const c1 = await TestNetns.create('c1');
+    const net = network('1.0.0', { netdSocket: '/run/nspawn-ts/netd.sock' }, 'sidenet');
+    try {
+      const r = JSON.parse(await ok(cni(net, 'add', c1, 'cid-s', { args: 'K8S_POD_NAME=side' }))) as Result;
+      const addr = (r.ips[0]?.address ?? '').split('/')[0];
+      // recorded by the sidecar in its state directory, not in the plugin's
+      expect(netdState().links['vz-sidenet']?.reservations.map((x) => [x.machine, x.address])).toEqual([['side', addr]]);
+      expect(netdState(net.stateDir).links).toEqual({});
+      await ok(cni(net, 'check', c1, 'cid-s', { args: 'K8S_POD_NAME=side' }));
+      await ok(cni(net, 'del', c1, 'cid-s', { args: 'K8S_POD_NAME=side' }));
+      await ok(cni(net, 'del', c1, 'cid-s', { args: 'K8S_POD_NAME=side' }));
+      await waitFor(() => netdState().links['vz-sidenet'] === undefined, 'the sidecar to forget vz-sidenet');
+      expect(await c1.tryExec('ip', ['link', 'show', 'eth0'])).toMatchObject({ code: 1 });
+      await sidecar.stop();
+      expect(await leftovers(net)).toEqual([]);
+    } finally {
+      await sidecar.stop();
+      await c1.destroy();
+    }
+  }, 120_000);
+});
+
+describe('nspawn-cni under podman (CNI backend)', () => {
+  ktest('two busybox containers on a network: addresses, default routes, each other, the internet through masquerade, -p 8080:80 from a client; rm -f leaves nothing', async () => {
+    const world = await World.create();
+    const root = await copyRoot(await busyboxRoot());
+    const dir = mkdtempSync(`${work}/podman-`);
+    try {
+      const r = await run('unshare', ['-m', '--propagation', 'private', 'bash', PODMAN_SCRIPT, dir, PLUGIN, root.dir, REMOTE, HOST_UPLINK, world.uplink.name], { timeoutMs: 240_000 });
+      const got = Object.fromEntries(r.stdout.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+      if (r.code !== 0 || got.DONE !== '1') throw new Error(`the podman scenario failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
+      const web = got.ADDR_web ?? '';
+      const other = got.ADDR_other ?? '';
+      expect(web).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+      expect(other).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+      expect(web).not.toBe(other);
+      expect(got.ROUTE_web).toMatch(/^default via \d+\.\d+\.\d+\.1 dev eth0/);
+      expect(got.PING_other_web).toBe('ok');
+      expect(got.NEIGHBOUR).toBe('web-ok');
+      expect(got.REMOTE).toBe(`remote-ok ${HOST_UPLINK}`);
+      expect(got.PORT).toBe('web-ok');
+      expect(got.LINKS_UP).toContain('vz-podnet');
+      // while they ran: both reservations, web's port, recorded in the plugin's state directory
+      const up = JSON.parse(got.STATE_UP ?? '{}') as { links: Record<string, { reservations: Array<{ machine: string; ports?: unknown[] }> }> };
+      expect(up.links['vz-podnet']?.reservations.map((x) => [x.machine, x.ports?.length ?? 0]).sort()).toEqual([['other', 0], ['web', 1]]);
+      expect(await leftovers({ conflist: '', stateDir: `${dir}/state`, cache: '' })).toEqual([]);
+    } finally {
+      root.remove();
+      await world.destroy();
+    }
+  }, 300_000);
+});
