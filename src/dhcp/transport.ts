@@ -77,11 +77,12 @@ const SLOT = 4096;
 /** Bytes per source address (struct sockaddr_ll). */
 const ADDR = 20;
 
-function sockaddrLl(ifindex: number, mac?: Uint8Array): Uint8Array {
+/** A struct sockaddr_ll for a packet socket: `protocol` (ETH_P_*) on `ifindex`, to `mac` when sending. */
+export function sockaddrLl(ifindex: number, mac?: Uint8Array, protocol = ETH_P_IP): Uint8Array {
   const b = new Uint8Array(20);
   const dv = new DataView(b.buffer);
   dv.setUint16(0, AF_PACKET, true);
-  dv.setUint16(2, ETH_P_IP, false);
+  dv.setUint16(2, protocol, false);
   dv.setInt32(4, ifindex, true);
   if (mac) {
     b[11] = mac.length;

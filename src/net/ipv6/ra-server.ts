@@ -13,6 +13,7 @@
 import type { Logger } from '../../log.js';
 import { type FdWatcher, POLL_READABLE, sys } from '../../native.js';
 import { BPF, PACKET_OUTGOING, SKF_AD_OFF, SKF_AD_PKTTYPE, assemble } from '../../dhcp/bpf.js';
+import { sockaddrLl } from '../../dhcp/transport.js';
 import {
   ICMP6,
   IPPROTO_ICMPV6,
@@ -222,19 +223,6 @@ export function routerSolicitationFilter(): Uint8Array {
   ]);
 }
 
-function sockaddrLl(ifindex: number, mac?: Uint8Array): Uint8Array {
-  const b = new Uint8Array(ADDR);
-  const dv = new DataView(b.buffer);
-  dv.setUint16(0, AF_PACKET, true);
-  dv.setUint16(2, ETH_P_IPV6, false);
-  dv.setInt32(4, ifindex, true);
-  if (mac) {
-    b[11] = mac.length;
-    b.set(mac.subarray(0, 8), 12);
-  }
-  return b;
-}
-
 /** One packet socket per namespace for every served link (see the top of this file). */
 export class PacketRaTransport implements RaTransport {
   private readonly fd: number;
@@ -249,7 +237,7 @@ export class PacketRaTransport implements RaTransport {
     this.fd = s.socket(AF_PACKET, SOCK_DGRAM, 0, netnsFd);
     try {
       s.attachFilter(this.fd, routerSolicitationFilter());
-      s.bind(this.fd, sockaddrLl(0));
+      s.bind(this.fd, sockaddrLl(0, undefined, ETH_P_IPV6));
     } catch (err) {
       s.close(this.fd);
       throw err;
@@ -277,7 +265,7 @@ export class PacketRaTransport implements RaTransport {
 
   send(ifindex: number, dstMac: Uint8Array, datagram: Uint8Array): boolean {
     try {
-      return sys().sendBatch(this.fd, [datagram], [sockaddrLl(ifindex, dstMac)]) === 1;
+      return sys().sendBatch(this.fd, [datagram], [sockaddrLl(ifindex, dstMac, ETH_P_IPV6)]) === 1;
     } catch {
       return false;
     }
