@@ -17,6 +17,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { NetdClient } from '../net/netd/client.js';
+import { mulberry32 as rng } from './rng.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const NSPAWN_TS = `${REPO}bin/nspawn-ts`;
@@ -32,17 +33,6 @@ const SETTLE_MS = Number(process.env.SOAK_SETTLE_MS ?? 10_000);
 
 const UDHCPC = 'udhcpc -i host0 -f -q -n -t 10 -T 1 >/dev/null 2>&1 && echo "lease=$(ip -4 -o addr show host0 | awk \'{print $4}\' | cut -d/ -f1)" || echo lease-failed; read x';
 
-/** mulberry32: a reproducible run for a given SOAK_SEED. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const random = rng(SEED);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const say = (s: string): void => { process.stderr.write(`soak: ${s}\n`); };

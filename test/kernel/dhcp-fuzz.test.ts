@@ -10,23 +10,13 @@ import { sys } from '../../src/native.js';
 import { buildIpUdp } from '../../src/dhcp/wire.js';
 import { ktest } from '../helpers/kernel.js';
 import { DhcpEnv, ServerProcess, UdpClient } from './dhcp-env.js';
+import { mulberry32 as rng } from '../../src/bench/rng.js';
 
 const REAL_MAC = '02:00:00:00:00:99';
 
 const FUZZ_MS = 15_000;
 const PER_TICK = 60; // every 10 ms: ~6000 datagrams a second when the machine keeps up
 
-/** Deterministic PRNG (mulberry32), so a failure can be replayed from the printed seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function goldenPackets(): Uint8Array[] {
   return ['udhcpc', 'dhcpcd', 'dhclient'].flatMap((c) => readFileSync(new URL(`../golden/dhcp/${c}.txt`, import.meta.url), 'utf8')
