@@ -100,15 +100,15 @@ export class LeaseSlots {
 
   constructor(initial = 64) {
     this.grow(initial);
-    this.byKey = new Int32Array(2 * initial).fill(-1);
-    this.byAddr = new Int32Array(2 * initial).fill(-1);
+    this.byKey = new Int32Array(Math.max(2, 2 * initial)).fill(-1);
+    this.byAddr = new Int32Array(Math.max(2, 2 * initial)).fill(-1);
   }
 
   // --- slots ---------------------------------------------------------------------------------
 
   /** A new entry for `key` (not present); its other fields are the caller's to set. */
   alloc(key: string): number {
-    if (this.freeCount === 0) this.grow(2 * this.cap);
+    if (this.freeCount === 0) this.grow(Math.max(64, Math.ceil(1.5 * this.cap))); // 1.5×: less slack, less to copy at once
     const s = this.freeSlots[--this.freeCount] as number;
     this.count++;
     this.state[s] = OFFERED; // set by the caller; never FREE while live
@@ -197,13 +197,44 @@ export class LeaseSlots {
     this.cap = to;
   }
 
-  /** A copy that later changes of this one do not affect (a compaction's snapshot). */
-  clone(): LeaseSlots {
-    const c = Object.create(LeaseSlots.prototype) as LeaseSlots;
-    for (const [k, v] of Object.entries(this)) {
-      const copy = ArrayBuffer.isView(v) ? (v as Uint8Array).slice() : v instanceof Map ? new Map(v) : Array.isArray(v) ? [...v] : v;
-      (c as unknown as Record<string, unknown>)[k] = copy;
+  /**
+   * The entries as they are now, for all() and the fields a record needs (key, MAC, source, address,
+   * expiry, state, hostname), packed in the order they were made: a compaction's snapshot, which later
+   * changes do not reach. It has no indexes, heap or lists: ~45 bytes an entry.
+   */
+  packedCopy(): LeaseSlots {
+    const n = this.count;
+    const c = new LeaseSlots(0);
+    c.count = n;
+    c.cap = n;
+    c.exp = new Float64Array(n);
+    c.addr = new Uint32Array(n);
+    c.state = new Uint8Array(n);
+    c.flags = new Uint8Array(n);
+    c.keyLen = new Uint8Array(n);
+    c.keys = new Uint8Array(n * KEY_BYTES);
+    c.macs = new Uint8Array(n * 6);
+    c.srcs = new Uint8Array(n * 6);
+    c.anext = new Int32Array(n);
+    let i = 0;
+    for (const s of this.all()) {
+      c.exp[i] = this.exp[s] as number;
+      c.addr[i] = this.addr[s] as number;
+      c.state[i] = this.state[s] as number;
+      c.flags[i] = this.flags[s] as number;
+      c.keyLen[i] = this.keyLen[s] as number;
+      c.keys.set(this.keys.subarray(s * KEY_BYTES, (s + 1) * KEY_BYTES), i * KEY_BYTES);
+      c.macs.set(this.macs.subarray(s * 6, s * 6 + 6), i * 6);
+      c.srcs.set(this.srcs.subarray(s * 6, s * 6 + 6), i * 6);
+      for (const [from, to] of [[this.longKeys, c.longKeys], [this.sideMacs, c.sideMacs], [this.sideSrcs, c.sideSrcs], [this.hostnames, c.hostnames]] as const) {
+        const v = from.get(s);
+        if (v !== undefined) to.set(i, v);
+      }
+      c.anext[i] = i + 1 < n ? i + 1 : -1;
+      i++;
     }
+    c.ahead = n ? 0 : -1;
+    c.atail = n - 1;
     return c;
   }
 

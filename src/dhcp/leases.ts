@@ -204,7 +204,7 @@ export class LeaseTable {
    */
   frozenEntries(): Iterable<Lease> {
     const copy = Object.create(LeaseTable.prototype) as LeaseTable;
-    copy.slots = this.slots.clone();
+    copy.slots = this.slots.packedCopy();
     return { [Symbol.iterator]: () => copy.entries() };
   }
 

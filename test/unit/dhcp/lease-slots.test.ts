@@ -116,16 +116,24 @@ describe('lease slots', () => {
 
   test('a copy does not follow later changes', () => {
     const slots = new LeaseSlots();
+    for (const k of ['hw:1:020000000041', 'hw:1:020000000040', `id:${'ab'.repeat(30)}`]) slots.alloc(k);
+    slots.release(slots.find('hw:1:020000000041')); // a free slot before the others
     const s = slots.alloc('hw:1:020000000042');
     slots.setMac(s, '02:00:00:00:00:42');
+    slots.setSrc(s, 'odd source');
+    slots.hostnames.set(s, 'box');
     slots.state[s] = OFFERED;
     slots.exp[s] = 5;
-    const copy = slots.clone();
+    const copy = slots.packedCopy();
     slots.exp[s] = 9;
     slots.setMac(s, 'weird');
     slots.release(s);
     slots.alloc('hw:1:020000000043');
-    expect([...copy.all()].map((x) => [copy.key(x), copy.mac(x), copy.exp[x]])).toEqual([['hw:1:020000000042', '02:00:00:00:00:42', 5]]);
+    expect([...copy.all()].map((x) => [copy.key(x), copy.mac(x), copy.src(x), copy.hostnames.get(x), copy.state[x], copy.exp[x]])).toEqual([
+      ['hw:1:020000000040', '', undefined, undefined, OFFERED, 0],
+      [`id:${'ab'.repeat(30)}`, '', undefined, undefined, OFFERED, 0],
+      ['hw:1:020000000042', '02:00:00:00:00:42', 'odd source', 'box', OFFERED, 5],
+    ]);
   });
 
   test('a lease costs at most 160 bytes of heap and array buffers (bench/dhcp holds 50,000)', () => {
