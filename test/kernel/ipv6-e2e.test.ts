@@ -6,9 +6,9 @@
 // (e2e-world.ts draws the world.)
 import { describe, expect } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
-import { run, runOk } from '../helpers/exec.js';
+import { run } from '../helpers/exec.js';
 import { busyboxRoot, copyRoot } from '../helpers/rootfs.js';
-import { FETCH6, HOST_UPLINK6, World, exitOf, nspawnTs, startSidecar, untilReady, stopByLine } from './e2e-world.js';
+import { FETCH6, HOST_UPLINK6, World, exitOf, masq6, nspawnTs, startSidecar, ulaAddresses, untilReady, stopByLine } from './e2e-world.js';
 
 const SHOW6 = 'echo "addr6=$(ip -6 -o addr show dev host0 scope global | awk \'{print $4}\')"; echo "flags6=$(ip -6 -o addr show dev host0 scope global)"; echo "route6=$(ip -6 route show default | head -1)"';
 /** Waits (up to 10 s) for host0 to have a global IPv6 address and an IPv6 default route. */
@@ -19,23 +19,6 @@ interface Seen6 { addr: string | undefined; route: string | undefined; remote: s
 function parse6(out: string): Seen6 {
   const get = (k: string): string | undefined => new RegExp(`^${k}=(.*)$`, 'm').exec(out)?.[1]?.trim() || undefined;
   return { addr: get('addr6'), route: get('route6'), remote: /remote-ok (\S+)/.exec(out)?.[1] };
-}
-
-/** IPv6 prefixes of our masquerade set. */
-async function masq6(): Promise<string[]> {
-  const r = await run('nft', ['-j', 'list', 'set', 'inet', 'nspawn-ts', 'masq6']);
-  if (r.code !== 0) return [];
-  const set = (JSON.parse(r.stdout) as { nftables: Array<{ set?: { elem?: unknown[] } }> }).nftables.find((o) => o.set)?.set;
-  return (set?.elem ?? []).map((e) => {
-    const v = ((e as { elem?: { val: unknown } }).elem?.val ?? e) as { prefix?: { addr: string; len: number } };
-    return v.prefix ? `${v.prefix.addr}/${v.prefix.len}` : String(v);
-  });
-}
-
-/** ULA addresses (fd00::/8) left on any link of the host namespace. */
-async function ulaAddresses(): Promise<string[]> {
-  const addrs = JSON.parse((await runOk('ip', ['-j', '-6', 'addr'])) || '[]') as Array<{ ifname: string; addr_info: Array<{ local: string }> }>;
-  return addrs.flatMap((l) => l.addr_info.filter((a) => a.local.startsWith('fd')).map((a) => `${a.local} on ${l.ifname}`));
 }
 
 describe('IPv6 for containers', () => {
