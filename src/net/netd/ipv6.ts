@@ -188,9 +188,13 @@ export class Ipv6Links {
     }
   }
 
-  /** Undoes serve(): a final advertisement (unless the link is gone), masquerade, host address. */
+  /**
+   * Undoes serve(): a final advertisement (unless the link is gone), masquerade, host address. The
+   * advertiser's socket goes with the last link: a sidecar without containers holds none.
+   */
   async unserve(ifindex: number, ifname: string, v6: LinkIpv6, gone: boolean): Promise<void> {
     this.ra?.stop(ifindex, { linkGone: gone });
+    if (this.ra?.idle) this.close();
     try {
       if (v6.masquerade) this.deps.firewall().removeMasquerade(v6.prefixText);
       v6.masquerade = false;
