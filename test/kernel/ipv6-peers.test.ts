@@ -8,17 +8,19 @@
 //
 // After each container exits nothing of its IPv6 is left on the host (e2e-world.ts ipv6Leftovers).
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { describe, expect } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
-import { run, waitFor } from '../helpers/exec.js';
+import { killAndWait, run, runOk, waitFor } from '../helpers/exec.js';
 import { machineLeader } from '../helpers/nspawn.js';
 import { debianRoot } from '../helpers/rootfs.js';
 import { NetdClient } from '../../src/net/netd/client.js';
+import type { ServedLinkInfo } from '../../src/net/netd/subsystem-types.js';
 import { formatAddress, parseIpv6Prefix, slaacAddress } from '../../src/net/ipv6/prefix.js';
 import { vethHostIfname } from '../../src/net/naming.js';
-import { HOST_UPLINK6, REMOTE6, type Proc, World, exitOf, ipv6Leftovers, nspawnTs } from './e2e-world.js';
+import { HOST_UPLINK6, REMOTE6, type Proc, World, exitOf, ipv6Leftovers, nspawnTs, startSidecar } from './e2e-world.js';
 
 const exec = promisify(execFile);
 
@@ -30,6 +32,12 @@ function eui64In(hostCidr: string, hwaddr: string): string {
   const [addr] = hostCidr.split('/') as [string];
   const prefix = parseIpv6Prefix(`${addr.replace(/::1$/, '::')}/64`);
   return formatAddress(slaacAddress(prefix, mac(hwaddr)));
+}
+
+/** The host side's IPv6 address of `scope` on `ifname` (iproute2's JSON has {} for the filtered). */
+async function hostAddress6(ifname: string, scope: 'link' | 'global'): Promise<string | undefined> {
+  const links = JSON.parse((await runOk('ip', ['-j', '-6', 'addr', 'show', 'dev', ifname, 'scope', scope])) || '[]') as Array<{ addr_info: Array<{ local?: string }> }>;
+  return links.flatMap((l) => l.addr_info.flatMap((a) => (a.local ? [a.local] : [])))[0];
 }
 
 /** Powers a container off if a failed test left it running (SIGKILL only if that does not end it). */
@@ -80,15 +88,13 @@ describe('IPv6 with real peers', () => {
       // SLAAC from the advertisement (a lifetime), not a static address: networkd's default token
       // is EUI-64, so it is the address we predict from host0's MAC and the link's /64
       expect(await global6()).toMatch(/dynamic/);
-      const hostSide = JSON.parse((await exec('ip', ['-j', '-6', 'addr', 'show', 'dev', ve, 'scope', 'global'])).stdout) as Array<{ addr_info: Array<{ local: string; prefixlen: number }> }>;
-      const hostCidr = hostSide[0]?.addr_info.map((a) => `${a.local}/${a.prefixlen}`).find((c) => c.startsWith('fd'));
+      const hostCidr = `${await hostAddress6(ve, 'global')}/64`;
       expect(hostCidr).toMatch(/^fd[0-9a-f:]+::1\/64$/);
       const hw = /link\/ether (\S+)/.exec(await inside(['ip', '-o', 'link', 'show', 'dev', 'host0']))?.[1] as string;
       expect(addr).toBe(eui64In(hostCidr as string, hw));
       // the default route came from our RA (networkd installs it with "proto ra")
       const route = await waitFor(async () => /^default via (fe80::\S+) dev host0 proto ra/m.exec(await inside(['ip', '-6', 'route', 'show', 'default']))?.[1], 'the RA default route', 30_000, 200);
-      const ll = JSON.parse((await exec('ip', ['-j', '-6', 'addr', 'show', 'dev', ve, 'scope', 'link'])).stdout) as Array<{ addr_info: Array<{ local: string }> }>;
-      expect(ll.flatMap((l) => l.addr_info.map((a) => a.local))).toContain(route);
+      expect(route).toBe(await hostAddress6(ve, 'link'));
 
       // networkctl, as a user would look: host0 managed by networkd, our address and gateway
       const status = await waitFor(async () => {
@@ -111,4 +117,66 @@ describe('IPv6 with real peers', () => {
       await world.destroy();
     }
   }, 240_000);
+  ktest('dhcpcd -6 on a link the sidecar serves: SLAAC address and default route from our RA (the kernel\'s own RA handling off); NAT66; nothing left', async ({ netns }) => {
+    const world = await World.create();
+    const before = forwarding6();
+    const sidecar = await startSidecar();
+    const dir = mkdtempSync('/var/tmp/nspawn-ts-dhcpcd6-');
+    let dhcpcd: ChildProcess | undefined;
+    try {
+      // a plain namespace on a ve- link, as systemd-nspawn would make it: the sidecar serves it
+      await runOk('ip', ['link', 'add', 've-dc6', 'type', 'veth', 'peer', 'name', 'host0', 'netns', netns.name]);
+      // dhcpcd is the only client: the namespace's kernel takes no advertisement itself
+      await netns.exec('sysctl', ['-qw', 'net.ipv6.conf.host0.accept_ra=0']);
+      const c = await sidecar.client();
+      const link = await waitFor(async () => (await c.request<ServedLinkInfo[]>({ op: 'list' })).find((l) => l.ifname === 've-dc6' && l.prefix6), 'the sidecar to serve ve-dc6', 15_000);
+      c.close();
+
+      // dhcpcd keeps state in /var/lib/dhcpcd and /run/dhcpcd (npm test's /run is empty): private
+      // tmpfs for each; its hook script records each event's environment
+      writeFileSync(`${dir}/hook`, `#!/bin/sh\nenv | sort > ${dir}/env.$reason\necho "$reason" >> ${dir}/events\n`, { mode: 0o755 });
+      dhcpcd = spawn('ip', ['netns', 'exec', netns.name, 'unshare', '-m', 'sh', '-c',
+        'mkdir -p /var/lib/dhcpcd && mount -t tmpfs tmpfs /var/lib/dhcpcd && mount -t tmpfs -o mode=0755 tmpfs /run && mkdir /run/dhcpcd && exec dhcpcd "$@"',
+        'dhcpcd', '-6', '-B', '--config', '/dev/null', '-c', `${dir}/hook`, 'host0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let log = '';
+      dhcpcd.stdout?.on('data', (d: Buffer) => { log += d.toString(); });
+      dhcpcd.stderr?.on('data', (d: Buffer) => { log += d.toString(); });
+
+      const hw = /link\/ether (\S+)/.exec(await netns.exec('ip', ['-o', 'link', 'show', 'dev', 'host0']))?.[1] as string;
+      const want = eui64In(link.hostAddress6 as string, hw); // dhcpcd's default interface ID: the hardware address
+      await waitFor(async () => {
+        const out = await netns.exec('ip', ['-6', '-o', 'addr', 'show', 'dev', 'host0', 'scope', 'global']);
+        return out.includes(`${want}/64`) && !/tentative/.test(out);
+      }, `dhcpcd to add ${want}/64`, 30_000, 100).catch((err: unknown) => { throw new Error(`${String(err)}\ndhcpcd:\n${log}`); });
+      const gw = await hostAddress6('ve-dc6', 'link');
+      const route = await waitFor(async () => /^default via (\S+) dev host0/m.exec(await netns.exec('ip', ['-6', 'route', 'show', 'default']))?.[1], 'the default route from dhcpcd', 15_000);
+      expect(route).toBe(gw);
+      // what dhcpcd read from our advertisement (its hook's nd1_* variables)
+      const ra = readFileSync(`${dir}/env.ROUTERADVERT`, 'utf8');
+      expect(ra).toContain(`nd1_from=${gw}`);
+      expect(ra).toContain(`nd1_prefix_information1_prefix=${(link.prefix6 as string).split('/')[0]}`);
+      expect(ra).toMatch(/^nd1_prefix_information1_length=64$/m);
+      expect(ra).toMatch(/^nd1_prefix_information1_flags=LA$/m);
+      expect(ra).toMatch(/^nd1_addr1=/m);
+
+      const fetched = await netns.exec('sh', ['-c', `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 5 ${REMOTE6} 80`]);
+      expect(fetched).toContain(`remote-ok ${HOST_UPLINK6}`);
+
+      dhcpcd.kill('SIGTERM');
+      await new Promise((r) => dhcpcd?.once('exit', r));
+      dhcpcd = undefined;
+      await runOk('ip', ['link', 'del', 've-dc6']); // the container ends
+      const c2 = await sidecar.client();
+      await waitFor(async () => (await c2.request<unknown[]>({ op: 'list' })).length === 0, 'the link no longer served', 10_000);
+      c2.close();
+      // with the sidecar still running: nothing of the link's IPv6, not even the RA socket
+      expect(await ipv6Leftovers({ forwardingBefore: before })).toEqual([]);
+    } finally {
+      if (dhcpcd) await killAndWait(dhcpcd);
+      await run('ip', ['link', 'del', 've-dc6']);
+      await sidecar.stop();
+      rmSync(dir, { recursive: true, force: true });
+      await world.destroy();
+    }
+  }, 120_000);
 });
