@@ -13,6 +13,7 @@ import { TestNetns } from '../helpers/netns.js';
 import { NSPAWN_TS, consoled } from '../helpers/nspawn.js';
 import { joinCgroupsShell, SYSTEMD_NSPAWN } from '../helpers/systemd-nspawn.js';
 import { NetdClient } from '../../src/net/netd/client.js';
+import { readMachineId, vethMacs } from '../../src/net/naming.js';
 
 export const REMOTE = '203.0.113.1';
 export const HOST_UPLINK = '203.0.113.2';
@@ -177,6 +178,34 @@ export async function assertNothingLeftFor(machine: string, subnet: string): Pro
 }
 
 // --- IPv6 ------------------------------------------------------------------------------------
+
+/** Shell for a container: prints host0's global IPv6 address, its flags and the IPv6 default route. */
+export const SHOW6 = 'echo "addr6=$(ip -6 -o addr show dev host0 scope global | awk \'{print $4}\')"; echo "flags6=$(ip -6 -o addr show dev host0 scope global)"; echo "route6=$(ip -6 route show default | head -1)"';
+/** Waits (up to 10 s) for host0 to have a global IPv6 address and an IPv6 default route. */
+export const WAIT_SLAAC = 'ip link set host0 up; i=0; while [ $i -lt 100 ] && ! { ip -6 -o addr show dev host0 scope global | grep -qv tentative && ip -6 route show default | grep -q .; }; do sleep 0.1; i=$((i+1)); done';
+
+export interface Seen6 { addr: string | undefined; route: string | undefined; remote: string | undefined }
+
+/** What SHOW6 and FETCH6 printed (the first SHOW6 in `out`). */
+export function parse6(out: string): Seen6 {
+  const get = (k: string): string | undefined => new RegExp(`^${k}=(.*)$`, 'm').exec(out)?.[1]?.trim() || undefined;
+  return { addr: get('addr6'), route: get('route6'), remote: /remote-ok (\S+)/.exec(out)?.[1] };
+}
+
+/**
+ * Two machine names for one zone, the second's bridge port (vb-) with the lower MAC: a bridge whose
+ * MAC nobody set takes its lowest port MAC, so it changes when the second joins (the names are
+ * searched: the MACs are a hash of the name and the machine ID).
+ */
+export function zoneNamesSecondLower(prefix: string): [string, string] {
+  const id = readMachineId();
+  const hex = (name: string): string => Buffer.from(vethMacs(id, name).host).toString('hex');
+  const first = `${prefix}a`;
+  for (let i = 0; ; i++) {
+    const second = `${prefix}b${i}`;
+    if (hex(second) < hex(first)) return [first, second];
+  }
+}
 
 /** IPv6 prefixes of our masquerade set ([] when there is no table). */
 export async function masq6(): Promise<string[]> {

@@ -4,7 +4,8 @@
 //   - systemd-networkd in a Debian root booted with `nspawn-ts -b -n` (its stock
 //     80-container-host0.network; the launcher configures nothing on host0 with -b);
 //   - dhcpcd as an IPv6 client (SLAAC only) in a namespace attached to a link the sidecar serves;
-//   - the real systemd-nspawn with our sidecar: its container's kernel forms the address.
+//   - the real systemd-nspawn with our sidecar (--network-veth and --network-zone): its container's
+//     kernel forms the address from our RA.
 //
 // After each container exits nothing of its IPv6 is left on the host (e2e-world.ts ipv6Leftovers).
 import { execFile } from 'node:child_process';
@@ -15,12 +16,16 @@ import { describe, expect } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { killAndWait, run, runOk, waitFor } from '../helpers/exec.js';
 import { machineLeader } from '../helpers/nspawn.js';
-import { debianRoot } from '../helpers/rootfs.js';
+import { busyboxRoot, copyRoot, debianRoot } from '../helpers/rootfs.js';
+import { makeCgroups, removeCgroups } from '../helpers/systemd-nspawn.js';
 import { NetdClient } from '../../src/net/netd/client.js';
 import type { ServedLinkInfo } from '../../src/net/netd/subsystem-types.js';
 import { formatAddress, parseIpv6Prefix, slaacAddress } from '../../src/net/ipv6/prefix.js';
 import { vethHostIfname } from '../../src/net/naming.js';
-import { HOST_UPLINK6, REMOTE6, type Proc, World, exitOf, ipv6Leftovers, nspawnTs, startSidecar } from './e2e-world.js';
+import {
+  FETCH6, HOST_UPLINK6, REMOTE6, SHOW6, WAIT_SLAAC, type Proc, World, exitOf, ipv6Leftovers, nspawnTs, parse6, startSidecar, stopByLine, systemdNspawn, untilReady,
+  zoneNamesSecondLower,
+} from './e2e-world.js';
 
 const exec = promisify(execFile);
 
@@ -179,4 +184,42 @@ describe('IPv6 with real peers', () => {
       await world.destroy();
     }
   }, 120_000);
+  for (const net of ['--network-veth', '--network-zone=snz6'] as const) {
+    ktest(`systemd-nspawn ${net} with our sidecar: the container's kernel forms its address and default route from our RA; NAT66; nothing left`, async () => {
+      const world = await World.create();
+      const root = await copyRoot(await busyboxRoot());
+      const before = forwarding6();
+      const sidecar = await startSidecar();
+      // on the zone, a first container holds the bridge; the second joins with the lower MAC
+      const [first, name] = net === '--network-veth' ? [undefined, `sdn6-${process.pid}`] : zoneNamesSecondLower(`sdz${process.pid}`);
+      const cgroups = makeCgroups(`nspawn-ts-ipv6-${process.pid}`);
+      const cgroups1 = first ? makeCgroups(`nspawn-ts-ipv6-${process.pid}-1`) : [];
+      const root1 = first ? await copyRoot(root.dir) : undefined; // systemd-nspawn locks the tree it runs
+      let holder: Proc | undefined;
+      try {
+        if (first) holder = await untilReady(systemdNspawn(cgroups1, ['-P', '-D', (root1 as { dir: string }).dir, '-M', first, net, '/bin/sh', '-c', 'echo ready; read x']), 'the first container');
+        // nothing is configured on host0 by anyone (systemd-nspawn leaves it down): only our RA
+        const p = systemdNspawn(cgroups, ['-P', '-D', root.dir, '-M', name, net, '/bin/sh', '-c', `${WAIT_SLAAC}; ${SHOW6}; ${FETCH6}`]);
+        expect(await exitOf(p), p.output()).toBe(0);
+        const out = p.output();
+        const seen = parse6(out);
+        expect(seen.addr, out).toMatch(/^fd[0-9a-f]{2}:[0-9a-f:]+\/64$/);
+        expect(out).toMatch(/^flags6=.*dynamic/m); // a lifetime: from the advertisement
+        expect(seen.route).toMatch(/^default via fe80::[0-9a-f:]+ dev host0 .*expires/);
+        expect(seen.remote, out).toBe(HOST_UPLINK6);
+        if (holder) expect(await stopByLine(holder)).toBe(0);
+        const c = await sidecar.client();
+        await waitFor(async () => (await c.request<unknown[]>({ op: 'list' })).length === 0, 'the links no longer served', 10_000);
+        c.close();
+        expect(await ipv6Leftovers({ forwardingBefore: before })).toEqual([]);
+      } finally {
+        if (holder && holder.child.exitCode === null) await stopByLine(holder).catch(() => undefined);
+        await sidecar.stop();
+        await removeCgroups([...cgroups, ...cgroups1]);
+        root.remove();
+        root1?.remove();
+        await world.destroy();
+      }
+    }, 120_000);
+  }
 });
