@@ -173,9 +173,12 @@ describe('DNS for containers', () => {
 
   test('the host resolvers, without loopback ones; resolved\'s upstream list when the host uses its stub', () => {
     expect(hostDns({ host: file('a', 'nameserver 127.0.0.53\nnameserver 192.0.2.1\nnameserver 2001:db8::1\n') }))
-      .toEqual({ servers: ['192.0.2.1'], source: `${dir}/a` });
-    expect(hostDns({ host: file('b', 'nameserver 127.0.0.53\n'), uplink: file('c', 'nameserver 198.51.100.7\n') }))
-      .toEqual({ servers: ['198.51.100.7'], source: `${dir}/c` });
+      .toEqual({ servers: ['192.0.2.1'], servers6: ['2001:db8::1'], source: `${dir}/a` });
+    expect(hostDns({ host: file('b', 'nameserver 127.0.0.53\n'), uplink: file('c', 'nameserver 198.51.100.7\nnameserver 2001:DB8:0::53\n') }))
+      .toEqual({ servers: ['198.51.100.7'], servers6: ['2001:db8::53'], source: `${dir}/c` });
+    // IPv6 resolvers a container cannot reach are not handed out (RDNSS): loopback, scoped link-local, multicast, v4-mapped
+    expect(hostDns({ host: file('e', 'nameserver ::1\nnameserver fe80::1%eth0\nnameserver fe80::1\nnameserver ff02::fb\nnameserver ::ffff:192.0.2.1\nnameserver fd00:5::53\n') }))
+      .toEqual({ servers: [], servers6: ['fd00:5::53'], source: `${dir}/e` });
     const only = hostDns({ host: file('d', 'nameserver 127.0.0.1\n'), uplink: `${dir}/missing` });
     expect(only.servers).toEqual([]);
     expect(only.source).toMatch(/only loopback resolvers \(127.0.0.1\).*NSPAWN_NETD_DNS/);
