@@ -120,9 +120,6 @@ export class DnsServer {
     return this.table.domain;
   }
 
-  /** Whether RDNSS may point at it (false until the subsystem gives links their IPv6 host addresses). */
-  readonly answersIpv6 = false;
-
   /** Addresses this server holds port 53 on (the others stand by). */
   bound(): string[] {
     return [...this.listeners.values()].filter((l) => l.udp && l.tcp).map((l) => l.address);

@@ -51,14 +51,20 @@ function read(path: string): string | undefined {
   }
 }
 
-/** Parses a configured list: "192.0.2.53,198.51.100.53" or whitespace-separated. Throws on a bad entry. */
+/**
+ * Parses a configured list: "192.0.2.53,2001:db8::53" or whitespace-separated; IPv4 servers go to
+ * DHCP, IPv6 ones to router advertisements (RDNSS). Throws on a bad entry.
+ */
 export function parseDnsList(text: string, where: string): string[] {
   const out: string[] = [];
   for (const item of text.split(/[\s,]+/).filter(Boolean)) {
-    if (!Address4.isValid(item) || item.includes('/')) {
-      throw new ConfigError(`${where}: "${item}" is not an IPv4 address (DNS servers are handed out by DHCPv4)`, { code: 'CFG_DNS' });
+    if (Address4.isValid(item) && !item.includes('/')) {
+      out.push(new Address4(item).correctForm());
+    } else if (Address6.isValid(item) && !item.includes('/') && !item.includes('%')) {
+      out.push(new Address6(item).correctForm());
+    } else {
+      throw new ConfigError(`${where}: "${item}" is not an IP address (IPv4 DNS servers are handed out by DHCP, IPv6 ones in router advertisements)`, { code: 'CFG_DNS' });
     }
-    out.push(new Address4(item).correctForm());
   }
   return out;
 }

@@ -188,11 +188,14 @@ describe('DNS for containers', () => {
 
   test('configured lists', () => {
     expect(parseDnsList('192.0.2.1, 198.51.100.2 203.0.113.3', 'x')).toEqual(['192.0.2.1', '198.51.100.2', '203.0.113.3']);
-    expect(() => parseDnsList('192.0.2.1,example.com', '--dns')).toThrow('--dns: "example.com" is not an IPv4 address');
+    expect(() => parseDnsList('192.0.2.1,example.com', '--dns')).toThrow('--dns: "example.com" is not an IP address');
+    // IPv6 servers are taken (for RDNSS), scoped ones are not: a container is not on the host's links
+    expect(parseDnsList('192.0.2.1 2001:DB8:0::53', 'x')).toEqual(['192.0.2.1', '2001:db8::53']);
+    expect(() => parseDnsList('fe80::1%eth0', 'x')).toThrow(expect.objectContaining({ code: 'CFG_DNS' }));
     expect(() => parseDnsList('192.0.2.0/24', '$NSPAWN_NETD_DNS')).toThrow(expect.objectContaining({ code: 'CFG_DNS' }));
     // the launcher checks it before it makes anything (LaunchHooks.preflight)
     expect(() => addressHooks({ link: () => undefined, env: { NSPAWN_NETD_DNS: 'nope' } }).preflight())
-      .toThrow(expect.objectContaining({ code: 'CFG_DNS', message: '$NSPAWN_NETD_DNS: "nope" is not an IPv4 address (DNS servers are handed out by DHCPv4)' }));
+      .toThrow(expect.objectContaining({ code: 'CFG_DNS', message: '$NSPAWN_NETD_DNS: "nope" is not an IP address (IPv4 DNS servers are handed out by DHCP, IPv6 ones in router advertisements)' }));
     expect(() => addressHooks({ link: () => undefined, env: { NSPAWN_NETD_DNS: '192.0.2.53' } }).preflight()).not.toThrow();
   });
 });
@@ -233,7 +236,7 @@ describe('nspawn-netd command line', () => {
     [['dhcp'], /unknown argument "dhcp"/],
     [['--state-dir'], /--state-dir needs a value/],
     [['--socket=relative.sock'], /--socket takes an absolute path, got "relative.sock"/],
-    [['--dns=nope'], /--dns: "nope" is not an IPv4 address/],
+    [['--dns=nope'], /--dns: "nope" is not an IP address/],
     [['--pool=banana'], /--pool: address pool 'banana' is not an IPv4 prefix \(e\.g\. 10\.0\.0\.0\/8\)/],
     [['--pool=10.0.0.0/8', '--pool=2001:db8::/64'], /--pool: address pool '2001:db8::\/64' is not an IPv4 prefix/],
     [['--pool=10.0.0.1/8'], /--pool: address pool '10\.0\.0\.1\/8' has host bits set; did you mean 10\.0\.0\.0\/8\?/],
