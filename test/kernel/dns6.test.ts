@@ -67,19 +67,22 @@ describe('DNS over IPv6', () => {
       await configureContainerLink(netns.path, 'host0', lease);
       const ra = await rdisc6(netns);
       expect(ra.rdnss, ra.out).toEqual([host6]);
-      expect(ra.dnssl, ra.out).toEqual(['machine.']);
+      expect(ra.dnssl, ra.out).toEqual(['machine']);
 
       expect(await resolveIn(netns.name, host6, 'dns6', 'AAAA')).toEqual({ ok: [v6?.address] });
       expect(await resolveIn(netns.name, host6, 'dns6.machine', 'A')).toEqual({ ok: [lease.address] });
       expect(await resolveIn(netns.name, host6, 'nobody.machine', 'AAAA')).toEqual({ err: 'ENOTFOUND' });
-      // a source outside the link's /64 (an address of another prefix on host0, routed by the host) is not answered
+      // a source outside the link's /64 (another prefix on host0, routed back by the host) is not
+      // answered; the same query from the machine's address is
       await netns.exec('ip', ['addr', 'add', '2001:db8:99::9/128', 'dev', 'host0', 'nodad']);
+      await runOk('ip', ['-6', 'route', 'add', '2001:db8:99::9/128', 'dev', 've-dns6']);
       const q = dnsPacket.encode({ type: 'query', id: 7, flags: dnsPacket.RECURSION_DESIRED, questions: [{ name: 'dns6', type: 'AAAA', class: 'IN' }] }).toString('hex');
-      const off = `const d = require('dgram').createSocket('udp6'); d.bind(0, '2001:db8:99::9', () => {
+      const from = (source: string): string => `const d = require('dgram').createSocket('udp6'); d.bind(0, '${source}', () => {
         d.on('message', () => { console.log('answered'); process.exit(0); });
         d.send(Buffer.from('${q}', 'hex'), 53, '${host6}');
         setTimeout(() => { console.log('silent'); process.exit(0); }, 1500); });`;
-      expect((await netns.exec(process.execPath, ['-e', off])).trim()).toBe('silent');
+      expect((await netns.exec(process.execPath, ['-e', from('2001:db8:99::9')])).trim()).toBe('silent');
+      expect((await netns.exec(process.execPath, ['-e', from(v6?.address ?? '')])).trim()).toBe('answered');
       expect(await port53()).toContain(`[${host6}]:53`);
     });
     expect(await port53()).toBe('');
