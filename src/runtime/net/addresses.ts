@@ -110,6 +110,11 @@ export function writeLeaseResolvConf(root: string, dns: readonly string[], uidSh
   return true;
 }
 
+/** What a launcher says when its sidecar died under a request (detail: the request is sent again). */
+function retryLog(machine: string): (err: Error, attempt: number) => void {
+  return (err, attempt) => log.debug(`${machine}: asking the sidecar again (attempt ${attempt}): ${err.message}`);
+}
+
 export function addressHooks(opts: AddressHooksOptions): {
   preflight(): void;
   afterClone(ctx: HookContext): Promise<void>;
@@ -153,15 +158,15 @@ export function addressHooks(opts: AddressHooksOptions): {
       mode = ctx.request.addressConfig;
       const req = withPorts(reserveReq(ctx.machine, info), ctx.request);
       const socket = defaultSocketPath(env);
-      // no socket file, no sidecar: the embedded path neither loads node:net nor makes a socket
-      const client = existsSync(socket) ? await (await import('../../net/netd/client.js')).NetdClient.connect(socket) : undefined;
-      if (client) {
-        try {
-          lease = await client.request<MachineLease>({ op: 'reserve', ...req });
-          viaSidecar = socket;
-        } finally {
-          client.close();
-        }
+      // no socket file, no sidecar: the embedded path neither loads node:net nor makes a socket.
+      // A sidecar that dies before answering is asked again (its restart finds what it reserved);
+      // when none listens any more, the container is served in-process as without a sidecar
+      const answer = existsSync(socket)
+        ? await (await import('../../net/netd/client.js')).requestRetrying<MachineLease>(socket, { op: 'reserve', ...req }, { onRetry: retryLog(ctx.machine) })
+        : undefined;
+      if (answer) {
+        lease = answer.result;
+        viaSidecar = socket;
         log.debug(`reserved ${lease.address} for ${ctx.machine} through the sidecar on ${socket}`);
       } else {
         const subOpts: Parameters<typeof NetworkSubsystem.open>[0] = { mode: 'embedded', stateDir: defaultStateDir(env) };
@@ -219,16 +224,15 @@ export function addressHooks(opts: AddressHooksOptions): {
       }
       if (viaSidecar) {
         const { kind, zone } = reserveReq(ctx.machine, i) as { kind: ServedKind; zone?: string };
-        const client = await (await import('../../net/netd/client.js')).NetdClient.connect(viaSidecar).catch(() => undefined);
-        if (!client) {
-          log.warn(`the sidecar on ${viaSidecar} is gone; it releases ${ctx.machine}'s address when it sees the link go`);
-          return;
-        }
-        try {
-          await client.request(zone === undefined ? { op: 'release', machine: ctx.machine, kind } : { op: 'release', machine: ctx.machine, kind, zone });
-        } finally {
-          client.close();
-        }
+        const { requestRetrying, retryableNetdError } = await import('../../net/netd/client.js');
+        const release = zone === undefined ? { op: 'release' as const, machine: ctx.machine, kind } : { op: 'release' as const, machine: ctx.machine, kind, zone };
+        let gone = 'is gone';
+        const answer = await requestRetrying(viaSidecar, release, { onRetry: retryLog(ctx.machine) }).catch((err: unknown) => {
+          if (!retryableNetdError(err)) throw err;
+          gone = `keeps failing (${errorMessage(err)})`;
+          return undefined;
+        });
+        if (!answer) log.warn(`the sidecar on ${viaSidecar} ${gone}; it releases ${ctx.machine}'s address when it sees the link go`);
       }
     },
 
