@@ -18,17 +18,16 @@
 import { chownSync, closeSync, constants, existsSync, fchownSync, lstatSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { errorMessage, NspawnError } from '../../errors.js';
 import { logger } from '../../log.js';
-import { sys } from '../../native.js';
 import { defaultStateDir } from '../../common/paths.js';
 import type { ContainerNetworkRequest, PortForward } from '../../net/model.js';
 import type { NetworkHookContext as HookContext } from './request.js';
 import { chaseInRoot } from '../../net/resolv.js';
-import { Rtnl } from '../../net/rtnl.js';
 import { defaultSocketPath } from '../../net/netd/socket-path.js';
 import { parseDnsList } from '../../net/netd/dns.js';
 import { ipv6Settings } from '../../net/netd/ipv6.js';
 import type { ServedKind } from '../../net/netd/links.js';
 import { type DhcpBackend, type MachineLease, NetworkSubsystem } from '../../net/netd/subsystem.js';
+import { configureContainerLink } from '../../net/container-link.js';
 import type { PlanOp } from '../plan.js';
 
 const log = logger('net');
@@ -124,46 +123,6 @@ export function writeLeaseResolvConf(root: string, dns: readonly string[], uidSh
     closeSync(fd);
   }
   return true;
-}
-
-/**
- * Configures host0 in the container's namespace with the lease: up, address, default route; and
- * with IPv6 the SLAAC address its kernel would form from our advertisements (no DAD: the
- * reservation makes it unique, and the command may use it at once) and a default route via the
- * host side's link-local address. The advertisements that follow find it there and refresh it.
- */
-export async function configureContainerLink(netnsPath: string, ifname: string, lease: Pick<MachineLease, 'address' | 'prefixLength' | 'gateway' | 'ipv6'>): Promise<void> {
-  const s = sys();
-  const fd = s.openNamespace(netnsPath);
-  let rtnl: Rtnl | undefined;
-  try {
-    rtnl = Rtnl.open({ netnsFd: fd });
-    const link = await rtnl.requireLink(ifname);
-    // IPv6 without DAD, so the command can use it at once; when host0 was up already, the kernel's
-    // SLAAC may have formed the same address from our first advertisement, still tentative for
-    // a second: it is replaced by ours
-    if (lease.ipv6) {
-      const cidr = `${lease.ipv6.address}/${lease.ipv6.prefixLength}`;
-      try {
-        await rtnl.addAddress(link.index, cidr, { nodad: true });
-      } catch (err) {
-        if (!(err instanceof NspawnError && err.code === 'EEXIST')) throw err;
-        await rtnl.deleteAddress(link.index, cidr);
-        await rtnl.addAddress(link.index, cidr, { nodad: true });
-      }
-    }
-    if (!link.up) await rtnl.setUp(link.index);
-    try {
-      await rtnl.addAddress(link.index, `${lease.address}/${lease.prefixLength}`, { broadcast: true });
-    } catch (err) {
-      if (!(err instanceof NspawnError && err.code === 'EEXIST')) throw err; // a restart of the same container
-    }
-    await rtnl.replaceRoute({ dst: 'default', gateway: lease.gateway, dev: link.index });
-    if (lease.ipv6) await rtnl.replaceRoute({ dst: 'default', gateway: lease.ipv6.gateway, dev: link.index });
-  } finally {
-    rtnl?.close();
-    s.close(fd);
-  }
 }
 
 /** What a launcher says when its sidecar died under a request (detail: the request is sent again). */
