@@ -14,7 +14,7 @@ import { ktest } from '../helpers/kernel.js';
 import { run, runOk } from '../helpers/exec.js';
 import type { TestNetns } from '../helpers/netns.js';
 import { NetworkSubsystem, type SubsystemOptions } from '../../src/net/netd/subsystem.js';
-import { configureContainerLink } from '../../src/runtime/net/addresses.js';
+import { configureContainerLink } from '../../src/net/container-link.js';
 import { resolveIn } from './dns-world.js';
 
 const PREFIX = '2001:db8:77::/48';
