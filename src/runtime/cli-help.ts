@@ -1,5 +1,6 @@
 // --help and --version of nspawn-ts. The option lines are made from the option table
 // (cli-options.ts): an option has its help where it is parsed, so the two cannot drift apart.
+// machinectl-ts lays out its table with the same functions.
 import { PROGRAM, VERSION } from './cli-values.js';
 
 /** What --help says of one option of the table. */
@@ -14,35 +15,46 @@ export interface OptionHelp {
   text: string;
 }
 
-/** The part of an option table entry --help shows. */
+/** The part of an option table entry --help shows; `unlisted`: why --help leaves it out. */
 export interface HelpedOption {
-  long: readonly string[];
+  long: string | readonly string[];
   short?: string;
-  help: OptionHelp | readonly OptionHelp[];
+  help: OptionHelp | readonly OptionHelp[] | { unlisted: string };
 }
 
-/** Where descriptions start; a longer option label gets a line of its own. */
+/** Where nspawn-ts's descriptions start; a longer label gets a line of its own. */
 const TEXT_COLUMN = 28;
 
-function optionLines(short: string | undefined, long: string | undefined, h: OptionHelp): string[] {
-  let label = `  ${short !== undefined ? `-${short}` : '  '}`;
-  if (long !== undefined) label += ` --${long}${h.value !== undefined ? `=${h.value}` : ''}`;
-  const text = h.text.split('\n');
-  const indent = ' '.repeat(TEXT_COLUMN);
-  const first = label.length < TEXT_COLUMN ? [label.padEnd(TEXT_COLUMN) + text.shift()] : [label];
-  return [...first, ...text.map((t) => indent + t)];
+/** One entry of a --help text: `label`, then `text` from `column` on (its line breaks kept). */
+export function helpEntry(label: string, text: string, column: number): string[] {
+  const lines = text.split('\n');
+  const indent = ' '.repeat(column);
+  const first = label.length < column ? [label.padEnd(column) + lines.shift()] : [label];
+  return [...first, ...lines.map((t) => indent + t)];
 }
 
-/** The option part of --help: the table's options, grouped under their headings in the table's order. */
-export function optionsHelp(table: readonly HelpedOption[]): string {
+function helpEntries(def: HelpedOption): readonly OptionHelp[] {
+  if ('unlisted' in def.help) return [];
+  return Array.isArray(def.help) ? def.help : [def.help as OptionHelp];
+}
+
+/**
+ * The option part of a --help text: the table's options ("  -h --help", "     --dir=PATH"), grouped
+ * under their headings in the table's order.
+ */
+export function optionsHelp(table: readonly HelpedOption[], column = TEXT_COLUMN): string {
   const sections = new Map<string, string[]>();
   for (const def of table) {
-    const entries: readonly OptionHelp[] = Array.isArray(def.help) ? def.help : [def.help as OptionHelp];
-    entries.forEach((h, i) => {
+    const names = typeof def.long === 'string' ? [def.long] : def.long;
+    helpEntries(def).forEach((h, i) => {
       const key = h.section ?? '';
       const lines = sections.get(key) ?? [];
       sections.set(key, lines);
-      lines.push(...optionLines(i === 0 ? def.short : undefined, h.long ?? def.long[0], h));
+      const short = i === 0 ? def.short : undefined;
+      const long = h.long ?? names[0];
+      let label = `  ${short !== undefined ? `-${short}` : '  '}`;
+      if (long !== undefined) label += ` --${long}${h.value !== undefined ? `=${h.value}` : ''}`;
+      lines.push(...helpEntry(label, h.text, column));
     });
   }
   return [...sections].map(([section, lines]) => (section ? `\n${section}:\n` : '') + lines.map((l) => `${l}\n`).join('')).join('');
