@@ -9,7 +9,8 @@
 import { HintedConfigError } from '../runtime/machine-name.js';
 import { envAssignmentProblem, parseBoolean } from '../runtime/cli.js';
 import { parseSignal } from '../runtime/signals.js';
-import { helpEntry, optionsHelp, type OptionHelp } from '../runtime/cli-help.js';
+import { helpEntry } from '../common/help.js';
+import { optionsHelp, type OptionHelp } from '../runtime/cli-help.js';
 
 export const PROGRAM = 'machinectl-ts';
 export const VERSION = '0.1.0';

@@ -1,6 +1,7 @@
 // --help and --version of nspawn-ts. The option lines are made from the option table
 // (cli-options.ts): an option has its help where it is parsed, so the two cannot drift apart.
 // machinectl-ts lays out its table with the same functions.
+import { helpEntry } from '../common/help.js';
 import { PROGRAM, VERSION } from './cli-values.js';
 
 /** What --help says of one option of the table. */
@@ -24,14 +25,6 @@ export interface HelpedOption {
 
 /** Where nspawn-ts's descriptions start; a longer label gets a line of its own. */
 const TEXT_COLUMN = 28;
-
-/** One entry of a --help text: `label`, then `text` from `column` on (its line breaks kept). */
-export function helpEntry(label: string, text: string, column: number): string[] {
-  const lines = text.split('\n');
-  const indent = ' '.repeat(column);
-  const first = label.length < column ? [label.padEnd(column) + lines.shift()] : [label];
-  return [...first, ...lines.map((t) => indent + t)];
-}
 
 function helpEntries(def: HelpedOption): readonly OptionHelp[] {
   if ('unlisted' in def.help) return [];
