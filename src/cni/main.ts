@@ -4,7 +4,7 @@
 // the configuration, none from other environment variables.
 import { errorMessage } from '../errors.js';
 import { setLogLevel } from '../log.js';
-import { addResult, CNI_ERR, CniError, errorResult, parseConfig, parseEnv, versionResult } from './config.js';
+import { addResult, CNI_ERR, CniError, errorResult, parseConfig, parseEnv, versionAtLeast, versionResult } from './config.js';
 
 function readStdin(): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -45,6 +45,15 @@ export async function main(_argv: readonly string[], env: NodeJS.ProcessEnv = pr
     }
     const cfg = parseConfig(text);
     version = cfg.cniVersion;
+    if (call.command === 'STATUS' || call.command === 'GC') {
+      if (!versionAtLeast(cfg.cniVersion, '1.1.0')) {
+        throw new CniError(CNI_ERR.INCOMPATIBLE_VERSION, `${call.command} needs cniVersion 1.1.0 or later; the configuration says ${cfg.cniVersion}`);
+      }
+      const gc = await import('./gc.js');
+      if (call.command === 'STATUS') gc.cniStatus(call, cfg);
+      else await gc.cniGc(call, cfg);
+      return 0;
+    }
     const plugin = await import('./plugin.js');
     if (call.command === 'ADD') {
       out(addResult(cfg.cniVersion, await plugin.cniAdd(call, cfg)));

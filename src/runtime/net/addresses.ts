@@ -18,17 +18,16 @@
 import { chownSync, closeSync, constants, existsSync, fchownSync, lstatSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { errorMessage, NspawnError } from '../../errors.js';
 import { logger } from '../../log.js';
-import { sys } from '../../native.js';
 import { defaultStateDir } from '../../common/paths.js';
 import type { ContainerNetworkRequest, PortForward } from '../../net/model.js';
 import type { NetworkHookContext as HookContext } from './request.js';
 import { chaseInRoot } from '../../net/resolv.js';
-import { Rtnl } from '../../net/rtnl.js';
 import { defaultSocketPath } from '../../net/netd/socket-path.js';
 import { parseDnsList } from '../../net/netd/dns.js';
 import { ipv6Settings } from '../../net/netd/ipv6.js';
 import type { ServedKind } from '../../net/netd/links.js';
 import { type DhcpBackend, type MachineLease, NetworkSubsystem } from '../../net/netd/subsystem.js';
+import { configureContainerLink } from '../../net/container-link.js';
 import type { PlanOp } from '../plan.js';
 
 const log = logger('net');
@@ -111,44 +110,9 @@ export function writeLeaseResolvConf(root: string, dns: readonly string[], uidSh
   return true;
 }
 
-/**
- * Configures host0 in the container's namespace with the lease: up, address, default route; and
- * with IPv6 the SLAAC address its kernel would form from our advertisements (no DAD: the
- * reservation makes it unique, and the command may use it at once) and a default route via the
- * host side's link-local address. The advertisements that follow find it there and refresh it.
- */
-export async function configureContainerLink(netnsPath: string, ifname: string, lease: Pick<MachineLease, 'address' | 'prefixLength' | 'gateway' | 'ipv6'>): Promise<void> {
-  const s = sys();
-  const fd = s.openNamespace(netnsPath);
-  let rtnl: Rtnl | undefined;
-  try {
-    rtnl = Rtnl.open({ netnsFd: fd });
-    const link = await rtnl.requireLink(ifname);
-    // IPv6 without DAD, so the command can use it at once; when host0 was up already, the kernel's
-    // SLAAC may have formed the same address from our first advertisement, still tentative for
-    // a second: it is replaced by ours
-    if (lease.ipv6) {
-      const cidr = `${lease.ipv6.address}/${lease.ipv6.prefixLength}`;
-      try {
-        await rtnl.addAddress(link.index, cidr, { nodad: true });
-      } catch (err) {
-        if (!(err instanceof NspawnError && err.code === 'EEXIST')) throw err;
-        await rtnl.deleteAddress(link.index, cidr);
-        await rtnl.addAddress(link.index, cidr, { nodad: true });
-      }
-    }
-    if (!link.up) await rtnl.setUp(link.index);
-    try {
-      await rtnl.addAddress(link.index, `${lease.address}/${lease.prefixLength}`, { broadcast: true });
-    } catch (err) {
-      if (!(err instanceof NspawnError && err.code === 'EEXIST')) throw err; // a restart of the same container
-    }
-    await rtnl.replaceRoute({ dst: 'default', gateway: lease.gateway, dev: link.index });
-    if (lease.ipv6) await rtnl.replaceRoute({ dst: 'default', gateway: lease.ipv6.gateway, dev: link.index });
-  } finally {
-    rtnl?.close();
-    s.close(fd);
-  }
+/** What a launcher says when its sidecar died under a request (detail: the request is sent again). */
+function retryLog(machine: string): (err: Error, attempt: number) => void {
+  return (err, attempt) => log.debug(`${machine}: asking the sidecar again (attempt ${attempt}): ${err.message}`);
 }
 
 export function addressHooks(opts: AddressHooksOptions): {
@@ -194,15 +158,15 @@ export function addressHooks(opts: AddressHooksOptions): {
       mode = ctx.request.addressConfig;
       const req = withPorts(reserveReq(ctx.machine, info), ctx.request);
       const socket = defaultSocketPath(env);
-      // no socket file, no sidecar: the embedded path neither loads node:net nor makes a socket
-      const client = existsSync(socket) ? await (await import('../../net/netd/client.js')).NetdClient.connect(socket) : undefined;
-      if (client) {
-        try {
-          lease = await client.request<MachineLease>({ op: 'reserve', ...req });
-          viaSidecar = socket;
-        } finally {
-          client.close();
-        }
+      // no socket file, no sidecar: the embedded path neither loads node:net nor makes a socket.
+      // A sidecar that dies before answering is asked again (its restart finds what it reserved);
+      // when none listens any more, the container is served in-process as without a sidecar
+      const answer = existsSync(socket)
+        ? await (await import('../../net/netd/client.js')).requestRetrying<MachineLease>(socket, { op: 'reserve', ...req }, { onRetry: retryLog(ctx.machine) })
+        : undefined;
+      if (answer) {
+        lease = answer.result;
+        viaSidecar = socket;
         log.debug(`reserved ${lease.address} for ${ctx.machine} through the sidecar on ${socket}`);
       } else {
         const subOpts: Parameters<typeof NetworkSubsystem.open>[0] = { mode: 'embedded', stateDir: defaultStateDir(env) };
@@ -260,16 +224,15 @@ export function addressHooks(opts: AddressHooksOptions): {
       }
       if (viaSidecar) {
         const { kind, zone } = reserveReq(ctx.machine, i) as { kind: ServedKind; zone?: string };
-        const client = await (await import('../../net/netd/client.js')).NetdClient.connect(viaSidecar).catch(() => undefined);
-        if (!client) {
-          log.warn(`the sidecar on ${viaSidecar} is gone; it releases ${ctx.machine}'s address when it sees the link go`);
-          return;
-        }
-        try {
-          await client.request(zone === undefined ? { op: 'release', machine: ctx.machine, kind } : { op: 'release', machine: ctx.machine, kind, zone });
-        } finally {
-          client.close();
-        }
+        const { requestRetrying, retryableNetdError } = await import('../../net/netd/client.js');
+        const release = zone === undefined ? { op: 'release' as const, machine: ctx.machine, kind } : { op: 'release' as const, machine: ctx.machine, kind, zone };
+        let gone = 'is gone';
+        const answer = await requestRetrying(viaSidecar, release, { onRetry: retryLog(ctx.machine) }).catch((err: unknown) => {
+          if (!retryableNetdError(err)) throw err;
+          gone = `keeps failing (${errorMessage(err)})`;
+          return undefined;
+        });
+        if (!answer) log.warn(`the sidecar on ${viaSidecar} ${gone}; it releases ${ctx.machine}'s address when it sees the link go`);
       }
     },
 
