@@ -4,7 +4,7 @@
 // routes and DNS, its DEL gives them back.
 import { accessSync, constants } from 'node:fs';
 import { spawn } from 'node:child_process';
-import { CNI_ERR, CniError, type CniConfig, type CniEnv } from './config.js';
+import { CNI_ERR, CniError, type CniConfig, type CniEnv, versionAtLeast } from './config.js';
 
 export interface IpamResult {
   ips: Array<{ address: string; gateway?: string }>;
@@ -86,14 +86,31 @@ export function delConfigFor(cfg: CniConfig): string {
   return JSON.stringify(o);
 }
 
+/**
+ * Runs the ipam plugin; a 1.1.0 configuration it refuses as a version it does not speak (code 1:
+ * the reference plugins before 1.5 stop at 1.0.0) goes again as 1.0.0, whose ADD result is the same.
+ */
+async function runCompat(cfg: CniConfig, env: CniEnv, command: 'ADD' | 'DEL' | 'CHECK', stdin: string): Promise<string> {
+  try {
+    return await run(cfg, env, command, stdin);
+  } catch (err) {
+    if (!(err instanceof CniError && err.code === CNI_ERR.INCOMPATIBLE_VERSION) || !versionAtLeast(cfg.cniVersion, '1.1.0')) throw err;
+    const o = JSON.parse(stdin) as Record<string, unknown>;
+    o.cniVersion = '1.0.0';
+    delete o['cni.dev/valid-attachments'];
+    if (o.prevResult && typeof o.prevResult === 'object') o.prevResult = { ...(o.prevResult as object), cniVersion: '1.0.0' };
+    return run(cfg, env, command, JSON.stringify(o));
+  }
+}
+
 export async function ipamAdd(cfg: CniConfig, env: CniEnv): Promise<IpamResult> {
-  return parseResult(cfg.ipam?.type ?? '', await run(cfg, env, 'ADD', cfg.raw));
+  return parseResult(cfg.ipam?.type ?? '', await runCompat(cfg, env, 'ADD', cfg.raw));
 }
 
 export async function ipamDel(cfg: CniConfig, env: CniEnv, stdin = cfg.raw): Promise<void> {
-  await run(cfg, env, 'DEL', stdin);
+  await runCompat(cfg, env, 'DEL', stdin);
 }
 
 export async function ipamCheck(cfg: CniConfig, env: CniEnv): Promise<void> {
-  await run(cfg, env, 'CHECK', cfg.raw);
+  await runCompat(cfg, env, 'CHECK', cfg.raw);
 }

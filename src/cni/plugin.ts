@@ -38,8 +38,9 @@ async function withLibrary<T>(cfg: CniConfig, fn: (lib: Library) => Promise<T>):
   if (client) {
     try {
       return await fn({
-        reserve: (r) => client.request<MachineLease>({ op: 'reserve', machine: r.machine, mac: r.mac, kind: r.kind, zone: r.zone, ports: r.ports }),
-        release: async (r) => { await client.request({ op: 'release', machine: r.machine, kind: r.kind, zone: r.zone }); },
+        // the sidecar's API takes "zone" with kind zone only
+        reserve: (r) => client.request<MachineLease>({ op: 'reserve', machine: r.machine, mac: r.mac, kind: r.kind, ...(r.kind === 'zone' ? { zone: r.zone } : {}), ports: r.ports }),
+        release: async (r) => { await client.request({ op: 'release', machine: r.machine, kind: r.kind, ...(r.kind === 'zone' ? { zone: r.zone } : {}) }); },
       });
     } finally {
       client.close();

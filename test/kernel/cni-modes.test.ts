@@ -210,6 +210,22 @@ describe('nspawn-cni CNI 1.1.0: STATUS, GC', () => {
       expect((await call({ CNI_COMMAND: 'GC' }, { ...conf, 'cni.dev/valid-attachments': [] })).code).toBe(0);
       expect(await leftovers(net)).toEqual([]);
 
+      // GC with ipam: host-local (plugins 1.1.1 speak up to 1.0.0: asked again as 1.0.0) gives back what GC removes
+      const dataDir = `${work}/host-local-gc`;
+      const iconf = { ...conf, name: 'gcipam', ipam: { type: 'host-local', ranges: [[{ subnet: '198.51.100.0/24' }]], dataDir } };
+      const iadd = (ns: TestNetns, id: string) => call({ CNI_COMMAND: 'ADD', CNI_CONTAINERID: id, CNI_IFNAME: 'eth0', CNI_NETNS: ns.path }, iconf);
+      expect((await iadd(keep, 'cid-ikeep')).code).toBe(0);
+      expect((await iadd(gone, 'cid-igone')).code).toBe(0);
+      const held = (): string[] => readdirSync(`${dataDir}/gcipam`).filter((f) => /^\d/.test(f)).sort();
+      expect(held()).toEqual(['198.51.100.2', '198.51.100.3']);
+      const igc = await call({ CNI_COMMAND: 'GC' }, { ...iconf, 'cni.dev/valid-attachments': [{ containerID: 'cid-ikeep', ifname: 'eth0' }] });
+      expect([igc.code, igc.stdout]).toEqual([0, '']);
+      expect(held()).toEqual(['198.51.100.2']);
+      expect(await gone.tryExec('ip', ['link', 'show', 'eth0'])).toMatchObject({ code: 1 });
+      expect((await call({ CNI_COMMAND: 'GC' }, { ...iconf, 'cni.dev/valid-attachments': [] })).code).toBe(0);
+      expect(held()).toEqual([]);
+      expect(await leftovers({ ...net, stateDir: net.stateDir })).toEqual([]);
+
       // libcni 1.1.2 (podman 4.3's) with a 1.1.0 conflist: it cannot read our 1.1.0 result; as it
       // caches nothing, its DEL reaches the plugin without prevResult and removes what ADD made
       const viaLibcni = await cni(net, 'add', keep, 'cid-libcni');
@@ -219,6 +235,7 @@ describe('nspawn-cni CNI 1.1.0: STATUS, GC', () => {
       expect(await leftovers(net)).toEqual([]);
     } finally {
       await call({ CNI_COMMAND: 'GC' }, { ...conf, 'cni.dev/valid-attachments': [] });
+      await call({ CNI_COMMAND: 'GC' }, { ...conf, name: 'gcipam', ipam: { type: 'host-local', ranges: [[{ subnet: '198.51.100.0/24' }]], dataDir: `${work}/host-local-gc` }, 'cni.dev/valid-attachments': [] });
       await keep.destroy();
       await gone.destroy();
     }

@@ -38,6 +38,11 @@ describe('nspawn-cni under libcni', () => {
       expect(await c1.exec('ip', ['route', 'show', 'default'])).toContain(`via ${r1.ips[0]?.gateway}`);
       // neighbours reach each other; the internet sees the host's address (masquerade)
       await c1.exec('busybox', ['ping', '-c', '1', '-W', '3', a2]);
+      // IPv6: the bridge's /64, the address configured and reported, neighbours over it
+      const b2 = r2.ips.find((i) => i.address.includes(':'));
+      expect(b2?.address).toMatch(/^fd[0-9a-f]{2}:[0-9a-f:]+\/64$/);
+      expect(b2?.gateway).toMatch(/^fe80::/);
+      await c1.exec('busybox', ['ping', '-c', '1', '-W', '3', (b2?.address ?? '').split('/')[0] ?? '']);
       expect(await c2.exec('sh', ['-c', FETCH.replace('| nc ', '| busybox nc ')])).toContain(`remote-ok ${HOST_UPLINK}`);
       // -p 8080:80: from the internet to the host's address, into the container
       server = spawn('ip', ['netns', 'exec', c1.name, process.execPath, '-e',
@@ -132,9 +137,18 @@ describe('nspawn-cni under libcni', () => {
       await ok(cni(net, 'del', c1, 'cid-s', { args: 'K8S_POD_NAME=side' }));
       await ok(cni(net, 'del', c1, 'cid-s', { args: 'K8S_POD_NAME=side' }));
       await waitFor(() => netdState().links['vz-sidenet'] === undefined, 'the sidecar to forget vz-sidenet');
+      // veth mode through the sidecar: it serves ve-NAME (a /28) and stops with DEL
+      const vnet = network('1.0.0', { netdSocket: '/run/nspawn-ts/netd.sock', mode: 'veth' }, 'sideveth');
+      const rv = JSON.parse(await ok(cni(vnet, 'add', c1, 'cid-sv', { args: 'K8S_POD_NAME=sidev' }))) as Result;
+      expect(rv.ips[0]?.address).toMatch(/\/28$/);
+      expect(netdState().links['ve-sidev']?.reservations.map((x) => x.machine)).toEqual(['sidev']);
+      await ok(cni(vnet, 'check', c1, 'cid-sv', { args: 'K8S_POD_NAME=sidev' }));
+      await ok(cni(vnet, 'del', c1, 'cid-sv', { args: 'K8S_POD_NAME=sidev' }));
+      await waitFor(() => netdState().links['ve-sidev'] === undefined, 'the sidecar to forget ve-sidev');
       expect(await c1.tryExec('ip', ['link', 'show', 'eth0'])).toMatchObject({ code: 1 });
       await sidecar.stop();
       expect(await leftovers(net)).toEqual([]);
+      expect(await leftovers(vnet)).toEqual([]);
     } finally {
       await sidecar.stop();
       await c1.destroy();

@@ -54,7 +54,7 @@ const SIDECAR_OPTIONS: readonly SidecarOption[] = [
   },
   {
     name: '--dns', value: 'ADDR[,ADDR]',
-    help: 'DNS servers for containers, instead of our DNS server on each link\n(default: $NSPAWN_NETD_DNS, else our server: machine names, the rest forwarded)',
+    help: 'DNS servers for containers, instead of our DNS server on each link: IPv4\nones by DHCP, IPv6 ones in router advertisements (RDNSS) (default:\n$NSPAWN_NETD_DNS, else our server: machine names, the rest forwarded)',
     apply: (opts, v, given) => {
       try {
         // --dns replaces $NSPAWN_NETD_DNS; repeated, it adds
