@@ -23,6 +23,9 @@ import {
 
 const log = logger('cni');
 
+/** The log level of this module's bundle (bin/nspawn-cni loads it apart from its entry's). */
+export { setLogLevel } from '../log.js';
+
 /** What one container's ADD recorded, so that DEL finds it without CNI_ARGS or prevResult. */
 interface ContainerRecord {
   machine: string;
