@@ -119,8 +119,9 @@ export class Ipv6Links {
   }
 
   /**
-   * Configures a served link: sysctls, the host address, masquerade, advertisements. `dns`: the
-   * RDNSS servers (IPv6 addresses) the containers get. Rolls back what it did when a step fails.
+   * Configures a served link: the host address, masquerade, advertisements (its sysctls are
+   * prepare()'s, called first, before the link comes up). `dns`: the RDNSS servers (IPv6 addresses)
+   * the containers get. Rolls back what it did when a step fails.
    */
   async serve(link: Link, prefixText: string, owner: string, dns: (hostAddress: string) => string[], searchDomains: string[]): Promise<LinkIpv6> {
     const { rtnl, log } = this.deps;
@@ -128,7 +129,6 @@ export class Ipv6Links {
     const hostAddress = formatAddress(slaacHost(prefix));
     const v6: LinkIpv6 = { prefix, prefixText, hostAddress, linkLocal: '', masquerade: false };
     try {
-      this.prepare(link.name);
       for (const a of await rtnl.listAddresses({ link: link.index, family: 6 })) {
         if (a.scope === 0 && a.prefixlen === 64 && a.cidr !== `${hostAddress}/64` && this.inBase(a.address)) {
           log.info(`removing stale address ${a.cidr} from ${link.name}`, { ifname: link.name });
@@ -198,6 +198,14 @@ export class Ipv6Links {
     } catch (err) {
       this.deps.log.warn(`removing IPv6 from ${ifname} failed: ${errorMessage(err)}`);
     }
+  }
+
+  /**
+   * Stops advertising on a link that stays served by others (a shared zone's other launchers): no
+   * final advertisement, and its address and masquerade stay theirs.
+   */
+  stopAdvertising(ifindex: number): void {
+    this.ra?.stop(ifindex, { linkGone: true });
   }
 
   /** What a machine with host0 MAC `mac` gets on a link. */
