@@ -4,8 +4,10 @@
 // rest — the zone's subnet from the pool, the host address, masquerade, the container's stable
 // address, port mappings — is the network subsystem's reserve/release (src/net/netd/subsystem.ts):
 // over the sidecar's socket when nspawn-netd runs (one request), else in this process under the
-// same state lock, with the subsystem opened as a short-lived sidecar (its records are held by
-// "sidecar", so launchers' dead-holder sweeps leave them, and a sidecar started later takes them over).
+// same state lock, with the subsystem opened as the sidecar's one-shot (SubsystemOptions.oneShot: it
+// touches only this network's bridge, its record and its firewall entries — no resync of the host's
+// links, no firewall reconcile; its records are held by "sidecar", so launchers' dead-holder sweeps
+// leave them, and a sidecar started later takes them over).
 import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { errorMessage, NspawnError } from '../errors.js';
 import { logger } from '../log.js';
@@ -75,11 +77,11 @@ async function withLibrary<T>(cfg: CniConfig, fn: (lib: Library) => Promise<T>):
       client.close();
     }
   }
-  // in-process: one plugin at a time per state directory (two short-lived sidecars would reconcile
-  // each other's half-made entries away)
+  // in-process: one plugin at a time per state directory (two one-shots serving a new network at
+  // once would each allocate and configure it)
   return withLock(`${cfg.stateDir}/netd/cni.lock`, async () => {
     const { NetworkSubsystem } = await import('../net/netd/subsystem.js');
-    const sub = await NetworkSubsystem.open({ mode: 'sidecar', stateDir: cfg.stateDir, dnsServer: false, machineId: null, log: logger('netd') });
+    const sub = await NetworkSubsystem.open({ mode: 'sidecar', oneShot: true, stateDir: cfg.stateDir, dnsServer: false, machineId: null, log: logger('netd') });
     try {
       return await fn({
         reserve: (r) => sub.reserve({ machine: r.machine, mac: r.mac, kind: 'zone', zone: r.zone, ports: r.ports }),
