@@ -10,7 +10,7 @@
 import { readSync, writeSync } from 'node:fs';
 import { errorMessage } from '../errors.js';
 import { setLogLevel } from '../log.js';
-import { addResult, CNI_ERR, CniError, errorResult, parseConfig, parseEnv, versionResult } from './config.js';
+import { addResult, CNI_ERR, CniError, errorResult, parseConfig, parseEnv, versionAtLeast, versionResult } from './config.js';
 import type * as Plugin from './plugin.js';
 
 /** A network configuration is a few KiB; a runaway writer is refused, not buffered. */
@@ -66,7 +66,7 @@ function writeStdout(text: string): void {
   }
 }
 
-/** ADD, CHECK and DEL (src/cni/plugin.ts): bin/nspawn-cni loads them as a bundle of their own. */
+/** ADD, CHECK, DEL, STATUS and GC (src/cni/plugin.ts): bin/nspawn-cni loads them as a bundle of their own. */
 export type PluginLoader = () => Promise<typeof Plugin>;
 
 /** Runs one call; writes the answer; resolves to the exit code. */
@@ -94,6 +94,14 @@ export async function main(_argv: readonly string[], env: NodeJS.ProcessEnv, loa
     version = cfg.cniVersion;
     const plugin = await loadPlugin();
     if (quiet) plugin.setLogLevel('warn'); // the other bundle's logger
+    if (call.command === 'STATUS' || call.command === 'GC') {
+      if (!versionAtLeast(cfg.cniVersion, '1.1.0')) {
+        throw new CniError(CNI_ERR.INCOMPATIBLE_VERSION, `${call.command} needs cniVersion 1.1.0 or later; the configuration says ${cfg.cniVersion}`);
+      }
+      if (call.command === 'STATUS') plugin.cniStatus(call, cfg);
+      else await plugin.cniGc(call, cfg);
+      return 0;
+    }
     if (call.command === 'ADD') {
       out(addResult(cfg.cniVersion, await plugin.cniAdd(call, cfg)));
     } else if (call.command === 'DEL') {

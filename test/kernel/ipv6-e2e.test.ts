@@ -9,6 +9,7 @@ import { ktest } from '../helpers/kernel.js';
 import { run, runOk } from '../helpers/exec.js';
 import { busyboxRoot, copyRoot } from '../helpers/rootfs.js';
 import { FETCH6, HOST_UPLINK6, World, exitOf, nspawnTs, startSidecar, untilReady, stopByLine } from './e2e-world.js';
+import { FWD_NAME, hostResolvConf, Upstream, UPSTREAM } from './dns-world.js';
 
 const SHOW6 = 'echo "addr6=$(ip -6 -o addr show dev host0 scope global | awk \'{print $4}\')"; echo "flags6=$(ip -6 -o addr show dev host0 scope global)"; echo "route6=$(ip -6 route show default | head -1)"';
 /** Waits (up to 10 s) for host0 to have a global IPv6 address and an IPv6 default route. */
@@ -123,6 +124,45 @@ describe('IPv6 for containers', () => {
       expect(left.stdout).not.toContain('8080');
     } finally {
       root.remove();
+      await world.destroy();
+    }
+  }, 120_000);
+
+  ktest('a container resolves another container\'s name to its IPv6 address over IPv6 through our DNS server, and forwards AAAA', async () => {
+    const world = await World.create();
+    const upstream = await Upstream.start(world);
+    const resolv = await hostResolvConf([UPSTREAM]);
+    const root = await copyRoot(await busyboxRoot());
+    const zone = `d6${process.pid % 10000}`;
+    const [ma, mb] = [`d6a${process.pid}`, `d6b${process.pid}`];
+    const ownDns = { NSPAWN_NETD_DNS: '' };
+    try {
+      const a = nspawnTs(['--network-zone', zone, '-M', ma, '-D', root.dir, 'sh', '-c', `${SHOW6}; echo ready; read x`], ownDns);
+      await untilReady(a, ma);
+      const addrA = parse6(a.output()).addr?.split('/')[0];
+      expect(addrA, a.output()).toMatch(/^fd/);
+      // b asks the IPv6 server its resolv.conf names (the zone's ::1, from the lease, as RDNSS carries it)
+      const server6 = "$(sed -n 's/^nameserver \\(.*:.*\\)$/\\1/p' /etc/resolv.conf | head -1)";
+      const b = nspawnTs(['--network-zone', zone, '-M', mb, '-D', root.dir, 'sh', '-c',
+        `cat /etc/resolv.conf; S=${server6}; nslookup -type=aaaa ${ma} $S; nslookup -type=aaaa ${FWD_NAME} $S; ping -6 -c1 -W3 ${ma}.machine >/dev/null && echo ping6-ok`], ownDns);
+      expect(await exitOf(b), b.output()).toBe(0);
+      const out = b.output();
+      const ns = /^nameserver (fd[0-9a-f:]+::1)$/m.exec(out)?.[1];
+      expect(ns, out).toBeDefined();
+      expect(out).toMatch(/^nameserver \d+\.\d+\.\d+\.\d+$/m);
+      expect(out).toMatch(new RegExp(`Server:\\s+${ns}\\b`));
+      expect(out).toMatch(new RegExp(`Name:\\s+${ma}\\s+Address:\\s+${addrA}\\b`));
+      expect(out).toMatch(new RegExp(`Name:\\s+${FWD_NAME}\\s+Address:\\s+2001:db8::7\\b`));
+      expect(out).toContain('ping6-ok');
+      expect(await stopByLine(a)).toBe(0);
+      // nothing left: no DNS socket, no ULA address, no masquerade
+      expect((await runOk('ss', ['-Hlnut', 'sport = :53'])).trim()).toBe('');
+      expect(await ulaAddresses()).toEqual([]);
+      expect(await masq6()).toEqual([]);
+    } finally {
+      root.remove();
+      await resolv.undo();
+      await upstream.stop();
       await world.destroy();
     }
   }, 120_000);

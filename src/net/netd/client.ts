@@ -2,7 +2,7 @@
 // list links and leases). connect() returns undefined when no sidecar answers — the launcher then
 // runs the subsystem embedded.
 import { createConnection, type Socket } from 'node:net';
-import { NspawnError } from '../../errors.js';
+import { errorMessage, NspawnError } from '../../errors.js';
 import { encodeRequest, type NetdRequest, type NetdResponse } from './api.js';
 import { defaultSocketPath } from './socket-path.js';
 
@@ -105,4 +105,58 @@ export class NetdClient {
   close(): void {
     this.sock.destroy();
   }
+}
+
+/**
+ * Failures after which the same request may be sent again on a new connection: the connection
+ * broke before the answer (the sidecar was killed or restarts: EOF, reset, socket gone), the
+ * sidecar was too busy to take the connection, or it was shutting down.
+ */
+export function retryableNetdError(err: unknown): boolean {
+  return err instanceof NspawnError && ['NETD_CONNECTION', 'NETD_BUSY', 'NETD_CLOSED'].includes(err.code);
+}
+
+export interface RetryOptions {
+  /** connections tried in all (default 5) */
+  attempts?: number;
+  /** wait before the second attempt, doubled after each (default 100 ms) */
+  backoffMs?: number;
+  /** per request (default 10 s) */
+  timeoutMs?: number;
+  /** told before each new attempt (the launcher logs it) */
+  onRetry?: (err: Error, attempt: number) => void;
+}
+
+/**
+ * Sends `req` to the sidecar on `path`, again on a new connection while the sidecar dies before
+ * answering (retryableNetdError), at most `attempts` times. The request must be safe to repeat:
+ * reserve and release are — a reservation the dead sidecar made (its state file is written before
+ * it answers) is found and handed out again for the same machine and MAC, a release of what is
+ * gone is no error. undefined: no sidecar listens (any more: no socket, or a stale one nobody
+ * accepts on) — the caller's no-sidecar path. Other errors (the sidecar's refusals, a timeout)
+ * are thrown as they are.
+ */
+export async function requestRetrying<T = unknown>(path: string, req: NetdRequest, opts: RetryOptions = {}): Promise<{ result: T } | undefined> {
+  const attempts = opts.attempts ?? 5;
+  let wait = opts.backoffMs ?? 100;
+  let last: Error | undefined;
+  for (let attempt = 1; attempt <= attempts; attempt++) {
+    if (last) {
+      opts.onRetry?.(last, attempt);
+      await new Promise((resolve) => setTimeout(resolve, wait));
+      wait *= 2;
+    }
+    let client: NetdClient | undefined;
+    try {
+      client = await NetdClient.connect(path);
+      if (!client) return undefined;
+      return { result: await client.request<T>(req, opts.timeoutMs) };
+    } catch (err) {
+      if (!retryableNetdError(err)) throw err;
+      last = err as Error;
+    } finally {
+      client?.close();
+    }
+  }
+  throw new NspawnError('NETD_CONNECTION', `the sidecar on ${path} failed ${attempts} times before answering "${req.op}" (is it restarting in a loop? see its log); last: ${errorMessage(last)}`, { cause: last });
 }

@@ -60,8 +60,9 @@ export interface SubsystemOptions {
   /** state directory (default /var/lib/nspawn-ts); the subsystem uses <dir>/netd/ */
   stateDir: string;
   /**
-   * DNS servers handed to containers as they are (the embedded DNS server stays off). Default: the
-   * DNS server runs on each served link's host address and that address is handed out.
+   * DNS servers handed to containers as they are (the embedded DNS server stays off): IPv4 ones by
+   * DHCP, IPv6 ones in router advertisements (RDNSS). Default: the DNS server runs on each served
+   * link's host addresses and those are handed out.
    */
   dns?: string[];
   /** the embedded DNS server's options, or false: off (then containers get the host's resolvers) */

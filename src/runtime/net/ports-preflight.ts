@@ -7,7 +7,7 @@
 import { ConfigError } from '../../errors.js';
 import { defaultStateDir } from '../../common/paths.js';
 import type { ContainerNetworkRequest } from '../../net/model.js';
-import { defaultSocketPath, NetdClient, NetdRemoteError } from '../../net/netd/client.js';
+import { defaultSocketPath, NetdRemoteError, requestRetrying } from '../../net/netd/client.js';
 
 export interface PortsPreflightOptions {
   env?: NodeJS.ProcessEnv;
@@ -19,18 +19,15 @@ export async function checkPortsBeforeStart(spec: Pick<ContainerNetworkRequest, 
   if (ports.length === 0) return;
   if (!spec.network.private) throw new ConfigError('Cannot use --port= without private networking.', { code: 'CFG_CONFLICT' });
   const env = opts.env ?? process.env;
-  const client = await NetdClient.connect(defaultSocketPath(env));
-  if (client) {
-    try {
-      await client.request({ op: 'check-ports', machine: spec.machine, ports });
-    } catch (err) {
-      if (err instanceof NetdRemoteError && err.code === 'NETD_PORT_IN_USE') throw new ConfigError(err.message, { code: err.code, cause: err });
-      throw err;
-    } finally {
-      client.close();
-    }
-    return;
+  // a sidecar that dies before answering is asked again; when none listens any more, as without one
+  let answer: { result: unknown } | undefined;
+  try {
+    answer = await requestRetrying(defaultSocketPath(env), { op: 'check-ports', machine: spec.machine, ports });
+  } catch (err) {
+    if (err instanceof NetdRemoteError && err.code === 'NETD_PORT_IN_USE') throw new ConfigError(err.message, { code: err.code, cause: err });
+    throw err;
   }
+  if (answer) return;
   // no sidecar: the table and the state file every embedded launcher shares, after what killed
   // launchers left there is cleared (the embedded subsystem's open() does that)
   const { NetworkSubsystem } = await import('../../net/netd/subsystem.js');
