@@ -17,7 +17,7 @@ import { enableForwarding } from '../net/netd/sysctl.js';
 import { Rtnl } from '../net/rtnl.js';
 import { type AddOutcome, CNI_ERR, CniError, type CniConfig, type CniEnv } from './config.js';
 import { delConfigFor, type IpamResult, ipamAdd, ipamCheck, ipamDel } from './ipam.js';
-import { asCni, inNetns, openNetns } from './netns.js';
+import { asCni, inNetns, makeContainerVeth, openNetns } from './netns.js';
 import { type ContainerRecord, listRecords, recordFor, recordPath, removeRecord, writeRecord } from './records.js';
 
 const log = logger('cni');
@@ -64,15 +64,7 @@ export async function ipamNetAdd(env: CniEnv, cfg: CniConfig): Promise<AddOutcom
   let allocated = false;
   try {
     writeRecord(path, rec);
-    const release = await zoneLock().acquire();
-    try {
-      const bridge = rec.mode === 'zone' ? await rtnl.ensureBridge({ name: bridgeName, up: true }) : undefined;
-      await rtnl.deleteLink(rec.hostIfname);
-      made = true;
-      await rtnl.createVeth({ name: rec.hostIfname, ...(bridge ? { master: bridge.index } : {}), up: true, peer: { name: env.ifname, netnsFd } });
-    } finally {
-      release();
-    }
+    await makeContainerVeth(rtnl, { ...(rec.mode === 'zone' ? { bridge: bridgeName } : {}), hostIfname: rec.hostIfname, ifname: env.ifname, netnsFd }, () => { made = true; });
     const res = await ipamAdd(cfg, env);
     allocated = true;
     const subnets = [...new Set(res.ips.map((ip) => normaliseSubnet(ip.address).subnet))];

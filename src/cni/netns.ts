@@ -1,7 +1,8 @@
-// Helpers of nspawn-cni's operations: the container's network namespace (CNI_NETNS) and library
-// errors as CNI errors.
+// Helpers of nspawn-cni's operations: the container's network namespace (CNI_NETNS), its veth
+// pair, and library errors as CNI errors.
 import { errorMessage, NspawnError } from '../errors.js';
 import { sys } from '../native.js';
+import { zoneLock } from '../net/modes/zone.js';
 import { Rtnl } from '../net/rtnl.js';
 import { CNI_ERR, CniError } from './config.js';
 
@@ -34,3 +35,20 @@ export function asCni(err: unknown, what: string): CniError {
   return new CniError(CNI_ERR.SETUP_FAILED, `${what}: ${errorMessage(err)}`, code ?? '');
 }
 
+/**
+ * The container's veth pair: host side `hostIfname` (on `bridge`, made if missing, in zone mode),
+ * `ifname` in the container's namespace; under the zone lock that bridge makers and removers take.
+ * A host side left by an earlier ADD of the same container goes first. `onMaking` is called once
+ * something may exist (from then on a failure is rolled back).
+ */
+export async function makeContainerVeth(rtnl: Rtnl, o: { bridge?: string; hostIfname: string; ifname: string; netnsFd: number }, onMaking: () => void): Promise<void> {
+  const release = await zoneLock().acquire();
+  try {
+    const bridge = o.bridge !== undefined ? await rtnl.ensureBridge({ name: o.bridge, up: true }) : undefined;
+    await rtnl.deleteLink(o.hostIfname);
+    onMaking();
+    await rtnl.createVeth({ name: o.hostIfname, ...(bridge ? { master: bridge.index } : {}), up: true, peer: { name: o.ifname, netnsFd: o.netnsFd } });
+  } finally {
+    release();
+  }
+}

@@ -24,7 +24,7 @@ import { Rtnl } from '../net/rtnl.js';
 import {
   type AddOutcome, CNI_ERR, CniError, type CniConfig, type CniEnv, prevAddresses,
 } from './config.js';
-import { asCni, inNetns, openNetns } from './netns.js';
+import { asCni, inNetns, makeContainerVeth, openNetns } from './netns.js';
 import { type ContainerRecord, readRecord, recordFor, recordPath, removeRecord, writeRecord } from './records.js';
 
 const log = logger('cni');
@@ -111,15 +111,7 @@ export async function cniAdd(env: CniEnv, cfg: CniConfig): Promise<AddOutcome> {
   try {
     // recorded before anything exists: a crash from here on leaves what a DEL (or GC) finds and removes
     writeRecord(path, rec);
-    const release = await zoneLock().acquire();
-    try {
-      const bridge = rec.mode === 'zone' ? await rtnl.ensureBridge({ name: bridgeName, up: true }) : undefined;
-      await rtnl.deleteLink(rec.hostIfname); // a repeated ADD of the same container starts afresh
-      made = true;
-      await rtnl.createVeth({ name: rec.hostIfname, ...(bridge ? { master: bridge.index } : {}), up: true, peer: { name: env.ifname, netnsFd } });
-    } finally {
-      release();
-    }
+    await makeContainerVeth(rtnl, { ...(rec.mode === 'zone' ? { bridge: bridgeName } : {}), hostIfname: rec.hostIfname, ifname: env.ifname, netnsFd }, () => { made = true; });
     const host = await rtnl.requireLink(rec.hostIfname);
     const mac = await inNetns(env.netns, async (c) => (await c.requireLink(env.ifname)).mac ?? '');
     const lease = await withLibrary(cfg, (lib) => lib.reserve({ machine: rec.machine, mac, kind: rec.mode, zone: cfg.zone, ports: cfg.ports }));

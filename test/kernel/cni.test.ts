@@ -6,7 +6,7 @@ import { describe, expect } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { killAndWait, run, runOk, waitFor } from '../helpers/exec.js';
 import { TestNetns } from '../helpers/netns.js';
-import { FETCH, HOST_UPLINK, netdState, REMOTE, startSidecar, World } from './e2e-world.js';
+import { FETCH, HOST_UPLINK, HOST_UPLINK6, netdState, REMOTE, startSidecar, World } from './e2e-world.js';
 import { busyboxRoot, copyRoot } from '../helpers/rootfs.js';
 import { cni, cniSuite, leftovers, network, ok, PLUGIN, PODMAN_SCRIPT, type Result, work } from './cni-env.js';
 
@@ -211,7 +211,7 @@ describe('nspawn-cni under podman (CNI backend)', () => {
     const root = await copyRoot(await busyboxRoot());
     const dir = mkdtempSync(`${work}/podman-`);
     try {
-      const r = await run('unshare', ['-m', '--propagation', 'private', 'bash', PODMAN_SCRIPT, dir, PLUGIN, root.dir, REMOTE, HOST_UPLINK, world.uplink.name, mode], { timeoutMs: 240_000 });
+      const r = await run('unshare', ['-m', '--propagation', 'private', 'bash', PODMAN_SCRIPT, dir, PLUGIN, root.dir, REMOTE, HOST_UPLINK, world.uplink.name, mode, HOST_UPLINK6], { timeoutMs: 240_000 });
       const got = Object.fromEntries(r.stdout.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
       if (r.code !== 0 || got.DONE !== '1') throw new Error(`the podman scenario failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
       const web = got.ADDR_web ?? '';
@@ -225,6 +225,9 @@ describe('nspawn-cni under podman (CNI backend)', () => {
       expect(got.NEIGHBOUR).toBe('web-ok');
       expect(got.REMOTE).toBe(`remote-ok ${HOST_UPLINK}`);
       expect(got.PORT).toBe('web-ok');
+      // IPv6 from our result as podman shows it, and -p over IPv6
+      expect(got.ADDR6_web).toMatch(/^fd[0-9a-f]{2}:[0-9a-f:]+$/);
+      expect(got.PORT6).toBe('web-ok');
       // while they ran: both reservations, web's port, recorded in the plugin's state directory
       const up = JSON.parse(got.STATE_UP ?? '{}') as { links: Record<string, { reservations: Array<{ machine: string; ports?: unknown[] }> }> };
       if (mode === 'zone') {

@@ -148,7 +148,7 @@ export class Ipv6Links {
         await rtnl.deleteAddress(link.index, ll.cidr);
         await rtnl.addAddress(link.index, ll.cidr, { nodad: true, scope: RT_SCOPE_LINK });
       }
-      const mac = macOf(link.mac);
+      const mac = link.kind === 'bridge' ? await this.pinBridgeMac(link) : macOf(link.mac);
       v6.linkLocal = ll?.address ?? (mac ? formatAddress(linkLocalAddress(mac)) : '');
       if (this.nat) {
         this.deps.firewall().addMasquerade(prefixText, owner);
@@ -202,9 +202,28 @@ export class Ipv6Links {
     }
   }
 
-  /** Undoes serve(): a final advertisement (unless the link is gone), masquerade, host address. */
+  /**
+   * A zone bridge's MAC, fixed at what it is now. A bridge whose MAC nobody set takes the lowest MAC
+   * of its ports, so it changed whenever a container joined or left (systemd-nspawn and we make
+   * zone bridges without one): the router advertisements' source link-layer address would then name
+   * a MAC the bridge no longer answers to, and containers that took it from an advertisement lose
+   * their gateway until neighbour unreachability detection notices. Setting the MAC, even to the same
+   * value, makes the kernel keep it (addr_assign_type "set"), as Docker does for its bridges.
+   */
+  private async pinBridgeMac(link: Link): Promise<Uint8Array | undefined> {
+    const now = (await this.deps.rtnl.getLink(link.index))?.mac ?? link.mac;
+    if (now === undefined) return undefined;
+    await this.deps.rtnl.setMac(link.index, now);
+    return macOf(now);
+  }
+
+  /**
+   * Undoes serve(): a final advertisement (unless the link is gone), masquerade, host address. The
+   * advertiser's socket goes with the last link: a sidecar without containers holds none.
+   */
   async unserve(ifindex: number, ifname: string, v6: LinkIpv6, gone: boolean): Promise<void> {
     this.ra?.stop(ifindex, { linkGone: gone });
+    if (this.ra?.idle) this.close();
     try {
       if (v6.masquerade) this.deps.firewall().removeMasquerade(v6.prefixText);
       v6.masquerade = false;

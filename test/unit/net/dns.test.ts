@@ -11,7 +11,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { AnswerCache, cacheKey, cacheTtl } from '../../../src/net/dns/cache.js';
 import { decide } from '../../../src/net/dns/decide.js';
 import { encodeAnswer, parseQuery, RCODE } from '../../../src/net/dns/message.js';
-import { addressOfReverse, NameTable, reverseName, reverseName6, type DnsLink } from '../../../src/net/dns/names.js';
+import { addressOfReverse, NameTable, prefix64Of, reverseName, reverseName6, type DnsLink } from '../../../src/net/dns/names.js';
+import { Address6 } from 'ip-address';
 import { RateLimiter } from '../../../src/net/dns/ratelimit.js';
 import { DnsServer } from '../../../src/net/dns/server.js';
 import { Forwarder, hostUpstreams, parseUpstream } from '../../../src/net/dns/upstream.js';
@@ -201,6 +202,15 @@ describe('IPv6', () => {
     expect(decide(q(reverseName6('2001:db8:40::77'), 'PTR'), link, t)).toMatchObject({ kind: 'answer', parts: { rcode: RCODE.NXDOMAIN, authoritative: true } });
     expect(decide(q(reverseName6('2001:db8:41::77'), 'PTR'), link, t)).toEqual({ kind: 'forward' });
     expect(decide(q('0.4.0.0.8.b.d.0.1.0.0.2.ip6.arpa', 'PTR'), link, t)).toEqual({ kind: 'forward' });
+  });
+
+  it('reads the /64 of a source as ip-address does, and nothing of junk', () => {
+    fc.assert(fc.property(fc.ipV6().filter((a) => !a.includes('.')), (a) => prefix64Of(a) === new Address6(a).canonicalForm().replace(/:/g, '').slice(0, 16)), { numRuns: 3000 });
+    for (const junk of ['', ':', ':::', '1::2::3', '1:2:3:4:5:6:7:8:9', '1:2:3:4:5:6:7', 'g::1', '12345::1', '::ffff:192.0.2.1', 'fe80::1%eth0', '192.0.2.1', '1:2:3:4:5:6:7::8']) {
+      expect(prefix64Of(junk), junk).toBeUndefined();
+    }
+    expect(prefix64Of('::')).toBe('0'.repeat(16));
+    expect(prefix64Of('2001:DB8:40::1')).toBe('20010db800400000');
   });
 
   it('answers nobody off the /64, nor scoped link-local sources, nor addresses outside the /64', () => {
