@@ -20,7 +20,7 @@ import type { Logger } from '../../log.js';
 import type { Firewall } from '../firewall/index.js';
 import { addressBytes, formatAddress, formatPrefix, hostUlaPrefix, type Ipv6Prefix, linkLocalAddress, linkPrefix, parseIpv6Prefix, slaacAddress } from '../ipv6/prefix.js';
 import { RouterAdvertiser } from '../ipv6/ra-server.js';
-import type { Link } from '../netlink/views.js';
+import type { Address, Link } from '../netlink/views.js';
 import { parseMac } from '../naming.js';
 import type { Rtnl } from '../rtnl.js';
 import type { SysctlIo } from './sysctl.js';
@@ -76,7 +76,8 @@ export class Ipv6Links {
   private constructor(
     private readonly base: Ipv6Prefix,
     private readonly nat: boolean,
-    private readonly deps: { rtnl: Rtnl; firewall: () => Firewall; sysctl: SysctlIo; log: Logger },
+    /** advertise: false — a process that exits right after serving (a one-shot) sends no advertisements */
+    private readonly deps: { rtnl: Rtnl; firewall: () => Firewall; sysctl: SysctlIo; log: Logger; advertise?: boolean },
   ) {}
 
   /** The subsystem's IPv6, or undefined when off (or no machine ID to derive the ULA from). */
@@ -153,7 +154,7 @@ export class Ipv6Links {
         this.deps.firewall().addMasquerade(prefixText, owner);
         v6.masquerade = true;
       }
-      if (mac && v6.linkLocal) {
+      if (mac && v6.linkLocal && this.deps.advertise !== false) {
         this.ra ??= new RouterAdvertiser({ log });
         const servers = dns(hostAddress);
         this.ra.serve({
@@ -167,6 +168,19 @@ export class Ipv6Links {
       throw err;
     }
     return v6;
+  }
+
+  /**
+   * A link's IPv6 as recorded, when it is in place (`addresses`: the link's): its /64's host address
+   * and a usable link-local address; undefined otherwise (then it is to be served).
+   */
+  adopt(link: Link, prefixText: string, addresses: readonly Address[]): LinkIpv6 | undefined {
+    const prefix = parseIpv6Prefix(prefixText);
+    const hostAddress = formatAddress(slaacHost(prefix));
+    const mine = addresses.filter((a) => a.index === link.index && a.family === 6);
+    const ll = mine.find((a) => a.address.startsWith('fe80:') && !(a.flags & IFA_F_TENTATIVE));
+    if (!ll || !mine.some((a) => a.cidr === `${hostAddress}/64`)) return undefined;
+    return { prefix, prefixText, hostAddress, linkLocal: ll.address, masquerade: this.nat };
   }
 
   /**
