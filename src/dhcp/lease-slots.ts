@@ -171,6 +171,7 @@ export class LeaseSlots {
     const g = <T extends Float64Array | Uint32Array | Uint8Array | Int32Array>(a: T, per = 1): T => {
       const b = new (a.constructor as new (n: number) => T)(to * per);
       b.set(a);
+      discard(a);
       return b;
     };
     this.exp = g(this.exp);
@@ -191,6 +192,7 @@ export class LeaseSlots {
     this.anext = g(this.anext);
     const free = new Int32Array(to);
     free.set(this.freeSlots.subarray(0, this.freeCount));
+    discard(this.freeSlots);
     // the new slots, lowest taken first
     for (let s = to - 1; s >= from; s--) free[this.freeCount++] = s;
     this.freeSlots = free;
@@ -368,7 +370,17 @@ export class LeaseSlots {
   private rehash(t: Int32Array, hash: (s: number) => number): Int32Array {
     const n = new Int32Array(2 * t.length).fill(-1);
     for (const s of t) if (s >= 0) insert(n, s, hash(s));
+    discard(t);
     return n;
+  }
+
+  /** Gives the arrays' memory back now (a packed copy that has been read); the slots are empty after. */
+  discard(): void {
+    for (const v of Object.values(this)) if (ArrayBuffer.isView(v)) discard(v as Uint8Array);
+    this.count = 0;
+    this.cap = 0;
+    this.ahead = -1;
+    this.atail = -1;
   }
 
   // --- the offer and remembered lists ----------------------------------------------------------
@@ -474,6 +486,16 @@ export class LeaseSlots {
     heap[i] = item;
     hpos[item] = i;
   }
+}
+
+/**
+ * Frees a replaced array's memory at the next scavenge instead of the next full collection: the
+ * arrays of a long-lived table are in the old generation, and a grown table's old arrays (or a
+ * compaction's copy) would otherwise stay resident beside the new ones until V8 runs a full GC. Its
+ * buffer is moved (transferred) into a young object nobody keeps; the array itself becomes empty.
+ */
+function discard(a: { buffer: ArrayBufferLike }): void {
+  if (a.buffer.byteLength) structuredClone(a.buffer, { transfer: [a.buffer as ArrayBuffer] });
 }
 
 function isLatin1(s: string): boolean {

@@ -205,7 +205,12 @@ export class LeaseTable {
   frozenEntries(): Iterable<Lease> {
     const copy = Object.create(LeaseTable.prototype) as LeaseTable;
     copy.slots = this.slots.packedCopy();
-    return { [Symbol.iterator]: () => copy.entries() };
+    return {
+      *[Symbol.iterator](): Generator<Lease> {
+        yield* copy.entries();
+        copy.slots.discard(); // read to the end: its memory goes back at once
+      },
+    };
   }
 
   // --- changes ----------------------------------------------------------------------------
