@@ -244,18 +244,36 @@ export class FileLeaseStore implements LeaseStore {
     const c: Compaction = { fd, tmp, tail: [], tailRecords: 0, written: false, count: 0 };
     this.compaction = c;
     let more = true;
+    // One buffer for the whole compaction, the lines encoded straight into it (a chunk is written
+    // before the next is encoded): no 256 KiB string and buffer per chunk left for a full GC to free.
+    const buf = Buffer.allocUnsafeSlow(COMPACT_CHUNK);
+    let carry: string | undefined = JOURNAL_HEADER + '\n';
     const step = (): void => {
-      let chunk = c.count === 0 ? JOURNAL_HEADER + '\n' : '';
-      while (chunk.length < COMPACT_CHUNK) {
-        const r = records.next();
-        if (r.done) {
-          more = false;
+      let off = 0;
+      for (;;) {
+        let line = carry;
+        carry = undefined;
+        if (line === undefined) {
+          const r = records.next();
+          if (r.done) {
+            more = false;
+            break;
+          }
+          line = encodeLine(r.value);
+          c.count++;
+        }
+        if (off + 3 * line.length > buf.length && off > 0) {
+          carry = line; // the next chunk's first
           break;
         }
-        chunk += encodeLine(r.value);
-        c.count++;
+        if (3 * line.length > buf.length) {
+          // longer than a chunk could hold (a record is a few hundred bytes; this only bounds it)
+          writeAll(fd, line); // off is 0 here: nothing of this chunk is waiting in buf
+          continue;
+        }
+        off += buf.write(line, off);
       }
-      writeBuffer(fd, Buffer.from(chunk, 'utf8'), (err) => {
+      writeBuffer(fd, buf.subarray(0, off), (err) => {
         if (err) return this.abortCompaction(c, err);
         if (more) return void setImmediate(step);
         fdatasync(fd, (syncErr) => {
