@@ -234,13 +234,15 @@ export function encodePacket(p: DhcpPacket, opts: EncodeOptions = {}): Uint8Arra
 }
 
 /**
- * Datagrams the server sends (encoded with headroom) are carved from shared 64 KiB slabs, as
+ * Datagrams the server sends (encoded with headroom) are carved from shared 16 KiB slabs, as
  * node's Buffer pool does: a reply costs a view, not an ArrayBuffer of its own (each of those is a
  * malloc, a free and work for V8's array-buffer sweeper). A slab is freed by the garbage
  * collector once no reply in it is referenced (sent, or no longer waiting for the lease file).
- * Slab memory is zeroed and never handed out twice, so a reply's padding is zero.
+ * Slab memory is zeroed and never handed out twice, so a reply's padding is zero. 16 KiB (~48
+ * replies), not 64: the slab in use when a scavenge comes survives it, and a slab promoted that way
+ * waits for a full collection, which comes rarely now that the leases are off the heap.
  */
-const SLAB_BYTES = 1 << 16;
+const SLAB_BYTES = 1 << 14;
 let slab = new Uint8Array(0);
 let slabUsed = 0;
 
