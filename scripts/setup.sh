@@ -27,6 +27,7 @@ APT_PACKAGES=(
   help2man bash-completion  # man pages from --help (scripts/build-docs.mjs); the completion tests
   attr acl xfsprogs  # xattrs and ACLs of --template= copies and image transfers, an XFS image for their reflinks
   dnsperf  # bench/dns
+  ndisc6  # rdisc6: reads our router advertisements (RDNSS, DNSSL) as a real client
   podman crun containernetworking-plugins golang-go golang-github-appc-cni-dev  # nspawn-cni: the podman e2e, the reference plugins, the libcni driver
 )
 missing=()

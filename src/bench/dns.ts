@@ -11,7 +11,12 @@
 // with -Q at 90% of what it reached while more than 1% is lost — then latency at half that peak
 // (-Q peak/2, per-query latencies from -v: median and p99). Reported per server and set: the best
 // and the median peak over the ROUNDS rounds, and the latency of the round with the best peak. Peak
-// RSS of each server (VmHWM). Last line: one JSON object.
+// RSS of each server (VmHWM).
+//
+// Ours is asked over IPv6 too (the same process, also listening on the link's ::1, 2001:db8:18::1;
+// the client at ::2): AAAA of the machine names and of the forwarded names, measured in the same
+// turns — "oursIpv6", and its ratio to ours over IPv4 (what the IPv6 path costs). Last line: one
+// JSON object.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -23,6 +28,8 @@ const OURS = '198.18.0.1';
 const THEIRS = '198.18.0.3';
 const ROUNDS = Number(process.env.DNS_BENCH_ROUNDS ?? 3);
 const CLIENT = '198.18.0.2';
+const OURS6 = '2001:db8:18::1';
+const CLIENT6 = '2001:db8:18::2';
 const UPSTREAM = '203.0.113.1';
 const MACHINES = 100;
 const STEP = Number(process.env.DNS_BENCH_STEP ?? 5);
@@ -105,8 +112,10 @@ function setup(dir: string): void {
   sh('ip', ['link', 'add', 'bh0', 'type', 'veth', 'peer', 'name', 'bc0', 'netns', CLI]);
   sh('ip', ['addr', 'add', `${OURS}/24`, 'dev', 'bh0']);
   sh('ip', ['addr', 'add', `${THEIRS}/24`, 'dev', 'bh0']);
+  sh('ip', ['addr', 'add', `${OURS6}/64`, 'dev', 'bh0', 'nodad']);
   sh('ip', ['link', 'set', 'bh0', 'up']);
   sh('ip', ['-n', CLI, 'addr', 'add', `${CLIENT}/24`, 'dev', 'bc0']);
+  sh('ip', ['-n', CLI, 'addr', 'add', `${CLIENT6}/64`, 'dev', 'bc0', 'nodad']);
   sh('ip', ['-n', CLI, 'link', 'set', 'bc0', 'up']);
   sh('ip', ['-n', CLI, 'link', 'set', 'lo', 'up']);
   sh('ip', ['link', 'add', 'uh0', 'type', 'veth', 'peer', 'name', 'up0', 'netns', UP]);
@@ -119,6 +128,8 @@ function setup(dir: string): void {
   writeFileSync(join(dir, 'hosts'), names.map((i) => `198.18.0.${10 + i} m${i} m${i}.machine\n`).join(''));
   writeFileSync(join(dir, 'machines.txt'), names.map((i) => `m${i} A\nm${i}.machine A\n`).join(''));
   writeFileSync(join(dir, 'forwarded.txt'), names.map((i) => `f${i}.example A\n`).join(''));
+  writeFileSync(join(dir, 'machines6.txt'), names.map((i) => `m${i} AAAA\nm${i}.machine AAAA\n`).join(''));
+  writeFileSync(join(dir, 'forwarded6.txt'), names.map((i) => `f${i}.example AAAA\n`).join(''));
 }
 
 function teardown(): void {
@@ -143,13 +154,15 @@ interface Result {
 interface Server {
   name: string;
   address: string;
+  /** query files: "" (A) or "6" (AAAA) */
+  files: '' | '6';
   child: ChildProcess;
   runs: Record<'machines' | 'forwarded', Array<{ peak: Perf; half: Latency }>>;
 }
 
 function round(sv: Server, dir: string): void {
   for (const set of ['machines', 'forwarded'] as const) {
-    const file = join(dir, `${set}.txt`);
+    const file = join(dir, `${set}${sv.files}.txt`);
     const p = peak(sv.address, file);
     const half = latency(sv.address, file, Math.max(1, Math.round(p.qps / 2)));
     say(`${sv.name} ${set}: ${p.qps} q/s at ${(p.loss * 100).toFixed(2)}% loss; at ${half.rate} q/s p50 ${half.p50Ms} ms, p99 ${half.p99Ms} ms`);
@@ -174,37 +187,42 @@ async function main(): Promise<void> {
   try {
     setup(dir);
     upstream = spawn('ip', ['netns', 'exec', UP, 'dnsmasq', '-k', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--user=root', '--pid-file=',
-      '--bind-interfaces', `--listen-address=${UPSTREAM}`, '--local-ttl=3600', '--address=/example/198.51.100.9'], { stdio: 'ignore' });
+      '--bind-interfaces', `--listen-address=${UPSTREAM}`, '--local-ttl=3600', '--address=/example/198.51.100.9', '--address=/example/2001:db8::9'], { stdio: 'ignore' });
     for (let i = 0; i < 100 && !sh('ip', ['netns', 'exec', UP, 'ss', '-Hlun'], { allowFail: true }).includes(`${UPSTREAM}:53`); i++) {
       await new Promise((r) => setTimeout(r, 50));
     }
     const oursJs = fileURLToPath(new URL('./dns-serve.js', import.meta.url));
     const ours: Server = {
-      name: 'ours', address: OURS, runs: { machines: [], forwarded: [] },
-      child: spawn(process.execPath, [oursJs, `--address=${OURS}`, `--subnet=${OURS}/24`, `--machines=${MACHINES}`, `--upstream=${UPSTREAM}`], { stdio: ['ignore', 'ignore', 'inherit'] }),
+      name: 'ours', address: OURS, files: '', runs: { machines: [], forwarded: [] },
+      child: spawn(process.execPath, [oursJs, `--address=${OURS}`, `--subnet=${OURS}/24`, `--machines=${MACHINES}`, `--upstream=${UPSTREAM}`,
+        `--address6=${OURS6}`, '--prefix6=2001:db8:18::/64'], { stdio: ['ignore', 'ignore', 'inherit'] }),
     };
     children.push(ours.child);
+    const ours6: Server = { name: 'ours-ipv6', address: OURS6, files: '6', runs: { machines: [], forwarded: [] }, child: ours.child };
     const theirs: Server = {
-      name: 'dnsmasq', address: THEIRS, runs: { machines: [], forwarded: [] },
+      name: 'dnsmasq', address: THEIRS, files: '', runs: { machines: [], forwarded: [] },
       child: spawn('dnsmasq', ['-k', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--user=root', '--pid-file=', '--bind-interfaces',
         `--listen-address=${THEIRS}`, `--addn-hosts=${join(dir, 'hosts')}`, `--server=${UPSTREAM}`, '--cache-size=10000'], { stdio: 'ignore' }),
     };
     children.push(theirs.child);
-    for (const sv of [ours, theirs]) {
-      await waitListening(sv.child, sv.name, sv.address);
+    for (const sv of [ours, ours6, theirs]) {
+      await waitListening(sv.child, sv.name, sv.address.includes(':') ? `[${sv.address}]` : sv.address);
       // forwarded names into the cache
-      const warm = dnsperf(sv.address, join(dir, 'forwarded.txt'), ['-n', '1']);
+      const warm = dnsperf(sv.address, join(dir, `forwarded${sv.files}.txt`), ['-n', '1']);
       if (!/NOERROR 100 /.test(warm)) throw new Error(`${sv.name} did not answer every forwarded name: ${warm.slice(-500)}`);
     }
-    for (let r = 0; r < ROUNDS; r++) for (const sv of r % 2 ? [theirs, ours] : [ours, theirs]) round(sv, dir);
+    for (let r = 0; r < ROUNDS; r++) for (const sv of r % 2 ? [theirs, ours6, ours] : [ours, ours6, theirs]) round(sv, dir);
     const o = summarize(ours);
+    const o6 = summarize(ours6);
     const d = summarize(theirs);
     say(`peak RSS: ours ${o.rssMb} MB, dnsmasq ${d.rssMb} MB`);
     const ratio = (a: number, b: number): number => Math.round((a / b) * 100) / 100;
     const summary = {
       bench: 'dns', stepSeconds: STEP, rounds: ROUNDS, machines: MACHINES, maxLoss: MAX_LOSS, rateLimit: 'off (one client address)',
       ours: o, dnsmasq: d,
+      oursIpv6: { machines: o6.machines, forwarded: o6.forwarded },
       qpsRatio: { machines: ratio(o.machines.peak.qps, d.machines.peak.qps), forwarded: ratio(o.forwarded.peak.qps, d.forwarded.peak.qps) },
+      ipv6ToIpv4: { machines: ratio(o6.machines.peak.qps, o.machines.peak.qps), forwarded: ratio(o6.forwarded.peak.qps, o.forwarded.peak.qps) },
       goals: {
         aheadOfDnsmasq: o.machines.peak.qps > d.machines.peak.qps && o.forwarded.peak.qps > d.forwarded.peak.qps,
         p99UnderOneMsAtHalfPeak: o.machines.half.p99Ms < 1 && o.forwarded.half.p99Ms < 1,

@@ -1,63 +1,43 @@
 // nspawn-cni's operations: ADD, CHECK, DEL of one container on one network, in zone mode (the
-// network's containers on one bridge vz-ZONE, as --network-zone= puts machines). The links are made
+// network's containers on one bridge vz-ZONE, as --network-zone= puts machines) or veth mode (a
+// point-to-point link ve-MACHINE and a /28 per container, as --network-veth). The links are made
 // here (the veth pair, the bridge under the zone lock every launcher and systemd-nspawn takes); the
-// rest — the zone's subnet from the pool, the host address, masquerade, the container's stable
-// address, port mappings — is the network subsystem's reserve/release (src/net/netd/subsystem.ts):
+// rest — the subnet from the pool, the host address, masquerade, the container's stable address
+// (and IPv6: the link's /64, its SLAAC address), port mappings — is the network subsystem's reserve/release (src/net/netd/subsystem.ts):
 // over the sidecar's socket when nspawn-netd runs (one request), else in this process under the
-// same state lock, with the subsystem opened as a short-lived sidecar (its records are held by
-// "sidecar", so launchers' dead-holder sweeps leave them, and a sidecar started later takes them over).
-import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { errorMessage, NspawnError } from '../errors.js';
+// same state lock, with the subsystem opened as the sidecar's one-shot (SubsystemOptions.oneShot: it
+// touches only this container's link or its network's bridge, their records and firewall entries —
+// no resync of the host's links, no firewall reconcile; its records are held by "sidecar", so
+// launchers' dead-holder sweeps leave them, and a sidecar started later takes them over).
+import { errorMessage } from '../errors.js';
 import { logger } from '../log.js';
 import { sys } from '../native.js';
 import { withLock } from '../common/lock.js';
 import type { PortForward } from '../net/model.js';
 import { removeZoneBridgeIfEmpty, zoneLock } from '../net/modes/zone.js';
+import { configureContainerLink } from '../net/container-link.js';
 import { zoneBridgeIfname } from '../net/naming.js';
 import { NetdClient } from '../net/netd/client.js';
 import type { MachineLease } from '../net/netd/subsystem.js';
+import type { ServedKind } from '../net/netd/links.js';
 import { Rtnl } from '../net/rtnl.js';
 import {
-  type AddOutcome, CNI_ERR, CniError, type CniConfig, type CniEnv, hostIfnameFor, machineFor, prevAddress,
+  type AddOutcome, CNI_ERR, CniError, type CniConfig, type CniEnv, prevAddresses,
 } from './config.js';
+import { asCni, inNetns, makeContainerVeth, openNetns } from './netns.js';
+import { type ContainerRecord, readRecord, recordFor, recordPath, removeRecord, writeRecord } from './records.js';
 
 const log = logger('cni');
 
-/** What one container's ADD recorded, so that DEL finds it without CNI_ARGS or prevResult. */
-interface ContainerRecord {
-  machine: string;
-  zone: string;
-  hostIfname: string;
-}
-
-function recordPath(cfg: CniConfig, env: CniEnv): string {
-  return `${cfg.stateDir}/cni/${cfg.name.replace(/[^A-Za-z0-9_.-]/g, '_')}/${env.containerId}-${env.ifname}.json`;
-}
-
-function writeRecord(path: string, rec: ContainerRecord): void {
-  mkdirSync(path.slice(0, path.lastIndexOf('/')), { recursive: true, mode: 0o700 });
-  const tmp = `${path}.${process.pid}`;
-  const fd = openSync(tmp, 'w', 0o600);
-  try {
-    writeSync(fd, JSON.stringify(rec) + '\n');
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
-}
-
-function readRecord(path: string): ContainerRecord | undefined {
-  try {
-    const r = JSON.parse(readFileSync(path, 'utf8')) as Partial<ContainerRecord>;
-    if (typeof r.machine === 'string' && typeof r.zone === 'string' && typeof r.hostIfname === 'string') return r as ContainerRecord;
-  } catch { /* none, or unreadable: DEL falls back to what the call says */ }
-  return undefined;
-}
+/** The log level of this module's bundle (bin/nspawn-cni loads it apart from its entry's). */
+export { setLogLevel } from '../log.js';
+/** CNI 1.1.0's STATUS and GC, in this bundle too. */
+export { cniGc, cniStatus } from './gc.js';
 
 /** reserve/release of the network subsystem: the sidecar's, or our own for this one call. */
 interface Library {
-  reserve(req: { machine: string; mac: string; zone: string; ports: PortForward[] }): Promise<MachineLease>;
-  release(req: { machine: string; zone: string }): Promise<void>;
+  reserve(req: { machine: string; mac: string; kind: ServedKind; zone: string; ports: PortForward[] }): Promise<MachineLease>;
+  release(req: { machine: string; kind: ServedKind; zone: string }): Promise<void>;
 }
 
 async function withLibrary<T>(cfg: CniConfig, fn: (lib: Library) => Promise<T>): Promise<T> {
@@ -65,22 +45,23 @@ async function withLibrary<T>(cfg: CniConfig, fn: (lib: Library) => Promise<T>):
   if (client) {
     try {
       return await fn({
-        reserve: (r) => client.request<MachineLease>({ op: 'reserve', machine: r.machine, mac: r.mac, kind: 'zone', zone: r.zone, ports: r.ports }),
-        release: async (r) => { await client.request({ op: 'release', machine: r.machine, kind: 'zone', zone: r.zone }); },
+        // the sidecar's API takes "zone" with kind zone only
+        reserve: (r) => client.request<MachineLease>({ op: 'reserve', machine: r.machine, mac: r.mac, kind: r.kind, ...(r.kind === 'zone' ? { zone: r.zone } : {}), ports: r.ports }),
+        release: async (r) => { await client.request({ op: 'release', machine: r.machine, kind: r.kind, ...(r.kind === 'zone' ? { zone: r.zone } : {}) }); },
       });
     } finally {
       client.close();
     }
   }
-  // in-process: one plugin at a time per state directory (two short-lived sidecars would reconcile
-  // each other's half-made entries away)
+  // in-process: one plugin at a time per state directory (two one-shots serving a new network at
+  // once would each allocate and configure it)
   return withLock(`${cfg.stateDir}/netd/cni.lock`, async () => {
     const { NetworkSubsystem } = await import('../net/netd/subsystem.js');
-    const sub = await NetworkSubsystem.open({ mode: 'sidecar', stateDir: cfg.stateDir, dnsServer: false, machineId: null, log: logger('netd') });
+    const sub = await NetworkSubsystem.open({ mode: 'sidecar', oneShot: true, stateDir: cfg.stateDir, dnsServer: false, machineId: null, log: logger('netd') });
     try {
       return await fn({
-        reserve: (r) => sub.reserve({ machine: r.machine, mac: r.mac, kind: 'zone', zone: r.zone, ports: r.ports }),
-        release: async (r) => { await sub.release({ machine: r.machine, kind: 'zone', zone: r.zone }); },
+        reserve: (r) => sub.reserve({ machine: r.machine, mac: r.mac, kind: r.kind, zone: r.zone, ports: r.ports }),
+        release: async (r) => { await sub.release({ machine: r.machine, kind: r.kind, zone: r.zone }); },
       });
     } finally {
       await sub.close();
@@ -88,84 +69,62 @@ async function withLibrary<T>(cfg: CniConfig, fn: (lib: Library) => Promise<T>):
   }, { timeoutMs: 30_000 });
 }
 
-function openNetns(path: string): number {
-  try {
-    return sys().openNamespace(path);
-  } catch (err) {
-    throw new CniError(CNI_ERR.INVALID_ENVIRONMENT, `CNI_NETNS ${path} cannot be opened as a network namespace: ${errorMessage(err)}`);
-  }
-}
-
-async function inNetns<T>(path: string, fn: (rtnl: Rtnl) => Promise<T>): Promise<T> {
-  const fd = openNetns(path);
-  let rtnl: Rtnl | undefined;
-  try {
-    rtnl = Rtnl.open({ netnsFd: fd });
-    return await fn(rtnl);
-  } finally {
-    rtnl?.close();
-    sys().close(fd);
-  }
-}
-
-/** Library errors as CNI errors: the sidecar's port clash and lock waits are the caller's to retry or fix. */
-function asCni(err: unknown, what: string): CniError {
-  if (err instanceof CniError) return err;
-  const code = err instanceof NspawnError ? err.code : undefined;
-  if (code === 'NET_ZONE_LOCK_TIMEOUT' || code === 'LOCK_TIMEOUT' || code === 'NETD_TIMEOUT') return new CniError(CNI_ERR.TRY_AGAIN_LATER, `${what}: ${errorMessage(err)}`);
-  if (code === 'NETD_PORT_IN_USE' || code === 'NETD_BAD_REQUEST') return new CniError(CNI_ERR.INVALID_CONFIG, `${what}: ${errorMessage(err)}`);
-  return new CniError(CNI_ERR.SETUP_FAILED, `${what}: ${errorMessage(err)}`, code ?? '');
-}
-
-/** Removes the container's links (its host veth, the bridge if it was the last port) and its reservation. */
-async function teardown(cfg: CniConfig, rec: ContainerRecord): Promise<void> {
-  const bridge = zoneBridgeIfname(rec.zone);
+/** Removes the container's links (its host veth, the zone's bridge if it was the last port) and its reservation. */
+export async function teardown(cfg: CniConfig, rec: ContainerRecord): Promise<void> {
   const rtnl = Rtnl.open();
   try {
     await rtnl.deleteLink(rec.hostIfname); // false when gone already (its namespace went, or a second DEL)
-    await removeZoneBridgeIfEmpty(rtnl, zoneLock(), bridge);
+    if (rec.mode === 'zone') await removeZoneBridgeIfEmpty(rtnl, zoneLock(), zoneBridgeIfname(rec.zone));
   } finally {
     rtnl.close();
   }
-  await withLibrary(cfg, (lib) => lib.release({ machine: rec.machine, zone: rec.zone }));
+  await withLibrary(cfg, (lib) => lib.release({ machine: rec.machine, kind: rec.mode, zone: rec.zone }));
+}
+
+/** The lease as a CNI result: IPv4, and IPv6 when the link has it (its gateway the host's link-local address). */
+function outcomeOf(lease: MachineLease, links: AddOutcome['interfaces']): AddOutcome {
+  const container = links.length - 1;
+  const out: AddOutcome = {
+    interfaces: links,
+    ips: [{ address: `${lease.address}/${lease.prefixLength}`, gateway: lease.gateway, interface: container }],
+    routes: [{ dst: '0.0.0.0/0', gw: lease.gateway }],
+    dns: {},
+  };
+  const dns = [...lease.dns];
+  if (lease.ipv6) {
+    out.ips.push({ address: `${lease.ipv6.address}/${lease.ipv6.prefixLength}`, gateway: lease.ipv6.gateway, interface: container });
+    out.routes.push({ dst: '::/0', gw: lease.ipv6.gateway });
+    for (const d of lease.ipv6.dns) if (!dns.includes(d)) dns.push(d);
+  }
+  if (dns.length) out.dns.nameservers = dns;
+  return out;
 }
 
 export async function cniAdd(env: CniEnv, cfg: CniConfig): Promise<AddOutcome> {
-  const rec: ContainerRecord = { machine: machineFor(env), zone: cfg.zone, hostIfname: hostIfnameFor(env.containerId, env.ifname) };
+  if (cfg.ipam) return (await import('./ipam-net.js')).ipamNetAdd(env, cfg);
+  const rec = recordFor(env, cfg);
   const bridgeName = zoneBridgeIfname(cfg.zone);
-  const path = recordPath(cfg, env);
+  const path = recordPath(cfg, env.containerId, env.ifname);
   const netnsFd = openNetns(env.netns);
   const rtnl = Rtnl.open();
   let made = false;
   try {
-    // recorded before anything exists: a crash from here on leaves what a DEL finds and removes
+    // recorded before anything exists: a crash from here on leaves what a DEL (or GC) finds and removes
     writeRecord(path, rec);
-    const release = await zoneLock().acquire();
-    let bridge;
-    try {
-      bridge = await rtnl.ensureBridge({ name: bridgeName, up: true });
-      await rtnl.deleteLink(rec.hostIfname); // a repeated ADD of the same container starts afresh
-      made = true;
-      await rtnl.createVeth({ name: rec.hostIfname, master: bridge.index, up: true, peer: { name: env.ifname, netnsFd } });
-    } finally {
-      release();
-    }
+    await makeContainerVeth(rtnl, { ...(rec.mode === 'zone' ? { bridge: bridgeName } : {}), hostIfname: rec.hostIfname, ifname: env.ifname, netnsFd }, () => { made = true; });
     const host = await rtnl.requireLink(rec.hostIfname);
-    const lease = await inNetns(env.netns, async (c) => {
-      const link = await c.requireLink(env.ifname);
-      const lease = await withLibrary(cfg, (lib) => lib.reserve({ machine: rec.machine, mac: link.mac ?? '', zone: cfg.zone, ports: cfg.ports }));
-      await c.addAddress(link.index, `${lease.address}/${lease.prefixLength}`, { broadcast: true });
-      await c.setUp(link.index);
-      await c.replaceRoute({ dst: 'default', gateway: lease.gateway, dev: link.index });
-      return { lease, mac: link.mac ?? '' };
-    });
-    const br = await rtnl.requireLink(bridgeName);
-    log.debug(`ADD ${rec.machine}: ${lease.lease.address} on ${bridgeName}`);
-    return {
-      bridge: { name: bridgeName, mac: br.mac ?? '' }, host: { name: rec.hostIfname, mac: host.mac ?? '' },
-      container: { name: env.ifname, mac: lease.mac, sandbox: env.netns },
-      address: lease.lease.address, prefixLength: lease.lease.prefixLength, gateway: lease.lease.gateway, dns: lease.lease.dns,
-    };
+    const mac = await inNetns(env.netns, async (c) => (await c.requireLink(env.ifname)).mac ?? '');
+    const lease = await withLibrary(cfg, (lib) => lib.reserve({ machine: rec.machine, mac, kind: rec.mode, zone: cfg.zone, ports: cfg.ports }));
+    try {
+      await configureContainerLink(env.netns, env.ifname, lease);
+    } catch (err) {
+      throw new CniError(CNI_ERR.SETUP_FAILED, `configuring ${env.ifname} in ${env.netns}: ${errorMessage(err)}`);
+    }
+    const links: AddOutcome['interfaces'] = [];
+    if (rec.mode === 'zone') links.push({ name: bridgeName, mac: (await rtnl.requireLink(bridgeName)).mac ?? '' });
+    links.push({ name: rec.hostIfname, mac: host.mac ?? '' }, { name: env.ifname, mac, sandbox: env.netns });
+    log.debug(`ADD ${rec.machine}: ${lease.address}${lease.ipv6 ? ` ${lease.ipv6.address}` : ''} on ${lease.ifname}`);
+    return outcomeOf(lease, links);
   } catch (err) {
     // a failed ADD leaves nothing (the runtime's DEL after it finds nothing either)
     if (made) {
@@ -175,7 +134,7 @@ export async function cniAdd(env: CniEnv, cfg: CniConfig): Promise<AddOutcome> {
         log.warn(`rolling back the ADD of ${rec.machine} failed: ${errorMessage(undo)}`);
       }
     }
-    rmSync(path, { force: true });
+    removeRecord(path);
     throw asCni(err, `setting up ${env.ifname} of container ${env.containerId.slice(0, 12)} on network ${cfg.name}`);
   } finally {
     rtnl.close();
@@ -184,21 +143,22 @@ export async function cniAdd(env: CniEnv, cfg: CniConfig): Promise<AddOutcome> {
 }
 
 export async function cniDel(env: CniEnv, cfg: CniConfig): Promise<void> {
-  const path = recordPath(cfg, env);
-  const rec = readRecord(path) ?? { machine: machineFor(env), zone: cfg.zone, hostIfname: hostIfnameFor(env.containerId, env.ifname) };
+  const path = recordPath(cfg, env.containerId, env.ifname);
+  const rec = readRecord(path) ?? recordFor(env, cfg);
   try {
-    await teardown(cfg, rec);
+    if (rec.ipam !== undefined) await (await import('./ipam-net.js')).ipamNetDel(env, cfg, rec);
+    else await teardown(cfg, rec);
   } catch (err) {
     throw asCni(err, `removing ${env.ifname} of container ${env.containerId.slice(0, 12)} from network ${cfg.name}`);
   }
-  rmSync(path, { force: true });
+  removeRecord(path);
 }
 
-/** CHECK: the container's link, address and route, its port on the bridge and the bridge's gateway address are as ADD left them. */
+/** CHECK: the container's link, addresses and default routes, and its host side (on the bridge, with the gateway) are as ADD left them. */
 export async function cniCheck(env: CniEnv, cfg: CniConfig): Promise<void> {
-  const want = prevAddress(cfg.prevResult);
-  if (want === undefined) throw new CniError(CNI_ERR.INVALID_CONFIG, 'CHECK needs the ADD result as "prevResult" (with an address in "ips")');
-  const rec = readRecord(recordPath(cfg, env));
+  const want = prevAddresses(cfg.prevResult);
+  if (want.length === 0) throw new CniError(CNI_ERR.INVALID_CONFIG, 'CHECK needs the ADD result as "prevResult" (with an address in "ips")');
+  const rec = readRecord(recordPath(cfg, env.containerId, env.ifname));
   if (!rec) throw new CniError(CNI_ERR.UNKNOWN_CONTAINER, `container ${env.containerId.slice(0, 12)} was not added to network ${cfg.name} (or its record is gone)`);
   const fail = (msg: string): never => {
     throw new CniError(CNI_ERR.CHECK_FAILED, msg);
@@ -207,20 +167,35 @@ export async function cniCheck(env: CniEnv, cfg: CniConfig): Promise<void> {
     const link = await c.getLink(env.ifname);
     if (!link) return fail(`${env.ifname} is missing in ${env.netns}`);
     if (!link.up) fail(`${env.ifname} in ${env.netns} is down`);
-    const addrs = (await c.listAddresses({ link: link.index, family: 4 })).map((a) => a.cidr);
-    if (!addrs.includes(want)) fail(`${env.ifname} in ${env.netns} lost its address ${want} (has: ${addrs.join(', ') || 'none'})`);
-    const def = (await c.listRoutes({ family: 4 })).find((r) => r.dst === 'default');
-    if (!def?.gateway) return fail(`${env.ifname} in ${env.netns} has no default route`);
-    return def.gateway;
+    const addrs = (await c.listAddresses({ link: link.index })).map((a) => a.cidr);
+    for (const w of want) if (!addrs.includes(w)) fail(`${env.ifname} in ${env.netns} lost its address ${w} (has: ${addrs.join(', ') || 'none'})`);
+    let gw4 = '';
+    for (const family of [4, 6] as const) {
+      if (!want.some((w) => w.includes(':') === (family === 6))) continue;
+      const def = (await c.listRoutes({ family })).find((r) => r.dst === 'default');
+      if (!def?.gateway) return fail(`${env.ifname} in ${env.netns} has no IPv${family} default route`);
+      if (family === 4) gw4 = def.gateway;
+    }
+    return gw4;
   });
+  if (rec.ipam !== undefined) {
+    await (await import('./ipam-net.js')).ipamNetCheck(env, cfg, rec, gateway);
+    return;
+  }
   const rtnl = Rtnl.open();
   try {
-    const bridge = await rtnl.getLink(zoneBridgeIfname(rec.zone));
-    if (!bridge) fail(`the network's bridge ${zoneBridgeIfname(rec.zone)} is missing`);
     const host = await rtnl.getLink(rec.hostIfname);
-    if (!host || host.master !== bridge?.index) fail(`the container's port ${rec.hostIfname} is missing or not on ${zoneBridgeIfname(rec.zone)}`);
-    const own = (await rtnl.listAddresses({ link: bridge?.index, family: 4 })).map((a) => a.address);
-    if (!own.includes(gateway)) fail(`the gateway ${gateway} is not on ${zoneBridgeIfname(rec.zone)}`);
+    let served = host;
+    if (rec.mode === 'zone') {
+      const bridge = await rtnl.getLink(zoneBridgeIfname(rec.zone));
+      if (!bridge) fail(`the network's bridge ${zoneBridgeIfname(rec.zone)} is missing`);
+      if (!host || host.master !== bridge?.index) fail(`the container's port ${rec.hostIfname} is missing or not on ${zoneBridgeIfname(rec.zone)}`);
+      served = bridge;
+    } else if (!host) {
+      fail(`the container's host link ${rec.hostIfname} is missing`);
+    }
+    const own = (await rtnl.listAddresses({ link: served?.index, family: 4 })).map((a) => a.address);
+    if (gateway && !own.includes(gateway)) fail(`the gateway ${gateway} is not on ${served?.name ?? rec.hostIfname}`);
   } finally {
     rtnl.close();
   }

@@ -1,94 +1,16 @@
-// bin/nspawn-cni driven by libcni itself: a small driver (test/helpers/cni-driver/main.go) built
-// here from Debian's golang-github-appc-cni-dev runs ADD, CHECK and DEL of a conflist against
-// `ip netns add` namespaces, as a runtime does (result cache, prevResult, capability args). The
+// bin/nspawn-cni driven by libcni itself (the driver of cni-env.ts) and by podman. The
 // test run's namespace is the host; an "uplink" namespace (e2e-world.ts) is the internet.
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect } from 'vitest';
+import { describe, expect } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { killAndWait, run, runOk, waitFor } from '../helpers/exec.js';
 import { TestNetns } from '../helpers/netns.js';
-import { FETCH, HOST_UPLINK, masqueraded, netdState, REMOTE, startSidecar, World } from './e2e-world.js';
+import { FETCH, HOST_UPLINK, HOST_UPLINK6, netdState, REMOTE, startSidecar, World } from './e2e-world.js';
 import { busyboxRoot, copyRoot } from '../helpers/rootfs.js';
+import { cni, cniSuite, leftovers, network, ok, PLUGIN, PODMAN_SCRIPT, type Result, work } from './cni-env.js';
 
-const PLUGIN = fileURLToPath(new URL('../../bin/nspawn-cni', import.meta.url));
-const PODMAN_SCRIPT = fileURLToPath(new URL('../helpers/podman-cni.sh', import.meta.url));
-const DRIVER_SRC = fileURLToPath(new URL('../helpers/cni-driver/main.go', import.meta.url));
-
-let work: string;
-let driver: string;
-let pluginDir: string;
-
-beforeAll(async () => {
-  work = mkdtempSync('/tmp/nspawn-cni-test-');
-  mkdirSync(`${work}/drv`);
-  writeFileSync(`${work}/drv/main.go`, readFileSync(DRIVER_SRC));
-  driver = `${work}/drv/cni-driver`;
-  await runOk('go', ['build', '-o', driver, 'main.go'], {
-    cwd: `${work}/drv`, timeoutMs: 300_000,
-    env: { ...process.env, GO111MODULE: 'off', GOPATH: '/usr/share/gocode', GOCACHE: `${work}/gocache` },
-  });
-  pluginDir = `${work}/plugins`;
-  mkdirSync(pluginDir);
-  symlinkSync(PLUGIN, `${pluginDir}/nspawn-cni`);
-}, 320_000);
-
-afterAll(() => {
-  if (work) rmSync(work, { recursive: true, force: true });
-});
-
-interface Net {
-  conflist: string;
-  stateDir: string;
-  cache: string;
-}
-
-let nets = 0;
-function network(cniVersion: string, extra: Record<string, unknown> = {}, name = 'podnet'): Net {
-  const dir = `${work}/net${++nets}`;
-  mkdirSync(dir);
-  const stateDir = `${dir}/state`;
-  const conflist = `${dir}/net.conflist`;
-  writeFileSync(conflist, JSON.stringify({
-    cniVersion, name,
-    plugins: [{ type: 'nspawn-cni', stateDir, netdSocket: `${dir}/no-sidecar.sock`, capabilities: { portMappings: true }, ...extra }],
-  }));
-  return { conflist, stateDir, cache: `${dir}/cache` };
-}
-
-interface Call { code: number | null; stdout: string; stderr: string }
-
-function cni(net: Net, cmd: 'add' | 'check' | 'del', ns: TestNetns | string, id: string, opts: { caps?: unknown; args?: string } = {}): Promise<Call> {
-  const path = typeof ns === 'string' ? ns : ns.path;
-  return run(driver, [cmd, net.conflist, path, id, 'eth0', opts.caps ? JSON.stringify(opts.caps) : '', opts.args ?? ''], {
-    env: { ...process.env, CNI_PATH: pluginDir, CNI_CACHE_DIR: net.cache }, timeoutMs: 60_000,
-  });
-}
-
-async function ok(p: Promise<Call>): Promise<string> {
-  const r = await p;
-  if (r.code !== 0) throw new Error(`cni-driver failed (${r.code}): ${r.stderr}${r.stdout}`);
-  return r.stdout;
-}
-
-interface Result { cniVersion: string; ips: Array<{ address: string; gateway: string; version?: string; interface: number }>; interfaces: Array<{ name: string; sandbox?: string }>; dns?: unknown }
-
-/** Links, records and firewall entries of ours on the host (there must be none after the last DEL). */
-async function leftovers(net: Net): Promise<string[]> {
-  const out: string[] = [];
-  const links = JSON.parse(await runOk('ip', ['-j', 'link'])) as Array<{ ifname: string }>;
-  for (const l of links) if (/^(nc[0-9a-f]{8}|vz-)/.test(l.ifname)) out.push(`link ${l.ifname}`);
-  const st = netdState(net.stateDir);
-  for (const [ifname, rec] of Object.entries(st.links)) out.push(`state record ${ifname} (${rec.reservations.map((r) => r.machine).join(', ')})`);
-  if (st.pool?.entries.some((e) => e.active)) out.push('an active pool entry');
-  for (const m of await masqueraded()) out.push(`masquerade ${m}`);
-  if ((await run('nft', ['list', 'table', 'inet', 'nspawn-ts'])).code === 0) out.push('table inet nspawn-ts');
-  try {
-    for (const d of readdirSync(`${net.stateDir}/cni`)) for (const f of readdirSync(`${net.stateDir}/cni/${d}`)) out.push(`record ${d}/${f}`);
-  } catch { /* none */ }
-  return out;
-}
+cniSuite();
 
 describe('nspawn-cni under libcni', () => {
   ktest('ADD gives two containers addresses on one bridge, masquerade and a port map; CHECK fails once an address is gone; DEL twice leaves nothing', async () => {
@@ -116,6 +38,11 @@ describe('nspawn-cni under libcni', () => {
       expect(await c1.exec('ip', ['route', 'show', 'default'])).toContain(`via ${r1.ips[0]?.gateway}`);
       // neighbours reach each other; the internet sees the host's address (masquerade)
       await c1.exec('busybox', ['ping', '-c', '1', '-W', '3', a2]);
+      // IPv6: the bridge's /64, the address configured and reported, neighbours over it
+      const b2 = r2.ips.find((i) => i.address.includes(':'));
+      expect(b2?.address).toMatch(/^fd[0-9a-f]{2}:[0-9a-f:]+\/64$/);
+      expect(b2?.gateway).toMatch(/^fe80::/);
+      await c1.exec('busybox', ['ping', '-c', '1', '-W', '3', (b2?.address ?? '').split('/')[0] ?? '']);
       expect(await c2.exec('sh', ['-c', FETCH.replace('| nc ', '| busybox nc ')])).toContain(`remote-ok ${HOST_UPLINK}`);
       // -p 8080:80: from the internet to the host's address, into the container
       server = spawn('ip', ['netns', 'exec', c1.name, process.execPath, '-e',
@@ -155,7 +82,7 @@ describe('nspawn-cni under libcni', () => {
     }
   }, 120_000);
 
-  ktest('cniVersion 0.4.0 and 0.3.1 results; DEL after the namespace went; a 1.1.0 or bad config is a CNI error', async () => {
+  ktest('cniVersion 0.4.0 and 0.3.1 results; DEL after the namespace went; an unknown version or bad config is a CNI error', async () => {
     const c1 = await TestNetns.create('c1');
     const n4 = network('0.4.0', {}, 'net04');
     const n3 = network('0.3.1', {}, 'net031');
@@ -177,10 +104,10 @@ describe('nspawn-cni under libcni', () => {
 
       // errors: the plugin's own JSON, with the spec's codes
       const call = (env: Record<string, string>, stdin: string) => run(PLUGIN, [], { env: { PATH: process.env.PATH ?? '', ...env }, input: stdin });
-      const v11 = await call({ CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'x', CNI_IFNAME: 'eth0', CNI_NETNS: c1.path },
-        JSON.stringify({ cniVersion: '1.1.0', name: 'n', type: 'nspawn-cni' }));
-      expect(v11.code).toBe(1);
-      expect(JSON.parse(v11.stdout)).toMatchObject({ code: 1, msg: expect.stringContaining('1.1.0') });
+      const v12 = await call({ CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'x', CNI_IFNAME: 'eth0', CNI_NETNS: c1.path },
+        JSON.stringify({ cniVersion: '1.2.0', name: 'n', type: 'nspawn-cni' }));
+      expect(v12.code).toBe(1);
+      expect(JSON.parse(v12.stdout)).toMatchObject({ code: 1, msg: expect.stringContaining('1.2.0') });
       const ipam = await call({ CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'x', CNI_IFNAME: 'eth0', CNI_NETNS: c1.path },
         JSON.stringify({ cniVersion: '1.0.0', name: 'n', type: 'nspawn-cni', runtimeConfig: { portMappings: [{ hostPort: 0, containerPort: 80 }] } }));
       expect(JSON.parse(ipam.stdout)).toMatchObject({ cniVersion: '1.0.0', code: 4, msg: expect.stringContaining('hostPort') });
@@ -210,9 +137,18 @@ describe('nspawn-cni under libcni', () => {
       await ok(cni(net, 'del', c1, 'cid-s', { args: 'K8S_POD_NAME=side' }));
       await ok(cni(net, 'del', c1, 'cid-s', { args: 'K8S_POD_NAME=side' }));
       await waitFor(() => netdState().links['vz-sidenet'] === undefined, 'the sidecar to forget vz-sidenet');
+      // veth mode through the sidecar: it serves ve-NAME (a /28) and stops with DEL
+      const vnet = network('1.0.0', { netdSocket: '/run/nspawn-ts/netd.sock', mode: 'veth' }, 'sideveth');
+      const rv = JSON.parse(await ok(cni(vnet, 'add', c1, 'cid-sv', { args: 'K8S_POD_NAME=sidev' }))) as Result;
+      expect(rv.ips[0]?.address).toMatch(/\/28$/);
+      expect(netdState().links['ve-sidev']?.reservations.map((x) => x.machine)).toEqual(['sidev']);
+      await ok(cni(vnet, 'check', c1, 'cid-sv', { args: 'K8S_POD_NAME=sidev' }));
+      await ok(cni(vnet, 'del', c1, 'cid-sv', { args: 'K8S_POD_NAME=sidev' }));
+      await waitFor(() => netdState().links['ve-sidev'] === undefined, 'the sidecar to forget ve-sidev');
       expect(await c1.tryExec('ip', ['link', 'show', 'eth0'])).toMatchObject({ code: 1 });
       await sidecar.stop();
       expect(await leftovers(net)).toEqual([]);
+      expect(await leftovers(vnet)).toEqual([]);
     } finally {
       await sidecar.stop();
       await c1.destroy();
@@ -220,13 +156,62 @@ describe('nspawn-cni under libcni', () => {
   }, 120_000);
 });
 
+/** The IPv4 addresses on a host link. */
+async function addrs4(ifname: string): Promise<string[]> {
+  const links = JSON.parse(await runOk('ip', ['-j', '-4', 'addr', 'show', 'dev', ifname])) as Array<{ addr_info: Array<{ local: string }> }>;
+  return links.flatMap((l) => l.addr_info.map((a) => a.local));
+}
+
+describe('nspawn-cni in-process (no sidecar) touches only its own network', () => {
+  ktest('ADD and DEL on one network leave another network\'s bridge and record, and a ve- link nobody serves, as they are', async () => {
+    const c1 = await TestNetns.create('c1');
+    const c2 = await TestNetns.create('c2');
+    const stateDir = `${work}/shared-state`;
+    const one = network('1.0.0', { stateDir }, 'one');
+    const two = network('1.0.0', { stateDir }, 'two');
+    try {
+      await ok(cni(one, 'add', c1, 'cid-one', { args: 'K8S_POD_NAME=p1' }));
+      // what re-serving every link (a sidecar's start) would change: network one's bridge without
+      // its address (it would be put back) and a ve- link no one serves (it would be served)
+      const recordOne = netdState(stateDir).links['vz-one'];
+      expect((recordOne as { holders?: string[] } | undefined)?.holders).toEqual(['sidecar']);
+      await runOk('ip', ['addr', 'flush', 'dev', 'vz-one']);
+      await runOk('ip', ['link', 'add', 've-stray', 'type', 'veth', 'peer', 'name', 'vs-stray']);
+      await runOk('ip', ['link', 'set', 've-stray', 'up']);
+      const r = JSON.parse(await ok(cni(two, 'add', c2, 'cid-two', {
+        caps: { portMappings: [{ hostPort: 8090, containerPort: 80, protocol: 'tcp' }] }, args: 'K8S_POD_NAME=p2',
+      }))) as Result;
+      expect(r.interfaces[0]?.name).toBe('vz-two');
+      const untouched = async (): Promise<void> => {
+        expect(await addrs4('ve-stray')).toEqual([]);
+        expect(await addrs4('vz-one')).toEqual([]);
+        expect(netdState(stateDir).links['ve-stray']).toBeUndefined();
+        expect(netdState(stateDir).links['vz-one']).toEqual(recordOne);
+      };
+      await untouched();
+      await ok(cni(two, 'del', c2, 'cid-two', { args: 'K8S_POD_NAME=p2' }));
+      await untouched();
+      expect(netdState(stateDir).links['vz-two']).toBeUndefined();
+      await ok(cni(one, 'del', c1, 'cid-one', { args: 'K8S_POD_NAME=p1' }));
+      await runOk('ip', ['link', 'del', 've-stray']);
+      expect(await leftovers(one)).toEqual([]);
+    } finally {
+      await run('ip', ['link', 'del', 've-stray']);
+      await cni(two, 'del', c2, 'cid-two', { args: 'K8S_POD_NAME=p2' });
+      await cni(one, 'del', c1, 'cid-one', { args: 'K8S_POD_NAME=p1' });
+      await c1.destroy();
+      await c2.destroy();
+    }
+  }, 120_000);
+});
+
 describe('nspawn-cni under podman (CNI backend)', () => {
-  ktest('two busybox containers on a network: addresses, default routes, each other, the internet through masquerade, -p 8080:80 from a client; rm -f leaves nothing', async () => {
+  for (const mode of ['zone', 'veth'] as const) ktest(`${mode} mode: two busybox containers on a network: addresses, default routes, each other, the internet through masquerade, -p 8080:80 from a client; rm -f leaves nothing`, async () => {
     const world = await World.create();
     const root = await copyRoot(await busyboxRoot());
     const dir = mkdtempSync(`${work}/podman-`);
     try {
-      const r = await run('unshare', ['-m', '--propagation', 'private', 'bash', PODMAN_SCRIPT, dir, PLUGIN, root.dir, REMOTE, HOST_UPLINK, world.uplink.name], { timeoutMs: 240_000 });
+      const r = await run('unshare', ['-m', '--propagation', 'private', 'bash', PODMAN_SCRIPT, dir, PLUGIN, root.dir, REMOTE, HOST_UPLINK, world.uplink.name, mode, HOST_UPLINK6], { timeoutMs: 240_000 });
       const got = Object.fromEntries(r.stdout.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
       if (r.code !== 0 || got.DONE !== '1') throw new Error(`the podman scenario failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
       const web = got.ADDR_web ?? '';
@@ -234,15 +219,25 @@ describe('nspawn-cni under podman (CNI backend)', () => {
       expect(web).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
       expect(other).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
       expect(web).not.toBe(other);
-      expect(got.ROUTE_web).toMatch(/^default via \d+\.\d+\.\d+\.1 dev eth0/);
+      // zone: the bridge's .1; veth: the first address of the container's /28
+      expect(got.ROUTE_web).toMatch(mode === 'zone' ? /^default via \d+\.\d+\.\d+\.1 dev eth0/ : /^default via \d+\.\d+\.\d+\.\d+ dev eth0/);
       expect(got.PING_other_web).toBe('ok');
       expect(got.NEIGHBOUR).toBe('web-ok');
       expect(got.REMOTE).toBe(`remote-ok ${HOST_UPLINK}`);
       expect(got.PORT).toBe('web-ok');
-      expect(got.LINKS_UP).toContain('vz-podnet');
+      // IPv6 from our result as podman shows it, and -p over IPv6
+      expect(got.ADDR6_web).toMatch(/^fd[0-9a-f]{2}:[0-9a-f:]+$/);
+      expect(got.PORT6).toBe('web-ok');
       // while they ran: both reservations, web's port, recorded in the plugin's state directory
       const up = JSON.parse(got.STATE_UP ?? '{}') as { links: Record<string, { reservations: Array<{ machine: string; ports?: unknown[] }> }> };
-      expect(up.links['vz-podnet']?.reservations.map((x) => [x.machine, x.ports?.length ?? 0]).sort()).toEqual([['other', 0], ['web', 1]]);
+      if (mode === 'zone') {
+        expect(got.LINKS_UP).toContain('vz-podnet');
+        expect(up.links['vz-podnet']?.reservations.map((x) => [x.machine, x.ports?.length ?? 0]).sort()).toEqual([['other', 0], ['web', 1]]);
+      } else {
+        // a point-to-point link and a /28 each
+        expect(got.LINKS_UP).toMatch(/ve-web.*ve-other|ve-other.*ve-web/);
+        expect(Object.entries(up.links).map(([l, r]) => [l, r.reservations.map((x) => [x.machine, x.ports?.length ?? 0])]).sort()).toEqual([['ve-other', [['other', 0]]], ['ve-web', [['web', 1]]]]);
+      }
       expect(await leftovers({ conflist: '', stateDir: `${dir}/state`, cache: '' })).toEqual([]);
     } finally {
       root.remove();

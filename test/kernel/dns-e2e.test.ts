@@ -3,7 +3,8 @@
 // "internet" namespace (dns-world.ts); nothing is configured in the containers.
 //   - two busybox containers of bin/nspawn-ts on one zone, embedded (no sidecar): busybox nslookup
 //     and ping by name, a forwarded name; after one stops its name is NXDOMAIN within a second
-//   - a Debian root booted with -b (its networkd leases host0): glibc's getent hosts
+//   - a Debian root booted with -b (its networkd leases host0): glibc's getent hosts (AAAA: the
+//     address networkd formed by SLAAC) and ahostsv4
 //   - the real systemd-nspawn on a zone our sidecar serves: its container resolves our machine
 import { expect } from 'vitest';
 import { execFile } from 'node:child_process';
@@ -112,8 +113,11 @@ ktest('a Debian root booted with -b resolves machine and forwarded names with gl
     const leader = await waitFor(() => machineLeader(machine), 'the container leader', 30_000);
     const inside = async (cmd: string[]): Promise<string> => (await exec('nsenter', ['-t', String(leader), '-a', ...cmd]).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }))).stdout;
     const addr = await waitFor(async () => /inet (\S+)\//.exec(await inside(['ip', '-4', '-o', 'addr', 'show', 'dev', 'host0']))?.[1], 'host0 leased by networkd', 60_000, 200);
-    expect(await inside(['getent', 'hosts', machine])).toMatch(new RegExp(`^${addr.replace(/\./g, '\\.')}\\s+${machine}`));
-    expect(await inside(['getent', 'hosts', `${machine}.machine`])).toMatch(new RegExp(`^${addr.replace(/\./g, '\\.')}\\s`));
+    expect(await inside(['getent', 'ahostsv4', machine])).toMatch(new RegExp(`^${addr.replace(/\./g, '\\.')}\\s+STREAM ${machine}`));
+    expect(await inside(['getent', 'ahostsv4', `${machine}.machine`])).toMatch(new RegExp(`^${addr.replace(/\./g, '\\.')}\\s`));
+    // glibc asks AAAA first: the address networkd formed by SLAAC from our advertisement
+    const addr6 = await waitFor(async () => /inet6 (\S+)\//.exec(await inside(['ip', '-6', '-o', 'addr', 'show', 'dev', 'host0', 'scope', 'global']))?.[1], 'host0 SLAAC address', 30_000, 200);
+    expect(await inside(['getent', 'hosts', machine])).toMatch(new RegExp(`^${addr6}\\s+${machine}`));
     expect(await inside(['getent', 'hosts', FWD_NAME])).toMatch(new RegExp(`^2001:db8::7\\s+${FWD_NAME}`)); // AAAA first, as glibc asks
     expect(await inside(['getent', 'ahostsv4', FWD_NAME])).toMatch(new RegExp(`^${FWD_ADDR.replace(/\./g, '\\.')}\\s+STREAM ${FWD_NAME}`));
     expect(await inside(['getent', 'hosts', `nothere${process.pid}`])).toBe('');

@@ -8,35 +8,10 @@ import { describe, expect } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { run, runOk } from '../helpers/exec.js';
 import { busyboxRoot, copyRoot } from '../helpers/rootfs.js';
-import { FETCH6, HOST_UPLINK6, World, exitOf, nspawnTs, startSidecar, untilReady, stopByLine } from './e2e-world.js';
-
-const SHOW6 = 'echo "addr6=$(ip -6 -o addr show dev host0 scope global | awk \'{print $4}\')"; echo "flags6=$(ip -6 -o addr show dev host0 scope global)"; echo "route6=$(ip -6 route show default | head -1)"';
-/** Waits (up to 10 s) for host0 to have a global IPv6 address and an IPv6 default route. */
-const WAIT_SLAAC = 'ip link set host0 up; i=0; while [ $i -lt 100 ] && ! { ip -6 -o addr show dev host0 scope global | grep -qv tentative && ip -6 route show default | grep -q .; }; do sleep 0.1; i=$((i+1)); done';
-
-interface Seen6 { addr: string | undefined; route: string | undefined; remote: string | undefined }
-
-function parse6(out: string): Seen6 {
-  const get = (k: string): string | undefined => new RegExp(`^${k}=(.*)$`, 'm').exec(out)?.[1]?.trim() || undefined;
-  return { addr: get('addr6'), route: get('route6'), remote: /remote-ok (\S+)/.exec(out)?.[1] };
-}
-
-/** IPv6 prefixes of our masquerade set. */
-async function masq6(): Promise<string[]> {
-  const r = await run('nft', ['-j', 'list', 'set', 'inet', 'nspawn-ts', 'masq6']);
-  if (r.code !== 0) return [];
-  const set = (JSON.parse(r.stdout) as { nftables: Array<{ set?: { elem?: unknown[] } }> }).nftables.find((o) => o.set)?.set;
-  return (set?.elem ?? []).map((e) => {
-    const v = ((e as { elem?: { val: unknown } }).elem?.val ?? e) as { prefix?: { addr: string; len: number } };
-    return v.prefix ? `${v.prefix.addr}/${v.prefix.len}` : String(v);
-  });
-}
-
-/** ULA addresses (fd00::/8) left on any link of the host namespace. */
-async function ulaAddresses(): Promise<string[]> {
-  const addrs = JSON.parse((await runOk('ip', ['-j', '-6', 'addr'])) || '[]') as Array<{ ifname: string; addr_info: Array<{ local: string }> }>;
-  return addrs.flatMap((l) => l.addr_info.filter((a) => a.local.startsWith('fd')).map((a) => `${a.local} on ${l.ifname}`));
-}
+import {
+  FETCH6, HOST_UPLINK6, SHOW6, WAIT_SLAAC, World, exitOf, masq6, nspawnTs, parse6, startSidecar, ulaAddresses, untilReady, stopByLine, zoneNamesSecondLower,
+} from './e2e-world.js';
+import { FWD_NAME, hostResolvConf, Upstream, UPSTREAM } from './dns-world.js';
 
 describe('IPv6 for containers', () => {
   for (const mode of ['embedded', 'sidecar'] as const) {
@@ -127,21 +102,68 @@ describe('IPv6 for containers', () => {
     }
   }, 120_000);
 
-  ktest('two containers on a zone reach each other over IPv6', async () => {
+  ktest('a container resolves another container\'s name to its IPv6 address over IPv6 through our DNS server, and forwards AAAA', async () => {
+    const world = await World.create();
+    const upstream = await Upstream.start(world);
+    const resolv = await hostResolvConf([UPSTREAM]);
+    const root = await copyRoot(await busyboxRoot());
+    const zone = `d6${process.pid % 10000}`;
+    const [ma, mb] = [`d6a${process.pid}`, `d6b${process.pid}`];
+    const ownDns = { NSPAWN_NETD_DNS: '' };
+    try {
+      const a = nspawnTs(['--network-zone', zone, '-M', ma, '-D', root.dir, 'sh', '-c', `${SHOW6}; echo ready; read x`], ownDns);
+      await untilReady(a, ma);
+      const addrA = parse6(a.output()).addr?.split('/')[0];
+      expect(addrA, a.output()).toMatch(/^fd/);
+      // b asks the IPv6 server its resolv.conf names (the zone's ::1, from the lease, as RDNSS carries it)
+      const server6 = "$(sed -n 's/^nameserver \\(.*:.*\\)$/\\1/p' /etc/resolv.conf | head -1)";
+      const b = nspawnTs(['--network-zone', zone, '-M', mb, '-D', root.dir, 'sh', '-c',
+        `cat /etc/resolv.conf; S=${server6}; nslookup -type=aaaa ${ma} $S; nslookup -type=aaaa ${FWD_NAME} $S; ping -6 -c1 -W3 ${ma}.machine >/dev/null && echo ping6-ok`], ownDns);
+      expect(await exitOf(b), b.output()).toBe(0);
+      const out = b.output();
+      const ns = /^nameserver (fd[0-9a-f:]+::1)$/m.exec(out)?.[1];
+      expect(ns, out).toBeDefined();
+      expect(out).toMatch(/^nameserver \d+\.\d+\.\d+\.\d+$/m);
+      expect(out).toMatch(new RegExp(`Server:\\s+${ns}\\b`));
+      expect(out).toMatch(new RegExp(`Name:\\s+${ma}\\s+Address:\\s+${addrA}\\b`));
+      expect(out).toMatch(new RegExp(`Name:\\s+${FWD_NAME}\\s+Address:\\s+2001:db8::7\\b`));
+      expect(out).toContain('ping6-ok');
+      expect(await stopByLine(a)).toBe(0);
+      // nothing left: no DNS socket, no ULA address, no masquerade
+      expect((await runOk('ss', ['-Hlnut', 'sport = :53'])).trim()).toBe('');
+      expect(await ulaAddresses()).toEqual([]);
+      expect(await masq6()).toEqual([]);
+    } finally {
+      root.remove();
+      await resolv.undo();
+      await upstream.stop();
+      await world.destroy();
+    }
+  }, 120_000);
+
+  ktest('two containers on a zone reach each other over IPv6; the second, by SLAAC, reaches the uplink through the zone bridge', async () => {
+    const world = await World.create();
     const root = await copyRoot(await busyboxRoot());
     const zone = `z6${process.pid % 10000}`;
     try {
-      const a = nspawnTs(['--network-zone', zone, '-M', `v6za-${process.pid}`, '-D', root.dir, 'sh', '-c', `${SHOW6}; echo ready; read x`]);
+      // b joins with the lower MAC: the bridge's own MAC would change under the advertisements
+      const [nameA, nameB] = zoneNamesSecondLower(`v6z${process.pid}`);
+      const a = nspawnTs(['--network-zone', zone, '-M', nameA, '-D', root.dir, 'sh', '-c', `${SHOW6}; echo ready; read x`]);
       await untilReady(a, 'container a');
       const addrA = parse6(a.output()).addr?.split('/')[0];
       expect(addrA).toMatch(/^fd/);
-      const b = nspawnTs(['--network-zone', zone, '-M', `v6zb-${process.pid}`, '-D', root.dir, 'sh', '-c', `ping -6 -c 1 -W 3 ${addrA} >/dev/null && echo reached`]);
+      // b's gateway (and its MAC, the advertisement's source link-layer address) come from our RA
+      // on the bridge, after both containers joined it
+      const b = nspawnTs(['--network-zone', zone, '--network-config=dhcp', '-M', nameB, '-D', root.dir, 'sh', '-c',
+        `${WAIT_SLAAC}; ping -6 -c 1 -W 3 ${addrA} >/dev/null && echo reached; ${FETCH6}`]);
       expect(await exitOf(b), b.output()).toBe(0);
       expect(b.output()).toContain('reached');
+      expect(parse6(b.output()).remote, b.output()).toBe(HOST_UPLINK6);
       expect(await stopByLine(a)).toBe(0);
       expect(await masq6()).toEqual([]);
     } finally {
       root.remove();
+      await world.destroy();
     }
   }, 120_000);
 });

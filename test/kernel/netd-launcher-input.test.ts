@@ -12,7 +12,7 @@ describe('bin/nspawn-ts -n: subsystem settings from the environment', () => {
     const machine = `dns${process.pid}`;
     const p = nspawnTs(['-D', await busyboxRoot(), '-M', machine, '-n', '/bin/true'], { NSPAWN_NETD_DNS: '192.0.2.53,resolver.example' });
     expect(await exitOf(p)).toBe(1);
-    expect(p.output()).toContain('$NSPAWN_NETD_DNS: "resolver.example" is not an IPv4 address (DNS servers are handed out by DHCPv4)');
+    expect(p.output()).toContain('$NSPAWN_NETD_DNS: "resolver.example" is not an IP address (IPv4 DNS servers are handed out by DHCP, IPv6 ones in router advertisements)');
     expect(machineRecords()).not.toContain(machine);
     expect((await run('ip', ['link', 'show', `ve-${machine}`])).code).not.toBe(0);
     expect((await run('nft', ['list', 'table', 'inet', 'nspawn-ts'])).code).not.toBe(0);

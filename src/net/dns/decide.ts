@@ -1,11 +1,11 @@
 // What the server does with a decoded query (pure): answer it from the link's machine names, refuse
 // it, or forward it upstream.
 //
-//   machine names      NAME, NAME.<domain>: A from the table, other types NODATA, unknown names
+//   machine names      NAME, NAME.<domain>: A and AAAA from the table, other types NODATA, unknown names
 //                      NXDOMAIN — authoritative, with the domain's SOA (RFC 2308), never forwarded
 //                      (a single-label name means nothing upstream: it would only leak)
-//   reverse names      of the link's subnet: PTR → NAME.<domain>, unknown addresses NXDOMAIN
-//   ANY                answered minimally (RFC 8482): a machine's A records, else one synthesized
+//   reverse names      of the link's subnet and /64: PTR → NAME.<domain>, unknown addresses NXDOMAIN
+//   ANY                answered minimally (RFC 8482): a machine's A and AAAA records, else one synthesized
 //                      HINFO — the server is no amplifier
 //   zone transfers,    REFUSED
 //   classes but IN
@@ -47,10 +47,16 @@ export function decide(q: Query, link: LinkNames | undefined, table: NameTable, 
       if (type === 'SOA') return { kind: 'answer', parts: { rcode: RCODE.NOERROR, authoritative: true, answers: [soa(table, ttl)] } };
       return negative(RCODE.NOERROR);
     }
-    const addrs = link.forward.get(name);
-    if (!addrs) return negative(RCODE.NXDOMAIN);
-    if (type !== 'A' && (type as string) !== 'ANY') return negative(RCODE.NOERROR);
-    const answers: Answer[] = addrs.map((a) => ({ type: 'A', name: qname, ttl, class: 'IN', data: a }));
+    const v4 = link.forward.get(name);
+    const v6 = link.forward6.get(name);
+    if (!v4 && !v6) return negative(RCODE.NXDOMAIN);
+    const any = (type as string) === 'ANY';
+    const answers: Answer[] = [
+      ...(type === 'A' || any ? v4 ?? [] : []).map((a): Answer => ({ type: 'A', name: qname, ttl, class: 'IN', data: a })),
+      ...(type === 'AAAA' || any ? v6 ?? [] : []).map((a): Answer => ({ type: 'AAAA', name: qname, ttl, class: 'IN', data: a })),
+    ];
+    // the name exists without records of this type: NODATA (RFC 2308), with the SOA
+    if (answers.length === 0) return negative(RCODE.NOERROR);
     return { kind: 'answer', parts: { rcode: RCODE.NOERROR, authoritative: true, answers } };
   }
 

@@ -12,6 +12,7 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { errorMessage } from '../../errors.js';
 import type { Logger } from '../../log.js';
+import { addressBytes } from '../ipv6/prefix.js';
 
 export const RESOLVED_SOCKET = '/run/systemd/resolve/io.systemd.Resolve';
 
@@ -19,6 +20,8 @@ export interface ResolvedLink {
   ifindex: number;
   ifname: string;
   address: string;
+  /** the link's IPv6 host address, registered next to the IPv4 one */
+  address6?: string;
   domain: string;
 }
 
@@ -27,9 +30,10 @@ const DEST = ['org.freedesktop.resolve1', '/org/freedesktop/resolve1', 'org.free
 /** busctl arguments that register a link (pure; golden-tested). */
 export function registerCalls(l: ResolvedLink): string[][] {
   const octets = l.address.split('.');
+  // a(iay): the IPv4 (AF_INET = 2) address of 4 bytes, then the IPv6 one (AF_INET6 = 10) of 16
+  const v6 = l.address6 === undefined ? [] : ['10', '16', ...[...addressBytes(l.address6)].map(String)];
   return [
-    // a(iay): one IPv4 (AF_INET = 2) address of 4 bytes
-    ['call', ...DEST, 'SetLinkDNS', 'ia(iay)', String(l.ifindex), '1', '2', '4', ...octets],
+    ['call', ...DEST, 'SetLinkDNS', 'ia(iay)', String(l.ifindex), v6.length ? '2' : '1', '2', '4', ...octets, ...v6],
     // a(sb): the domain, routing-only
     ['call', ...DEST, 'SetLinkDomains', 'ia(sb)', String(l.ifindex), '1', l.domain, 'true'],
     ['call', ...DEST, 'SetLinkDefaultRoute', 'ib', String(l.ifindex), 'false'],

@@ -1,5 +1,6 @@
-// The DNS server: UDP and TCP on port 53 of each served link's host-side address, and nowhere else.
-// A query is answered only for sources on that link (its subnet): the kernel would deliver a packet
+// The DNS server: UDP and TCP on port 53 of each served link's host-side addresses (IPv4, and the
+// /64's ::1 where the link has IPv6), and nowhere else.
+// A query is answered only for sources on that link (its subnet or /64): the kernel would deliver a packet
 // for the host-side address arriving on the uplink too (weak host model), and the server must never
 // become an open resolver there. Names come from the NameTable (setLinks(), fed by the network
 // subsystem's record); the rest is forwarded (upstream.ts) through the cache (cache.ts), with
@@ -9,7 +10,7 @@
 // binds, the others stand by and retry every 250 ms (they answer the same names: all read the same
 // record), so when the one holding it stops another takes over.
 import { createSocket, type Socket } from 'node:dgram';
-import { createServer, type Server, type Socket as TcpSocket } from 'node:net';
+import { createServer, isIPv6, type Server, type Socket as TcpSocket } from 'node:net';
 import { errorMessage } from '../../errors.js';
 import { logger, type Logger } from '../../log.js';
 import { AnswerCache, cacheKey, type CachedAnswer } from './cache.js';
@@ -91,7 +92,11 @@ export class DnsServer {
   setLinks(links: readonly DnsLink[]): void {
     if (this.closed) return;
     this.table.set(links);
-    const want = new Map(links.map((l) => [l.hostAddress, l]));
+    const want = new Map<string, DnsLink>();
+    for (const l of links) {
+      want.set(l.hostAddress, l);
+      if (l.hostAddress6 !== undefined) want.set(l.hostAddress6, l);
+    }
     for (const [addr, l] of this.listeners) {
       if (!want.has(addr)) {
         this.closeListener(l);
@@ -115,9 +120,6 @@ export class DnsServer {
     return this.table.domain;
   }
 
-  /** Whether it listens on links' IPv6 host addresses and answers AAAA (RDNSS may then point at it). */
-  readonly answersIpv6 = false;
-
   /** Addresses this server holds port 53 on (the others stand by). */
   bound(): string[] {
     return [...this.listeners.values()].filter((l) => l.udp && l.tcp).map((l) => l.address);
@@ -137,7 +139,7 @@ export class DnsServer {
   }
 
   private async tryBind(l: Listener): Promise<boolean> {
-    const udp = createSocket({ type: 'udp4' });
+    const udp = createSocket({ type: isIPv6(l.address) ? 'udp6' : 'udp4' });
     const tcp = createServer({ pauseOnConnect: false });
     try {
       await new Promise<void>((resolve, reject) => {
@@ -175,8 +177,10 @@ export class DnsServer {
     l.tcp = tcp;
     this.log.debug(`answering DNS on ${l.address}:${this.port}`);
     const ifindex = l.link.ifindex;
-    if (this.resolved && ifindex !== undefined && this.port === 53) {
-      void this.resolved.register({ ifindex, ifname: l.link.ifname, address: l.address, domain: this.table.domain }).then((ok) => {
+    // once per link (from its IPv4 listener), with both of its addresses
+    if (this.resolved && ifindex !== undefined && this.port === 53 && l.address === l.link.hostAddress) {
+      const reg = { ifindex, ifname: l.link.ifname, address: l.address, domain: this.table.domain };
+      void this.resolved.register(l.link.hostAddress6 === undefined ? reg : { ...reg, address6: l.link.hostAddress6 }).then((ok) => {
         l.registered = ok;
       });
     }
@@ -245,7 +249,7 @@ export class DnsServer {
       if (this.stats.dropped <= 10) this.log.debug(`dropped a query from ${source} to ${hostAddress}: not from that link`);
       return undefined;
     }
-    if (transport === 'udp' && !this.limiter.allow(source)) {
+    if (transport === 'udp' && !this.limiter.allow(link.limitKey(source))) {
       this.stats.dropped++;
       return undefined;
     }

@@ -3,6 +3,7 @@
 // parts (link-server.ts serves one link, holder-sweep.ts clears what dead holders left,
 // link-watcher.ts follows the kernel's links, firewall-table.ts keeps our nft table, link-dns.ts
 // names the machines) take this object; subsystem.ts is their facade.
+import { isIPv4, isIPv6 } from 'node:net';
 import { logger, type Logger } from '../../log.js';
 import { Firewall } from '../firewall/index.js';
 import { readMachineId } from '../naming.js';
@@ -43,6 +44,8 @@ function holderOf(mode: SubsystemOptions['mode']): Holder {
 
 export class SubsystemCore {
   readonly mode: SubsystemOptions['mode'];
+  /** a sidecar's one call (SubsystemOptions.oneShot) */
+  readonly oneShot: boolean;
   readonly holder: Holder;
   readonly log: Logger;
   readonly store: StateStore;
@@ -52,8 +55,10 @@ export class SubsystemCore {
   readonly ports: PortForwarding;
   readonly sysctl: SysctlIo;
   readonly poolOptions: SubnetPoolOptions;
-  /** DNS servers handed out as they are (none while our DNS server answers) */
+  /** IPv4 DNS servers handed out as they are, by DHCP (none while our DNS server answers) */
   readonly dns: string[];
+  /** IPv6 ones, by router advertisements (RDNSS) */
+  readonly dns6: string[];
   readonly zoneLeasesPerSource: number;
   readonly machineId: Uint8Array | undefined;
   readonly machines: RunningMachines;
@@ -68,6 +73,7 @@ export class SubsystemCore {
 
   constructor(opts: SubsystemOptions) {
     this.mode = opts.mode;
+    this.oneShot = opts.mode === 'sidecar' && opts.oneShot === true;
     this.machines = opts.machines ?? registryMachines();
     this.holder = holderOf(opts.mode);
     const base = opts.log ?? logger('netd');
@@ -81,13 +87,16 @@ export class SubsystemCore {
     const serveDns = opts.dnsServer !== false && !(opts.dnsServer === undefined && opts.dns);
     if (serveDns) this.dnsServer = new DnsServer({ log: logger('dns'), ...(opts.dnsServer || {}) });
     if (opts.dns) {
-      this.dns = [...opts.dns];
+      this.dns = opts.dns.filter((d) => isIPv4(d));
+      this.dns6 = opts.dns.filter((d) => isIPv6(d));
     } else if (this.dnsServer) {
       this.dns = [];
+      this.dns6 = [];
     } else {
       const found = hostDns();
       this.dns = found.servers;
-      if (found.servers.length === 0) this.log.warn(`containers get no DNS server: ${found.source}`);
+      this.dns6 = found.servers6;
+      if (found.servers.length + found.servers6.length === 0) this.log.warn(`containers get no DNS server: ${found.source}`);
     }
     if (opts.machineId !== undefined) {
       this.machineId = opts.machineId ?? undefined;
@@ -102,7 +111,7 @@ export class SubsystemCore {
     this.firewall = new Firewall(opts.firewallTable ? { table: opts.firewallTable } : {});
     this.tables = new FirewallTable(this);
     this.v6 = Ipv6Links.create(opts.ipv6 ?? { enabled: true }, this.machineId, {
-      rtnl: this.rtnl, sysctl: this.sysctl, log: this.log, firewall: () => {
+      rtnl: this.rtnl, sysctl: this.sysctl, log: this.log, advertise: !this.oneShot, firewall: () => {
         this.tables.ensure();
         return this.firewall;
       },

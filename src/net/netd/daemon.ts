@@ -24,8 +24,9 @@ subnets, DHCP, DNS (machine names), masquerade. Runs in the foreground; logs JSO
 Options:
   --state-dir=DIR   state directory (default $NSPAWN_TS_STATE_DIR or /var/lib/nspawn-ts)
   --socket=PATH     API socket (default $NSPAWN_NETD_SOCKET or /run/nspawn-ts/netd.sock)
-  --dns=ADDR[,ADDR] DNS servers for containers, instead of our DNS server on each link
-                    (default: $NSPAWN_NETD_DNS, else our server: machine names, the rest forwarded)
+  --dns=ADDR[,ADDR] DNS servers for containers, instead of our DNS server on each link: IPv4
+                    ones by DHCP, IPv6 ones in router advertisements (RDNSS) (default:
+                    $NSPAWN_NETD_DNS, else our server: machine names, the rest forwarded)
   --pool=CIDR       IPv4 pool for subnets; repeat for several (default 192.168.0.0/16,
                     172.16.0.0/12, 10.0.0.0/8, as systemd-networkd)
   --ipv6=no|PREFIX  IPv6 for containers: a /64 per link of this host's ULA /48 (default,

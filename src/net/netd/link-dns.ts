@@ -6,6 +6,7 @@ import { errorMessage } from '../../errors.js';
 import type { DnsLink } from '../dns/index.js';
 import type { Served, SubsystemCore } from './core.js';
 import { holderAlive } from './state.js';
+import { machineAddress6 } from './ipv6.js';
 
 export class LinkDns {
   /** embedded: other launchers' reservations on a shared zone arrive through the state file */
@@ -13,10 +14,13 @@ export class LinkDns {
 
   constructor(private readonly core: SubsystemCore) {}
 
-  /** IPv6 DNS servers for a link's advertisements (RDNSS): the host's address there when our server answers on it. */
+  /**
+   * IPv6 DNS servers for a link's advertisements (RDNSS) and its machines' leases: the host's
+   * address there (the /64's ::1) when our server answers, else the configured or host IPv6
+   * resolvers — the counterpart of what DHCP hands out (servers()).
+   */
   servers6(hostAddress6: string): string[] {
-    if (this.core.dnsServer) return this.core.dnsServer.answersIpv6 ? [hostAddress6] : [];
-    return this.core.dns.filter((d) => d.includes(':'));
+    return this.core.dnsServer ? [hostAddress6] : [...this.core.dns6];
   }
 
   /** What containers on a served link get as DNS server: the link's host address when we answer there. */
@@ -24,7 +28,7 @@ export class LinkDns {
     return this.core.dnsServer ? [s.alloc.hostAddress] : [...this.core.dns];
   }
 
-  /** Search domains advertised with our server (RA's DNSSL). */
+  /** Search domains advertised with our server (RA's DNSSL): the machine domain. */
   get searchDomains(): string[] {
     return this.core.dnsServer ? [this.core.dnsServer.domain] : [];
   }
@@ -39,12 +43,18 @@ export class LinkDns {
     const { dnsServer, served, store, mode } = this.core;
     if (!dnsServer || this.core.closed) return;
     const state = store.peek();
-    const links: DnsLink[] = [...served.values()].map((s) => ({
-      ifname: s.ifname, ifindex: s.ifindex, hostAddress: s.alloc.hostAddress, subnet: s.alloc.subnet,
-      machines: (state.links[s.ifname]?.reservations ?? [])
+    const links: DnsLink[] = [...served.values()].map((s) => {
+      const v6 = s.v6;
+      const machines = (state.links[s.ifname]?.reservations ?? [])
         .filter((r) => r.holder === undefined || holderAlive(r.holder))
-        .map((r) => ({ name: r.machine, address: r.address })),
-    }));
+        .map((r) => {
+          // the address host0 has: configured at start, or formed by SLAAC from our advertisement (EUI-64)
+          const address6 = v6 && machineAddress6(v6.prefixText, r.mac);
+          return address6 === undefined ? { name: r.machine, address: r.address } : { name: r.machine, address: r.address, address6 };
+        });
+      const link: DnsLink = { ifname: s.ifname, ifindex: s.ifindex, hostAddress: s.alloc.hostAddress, subnet: s.alloc.subnet, machines };
+      return v6 ? { ...link, hostAddress6: v6.hostAddress, prefix6: v6.prefixText } : link;
+    });
     dnsServer.setLinks(links);
     if (mode === 'embedded') this.watchState(links.some((l) => served.get(l.ifname)?.kind === 'zone'));
     await dnsServer.ready();

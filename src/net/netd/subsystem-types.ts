@@ -49,11 +49,20 @@ export interface DhcpLeaseInfo {
 export interface SubsystemOptions {
   /** 'sidecar': serve every ve-/vz- link (watching); 'embedded': only links asked for */
   mode: 'sidecar' | 'embedded';
+  /**
+   * With mode 'sidecar': a process that makes one reservation or release in the sidecar's name and
+   * exits (nspawn-cni when no nspawn-netd runs). It watches nothing and re-serves nothing: no resync
+   * of the host's links, no firewall reconcile, no router advertisements; a link served as recorded
+   * (same link, its addresses and masquerade in place) is taken as it is; it touches only the link
+   * it is asked about.
+   */
+  oneShot?: boolean;
   /** state directory (default /var/lib/nspawn-ts); the subsystem uses <dir>/netd/ */
   stateDir: string;
   /**
-   * DNS servers handed to containers as they are (the embedded DNS server stays off). Default: the
-   * DNS server runs on each served link's host address and that address is handed out.
+   * DNS servers handed to containers as they are (the embedded DNS server stays off): IPv4 ones by
+   * DHCP, IPv6 ones in router advertisements (RDNSS). Default: the DNS server runs on each served
+   * link's host addresses and those are handed out.
    */
   dns?: string[];
   /** the embedded DNS server's options, or false: off (then containers get the host's resolvers) */

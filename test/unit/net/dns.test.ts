@@ -11,7 +11,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { AnswerCache, cacheKey, cacheTtl } from '../../../src/net/dns/cache.js';
 import { decide } from '../../../src/net/dns/decide.js';
 import { encodeAnswer, parseQuery, RCODE } from '../../../src/net/dns/message.js';
-import { addressOfReverse, NameTable, reverseName, type DnsLink } from '../../../src/net/dns/names.js';
+import { addressOfReverse, NameTable, prefix64Of, reverseName, reverseName6, type DnsLink } from '../../../src/net/dns/names.js';
+import { Address6 } from 'ip-address';
 import { RateLimiter } from '../../../src/net/dns/ratelimit.js';
 import { DnsServer } from '../../../src/net/dns/server.js';
 import { Forwarder, hostUpstreams, parseUpstream } from '../../../src/net/dns/upstream.js';
@@ -23,6 +24,13 @@ const ZONE: DnsLink = {
   machines: [{ name: 'a', address: '192.168.40.10' }, { name: 'B', address: '192.168.40.11' }],
 };
 const VETH: DnsLink = { ifname: 've-solo', hostAddress: '192.168.50.17', subnet: '192.168.50.16/28', machines: [{ name: 'solo', address: '192.168.50.18' }] };
+
+/** The zone with IPv6: its /64's ::1 is a second host address; `a` has an EUI-64 address, `B` none. */
+const ZONE6: DnsLink = {
+  ...ZONE, hostAddress6: '2001:db8:40::1', prefix6: '2001:db8:40::/64',
+  machines: [{ name: 'a', address: '192.168.40.10', address6: '2001:db8:40:0:5054:ff:fe00:a' }, { name: 'B', address: '192.168.40.11' }],
+};
+const A6 = '2001:db8:40:0:5054:ff:fe00:a';
 
 function hex(s: string): Buffer {
   return Buffer.from(s.replace(/\s+/g, ''), 'hex');
@@ -145,6 +153,87 @@ describe('wire format (golden bytes)', () => {
     const s = server();
     expect(s.handle(query('a', 1), '192.0.2.9', '192.168.40.1', 'udp')).toBeUndefined();
     expect(s.handle(query('a', 1), '192.168.40.10', '192.0.2.1', 'udp')).toBeUndefined();
+  });
+});
+
+describe('IPv6', () => {
+  function server6(rate = 0): DnsServer {
+    const s = new DnsServer({ forwarder: new Forwarder({ servers: [] }), rate, resolved: false });
+    s.table.set([ZONE6, VETH]);
+    return s;
+  }
+
+  it('answers AAAA for a machine over IPv6 (golden bytes)', () => {
+    const out = server6().handle(query('A.machine', 28), A6, '2001:db8:40::1', 'udp') as Buffer;
+    // ID, QR|AA|RD|RA NOERROR, 1 question, 1 answer; question A.machine AAAA IN; answer: AAAA, IN,
+    // TTL 0, 16 bytes 2001:0db8:0040:0000:5054:00ff:fe00:000a
+    expect(out.toString('hex')).toBe(hex(`1234 8580 0001 0001 0000 0000
+      01 41 07 6d616368696e65 00 001c 0001
+      01 41 07 6d616368696e65 00 001c 0001 00000000 0010 20010db8004000005054 00ff fe00 000a`).toString('hex'));
+  });
+
+  it('answers the same names on both host addresses of a link, A and AAAA on each', () => {
+    const s = server6();
+    const aaaaOver4 = dnsPacket.decode(s.handle(query('a', 28), '192.168.40.10', '192.168.40.1', 'udp') as Buffer);
+    expect(aaaaOver4.answers).toEqual([expect.objectContaining({ type: 'AAAA', data: A6 })]);
+    const aOver6 = dnsPacket.decode(s.handle(query('a', 1), A6, '2001:db8:40::1', 'tcp') as Buffer);
+    expect(aOver6.answers).toEqual([expect.objectContaining({ type: 'A', data: '192.168.40.10' })]);
+    const any = dnsPacket.decode(s.handle(query('a', 255), A6, '2001:db8:40::1', 'udp') as Buffer);
+    expect(any.answers?.map((a) => a.type)).toEqual(['A', 'AAAA']);
+    // B has no IPv6 address: NODATA (NOERROR, no answer, the SOA), not NXDOMAIN
+    const b = s.handle(query('b.machine', 28), A6, '2001:db8:40::1', 'udp') as Buffer;
+    expect(b.subarray(0, 12).toString('hex')).toBe('123485800001000000010000');
+    // a veth link without IPv6: AAAA of its machine is NODATA, its names stay its own
+    expect((s.handle(query('solo', 28), '192.168.50.18', '192.168.50.17', 'udp') as Buffer).subarray(0, 12).toString('hex')).toBe('123485800001000000000000');
+    expect((s.handle(query('solo', 28), A6, '2001:db8:40::1', 'udp') as Buffer).readUInt16BE(2) & 0xf).toBe(RCODE.NXDOMAIN);
+  });
+
+  it('answers PTR inside the /64, NXDOMAIN for unknown addresses there, and forwards the rest', () => {
+    const t = new NameTable();
+    t.set([ZONE6]);
+    const link = t.forLink('2001:db8:40::1');
+    expect(reverseName6(A6)).toBe('a.0.0.0.0.0.e.f.f.f.0.0.4.5.0.5.0.0.0.0.0.4.0.0.8.b.d.0.1.0.0.2.ip6.arpa');
+    const q = (name: string, type: string) => {
+      const p = parseQuery(dnsPacket.encode({ type: 'query', id: 1, questions: [{ name, type: type as 'A', class: 'IN' }] }));
+      if (!p.ok) throw new Error(p.reason);
+      return p.query;
+    };
+    expect(decide(q(reverseName6(A6), 'PTR'), link, t)).toMatchObject({ kind: 'answer', parts: { answers: [{ data: 'a.machine' }] } });
+    expect(decide(q(reverseName6('2001:db8:40::77'), 'PTR'), link, t)).toMatchObject({ kind: 'answer', parts: { rcode: RCODE.NXDOMAIN, authoritative: true } });
+    expect(decide(q(reverseName6('2001:db8:41::77'), 'PTR'), link, t)).toEqual({ kind: 'forward' });
+    expect(decide(q('0.4.0.0.8.b.d.0.1.0.0.2.ip6.arpa', 'PTR'), link, t)).toEqual({ kind: 'forward' });
+  });
+
+  it('reads the /64 of a source as ip-address does, and nothing of junk', () => {
+    fc.assert(fc.property(fc.ipV6().filter((a) => !a.includes('.')), (a) => prefix64Of(a) === new Address6(a).canonicalForm().replace(/:/g, '').slice(0, 16)), { numRuns: 3000 });
+    for (const junk of ['', ':', ':::', '1::2::3', '1:2:3:4:5:6:7:8:9', '1:2:3:4:5:6:7', 'g::1', '12345::1', '::ffff:192.0.2.1', 'fe80::1%eth0', '192.0.2.1', '1:2:3:4:5:6:7::8']) {
+      expect(prefix64Of(junk), junk).toBeUndefined();
+    }
+    expect(prefix64Of('::')).toBe('0'.repeat(16));
+    expect(prefix64Of('2001:DB8:40::1')).toBe('20010db800400000');
+  });
+
+  it('answers nobody off the /64, nor scoped link-local sources, nor addresses outside the /64', () => {
+    const s = server6();
+    expect(s.handle(query('a', 28), '2001:db8:ffff::1', '2001:db8:40::1', 'udp')).toBeUndefined();
+    expect(s.handle(query('a', 28), 'fe80::5054:ff:fe00:a%vz-web', '2001:db8:40::1', 'udp')).toBeUndefined();
+    expect(s.handle(query('a', 28), A6, '2001:db8:41::1', 'udp')).toBeUndefined();
+    expect(s.stats.dropped).toBe(3);
+    // a machine's IPv6 address outside the link's /64 is not published
+    const t = new NameTable();
+    t.set([{ ...ZONE6, machines: [{ name: 'x', address: '192.168.40.12', address6: '2001:db8:99::1' }] }]);
+    expect(t.forLink('2001:db8:40::1')?.forward6.get('x')).toBeUndefined();
+  });
+
+  it('gives sources it does not know in the /64 one shared bucket: cycling addresses neither outruns the limit nor fills the table', () => {
+    const s = server6(10); // 10/s, burst 20
+    let answered = 0;
+    for (let i = 0; i < 500; i++) if (s.handle(query('a', 28, i), `2001:db8:40::${(i + 0x100).toString(16)}`, '2001:db8:40::1', 'udp')) answered++;
+    expect(answered).toBeLessThanOrEqual(21);
+    expect(s.limiter.sources).toBe(1);
+    // the machine's own address has a bucket of its own, and IPv4 sources keep theirs
+    expect(s.handle(query('a', 28), A6, '2001:db8:40::1', 'udp')).toBeDefined();
+    expect(s.handle(query('a', 1), '192.168.40.10', '192.168.40.1', 'udp')).toBeDefined();
   });
 });
 
@@ -331,6 +420,10 @@ describe('systemd-resolved registration', () => {
       ['call', ...dest, 'SetLinkDefaultRoute', 'ib', '7', 'false'],
     ]);
     expect(revertCalls(7)).toEqual([['call', ...dest, 'RevertLink', 'i', '7']]);
+    // with IPv6: both addresses, AF_INET6 = 10 with its 16 bytes
+    expect(registerCalls({ ...link, address6: '2001:db8:40::1' })[0]).toEqual(
+      ['call', ...dest, 'SetLinkDNS', 'ia(iay)', '7', '2', '2', '4', '192', '168', '40', '1', '10', '16', '32', '1', '13', '184', '0', '64', ...Array(9).fill('0'), '1'],
+    );
   });
 
   it('registers only where resolved runs, and a failure is a warning', async () => {

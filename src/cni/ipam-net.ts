@@ -1,0 +1,209 @@
+// nspawn-cni with "ipam" delegated (src/cni/ipam.ts): the addresses, routes and DNS are another
+// plugin's (host-local, dhcp, static …), so the network subsystem, whose links get subnets from our
+// pool, does not serve these links. Their names keep them out of its sight (a sidecar serves
+// ve-/vz- links): the zone's bridge is cn-ZONE, the host side of each veth ncXXXXXXXX. What the
+// subsystem would do is done here with the same library parts: the gateway on the bridge (zone
+// mode) or on the container's host link as a /32 with a route to the container (veth mode, as the
+// ptp plugin does), forwarding, masquerade of the ipam subnets and the port mappings in nftables —
+// in a table of their own ("nspawn-cni"), which the subsystem's reconciliation never touches.
+import { errorMessage, NspawnError } from '../errors.js';
+import { logger } from '../log.js';
+import { sys } from '../native.js';
+import { Firewall } from '../net/firewall/nft.js';
+import type { PortMapping } from '../net/firewall/rules.js';
+import { normaliseSubnet } from '../net/firewall/rules.js';
+import { removeZoneBridgeIfEmpty, zoneLock } from '../net/modes/zone.js';
+import { enableForwarding } from '../net/netd/sysctl.js';
+import { Rtnl } from '../net/rtnl.js';
+import { type AddOutcome, CNI_ERR, CniError, type CniConfig, type CniEnv } from './config.js';
+import { delConfigFor, type IpamResult, ipamAdd, ipamCheck, ipamDel } from './ipam.js';
+import { asCni, inNetns, makeContainerVeth, openNetns } from './netns.js';
+import { type ContainerRecord, listRecords, recordFor, recordPath, removeRecord, writeRecord } from './records.js';
+
+const log = logger('cni');
+export const IPAM_TABLE = 'nspawn-cni';
+const IPV6_FORWARD = '/proc/sys/net/ipv6/conf/all/forwarding';
+
+/** The bridge of a zone whose addresses an ipam plugin gives (not vz-: the subsystem would serve that). */
+export function ipamBridgeIfname(zone: string): string {
+  return `cn-${zone}`;
+}
+
+function masqueradeOwner(cfg: CniConfig): string {
+  return `cni:${cfg.name.replace(/[^A-Za-z0-9._:@/+-]/g, '_')}`.slice(0, 100);
+}
+
+function portOwner(cfg: CniConfig, rec: ContainerRecord): string {
+  return `${masqueradeOwner(cfg)}/${rec.machine}`.slice(0, 100);
+}
+
+function isEexist(err: unknown): boolean {
+  return err instanceof NspawnError && err.code === 'EEXIST';
+}
+
+/** The routes the container gets: the ipam plugin's (a route without gw goes via its family's gateway), and a default route per family with a gateway when it gave none. */
+function containerRoutes(res: IpamResult): Array<{ dst: string; gw?: string }> {
+  const gw = (v6: boolean): string | undefined => res.ips.find((ip) => ip.address.includes(':') === v6 && ip.gateway)?.gateway;
+  const routes = res.routes.map((r) => ({ dst: r.dst, ...(r.gw ?? gw(r.dst.includes(':')) ? { gw: r.gw ?? gw(r.dst.includes(':')) } : {}) }));
+  for (const v6 of [false, true]) {
+    const def = v6 ? '::/0' : '0.0.0.0/0';
+    const g = gw(v6);
+    if (g && !routes.some((r) => r.dst === def)) routes.push({ dst: def, gw: g });
+  }
+  return routes;
+}
+
+export async function ipamNetAdd(env: CniEnv, cfg: CniConfig): Promise<AddOutcome> {
+  const rec = recordFor(env, cfg);
+  const path = recordPath(cfg, env.containerId, env.ifname);
+  const bridgeName = ipamBridgeIfname(cfg.zone);
+  const netnsFd = openNetns(env.netns);
+  const rtnl = Rtnl.open();
+  const fw = new Firewall({ table: IPAM_TABLE });
+  let made = false;
+  let allocated = false;
+  try {
+    writeRecord(path, rec);
+    await makeContainerVeth(rtnl, { ...(rec.mode === 'zone' ? { bridge: bridgeName } : {}), hostIfname: rec.hostIfname, ifname: env.ifname, netnsFd }, () => { made = true; });
+    const res = await ipamAdd(cfg, env);
+    allocated = true;
+    const subnets = [...new Set(res.ips.map((ip) => normaliseSubnet(ip.address).subnet))];
+    rec.subnets = subnets;
+    writeRecord(path, rec);
+    const routes = containerRoutes(res);
+    // the container: its addresses (IPv6 without DAD: the ipam plugin made it unique), then its
+    // routes. Point-to-point (veth mode), as the ptp plugin does: no route to the subnet on the
+    // link (its other addresses are other containers' links) but the gateway as a host route, and
+    // the subnet via the gateway.
+    const ptp = rec.mode === 'veth';
+    const mac = await inNetns(env.netns, async (c) => {
+      const link = await c.requireLink(env.ifname);
+      for (const ip of res.ips) {
+        const v6 = ip.address.includes(':');
+        await c.addAddress(link.index, ip.address, { ...(v6 ? { nodad: true } : { broadcast: true }), ...(ptp ? { noPrefixRoute: true } : {}) });
+      }
+      await c.setUp(link.index);
+      if (ptp) {
+        for (const ip of res.ips) {
+          if (!ip.gateway) continue;
+          const v6 = ip.address.includes(':');
+          await c.replaceRoute({ dst: `${ip.gateway}/${v6 ? 128 : 32}`, dev: link.index });
+          await c.replaceRoute({ dst: normaliseSubnet(ip.address).subnet, gateway: ip.gateway, dev: link.index });
+        }
+      }
+      for (const r of routes) await c.replaceRoute({ dst: r.dst === '0.0.0.0/0' || r.dst === '::/0' ? 'default' : r.dst, ...(r.gw ? { gateway: r.gw } : {}), dev: link.index, ...(r.dst.includes(':') ? { family: 6 as const } : {}) });
+      return link.mac ?? '';
+    });
+    // the host: the gateways, forwarding, masquerade, the port mappings
+    const host = await rtnl.requireLink(rec.hostIfname);
+    for (const ip of res.ips) {
+      if (!ip.gateway) continue;
+      const v6 = ip.address.includes(':');
+      const len = rec.mode === 'zone' ? ip.address.split('/')[1] : v6 ? '128' : '32';
+      const on = rec.mode === 'zone' ? bridgeName : host.index;
+      try {
+        await rtnl.addAddress(on, `${ip.gateway}/${len}`, v6 ? { nodad: true } : {});
+      } catch (err) {
+        if (!isEexist(err)) throw err;
+      }
+      if (rec.mode === 'veth') await rtnl.replaceRoute({ dst: `${ip.address.split('/')[0] ?? ''}/${v6 ? 128 : 32}`, dev: host.index });
+    }
+    enableForwarding();
+    if (subnets.some((s) => s.includes(':'))) enableForwarding(undefined, IPV6_FORWARD);
+    fw.ensureTables();
+    const have = new Set(fw.elements().map((e) => e.key));
+    for (const s of subnets) if (!s.includes(':') && !have.has(s)) fw.addMasquerade(s, masqueradeOwner(cfg));
+    const mappings: PortMapping[] = [];
+    for (const p of cfg.ports) {
+      for (const ip of res.ips) {
+        mappings.push({ protocol: p.protocol, hostPort: p.hostPort, containerAddress: ip.address.split('/')[0] ?? '', containerPort: p.containerPort, owner: portOwner(cfg, rec) });
+      }
+    }
+    fw.addPortMappings(mappings);
+    const links: AddOutcome['interfaces'] = [];
+    if (rec.mode === 'zone') links.push({ name: bridgeName, mac: (await rtnl.requireLink(bridgeName)).mac ?? '' });
+    links.push({ name: rec.hostIfname, mac: host.mac ?? '' }, { name: env.ifname, mac, sandbox: env.netns });
+    const container = links.length - 1;
+    log.debug(`ADD ${rec.machine}: ${res.ips.map((ip) => ip.address).join(' ')} from ${cfg.ipam?.type ?? ''}`);
+    return { interfaces: links, ips: res.ips.map((ip) => ({ ...ip, interface: container })), routes, dns: res.dns };
+  } catch (err) {
+    if (made) {
+      try {
+        await removeHostSide(cfg, rec, fw);
+      } catch (undo) {
+        log.warn(`rolling back the ADD of ${rec.machine} failed: ${errorMessage(undo)}`);
+      }
+    }
+    // the addresses go back to the ipam plugin also when our part failed halfway
+    if (allocated) {
+      try {
+        await ipamDel(cfg, env);
+      } catch (undo) {
+        log.warn(`giving ${rec.machine}'s addresses back to ${cfg.ipam?.type ?? ''} failed: ${errorMessage(undo)}`);
+      }
+    }
+    removeRecord(path);
+    throw asCni(err, `setting up ${env.ifname} of container ${env.containerId.slice(0, 12)} on network ${cfg.name}`);
+  } finally {
+    fw.close();
+    rtnl.close();
+    sys().close(netnsFd);
+  }
+}
+
+/** The container's host link, its port mappings, and with the network's last container its bridge, masquerade and (empty) table. */
+async function removeHostSide(cfg: CniConfig, rec: ContainerRecord, fw: Firewall): Promise<void> {
+  const rtnl = Rtnl.open();
+  try {
+    await rtnl.deleteLink(rec.hostIfname);
+    if (rec.mode === 'zone') await removeZoneBridgeIfEmpty(rtnl, zoneLock(), ipamBridgeIfname(rec.zone));
+  } finally {
+    rtnl.close();
+  }
+  fw.removePortMappings(portOwner(cfg, rec));
+  const others = listRecords(cfg).filter((r) => r.rec.containerId !== rec.containerId || r.rec.ifname !== rec.ifname);
+  if (others.length === 0) {
+    for (const s of rec.subnets ?? []) if (!s.includes(':')) fw.removeMasquerade(s);
+    if (fw.elements().length === 0) fw.removeTables();
+  }
+}
+
+/** DEL (and GC's removal of a stale attachment): host side, then the addresses back to the ipam plugin. */
+export async function ipamNetDel(env: CniEnv, cfg: CniConfig, rec: ContainerRecord, stdin?: string): Promise<void> {
+  const fw = new Firewall({ table: IPAM_TABLE });
+  try {
+    await removeHostSide(cfg, rec, fw);
+  } finally {
+    fw.close();
+  }
+  if (cfg.ipam) await ipamDel(cfg, env, stdin ?? cfg.raw);
+  else log.warn(`${rec.containerId.slice(0, 12)}'s addresses came from ${rec.ipam ?? ''}, which the configuration no longer names: not given back`);
+}
+
+/** GC: an attachment the runtime no longer has (the CNI_* of its DEL rebuilt from the record). */
+export async function ipamNetCollect(env: CniEnv, cfg: CniConfig, rec: ContainerRecord): Promise<void> {
+  await ipamNetDel({ ...env, command: 'DEL', containerId: rec.containerId, ifname: rec.ifname, netns: '' }, cfg, rec, delConfigFor(cfg));
+}
+
+/** CHECK's host side: the link (on the bridge), the gateway there, then the ipam plugin's own CHECK. */
+export async function ipamNetCheck(env: CniEnv, cfg: CniConfig, rec: ContainerRecord, gateway: string): Promise<void> {
+  const fail = (msg: string): never => {
+    throw new CniError(CNI_ERR.CHECK_FAILED, msg);
+  };
+  const rtnl = Rtnl.open();
+  try {
+    const host = await rtnl.getLink(rec.hostIfname);
+    if (!host) return fail(`the container's host link ${rec.hostIfname} is missing`);
+    let on = host;
+    if (rec.mode === 'zone') {
+      const bridge = await rtnl.getLink(ipamBridgeIfname(rec.zone));
+      if (!bridge || host.master !== bridge.index) return fail(`the container's port ${rec.hostIfname} is missing or not on ${ipamBridgeIfname(rec.zone)}`);
+      on = bridge;
+    }
+    const own = (await rtnl.listAddresses({ link: on.index, family: 4 })).map((a) => a.address);
+    if (gateway && !own.includes(gateway)) fail(`the gateway ${gateway} is not on ${on.name}`);
+  } finally {
+    rtnl.close();
+  }
+  if (cfg.ipam) await ipamCheck(cfg, env);
+}

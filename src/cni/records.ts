@@ -1,0 +1,90 @@
+// nspawn-cni's per-attachment records: STATE/cni/NETWORK/CONTAINERID-IFNAME.json, written before
+// ADD makes anything, so that DEL (without CNI_ARGS or prevResult, after a crash) and GC (which
+// knows only the attachments the runtime still has) find what to remove.
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { vethHostIfname } from '../net/naming.js';
+import { type CniConfig, type CniEnv, type CniMode, hostIfnameFor, machineFor } from './config.js';
+
+/** What one container's ADD recorded. */
+export interface ContainerRecord {
+  containerId: string;
+  ifname: string;
+  /** the reservation's name (the pool's key) */
+  machine: string;
+  mode: CniMode;
+  zone: string;
+  /** the host side of the container's veth */
+  hostIfname: string;
+  /** addresses came from this ipam plugin (its DEL gives them back) */
+  ipam?: string;
+  /** ipam: the subnets masqueraded for the network (removed with its last container) */
+  subnets?: string[];
+}
+
+function networkDir(cfg: Pick<CniConfig, 'stateDir' | 'name'>): string {
+  return `${cfg.stateDir}/cni/${cfg.name.replace(/[^A-Za-z0-9_.-]/g, '_')}`;
+}
+
+export function recordPath(cfg: Pick<CniConfig, 'stateDir' | 'name'>, containerId: string, ifname: string): string {
+  return `${networkDir(cfg)}/${containerId}-${ifname}.json`;
+}
+
+export function writeRecord(path: string, rec: ContainerRecord): void {
+  mkdirSync(path.slice(0, path.lastIndexOf('/')), { recursive: true, mode: 0o700 });
+  const tmp = `${path}.${process.pid}`;
+  const fd = openSync(tmp, 'w', 0o600);
+  try {
+    writeSync(fd, JSON.stringify(rec) + '\n');
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+}
+
+/** The record at `path`; records of the first version lack containerId/ifname/mode (taken from the name, zone). */
+export function readRecord(path: string): ContainerRecord | undefined {
+  try {
+    const r = JSON.parse(readFileSync(path, 'utf8')) as Partial<ContainerRecord>;
+    if (typeof r.machine !== 'string' || typeof r.zone !== 'string' || typeof r.hostIfname !== 'string') return undefined;
+    const base = path.slice(path.lastIndexOf('/') + 1, -'.json'.length);
+    const dash = base.lastIndexOf('-');
+    return {
+      containerId: typeof r.containerId === 'string' ? r.containerId : base.slice(0, dash),
+      ifname: typeof r.ifname === 'string' ? r.ifname : base.slice(dash + 1),
+      machine: r.machine, mode: r.mode === 'veth' ? 'veth' : 'zone', zone: r.zone, hostIfname: r.hostIfname,
+      ...(typeof r.ipam === 'string' ? { ipam: r.ipam } : {}),
+      ...(Array.isArray(r.subnets) ? { subnets: r.subnets.filter((x): x is string => typeof x === 'string') } : {}),
+    };
+  } catch { /* none, or unreadable: DEL falls back to what the call says */ }
+  return undefined;
+}
+
+export function removeRecord(path: string): void {
+  rmSync(path, { force: true });
+}
+
+/** Every record of the network (GC), with its path. */
+export function listRecords(cfg: Pick<CniConfig, 'stateDir' | 'name'>): Array<{ path: string; rec: ContainerRecord }> {
+  const dir = networkDir(cfg);
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const out: Array<{ path: string; rec: ContainerRecord }> = [];
+  for (const n of names) {
+    if (!n.endsWith('.json')) continue;
+    const rec = readRecord(`${dir}/${n}`);
+    if (rec) out.push({ path: `${dir}/${n}`, rec });
+  }
+  return out;
+}
+
+/** The record ADD writes: the reservation's name, and the host side (ve-MACHINE in veth mode, where the subsystem serves it). */
+export function recordFor(env: CniEnv, cfg: CniConfig): ContainerRecord {
+  const machine = machineFor(env, cfg.mode);
+  const hostIfname = cfg.mode === 'veth' && !cfg.ipam ? vethHostIfname(machine).name : hostIfnameFor(env.containerId, env.ifname);
+  return { containerId: env.containerId, ifname: env.ifname, machine, mode: cfg.mode, zone: cfg.zone, hostIfname, ...(cfg.ipam ? { ipam: cfg.ipam.type } : {}) };
+}
+
