@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { describe, expect } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
-import { killAndWait, run, waitFor } from '../helpers/exec.js';
+import { killAndWait, run, runOk, waitFor } from '../helpers/exec.js';
 import { TestNetns } from '../helpers/netns.js';
 import { FETCH, HOST_UPLINK, HOST_UPLINK6, netdState, REMOTE, startSidecar, World } from './e2e-world.js';
 import { busyboxRoot, copyRoot } from '../helpers/rootfs.js';
@@ -152,6 +152,55 @@ describe('nspawn-cni under libcni', () => {
     } finally {
       await sidecar.stop();
       await c1.destroy();
+    }
+  }, 120_000);
+});
+
+/** The IPv4 addresses on a host link. */
+async function addrs4(ifname: string): Promise<string[]> {
+  const links = JSON.parse(await runOk('ip', ['-j', '-4', 'addr', 'show', 'dev', ifname])) as Array<{ addr_info: Array<{ local: string }> }>;
+  return links.flatMap((l) => l.addr_info.map((a) => a.local));
+}
+
+describe('nspawn-cni in-process (no sidecar) touches only its own network', () => {
+  ktest('ADD and DEL on one network leave another network\'s bridge and record, and a ve- link nobody serves, as they are', async () => {
+    const c1 = await TestNetns.create('c1');
+    const c2 = await TestNetns.create('c2');
+    const stateDir = `${work}/shared-state`;
+    const one = network('1.0.0', { stateDir }, 'one');
+    const two = network('1.0.0', { stateDir }, 'two');
+    try {
+      await ok(cni(one, 'add', c1, 'cid-one', { args: 'K8S_POD_NAME=p1' }));
+      // what re-serving every link (a sidecar's start) would change: network one's bridge without
+      // its address (it would be put back) and a ve- link no one serves (it would be served)
+      const recordOne = netdState(stateDir).links['vz-one'];
+      expect((recordOne as { holders?: string[] } | undefined)?.holders).toEqual(['sidecar']);
+      await runOk('ip', ['addr', 'flush', 'dev', 'vz-one']);
+      await runOk('ip', ['link', 'add', 've-stray', 'type', 'veth', 'peer', 'name', 'vs-stray']);
+      await runOk('ip', ['link', 'set', 've-stray', 'up']);
+      const r = JSON.parse(await ok(cni(two, 'add', c2, 'cid-two', {
+        caps: { portMappings: [{ hostPort: 8090, containerPort: 80, protocol: 'tcp' }] }, args: 'K8S_POD_NAME=p2',
+      }))) as Result;
+      expect(r.interfaces[0]?.name).toBe('vz-two');
+      const untouched = async (): Promise<void> => {
+        expect(await addrs4('ve-stray')).toEqual([]);
+        expect(await addrs4('vz-one')).toEqual([]);
+        expect(netdState(stateDir).links['ve-stray']).toBeUndefined();
+        expect(netdState(stateDir).links['vz-one']).toEqual(recordOne);
+      };
+      await untouched();
+      await ok(cni(two, 'del', c2, 'cid-two', { args: 'K8S_POD_NAME=p2' }));
+      await untouched();
+      expect(netdState(stateDir).links['vz-two']).toBeUndefined();
+      await ok(cni(one, 'del', c1, 'cid-one', { args: 'K8S_POD_NAME=p1' }));
+      await runOk('ip', ['link', 'del', 've-stray']);
+      expect(await leftovers(one)).toEqual([]);
+    } finally {
+      await run('ip', ['link', 'del', 've-stray']);
+      await cni(two, 'del', c2, 'cid-two', { args: 'K8S_POD_NAME=p2' });
+      await cni(one, 'del', c1, 'cid-one', { args: 'K8S_POD_NAME=p1' });
+      await c1.destroy();
+      await c2.destroy();
     }
   }, 120_000);
 });
