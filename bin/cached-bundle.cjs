@@ -28,6 +28,25 @@ function writeAtomically(target, data) {
 }
 
 /**
+ * The Node options NAME's command runs with (its bin/ script's #! line; a bundle NAME-PART belongs to
+ * the command NAME). V8 accepts a code cache only from a run with the same V8 flags
+ * (--max-semi-space-size changes its flag hash): the cache is written under these.
+ */
+exports.nodeOptions = function nodeOptions(name) {
+  let first = '';
+  for (let n = name; n; n = n.includes('-') ? n.slice(0, n.lastIndexOf('-')) : '') {
+    try {
+      first = fs.readFileSync(path.join(__dirname, n), 'utf8').split('\n', 1)[0];
+      break;
+    } catch {
+      // no such command: try its prefix
+    }
+  }
+  const m = /^#!.*?\bnode((?: --[^\s]+)*)\s*$/.exec(first);
+  return m ? m[1].trim().split(/\s+/).filter(Boolean) : [];
+};
+
+/**
  * Writes NAME's code cache with every function compiled (V8 compiles lazily: --no-lazy while this
  * compiles, then back, so that the cache carries the flags of a normal run and is accepted).
  */

@@ -18,13 +18,17 @@ if [ ! -f "$stamp" ] || [ -n "$(find src tsconfig.json package.json -newer "$sta
   # the commands' start-up path: one CommonJS bundle each, loaded with V8's code cache by
   # bin/cached-bundle.cjs, so a launch neither resolves a hundred modules nor compiles them again
   say "bundling the commands"
-  for entry in nspawn-ts=src/runtime/main.ts nspawn-netd=src/net/netd/main.ts machinectl-ts=src/machinectl/main.ts nspawn-cni=src/cni/main.ts; do
+  # nspawn-cni-plugin: what nspawn-cni loads for ADD, CHECK and DEL (its VERSION loads none of it)
+  for entry in nspawn-ts=src/runtime/main.ts nspawn-netd=src/net/netd/main.ts machinectl-ts=src/machinectl/main.ts \
+      nspawn-cni=src/cni/main.ts nspawn-cni-plugin=src/cni/plugin.ts; do
     npx --no-install esbuild "src/${entry#*=src/}" --bundle --platform=node --format=cjs --target=node20 \
       --outfile="dist/${entry%%=*}.cjs" --define:import.meta.url=__import_meta_url \
       --banner:js="const __import_meta_url = require('url').pathToFileURL(__filename).href;" --log-level=warning >&2 \
       || { say "error: bundling failed"; exit 1; }
-    # V8's code cache with every function compiled (bin/cached-bundle.cjs)
-    node -e 'require(process.argv[1]).build(process.argv[2])' "$PWD/bin/cached-bundle.cjs" "${entry%%=*}" \
+    # V8's code cache with every function compiled, under the command's own V8 flags (bin/cached-bundle.cjs)
+    # shellcheck disable=SC2046 # the options are words
+    node $(node -p 'require(process.argv[1]).nodeOptions(process.argv[2]).join(" ")' "$PWD/bin/cached-bundle.cjs" "${entry%%=*}") \
+      -e 'require(process.argv[1]).build(process.argv[2])' "$PWD/bin/cached-bundle.cjs" "${entry%%=*}" \
       || { say "error: writing the code cache failed"; exit 1; }
   done
   # man pages (help2man) and bash completion, from each command's --help

@@ -45,6 +45,9 @@ fi
 
 for bundle in dist/*.cjs; do
   name=$(basename "$bundle" .cjs)
-  node -e 'require(process.argv[1]).build(process.argv[2])' "$PWD/bin/cached-bundle.cjs" "$name" \
+  # under the command's own V8 flags, or V8 rejects the cache (bin/cached-bundle.cjs nodeOptions)
+  # shellcheck disable=SC2046 # the options are words
+  node $(node -p 'require(process.argv[1]).nodeOptions(process.argv[2]).join(" ")' "$PWD/bin/cached-bundle.cjs" "$name") \
+    -e 'require(process.argv[1]).build(process.argv[2])' "$PWD/bin/cached-bundle.cjs" "$name" \
     || { say "error: writing the code cache of $name failed"; exit 1; }
 done

@@ -3,7 +3,7 @@
 // and errors) in the shape each cniVersion wants. Specification: CNI 1.0.0 (SPEC.md), with the
 // versions podman's libcni converts from (0.3.1, 0.4.0), and CNI 1.1.0's STATUS and GC. No I/O here
 // (unit-tested byte for byte).
-import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
 import type { PortForward } from '../net/model.js';
 import { ifnameValid, machineNameValid, zoneNameValid } from '../net/naming.js';
 
@@ -41,9 +41,18 @@ export const CNI_ERR = {
   SETUP_FAILED: 101,
 } as const;
 
+const CNI_ERROR = Symbol.for('nspawn-ts.CniError');
+
 export class CniError extends Error {
+  readonly [CNI_ERROR] = true;
+
   constructor(readonly code: number, message: string, readonly details = '') {
     super(message);
+  }
+
+  /** `instanceof` across bin/nspawn-cni's two bundles, each with a copy of this class (a marker, not the prototype). */
+  static override [Symbol.hasInstance](v: unknown): boolean {
+    return typeof v === 'object' && v !== null && (v as { [CNI_ERROR]?: unknown })[CNI_ERROR] === true;
   }
 }
 
@@ -133,7 +142,11 @@ export function parseEnv(env: NodeJS.ProcessEnv): CniEnv {
   return { command: command as CniCommand, containerId, netns, ifname, args, path };
 }
 
+// node:crypto is loaded when a name is hashed, not at start-up: it costs VERSION a third of its time
+const requireLazily = createRequire(import.meta.url);
+
 function hash8(s: string): string {
+  const { createHash } = requireLazily('node:crypto') as typeof import('node:crypto');
   return createHash('sha256').update(s).digest('hex').slice(0, 8);
 }
 

@@ -2,18 +2,32 @@
 // network configuration on stdin), its result or a CNI error as JSON on stdout (exit 1 on error).
 // The runtime keeps only CNI_*, PATH and HOME for DEL (podman's cleanup): every setting comes from
 // the configuration, none from other environment variables.
+//
+// Start-up is most of a call: podman runs VERSION once per network whenever it loads its networks.
+// So this module is a bundle of its own with nothing VERSION does not use (the operations come from
+// `loadPlugin`, bin/nspawn-cni's second bundle), and stdin and stdout are read and written with
+// plain system calls: Node's stream objects for them cost more than the whole answer.
+import { readSync, writeSync } from 'node:fs';
 import { errorMessage } from '../errors.js';
 import { setLogLevel } from '../log.js';
 import { addResult, CNI_ERR, CniError, errorResult, parseConfig, parseEnv, versionAtLeast, versionResult } from './config.js';
+import type * as Plugin from './plugin.js';
 
-function readStdin(): Promise<string> {
+/** A network configuration is a few KiB; a runaway writer is refused, not buffered. */
+const MAX_CONFIG = 1 << 20;
+
+function isEagain(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException).code === 'EAGAIN';
+}
+
+/** stdin through Node's stream: only when it is non-blocking (readSync says EAGAIN). */
+function readStream(head: Buffer[], had: number): Promise<string> {
   return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
+    const chunks = [...head];
+    let size = had;
     process.stdin.on('data', (c: Buffer) => {
       size += c.length;
-      // a network configuration is a few KiB; a runaway writer is refused, not buffered
-      if (size > 1 << 20) reject(new CniError(CNI_ERR.DECODE_FAILURE, 'the network configuration on stdin is larger than 1 MiB'));
+      if (size > MAX_CONFIG) reject(new CniError(CNI_ERR.DECODE_FAILURE, 'the network configuration on stdin is larger than 1 MiB'));
       else chunks.push(c);
     });
     process.stdin.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
@@ -21,14 +35,47 @@ function readStdin(): Promise<string> {
   });
 }
 
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for (;;) {
+    const buf = Buffer.allocUnsafe(64 * 1024);
+    let n: number;
+    try {
+      n = readSync(0, buf, 0, buf.length, null);
+    } catch (err) {
+      if (isEagain(err)) return readStream(chunks, size);
+      throw new CniError(CNI_ERR.IO_FAILURE, `reading stdin failed: ${errorMessage(err)}`);
+    }
+    if (n === 0) break;
+    size += n;
+    if (size > MAX_CONFIG) throw new CniError(CNI_ERR.DECODE_FAILURE, 'the network configuration on stdin is larger than 1 MiB');
+    chunks.push(buf.subarray(0, n));
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function writeStdout(text: string): void {
+  const data = Buffer.from(text);
+  let off = 0;
+  try {
+    while (off < data.length) off += writeSync(1, data, off);
+  } catch (err) {
+    if (!isEagain(err)) throw err;
+    process.stdout.write(data.subarray(off));
+  }
+}
+
+/** ADD, CHECK, DEL, STATUS and GC (src/cni/plugin.ts): bin/nspawn-cni loads them as a bundle of their own. */
+export type PluginLoader = () => Promise<typeof Plugin>;
+
 /** Runs one call; writes the answer; resolves to the exit code. */
-export async function main(_argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export async function main(_argv: readonly string[], env: NodeJS.ProcessEnv, loadPlugin: PluginLoader): Promise<number> {
   let version = '1.0.0';
   // the runtime shows a plugin's stderr only when it fails: routine steps are detail (NSPAWN_TS_LOG=debug|info)
-  if (env.NSPAWN_TS_LOG === undefined) setLogLevel('warn');
-  const out = (o: unknown): void => {
-    process.stdout.write(JSON.stringify(o) + '\n');
-  };
+  const quiet = env.NSPAWN_TS_LOG === undefined;
+  if (quiet) setLogLevel('warn');
+  const out = (o: unknown): void => writeStdout(JSON.stringify(o) + '\n');
   try {
     const call = parseEnv(env);
     const text = await readStdin();
@@ -45,16 +92,16 @@ export async function main(_argv: readonly string[], env: NodeJS.ProcessEnv = pr
     }
     const cfg = parseConfig(text);
     version = cfg.cniVersion;
+    const plugin = await loadPlugin();
+    if (quiet) plugin.setLogLevel('warn'); // the other bundle's logger
     if (call.command === 'STATUS' || call.command === 'GC') {
       if (!versionAtLeast(cfg.cniVersion, '1.1.0')) {
         throw new CniError(CNI_ERR.INCOMPATIBLE_VERSION, `${call.command} needs cniVersion 1.1.0 or later; the configuration says ${cfg.cniVersion}`);
       }
-      const gc = await import('./gc.js');
-      if (call.command === 'STATUS') gc.cniStatus(call, cfg);
-      else await gc.cniGc(call, cfg);
+      if (call.command === 'STATUS') plugin.cniStatus(call, cfg);
+      else await plugin.cniGc(call, cfg);
       return 0;
     }
-    const plugin = await import('./plugin.js');
     if (call.command === 'ADD') {
       out(addResult(cfg.cniVersion, await plugin.cniAdd(call, cfg)));
     } else if (call.command === 'DEL') {

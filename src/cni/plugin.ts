@@ -5,8 +5,10 @@
 // rest — the subnet from the pool, the host address, masquerade, the container's stable address
 // (and IPv6: the link's /64, its SLAAC address), port mappings — is the network subsystem's reserve/release (src/net/netd/subsystem.ts):
 // over the sidecar's socket when nspawn-netd runs (one request), else in this process under the
-// same state lock, with the subsystem opened as a short-lived sidecar (its records are held by
-// "sidecar", so launchers' dead-holder sweeps leave them, and a sidecar started later takes them over).
+// same state lock, with the subsystem opened as the sidecar's one-shot (SubsystemOptions.oneShot: it
+// touches only this container's link or its network's bridge, their records and firewall entries —
+// no resync of the host's links, no firewall reconcile; its records are held by "sidecar", so
+// launchers' dead-holder sweeps leave them, and a sidecar started later takes them over).
 import { errorMessage } from '../errors.js';
 import { logger } from '../log.js';
 import { sys } from '../native.js';
@@ -27,6 +29,11 @@ import { type ContainerRecord, readRecord, recordFor, recordPath, removeRecord, 
 
 const log = logger('cni');
 
+/** The log level of this module's bundle (bin/nspawn-cni loads it apart from its entry's). */
+export { setLogLevel } from '../log.js';
+/** CNI 1.1.0's STATUS and GC, in this bundle too. */
+export { cniGc, cniStatus } from './gc.js';
+
 /** reserve/release of the network subsystem: the sidecar's, or our own for this one call. */
 interface Library {
   reserve(req: { machine: string; mac: string; kind: ServedKind; zone: string; ports: PortForward[] }): Promise<MachineLease>;
@@ -46,11 +53,11 @@ async function withLibrary<T>(cfg: CniConfig, fn: (lib: Library) => Promise<T>):
       client.close();
     }
   }
-  // in-process: one plugin at a time per state directory (two short-lived sidecars would reconcile
-  // each other's half-made entries away)
+  // in-process: one plugin at a time per state directory (two one-shots serving a new network at
+  // once would each allocate and configure it)
   return withLock(`${cfg.stateDir}/netd/cni.lock`, async () => {
     const { NetworkSubsystem } = await import('../net/netd/subsystem.js');
-    const sub = await NetworkSubsystem.open({ mode: 'sidecar', stateDir: cfg.stateDir, dnsServer: false, machineId: null, log: logger('netd') });
+    const sub = await NetworkSubsystem.open({ mode: 'sidecar', oneShot: true, stateDir: cfg.stateDir, dnsServer: false, machineId: null, log: logger('netd') });
     try {
       return await fn({
         reserve: (r) => sub.reserve({ machine: r.machine, mac: r.mac, kind: r.kind, zone: r.zone, ports: r.ports }),

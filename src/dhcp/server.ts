@@ -462,20 +462,27 @@ export class DhcpServer {
     }
   }
 
-  /** Every record that restates the current state: served tables, and interfaces not served now. */
-  private *snapshot(): Generator<JournalEntry> {
+  /**
+   * Every record that restates the current state: served tables, and interfaces not served now. Taken
+   * now (copies of the tables' slots), made into records as the compaction reads them: 50,000 leases
+   * are never 50,000 record objects at once.
+   */
+  private snapshot(): Iterable<JournalEntry> {
     const now = this.clock();
-    for (const s of this.byName.values()) {
-      const ifname = s.config.ifname;
-      for (const l of s.table.entries()) {
-        if (l.state === 'bound' && l.expiresAt > now) yield bindEntry(ifname, l);
-        else if (l.state === 'released' && l.expiresAt > now) {
-          yield { op: 'release', if: ifname, c: l.clientKey, mac: l.mac, ip: ipv4ToString(l.address), exp: l.expiresAt };
+    const tables = [...this.byName.values()].map((s) => ({ ifname: s.config.ifname, entries: s.table.frozenEntries(), quarantined: [...s.table.quarantined()] }));
+    const unserved = [...stateEntries(this.store.loaded)];
+    return (function* records(): Generator<JournalEntry> {
+      for (const { ifname, entries, quarantined } of tables) {
+        for (const l of entries) {
+          if (l.state === 'bound' && l.expiresAt > now) yield bindEntry(ifname, l);
+          else if (l.state === 'released' && l.expiresAt > now) {
+            yield { op: 'release', if: ifname, c: l.clientKey, mac: l.mac, ip: ipv4ToString(l.address), exp: l.expiresAt };
+          }
         }
+        for (const [a, until] of quarantined) if (until > now) yield { op: 'decline', if: ifname, ip: ipv4ToString(a), until };
       }
-      for (const [a, until] of s.table.quarantined()) if (until > now) yield { op: 'decline', if: ifname, ip: ipv4ToString(a), until };
-    }
-    yield* stateEntries(this.store.loaded);
+      yield* unserved;
+    })();
   }
 }
 

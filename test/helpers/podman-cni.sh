@@ -4,9 +4,9 @@
 # no hybrid cgroup2 for crun, ulimits within the hard limit, a private containers.conf and network
 # directory, libcni's result cache on a tmpfs — then the scenario of the CNI end-to-end test.
 # Prints KEY=VALUE lines for the test to check; removes every container whatever happens.
-#   podman-cni.sh WORKDIR PLUGIN ROOTFS REMOTE HOST_UPLINK UPLINK_NETNS [MODE]   (MODE: zone or veth)
+#   podman-cni.sh WORKDIR PLUGIN ROOTFS REMOTE HOST_UPLINK UPLINK_NETNS MODE HOST_UPLINK6   (MODE: zone or veth)
 set -euo pipefail
-W=$1 PLUGIN=$2 ROOTFS=$3 REMOTE=$4 HOST_UPLINK=$5 UPLINK=$6 MODE=${7:-zone}
+W=$1 PLUGIN=$2 ROOTFS=$3 REMOTE=$4 HOST_UPLINK=$5 UPLINK=$6 MODE=$7 HOST_UPLINK6=$8
 mkdir -p "$W/net" "$W/plugins" "$W/root" "$W/runroot" "$W/state" "$W/cnicache"
 umount /sys/fs/cgroup/unified 2>/dev/null || true
 mount --bind "$W/cnicache" /var/lib/cni 2>/dev/null || { mkdir -p /var/lib/cni; mount --bind "$W/cnicache" /var/lib/cni; }
@@ -40,6 +40,7 @@ p run -d --name other --network podnet --rootfs "$ROOTFS" sleep 1000 >/dev/null
 for c in web other; do
   echo "ADDR_$c=$(p inspect -f '{{.NetworkSettings.Networks.podnet.IPAddress}}' $c)"
   echo "ROUTE_$c=$(p exec $c ip route show default | tr -s ' ' | tr '\n' ' ')"
+  echo "ADDR6_$c=$(p inspect -f '{{.NetworkSettings.Networks.podnet.GlobalIPv6Address}}' $c)"
 done
 web=$(p inspect -f '{{.NetworkSettings.Networks.podnet.IPAddress}}' web)
 echo "PING_other_web=$(p exec other ping -c 1 -W 3 "$web" >/dev/null 2>&1 && echo ok || echo failed)"
@@ -49,5 +50,7 @@ echo "LINKS_UP=$(ip -br link | awk '{print $1}' | tr '\n' ' ')"
 echo "STATE_UP=$(tr -d '\n' < "$W/state/netd/state.json")"
 # -p 8080:80 from a client elsewhere (the uplink namespace) to the host's address
 echo "PORT=$(printf 'GET /index.html HTTP/1.0\r\n\r\n' | ip netns exec "$UPLINK" busybox nc -w 5 "$HOST_UPLINK" 8080 | tail -1)"
+# … and over IPv6, to the host's IPv6 address
+echo "PORT6=$(printf 'GET /index.html HTTP/1.0\r\n\r\n' | ip netns exec "$UPLINK" busybox nc -w 5 "$HOST_UPLINK6" 8080 | tail -1)"
 p rm -f -t 0 web other >/dev/null
 echo "DONE=1"

@@ -4,9 +4,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { describe, expect } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
-import { killAndWait, run, waitFor } from '../helpers/exec.js';
+import { killAndWait, run, runOk, waitFor } from '../helpers/exec.js';
 import { TestNetns } from '../helpers/netns.js';
-import { FETCH, HOST_UPLINK, netdState, REMOTE, startSidecar, World } from './e2e-world.js';
+import { FETCH, HOST_UPLINK, HOST_UPLINK6, netdState, REMOTE, startSidecar, World } from './e2e-world.js';
 import { busyboxRoot, copyRoot } from '../helpers/rootfs.js';
 import { cni, cniSuite, leftovers, network, ok, PLUGIN, PODMAN_SCRIPT, type Result, work } from './cni-env.js';
 
@@ -156,13 +156,62 @@ describe('nspawn-cni under libcni', () => {
   }, 120_000);
 });
 
+/** The IPv4 addresses on a host link. */
+async function addrs4(ifname: string): Promise<string[]> {
+  const links = JSON.parse(await runOk('ip', ['-j', '-4', 'addr', 'show', 'dev', ifname])) as Array<{ addr_info: Array<{ local: string }> }>;
+  return links.flatMap((l) => l.addr_info.map((a) => a.local));
+}
+
+describe('nspawn-cni in-process (no sidecar) touches only its own network', () => {
+  ktest('ADD and DEL on one network leave another network\'s bridge and record, and a ve- link nobody serves, as they are', async () => {
+    const c1 = await TestNetns.create('c1');
+    const c2 = await TestNetns.create('c2');
+    const stateDir = `${work}/shared-state`;
+    const one = network('1.0.0', { stateDir }, 'one');
+    const two = network('1.0.0', { stateDir }, 'two');
+    try {
+      await ok(cni(one, 'add', c1, 'cid-one', { args: 'K8S_POD_NAME=p1' }));
+      // what re-serving every link (a sidecar's start) would change: network one's bridge without
+      // its address (it would be put back) and a ve- link no one serves (it would be served)
+      const recordOne = netdState(stateDir).links['vz-one'];
+      expect((recordOne as { holders?: string[] } | undefined)?.holders).toEqual(['sidecar']);
+      await runOk('ip', ['addr', 'flush', 'dev', 'vz-one']);
+      await runOk('ip', ['link', 'add', 've-stray', 'type', 'veth', 'peer', 'name', 'vs-stray']);
+      await runOk('ip', ['link', 'set', 've-stray', 'up']);
+      const r = JSON.parse(await ok(cni(two, 'add', c2, 'cid-two', {
+        caps: { portMappings: [{ hostPort: 8090, containerPort: 80, protocol: 'tcp' }] }, args: 'K8S_POD_NAME=p2',
+      }))) as Result;
+      expect(r.interfaces[0]?.name).toBe('vz-two');
+      const untouched = async (): Promise<void> => {
+        expect(await addrs4('ve-stray')).toEqual([]);
+        expect(await addrs4('vz-one')).toEqual([]);
+        expect(netdState(stateDir).links['ve-stray']).toBeUndefined();
+        expect(netdState(stateDir).links['vz-one']).toEqual(recordOne);
+      };
+      await untouched();
+      await ok(cni(two, 'del', c2, 'cid-two', { args: 'K8S_POD_NAME=p2' }));
+      await untouched();
+      expect(netdState(stateDir).links['vz-two']).toBeUndefined();
+      await ok(cni(one, 'del', c1, 'cid-one', { args: 'K8S_POD_NAME=p1' }));
+      await runOk('ip', ['link', 'del', 've-stray']);
+      expect(await leftovers(one)).toEqual([]);
+    } finally {
+      await run('ip', ['link', 'del', 've-stray']);
+      await cni(two, 'del', c2, 'cid-two', { args: 'K8S_POD_NAME=p2' });
+      await cni(one, 'del', c1, 'cid-one', { args: 'K8S_POD_NAME=p1' });
+      await c1.destroy();
+      await c2.destroy();
+    }
+  }, 120_000);
+});
+
 describe('nspawn-cni under podman (CNI backend)', () => {
   for (const mode of ['zone', 'veth'] as const) ktest(`${mode} mode: two busybox containers on a network: addresses, default routes, each other, the internet through masquerade, -p 8080:80 from a client; rm -f leaves nothing`, async () => {
     const world = await World.create();
     const root = await copyRoot(await busyboxRoot());
     const dir = mkdtempSync(`${work}/podman-`);
     try {
-      const r = await run('unshare', ['-m', '--propagation', 'private', 'bash', PODMAN_SCRIPT, dir, PLUGIN, root.dir, REMOTE, HOST_UPLINK, world.uplink.name, mode], { timeoutMs: 240_000 });
+      const r = await run('unshare', ['-m', '--propagation', 'private', 'bash', PODMAN_SCRIPT, dir, PLUGIN, root.dir, REMOTE, HOST_UPLINK, world.uplink.name, mode, HOST_UPLINK6], { timeoutMs: 240_000 });
       const got = Object.fromEntries(r.stdout.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
       if (r.code !== 0 || got.DONE !== '1') throw new Error(`the podman scenario failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
       const web = got.ADDR_web ?? '';
@@ -176,6 +225,9 @@ describe('nspawn-cni under podman (CNI backend)', () => {
       expect(got.NEIGHBOUR).toBe('web-ok');
       expect(got.REMOTE).toBe(`remote-ok ${HOST_UPLINK}`);
       expect(got.PORT).toBe('web-ok');
+      // IPv6 from our result as podman shows it, and -p over IPv6
+      expect(got.ADDR6_web).toMatch(/^fd[0-9a-f]{2}:[0-9a-f:]+$/);
+      expect(got.PORT6).toBe('web-ok');
       // while they ran: both reservations, web's port, recorded in the plugin's state directory
       const up = JSON.parse(got.STATE_UP ?? '{}') as { links: Record<string, { reservations: Array<{ machine: string; ports?: unknown[] }> }> };
       if (mode === 'zone') {

@@ -13,6 +13,7 @@ import { TestNetns } from '../helpers/netns.js';
 import { NSPAWN_TS, consoled } from '../helpers/nspawn.js';
 import { joinCgroupsShell, SYSTEMD_NSPAWN } from '../helpers/systemd-nspawn.js';
 import { NetdClient } from '../../src/net/netd/client.js';
+import { readMachineId, vethMacs } from '../../src/net/naming.js';
 
 export const REMOTE = '203.0.113.1';
 export const HOST_UPLINK = '203.0.113.2';
@@ -173,5 +174,82 @@ export async function assertNothingLeftFor(machine: string, subnet: string): Pro
   const net = new Address4(subnet);
   for (const l of addrs) for (const a of l.addr_info) if (new Address4(a.local).isInSubnet(net)) problems.push(`address ${a.local} still on ${l.ifname}`);
   if ((await masqueraded()).includes(subnet)) problems.push(`masquerade of ${subnet} still there`);
+  return problems;
+}
+
+// --- IPv6 ------------------------------------------------------------------------------------
+
+/** Shell for a container: prints host0's global IPv6 address, its flags and the IPv6 default route. */
+export const SHOW6 = 'echo "addr6=$(ip -6 -o addr show dev host0 scope global | awk \'{print $4}\')"; echo "flags6=$(ip -6 -o addr show dev host0 scope global)"; echo "route6=$(ip -6 route show default | head -1)"';
+/** Waits (up to 10 s) for host0 to have a global IPv6 address and an IPv6 default route. */
+export const WAIT_SLAAC = 'ip link set host0 up; i=0; while [ $i -lt 100 ] && ! { ip -6 -o addr show dev host0 scope global | grep -qv tentative && ip -6 route show default | grep -q .; }; do sleep 0.1; i=$((i+1)); done';
+
+export interface Seen6 { addr: string | undefined; route: string | undefined; remote: string | undefined }
+
+/** What SHOW6 and FETCH6 printed (the first SHOW6 in `out`). */
+export function parse6(out: string): Seen6 {
+  const get = (k: string): string | undefined => new RegExp(`^${k}=(.*)$`, 'm').exec(out)?.[1]?.trim() || undefined;
+  return { addr: get('addr6'), route: get('route6'), remote: /remote-ok (\S+)/.exec(out)?.[1] };
+}
+
+/**
+ * Two machine names for one zone, the second's bridge port (vb-) with the lower MAC: a bridge whose
+ * MAC nobody set takes its lowest port MAC, so it changes when the second joins (the names are
+ * searched: the MACs are a hash of the name and the machine ID).
+ */
+export function zoneNamesSecondLower(prefix: string): [string, string] {
+  const id = readMachineId();
+  const hex = (name: string): string => Buffer.from(vethMacs(id, name).host).toString('hex');
+  const first = `${prefix}a`;
+  for (let i = 0; ; i++) {
+    const second = `${prefix}b${i}`;
+    if (hex(second) < hex(first)) return [first, second];
+  }
+}
+
+/** IPv6 prefixes of our masquerade set ([] when there is no table). */
+export async function masq6(): Promise<string[]> {
+  const r = await run('nft', ['-j', 'list', 'set', 'inet', 'nspawn-ts', 'masq6']);
+  if (r.code !== 0) return [];
+  const set = (JSON.parse(r.stdout) as { nftables: Array<{ set?: { elem?: unknown[] } }> }).nftables.find((o) => o.set)?.set;
+  return (set?.elem ?? []).map((e) => {
+    const v = ((e as { elem?: { val: unknown } }).elem?.val ?? e) as { prefix?: { addr: string; len: number } };
+    return v.prefix ? `${v.prefix.addr}/${v.prefix.len}` : String(v);
+  });
+}
+
+/** ULA addresses (fd00::/8) left on any link of the host namespace. */
+export async function ulaAddresses(): Promise<string[]> {
+  const addrs = JSON.parse((await runOk('ip', ['-j', '-6', 'addr'])) || '[]') as Array<{ ifname: string; addr_info: Array<{ local: string }> }>;
+  return addrs.flatMap((l) => l.addr_info.filter((a) => a.local.startsWith('fd')).map((a) => `${a.local} on ${l.ifname}`));
+}
+
+/** Packet sockets bound to ETH_P_IPV6 in this network namespace: the RA server's (/proc/net/packet). */
+export function raSockets(): string[] {
+  const lines = readFileSync('/proc/net/packet', 'utf8').trim().split('\n').slice(1);
+  // sk RefCnt Type Proto Iface R Rmem User Inode
+  return lines.filter((l) => l.trim().split(/\s+/)[3]?.toLowerCase() === '86dd');
+}
+
+/**
+ * Everything of a served link's IPv6 this host could be left with after its containers exit: a ULA
+ * address or route, a masq6 or ports6 element, a /64 in the sidecar's state, an RA socket, IPv6
+ * forwarding left on. [] when clean.
+ */
+export async function ipv6Leftovers(opts: { forwardingBefore?: string } = {}): Promise<string[]> {
+  const problems = (await ulaAddresses()).map((a) => `address ${a}`);
+  const routes = JSON.parse((await runOk('ip', ['-j', '-6', 'route', 'show', 'table', 'all'])) || '[]') as Array<{ dst: string; dev?: string }>;
+  for (const r of routes) if (r.dst.startsWith('fd')) problems.push(`route ${r.dst} dev ${r.dev}`);
+  for (const p of await masq6()) problems.push(`masq6 element ${p}`);
+  const ports = await run('nft', ['list', 'map', 'inet', 'nspawn-ts', 'ports6']);
+  if (ports.code === 0 && /elements\s*=/.test(ports.stdout)) problems.push(`ports6 elements: ${ports.stdout}`);
+  for (const [ifname, l] of Object.entries(netdState().links) as Array<[string, { prefix6?: string }]>) {
+    if (l.prefix6) problems.push(`state still has ${l.prefix6} for ${ifname}`);
+  }
+  for (const s of raSockets()) problems.push(`RA socket ${s}`);
+  if (opts.forwardingBefore !== undefined) {
+    const now = readFileSync('/proc/sys/net/ipv6/conf/all/forwarding', 'utf8').trim();
+    if (now !== opts.forwardingBefore) problems.push(`net.ipv6.conf.all.forwarding is ${now}, was ${opts.forwardingBefore}`);
+  }
   return problems;
 }

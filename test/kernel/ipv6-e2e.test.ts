@@ -8,36 +8,10 @@ import { describe, expect } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { run, runOk } from '../helpers/exec.js';
 import { busyboxRoot, copyRoot } from '../helpers/rootfs.js';
-import { FETCH6, HOST_UPLINK6, World, exitOf, nspawnTs, startSidecar, untilReady, stopByLine } from './e2e-world.js';
+import {
+  FETCH6, HOST_UPLINK6, SHOW6, WAIT_SLAAC, World, exitOf, masq6, nspawnTs, parse6, startSidecar, ulaAddresses, untilReady, stopByLine, zoneNamesSecondLower,
+} from './e2e-world.js';
 import { FWD_NAME, hostResolvConf, Upstream, UPSTREAM } from './dns-world.js';
-
-const SHOW6 = 'echo "addr6=$(ip -6 -o addr show dev host0 scope global | awk \'{print $4}\')"; echo "flags6=$(ip -6 -o addr show dev host0 scope global)"; echo "route6=$(ip -6 route show default | head -1)"';
-/** Waits (up to 10 s) for host0 to have a global IPv6 address and an IPv6 default route. */
-const WAIT_SLAAC = 'ip link set host0 up; i=0; while [ $i -lt 100 ] && ! { ip -6 -o addr show dev host0 scope global | grep -qv tentative && ip -6 route show default | grep -q .; }; do sleep 0.1; i=$((i+1)); done';
-
-interface Seen6 { addr: string | undefined; route: string | undefined; remote: string | undefined }
-
-function parse6(out: string): Seen6 {
-  const get = (k: string): string | undefined => new RegExp(`^${k}=(.*)$`, 'm').exec(out)?.[1]?.trim() || undefined;
-  return { addr: get('addr6'), route: get('route6'), remote: /remote-ok (\S+)/.exec(out)?.[1] };
-}
-
-/** IPv6 prefixes of our masquerade set. */
-async function masq6(): Promise<string[]> {
-  const r = await run('nft', ['-j', 'list', 'set', 'inet', 'nspawn-ts', 'masq6']);
-  if (r.code !== 0) return [];
-  const set = (JSON.parse(r.stdout) as { nftables: Array<{ set?: { elem?: unknown[] } }> }).nftables.find((o) => o.set)?.set;
-  return (set?.elem ?? []).map((e) => {
-    const v = ((e as { elem?: { val: unknown } }).elem?.val ?? e) as { prefix?: { addr: string; len: number } };
-    return v.prefix ? `${v.prefix.addr}/${v.prefix.len}` : String(v);
-  });
-}
-
-/** ULA addresses (fd00::/8) left on any link of the host namespace. */
-async function ulaAddresses(): Promise<string[]> {
-  const addrs = JSON.parse((await runOk('ip', ['-j', '-6', 'addr'])) || '[]') as Array<{ ifname: string; addr_info: Array<{ local: string }> }>;
-  return addrs.flatMap((l) => l.addr_info.filter((a) => a.local.startsWith('fd')).map((a) => `${a.local} on ${l.ifname}`));
-}
 
 describe('IPv6 for containers', () => {
   for (const mode of ['embedded', 'sidecar'] as const) {
@@ -167,21 +141,29 @@ describe('IPv6 for containers', () => {
     }
   }, 120_000);
 
-  ktest('two containers on a zone reach each other over IPv6', async () => {
+  ktest('two containers on a zone reach each other over IPv6; the second, by SLAAC, reaches the uplink through the zone bridge', async () => {
+    const world = await World.create();
     const root = await copyRoot(await busyboxRoot());
     const zone = `z6${process.pid % 10000}`;
     try {
-      const a = nspawnTs(['--network-zone', zone, '-M', `v6za-${process.pid}`, '-D', root.dir, 'sh', '-c', `${SHOW6}; echo ready; read x`]);
+      // b joins with the lower MAC: the bridge's own MAC would change under the advertisements
+      const [nameA, nameB] = zoneNamesSecondLower(`v6z${process.pid}`);
+      const a = nspawnTs(['--network-zone', zone, '-M', nameA, '-D', root.dir, 'sh', '-c', `${SHOW6}; echo ready; read x`]);
       await untilReady(a, 'container a');
       const addrA = parse6(a.output()).addr?.split('/')[0];
       expect(addrA).toMatch(/^fd/);
-      const b = nspawnTs(['--network-zone', zone, '-M', `v6zb-${process.pid}`, '-D', root.dir, 'sh', '-c', `ping -6 -c 1 -W 3 ${addrA} >/dev/null && echo reached`]);
+      // b's gateway (and its MAC, the advertisement's source link-layer address) come from our RA
+      // on the bridge, after both containers joined it
+      const b = nspawnTs(['--network-zone', zone, '--network-config=dhcp', '-M', nameB, '-D', root.dir, 'sh', '-c',
+        `${WAIT_SLAAC}; ping -6 -c 1 -W 3 ${addrA} >/dev/null && echo reached; ${FETCH6}`]);
       expect(await exitOf(b), b.output()).toBe(0);
       expect(b.output()).toContain('reached');
+      expect(parse6(b.output()).remote, b.output()).toBe(HOST_UPLINK6);
       expect(await stopByLine(a)).toBe(0);
       expect(await masq6()).toEqual([]);
     } finally {
       root.remove();
+      await world.destroy();
     }
   }, 120_000);
 });

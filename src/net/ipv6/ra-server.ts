@@ -112,6 +112,11 @@ export class RouterAdvertiser {
     return this.links.has(ifindex);
   }
 
+  /** Whether it serves no link (its owner may close it). */
+  get idle(): boolean {
+    return this.links.size === 0;
+  }
+
   /** Stops serving a link, with a final advertisement of router lifetime 0 (§6.2.5) unless it is gone. */
   stop(ifindex: number, opts: { linkGone?: boolean } = {}): void {
     const s = this.links.get(ifindex);

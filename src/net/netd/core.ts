@@ -44,6 +44,8 @@ function holderOf(mode: SubsystemOptions['mode']): Holder {
 
 export class SubsystemCore {
   readonly mode: SubsystemOptions['mode'];
+  /** a sidecar's one call (SubsystemOptions.oneShot) */
+  readonly oneShot: boolean;
   readonly holder: Holder;
   readonly log: Logger;
   readonly store: StateStore;
@@ -71,6 +73,7 @@ export class SubsystemCore {
 
   constructor(opts: SubsystemOptions) {
     this.mode = opts.mode;
+    this.oneShot = opts.mode === 'sidecar' && opts.oneShot === true;
     this.machines = opts.machines ?? registryMachines();
     this.holder = holderOf(opts.mode);
     const base = opts.log ?? logger('netd');
@@ -108,7 +111,7 @@ export class SubsystemCore {
     this.firewall = new Firewall(opts.firewallTable ? { table: opts.firewallTable } : {});
     this.tables = new FirewallTable(this);
     this.v6 = Ipv6Links.create(opts.ipv6 ?? { enabled: true }, this.machineId, {
-      rtnl: this.rtnl, sysctl: this.sysctl, log: this.log, firewall: () => {
+      rtnl: this.rtnl, sysctl: this.sysctl, log: this.log, advertise: !this.oneShot, firewall: () => {
         this.tables.ensure();
         return this.firewall;
       },

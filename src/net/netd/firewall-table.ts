@@ -15,9 +15,11 @@ export class FirewallTable {
   /** Makes the table's layout (once per process, or again after it was removed). */
   ensure(): void {
     if (this.ready) return;
-    // (re)writing the layout costs ~10 ms of nft work; a launcher finding it complete only adds its
-    // elements (the sidecar rewrites it at every start, which also upgrades an old layout)
-    if (this.core.mode !== 'embedded' || !this.layoutComplete()) this.core.firewall.ensureTables();
+    // (re)writing the layout costs ~10 ms of nft work; a launcher (or a sidecar's one-shot) finding
+    // it complete only adds its elements (the sidecar rewrites it at every start, which also
+    // upgrades an old layout)
+    const { mode, oneShot } = this.core;
+    if ((mode !== 'embedded' && !oneShot) || !this.layoutComplete()) this.core.firewall.ensureTables();
     this.ready = true;
   }
 

@@ -20,7 +20,7 @@ import type { Logger } from '../../log.js';
 import type { Firewall } from '../firewall/index.js';
 import { addressBytes, formatAddress, formatPrefix, hostUlaPrefix, type Ipv6Prefix, linkLocalAddress, linkPrefix, parseIpv6Prefix, slaacAddress } from '../ipv6/prefix.js';
 import { RouterAdvertiser } from '../ipv6/ra-server.js';
-import type { Link } from '../netlink/views.js';
+import type { Address, Link } from '../netlink/views.js';
 import { parseMac } from '../naming.js';
 import type { Rtnl } from '../rtnl.js';
 import type { SysctlIo } from './sysctl.js';
@@ -76,7 +76,8 @@ export class Ipv6Links {
   private constructor(
     private readonly base: Ipv6Prefix,
     private readonly nat: boolean,
-    private readonly deps: { rtnl: Rtnl; firewall: () => Firewall; sysctl: SysctlIo; log: Logger },
+    /** advertise: false — a process that exits right after serving (a one-shot) sends no advertisements */
+    private readonly deps: { rtnl: Rtnl; firewall: () => Firewall; sysctl: SysctlIo; log: Logger; advertise?: boolean },
   ) {}
 
   /** The subsystem's IPv6, or undefined when off (or no machine ID to derive the ULA from). */
@@ -147,13 +148,13 @@ export class Ipv6Links {
         await rtnl.deleteAddress(link.index, ll.cidr);
         await rtnl.addAddress(link.index, ll.cidr, { nodad: true, scope: RT_SCOPE_LINK });
       }
-      const mac = macOf(link.mac);
+      const mac = link.kind === 'bridge' ? await this.pinBridgeMac(link) : macOf(link.mac);
       v6.linkLocal = ll?.address ?? (mac ? formatAddress(linkLocalAddress(mac)) : '');
       if (this.nat) {
         this.deps.firewall().addMasquerade(prefixText, owner);
         v6.masquerade = true;
       }
-      if (mac && v6.linkLocal) {
+      if (mac && v6.linkLocal && this.deps.advertise !== false) {
         this.ra ??= new RouterAdvertiser({ log });
         const servers = dns(hostAddress);
         this.ra.serve({
@@ -167,6 +168,19 @@ export class Ipv6Links {
       throw err;
     }
     return v6;
+  }
+
+  /**
+   * A link's IPv6 as recorded, when it is in place (`addresses`: the link's): its /64's host address
+   * and a usable link-local address; undefined otherwise (then it is to be served).
+   */
+  adopt(link: Link, prefixText: string, addresses: readonly Address[]): LinkIpv6 | undefined {
+    const prefix = parseIpv6Prefix(prefixText);
+    const hostAddress = formatAddress(slaacHost(prefix));
+    const mine = addresses.filter((a) => a.index === link.index && a.family === 6);
+    const ll = mine.find((a) => a.address.startsWith('fe80:') && !(a.flags & IFA_F_TENTATIVE));
+    if (!ll || !mine.some((a) => a.cidr === `${hostAddress}/64`)) return undefined;
+    return { prefix, prefixText, hostAddress, linkLocal: ll.address, masquerade: this.nat };
   }
 
   /**
@@ -188,9 +202,28 @@ export class Ipv6Links {
     }
   }
 
-  /** Undoes serve(): a final advertisement (unless the link is gone), masquerade, host address. */
+  /**
+   * A zone bridge's MAC, fixed at what it is now. A bridge whose MAC nobody set takes the lowest MAC
+   * of its ports, so it changed whenever a container joined or left (systemd-nspawn and we make
+   * zone bridges without one): the router advertisements' source link-layer address would then name
+   * a MAC the bridge no longer answers to, and containers that took it from an advertisement lose
+   * their gateway until neighbour unreachability detection notices. Setting the MAC, even to the same
+   * value, makes the kernel keep it (addr_assign_type "set"), as Docker does for its bridges.
+   */
+  private async pinBridgeMac(link: Link): Promise<Uint8Array | undefined> {
+    const now = (await this.deps.rtnl.getLink(link.index))?.mac ?? link.mac;
+    if (now === undefined) return undefined;
+    await this.deps.rtnl.setMac(link.index, now);
+    return macOf(now);
+  }
+
+  /**
+   * Undoes serve(): a final advertisement (unless the link is gone), masquerade, host address. The
+   * advertiser's socket goes with the last link: a sidecar without containers holds none.
+   */
   async unserve(ifindex: number, ifname: string, v6: LinkIpv6, gone: boolean): Promise<void> {
     this.ra?.stop(ifindex, { linkGone: gone });
+    if (this.ra?.idle) this.close();
     try {
       if (v6.masquerade) this.deps.firewall().removeMasquerade(v6.prefixText);
       v6.masquerade = false;

@@ -1,7 +1,7 @@
 // Serving one link (ve-MACHINE or vz-ZONE, see subsystem.ts for the steps) and the machines'
 // reservations on it; undoing all of it when the link goes or its last holder lets go.
 import { NspawnError, errorMessage } from '../../errors.js';
-import { SubnetPool, type SubnetAllocation } from '../pool.js';
+import { describeSubnet, SubnetPool, type SubnetAllocation } from '../pool.js';
 import type { Link } from '../rtnl.js';
 import { isClientAddress, placeReservation } from './addresses.js';
 import type { Served, SubsystemCore } from './core.js';
@@ -41,6 +41,10 @@ export class LinkServer {
       return existing;
     }
     if (existing) await this.unserve(link.name, true);
+    if (core.oneShot) {
+      const adopted = await this.adopt(link, kind, key);
+      if (adopted) return adopted;
+    }
 
     const inUse = await this.inUse(link.index);
     const routed6 = v6 ? await v6.routedPrefixes(link.index) : new Set<string>();
@@ -117,6 +121,37 @@ export class LinkServer {
     core.served.set(link.name, served);
     await this.names.refresh();
     log.info(`serving ${link.name}`, { ifname: link.name, kind, key, subnet: alloc.subnet, host: alloc.hostAddress });
+    return served;
+  }
+
+  /**
+   * A sidecar's one-shot (nspawn-cni without nspawn-netd) takes a link the sidecar serves as recorded
+   * as it is — the same link, up, its host addresses on it, its subnet masqueraded in our table: no
+   * allocation, state write, address or firewall change, only checks. Anything else (a record of
+   * launchers only, whose holder the sidecar must join; something missing) is served afresh, which
+   * repairs it. Undefined then.
+   */
+  async adopt(link: Link, kind: ServedKind, key: string): Promise<Served | undefined> {
+    const { core } = this;
+    const rec = core.store.peek().links[link.name];
+    if (!rec || rec.kind !== kind || rec.key !== key || rec.ifindex !== link.index || !rec.holders.includes(core.holder) || !link.up) return undefined;
+    const alloc = describeSubnet(kind, key, rec.subnet);
+    const addresses = await core.rtnl.listAddresses({ link: link.index });
+    if (!addresses.some((a) => a.family === 4 && a.cidr === `${alloc.hostAddress}/${alloc.prefixLength}`)) return undefined;
+    const served: Served = { kind, key, ifname: link.name, ifindex: link.index, alloc, masquerade: true, dhcp: false };
+    const masquerade = [alloc.subnet];
+    if (core.v6) {
+      const v6 = rec.prefix6 === undefined ? undefined : core.v6.adopt(link, rec.prefix6, addresses);
+      if (!v6) return undefined;
+      served.v6 = v6;
+      if (v6.masquerade) masquerade.push(v6.prefixText);
+    }
+    // the table is ours and complete (else made), and masquerades this link's subnets
+    core.tables.ensure();
+    const have = new Set(core.firewall.state().masquerade.map((m) => m.subnet));
+    if (!masquerade.every((m) => have.has(m))) return undefined;
+    core.served.set(link.name, served);
+    core.log.debug(`${link.name} is served as recorded (${rec.subnet})`, { ifname: link.name });
     return served;
   }
 

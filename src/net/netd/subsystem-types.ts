@@ -49,6 +49,14 @@ export interface DhcpLeaseInfo {
 export interface SubsystemOptions {
   /** 'sidecar': serve every ve-/vz- link (watching); 'embedded': only links asked for */
   mode: 'sidecar' | 'embedded';
+  /**
+   * With mode 'sidecar': a process that makes one reservation or release in the sidecar's name and
+   * exits (nspawn-cni when no nspawn-netd runs). It watches nothing and re-serves nothing: no resync
+   * of the host's links, no firewall reconcile, no router advertisements; a link served as recorded
+   * (same link, its addresses and masquerade in place) is taken as it is; it touches only the link
+   * it is asked about.
+   */
+  oneShot?: boolean;
   /** state directory (default /var/lib/nspawn-ts); the subsystem uses <dir>/netd/ */
   stateDir: string;
   /**

@@ -71,7 +71,9 @@ export class NetworkSubsystem {
    */
   static async open(opts: SubsystemOptions): Promise<NetworkSubsystem> {
     const s = new NetworkSubsystem(opts);
-    if (opts.mode === 'sidecar') {
+    if (s.core.oneShot) {
+      // one call in the sidecar's name: it serves (and checks) only the link it is asked about
+    } else if (opts.mode === 'sidecar') {
       try {
         await s.watcher.start();
       } catch (err) {
@@ -153,9 +155,17 @@ export class NetworkSubsystem {
     const ifname = this.linkFor(req.machine, req.kind, req.zone);
     return core.queue(ifname, async () => {
       const had = await server.unreserveOn(ifname, req.machine);
-      if (req.kind === 'veth' || core.mode === 'embedded') {
+      if (req.kind === 'veth' || core.mode === 'embedded' || core.oneShot) {
         const link = await core.rtnl.getLink(ifname);
-        await server.unserve(ifname, !link);
+        if (core.oneShot) {
+          // this process served nothing yet: a veth link as recorded is taken to be taken down; the
+          // record of a link that went (a zone's bridge after its last container) is cleared as the
+          // sidecar's resync would, of that link only
+          if (!link) await this.sweep.sweep((gone) => gone === ifname);
+          const role = link ? classifyLink(link) : undefined;
+          if (link && role?.role === 'veth' && !core.served.has(ifname)) await server.adopt(link, 'veth', role.machine);
+        }
+        if (req.kind === 'veth' || core.mode === 'embedded') await server.unserve(ifname, !link);
       }
       return had;
     });
