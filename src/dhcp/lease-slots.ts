@@ -312,7 +312,7 @@ export class LeaseSlots {
     return f & MAC_SIDE ? this.sideMacs.get(s) === mac : mac === '';
   }
 
-  /** Ethernet source (lowercase hex) of the frames that won the entry; undefined: the client's own MAC. */
+  /** Source of the frames that won the entry: Ethernet (lowercase hex, inline) or a bridge port ("portN", aside); undefined: the client's own MAC. */
   setSrc(s: number, src: string | undefined): void {
     const f = (this.flags[s] as number) & ~(SRC_INLINE | SRC_SIDE);
     this.sideSrcs.delete(s);

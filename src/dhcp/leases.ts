@@ -35,9 +35,10 @@ export interface Lease {
   state: LeaseState;
   hostname?: string;
   /**
-   * Ethernet source address (lowercase hex) of the frames that won the entry: a RELEASE or DECLINE
-   * counts only from it, and dynamic holds are counted per source. Undefined: the client's own MAC
-   * (entries from the lease file, or requests whose frame was not seen).
+   * Source of the frames that won the entry: the bridge port they came in on ("portN", N its ifindex:
+   * decide.ts), else their Ethernet source address (lowercase hex). A RELEASE or DECLINE counts only
+   * from it, and dynamic holds are counted per source. Undefined: the client's own MAC (entries from
+   * the lease file, or requests whose frame was not seen).
    */
   src?: string;
 }

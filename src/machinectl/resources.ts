@@ -9,7 +9,8 @@ import { cgroupFsPath, detectLayout, MachineCgroup, parseProcCgroup } from '../r
 import { DEVICE_ALLOW, deviceAllowRules } from '../runtime/container-cgroup.js';
 import type { ImageStore } from '../runtime/images.js';
 import { HintedConfigError, machineNameProblem, MACHINE_NAME_RULES } from '../runtime/machine-name.js';
-import { formatProperties, parseProperties, saveProperties, type ResourceProperties } from '../runtime/properties.js';
+import { formatProperties, parseProperties, type ResourceProperties } from '../runtime/properties.js';
+import { saveProperties } from '../runtime/property-store.js';
 import type { MachineRecord, MachineRegistry } from '../runtime/registry.js';
 import { MachineError } from './control.js';
 import { machineCgroupState } from './info.js';
@@ -23,10 +24,10 @@ export interface SetPropertyResult {
   effective?: string[];
 }
 
-export function setProperty(
+export async function setProperty(
   registry: MachineRegistry, images: ImageStore, name: string, assignments: readonly string[],
   opts: { runtime: boolean; propertiesDir?: string },
-): SetPropertyResult {
+): Promise<SetPropertyResult> {
   const problem = machineNameProblem(name);
   if (problem !== undefined) throw new HintedConfigError(`Invalid machine name: ${name}`, `${problem}; ${MACHINE_NAME_RULES}`, 'CFG_MACHINE_NAME');
   const props: ResourceProperties = parseProperties(assignments, 'set-property');
@@ -54,7 +55,7 @@ export function setProperty(
     cg.update(props);
     if (props.DeviceAllow) allowDevices(record, props.DeviceAllow.reset, devices.rules);
     const after = cg.toJSON();
-    registry.update(name, { cgroup: after });
+    await registry.update(name, { cgroup: after });
     result.runtime = true;
     result.effective = after.properties;
   }

@@ -117,9 +117,7 @@ describe('memory under hostile input', () => {
     deliver(withoutId());
     expect(server.leases()).toHaveLength(1);
     expect(transport.lastYiaddr).not.toBe(0);
-    // 76,000 frames and six full collections: ~3.5 s on an idle machine, 5–9 s on a loaded one (before
-    // and after the lease slots alike); it bounds memory, not time
-  }, 30_000);
+  }, 60_000); // a count and heap test, not a timed one: 62 000 frames take ~1 s on a quiet machine, ~9 s at load 20
 
   test('a REQUEST flood binds at most the pool, and memories of expired bindings are capped', () => {
     const { server, deliver, advance } = serve('192.0.2.1/24');
