@@ -13,6 +13,7 @@ export const BPF = {
 
 /** Ancillary data offsets (linux/filter.h): loads at SKF_AD_OFF + n read packet metadata. */
 export const SKF_AD_OFF = -0x1000;
+export const SKF_AD_PROTOCOL = 0;
 export const SKF_AD_PKTTYPE = 4;
 export const PACKET_OUTGOING = 4;
 
@@ -55,12 +56,15 @@ export function assemble(lines: readonly Line[]): Uint8Array {
 }
 
 /**
- * The DHCP server's filter for a SOCK_DGRAM AF_PACKET socket of ETH_P_IP (data starts at the IPv4
- * header): UDP to port 67, unfragmented, not sent by this host. Everything else stays in the kernel.
+ * The DHCP server's filter for a SOCK_DGRAM AF_PACKET socket (data starts at the network header) of
+ * ETH_P_IP or ETH_P_ALL: IPv4 (the frame's EtherType, checked first: an ETH_P_ALL socket sees every
+ * protocol), UDP to port 67, unfragmented, not sent by this host. Everything else stays in the kernel.
  */
 export function dhcpServerFilter(port = 67): Uint8Array {
   const { LD, LDX, JMP, RET, W, H, B, ABS, IND, MSH, JEQ, JSET, K } = BPF;
   return assemble([
+    { code: LD | W | ABS, k: SKF_AD_OFF + SKF_AD_PROTOCOL },
+    { code: JMP | JEQ | K, k: 0x0800, jt: 0, jf: 'drop' },
     { code: LD | W | ABS, k: SKF_AD_OFF + SKF_AD_PKTTYPE },
     { code: JMP | JEQ | K, k: PACKET_OUTGOING, jt: 'drop', jf: 0 },
     { code: LD | B | ABS, k: 9 }, // protocol
@@ -83,16 +87,18 @@ export function dropAllFilter(): Uint8Array {
 
 /**
  * Runs a program over `pkt` like the kernel would, for the instructions above (loads, MSH, jumps,
- * returns). Returns the accepted length (0 = dropped). A load outside the packet drops, as in the kernel.
+ * returns). Returns the accepted length (0 = dropped). A load outside the packet drops, as in the
+ * kernel. `protocol`: the frame's EtherType (default IPv4).
  */
-export function runFilter(program: Uint8Array, pkt: Uint8Array, meta: { pkttype: number }): number {
+export function runFilter(program: Uint8Array, pkt: Uint8Array, meta: { pkttype: number; protocol?: number }): number {
   const dv = new DataView(program.buffer, program.byteOffset, program.byteLength);
   const le = endianness() === 'LE';
   const n = program.length / 8;
   let a = 0;
   let x = 0;
   const load = (off: number, size: number): number | undefined => {
-    if (off < 0) return off === SKF_AD_OFF + SKF_AD_PKTTYPE ? meta.pkttype : undefined;
+    if (off === SKF_AD_OFF + SKF_AD_PKTTYPE) return meta.pkttype;
+    if (off === SKF_AD_OFF + SKF_AD_PROTOCOL) return meta.protocol ?? 0x0800; // EtherType, host order
     if (off < 0 || off + size > pkt.length) return undefined;
     let v = 0;
     for (let i = 0; i < size; i++) v = (v << 8) | (pkt[off + i] as number);

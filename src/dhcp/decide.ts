@@ -35,6 +35,12 @@ export interface DhcpRequest {
    * from the source that won the lease, and dynamic holds are counted (and capped) per source.
    */
   srcMac?: Uint8Array;
+  /**
+   * The bridge port the frame came in on (its ifindex), where the transport saw it (ingress.ts):
+   * then the port, not the Ethernet source a container can change at will, is the source that
+   * holds are counted (and capped) per and that a RELEASE or DECLINE must come from.
+   */
+  ingressPort?: number;
 }
 
 /** Which RFC 2131 §4.3.2 client state a REQUEST came from. */
@@ -121,7 +127,18 @@ function fromOwnMac(req: DhcpRequest): boolean {
  * case, and what an entry without `src` means), else its hex.
  */
 function sourceOf(req: DhcpRequest): string | undefined {
+  if (req.ingressPort !== undefined) return portSource(req.ingressPort);
   return fromOwnMac(req) || req.srcMac === undefined ? undefined : toHex(req.srcMac);
+}
+
+/** A bridge port as a source (never a MAC's hex). */
+function portSource(ifindex: number): string {
+  return `port${ifindex}`;
+}
+
+/** What the lease table counts the request toward: its bridge port, else its Ethernet source. */
+function sourceKey(req: DhcpRequest & { srcMac: Uint8Array }): string {
+  return req.ingressPort !== undefined ? portSource(req.ingressPort) : toHex(req.srcMac);
 }
 
 
@@ -187,11 +204,12 @@ function chooseAddress(p: DhcpPacket, client: ClientIdentity, view: LeaseView, n
 function overSourceCap(req: DhcpRequest, client: ClientIdentity, view: LeaseView, now: number): string | undefined {
   const cap = view.config.maxLeasesPerSource;
   if (!cap || req.srcMac === undefined || view.reservationFor(client)) return undefined;
-  const src = toHex(req.srcMac); // what the table counts: an entry's src, else its own MAC, which is this
+  const src = sourceKey(req as DhcpRequest & { srcMac: Uint8Array }); // what the table counts: an entry's src, else its own MAC
   const cur = view.lease(client.key);
   if (cur && cur.state !== 'released' && cur.expiresAt > now) return undefined; // renewing what it holds
   const held = view.heldFrom(src);
-  return held >= cap ? `its source ${src} holds ${held} address(es) already (at most ${cap} per source)` : undefined;
+  const what = req.ingressPort !== undefined ? `its bridge port (ifindex ${req.ingressPort})` : `its source ${src}`;
+  return held >= cap ? `${what} holds ${held} address(es) already (at most ${cap} per source)` : undefined;
 }
 
 function discover(req: DhcpRequest, client: ClientIdentity, view: LeaseView, now: number): Decision {
@@ -282,7 +300,10 @@ function request(req: DhcpRequest, client: ClientIdentity, view: LeaseView, now:
  */
 function fromHolder(req: DhcpRequest, held: Lease): boolean {
   if (req.srcMac === undefined) return true;
-  return toHex(req.srcMac) === (held.src ?? held.mac.replace(/:/g, '').toLowerCase());
+  // a lease won through a bridge port: from that port (or, its copy not seen, from the client's own MAC)
+  if (held.src?.startsWith('port') && req.ingressPort !== undefined) return held.src === portSource(req.ingressPort);
+  const mine = held.src === undefined || held.src.startsWith('port') ? held.mac.replace(/:/g, '').toLowerCase() : held.src;
+  return toHex(req.srcMac) === mine;
 }
 
 /** RFC 2131 §4.3.3: the client found the address in use. Only its own address can be declined. */

@@ -1,24 +1,6 @@
 // The lease store: an append-only journal of lease changes, group-committed, compacted by atomic
-// rename, recovered as far as it is valid.
-//
-// File format (version 1; text, one record per line, UTF-8):
-//
-//     nspawn-ts-dhcp-leases 1
-//     <crc> <json>
-//     <crc> <json>
-//     ...
-//
-// <crc> is the CRC-32 (zlib) of the JSON text as 8 lowercase hex digits. <json> is one object:
-//   {"op":"bind","if":IFNAME,"c":CLIENT,"mac":MAC,"ip":ADDRESS,"exp":MS[,"host":NAME]}
-//        CLIENT holds ADDRESS on IFNAME until MS (ms since the epoch). CLIENT is "id:<hex of option 61>"
-//        or "hw:<htype>:<hex of chaddr>". A later record for the same address or client replaces it.
-//   {"op":"release","if":IFNAME,"c":CLIENT,"mac":MAC,"ip":ADDRESS,"exp":MS}
-//        CLIENT gave ADDRESS back; it is remembered as the client's preferred address until MS.
-//   {"op":"decline","if":IFNAME,"ip":ADDRESS,"until":MS}   ADDRESS is quarantined until MS.
-//   {"op":"drop","if":IFNAME}                              IFNAME went away: forget all of its leases.
-// Reading replays the records in order. A line whose CRC or JSON or fields are wrong is skipped with a
-// warning (a torn last line after a crash is the expected case); a file that is not ours at all is
-// set aside as PATH.corrupt-<time>, never a reason not to start.
+// rename, recovered as far as it is valid (the records and their format: journal-records.ts; reading
+// a file and the file system steps: journal-file.ts).
 //
 // Crash safety. A record reaches the file with one write() of whole lines before the ACK that depends
 // on it is sent: `kill -9` of the server at any moment leaves every ACKed lease in the file (the page
@@ -34,35 +16,17 @@
 // stable slot. Compaction writes the live state to PATH.tmp, fdatasyncs it, renames it over PATH and
 // fsyncs the directory: a crash leaves the old file or the new one, never a mix. Records appended
 // while compacting go to the new file, after the snapshot.
-import { close as closeFd, closeSync, existsSync, fdatasync, fdatasyncSync, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, open as openFd, openSync, readSync, renameSync, unlinkSync, write, writeSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { closeSync, fdatasync, fdatasyncSync, fstatSync, ftruncateSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { type FileLock, tryLock } from '../common/lock.js';
-import { NspawnError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { ipv4ToString, parseIpv4 } from './ipv4.js';
+import { ensureDir, LeaseFileError, readJournal, syncDir, syncDirInBackground, writeAll, writeBuffer } from './journal-file.js';
+import { encodeLine, JOURNAL_HEADER, type JournalEntry, pruneExpired, replay, stateEntries, type StoredInterface } from './journal-records.js';
 
-export const JOURNAL_HEADER = 'nspawn-ts-dhcp-leases 1';
-
-export type JournalEntry =
-  | { op: 'bind'; if: string; c: string; mac: string; ip: string; exp: number; host?: string }
-  | { op: 'release'; if: string; c: string; mac: string; ip: string; exp: number }
-  | { op: 'decline'; if: string; ip: string; until: number }
-  | { op: 'drop'; if: string };
-
-/** What the journal says about one interface after replay. */
-export interface StoredInterface {
-  /** Client key → its last bind or release record. */
-  clients: Map<string, Extract<JournalEntry, { op: 'bind' | 'release' }>>;
-  /** Address → quarantined until (ms). */
-  declined: Map<string, number>;
-}
-
-export class LeaseFileError extends NspawnError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('DHCP_LEASE_FILE', message, options);
-  }
-}
+export { LeaseFileError } from './journal-file.js';
+export {
+  bindEntry, decodeLine, encodeLine, JOURNAL_HEADER, type JournalEntry, pruneExpired, replay, stateEntries, type StoredInterface,
+} from './journal-records.js';
 
 export interface LeaseStore {
   /** State replayed from the file at open, by interface name. */
@@ -70,8 +34,9 @@ export interface LeaseStore {
   /** Appends a record; `onDurable` runs once it is in the file (or with the error that kept it out). */
   append(entry: JournalEntry, onDurable?: (err?: Error) => void): void;
   /**
-   * Rewrites the file as exactly these records (taken at the call) plus whatever is appended meanwhile.
-   * The file store does the writing and syncing in the background; `idle` is false until it is done.
+   * Rewrites the file as exactly these records plus whatever is appended meanwhile. The file store
+   * reads `entries` a chunk at a time while it writes and syncs in the background (`idle` is false
+   * until it is done): they must not change meanwhile (the server passes copies of its tables).
    */
   compact(entries: Iterable<JournalEntry>): void;
   /** Records appended since the last compaction (the compaction policy reads it). */
@@ -126,141 +91,6 @@ export interface FileLeaseStoreOptions {
   now: number;
 }
 
-// node:zlib is loaded when a journal is first read or written: an embedded launcher's server keeps
-// its leases in memory, and zlib would be ~1.5 ms more on its container's start-up path
-let zlibCrc32: ((data: string) => number) | undefined;
-function crc32(data: string): number {
-  zlibCrc32 ??= (createRequire(import.meta.url)('node:zlib') as typeof import('node:zlib')).crc32;
-  return zlibCrc32(data);
-}
-
-export function encodeLine(e: JournalEntry): string {
-  const json = JSON.stringify(e);
-  return `${crc32(json).toString(16).padStart(8, '0')} ${json}\n`;
-}
-
-/** Parses one line; undefined when it is not a valid record. */
-export function decodeLine(line: string): JournalEntry | undefined {
-  if (line.length < 10 || line[8] !== ' ') return undefined;
-  const crc = line.slice(0, 8);
-  const json = line.slice(9);
-  if (!/^[0-9a-f]{8}$/.test(crc) || parseInt(crc, 16) !== crc32(json)) return undefined;
-  let v: unknown;
-  try {
-    v = JSON.parse(json);
-  } catch {
-    return undefined;
-  }
-  return validEntry(v) ? v : undefined;
-}
-
-function validEntry(v: unknown): v is JournalEntry {
-  if (typeof v !== 'object' || v === null) return false;
-  const o = v as Record<string, unknown>;
-  const str = (k: string): boolean => typeof o[k] === 'string' && (o[k] as string).length > 0 && (o[k] as string).length < 512;
-  const time = (k: string): boolean => typeof o[k] === 'number' && Number.isFinite(o[k]) && (o[k] as number) >= 0;
-  const ip = (k: string): boolean => str(k) && parseIpv4(o[k] as string) !== undefined;
-  if (!str('if')) return false;
-  switch (o.op) {
-    case 'bind':
-      return str('c') && typeof o.mac === 'string' && ip('ip') && time('exp') && (o.host === undefined || str('host'));
-    case 'release':
-      return str('c') && typeof o.mac === 'string' && ip('ip') && time('exp');
-    case 'decline':
-      return ip('ip') && time('until');
-    case 'drop':
-      return true;
-    default:
-      return false;
-  }
-}
-
-/** Replays records into per-interface state. */
-export function replay(entries: Iterable<JournalEntry>, into = new Map<string, StoredInterface>()): Map<string, StoredInterface> {
-  const get = (ifname: string): StoredInterface => {
-    let s = into.get(ifname);
-    if (!s) {
-      s = { clients: new Map(), declined: new Map() };
-      into.set(ifname, s);
-    }
-    return s;
-  };
-  // address → client holding it, per interface, so a later record for an address replaces the earlier holder
-  const holders = new Map<string, Map<string, string>>();
-  const holdersOf = (ifname: string): Map<string, string> => {
-    let h = holders.get(ifname);
-    if (!h) {
-      h = new Map();
-      for (const [c, r] of get(ifname).clients) if (r.op === 'bind') h.set(r.ip, c);
-      holders.set(ifname, h);
-    }
-    return h;
-  };
-  for (const e of entries) {
-    if (e.op === 'drop') {
-      into.delete(e.if);
-      holders.delete(e.if);
-      continue;
-    }
-    const s = get(e.if);
-    const h = holdersOf(e.if);
-    if (e.op === 'decline') {
-      const c = h.get(e.ip);
-      if (c !== undefined) {
-        s.clients.delete(c);
-        h.delete(e.ip);
-      }
-      s.declined.set(e.ip, e.until);
-      continue;
-    }
-    const prev = s.clients.get(e.c);
-    if (prev && prev.op === 'bind' && h.get(prev.ip) === e.c) h.delete(prev.ip);
-    if (e.op === 'bind') {
-      const other = h.get(e.ip);
-      if (other !== undefined && other !== e.c) s.clients.delete(other);
-      h.set(e.ip, e.c);
-      s.declined.delete(e.ip);
-    }
-    s.clients.set(e.c, e);
-  }
-  return into;
-}
-
-/** Drops what has ended by `now`; bindings that ran out become memories for `rememberMs`. */
-export function pruneExpired(state: Map<string, StoredInterface>, now: number, rememberMs: number): void {
-  for (const s of state.values()) {
-    for (const [c, r] of s.clients) {
-      if (r.exp > now) continue;
-      if (r.op === 'bind' && r.exp + rememberMs > now) {
-        s.clients.set(c, { op: 'release', if: r.if, c: r.c, mac: r.mac, ip: r.ip, exp: r.exp + rememberMs });
-      } else {
-        s.clients.delete(c);
-      }
-    }
-    for (const [a, until] of s.declined) if (until <= now) s.declined.delete(a);
-  }
-}
-
-/** Every record that restates the state. */
-export function* stateEntries(state: Map<string, StoredInterface>): Generator<JournalEntry> {
-  for (const [ifname, s] of state) {
-    for (const r of s.clients.values()) yield r;
-    for (const [ip, until] of s.declined) yield { op: 'decline', if: ifname, ip, until };
-  }
-}
-
-/** Bytes read from the lease file at a time. */
-const READ_CHUNK = 1 << 16;
-/** A line longer than this is damaged (a record is a few hundred bytes); it is skipped, not buffered. */
-const MAX_LINE = 1 << 16;
-
-/** The file's first line is not our header (internal to FileLeaseStore.read). */
-class NotALeaseFile extends Error {
-  constructor(readonly firstLine: string) {
-    super('not a lease file');
-  }
-}
-
 export class FileLeaseStore implements LeaseStore {
   readonly path: string;
   readonly loaded: Map<string, StoredInterface>;
@@ -310,7 +140,7 @@ export class FileLeaseStore implements LeaseStore {
     }
     this.lock();
     try {
-      this.loaded = replay(this.read());
+      this.loaded = replay(readJournal(this.path, this.log));
       pruneExpired(this.loaded, opts.now, 3_600_000);
       // Start from a clean file: only what is live, nothing torn or corrupt.
       this.writeCompacted(stateEntries(this.loaded));
@@ -341,95 +171,6 @@ export class FileLeaseStore implements LeaseStore {
     this.fileLock = undefined;
   }
 
-  /**
-   * The records of the file, read a chunk at a time and handed to replay() as they are decoded: a long
-   * journal is never in memory as a whole (as text, lines or records), only the state it replays to.
-   */
-  private *read(): Generator<JournalEntry> {
-    let fd: number;
-    try {
-      fd = openSync(this.path, 'r');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw new LeaseFileError(`cannot read the lease file ${this.path}: ${(err as Error).message}`, { cause: err });
-    }
-    const chunk = Buffer.allocUnsafe(READ_CHUNK);
-    let carry: Buffer | undefined; // the start of a line continued in the next chunk
-    let overlong = false; // in a line longer than MAX_LINE, skipped to its end
-    let lineNo = 0;
-    let recovered = 0;
-    let badCount = 0;
-    const bad: number[] = [];
-    const line = (text: string): JournalEntry | undefined => {
-      lineNo++;
-      if (lineNo === 1) {
-        if (text === JOURNAL_HEADER) return undefined;
-        throw new NotALeaseFile(text);
-      }
-      if (!text) return undefined;
-      const e = decodeLine(text);
-      if (e) recovered++;
-      else if (++badCount <= 5) bad.push(lineNo);
-      return e;
-    };
-    try {
-      for (;;) {
-        let n: number;
-        try {
-          n = readSync(fd, chunk, 0, chunk.length, null);
-        } catch (err) {
-          throw new LeaseFileError(`cannot read the lease file ${this.path}: ${(err as Error).message}`, { cause: err });
-        }
-        if (n === 0) break;
-        let start = 0;
-        for (;;) {
-          const nl = chunk.indexOf(0x0a, start);
-          if (nl < 0 || nl >= n) break;
-          if (overlong) {
-            overlong = false;
-            carry = undefined;
-            line('');
-            if (++badCount <= 5) bad.push(lineNo);
-          } else {
-            const bytes = carry ? Buffer.concat([carry, chunk.subarray(start, nl)]) : chunk.subarray(start, nl);
-            carry = undefined;
-            const e = line(bytes.toString('utf8'));
-            if (e) yield e;
-          }
-          start = nl + 1;
-        }
-        if (start < n && !overlong) {
-          const rest = chunk.subarray(start, n);
-          carry = carry ? Buffer.concat([carry, rest]) : Buffer.from(rest);
-          if (carry.length > MAX_LINE) {
-            overlong = true;
-            carry = undefined;
-          }
-        }
-      }
-      if (carry || overlong) {
-        // text after the last newline: a write cut short
-        if (lineNo === 0) throw new NotALeaseFile(carry ? carry.subarray(0, 40).toString('utf8') : '');
-        this.log.warn(`lease file ${this.path}: the last record was cut short (line ${lineNo + 1}), ignored`);
-      }
-      if (badCount) {
-        this.log.warn(`lease file ${this.path}: ${badCount} damaged record(s) ignored (line ${bad.join(', ')}${badCount > 5 ? ', …' : ''}); ${recovered} recovered`);
-      }
-    } catch (err) {
-      if (!(err instanceof NotALeaseFile)) throw err;
-      closeSync(fd);
-      fd = -1;
-      const aside = `${this.path}.corrupt-${Date.now()}`;
-      try {
-        renameSync(this.path, aside);
-      } catch {
-        // could not set it aside: it is overwritten by the compaction that follows
-      }
-      this.log.warn(`lease file ${this.path} is not an nspawn-ts lease file (first line "${err.firstLine.slice(0, 40)}"); moved it to ${aside} and started with no leases`);
-    } finally {
-      if (fd >= 0) closeSync(fd);
-    }
-  }
 
   private writeCompacted(entries: Iterable<JournalEntry>): void {
     const tmp = `${this.path}.tmp`;
@@ -484,15 +225,15 @@ export class FileLeaseStore implements LeaseStore {
   /**
    * Compaction while serving. A synchronous rewrite stalled the event loop for tens of milliseconds on a
    * large table (encode, write, fdatasync, rename, directory fsync, and the file system's journal commit
-   * with them), long enough to drop requests under load. Here the records are taken now (fresh objects:
-   * later changes cannot alter them), encoded and written to PATH.tmp a chunk per event-loop turn, and
-   * fdatasync()ed on the thread pool. Appends go on to the old file meanwhile and are copied into the
+   * with them), long enough to drop requests under load. Here the records are read from `entries` (which
+   * later changes do not alter), encoded and written to PATH.tmp a chunk per event-loop turn, and
+   * fdatasync()ed on the thread pool: neither the records nor their text are ever in memory as a whole. Appends go on to the old file meanwhile and are copied into the
    * tail of PATH.tmp just before the rename, so every record acknowledged before the rename is in the
    * file either name points to: the old one until the rename, the new one after it.
    */
   compact(entries: Iterable<JournalEntry>): void {
     if (!this.idle || this.closed) throw new Error('compaction while a commit, sync or compaction is in flight');
-    const records = [...entries];
+    const records = entries[Symbol.iterator]();
     const tmp = `${this.path}.tmp`;
     let fd: number;
     try {
@@ -500,15 +241,23 @@ export class FileLeaseStore implements LeaseStore {
     } catch (err) {
       throw new LeaseFileError(`cannot write the lease file ${tmp}: ${(err as Error).message}`, { cause: err });
     }
-    const c: Compaction = { fd, tmp, tail: [], tailRecords: 0, written: false, count: records.length };
+    const c: Compaction = { fd, tmp, tail: [], tailRecords: 0, written: false, count: 0 };
     this.compaction = c;
-    let next = 0;
+    let more = true;
     const step = (): void => {
-      let chunk = next === 0 ? JOURNAL_HEADER + '\n' : '';
-      while (next < records.length && chunk.length < COMPACT_CHUNK) chunk += encodeLine(records[next++] as JournalEntry);
+      let chunk = c.count === 0 ? JOURNAL_HEADER + '\n' : '';
+      while (chunk.length < COMPACT_CHUNK) {
+        const r = records.next();
+        if (r.done) {
+          more = false;
+          break;
+        }
+        chunk += encodeLine(r.value);
+        c.count++;
+      }
       writeBuffer(fd, Buffer.from(chunk, 'utf8'), (err) => {
         if (err) return this.abortCompaction(c, err);
-        if (next < records.length) return void setImmediate(step);
+        if (more) return void setImmediate(step);
         fdatasync(fd, (syncErr) => {
           if (syncErr) return this.abortCompaction(c, syncErr);
           c.written = true;
@@ -708,23 +457,6 @@ export class FileLeaseStore implements LeaseStore {
   }
 }
 
-/**
- * mkdir -p, one level at a time: Node's recursive mkdirSync loops forever where a parent exists but
- * refuses children (/proc, /sys).
- */
-function ensureDir(dir: string): void {
-  if (existsSync(dir)) return;
-  const parent = dirname(dir);
-  if (parent !== dir) ensureDir(parent);
-  mkdirSync(dir);
-}
-
-function writeAll(fd: number, data: string): void {
-  const buf = Buffer.from(data, 'utf8');
-  let off = 0;
-  while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
-}
-
 /** A compaction in progress: PATH.tmp, and what was appended to the old file since the records were taken. */
 interface Compaction {
   fd: number;
@@ -732,39 +464,9 @@ interface Compaction {
   readonly tail: string[];
   tailRecords: number;
   written: boolean;
-  readonly count: number;
+  /** Records written so far. */
+  count: number;
 }
 
 /** Bytes of records encoded and written per event-loop turn while compacting in the background. */
 const COMPACT_CHUNK = 1 << 18;
-
-function writeBuffer(fd: number, buf: Buffer, done: (err: Error | null) => void, off = 0): void {
-  if (off >= buf.length) return done(null);
-  write(fd, buf, off, buf.length - off, null, (err, n) => (err ? done(err) : writeBuffer(fd, buf, done, off + n)));
-}
-
-function syncDirInBackground(dir: string, onError: (err: Error) => void): void {
-  openFd(dir, 'r', (err, fd) => {
-    if (err) return onError(err);
-    fsync(fd, (syncErr) => {
-      closeFd(fd, () => undefined);
-      if (syncErr) onError(syncErr);
-    });
-  });
-}
-
-function syncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** The record of a binding, from a table entry. */
-export function bindEntry(ifname: string, l: { clientKey: string; mac: string; address: number; expiresAt: number; hostname?: string }): JournalEntry {
-  const e: JournalEntry = { op: 'bind', if: ifname, c: l.clientKey, mac: l.mac, ip: ipv4ToString(l.address), exp: l.expiresAt };
-  if (l.hostname) e.host = l.hostname;
-  return e;
-}

@@ -6,16 +6,20 @@
 // address someone holds, a reserved, excluded or a quarantined (DECLINEd) one.
 //
 // Time is passed in (ms since the epoch); nothing here reads a clock. Expiry is one indexed min-heap
-// of the entries themselves, ordered by `expiresAt`: each entry knows its position, a change moves it
-// in place (O(log n)), so `expire(now)` costs O(expired · log n), nothing scans the whole table, and
-// the heap never holds more than the table (no per-change garbage that would outlive a scavenge).
+// of the entries, ordered by their expiry: a change moves an entry in place (O(log n)), so
+// `expire(now)` costs O(expired · log n) and nothing scans the whole table.
+//
+// The entries live in typed arrays (lease-slots.ts), not as an object each: ~100 bytes a lease
+// outside the JS heap instead of ~290 in it. What the queries return (`Lease`) is a copy made for
+// the caller; it does not follow later changes.
 //
 // Memory is bounded whatever clients send: addresses held (offers and bindings) are bounded by the
 // pool, offers also by `offersMax` (the oldest offer is withdrawn for a new one: an unanswered offer
-// is the weakest claim), released entries by `rememberMax` (the oldest are forgotten). Maps holding
-// addresses are keyed by the offset in the subnet, a small integer V8 stores inline.
+// is the weakest claim), released entries by `rememberMax` (the oldest are forgotten). The
+// quarantine is keyed by the offset in the subnet, a small integer V8 stores inline.
 import type { ResolvedReservation, SubnetConfig } from './config.js';
 import { type Ipv4 } from './ipv4.js';
+import { BOUND, FREE, LeaseSlots, OFFERED, OFFERS, RELEASED, REMEMBERED } from './lease-slots.js';
 import { AddressPool, AllocationError } from './pool.js';
 
 export type LeaseState = 'offered' | 'bound' | 'released';
@@ -31,13 +35,12 @@ export interface Lease {
   state: LeaseState;
   hostname?: string;
   /**
-   * Ethernet source address (lowercase hex) of the frames that won the entry: a RELEASE or DECLINE
-   * counts only from it, and dynamic holds are counted per source. Undefined: the client's own MAC
-   * (entries from the lease file, or requests whose frame was not seen).
+   * Source of the frames that won the entry: the bridge port they came in on ("portN", N its ifindex:
+   * decide.ts), else their Ethernet source address (lowercase hex). A RELEASE or DECLINE counts only
+   * from it, and dynamic holds are counted per source. Undefined: the client's own MAC (entries from
+   * the lease file, or requests whose frame was not seen).
    */
   src?: string;
-  /** Position in the table's expiry heap (-1: in none); the table's own bookkeeping. */
-  pos: number;
 }
 
 /** What a client is known as: its key, and its MAC when it has an Ethernet one. */
@@ -59,22 +62,15 @@ export interface ExpiryEvent {
 export class LeaseTable {
   readonly config: SubnetConfig;
   readonly pool: AddressPool;
-  private readonly byKey = new Map<string, Lease>();
-  /** Offset of the address in the subnet → its holder. */
-  private readonly byAddr = new Map<number, Lease>();
+  /** The entries (lease-slots.ts): a slot each, found by client key and by held address. */
+  private slots = new LeaseSlots();
   /** Offset of the address in the subnet → quarantined until. */
   private readonly quarantine = new Map<number, number>();
   private readonly reservationsByKey = new Map<string, ResolvedReservation>();
   private readonly reservationsByMac = new Map<string, ResolvedReservation>();
   private readonly reservationsByAddr = new Map<Ipv4, ResolvedReservation>();
-  /** Released entries in the order they were released: the oldest go first when there are too many. */
-  private readonly remembered = new Map<string, Lease>();
-  /** Offered entries in the order they were offered: the oldest is withdrawn when there are too many. */
-  private readonly offered = new Map<string, Lease>();
   /** Ethernet source → addresses held (offered or bound) by its entries, reserved addresses not counted. */
   private readonly heldBySource = new Map<string, number>();
-  /** Every entry, as a binary min-heap on expiresAt; `lease.pos` is its index. */
-  private heap: Lease[] = [];
   /** How long a released or expired entry is remembered as the client's preferred address. */
   readonly rememberMs: number;
   /** At most this many released entries are kept (a client inventing identities cannot grow the table). */
@@ -114,18 +110,18 @@ export class LeaseTable {
     for (const old of [r.clientKey && this.reservationsByKey.get(r.clientKey), r.macHex && this.reservationsByMac.get(r.macHex)]) {
       if (old) this.removeReservation(old);
     }
-    const holder = this.byAddr.get(this.off(r.address));
+    const holder = this.slots.holderAt(r.address);
     let displaced: Lease | undefined;
-    if (holder && !matchesReservation(holder, r)) {
+    if (holder >= 0 && !matchesReservation(this.at(holder), r)) {
+      displaced = this.at(holder);
       this.drop(holder);
-      displaced = holder;
-    } else if (holder) {
+    } else if (holder >= 0) {
       this.countHold(holder, -1); // its owner's now: not a dynamic hold any more
     }
     this.reservationsByAddr.set(r.address, r);
     if (r.clientKey !== undefined) this.reservationsByKey.set(r.clientKey, r);
     if (r.macHex !== undefined) this.reservationsByMac.set(r.macHex, r);
-    if (!this.byAddr.has(this.off(r.address)) && this.pool.isFree(r.address)) this.pool.take(r.address);
+    if (this.slots.holderAt(r.address) < 0 && this.pool.isFree(r.address)) this.pool.take(r.address);
     return displaced;
   }
 
@@ -134,19 +130,21 @@ export class LeaseTable {
     this.reservationsByAddr.delete(r.address);
     if (r.clientKey !== undefined && this.reservationsByKey.get(r.clientKey) === r) this.reservationsByKey.delete(r.clientKey);
     if (r.macHex !== undefined && this.reservationsByMac.get(r.macHex) === r) this.reservationsByMac.delete(r.macHex);
-    const o = this.off(r.address);
-    const holder = this.byAddr.get(o);
-    if (holder) this.countHold(holder, 1); // a dynamic hold from now on
-    else if (!this.config.excluded.has(r.address) && !this.quarantine.has(o)) this.pool.release(r.address);
+    const holder = this.slots.holderAt(r.address);
+    if (holder >= 0) this.countHold(holder, 1); // a dynamic hold from now on
+    else if (!this.config.excluded.has(r.address) && !this.quarantine.has(this.off(r.address))) this.pool.release(r.address);
   }
 
   // --- queries (the decision logic's view) ----------------------------------------------------
 
+  /** The client's entry (a copy: it does not follow later changes). */
   lease(clientKey: string): Lease | undefined {
-    return this.byKey.get(clientKey);
+    const s = this.slots.find(clientKey);
+    return s < 0 ? undefined : this.at(s, clientKey);
   }
   holderOf(a: Ipv4): Lease | undefined {
-    return this.byAddr.get(this.off(a));
+    const s = this.slots.holderAt(a);
+    return s < 0 ? undefined : this.at(s);
   }
   isQuarantined(a: Ipv4, now: number): boolean {
     const until = this.quarantine.get(this.off(a));
@@ -162,8 +160,8 @@ export class LeaseTable {
     if (r) return reservationMatches(r, client);
     if (!this.pool.contains(a) || this.config.excluded.has(a)) return false;
     if (this.isQuarantined(a, now)) return false;
-    const holder = this.byAddr.get(this.off(a));
-    return !holder || holder.clientKey === client.key || holder.expiresAt <= now;
+    const h = this.slots.holderAt(a);
+    return h < 0 || this.slots.keyIs(h, client.key) || (this.slots.exp[h] as number) <= now;
   }
 
   /** Addresses (not reserved ones) held now by entries won by frames from this Ethernet source. */
@@ -177,8 +175,8 @@ export class LeaseTable {
    */
   oldestOffer(exceptKey: string): Lease | undefined {
     let looked = 0;
-    for (const l of this.offered.values()) {
-      if (l.clientKey !== exceptKey && !this.reservationsByAddr.has(l.address)) return l;
+    for (let s = this.slots.listHead(OFFERS); s >= 0; s = this.slots.listNext(s)) {
+      if (!this.slots.keyIs(s, exceptKey) && !this.reservationsByAddr.has(this.slots.addr[s] as number)) return this.at(s);
       if (++looked >= 64) break; // reserved ones are few: this only bounds a pathological table
     }
     return undefined;
@@ -190,14 +188,25 @@ export class LeaseTable {
   }
 
   get size(): number {
-    return this.byKey.size;
+    return this.slots.count;
   }
   /** Offers held now. */
   get offerCount(): number {
-    return this.offered.size;
+    return this.slots.lsize[OFFERS] as number;
   }
-  entries(): IterableIterator<Lease> {
-    return this.byKey.values();
+  /** Every entry (copies), in the order they were made. */
+  *entries(): Generator<Lease> {
+    for (const s of this.slots.all()) yield this.at(s);
+  }
+
+  /**
+   * The entries as they are now, to be read later (a compaction writes them a chunk per event-loop
+   * turn): a copy of the slots, which changes made meanwhile do not reach.
+   */
+  frozenEntries(): Iterable<Lease> {
+    const copy = Object.create(LeaseTable.prototype) as LeaseTable;
+    copy.slots = this.slots.packedCopy();
+    return { [Symbol.iterator]: () => copy.entries() };
   }
 
   // --- changes ----------------------------------------------------------------------------
@@ -207,12 +216,13 @@ export class LeaseTable {
    * is. With `offersMax` offers held already, the oldest is withdrawn first.
    */
   hold(client: ClientIdentity, a: Ipv4, until: number, now: number, src?: string): Lease {
-    const cur = this.byKey.get(client.key);
-    if (cur && cur.address === a && cur.state === 'bound' && cur.expiresAt > now) return cur;
-    if (cur?.state !== 'offered') {
-      while (this.offered.size >= this.offersMax) this.drop(this.offered.values().next().value as Lease);
+    const { slots } = this;
+    const cur = slots.find(client.key);
+    if (cur >= 0 && slots.addr[cur] === a && slots.state[cur] === BOUND && (slots.exp[cur] as number) > now) return this.at(cur, client.key);
+    if (cur < 0 || slots.state[cur] !== OFFERED) {
+      while ((slots.lsize[OFFERS] as number) >= this.offersMax) this.drop(slots.listHead(OFFERS));
     }
-    return this.put(client, a, until, 'offered', cur?.hostname, now, false, src);
+    return this.put(client, a, until, OFFERED, undefined, now, false, src);
   }
 
   /**
@@ -220,7 +230,7 @@ export class LeaseTable {
    * (replaying the lease file, where the later record is the truth) a live holder is displaced.
    */
   bind(client: ClientIdentity, a: Ipv4, expiresAt: number, hostname: string | undefined, now: number, force = false, src?: string): Lease {
-    return this.put(client, a, expiresAt, 'bound', hostname, now, force, src);
+    return this.put(client, a, expiresAt, BOUND, hostname, now, force, src);
   }
 
   /**
@@ -228,21 +238,21 @@ export class LeaseTable {
    * the entry is remembered until `rememberUntil` as the client's preferred address.
    */
   release(clientKey: string, rememberUntil: number): Lease | undefined {
-    const cur = this.byKey.get(clientKey);
-    if (!cur || cur.state === 'released') return undefined;
-    this.unholdAddress(cur);
-    this.remember(cur, rememberUntil);
-    return cur;
+    const s = this.slots.find(clientKey);
+    if (s < 0 || this.slots.state[s] === RELEASED) return undefined;
+    this.unholdAddress(s);
+    return this.rememberAs(s, rememberUntil, clientKey);
   }
 
   /** Restores a memory of the client's address (from the lease file) without holding the address. */
   recall(client: ClientIdentity, a: Ipv4, until: number): Lease {
-    const cur = this.byKey.get(client.key);
-    if (cur) this.drop(cur);
-    const l: Lease = { clientKey: client.key, mac: client.mac, address: a, expiresAt: until, state: 'released', pos: -1 };
-    this.byKey.set(client.key, l);
-    this.remember(l, until);
-    return l;
+    const cur = this.slots.find(client.key);
+    if (cur >= 0) this.drop(cur);
+    const s = this.slots.alloc(client.key);
+    this.slots.setMac(s, client.mac);
+    this.slots.addr[s] = a;
+    this.slots.state[s] = RELEASED;
+    return this.rememberAs(s, until, client.key);
   }
 
   /** Quarantined addresses and until when. */
@@ -252,48 +262,44 @@ export class LeaseTable {
 
   /** Forgets an offer the client did not take (it chose another server). */
   forgetOffer(clientKey: string): Lease | undefined {
-    const cur = this.byKey.get(clientKey);
-    if (!cur || cur.state !== 'offered') return undefined;
-    this.drop(cur);
-    return cur;
+    const s = this.slots.find(clientKey);
+    if (s < 0 || this.slots.state[s] !== OFFERED) return undefined;
+    const l = this.at(s, clientKey);
+    this.drop(s);
+    return l;
   }
 
   /** The client found `a` in use (DECLINE): nobody gets it until `until`. */
   quarantineAddress(a: Ipv4, until: number): void {
     const o = this.off(a);
-    const holder = this.byAddr.get(o);
-    if (holder) this.drop(holder);
+    const holder = this.slots.holderAt(a);
+    if (holder >= 0) this.drop(holder);
     if (!this.quarantine.has(o) && this.pool.isFree(a)) this.pool.take(a);
     this.quarantine.set(o, until);
   }
 
   /** Drops every entry and quarantine (the interface went away). */
   clear(): Lease[] {
-    const all = [...this.byKey.values()];
-    for (const l of all) this.drop(l);
+    const all = [...this.slots.all()];
+    const leases = all.map((s) => this.at(s));
+    for (const s of all) this.drop(s);
     for (const o of [...this.quarantine.keys()]) this.endQuarantine(o);
-    this.heap = [];
-    this.offered.clear();
-    this.remembered.clear();
-    return all;
+    this.slots = new LeaseSlots();
+    return leases;
   }
 
   /** Ends offers, bindings and memories whose time has come; returns what changed. */
   expire(now: number): ExpiryEvent[] {
     const events: ExpiryEvent[] = [];
-    const heap = this.heap;
-    while (heap.length && (heap[0] as Lease).expiresAt <= now) {
-      const l = heap[0] as Lease;
-      if (l.state === 'offered') {
-        this.drop(l);
-        events.push({ lease: l, what: 'offer' });
-      } else if (l.state === 'bound') {
-        this.unholdAddress(l);
-        this.remember(l, now + this.rememberMs); // moves it down the heap
-        events.push({ lease: l, what: 'lease' });
+    const { slots } = this;
+    for (let s = slots.top(); s >= 0 && (slots.exp[s] as number) <= now; s = slots.top()) {
+      const state = slots.state[s];
+      if (state === BOUND) {
+        this.unholdAddress(s);
+        events.push({ lease: this.rememberAs(s, now + this.rememberMs), what: 'lease' }); // moves it down the heap
       } else {
-        this.drop(l);
-        events.push({ lease: l, what: 'forget' });
+        events.push({ lease: this.at(s), what: state === OFFERED ? 'offer' : 'forget' });
+        this.drop(s);
       }
     }
     for (const [o, until] of this.quarantine) if (until <= now) this.endQuarantine(o);
@@ -302,7 +308,8 @@ export class LeaseTable {
 
   /** Earliest time `expire` has work, or undefined. */
   nextExpiry(): number | undefined {
-    return this.heap[0]?.expiresAt;
+    const s = this.slots.top();
+    return s < 0 ? undefined : this.slots.exp[s];
   }
 
   private off(a: Ipv4): number {
@@ -312,88 +319,107 @@ export class LeaseTable {
     return (this.config.network + o) >>> 0;
   }
 
-  private put(client: ClientIdentity, a: Ipv4, expiresAt: number, state: LeaseState, hostname: string | undefined, now: number, force = false,
+  /** Entry `s` as an object (a copy). */
+  private at(s: number, key?: string): Lease {
+    const { slots } = this;
+    const l: Lease = {
+      clientKey: key ?? slots.key(s), mac: slots.mac(s), address: slots.addr[s] as number, expiresAt: slots.exp[s] as number,
+      state: STATE_NAMES[slots.state[s] as number] as LeaseState,
+    };
+    const hostname = slots.hostnames.get(s);
+    if (hostname !== undefined) l.hostname = hostname;
+    const src = slots.src(s);
+    if (src !== undefined) l.src = src;
+    return l;
+  }
+
+  private put(client: ClientIdentity, a: Ipv4, expiresAt: number, state: number, hostname: string | undefined, now: number, force = false,
     src?: string): Lease {
-    let cur = this.byKey.get(client.key);
-    const o = this.off(a);
-    const holder = this.byAddr.get(o);
-    if (holder && holder !== cur) {
+    const { slots } = this;
+    let cur = slots.find(client.key);
+    const holder = slots.holderAt(a);
+    if (holder >= 0 && holder !== cur) {
       // A live holder gives way only to the owner of the address's reservation (the launcher's word),
       // or when its claim is an unanswered offer (withdrawn: decide() takes an offered address only
       // when nothing else is free); otherwise this is a bookkeeping conflict the caller answers with
       // a NAK. An expired holder is simply gone.
       const reservation = this.reservationsByAddr.get(a);
-      if (holder.expiresAt > now && !force && holder.state !== 'offered' && !(reservation && reservationMatches(reservation, client))) {
-        throw new AllocationError(`address held by ${holder.clientKey}`);
+      if ((slots.exp[holder] as number) > now && !force && slots.state[holder] !== OFFERED && !(reservation && reservationMatches(reservation, client))) {
+        throw new AllocationError(`address held by ${slots.key(holder)}`);
       }
-      if (holder.state === 'offered') this.drop(holder);
+      if (slots.state[holder] === OFFERED) this.drop(holder);
       else {
         this.unholdAddress(holder);
         this.remember(holder, now + this.rememberMs);
       }
     }
-    if (cur && cur.address !== a) this.unholdAddress(cur);
-    else if (cur && cur.src !== src && this.byAddr.get(o) === cur) {
+    // (remembering the holder may have forgotten the oldest memory: the client's own)
+    if (cur >= 0 && slots.state[cur] === FREE) cur = -1;
+    if (cur >= 0 && slots.addr[cur] !== a) this.unholdAddress(cur);
+    else if (cur >= 0 && !slots.srcIs(cur, src) && slots.holderAt(a) === cur) {
       // the same client, its frames now from another source: the hold moves to that source's count
       this.countHold(cur, -1);
-      cur.src = src;
+      slots.setSrc(cur, src);
       this.countHold(cur, 1);
     }
-    if (!cur) {
-      cur = { clientKey: client.key, mac: client.mac, address: a, expiresAt, state, hostname, src, pos: -1 };
-      this.byKey.set(client.key, cur);
+    if (cur < 0) {
+      cur = slots.alloc(client.key);
+      slots.setMac(cur, client.mac);
+      slots.addr[cur] = a;
     } else {
-      cur.src = src;
-      if (cur.state === 'released') this.remembered.delete(cur.clientKey);
-      else if (cur.state === 'offered' && state !== 'offered') this.offered.delete(cur.clientKey);
-      cur.address = a;
-      cur.expiresAt = expiresAt;
-      cur.state = state;
-      if (cur.mac !== client.mac) cur.mac = client.mac;
-      if (hostname !== undefined) cur.hostname = hostname;
+      slots.unlink(cur);
+      slots.addr[cur] = a; // it holds no other address (given up above)
+      if (!slots.macIs(cur, client.mac)) slots.setMac(cur, client.mac);
     }
-    if (state === 'offered') {
-      // re-offered: to the end of the line
-      this.offered.delete(cur.clientKey);
-      this.offered.set(cur.clientKey, cur);
-    }
-    if (this.byAddr.get(o) !== cur) {
-      this.byAddr.set(o, cur);
+    if (!slots.srcIs(cur, src)) slots.setSrc(cur, src);
+    slots.exp[cur] = expiresAt;
+    slots.state[cur] = state;
+    if (hostname !== undefined) slots.hostnames.set(cur, hostname);
+    // offered, or re-offered: to the end of the line
+    if (state === OFFERED) slots.push(OFFERS, cur);
+    if (slots.holderAt(a) !== cur) {
+      slots.hold(cur);
       this.countHold(cur, 1);
       if (this.pool.isFree(a)) this.pool.take(a);
     }
-    this.schedule(cur);
-    return cur;
+    slots.schedule(cur);
+    return this.at(cur, client.key);
   }
 
-  private drop(l: Lease): void {
-    this.unholdAddress(l);
-    this.unschedule(l);
-    if (this.byKey.get(l.clientKey) === l) this.byKey.delete(l.clientKey);
-    if (this.remembered.get(l.clientKey) === l) this.remembered.delete(l.clientKey);
-    if (this.offered.get(l.clientKey) === l) this.offered.delete(l.clientKey);
+  private drop(s: number): void {
+    const { slots } = this;
+    if (slots.state[s] === FREE) return;
+    this.unholdAddress(s);
+    slots.unschedule(s);
+    slots.release(s);
+  }
+
+  /** remember(), returning the entry as it is then (it may be forgotten at once when rememberMax is tiny). */
+  private rememberAs(s: number, until: number, key?: string): Lease {
+    const l = this.at(s, key);
+    this.remember(s, until);
+    l.state = 'released';
+    l.expiresAt = until;
+    return l;
   }
 
   /** Turns an entry into a memory of the client's address (it must not hold the address any more). */
-  private remember(l: Lease, until: number): void {
-    if (l.state === 'offered' && this.offered.get(l.clientKey) === l) this.offered.delete(l.clientKey);
-    l.state = 'released';
-    l.expiresAt = until;
-    this.schedule(l);
-    this.remembered.delete(l.clientKey);
-    this.remembered.set(l.clientKey, l);
-    while (this.remembered.size > this.rememberMax) {
-      const oldest = this.remembered.values().next().value as Lease;
-      this.drop(oldest);
-    }
+  private remember(s: number, until: number): void {
+    const { slots } = this;
+    slots.state[s] = RELEASED;
+    slots.exp[s] = until;
+    slots.schedule(s);
+    slots.push(REMEMBERED, s);
+    while ((slots.lsize[REMEMBERED] as number) > this.rememberMax) this.drop(slots.listHead(REMEMBERED));
   }
 
-  private unholdAddress(l: Lease): void {
-    const o = this.off(l.address);
-    if (this.byAddr.get(o) !== l) return;
-    this.byAddr.delete(o);
-    this.countHold(l, -1);
-    const a = l.address;
+  private unholdAddress(s: number): void {
+    const { slots } = this;
+    const a = slots.addr[s] as number;
+    if (slots.holderAt(a) !== s) return;
+    this.countHold(s, -1);
+    slots.unhold(s);
+    const o = this.off(a);
     if (!this.reservationsByAddr.has(a) && !this.config.excluded.has(a) && !this.quarantine.has(o) && this.pool.contains(a) && !this.pool.isFree(a)) {
       this.pool.release(a);
     }
@@ -403,9 +429,9 @@ export class LeaseTable {
    * Counts a dynamic hold (not on a reserved address) toward its Ethernet source: `src`, else the
    * client's MAC. Only where a cap reads the counts.
    */
-  private countHold(l: Lease, delta: 1 | -1): void {
-    if (!this.config.maxLeasesPerSource || this.reservationsByAddr.has(l.address)) return;
-    const src = l.src ?? l.mac.replace(/:/g, '');
+  private countHold(s: number, delta: 1 | -1): void {
+    if (!this.config.maxLeasesPerSource || this.reservationsByAddr.has(this.slots.addr[s] as number)) return;
+    const src = this.slots.src(s) ?? this.slots.mac(s).replace(/:/g, '');
     const n = (this.heldBySource.get(src) ?? 0) + delta;
     if (n > 0) this.heldBySource.set(src, n);
     else this.heldBySource.delete(src);
@@ -414,73 +440,13 @@ export class LeaseTable {
   private endQuarantine(o: number): void {
     this.quarantine.delete(o);
     const a = this.addr(o);
-    if (!this.byAddr.has(o) && !this.reservationsByAddr.has(a) && !this.config.excluded.has(a) && this.pool.contains(a) && !this.pool.isFree(a)) {
+    if (this.slots.holderAt(a) < 0 && !this.reservationsByAddr.has(a) && !this.config.excluded.has(a) && this.pool.contains(a) && !this.pool.isFree(a)) {
       this.pool.release(a);
     }
   }
-
-  // --- the expiry heap ------------------------------------------------------------------------
-
-  /** Puts the entry in the heap, or moves it to where its (changed) expiresAt belongs. */
-  private schedule(l: Lease): void {
-    const h = this.heap;
-    if (l.pos < 0) {
-      l.pos = h.length;
-      h.push(l);
-      this.siftUp(l.pos);
-      return;
-    }
-    this.siftUp(l.pos);
-    this.siftDown(l.pos);
-  }
-
-  private unschedule(l: Lease): void {
-    const i = l.pos;
-    if (i < 0) return;
-    const h = this.heap;
-    l.pos = -1;
-    const last = h.pop() as Lease;
-    if (last === l) return;
-    h[i] = last;
-    last.pos = i;
-    this.siftUp(i);
-    this.siftDown(last.pos);
-  }
-
-  private siftUp(i: number): void {
-    const h = this.heap;
-    const item = h[i] as Lease;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      const parent = h[p] as Lease;
-      if (parent.expiresAt <= item.expiresAt) break;
-      h[i] = parent;
-      parent.pos = i;
-      i = p;
-    }
-    h[i] = item;
-    item.pos = i;
-  }
-
-  private siftDown(i: number): void {
-    const h = this.heap;
-    const n = h.length;
-    const item = h[i] as Lease;
-    for (;;) {
-      const l = 2 * i + 1;
-      if (l >= n) break;
-      const r = l + 1;
-      const c = r < n && (h[r] as Lease).expiresAt < (h[l] as Lease).expiresAt ? r : l;
-      const child = h[c] as Lease;
-      if (child.expiresAt >= item.expiresAt) break;
-      h[i] = child;
-      child.pos = i;
-      i = c;
-    }
-    h[i] = item;
-    item.pos = i;
-  }
 }
+
+const STATE_NAMES = ['', 'offered', 'bound', 'released'];
 
 /** Offers held at once per interface, at most (each is a few hundred bytes). */
 export const DEFAULT_OFFERS_MAX = 8192;

@@ -16,6 +16,7 @@ import { applyDecision, DEFAULT_DECLINE_MS, DEFAULT_OFFER_HOLD_MS } from './appl
 import { decodePacket, DhcpDecodeError, type DhcpPacket, encodePacket, maxPayloadFor } from './codec.js';
 import { type InterfaceConfig, type Reservation, resolveInterfaceConfig, type SubnetConfig } from './config.js';
 import { type Decision, decide, nak } from './decide.js';
+import { IngressPorts } from './ingress.js';
 import { fromHex, inSubnet, ipv4ToString, parseIpv4, parseMac, toHex } from './ipv4.js';
 import {
   bindEntry, type Durability, FileLeaseStore, type JournalEntry, type LeaseStore, MemoryLeaseStore, stateEntries,
@@ -106,6 +107,8 @@ export const MAX_ACK_BACKLOG = 4096;
 export class DhcpServer {
   private readonly byIndex = new Map<number, Served>();
   private readonly byName = new Map<string, Served>();
+  /** a zone's requests as their bridge port received them (ingress.ts) */
+  private readonly ingress = new IngressPorts();
   private readonly transport: DhcpTransport;
   private readonly store: LeaseStore;
   private readonly clock: () => number;
@@ -298,6 +301,7 @@ export class DhcpServer {
     const served = this.byIndex.get(f.ifindex);
     if (!served) {
       this.stats.notServed++;
+      this.ingress.note(f.ifindex, f.srcMac, f.datagram.payload); // perhaps a port of a bridge served
       return;
     }
     let packet: DhcpPacket;
@@ -316,7 +320,8 @@ export class DhcpServer {
     try {
       const now = this.clock();
       const unicast = f.pkttype === 0 && f.datagram.dstIp === served.config.serverAddress;
-      const d = decide({ packet, unicast, srcMac: f.srcMac }, served.table, now);
+      const ingressPort = this.ingress.take(f.srcMac, f.datagram.payload);
+      const d = decide(ingressPort === undefined ? { packet, unicast, srcMac: f.srcMac } : { packet, unicast, srcMac: f.srcMac, ingressPort }, served.table, now);
       this.apply(served, f, packet, d, now);
     } catch (err) {
       // A bug, not input: keep serving, but say so (at most once a second).
@@ -462,20 +467,27 @@ export class DhcpServer {
     }
   }
 
-  /** Every record that restates the current state: served tables, and interfaces not served now. */
-  private *snapshot(): Generator<JournalEntry> {
+  /**
+   * Every record that restates the current state: served tables, and interfaces not served now. Taken
+   * now (copies of the tables' slots), made into records as the compaction reads them: 50,000 leases
+   * are never 50,000 record objects at once.
+   */
+  private snapshot(): Iterable<JournalEntry> {
     const now = this.clock();
-    for (const s of this.byName.values()) {
-      const ifname = s.config.ifname;
-      for (const l of s.table.entries()) {
-        if (l.state === 'bound' && l.expiresAt > now) yield bindEntry(ifname, l);
-        else if (l.state === 'released' && l.expiresAt > now) {
-          yield { op: 'release', if: ifname, c: l.clientKey, mac: l.mac, ip: ipv4ToString(l.address), exp: l.expiresAt };
+    const tables = [...this.byName.values()].map((s) => ({ ifname: s.config.ifname, entries: s.table.frozenEntries(), quarantined: [...s.table.quarantined()] }));
+    const unserved = [...stateEntries(this.store.loaded)];
+    return (function* records(): Generator<JournalEntry> {
+      for (const { ifname, entries, quarantined } of tables) {
+        for (const l of entries) {
+          if (l.state === 'bound' && l.expiresAt > now) yield bindEntry(ifname, l);
+          else if (l.state === 'released' && l.expiresAt > now) {
+            yield { op: 'release', if: ifname, c: l.clientKey, mac: l.mac, ip: ipv4ToString(l.address), exp: l.expiresAt };
+          }
         }
+        for (const [a, until] of quarantined) if (until > now) yield { op: 'decline', if: ifname, ip: ipv4ToString(a), until };
       }
-      for (const [a, until] of s.table.quarantined()) if (until > now) yield { op: 'decline', if: ifname, ip: ipv4ToString(a), until };
-    }
-    yield* stateEntries(this.store.loaded);
+      yield* unserved;
+    })();
   }
 }
 

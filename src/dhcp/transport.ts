@@ -16,6 +16,15 @@
 //
 // A UDP socket bound to 0.0.0.0:67 with a drop-everything filter sits beside it, only so that
 // unicast requests (RENEWING, relays) do not make the kernel answer "port unreachable".
+//
+// Bridge ports: the socket is of ETH_P_ALL (a tap, ignoring outgoing frames: PACKET_IGNORE_OUTGOING,
+// so nothing sent is cloned for it), so a request from a zone's container arrives twice — first as
+// received on its bridge port (vb-…: taps run before the bridge's rx_handler takes the frame), then
+// as the bridge passes it up (vz-…). The server serves the bridge and learns the ingress port from
+// the first copy (server.ts), which is what a container cannot fake: its Ethernet source it can.
+// (A socket of ETH_P_IP sees only the bridge's copy, and PACKET_ORIGDEV does not help: the bridge
+// hands the frame up in a new receive pass whose original device is the bridge itself.) Without
+// PACKET_IGNORE_OUTGOING (Linux < 4.20) the socket stays ETH_P_IP, and frames carry no port.
 import type { Logger } from '../log.js';
 import { type FdWatcher, POLL_READABLE, sys } from '../native.js';
 import { dhcpServerFilter, dropAllFilter } from './bpf.js';
@@ -69,6 +78,9 @@ const SO_RCVBUF = 8;
 const SO_SNDBUFFORCE = 32;
 const SO_RCVBUFFORCE = 33;
 const ETH_P_IP = 0x0800;
+const ETH_P_ALL = 0x0003;
+const SOL_PACKET = 263;
+const PACKET_IGNORE_OUTGOING = 23;
 /** Datagrams per recvmmsg, and recvmmsg calls per readiness callback before yielding to the event loop. */
 const BATCH = 64;
 const ROUNDS = 4;
@@ -124,7 +136,14 @@ export class PacketTransport implements DhcpTransport {
       const bytes = opts.bufferBytes ?? 4 << 20;
       setBuffer(this.fd, SO_RCVBUFFORCE, SO_RCVBUF, bytes);
       setBuffer(this.fd, SO_SNDBUFFORCE, SO_SNDBUF, bytes);
-      s.bind(this.fd, sockaddrLl(0));
+      let protocol = ETH_P_IP;
+      try {
+        s.setsockoptInt(this.fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);
+        protocol = ETH_P_ALL;
+      } catch (err) {
+        this.log.debug('no PACKET_IGNORE_OUTGOING: requests on bridges are not told apart by port', { error: (err as Error).message });
+      }
+      s.bind(this.fd, sockaddrLl(0, undefined, protocol));
     } catch (err) {
       s.close(this.fd);
       throw err;

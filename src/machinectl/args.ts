@@ -9,6 +9,8 @@
 import { HintedConfigError } from '../runtime/machine-name.js';
 import { envAssignmentProblem, parseBoolean } from '../runtime/cli.js';
 import { parseSignal } from '../runtime/signals.js';
+import { helpEntry } from '../common/help.js';
+import { optionsHelp, type OptionHelp } from '../runtime/cli-help.js';
 
 export const PROGRAM = 'machinectl-ts';
 export const VERSION = '0.1.0';
@@ -87,34 +89,38 @@ interface VerbDef {
   max: number;
   /** the verb the name stands for (`stop` is `poweroff`) */
   alias?: Verb;
+  /** its words and options, for "usage:" hints; --help shows it without the options */
+  usage: string;
+  /** its lines in --help (an alias has none) */
+  help?: { section: string; text: string };
 }
 
 const VERBS: Record<string, VerbDef> = {
-  list: { min: 1, max: 1 },
-  'list-images': { min: 1, max: 1 },
-  status: { min: 2, max: Infinity },
-  'image-status': { min: 1, max: Infinity },
-  show: { min: 1, max: Infinity },
-  'show-image': { min: 1, max: Infinity },
-  terminate: { min: 2, max: Infinity },
-  reboot: { min: 2, max: Infinity },
-  poweroff: { min: 2, max: Infinity },
-  stop: { min: 2, max: Infinity, alias: 'poweroff' },
-  kill: { min: 2, max: Infinity },
-  login: { min: 1, max: 2 },
-  shell: { min: 1, max: Infinity },
-  remove: { min: 2, max: Infinity },
-  rename: { min: 3, max: 3 },
-  clone: { min: 3, max: 3 },
-  start: { min: 2, max: Infinity },
-  enable: { min: 2, max: Infinity },
-  disable: { min: 2, max: Infinity },
-  'set-property': { min: 3, max: Infinity },
-  'import-tar': { min: 2, max: 3 },
-  'import-fs': { min: 2, max: 3 },
-  'export-tar': { min: 3, max: 3 },
-  'pull-tar': { min: 2, max: 3 },
-  'install-units': { min: 1, max: 2 },
+  list: { min: 1, max: 1, usage: 'list', help: { section: 'Machine Commands', text: 'List running machines' } },
+  status: { min: 2, max: Infinity, usage: 'status NAME...', help: { section: 'Machine Commands', text: 'Show machine details: leader, root, network,\nOS, resources, processes' } },
+  show: { min: 1, max: Infinity, usage: 'show [NAME...]', help: { section: 'Machine Commands', text: 'Show properties of one or more machines' } },
+  start: { min: 2, max: Infinity, usage: 'start NAME...', help: { section: 'Machine Commands', text: "Start a machine from its image: as\nnspawn-ts@NAME.service where systemd is PID 1,\nelse detached with that unit's options" } },
+  login: { min: 1, max: 2, usage: 'login NAME', help: { section: 'Machine Commands', text: 'Get a login prompt in a machine (runs its getty)' } },
+  shell: { min: 1, max: Infinity, usage: 'shell [[USER@]NAME [COMMAND...]]', help: { section: 'Machine Commands', text: 'Invoke a shell (or other command) in a machine' } },
+  enable: { min: 2, max: Infinity, usage: 'enable NAME...', help: { section: 'Machine Commands', text: 'Start a machine at boot (needs systemd as PID 1)' } },
+  disable: { min: 2, max: Infinity, usage: 'disable NAME...', help: { section: 'Machine Commands', text: 'Do not start a machine at boot' } },
+  'install-units': { min: 1, max: 2, usage: 'install-units [DIRECTORY]', help: { section: 'Machine Commands', text: 'Install nspawn-ts@.service and nspawn-netd.service\nfor this installation (default\n/etc/systemd/system)' } },
+  poweroff: { min: 2, max: Infinity, usage: 'poweroff NAME...', help: { section: 'Machine Commands', text: 'Power off one or more machines' } },
+  reboot: { min: 2, max: Infinity, usage: 'reboot NAME...', help: { section: 'Machine Commands', text: 'Reboot one or more machines' } },
+  terminate: { min: 2, max: Infinity, usage: 'terminate NAME...', help: { section: 'Machine Commands', text: 'Terminate one or more machines' } },
+  kill: { min: 2, max: Infinity, usage: 'kill NAME... [--signal=SIGNAL] [--kill-whom=leader|all]', help: { section: 'Machine Commands', text: 'Send a signal to processes of a machine' } },
+  'set-property': { min: 3, max: Infinity, usage: 'set-property [--runtime] NAME PROPERTY=VALUE...', help: { section: 'Machine Commands', text: 'Set resource limits (MemoryMax=, MemoryHigh=,\nMemoryLow=, MemorySwapMax=, CPUQuota=,\nCPUQuotaPeriodSec=, CPUWeight=, TasksMax=)' } },
+  'list-images': { min: 1, max: 1, usage: 'list-images', help: { section: 'Image Commands', text: 'Show available container images' } },
+  'image-status': { min: 1, max: Infinity, usage: 'image-status [NAME...]', help: { section: 'Image Commands', text: 'Show image details' } },
+  'show-image': { min: 1, max: Infinity, usage: 'show-image [NAME...]', help: { section: 'Image Commands', text: 'Show properties of images' } },
+  clone: { min: 3, max: 3, usage: 'clone NAME NEWNAME [--read-only]', help: { section: 'Image Commands', text: 'Clone an image' } },
+  rename: { min: 3, max: 3, usage: 'rename NAME NEWNAME', help: { section: 'Image Commands', text: 'Rename an image' } },
+  remove: { min: 2, max: Infinity, usage: 'remove NAME...', help: { section: 'Image Commands', text: 'Remove an image' } },
+  'import-tar': { min: 2, max: 3, usage: 'import-tar FILE|- [NAME] [--read-only] [--force]', help: { section: 'Image Transfer Commands', text: 'Import a tar archive (.tar, .gz, .xz, .zst, .bz2)' } },
+  'import-fs': { min: 2, max: 3, usage: 'import-fs DIRECTORY [NAME] [--read-only] [--force]', help: { section: 'Image Transfer Commands', text: 'Import a directory tree' } },
+  'export-tar': { min: 3, max: 3, usage: 'export-tar NAME FILE|- [--format=FORMAT]', help: { section: 'Image Transfer Commands', text: "Export an image as a tar archive, compressed\nas the file name's suffix says" } },
+  'pull-tar': { min: 2, max: 3, usage: 'pull-tar URL [NAME] [--verify=checksum|no] [--read-only] [--force]', help: { section: 'Image Transfer Commands', text: 'Download a tar archive over HTTP(S) and import it' } },
+  stop: { min: 2, max: Infinity, alias: 'poweroff', usage: 'stop NAME...' },
 };
 
 /** machinectl verbs we do not implement, refused by name. */
@@ -129,6 +135,8 @@ interface OptionDef {
   long: string;
   short?: string;
   arg: ArgKind;
+  /** its lines in --help, or why it is not listed */
+  help: OptionHelp | { unlisted: string };
   handle: (st: State, value: string | undefined, used: string) => void;
 }
 
@@ -167,29 +175,29 @@ export function signalList(): string {
 }
 
 const OPTIONS: OptionDef[] = [
-  { long: 'help', short: 'h', arg: 'none', handle: (st) => { st.help = true; } },
-  { long: 'version', arg: 'none', handle: (st) => { st.version = true; } },
+  { long: 'help', short: 'h', arg: 'none', help: { text: 'Show this help' }, handle: (st) => { st.help = true; } },
+  { long: 'version', arg: 'none', help: { text: 'Show package version' }, handle: (st) => { st.version = true; } },
+  { long: 'no-pager', arg: 'none', help: { text: 'Accepted; there is no pager' }, handle: () => { /* there is no pager */ } },
+  { long: 'no-legend', arg: 'none', help: { text: 'Do not show the headers and footers' }, handle: (st) => { st.options.legend = false; } },
   {
-    long: 'property', short: 'p', arg: 'required', handle: (st, v) => {
+    long: 'property', short: 'p', arg: 'required', help: { value: 'NAME', text: 'Show only properties by this name' }, handle: (st, v) => {
       // systemd: a property asked for is shown even when empty
       st.options.properties.push(...req(v).split(',').filter((p) => p !== ''));
     },
   },
-  { long: 'all', short: 'a', arg: 'none', handle: (st) => { st.options.all = true; } },
-  { long: 'value', arg: 'none', handle: (st) => { st.options.value = true; } },
-  { long: 'full', short: 'l', arg: 'none', handle: (st) => { st.options.full = true; } },
-  { long: 'no-pager', arg: 'none', handle: () => { /* there is no pager */ } },
-  { long: 'no-legend', arg: 'none', handle: (st) => { st.options.legend = false; } },
-  { long: 'no-ask-password', arg: 'none', handle: () => { /* nothing asks for passwords */ } },
+  { long: 'quiet', short: 'q', arg: 'none', help: { text: 'Suppress output (and transfer progress)' }, handle: (st) => { st.options.quiet = true; } },
+  { long: 'all', short: 'a', arg: 'none', help: { text: 'Show all properties, including empty ones;\nlist hidden images too' }, handle: (st) => { st.options.all = true; } },
+  { long: 'value', arg: 'none', help: { text: 'When showing properties, only print the value' }, handle: (st) => { st.options.value = true; } },
+  { long: 'full', short: 'l', arg: 'none', help: { text: 'Do not ellipsize output' }, handle: (st) => { st.options.full = true; } },
   {
-    long: 'kill-whom', arg: 'required', handle: (st, v) => {
+    long: 'kill-whom', arg: 'required', help: { value: 'WHOM', text: 'Whom to send the signal to (leader, all)' }, handle: (st, v) => {
       const w = req(v);
       if (w !== 'leader' && w !== 'all') fail(`Invalid --kill-whom= value: ${w}`, "allowed: 'leader' (the container's PID 1) or 'all' (every process of the container)");
       st.options.killWhom = w;
     },
   },
   {
-    long: 'signal', short: 's', arg: 'required', handle: (st, v) => {
+    long: 'signal', short: 's', arg: 'required', help: { value: 'SIGNAL', text: "Which signal to send ('help' lists them)" }, handle: (st, v) => {
       const s = req(v);
       if (s === 'help') {
         st.list = signalList();
@@ -202,67 +210,14 @@ const OPTIONS: OptionDef[] = [
     },
   },
   {
-    long: 'host', short: 'H', arg: 'required', handle: () => {
-      fail('Option -H/--host= of machinectl is not supported by machinectl-ts: it manages the machines of this host only.', SEE_HELP, 'CFG_UNSUPPORTED_OPTION');
-    },
-  },
-  {
-    long: 'machine', short: 'M', arg: 'required', handle: () => {
-      fail('Option -M/--machine= of machinectl is not supported by machinectl-ts: it manages the machines of this host only.', SEE_HELP, 'CFG_UNSUPPORTED_OPTION');
-    },
-  },
-  { long: 'read-only', arg: 'none', handle: (st) => { st.options.readOnly = true; } },
-  {
-    long: 'mkdir', arg: 'none', handle: () => {
-      fail("Option --mkdir of machinectl is not supported by machinectl-ts (it belongs to the 'bind' verb, which is not implemented).", SEE_HELP, 'CFG_UNSUPPORTED_OPTION');
-    },
-  },
-  { long: 'quiet', short: 'q', arg: 'none', handle: (st) => { st.options.quiet = true; } },
-  {
-    long: 'lines', short: 'n', arg: 'required', handle: (_st, v) => {
-      // there is no journal to show lines of; the value is still checked as systemd checks it
-      if (parseUnsigned(req(v)) === undefined) fail(`Failed to parse lines '${req(v)}'`, 'a non-negative integer');
-    },
-  },
-  {
-    long: 'output', short: 'o', arg: 'required', handle: (st, v) => {
-      const o = req(v);
-      if (o === 'help') {
-        st.list = OUTPUT_MODES.join('\n') + '\n';
-        return;
-      }
-      if (!(OUTPUT_MODES as readonly string[]).includes(o)) fail(`Unknown output '${o}'.`, `allowed: ${OUTPUT_MODES.join(', ')}`);
-      st.options.output = o as OutputMode;
-      if (isJsonMode(st.options.output)) st.options.legend = false;
-    },
-  },
-  {
-    long: 'verify', arg: 'required', handle: (st, v) => {
-      const m = req(v);
-      if (m === 'signature') fail('--verify=signature is not supported by machinectl-ts (no GnuPG keyring is kept).', "use --verify=checksum (SHA256SUMS next to the file) or --verify=no", 'CFG_UNSUPPORTED_OPTION');
-      if (m !== 'no' && m !== 'checksum') fail(`Unknown verification mode: ${m}`, "allowed: 'checksum' (SHA256SUMS next to the file, the default) or 'no'");
-      st.options.verify = m;
-    },
-  },
-  {
-    long: 'format', arg: 'required', handle: (st, v) => {
-      const f = req(v);
-      const formats: Record<string, NonNullable<Options['format']>> = { uncompressed: 'none', gzip: 'gzip', xz: 'xz', zstd: 'zstd', bzip2: 'bzip2' };
-      const format = formats[f];
-      if (format === undefined) fail(`Unknown format: ${f}`, `allowed: ${Object.keys(formats).join(', ')}`);
-      st.options.format = format;
-    },
-  },
-  { long: 'force', arg: 'none', handle: (st) => { st.options.force = true; } },
-  {
-    long: 'uid', arg: 'required', handle: (st, v) => {
+    long: 'uid', arg: 'required', help: { value: 'USER', text: 'Specify user ID to invoke shell as' }, handle: (st, v) => {
       const u = req(v);
       if (u === '') fail('--uid= needs a user name or number.');
       st.options.uid = u;
     },
   },
   {
-    long: 'setenv', short: 'E', arg: 'required', handle: (st, v) => {
+    long: 'setenv', short: 'E', arg: 'required', help: { value: 'VAR[=VALUE]', text: 'Add an environment variable for shell' }, handle: (st, v) => {
       let a = req(v);
       // strv_env_replace_strdup_passthrough(): a bare NAME takes its value from our environment
       if (!a.includes('=')) {
@@ -278,8 +233,27 @@ const OPTIONS: OptionDef[] = [
       st.options.setenv.push(a);
     },
   },
+  { long: 'read-only', arg: 'none', help: { text: 'Create a read-only image (clone, import, pull)' }, handle: (st) => { st.options.readOnly = true; } },
+  { long: 'force', arg: 'none', help: { text: 'Replace an image of the same name (import, pull)' }, handle: (st) => { st.options.force = true; } },
   {
-    long: 'max-addresses', arg: 'required', handle: (st, v) => {
+    long: 'verify', arg: 'required', help: { value: 'MODE', text: "pull-tar: 'checksum' (SHA256SUMS next to the file,\nthe default) or 'no'" }, handle: (st, v) => {
+      const m = req(v);
+      if (m === 'signature') fail('--verify=signature is not supported by machinectl-ts (no GnuPG keyring is kept).', "use --verify=checksum (SHA256SUMS next to the file) or --verify=no", 'CFG_UNSUPPORTED_OPTION');
+      if (m !== 'no' && m !== 'checksum') fail(`Unknown verification mode: ${m}`, "allowed: 'checksum' (SHA256SUMS next to the file, the default) or 'no'");
+      st.options.verify = m;
+    },
+  },
+  {
+    long: 'format', arg: 'required', help: { value: 'FORMAT', text: 'export-tar: uncompressed, gzip, xz, zstd, bzip2' }, handle: (st, v) => {
+      const f = req(v);
+      const formats: Record<string, NonNullable<Options['format']>> = { uncompressed: 'none', gzip: 'gzip', xz: 'xz', zstd: 'zstd', bzip2: 'bzip2' };
+      const format = formats[f];
+      if (format === undefined) fail(`Unknown format: ${f}`, `allowed: ${Object.keys(formats).join(', ')}`);
+      st.options.format = format;
+    },
+  },
+  {
+    long: 'max-addresses', arg: 'required', help: { value: 'INTEGER', text: 'Number of internet addresses to show at most' }, handle: (st, v) => {
       const s = req(v);
       if (s === 'all') {
         st.options.maxAddresses = Infinity;
@@ -290,8 +264,42 @@ const OPTIONS: OptionDef[] = [
       st.options.maxAddresses = n;
     },
   },
-  { long: 'runtime', arg: 'none', handle: (st) => { st.options.runtime = true; } },
-  { long: 'verbose', short: 'v', arg: 'none', handle: (st) => { st.options.verbose = true; } },
+  {
+    long: 'output', short: 'o', arg: 'required', help: { value: 'STRING', text: 'Output mode; json, json-pretty, json-seq and\njson-sse print tables as JSON' }, handle: (st, v) => {
+      const o = req(v);
+      if (o === 'help') {
+        st.list = OUTPUT_MODES.join('\n') + '\n';
+        return;
+      }
+      if (!(OUTPUT_MODES as readonly string[]).includes(o)) fail(`Unknown output '${o}'.`, `allowed: ${OUTPUT_MODES.join(', ')}`);
+      st.options.output = o as OutputMode;
+      if (isJsonMode(st.options.output)) st.options.legend = false;
+    },
+  },
+  { long: 'runtime', arg: 'none', help: { text: 'set-property: change the running machine only\n(otherwise also stored and applied at each start)' }, handle: (st) => { st.options.runtime = true; } },
+  { long: 'verbose', short: 'v', arg: 'none', help: { text: 'Log what is done' }, handle: (st) => { st.options.verbose = true; } },
+  { long: 'no-ask-password', arg: 'none', help: { unlisted: "accepted for machinectl's sake: nothing asks for passwords" }, handle: () => { /* nothing asks for passwords */ } },
+  {
+    long: 'host', short: 'H', arg: 'required', help: { unlisted: 'refused by name (this host only)' }, handle: () => {
+      fail('Option -H/--host= of machinectl is not supported by machinectl-ts: it manages the machines of this host only.', SEE_HELP, 'CFG_UNSUPPORTED_OPTION');
+    },
+  },
+  {
+    long: 'machine', short: 'M', arg: 'required', help: { unlisted: 'refused by name (this host only)' }, handle: () => {
+      fail('Option -M/--machine= of machinectl is not supported by machinectl-ts: it manages the machines of this host only.', SEE_HELP, 'CFG_UNSUPPORTED_OPTION');
+    },
+  },
+  {
+    long: 'mkdir', arg: 'none', help: { unlisted: "refused by name (the 'bind' verb's)" }, handle: () => {
+      fail("Option --mkdir of machinectl is not supported by machinectl-ts (it belongs to the 'bind' verb, which is not implemented).", SEE_HELP, 'CFG_UNSUPPORTED_OPTION');
+    },
+  },
+  {
+    long: 'lines', short: 'n', arg: 'required', help: { unlisted: 'checked as machinectl checks it; there is no journal to show' }, handle: (_st, v) => {
+      // there is no journal to show lines of; the value is still checked as systemd checks it
+      if (parseUnsigned(req(v)) === undefined) fail(`Failed to parse lines '${req(v)}'`, 'a non-negative integer');
+    },
+  },
 ];
 
 function findLong(name: string): { def: OptionDef; used: string } {
@@ -411,36 +419,30 @@ export function parseArgs(argv: readonly string[]): ParseResult {
   return { action: 'run', verb, args: words.slice(1), options: o };
 }
 
-const USAGE: Record<string, string> = {
-  list: 'list',
-  'list-images': 'list-images',
-  status: 'status NAME...',
-  'image-status': 'image-status [NAME...]',
-  show: 'show [NAME...]',
-  'show-image': 'show-image [NAME...]',
-  terminate: 'terminate NAME...',
-  reboot: 'reboot NAME...',
-  poweroff: 'poweroff NAME...',
-  stop: 'stop NAME...',
-  kill: 'kill NAME... [--signal=SIGNAL] [--kill-whom=leader|all]',
-  login: 'login NAME',
-  shell: 'shell [[USER@]NAME [COMMAND...]]',
-  remove: 'remove NAME...',
-  rename: 'rename NAME NEWNAME',
-  clone: 'clone NAME NEWNAME [--read-only]',
-  start: 'start NAME...',
-  enable: 'enable NAME...',
-  disable: 'disable NAME...',
-  'set-property': 'set-property [--runtime] NAME PROPERTY=VALUE...',
-  'import-tar': 'import-tar FILE|- [NAME] [--read-only] [--force]',
-  'import-fs': 'import-fs DIRECTORY [NAME] [--read-only] [--force]',
-  'export-tar': 'export-tar NAME FILE|- [--format=FORMAT]',
-  'pull-tar': 'pull-tar URL [NAME] [--verify=checksum|no] [--read-only] [--force]',
-  'install-units': 'install-units [DIRECTORY]',
-};
-
 function usageOf(verb: string): string {
-  return `usage: ${PROGRAM} ${USAGE[verb] ?? verb}`;
+  return `usage: ${PROGRAM} ${VERBS[verb]?.usage ?? verb}`;
+}
+
+/** What --help lists of the tables (for tests): options and verbs, unlisted options and aliases aside. */
+export function listedNames(): { long: string[]; short: string[]; verbs: string[] } {
+  const listed = OPTIONS.filter((d) => !('unlisted' in d.help));
+  return {
+    long: listed.map((d) => d.long),
+    short: listed.flatMap((d) => (d.short !== undefined ? [d.short] : [])),
+    verbs: Object.entries(VERBS).flatMap(([name, d]) => (d.help ? [name] : [])),
+  };
+}
+
+/** The verb part of --help: each verb (aliases aside) under its heading, as the table has them. */
+function verbsHelp(): string {
+  const sections = new Map<string, string[]>();
+  for (const def of Object.values(VERBS)) {
+    if (!def.help) continue;
+    const lines = sections.get(def.help.section) ?? [];
+    sections.set(def.help.section, lines);
+    lines.push(...helpEntry(`  ${def.usage.replace(/ \[--[^\]]*\]/g, '')}`, def.help.text, 30));
+  }
+  return [...sections].map(([section, lines]) => `${section}:\n${lines.map((l) => `${l}\n`).join('')}`).join('\n');
 }
 
 export function helpText(): string {
@@ -449,73 +451,9 @@ export function helpText(): string {
 Send control commands to or query the machines that nspawn-ts runs, and manage
 their images in /var/lib/machines.
 
-Machine Commands:
-  list                        List running machines
-  status NAME...              Show machine details: leader, root, network,
-                              OS, resources, processes
-  show [NAME...]              Show properties of one or more machines
-  start NAME...               Start a machine from its image: as
-                              nspawn-ts@NAME.service where systemd is PID 1,
-                              else detached with that unit's options
-  login NAME                  Get a login prompt in a machine (runs its getty)
-  shell [[USER@]NAME [COMMAND...]]
-                              Invoke a shell (or other command) in a machine
-  enable NAME...              Start a machine at boot (needs systemd as PID 1)
-  disable NAME...             Do not start a machine at boot
-  install-units [DIRECTORY]   Install nspawn-ts@.service and nspawn-netd.service
-                              for this installation (default
-                              /etc/systemd/system)
-  poweroff NAME...            Power off one or more machines
-  reboot NAME...              Reboot one or more machines
-  terminate NAME...           Terminate one or more machines
-  kill NAME...                Send a signal to processes of a machine
-  set-property NAME PROPERTY=VALUE...
-                              Set resource limits (MemoryMax=, MemoryHigh=,
-                              MemoryLow=, MemorySwapMax=, CPUQuota=,
-                              CPUQuotaPeriodSec=, CPUWeight=, TasksMax=)
-
-Image Commands:
-  list-images                 Show available container images
-  image-status [NAME...]      Show image details
-  show-image [NAME...]        Show properties of images
-  clone NAME NEWNAME          Clone an image
-  rename NAME NEWNAME         Rename an image
-  remove NAME...              Remove an image
-
-Image Transfer Commands:
-  import-tar FILE|- [NAME]    Import a tar archive (.tar, .gz, .xz, .zst, .bz2)
-  import-fs DIRECTORY [NAME]  Import a directory tree
-  export-tar NAME FILE|-      Export an image as a tar archive, compressed
-                              as the file name's suffix says
-  pull-tar URL [NAME]         Download a tar archive over HTTP(S) and import it
-
+${verbsHelp()}
 Options:
-  -h --help                   Show this help
-     --version                Show package version
-     --no-pager               Accepted; there is no pager
-     --no-legend              Do not show the headers and footers
-  -p --property=NAME          Show only properties by this name
-  -q --quiet                  Suppress output (and transfer progress)
-  -a --all                    Show all properties, including empty ones;
-                              list hidden images too
-     --value                  When showing properties, only print the value
-  -l --full                   Do not ellipsize output
-     --kill-whom=WHOM         Whom to send the signal to (leader, all)
-  -s --signal=SIGNAL          Which signal to send ('help' lists them)
-     --uid=USER               Specify user ID to invoke shell as
-  -E --setenv=VAR[=VALUE]     Add an environment variable for shell
-     --read-only              Create a read-only image (clone, import, pull)
-     --force                  Replace an image of the same name (import, pull)
-     --verify=MODE            pull-tar: 'checksum' (SHA256SUMS next to the file,
-                              the default) or 'no'
-     --format=FORMAT          export-tar: uncompressed, gzip, xz, zstd, bzip2
-     --max-addresses=INTEGER  Number of internet addresses to show at most
-  -o --output=STRING          Output mode; json, json-pretty, json-seq and
-                              json-sse print tables as JSON
-     --runtime                set-property: change the running machine only
-                              (otherwise also stored and applied at each start)
-  -v --verbose                Log what is done
-
+${optionsHelp(OPTIONS, 30)}
 Environment: NSPAWN_TS_RUN_DIR (machine records, default /run/nspawn-ts),
 NSPAWN_TS_MACHINES_DIR (images, default /var/lib/machines),
 NSPAWN_TS_PROPERTIES_DIR (stored properties, default /etc/systemd/nspawn-ts).

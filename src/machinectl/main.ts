@@ -228,7 +228,7 @@ async function runVerb(verb: Verb, args: string[], c: Ctx): Promise<number> {
       return 0;
     }
     case 'set-property': {
-      const res = setProperty(c.registry, c.images, args[0] as string, args.slice(1), {
+      const res = await setProperty(c.registry, c.images, args[0] as string, args.slice(1), {
         runtime: opts.runtime, ...(c.propertiesDir ? { propertiesDir: c.propertiesDir } : {}),
       });
       if (!res.runtime) say(`Machine '${args[0]}' is not running; the properties apply from its next start.`);

@@ -23,10 +23,10 @@ export interface SetPropertyResult {
   effective?: string[];
 }
 
-export function setProperty(
+export async function setProperty(
   registry: MachineRegistry, images: ImageStore, name: string, assignments: readonly string[],
   opts: { runtime: boolean; propertiesDir?: string },
-): SetPropertyResult {
+): Promise<SetPropertyResult> {
   const problem = machineNameProblem(name);
   if (problem !== undefined) throw new HintedConfigError(`Invalid machine name: ${name}`, `${problem}; ${MACHINE_NAME_RULES}`, 'CFG_MACHINE_NAME');
   const props: ResourceProperties = parseProperties(assignments, 'set-property');
@@ -54,7 +54,7 @@ export function setProperty(
     cg.update(props);
     if (props.DeviceAllow) allowDevices(record, props.DeviceAllow.reset, devices.rules);
     const after = cg.toJSON();
-    registry.update(name, { cgroup: after });
+    await registry.update(name, { cgroup: after });
     result.runtime = true;
     result.effective = after.properties;
   }

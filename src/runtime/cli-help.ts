@@ -1,122 +1,69 @@
-// --help and --version of nspawn-ts.
+// --help and --version of nspawn-ts. The option lines are made from the option table
+// (cli-options.ts): an option has its help where it is parsed, so the two cannot drift apart.
+// machinectl-ts lays out its table with the same functions.
+import { helpEntry } from '../common/help.js';
 import { PROGRAM, VERSION } from './cli-values.js';
 
-// ---------------------------------------------------------------------------------------------
-// Help and version
+/** What --help says of one option of the table. */
+export interface OptionHelp {
+  /** the heading it is listed under; none: the general options at the top */
+  section?: string;
+  /** which of the option's long names this line is for (default: its first) */
+  long?: string;
+  /** the name of its value, shown after "=": "PATH" */
+  value?: string;
+  /** the description; its line breaks are kept (systemd's help is wrapped by hand) */
+  text: string;
+}
+
+/** The part of an option table entry --help shows; `unlisted`: why --help leaves it out. */
+export interface HelpedOption {
+  long: string | readonly string[];
+  short?: string;
+  help: OptionHelp | readonly OptionHelp[] | { unlisted: string };
+}
+
+/** Where nspawn-ts's descriptions start; a longer label gets a line of its own. */
+const TEXT_COLUMN = 28;
+
+function helpEntries(def: HelpedOption): readonly OptionHelp[] {
+  if ('unlisted' in def.help) return [];
+  return Array.isArray(def.help) ? def.help : [def.help as OptionHelp];
+}
+
+/**
+ * The option part of a --help text: the table's options ("  -h --help", "     --dir=PATH"), grouped
+ * under their headings in the table's order.
+ */
+export function optionsHelp(table: readonly HelpedOption[], column = TEXT_COLUMN): string {
+  const sections = new Map<string, string[]>();
+  for (const def of table) {
+    const names = typeof def.long === 'string' ? [def.long] : def.long;
+    helpEntries(def).forEach((h, i) => {
+      const key = h.section ?? '';
+      const lines = sections.get(key) ?? [];
+      sections.set(key, lines);
+      const short = i === 0 ? def.short : undefined;
+      const long = h.long ?? names[0];
+      let label = `  ${short !== undefined ? `-${short}` : '  '}`;
+      if (long !== undefined) label += ` --${long}${h.value !== undefined ? `=${h.value}` : ''}`;
+      lines.push(...helpEntry(label, h.text, column));
+    });
+  }
+  return [...sections].map(([section, lines]) => (section ? `\n${section}:\n` : '') + lines.map((l) => `${l}\n`).join('')).join('');
+}
 
 export function versionText(): string {
   return `${PROGRAM} ${VERSION}\ncommand line and .nspawn files of systemd-nspawn 252`;
 }
 
-export function helpText(): string {
+/** --help of nspawn-ts around the option lines of `table`. */
+export function helpText(table: readonly HelpedOption[]): string {
   return `${PROGRAM} [OPTIONS...] [PATH] [ARGUMENTS...]
 
 Spawn a command or OS in a lightweight container.
 
-  -h --help                 Show this help
-     --version              Print version string
-  -q --quiet                Do not show status information
-  -v --verbose              Show debug messages (as NSPAWN_TS_LOG=debug)
-     --no-pager             Accepted; nothing is paged
-     --settings=BOOLEAN     Load additional settings from .nspawn file
-                            (yes, no, trusted, override)
-
-Image:
-  -D --directory=PATH       Root directory for the container
-     --template=PATH        Initialize root directory from template directory,
-                            if missing
-  -x --ephemeral            Run container with snapshot of root directory, and
-                            remove it after exit
-
-Execution:
-  -a --as-pid2              Maintain a stub init as PID1, invoke binary as PID2
-  -b --boot                 Boot up full system (i.e. invoke init)
-     --chdir=PATH           Set working directory in the container
-  -E --setenv=NAME=VALUE    Pass an environment variable to PID 1
-  -u --user=USER            Run the command under specified user or UID
-     --kill-signal=SIGNAL   Select signal to use for shutting down PID 1
-
-System Identity:
-  -M --machine=NAME         Set the machine name for the container
-     --hostname=NAME        Override the hostname for the container
-
-Properties:
-     --property=NAME=VALUE  Set a resource-control property of the container
-     --register=BOOLEAN     Record the container in the machine registry
-                            (/run/nspawn-ts/machines; machinectl-ts reads it)
-     --keep-unit            Do not create a scope for the container; stay in
-                            the caller's cgroup
-
-User Namespacing:
-     --private-users=no|yes|pick|identity|UID[:COUNT]
-                            Run within user namespace, configure UID/GID range
-     --private-users-chown  Adjust OS tree ownership to private UID/GID range
-     --private-users-ownership=MODE
-                            Adjust ('chown') or map ('map') OS tree ownership
-                            to private UID/GID range (off, chown, map, auto)
-  -U                        Equivalent to --private-users=pick (ownership
-                            adjusted automatically), if the kernel supports it
-
-Networking:
-     --private-network      Disable network in container
-     --network-interface=INTERFACE
-                            Assign an existing network interface to the
-                            container
-     --network-macvlan=INTERFACE
-                            Create a macvlan network interface based on an
-                            existing network interface to the container
-     --network-ipvlan=INTERFACE
-                            Create an ipvlan network interface based on an
-                            existing network interface to the container
-  -n --network-veth         Add a virtual Ethernet connection between host
-                            and container
-     --network-veth-extra=HOSTIF[:CONTAINERIF]
-                            Add an additional virtual Ethernet link between
-                            host and container
-     --network-bridge=INTERFACE
-                            Add a virtual Ethernet connection to the container
-                            and attach it to an existing bridge on the host
-     --network-zone=NAME    Similar, but attach the new interface to an
-                            automatically managed bridge interface
-     --network-namespace-path=PATH
-                            Set network namespace to the one represented by
-                            the specified kernel namespace file node
-  -p --port=[PROTOCOL:]HOSTPORT[:CONTAINERPORT]
-                            Expose a container IP port on the host
-     --port-loopback        Also forward the ports for connections to
-                            127.0.0.1 on the host (not in systemd-nspawn)
-     --network-config=auto|static|dhcp
-                            How host0 gets its address: configured before the
-                            command starts (static), left to a DHCP client in
-                            the container (dhcp), or static unless the
-                            container boots (auto; not in systemd-nspawn)
-
-Integration:
-     --notify-ready=BOOLEAN Wait for the container to send READY=1 to
-                            /run/host/notify before reporting READY=1 to
-                            $NOTIFY_SOCKET
-     --resolv-conf=MODE     Select mode of /etc/resolv.conf initialization
-                            (off, copy-host, copy-static, copy-uplink,
-                            copy-stub, replace-*, bind-*, delete, auto)
-     --link-journal=MODE    Link up guest journal, one of no, auto, guest,
-                            host, try-guest, try-host
-  -j                        Equivalent to --link-journal=try-guest
-
-Mounts:
-     --bind=PATH[:PATH[:OPTIONS]]
-                            Bind mount a file or directory from the host into
-                            the container (OPTIONS: rbind, norbind, idmap,
-                            noidmap, rootidmap, owneridmap)
-     --bind-ro=PATH[:PATH[:OPTIONS]]
-                            Similar, but creates a read-only bind mount
-     --tmpfs=PATH:[OPTIONS] Mount an empty tmpfs to the specified directory
-
-Input/Output:
-     --console=MODE         Select how stdin/stdout/stderr and /dev/console are
-                            set up for the container (interactive, read-only,
-                            passive, pipe, autopipe)
-  -P --pipe                 Equivalent to --console=pipe
-
+${optionsHelp(table)}
 Other options of systemd-nspawn are refused with an error naming them.
 Networking works without systemd-networkd: the host side of -n/--network-zone
 gets an address, DHCP, NAT and port forwarding from ${PROGRAM}'s network

@@ -118,7 +118,7 @@ class ContainerRun {
   }
 
   /** Host-side preparation (preparation.ts, everything made registered for undo) and the plan (container-plan.ts). */
-  private prepare(): { cloneFlags: number; ops: PlanOp[]; cgroupDir?: string } {
+  private async prepare(): Promise<{ cloneFlags: number; ops: PlanOp[]; cgroupDir?: string }> {
     const spec = this.spec;
     if (spec.template !== undefined) populateFromTemplate(spec.directory, spec.template);
     const directory = spec.directory;
@@ -139,8 +139,8 @@ class ContainerRun {
     if (spec.network.namespacePath !== undefined) checkNetworkNamespace(spec.network.namespacePath);
 
     // what launchers killed with SIGKILL left (records, cgroups, notify sockets) goes first
-    sweepDeadLaunchers(this.registry, detectLayout());
-    this.registered = claimMachine(this.registry, spec, this.undo);
+    await sweepDeadLaunchers(this.registry, detectLayout());
+    this.registered = await claimMachine(this.registry, spec, this.undo);
     const { userns, mapRoot, lower } = prepareUserNamespace(spec, directory, this.undo, this.idmap);
     this.userns = userns;
     const { root, rootSource } = prepareRoot(spec, directory, this.opts.ephemeralDir, this.undo, userns && lower ? { userns, lower } : undefined);
@@ -177,7 +177,7 @@ class ContainerRun {
   private async start(): Promise<ContainerExit> {
     const spec = this.spec;
     for (const h of this.hooks) if (h.preflight) await h.preflight(spec);
-    const prepared = this.prepare();
+    const prepared = await this.prepare();
     this.plan = { cloneFlags: prepared.cloneFlags, ops: prepared.ops, ...(prepared.cgroupDir !== undefined ? { cgroupDir: prepared.cgroupDir } : {}) };
     let afterCloneSeen = false;
     prepared.ops.forEach((op, i) => {
@@ -427,7 +427,7 @@ class ContainerRun {
     // PID 1 entered its cgroups before it got here (prepare(): joinCgroup ops, CLONE_INTO_CGROUP)
     if (this.cgroup || this.support) log.debug('PID 1 is in its cgroups');
     if (this.registered && this.registry) {
-      this.registry.update(this.spec.machine, { leader: pid, ...(this.cgroup ? { cgroup: this.cgroup.toJSON() } : {}) });
+      await this.registry.update(this.spec.machine, { leader: pid, ...(this.cgroup ? { cgroup: this.cgroup.toJSON() } : {}) });
     }
     const ctx = this.context();
     for (const h of this.hooks) {

@@ -102,10 +102,10 @@ function machinesWithLauncher(notifyDir: string): Set<string> {
  * would put them — unless a live launcher runs that name now (a live record or notify socket),
  * or a process is still in them.
  */
-export function sweepDeadLaunchers(registry: MachineRegistry | null, layout: CgroupLayout, notifyDir = `${defaultRunDir()}/notify`): void {
+export async function sweepDeadLaunchers(registry: MachineRegistry | null, layout: CgroupLayout, notifyDir = `${defaultRunDir()}/notify`): Promise<void> {
   let dead: MachineRecord[] = [];
   try {
-    dead = registry?.pruneDead() ?? [];
+    dead = await registry?.pruneDead() ?? [];
   } catch (err) {
     log.warn(`looking for machines of killed launchers failed: ${errorMessage(err)}`);
   }

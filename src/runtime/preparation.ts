@@ -49,15 +49,15 @@ export class UndoStack {
  * (--register=no: none, as systemd-nspawn then skips systemd-machined; machinectl-ts won't see it).
  * Returns whether a record was made.
  */
-export function claimMachine(registry: MachineRegistry | null, spec: LaunchSpec, undo: UndoStack): boolean {
+export async function claimMachine(registry: MachineRegistry | null, spec: LaunchSpec, undo: UndoStack): Promise<boolean> {
   if (!registry || !spec.register) return false;
   try {
-    registry.register({ name: spec.machine, rootDirectory: spec.directory, spec: summarizeSpec(spec) });
+    await registry.register({ name: spec.machine, rootDirectory: spec.directory, spec: summarizeSpec(spec) });
   } catch (err) {
     if (err instanceof RegistryError) throw new ConfigError(err.message, { code: err.code, cause: err });
     throw err;
   }
-  undo.push('remove the machine record', () => { registry.unregister(spec.machine); });
+  undo.push('remove the machine record', async () => { await registry.unregister(spec.machine); });
   return true;
 }
 

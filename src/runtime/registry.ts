@@ -5,18 +5,21 @@
 // One machine per name: register() refuses a name whose record is still live. A record is live
 // while its leader (the container's PID 1) or its launcher runs — each identified by PID *and*
 // start time (/proc/PID/stat field 22), so a reused PID does not keep a dead machine alive. Dead
-// records are pruned on sight. Check-and-write happens under flock(2) on `<dir>/.lock`, which the
-// kernel drops when its holder dies, so two launchers racing for one name cannot both win and a
-// crashed launcher never leaves the registry locked.
+// records are pruned on sight. Check-and-write happens under flock(2) on `<dir>/.lock` (the
+// project's one lock, src/common/lock.ts), which the kernel drops when its holder dies, so two
+// launchers racing for one name cannot both win and a crashed launcher never leaves the registry
+// locked. Changes wait for the lock on timers (async): a launcher's event loop, which serves its
+// container's DHCP when no sidecar runs, never stops while another process holds it. Reads never
+// wait: they prune dead records only when the lock is free at once (else the next reader does).
 import {
-  closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readlinkSync, renameSync, unlinkSync, writeSync,
+  closeSync, fsyncSync, openSync, readdirSync, readlinkSync, renameSync, unlinkSync, writeSync,
 } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { defaultRunDir } from '../common/paths.js';
 import { readRecordFile, recordLive, recordNameOk, RECORD_VERSION } from '../common/machine-records.js';
 import { processAlive, processStartTime, type ProcessRef } from '../common/proc.js';
+import { type FileLock, lock, LockTimeoutError, tryLock } from '../common/lock.js';
 import { NspawnError } from '../errors.js';
-import { sys } from '../native.js';
 import type { LaunchSpec, PortForward } from './spec.js';
 import type { MachineCgroupState } from './cgroups.js';
 
@@ -139,16 +142,6 @@ export class ProcFs {
 
 // ---------------------------------------------------------------------------------------------
 
-const LOCK_EX = 2;
-const LOCK_NB = 4;
-const LOCK_UN = 8;
-
-type FlockFn = (fd: number, operation: number) => boolean;
-
-function sleepSync(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
 export interface RegistryOptions {
   /** the directory of the records; default <$NSPAWN_TS_RUN_DIR or /run/nspawn-ts>/machines */
   dir?: string;
@@ -157,7 +150,6 @@ export interface RegistryOptions {
   lockTimeoutMs?: number;
   /** the launcher recorded by register() (default: this process) */
   self?: ProcessRef;
-  flock?: FlockFn;
   /** told about records that were dropped (stale or unreadable) */
   onPrune?: (name: string, why: string) => void;
 }
@@ -167,7 +159,6 @@ export class MachineRegistry {
   private readonly proc: ProcFs;
   private readonly lockTimeoutMs: number;
   private readonly selfRef: ProcessRef | undefined;
-  private readonly flockFn: FlockFn | undefined;
   private readonly onPrune: (name: string, why: string) => void;
 
   constructor(opts: RegistryOptions = {}) {
@@ -175,7 +166,6 @@ export class MachineRegistry {
     this.proc = opts.proc ?? new ProcFs();
     this.lockTimeoutMs = opts.lockTimeoutMs ?? 5000;
     this.selfRef = opts.self;
-    this.flockFn = opts.flock;
     this.onPrune = opts.onPrune ?? (() => {});
   }
 
@@ -189,28 +179,41 @@ export class MachineRegistry {
     return `${this.dir}/${name}.json`;
   }
 
-  /** Runs fn holding the registry's lock (flock on <dir>/.lock). */
-  private locked<T>(fn: () => T): T {
-    mkdirSync(this.dir, { recursive: true, mode: 0o755 });
-    const flock = this.flockFn ?? ((fd: number, op: number) => sys().flock(fd, op));
-    const fd = openSync(`${this.dir}/.lock`, 'a', 0o600);
+  private get lockPath(): string {
+    return `${this.dir}/.lock`;
+  }
+
+  /** Runs fn holding the registry's lock, waited for on timers (never blocking the event loop). */
+  private async locked<T>(fn: () => T): Promise<T> {
+    let held: FileLock;
     try {
-      const deadline = Date.now() + this.lockTimeoutMs;
-      let delay = 1;
-      while (!flock(fd, LOCK_EX | LOCK_NB)) {
-        if (Date.now() >= deadline) {
-          throw new RegistryError('REG_LOCKED', `the machine registry ${this.dir} stayed locked by another process for ${this.lockTimeoutMs} ms`);
-        }
-        sleepSync(delay);
-        delay = Math.min(delay * 2, 50);
-      }
-      try {
-        return fn();
-      } finally {
-        flock(fd, LOCK_UN);
-      }
+      held = await lock(this.lockPath, { timeoutMs: this.lockTimeoutMs, mode: 0o600 });
+    } catch (err) {
+      if (!(err instanceof LockTimeoutError)) throw err;
+      throw new RegistryError('REG_LOCKED', `the machine registry ${this.dir} stayed locked by another process for ${this.lockTimeoutMs} ms`, { cause: err });
+    }
+    try {
+      return fn();
     } finally {
-      closeSync(fd);
+      held.release();
+    }
+  }
+
+  /** Runs fn holding the lock if it is free now; undefined (fn not run) when another process has it. */
+  private ifUnlocked<T>(fn: () => T): { value: T } | undefined {
+    let held: FileLock | undefined;
+    try {
+      held = tryLock(this.lockPath, { mode: 0o600 });
+    } catch (err) {
+      // a reader that may not write here (not root, read-only /run) leaves the pruning to others
+      if (['EACCES', 'EPERM', 'EROFS'].includes((err as NodeJS.ErrnoException).code ?? '')) return undefined;
+      throw err;
+    }
+    if (!held) return undefined;
+    try {
+      return { value: fn() };
+    } finally {
+      held.release();
     }
   }
 
@@ -272,7 +275,7 @@ export class MachineRegistry {
    * Records a new machine; this process is its launcher. Fails with REG_EXISTS when a live machine
    * has the name.
    */
-  register(m: NewMachine): MachineRecord {
+  async register(m: NewMachine): Promise<MachineRecord> {
     this.checkName(m.name);
     const launcher = this.self();
     const leader = m.leader === undefined ? undefined : this.leaderRef(m.leader);
@@ -308,7 +311,7 @@ export class MachineRegistry {
   }
 
   /** Changes a live record: sets the leader (with its start time and namespaces) or the network. */
-  update(name: string, patch: MachinePatch): MachineRecord {
+  async update(name: string, patch: MachinePatch): Promise<MachineRecord> {
     const leader = patch.leader === undefined ? undefined : this.leaderRef(patch.leader);
     return this.locked(() => {
       const r = this.current(name);
@@ -328,7 +331,7 @@ export class MachineRegistry {
    * Removes NAME's record if this process launched it, or it is dead, or `force`. Returns whether a
    * record was removed. A live machine of another launcher is left alone (REG_NOT_OWNER).
    */
-  unregister(name: string, opts: { force?: boolean } = {}): boolean {
+  async unregister(name: string, opts: { force?: boolean } = {}): Promise<boolean> {
     return this.locked(() => {
       const r = this.read(name);
       if (r === undefined) return false;
@@ -355,7 +358,12 @@ export class MachineRegistry {
     const r = this.read(name);
     if (r === undefined) return undefined;
     if (r !== 'corrupt' && this.isLive(r)) return r;
-    return this.locked(() => this.current(name));
+    // dead or unreadable: pruned when the lock is free (re-checked under it: it may have been
+    // re-registered meanwhile); else read once more, a reader never waits
+    const pruned = this.ifUnlocked(() => this.current(name));
+    if (pruned) return pruned.value;
+    const again = this.read(name);
+    return again !== undefined && again !== 'corrupt' && this.isLive(again) ? again : undefined;
   }
 
   /** The names of the records in the directory (none when it does not exist). */
@@ -373,7 +381,7 @@ export class MachineRegistry {
    * can clear what their launchers left (cgroups, notify sockets: src/runtime/leftovers.ts).
    * Unreadable records are removed too, and not returned.
    */
-  pruneDead(): MachineRecord[] {
+  async pruneDead(): Promise<MachineRecord[]> {
     const names = this.recordNames();
     const suspect = names.filter((n) => {
       const r = this.read(n);
@@ -408,12 +416,18 @@ export class MachineRegistry {
       else suspect.push(n);
     }
     if (suspect.length > 0) {
-      this.locked(() => {
+      const pruned = this.ifUnlocked(() => {
         for (const n of suspect) {
           const r = this.current(n); // re-checked under the lock: it may have been re-registered
           if (r) live.push(r);
         }
       });
+      if (!pruned) {
+        for (const n of suspect) {
+          const r = this.read(n); // the lock is busy: left for the next reader, re-registered ones kept
+          if (r !== undefined && r !== 'corrupt' && this.isLive(r)) live.push(r);
+        }
+      }
     }
     return live.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }

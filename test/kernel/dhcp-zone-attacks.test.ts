@@ -6,6 +6,9 @@
 import { describe, expect } from 'vitest';
 import { BOOTREPLY, decodePacket, encodePacket } from '../../src/dhcp/codec.js';
 import { ipv4ToString, parseMac } from '../../src/dhcp/ipv4.js';
+import { sockaddrLl } from '../../src/dhcp/transport.js';
+import { buildIpUdp } from '../../src/dhcp/wire.js';
+import { sys } from '../../src/native.js';
 import { MessageType as T } from '../../src/dhcp/options.js';
 import { NetdClient } from '../../src/net/netd/client.js';
 import type { DhcpLeaseInfo } from '../../src/net/netd/subsystem.js';
@@ -72,8 +75,26 @@ class Attacker {
       if (t === T.OFFER) this.offers.set(p.xid, p.yiaddr);
     });
   }
+  /** raw Ethernet frames whose source is each client's invented MAC (inventSources()) */
+  private raw: { fd: number; to: Uint8Array } | undefined;
+  /** From now on every client's frames come from its own (invented) Ethernet source. */
+  async inventSources(ifname: string): Promise<void> {
+    const [link] = await this.port.ns.ipJson<Array<{ ifindex: number }>>(['link', 'show', 'dev', ifname]);
+    this.raw = { fd: sys().socket(17 /* AF_PACKET */, 3 /* SOCK_RAW */, 0, this.port.ns.fd), to: sockaddrLl(link?.ifindex ?? 0) };
+  }
   send(c: ClientPacket): void {
-    this.client.send(encodePacket(clientPacket({ broadcast: true, ...c })));
+    const payload = encodePacket(clientPacket({ broadcast: true, ...c }));
+    if (!this.raw) {
+      this.client.send(payload);
+      return;
+    }
+    const ip = buildIpUdp(0, 0xffffffff, 68, 67, payload);
+    const frame = new Uint8Array(14 + ip.length);
+    frame.fill(0xff, 0, 6);
+    frame.set(parseMac(c.mac ?? '') ?? new Uint8Array(6), 6);
+    frame.set([0x08, 0x00], 12);
+    frame.set(ip, 14);
+    sys().sendto(this.raw.fd, frame, this.raw.to);
   }
   /** DORA (or DISCOVERs only) for `n` invented clients, 32 at a time. */
   async invent(n: number, opts: { request: boolean; prefix: string }): Promise<void> {
@@ -98,6 +119,7 @@ class Attacker {
   server = '';
   close(): void {
     this.client.close();
+    if (this.raw) sys().close(this.raw.fd);
   }
 }
 
@@ -198,6 +220,50 @@ for (const mode of ['embedded', 'sidecar'] as const) {
     }, 180_000);
   });
 }
+
+describe('a hostile neighbour inventing its Ethernet source for every client (sidecar)', () => {
+  ktest('DORA of invented clients, each from its own invented MAC, through one bridge port: capped per port; a plain client and the next container are served', async () => {
+    const root = await copyRoot(await busyboxRoot());
+    const netd = await sidecar([]);
+    let first: Proc | undefined;
+    let port: Port | undefined;
+    let plain: Port | undefined;
+    let attacker: Attacker | undefined;
+    try {
+      first = nspawnTs(['--network-zone=macs', '-M', `mc1-${process.pid}`, '-D', root.dir, 'sh', '-c', `${UDHCPC}; ${SHOW}; echo ready; read x`]);
+      await waitFor(() => first!.output().includes('ready\n') || first!.child.exitCode !== null, 'the first container', 30_000);
+      expect(first.output()).not.toMatch(/udhcpc-failed/);
+      const gateway = `${(seen(first.output())[0]?.addr ?? '').split('.').slice(0, 3).join('.')}.1`;
+      port = await Port.join('vz-macs', 'macs', ATTACKER_MAC);
+      attacker = new Attacker(port, 'macs0');
+      attacker.server = gateway;
+      await attacker.inventSources('macs0');
+      await attacker.invent(300, { request: true, prefix: '6b' });
+      // per source MAC each invented client would be a source of its own: ~250 ACKs, the /24 full
+      expect(attacker.acks.length).toBeGreaterThan(0); // the frames do reach the server
+      expect(attacker.acks.length).toBeLessThanOrEqual(8);
+      await attacker.invent(600, { request: false, prefix: '6c' });
+      // a plain client (no reservation) on another port gets a lease
+      plain = await Port.join('vz-macs', 'plcm', '02:00:00:00:0c:0e');
+      const r = await plain.ns.tryExec('udhcpc', ['-i', 'plcm0', '-f', '-q', '-n', '-t', '5', '-T', '1', '-s', '/bin/true'], { timeoutMs: 30_000 });
+      expect(r.code, r.stderr).toBe(0);
+      // the next container's real udhcpc gets its address
+      const second = nspawnTs(['--network-zone=macs', '-M', `mc2-${process.pid}`, '-D', root.dir, 'sh', '-c', `${UDHCPC}; ${SHOW}`]);
+      expect(await exitOf(second)).toBe(0);
+      expect(second.output()).not.toMatch(/udhcpc-failed|no free address/);
+      expect(seen(second.output())[0]?.addr).toMatch(/\/24$/);
+      expect(netd.proc.output()).not.toMatch(/internal error/);
+    } finally {
+      attacker?.close();
+      await port?.leave();
+      await plain?.leave();
+      first?.child.stdin?.end();
+      if (first) await exitOf(first);
+      await netd.stop();
+      root.remove();
+    }
+  }, 180_000);
+});
 
 describe('a zone without a per-source cap (--zone-leases-per-source=0)', () => {
   ktest('a DORA flood fills the /24 and a DISCOVER flood holds what is left: the next container displaces a dynamic lease, a plain client an offer', async () => {

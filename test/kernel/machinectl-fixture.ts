@@ -163,14 +163,15 @@ function launcherScript(cfgExpr: string, prelude = ''): string {
           cw.stop(); s.close(c.channel);
           const spec = { mode: 'boot', command: [], ephemeral: false, privateUsers: { mode: 'no' }, resolvConf: 'off', properties: [],
             network: { private: true, veth: false, vethExtra: [], macvlan: [], ipvlan: [], interfaces: [], ports: [], portLoopback: false, config: 'auto' } };
-          reg.register({ name: cfg.name, rootDirectory: cfg.root, spec, leader: c.pid, ...(cfg.network ? { network: cfg.network } : {}) });
-          registered = true;
-          if (cfg.cgroup) {
-            cg = MachineCgroup.create(cfg.name, {});
-            cg.attach(c.pid);
-            if (cfg.cgroup === 'record') reg.update(cfg.name, { cgroup: cg.toJSON() });
-          }
-          console.log(JSON.stringify({ leader: c.pid }));
+          reg.register({ name: cfg.name, rootDirectory: cfg.root, spec, leader: c.pid, ...(cfg.network ? { network: cfg.network } : {}) }).then(async () => {
+            registered = true;
+            if (cfg.cgroup) {
+              cg = MachineCgroup.create(cfg.name, {});
+              cg.attach(c.pid);
+              if (cfg.cgroup === 'record') await reg.update(cfg.name, { cgroup: cg.toJSON() });
+            }
+            console.log(JSON.stringify({ leader: c.pid }));
+          }).catch((e) => { console.error(String(e)); process.exit(1); });
           return;
         }
       }
@@ -180,10 +181,10 @@ function launcherScript(cfgExpr: string, prelude = ''): string {
       const st = s.waitPidfd(c.pidfd);
       if (!st) return;
       pw.stop();
-      if (registered) reg.unregister(cfg.name);
       console.error('container ended', JSON.stringify(st));
       const done = () => process.exit(0);
-      if (cg) cg.remove().then(done, (e) => { console.error(String(e)); process.exit(1); }); else done();
+      const fail = (e) => { console.error(String(e)); process.exit(1); };
+      (registered ? reg.unregister(cfg.name) : Promise.resolve()).then(() => (cg ? cg.remove() : undefined)).then(done, fail);
     });
 `;
 }

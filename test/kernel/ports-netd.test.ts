@@ -250,7 +250,7 @@ describe('port forwarding in the network subsystem', () => {
     let sub: NetworkSubsystem | undefined;
     const fw = new Firewall();
     try {
-      registry.register({ name: 'watched', rootDirectory: '/srv/watched', spec: {} as MachineSpecSummary });
+      await registry.register({ name: 'watched', rootDirectory: '/srv/watched', spec: {} as MachineSpecSummary });
       fw.ensureTables();
       fw.addPortMapping({ protocol: 'tcp', hostPort: 8000, containerAddress: '10.77.0.2', containerPort: 80, owner: 'watched' });
       fw.addPortMapping({ protocol: 'tcp', hostPort: 8001, containerAddress: '10.77.0.3', containerPort: 80, owner: 'gone' });
@@ -263,7 +263,7 @@ describe('port forwarding in the network subsystem', () => {
       // the machine ends: its launcher removes its mappings
       expect(fw.removePortMappings('watched')).toHaveLength(1);
     } finally {
-      registry.unregister('watched', { force: true });
+      await registry.unregister('watched', { force: true });
       await sub?.close();
       fw.removeTables();
       fw.close();

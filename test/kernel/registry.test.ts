@@ -37,9 +37,9 @@ function launcher(dir: string, name: string): { child: ChildProcess; outcome: Pr
   const script = `
     import { MachineRegistry } from ${JSON.stringify(registryModule)};
     const reg = new MachineRegistry({ dir: ${JSON.stringify(dir)} });
-    process.stdin.once('data', () => {
+    process.stdin.once('data', async () => {
       let out;
-      try { reg.register({ name: ${JSON.stringify(name)}, rootDirectory: '/srv/x', spec: {} }); out = 'won'; }
+      try { await reg.register({ name: ${JSON.stringify(name)}, rootDirectory: '/srv/x', spec: {} }); out = 'won'; }
       catch (e) { out = 'lost:' + e.code; }
       process.stdout.write(out + '\\n');
     });
@@ -69,7 +69,7 @@ describe('machine registry with real processes', () => {
         const launcherRef = proc.process(fakeLauncher.pid as number);
         expect(launcherRef).toBeDefined();
         const reg = new MachineRegistry({ dir, self: launcherRef });
-        const r = reg.register(machine('web', leader.pid as number));
+        const r = await reg.register(machine('web', leader.pid as number));
         expect(r.leader?.pid).toBe(leader.pid);
         expect(r.leader?.startTime).toMatch(/^[0-9]+$/);
         expect(r.namespaces.net).toEqual({ path: `/proc/${leader.pid}/ns/net`, id: readlinkSync(`/proc/${leader.pid}/ns/net`) });
@@ -80,7 +80,7 @@ describe('machine registry with real processes', () => {
         expect(reg.list().map((m) => m.name)).toEqual(['web']); // its launcher still runs
         await killAndWait(fakeLauncher);
         expect(reg.list()).toEqual([]);
-        expect(new MachineRegistry({ dir }).register(machine('web')).launcher.pid).toBe(process.pid);
+        expect((await new MachineRegistry({ dir }).register(machine('web'))).launcher.pid).toBe(process.pid);
       } finally {
         await killAndWait(leader);
         await killAndWait(fakeLauncher);
@@ -96,7 +96,7 @@ describe('machine registry with real processes', () => {
         expect(real).toBeDefined();
         // a record whose launcher has the PID of a running process but another start time
         const reg = new MachineRegistry({ dir, self: { pid: p.pid as number, startTime: String(Number(real?.startTime) - 1) } });
-        reg.register(machine('ghost'));
+        await reg.register(machine('ghost'));
         expect(reg.list()).toEqual([]);
       } finally {
         await killAndWait(p);
@@ -130,7 +130,7 @@ describe('machine registry with real processes', () => {
   ktest('the lock is released when its holder dies', async () => {
     await withDir(async (dir) => {
       const reg = new MachineRegistry({ dir, lockTimeoutMs: 2000 });
-      reg.register(machine('first')); // creates the directory and the lock file
+      await reg.register(machine('first')); // creates the directory and the lock file
       // another process takes the registry lock and never lets go
       const script = `
         import { openSync } from 'node:fs';
@@ -146,10 +146,19 @@ describe('machine registry with real processes', () => {
           holder.stdout?.once('data', () => resolve());
           holder.once('exit', (code) => reject(new Error(`lock holder exited (${code})`)));
         });
-        const probe = new MachineRegistry({ dir, lockTimeoutMs: 50 });
-        expect(() => probe.register(machine('probe'))).toThrow(/stayed locked by another process for 50 ms/);
-        await killAndWait(holder);
-        expect(reg.register(machine('second')).name).toBe('second');
+        // waiting for it never stops this process's event loop (a launcher serving DHCP in-process)
+        let ticks = 0;
+        const timer = setInterval(() => { ticks++; }, 10);
+        try {
+          const probe = new MachineRegistry({ dir, lockTimeoutMs: 500 });
+          await expect(probe.register(machine('probe'))).rejects.toThrow(/stayed locked by another process for 500 ms/);
+          expect(ticks).toBeGreaterThan(10);
+          const waiting = reg.register(machine('second'));
+          await killAndWait(holder);
+          expect((await waiting).name).toBe('second');
+        } finally {
+          clearInterval(timer);
+        }
       } finally {
         await killAndWait(holder);
       }

@@ -4,6 +4,7 @@
 // it; links stay configured (containers keep working) and the next start picks them up again.
 import { ConfigError, errorMessage } from '../../errors.js';
 import { logger, setLogFormat, setLogLevel } from '../../log.js';
+import { helpEntry } from '../../common/help.js';
 import { defaultStateDir } from '../../common/paths.js';
 import type { NetdRequest } from './api.js';
 import { defaultSocketPath } from './client.js';
@@ -16,28 +17,6 @@ import { type DhcpBackend, NetworkSubsystem } from './subsystem.js';
 
 const log = logger('netd');
 
-export const SIDECAR_USAGE = `Usage: nspawn-netd [OPTIONS]
-
-Serves host-side networking for containers (ve-*, vz-* links, also systemd-nspawn's):
-subnets, DHCP, DNS (machine names), masquerade. Runs in the foreground; logs JSON lines to stderr.
-
-Options:
-  --state-dir=DIR   state directory (default $NSPAWN_TS_STATE_DIR or /var/lib/nspawn-ts)
-  --socket=PATH     API socket (default $NSPAWN_NETD_SOCKET or /run/nspawn-ts/netd.sock)
-  --dns=ADDR[,ADDR] DNS servers for containers, instead of our DNS server on each link: IPv4
-                    ones by DHCP, IPv6 ones in router advertisements (RDNSS) (default:
-                    $NSPAWN_NETD_DNS, else our server: machine names, the rest forwarded)
-  --pool=CIDR       IPv4 pool for subnets; repeat for several (default 192.168.0.0/16,
-                    172.16.0.0/12, 10.0.0.0/8, as systemd-networkd)
-  --ipv6=no|PREFIX  IPv6 for containers: a /64 per link of this host's ULA /48 (default,
-                    masqueraded), of PREFIX (e.g. 2001:db8:42::/48, routed), or none
-                    (default $NSPAWN_TS_IPV6)
-  --zone-leases-per-source=N
-                    on a zone, at most N DHCP addresses held at once by clients without a
-                    reservation behind one Ethernet source (default 8; 0: no cap)
-  -v, --verbose     debug logging
-  -h, --help        this text`;
-
 export interface SidecarOptions {
   stateDir: string;
   socket: string;
@@ -48,11 +27,86 @@ export interface SidecarOptions {
   verbose: boolean;
 }
 
+/** An option of the sidecar that takes a value: its help, and what it sets. */
+interface SidecarOption {
+  name: string;
+  /** the value's name in --help */
+  value: string;
+  /** --help's text; its line breaks kept */
+  help: string;
+  /** `given`: the options met before this one */
+  apply(opts: SidecarOptions, value: string, given: ReadonlySet<string>): void;
+}
+
+function absolutePath(name: string, value: string): string {
+  if (!value.startsWith('/')) throw new ConfigError(`${name} takes an absolute path, got "${value}"`, { code: 'CFG_ARGS' });
+  return value;
+}
+
+const SIDECAR_OPTIONS: readonly SidecarOption[] = [
+  {
+    name: '--state-dir', value: 'DIR', help: 'state directory (default $NSPAWN_TS_STATE_DIR or /var/lib/nspawn-ts)',
+    apply: (opts, v) => { opts.stateDir = absolutePath('--state-dir', v); },
+  },
+  {
+    name: '--socket', value: 'PATH', help: 'API socket (default $NSPAWN_NETD_SOCKET or /run/nspawn-ts/netd.sock)',
+    apply: (opts, v) => { opts.socket = absolutePath('--socket', v); },
+  },
+  {
+    name: '--dns', value: 'ADDR[,ADDR]',
+    help: 'DNS servers for containers, instead of our DNS server on each link: IPv4\nones by DHCP, IPv6 ones in router advertisements (RDNSS) (default:\n$NSPAWN_NETD_DNS, else our server: machine names, the rest forwarded)',
+    apply: (opts, v, given) => {
+      try {
+        // --dns replaces $NSPAWN_NETD_DNS; repeated, it adds
+        opts.dns = [...(given.has('--dns') ? opts.dns ?? [] : []), ...parseDnsList(v, '--dns')];
+      } catch (err) {
+        throw new ConfigError(errorMessage(err), { code: 'CFG_ARGS' });
+      }
+    },
+  },
+  {
+    name: '--pool', value: 'CIDR', help: 'IPv4 pool for subnets; repeat for several (default 192.168.0.0/16,\n172.16.0.0/12, 10.0.0.0/8, as systemd-networkd)',
+    apply: (opts, v) => { opts.pools = [...(opts.pools ?? []), v]; },
+  },
+  {
+    name: '--ipv6', value: 'no|PREFIX',
+    help: "IPv6 for containers: a /64 per link of this host's ULA /48 (default,\nmasqueraded), of PREFIX (e.g. 2001:db8:42::/48, routed), or none\n(default $NSPAWN_TS_IPV6)",
+    apply: (opts, v) => { opts.ipv6 = ipv6Settings(v, '--ipv6'); },
+  },
+  {
+    name: '--zone-leases-per-source', value: 'N',
+    help: 'on a zone, at most N DHCP addresses held at once by clients without a\nreservation behind one Ethernet source (default 8; 0: no cap)',
+    apply: (opts, v) => {
+      if (!/^\d{1,9}$/.test(v)) throw new ConfigError(`--zone-leases-per-source: "${v}" is not a number of leases (0: no cap)`, { code: 'CFG_ARGS' });
+      opts.zoneLeasesPerSource = Number(v);
+    },
+  },
+];
+
+/** Where --help's descriptions start. */
+const HELP_COLUMN = 20;
+
+/** The sidecar's --help, made from its option table; `subcommands`: nspawn-netd's other commands, listed after. */
+export function sidecarHelp(subcommands = ''): string {
+  const options = [
+    ...SIDECAR_OPTIONS.flatMap((o) => helpEntry(`  ${o.name}=${o.value}`, o.help, HELP_COLUMN, 2)),
+    ...helpEntry('  -v, --verbose', 'debug logging', HELP_COLUMN),
+    ...helpEntry('  -h, --help', 'this text', HELP_COLUMN),
+  ];
+  return `Usage: nspawn-netd [OPTIONS]
+${subcommands ? '       nspawn-netd SUBCOMMAND [ARGS...]\n' : ''}
+Serves host-side networking for containers (ve-*, vz-* links, also systemd-nspawn's):
+subnets, DHCP, DNS (machine names), masquerade. Runs in the foreground; logs JSON lines to stderr.
+
+Options:
+${options.join('\n')}${subcommands ? `\n\n${subcommands}` : ''}`;
+}
+
 /** Parses the sidecar's command line; throws ConfigError naming the bad argument. */
 export function parseSidecarArgs(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): SidecarOptions | 'help' {
   const opts: SidecarOptions = { stateDir: defaultStateDir(env), socket: defaultSocketPath(env), ipv6: ipv6Settings(env.NSPAWN_TS_IPV6, '$NSPAWN_TS_IPV6'), verbose: false };
   if (env.NSPAWN_NETD_DNS) opts.dns = parseDnsList(env.NSPAWN_NETD_DNS, '$NSPAWN_NETD_DNS');
-  let dnsGiven = false;
+  const given = new Set<string>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
     if (arg === '-h' || arg === '--help') return 'help';
@@ -61,35 +115,15 @@ export function parseSidecarArgs(argv: readonly string[], env: NodeJS.ProcessEnv
       continue;
     }
     const m = /^(--[a-z0-9-]+)(?:=(.*))?$/s.exec(arg);
-    const name = m?.[1];
-    if (!m || !['--state-dir', '--socket', '--dns', '--pool', '--zone-leases-per-source', '--ipv6'].includes(name ?? '')) {
-      throw new ConfigError(`unknown argument "${arg}" (see nspawn-netd --help)`, { code: 'CFG_ARGS' });
-    }
+    const option = SIDECAR_OPTIONS.find((o) => o.name === m?.[1]);
+    if (!m || !option) throw new ConfigError(`unknown argument "${arg}" (see nspawn-netd --help)`, { code: 'CFG_ARGS' });
     let value = m[2];
     if (value === undefined) {
       value = argv[++i];
-      if (value === undefined) throw new ConfigError(`${name} needs a value`, { code: 'CFG_ARGS' });
+      if (value === undefined) throw new ConfigError(`${option.name} needs a value`, { code: 'CFG_ARGS' });
     }
-    if (name === '--state-dir' || name === '--socket') {
-      if (!value.startsWith('/')) throw new ConfigError(`${name} takes an absolute path, got "${value}"`, { code: 'CFG_ARGS' });
-      if (name === '--state-dir') opts.stateDir = value;
-      else opts.socket = value;
-    } else if (name === '--dns') {
-      try {
-        // --dns replaces $NSPAWN_NETD_DNS; repeated, it adds
-        opts.dns = [...(dnsGiven ? opts.dns ?? [] : []), ...parseDnsList(value, '--dns')];
-        dnsGiven = true;
-      } catch (err) {
-        throw new ConfigError(errorMessage(err), { code: 'CFG_ARGS' });
-      }
-    } else if (name === '--ipv6') {
-      opts.ipv6 = ipv6Settings(value, '--ipv6');
-    } else if (name === '--zone-leases-per-source') {
-      if (!/^\d{1,9}$/.test(value)) throw new ConfigError(`--zone-leases-per-source: "${value}" is not a number of leases (0: no cap)`, { code: 'CFG_ARGS' });
-      opts.zoneLeasesPerSource = Number(value);
-    } else {
-      opts.pools = [...(opts.pools ?? []), value];
-    }
+    option.apply(opts, value, given);
+    given.add(option.name);
   }
   // checked now, not when the first link needs a subnet (a sidecar that can serve nothing must not start)
   if (opts.pools) {
@@ -137,7 +171,7 @@ export async function sidecarMain(argv: readonly string[], deps: SidecarDeps = {
     return 1;
   }
   if (opts === 'help') {
-    process.stdout.write(SIDECAR_USAGE + '\n');
+    process.stdout.write(sidecarHelp() + '\n');
     return 0;
   }
   setLogFormat('json');

@@ -15,11 +15,13 @@ export const SUBCOMMANDS: Record<string, Subcommand> = {
   },
 };
 
-function usage(): string {
+function subcommandList(): string {
   const width = Math.max(...Object.keys(SUBCOMMANDS).map((n) => n.length));
-  return `Usage: nspawn-netd [--state-dir=DIR] [--socket=PATH] [--dns=ADDR] [--pool=CIDR] [-v]   (the sidecar)\n` +
-    `       nspawn-netd SUBCOMMAND [ARGS...]\n\nSubcommands:\n${Object.entries(SUBCOMMANDS)
-    .map(([name, s]) => `  ${name.padEnd(width)}  ${s.summary}`).join('\n')}`;
+  return `Subcommands:\n${Object.entries(SUBCOMMANDS).map(([name, s]) => `  ${name.padEnd(width)}  ${s.summary}`).join('\n')}`;
+}
+
+function usage(): string {
+  return `Usage: nspawn-netd [OPTIONS]   (the sidecar; --help lists its options)\n       nspawn-netd SUBCOMMAND [ARGS...]\n\n${subcommandList()}`;
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
@@ -29,7 +31,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     return (await import('./daemon.js')).sidecarMain(argv);
   }
   if (name === '-h' || name === '--help') {
-    process.stdout.write(usage() + '\n');
+    // the sidecar's options (from its option table), then the subcommands
+    process.stdout.write((await import('./daemon.js')).sidecarHelp(subcommandList()) + '\n');
     return 0;
   }
   const sub = name === undefined ? undefined : SUBCOMMANDS[name];

@@ -6,7 +6,7 @@ import { decodePacket, encodePacket } from '../../../src/dhcp/codec.js';
 import { parseDhcpServeArgs, planInterfaces } from '../../../src/dhcp/cli.js';
 import type { InterfaceConfig } from '../../../src/dhcp/config.js';
 import { ipv4ToString, macToString, parseCidr } from '../../../src/dhcp/ipv4.js';
-import { type LeaseStore, MemoryLeaseStore, replay } from '../../../src/dhcp/journal.js';
+import { type JournalEntry, type LeaseStore, MemoryLeaseStore, replay } from '../../../src/dhcp/journal.js';
 import { MessageType as T } from '../../../src/dhcp/options.js';
 import { DhcpServer, type DhcpEvent } from '../../../src/dhcp/server.js';
 import type { DhcpTransport, InboundFrame, OutboundFrame } from '../../../src/dhcp/transport.js';
@@ -90,6 +90,28 @@ describe('DhcpServer', () => {
     expect(commits).toBe(1);
     expect(transport.sent).toHaveLength(2);
     expect(transport.last().packet.options.messageType()).toBe(T.ACK);
+  });
+
+  test('a compaction reads its records later, a chunk at a time: they are the state when it began', () => {
+    // a store that keeps what compact() was given, unread, as the file store does between its turns
+    let given: Iterable<JournalEntry> | undefined;
+    const store = new MemoryLeaseStore();
+    store.compact = (entries) => { given = entries; };
+    const { server, transport } = setup(store, { address: '192.0.2.1/24' });
+    const dora = (mac: string, requested: string): void => {
+      transport.deliver(5, { type: T.REQUEST, requested, mac });
+    };
+    for (let i = 0; i < 3; i++) dora(`02:00:00:00:00:1${i}`, `192.0.2.${50 + i}`);
+    store.appendedSinceCompaction = 1_000_000;
+    server.sweep();
+    expect(given).toBeDefined();
+    // changed after the compaction began: a new client, a release, a renewal elsewhere
+    dora('02:00:00:00:00:20', '192.0.2.60');
+    transport.deliver(5, { type: T.RELEASE, mac: '02:00:00:00:00:10', ciaddr: '192.0.2.50', serverId: '192.0.2.1' });
+    const records = [...(given as Iterable<JournalEntry>)];
+    expect(records.map((r) => (r.op === 'bind' ? `${r.op} ${r.ip} ${r.mac}` : r.op))).toEqual([
+      'bind 192.0.2.50 02:00:00:00:00:10', 'bind 192.0.2.51 02:00:00:00:00:11', 'bind 192.0.2.52 02:00:00:00:00:12',
+    ]);
   });
 
   test('DISCOVER → OFFER unicast to chaddr; REQUEST → ACK once durable', () => {

@@ -37,17 +37,17 @@ class Link {
   constructor(over: Partial<InterfaceConfig> = {}) {
     this.table = new LeaseTable(subnet({ address: `${SERVER}/24`, ...over }));
   }
-  /** A packet from the Ethernet source `src`. */
-  send(src: string, c: ClientPacket): Decision {
+  /** A packet from the Ethernet source `src` (that came in on bridge port `port`, if given). */
+  send(src: string, c: ClientPacket, port?: number): Decision {
     const packet = decodePacket(encodePacket(clientPacket(c)));
-    const d = decide({ packet, unicast: false, srcMac: mac(src) }, this.table, this.now);
+    const d = decide(port === undefined ? { packet, unicast: false, srcMac: mac(src) } : { packet, unicast: false, srcMac: mac(src), ingressPort: port }, this.table, this.now);
     applyDecision(this.table, d, this.now);
     return d;
   }
-  dora(src: string, c: Partial<ClientPacket>): Decision {
-    const offer = this.send(src, { ...c, type: T.DISCOVER });
+  dora(src: string, c: Partial<ClientPacket>, port?: number): Decision {
+    const offer = this.send(src, { ...c, type: T.DISCOVER }, port);
     if (offer.kind !== 'offer') return offer;
-    return this.send(src, { ...c, type: T.REQUEST, serverId: SERVER, requested: ipv4ToString(offer.address) });
+    return this.send(src, { ...c, type: T.REQUEST, serverId: SERVER, requested: ipv4ToString(offer.address) }, port);
   }
 }
 
@@ -119,6 +119,29 @@ describe('dynamic leases per source', () => {
     expect(link.send(ATTACKER, { type: T.RELEASE, mac: acks[0], ciaddr: ipv4ToString(first.address), serverId: SERVER })).toMatchObject({ kind: 'release' });
     expect(link.table.heldFrom('0200000000bb')).toBe(3);
     expect(link.dora(ATTACKER, { mac: '02:66:00:00:02:00' })).toMatchObject({ kind: 'ack' });
+  });
+
+  test('behind a bridge port, the port is the source: invented Ethernet sources do not escape the cap, a RELEASE from another port counts not', () => {
+    const link = new Link({ maxLeasesPerSource: 4 });
+    const acks: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      const m = `02:66:00:00:00:${i.toString(16).padStart(2, '0')}`;
+      const d = link.dora(m, { mac: m }, 7); // each request from its own invented MAC, all through port 7
+      if (d.kind === 'ack') acks.push(m);
+      else expect(d).toMatchObject({ reason: expect.stringMatching(/its bridge port \(ifindex 7\) holds 4 address\(es\) already/) });
+    }
+    expect(acks).toHaveLength(4);
+    expect(link.table.heldFrom('port7')).toBe(4);
+    // another port is served; renewals through port 7 go on
+    expect(link.dora(VICTIM, { mac: VICTIM }, 8)).toMatchObject({ kind: 'ack' });
+    const held = link.table.lease(`hw:1:${(acks[0] as string).replace(/:/g, '')}`)!;
+    expect(link.send(acks[0] as string, { type: T.REQUEST, mac: acks[0], ciaddr: ipv4ToString(held.address) }, 7)).toMatchObject({ kind: 'ack' });
+    // the same MAC and client through another port does not release it; through its port it does
+    const release = { type: T.RELEASE, mac: acks[0], ciaddr: ipv4ToString(held.address), serverId: SERVER };
+    expect(link.send(acks[0] as string, release, 8)).toMatchObject({ kind: 'ignore' });
+    expect(link.table.heldFrom('port7')).toBe(4);
+    expect(link.send(acks[0] as string, release, 7)).toMatchObject({ kind: 'release' });
+    expect(link.table.heldFrom('port7')).toBe(3);
   });
 
   test('offers count too: a DISCOVER flood from one source holds at most the cap', () => {

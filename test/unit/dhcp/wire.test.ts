@@ -78,6 +78,9 @@ describe('the kernel filter', () => {
     expect(runFilter(f, udp(67, { frag: 0x2000 }), host)).toBe(0);
     expect(runFilter(f, udp(67, { frag: 0x0010 }), host)).toBe(0);
     expect(runFilter(f, udp(67), { pkttype: PACKET_OUTGOING })).toBe(0);
+    // an ETH_P_ALL socket sees every EtherType: ARP, IPv6 (whatever their bytes look like) stay out
+    expect(runFilter(f, udp(67), { pkttype: 0, protocol: 0x0806 })).toBe(0);
+    expect(runFilter(f, udp(67), { pkttype: 0, protocol: 0x86dd })).toBe(0);
     expect(runFilter(f, new Uint8Array(10), host)).toBe(0);
   });
   test('the drop-all program drops everything; labels resolve, unknown ones are refused', () => {

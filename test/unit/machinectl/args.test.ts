@@ -1,7 +1,7 @@
 // machinectl-ts's command line: getopt behaviour (options anywhere, prefixes, groups, `--`), the
 // shell exception, verb argument counts, option/verb combinations, and bad input for each.
 import { describe, expect, test } from 'vitest';
-import { parseArgs, parseMachineUser, signalList, type ParseResult } from '../../../src/machinectl/args.js';
+import { listedNames, parseArgs, parseMachineUser, signalList, type ParseResult } from '../../../src/machinectl/args.js';
 import { HintedConfigError } from '../../../src/runtime/machine-name.js';
 
 function run(argv: string[]): Extract<ParseResult, { action: 'run' }> {
@@ -63,6 +63,40 @@ describe('verbs', () => {
     expect(e.message).toBe("Verb 'pull-raw' of machinectl is not supported by machinectl-ts.");
     expect(e.code).toBe('CFG_UNSUPPORTED_VERB');
     expect(error(['bind', 'a', '/x']).code).toBe('CFG_UNSUPPORTED_VERB');
+  });
+
+  test('--help lists exactly the verbs and options of the tables, each parsed as listed', () => {
+    const h = parseArgs(['--help']);
+    const text = h.action === 'help' ? h.text : '';
+    const [verbPart = '', optionPart = ''] = text.split('\nOptions:\n');
+    const listed = { long: new Set<string>(), short: new Set<string>(), verbs: new Set<string>() };
+    for (const line of optionPart.split('\n')) {
+      const m = /^ {2}(?:-([A-Za-z]))?\s*--([a-z0-9-]+)/.exec(line);
+      if (m?.[1]) listed.short.add(m[1]);
+      if (m?.[2]) listed.long.add(m[2]);
+    }
+    for (const line of verbPart.split('\n')) {
+      const m = /^ {2}([a-z][a-z-]+)/.exec(line);
+      if (m?.[1]) listed.verbs.add(m[1]);
+    }
+    const table = listedNames();
+    expect([...listed.long].sort()).toEqual([...table.long].sort());
+    expect([...listed.short].sort()).toEqual([...table.short].sort());
+    expect([...listed.verbs].sort()).toEqual([...table.verbs].sort());
+    for (const name of listed.long) {
+      try {
+        parseArgs([`--${name}=x`, 'list']);
+      } catch (err) {
+        expect(String(err)).not.toMatch(/Unknown option|ambiguous/);
+      }
+    }
+    for (const verb of listed.verbs) {
+      try {
+        parseArgs([verb, 'a', 'b']);
+      } catch (err) {
+        expect(String(err)).not.toMatch(/Unknown command verb|not supported/);
+      }
+    }
   });
 
   test('help, version, signal and output lists act when read', () => {

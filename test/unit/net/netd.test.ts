@@ -10,7 +10,7 @@ import { decodeRequestLine, parseRequest } from '../../../src/net/netd/api.js';
 import { hostDns, parseDnsList } from '../../../src/net/netd/dns.js';
 import { addressHooks } from '../../../src/runtime/net/addresses.js';
 import { configMode } from '../../../src/runtime/net/request.js';
-import { parseSidecarArgs } from '../../../src/net/netd/daemon.js';
+import { parseSidecarArgs, sidecarHelp } from '../../../src/net/netd/daemon.js';
 import { sockaddrUn } from '../../../src/net/netd/notify.js';
 import { enableForwarding, IP_FORWARD, restoreForwarding, type SysctlIo } from '../../../src/net/netd/sysctl.js';
 import { describeSubnet } from '../../../src/net/pool.js';
@@ -230,6 +230,18 @@ describe('nspawn-netd command line', () => {
     expect(parseSidecarArgs(['--zone-leases-per-source=0'], {})).toMatchObject({ zoneLeasesPerSource: 0 });
     expect(parseSidecarArgs(['--zone-leases-per-source', '32'], {})).toMatchObject({ zoneLeasesPerSource: 32 });
     expect(() => parseSidecarArgs(['--zone-leases-per-source=-1'], {})).toThrow(/--zone-leases-per-source: "-1" is not a number of leases \(0: no cap\)/);
+  });
+  test('--help lists every option the parser takes, from one table (nspawn-netd --help, its man page, too)', () => {
+    const help = sidecarHelp('Subcommands:\n  dhcp-serve  x');
+    const names = [...help.matchAll(/^ {2}(?:-\w, )?(--[a-z0-9-]+)/gm)].map((m) => m[1] as string);
+    expect(names).toEqual(['--state-dir', '--socket', '--dns', '--pool', '--ipv6', '--zone-leases-per-source', '--verbose', '--help']);
+    const values: Record<string, string> = { '--state-dir': '/s', '--socket': '/s.sock', '--dns': '192.0.2.1', '--pool': '10.0.0.0/8', '--ipv6': 'no', '--zone-leases-per-source': '1' };
+    for (const name of names) {
+      const argv = values[name] === undefined ? [name] : [`${name}=${values[name]}`];
+      expect(() => parseSidecarArgs(argv, {}), name).not.toThrow();
+    }
+    expect(help).toMatch(/^Usage: nspawn-netd \[OPTIONS\]\n {7}nspawn-netd SUBCOMMAND/);
+    expect(help).toMatch(/\n\nSubcommands:\n {2}dhcp-serve/);
   });
   test.each([
     [['--bogus'], /unknown argument "--bogus"/],

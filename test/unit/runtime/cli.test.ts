@@ -4,6 +4,7 @@ import { ConfigError } from '../../../src/errors.js';
 import {
   formatCliError, parseCommandLine, runCli, verifyLaunchSpec, type CliEnvironment, type CommandLine,
 } from '../../../src/runtime/cli.js';
+import { optionNames } from '../../../src/runtime/cli-options.js';
 import { parseSignal } from '../../../src/runtime/signals.js';
 import { HintedConfigError } from '../../../src/runtime/machine-name.js';
 import type { LaunchSpec } from '../../../src/runtime/spec.js';
@@ -129,6 +130,36 @@ describe('getopt syntax', () => {
     const h = parseCommandLine(['--help'], env);
     const golden = readFileSync(new URL('./golden/help.txt', import.meta.url), 'utf8');
     expect(h.action === 'help' && h.text).toBe(golden);
+  });
+
+  test('--help lists exactly the options of the table, each parsed as listed', () => {
+    const h = parseCommandLine(['--help'], env);
+    const text = h.action === 'help' ? h.text : '';
+    const listed = { long: new Set<string>(), short: new Set<string>() };
+    for (const line of text.split('\n')) {
+      const m = /^ {2}(?:-([A-Za-z]))?\s*(?:--([a-z0-9-]+))?/.exec(line);
+      if (m?.[1]) listed.short.add(m[1]);
+      if (m?.[2]) listed.long.add(m[2]);
+    }
+    const table = optionNames();
+    expect([...listed.long].sort()).toEqual([...table.long].sort());
+    expect([...listed.short].sort()).toEqual([...table.short].sort());
+    expect(table.aliases).toEqual(['uid']);
+    // and what --help lists, the parser knows (by that exact name, not as an unknown or systemd-only option)
+    for (const name of [...listed.long, ...table.aliases]) {
+      try {
+        parseCommandLine([`--${name}=x`, '-D/c'], env);
+      } catch (err) {
+        expect(String(err)).not.toMatch(/Unknown option|not supported|ambiguous/);
+      }
+    }
+    for (const c of listed.short) {
+      try {
+        parseCommandLine([`-${c}`, 'x', '-D/c'], env);
+      } catch (err) {
+        expect(String(err)).not.toMatch(/Unknown option|not supported/);
+      }
+    }
   });
 });
 

@@ -1,5 +1,5 @@
-// Registry logic against a fake /proc in a temp dir (processes are files we write), with a
-// single-process lock. Real processes, real /proc and the real flock are in test/kernel/registry.test.ts.
+// Registry logic against a fake /proc in a temp dir (processes are files we write); the lock is
+// the real flock (a second open file description of this process stands for another holder). Real processes, real /proc and the real flock are in test/kernel/registry.test.ts.
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,6 +8,7 @@ import {
   MachineRegistry, ProcFs, RegistryError, defaultRunDir, summarizeSpec, type MachineRecord, type NewMachine,
 } from '../../../src/runtime/registry.js';
 import { parseProcStat } from '../../../src/common/proc.js';
+import { tryLock } from '../../../src/common/lock.js';
 import { defaultNetworkSpec, type LaunchSpec } from '../../../src/runtime/spec.js';
 
 let root: string;
@@ -42,7 +43,7 @@ const machine = (name: string, leader?: number): NewMachine => {
   return m;
 };
 function registry(selfPid = 100, selfStart = 5000): MachineRegistry {
-  return new MachineRegistry({ dir, proc: new ProcFs(proc), self: { pid: selfPid, startTime: String(selfStart) }, flock: () => true });
+  return new MachineRegistry({ dir, proc: new ProcFs(proc), self: { pid: selfPid, startTime: String(selfStart) } });
 }
 
 beforeEach(() => {
@@ -73,10 +74,10 @@ describe('/proc/PID/stat', () => {
 });
 
 describe('register / get / update / unregister / list', () => {
-  test('register writes NAME.json atomically with everything machinectl needs', () => {
+  test('register writes NAME.json atomically with everything machinectl needs', async () => {
     fakeProcess(300, 6000);
     const reg = registry();
-    const r = reg.register(machine('web', 300));
+    const r = await reg.register(machine('web', 300));
     expect(r).toMatchObject({
       version: 1, name: 'web', class: 'container', leader: { pid: 300, startTime: '6000' }, launcher: { pid: 100, startTime: '5000' },
       rootDirectory: '/srv/web',
@@ -92,28 +93,28 @@ describe('register / get / update / unregister / list', () => {
     expect(reg.get('web')).toEqual(r);
   });
 
-  test('one machine per name: a live record refuses a second registration', () => {
+  test('one machine per name: a live record refuses a second registration', async () => {
     const reg = registry();
-    reg.register(machine('web'));
+    await reg.register(machine('web'));
     fakeProcess(101, 5001);
     const other = registry(101, 5001);
-    expect(() => other.register(machine('web'))).toThrow(RegistryError);
+    await expect(other.register(machine('web'))).rejects.toThrow(RegistryError);
     try {
-      other.register(machine('web'));
+      await other.register(machine('web'));
     } catch (e) {
       expect((e as RegistryError).code).toBe('REG_EXISTS');
       expect((e as RegistryError).message).toBe("Machine 'web' already exists (launcher PID 100, root /srv/web); pick another name with -M or stop it first");
     }
-    other.register(machine('db'));
+    await other.register(machine('db'));
     expect(reg.list().map((m) => m.name)).toEqual(['db', 'web']);
   });
 
-  test('a dead machine (leader and launcher gone) is pruned and its name is free again', () => {
+  test('a dead machine (leader and launcher gone) is pruned and its name is free again', async () => {
     fakeProcess(101, 5001);
     fakeProcess(300, 6000);
     const pruned: string[] = [];
-    const first = new MachineRegistry({ dir, proc: new ProcFs(proc), self: { pid: 101, startTime: '5001' }, flock: () => true, onPrune: (n) => pruned.push(n) });
-    first.register(machine('web', 300));
+    const first = new MachineRegistry({ dir, proc: new ProcFs(proc), self: { pid: 101, startTime: '5001' }, onPrune: (n) => pruned.push(n) });
+    await first.register(machine('web', 300));
     endProcess(300);
     // the launcher still runs: still live (it is tearing the machine down)
     expect(first.get('web')?.name).toBe('web');
@@ -121,13 +122,13 @@ describe('register / get / update / unregister / list', () => {
     expect(first.get('web')).toBeUndefined();
     expect(pruned).toEqual(['web']);
     expect(existsSync(join(dir, 'web.json'))).toBe(false);
-    expect(registry().register(machine('web')).launcher.pid).toBe(100);
+    expect((await registry().register(machine('web'))).launcher.pid).toBe(100);
   });
 
-  test('the leader alone keeps a machine live; a reused leader PID does not', () => {
+  test('the leader alone keeps a machine live; a reused leader PID does not', async () => {
     fakeProcess(101, 5001);
     fakeProcess(300, 6000);
-    new MachineRegistry({ dir, proc: new ProcFs(proc), self: { pid: 101, startTime: '5001' }, flock: () => true }).register(machine('web', 300));
+    await new MachineRegistry({ dir, proc: new ProcFs(proc), self: { pid: 101, startTime: '5001' } }).register(machine('web', 300));
     endProcess(101);
     const reg = registry();
     expect(reg.list().map((m) => m.name)).toEqual(['web']);
@@ -137,68 +138,90 @@ describe('register / get / update / unregister / list', () => {
     expect(existsSync(join(dir, 'web.json'))).toBe(false);
   });
 
-  test('update sets the leader (start time, namespaces) and the network', () => {
+  test('update sets the leader (start time, namespaces) and the network', async () => {
     const reg = registry();
-    reg.register(machine('web'));
+    await reg.register(machine('web'));
     expect(reg.get('web')?.leader).toBeUndefined();
     fakeProcess(300, 6000);
-    const r = reg.update('web', { leader: 300, network: { links: [{ name: 've-web', side: 'host', kind: 'veth', ifindex: 7 }], subnets: ['10.0.0.16/28'] } });
+    const r = await reg.update('web', { leader: 300, network: { links: [{ name: 've-web', side: 'host', kind: 'veth', ifindex: 7 }], subnets: ['10.0.0.16/28'] } });
     expect(r.leader).toEqual({ pid: 300, startTime: '6000' });
     expect(r.namespaces.net?.id).toBe('net:[4026532301]');
     expect(reg.get('web')?.network).toEqual({ links: [{ name: 've-web', side: 'host', kind: 'veth', ifindex: 7 }], subnets: ['10.0.0.16/28'] });
-    expect(() => reg.update('nope', {})).toThrow("No machine 'nope' is registered");
-    expect(() => reg.update('web', { leader: 999 })).toThrow('the leader PID 999 does not exist (any more)');
+    await expect(reg.update('nope', {})).rejects.toThrow("No machine 'nope' is registered");
+    await expect(reg.update('web', { leader: 999 })).rejects.toThrow('the leader PID 999 does not exist (any more)');
   });
 
-  test('unregister: the launcher may, another live launcher may not (unless forced), a dead record may go', () => {
+  test('unregister: the launcher may, another live launcher may not (unless forced), a dead record may go', async () => {
     const reg = registry();
-    reg.register(machine('web'));
+    await reg.register(machine('web'));
     fakeProcess(101, 5001);
     const other = registry(101, 5001);
-    expect(() => other.unregister('web')).toThrow("Machine 'web' belongs to launcher PID 100, which is still running");
-    expect(reg.unregister('web')).toBe(true);
-    expect(reg.unregister('web')).toBe(false);
-    reg.register(machine('web'));
-    expect(other.unregister('web', { force: true })).toBe(true);
-    reg.register(machine('web'));
+    await expect(other.unregister('web')).rejects.toThrow("Machine 'web' belongs to launcher PID 100, which is still running");
+    expect(await reg.unregister('web')).toBe(true);
+    expect(await reg.unregister('web')).toBe(false);
+    await reg.register(machine('web'));
+    expect(await other.unregister('web', { force: true })).toBe(true);
+    await reg.register(machine('web'));
     endProcess(100);
-    expect(other.unregister('web')).toBe(true);
+    expect(await other.unregister('web')).toBe(true);
   });
 
-  test('unreadable records are pruned; stray files are ignored', () => {
+  test('unreadable records are pruned; stray files are ignored', async () => {
     const reg = registry();
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'broken.json'), '{ not json');
     writeFileSync(join(dir, 'wrong.json'), JSON.stringify({ version: 1, name: 'other', launcher: { pid: 100, startTime: '5000' } }));
     writeFileSync(join(dir, '.web.json.1.abcd.tmp'), '{}');
     writeFileSync(join(dir, 'notes.txt'), 'hi');
-    reg.register(machine('web'));
+    await reg.register(machine('web'));
     expect(reg.list().map((m) => m.name)).toEqual(['web']);
     expect(existsSync(join(dir, 'broken.json'))).toBe(false);
     expect(existsSync(join(dir, 'wrong.json'))).toBe(false);
     expect(existsSync(join(dir, 'notes.txt'))).toBe(true);
   });
 
-  test('names: invalid ones refused; long ephemeral names accepted; list of a missing dir is empty', () => {
+  test('names: invalid ones refused; long ephemeral names accepted; list of a missing dir is empty', async () => {
     const reg = registry();
     expect(reg.list()).toEqual([]);
-    expect(() => reg.register(machine('../etc/passwd'))).toThrow('Invalid machine name: ../etc/passwd');
-    expect(() => reg.register(machine('.hidden'))).toThrow('Invalid machine name: .hidden');
+    await expect(reg.register(machine('../etc/passwd'))).rejects.toThrow('Invalid machine name: ../etc/passwd');
+    await expect(reg.register(machine('.hidden'))).rejects.toThrow('Invalid machine name: .hidden');
     expect(reg.get('../x')).toBeUndefined();
     const long = `${'a'.repeat(60)}-0123456789abcdef`;
-    expect(reg.register(machine(long)).name).toBe(long);
+    expect((await reg.register(machine(long))).name).toBe(long);
   });
 
-  test('the lock is taken around every change, and a lock held elsewhere times out clearly', () => {
-    const calls: number[] = [];
-    const reg = new MachineRegistry({ dir, proc: new ProcFs(proc), self: { pid: 100, startTime: '5000' }, flock: (_fd, op) => { calls.push(op); return true; } });
-    reg.register(machine('web'));
-    expect(calls).toEqual([2 | 4, 8]); // LOCK_EX|LOCK_NB, LOCK_UN
-    const busy = new MachineRegistry({ dir, proc: new ProcFs(proc), self: { pid: 100, startTime: '5000' }, flock: () => false, lockTimeoutMs: 30 });
-    expect(() => busy.register(machine('db'))).toThrow(/stayed locked by another process for 30 ms/);
+  test('changes wait for the lock without stopping the event loop, and a lock held elsewhere times out clearly', async () => {
+    const reg = registry();
+    await reg.register(machine('web')); // makes the directory
+    // flock excludes another open file description of this process as it excludes another process
+    const held = tryLock(join(dir, '.lock'));
+    expect(held).toBeDefined();
+    let ticks = 0;
+    const timer = setInterval(() => { ticks++; }, 5);
+    try {
+      const busy = new MachineRegistry({ dir, proc: new ProcFs(proc), self: { pid: 100, startTime: '5000' }, lockTimeoutMs: 300 });
+      await expect(busy.register(machine('db'))).rejects.toThrow(/stayed locked by another process for 300 ms/);
+      expect(ticks).toBeGreaterThan(5); // the loop ran while it waited
+      // a waiting change goes through once the holder lets go
+      const waiting = busy.update('web', { network: { subnets: ['10.0.0.16/28'] } });
+      setTimeout(() => held?.release(), 50);
+      expect((await waiting).network).toEqual({ subnets: ['10.0.0.16/28'] });
+      // reads never wait: with the lock taken, a dead record is not returned (and pruned later)
+      const again = tryLock(join(dir, '.lock'));
+      endProcess(100);
+      expect(reg.get('web')).toBeUndefined();
+      expect(reg.list()).toEqual([]);
+      expect(existsSync(join(dir, 'web.json'))).toBe(true);
+      again?.release();
+      expect(reg.list()).toEqual([]);
+      expect(existsSync(join(dir, 'web.json'))).toBe(false);
+    } finally {
+      clearInterval(timer);
+      held?.release();
+    }
   });
 
-  test('default directory comes from NSPAWN_TS_RUN_DIR', () => {
+  test('default directory comes from NSPAWN_TS_RUN_DIR', async () => {
     expect(defaultRunDir({ NSPAWN_TS_RUN_DIR: '/tmp/x' })).toBe('/tmp/x');
     expect(defaultRunDir({})).toBe('/run/nspawn-ts');
   });
