@@ -126,6 +126,8 @@ function comparisons(r: Run): Comparison[] {
     case 'startup': return [
       c('launch to address with udhcpc inside (median)', 'ours_udhcpc_ms', 'systemd_nspawn_udhcpc_ms', 'systemd-nspawn + our sidecar', false, 'ms'),
       c('launch to address, configured at start (median)', 'ours_embedded_ms', 'node_startup_ms', '`node -e 0`', false, 'ms'),
+      c('launch to dual stack (IPv4 + IPv6), configured at start (median)', 'ours_dualstack_ms', 'ours_ipv4only_ms', 'IPv4 alone (goal: < 5 ms more)', false, 'ms'),
+      c('launch to IPv6 by SLAAC from our RA, past DAD (median)', 'ours_slaac_ms', 'systemd_nspawn_slaac_ms', 'systemd-nspawn + our sidecar', false, 'ms'),
     ];
     case 'netlink': return [
       c('add links/addresses', 'ours_add_s', 'ip_per_process_add_s', '`ip` per change', false, 's'),

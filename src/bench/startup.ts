@@ -1,4 +1,5 @@
-// bench/startup: time from launching a container to "it has an IPv4 address and a default route",
+// bench/startup: time from launching a container to "it has an IPv4 address and a default route"
+// (and, for the IPv6 variants, a global IPv6 address and an IPv6 default route),
 // for our launcher and for the real systemd-nspawn, in one run (median of ROUNDS, default 20):
 //
 //   ours_embedded_ms          nspawn-ts -n, no sidecar: the launcher serves the link in-process and
@@ -7,6 +8,15 @@
 //   ours_udhcpc_ms            nspawn-ts -n --network-config=dhcp, udhcpc inside (embedded server)
 //   ours_sidecar_udhcpc_ms    the same with the sidecar's server
 //   systemd_nspawn_udhcpc_ms  systemd-nspawn --network-veth with our sidecar, udhcpc inside
+//   ours_ipv4only_ms          IPv6 off ($NSPAWN_TS_IPV6=no): IPv4 alone, checked with the same
+//                             shell built-ins as the IPv6 variants (CHECKS), not ip(8)
+//   ours_dualstack_ms         embedded, "ready" = the IPv4 default route, a global IPv6 address past
+//                             DAD and an IPv6 default route, all configured at start
+//   ours_slaac_ms             embedded, --network-config=dhcp: host0's IPv6 address and default
+//                             route formed by the container's kernel from our router advertisement
+//   systemd_nspawn_slaac_ms   ours_slaac_ms for systemd-nspawn --network-veth with our sidecar
+//   dualstack_cost_ms, slaac_cost_ms, kernel_dad_ms: the goals' differences of medians, and the
+//                             kernel's DAD time for one address (dad_transmits × retrans_time_ms)
 //
 // "Ready" is seen from inside: every container runs the same busybox shell line, which waits until
 // `ip -4 route show default` answers (after running udhcpc, for the DHCP variants) and prints a
@@ -28,6 +38,27 @@ const DNS = '192.0.2.53';
 
 const UDHCPC = 'udhcpc -i host0 -f -q -n -t 10 -T 1 -s /etc/udhcpc/default.script >/dev/null 2>&1';
 const WAIT_READY = 'until [ -n "$(ip -4 route show default)" ]; do usleep 500; done; echo NETWORK-READY';
+/**
+ * Readiness checks for the IPv6 variants and their IPv4-alone reference, in shell built-ins only
+ * (no process per check, so a check of three things costs what a check of one does): r4, host0's
+ * IPv4 default route (/proc/net/route); a6, a global IPv6 address on host0 past DAD (scope 00, no
+ * IFA_F_TENTATIVE 0x40 in /proc/net/if_inet6); r6, an IPv6 default route via host0 (/proc/net/ipv6_route).
+ */
+const CHECKS = [
+  'r4() { while read i d rest; do [ "$i" = host0 ] && [ "$d" = 00000000 ] && return 0; done < /proc/net/route; return 1; }',
+  'a6() { while read a x l s f n; do [ "$n" = host0 ] && [ "$s" = 00 ] && [ $((0x$f & 0x40)) = 0 ] && return 0; done < /proc/net/if_inet6; return 1; }',
+  'r6() { while read d l s sl h m r u f n; do [ "$n" = host0 ] && [ "$d$l" = 0000000000000000000000000000000000 ] && return 0; done < /proc/net/ipv6_route; return 1; }',
+].join('\n');
+const waitFor = (cond: string): string => `${CHECKS}\nuntil ${cond}; do usleep 500; done; echo NETWORK-READY`;
+/** IPv4 alone (the reference of the dual-stack goal), checked as the IPv6 variants are. */
+const WAIT_IPV4 = waitFor('r4');
+/** Dual stack: IPv4 and IPv6 default routes and a usable global IPv6 address. */
+const WAIT_DUAL = waitFor('r4 && a6 && r6');
+/**
+ * Nothing configured at start: the container's kernel forms its address from our RA (host0 is up
+ * already with our launcher; systemd-nspawn leaves it down).
+ */
+const WAIT_SLAAC = `ip link set host0 up\n${waitFor('a6 && r6')}`;
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -152,6 +183,15 @@ async function withSidecar<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * How long the kernel's duplicate address detection holds a new address tentative in a fresh
+ * namespace: dad_transmits neighbour solicitations, retrans_time_ms apart (1 × 1000 ms by default).
+ */
+function kernelDadMs(): number {
+  const read = (p: string): number => Number(readFileSync(p, 'utf8').trim());
+  return read('/proc/sys/net/ipv6/conf/default/dad_transmits') * read('/proc/sys/net/ipv6/neigh/lo/retrans_time_ms');
+}
+
 const CGROUP_ROOTS = ['/sys/fs/cgroup/systemd', '/sys/fs/cgroup/unified'];
 
 function removeCgroup(dir: string): void {
@@ -180,13 +220,16 @@ async function main(): Promise<void> {
   }
   const env = { NSPAWN_NETD_DNS: DNS };
   // bin/nspawn-ts run as a user runs it: its #! line and node's options are part of the start-up
-  const ours = (extra: string[], inner: string) => (i: number) =>
-    timed(NSPAWN_TS, ['-q', '-n', '-M', `bench${i + 1}`, '-D', root, ...extra, '/bin/sh', '-c', inner], env);
+  const ours = (extra: string[], inner: string, moreEnv: NodeJS.ProcessEnv = {}) => (i: number) =>
+    timed(NSPAWN_TS, ['-q', '-n', '-M', `bench${i + 1}`, '-D', root, ...extra, '/bin/sh', '-c', inner], { ...env, ...moreEnv });
   try {
     const script = `for d in ${cgroups.join(' ')}; do echo $$ > "$d/cgroup.procs"; done\nexec systemd-nspawn --register=no --keep-unit -q "$@"`;
     const variants: Variant[] = [
       { key: 'ours_embedded_ms', label: 'ours, embedded', sidecar: false, launch: ours([], WAIT_READY) },
       { key: 'ours_udhcpc_ms', label: 'ours, embedded, udhcpc', sidecar: false, launch: ours(['--network-config=dhcp'], `${UDHCPC}; ${WAIT_READY}`) },
+      { key: 'ours_ipv4only_ms', label: 'ours, embedded, IPv6 off', sidecar: false, launch: ours([], WAIT_IPV4, { NSPAWN_TS_IPV6: 'no' }) },
+      { key: 'ours_dualstack_ms', label: 'ours, embedded, IPv4 + IPv6', sidecar: false, launch: ours([], WAIT_DUAL) },
+      { key: 'ours_slaac_ms', label: 'ours, embedded, IPv6 by SLAAC', sidecar: false, launch: ours(['--network-config=dhcp'], WAIT_SLAAC) },
       { key: 'node_startup_ms', label: 'node -e 0 (reference)', sidecar: false, launch: () => timed(process.execPath, ['-e', 'console.log("NETWORK-READY")']) },
       { key: 'ours_sidecar_ms', label: 'ours, sidecar', sidecar: true, launch: ours([], WAIT_READY) },
       { key: 'ours_sidecar_udhcpc_ms', label: 'ours, sidecar, udhcpc', sidecar: true, launch: ours(['--network-config=dhcp'], `${UDHCPC}; ${WAIT_READY}`) },
@@ -195,15 +238,28 @@ async function main(): Promise<void> {
       variants.push({
         key: 'systemd_nspawn_udhcpc_ms', label: 'systemd-nspawn + sidecar, udhcpc', sidecar: true,
         launch: (i) => timed('sh', ['-c', script, 'sh', '-P', '-D', root, '-M', `sbench${i + 1}`, '--network-veth', '/bin/sh', '-c', `${UDHCPC}; ${WAIT_READY}`]),
+      }, {
+        key: 'systemd_nspawn_slaac_ms', label: 'systemd-nspawn + sidecar, SLAAC', sidecar: true,
+        launch: (i) => timed('sh', ['-c', script, 'sh', '-P', '-D', root, '-M', `sbench${i + 1}`, '--network-veth', '/bin/sh', '-c', WAIT_SLAAC]),
       });
     }
     const times = await rounds(variants);
     const results: Record<string, number> = {};
     for (const [k, t] of Object.entries(times)) results[k] = median(t);
     const out: Record<string, unknown> = { bench: 'startup', rounds: ROUNDS };
-    for (const k of ['ours_embedded_ms', 'ours_sidecar_ms', 'ours_udhcpc_ms', 'ours_sidecar_udhcpc_ms', 'systemd_nspawn_udhcpc_ms', 'node_startup_ms']) {
+    for (const k of [
+      'ours_embedded_ms', 'ours_sidecar_ms', 'ours_udhcpc_ms', 'ours_sidecar_udhcpc_ms', 'systemd_nspawn_udhcpc_ms', 'node_startup_ms',
+      'ours_ipv4only_ms', 'ours_dualstack_ms', 'ours_slaac_ms', 'systemd_nspawn_slaac_ms',
+    ]) {
       if (results[k] !== undefined) out[k] = round1(results[k] as number);
     }
+    // the goals: dual stack at start within 5 ms of IPv4 alone (medians); SLAAC within the kernel's
+    // own DAD time of the launch (a link-local and then a global address each wait it out)
+    const dad = kernelDadMs();
+    out.dualstack_cost_ms = round1((results.ours_dualstack_ms as number) - (results.ours_ipv4only_ms as number));
+    out.slaac_cost_ms = round1((results.ours_slaac_ms as number) - (results.ours_dualstack_ms as number));
+    out.kernel_dad_ms = dad;
+    process.stderr.write(`dual stack costs ${out.dualstack_cost_ms} ms over IPv4 alone (goal < 5); SLAAC ${out.slaac_cost_ms} ms over configured at start (the kernel's DAD: ${dad} ms an address)\n`);
     console.log(JSON.stringify(out));
   } finally {
     for (const d of cgroups) {

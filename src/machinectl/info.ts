@@ -3,7 +3,8 @@
 // its addresses, processes (those in its PID namespace), user-namespace shift and cgroup usage.
 import { detectLayout, MachineCgroup, parseProcCgroup, cgroupFsPath, type CgroupLayout, type CgroupUsage, type MachineCgroupState } from '../runtime/cgroups.js';
 import { readOsRelease } from '../runtime/images.js';
-import { formatProperties, loadProperties, mergeProperties, parseProperties } from '../runtime/properties.js';
+import { formatProperties, mergeProperties, parseProperties } from '../runtime/properties.js';
+import { loadProperties } from '../runtime/property-store.js';
 import type { MachineRecord } from '../runtime/registry.js';
 import type { PortForward } from '../runtime/spec.js';
 import { sys } from '../native.js';

@@ -7,7 +7,7 @@ import { errorMessage, NspawnError } from '../errors.js';
 import { logger, setLogLevel } from '../log.js';
 import { ImageStore, readHostname, readMachineIdOf, readOsRelease } from '../runtime/images.js';
 import { HintedConfigError } from '../runtime/machine-name.js';
-import { removeProperties, renameProperties } from '../runtime/properties.js';
+import { removeProperties, renameProperties } from '../runtime/property-store.js';
 import { MachineRegistry } from '../runtime/registry.js';
 import { parseArgs, PROGRAM, type Options, type Verb } from './args.js';
 import { killMachine, lookupMachine, shutdown, terminate } from './control.js';

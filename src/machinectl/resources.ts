@@ -9,7 +9,8 @@ import { cgroupFsPath, detectLayout, MachineCgroup, parseProcCgroup } from '../r
 import { DEVICE_ALLOW, deviceAllowRules } from '../runtime/container-cgroup.js';
 import type { ImageStore } from '../runtime/images.js';
 import { HintedConfigError, machineNameProblem, MACHINE_NAME_RULES } from '../runtime/machine-name.js';
-import { formatProperties, parseProperties, saveProperties, type ResourceProperties } from '../runtime/properties.js';
+import { formatProperties, parseProperties, type ResourceProperties } from '../runtime/properties.js';
+import { saveProperties } from '../runtime/property-store.js';
 import type { MachineRecord, MachineRegistry } from '../runtime/registry.js';
 import { MachineError } from './control.js';
 import { machineCgroupState } from './info.js';

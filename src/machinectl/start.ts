@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ImageStore } from '../runtime/images.js';
 import { HintedConfigError, machineNameProblem, MACHINE_NAME_RULES } from '../runtime/machine-name.js';
-import { formatProperties, loadProperties } from '../runtime/properties.js';
+import { formatProperties } from '../runtime/properties.js';
+import { loadProperties } from '../runtime/property-store.js';
 import type { MachineRegistry } from '../runtime/registry.js';
 import { MachineError } from './control.js';
 

@@ -30,243 +30,26 @@
 // an approximation: v1 has no throttling threshold, the soft limit only steers reclaim under global
 // memory pressure. MemoryLow has no v1 equivalent and is refused. CPUQuota → cfs_period_us/cfs_quota_us,
 // CPUWeight → cpu.shares, TasksMax → pids.max.
-import {
-  chownSync, closeSync, constants as fsConstants, mkdirSync, openSync, readFileSync, readdirSync, rmdirSync, statSync, writeSync,
-} from 'node:fs';
+//
+// Parts: cgroup-layout.ts (finding the hierarchies), cgroup-files.ts (cgroupfs access, enabling
+// controllers), cgroup-limits.ts (writing the limits); this file: a machine's cgroups (MachineCgroup).
+import { chownSync, rmdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConfigError, NspawnError, TeardownError } from '../errors.js';
+import { ConfigError, TeardownError } from '../errors.js';
 import { logger } from '../log.js';
 import {
-  cpuWeightToShares, formatProperties, mergeProperties, parseProperties, readHostFacts, resolveProperties,
-  type HostFacts, type ResolvedLimits, type ResourceProperties,
+  formatProperties, mergeProperties, parseProperties, readHostFacts, resolveProperties, type HostFacts, type ResourceProperties,
 } from './properties.js';
+import { CONTROLLERS, cgroupFsPath, detectLayout, type CgroupDir, type CgroupLayout, type Controller, type Hierarchy } from './cgroup-layout.js';
+import {
+  CgroupError, checkPid, enableSubtree, errCode, mkdirIfMissing, readAttr, readBig, readKeyed, readPids, rmdirQuiet, subCgroups, writeAttr,
+} from './cgroup-files.js';
+import { applyLimits, checkSupported } from './cgroup-limits.js';
 
 const log = logger('cgroups');
 
-/** The controllers machines use. cpuacct exists only on v1 (v2's cpu.stat always has usage). */
-export type Controller = 'memory' | 'cpu' | 'cpuacct' | 'pids';
-const CONTROLLERS: readonly Controller[] = ['memory', 'cpu', 'cpuacct', 'pids'];
-
-/** A filesystem operation on a cgroup failed; `errno`/`errnoCode` say what the kernel answered. */
-export class CgroupError extends NspawnError {
-  readonly path: string;
-  readonly errno: number | undefined;
-  readonly errnoCode: string | undefined;
-
-  constructor(code: string, message: string, path: string, options?: { cause?: unknown; errno?: number; errnoCode?: string }) {
-    super(code, message, options);
-    this.path = path;
-    this.errno = options?.errno;
-    this.errnoCode = options?.errnoCode;
-  }
-
-  /** Wraps a Node fs error: code CGROUP_IO, errno and its name kept. */
-  static io(op: string, path: string, err: unknown, hint = ''): CgroupError {
-    const e = err as NodeJS.ErrnoException;
-    const errnoCode = typeof e?.code === 'string' ? e.code : undefined;
-    const errno = typeof e?.errno === 'number' ? Math.abs(e.errno) : undefined;
-    return new CgroupError('CGROUP_IO', `${op} ${path}: ${errnoCode ?? (err instanceof Error ? err.message : String(err))}${hint ? ` (${hint})` : ''}`,
-      path, { cause: err, ...(errno !== undefined ? { errno } : {}), ...(errnoCode !== undefined ? { errnoCode } : {}) });
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// layout detection
-
-export interface MountEntry {
-  mountId: number;
-  parentId: number;
-  /** "major:minor" of the filesystem */
-  dev: string;
-  /** the path inside the filesystem that is mounted (for cgroupfs: the cgroup at the mount point) */
-  root: string;
-  mountPoint: string;
-  fsType: string;
-  superOptions: string[];
-}
-
-/** mountinfo fields are octal-escaped (space → \040). */
-function unescapeMountField(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-}
-
-/** Parses /proc/self/mountinfo (proc(5)); malformed lines are skipped. */
-export function parseMountinfo(text: string): MountEntry[] {
-  const out: MountEntry[] = [];
-  for (const line of text.split('\n')) {
-    const sep = line.indexOf(' - ');
-    if (sep < 0) continue;
-    const pre = line.slice(0, sep).split(' ');
-    const post = line.slice(sep + 3).split(' ');
-    if (pre.length < 6 || post.length < 3) continue;
-    out.push({
-      mountId: Number(pre[0]), parentId: Number(pre[1]), dev: pre[2]!, root: unescapeMountField(pre[3]!),
-      mountPoint: unescapeMountField(pre[4]!), fsType: post[0]!, superOptions: post[2]!.split(','),
-    });
-  }
-  return out;
-}
-
-export interface ProcCgroupEntry {
-  /** hierarchy ID; 0 for cgroup2 */
-  id: number;
-  /** controllers (v1), "name=systemd" for named hierarchies, empty for cgroup2 */
-  controllers: string[];
-  path: string;
-}
-
-/** Parses /proc/PID/cgroup ("4:memory:/process_api/x", "0::/"). */
-export function parseProcCgroup(text: string): ProcCgroupEntry[] {
-  const out: ProcCgroupEntry[] = [];
-  for (const line of text.split('\n')) {
-    const m = /^(\d+):([^:]*):(.*)$/.exec(line);
-    if (!m) continue;
-    out.push({ id: Number(m[1]), controllers: m[2] ? m[2].split(',') : [], path: m[3]! });
-  }
-  return out;
-}
-
-/** Mount options of a v1 cgroupfs that are not controllers. */
-const V1_NON_CONTROLLER_OPTIONS = new Set(['rw', 'ro', 'noprefix', 'clone_children', 'xattr', 'cpuset_v2_mode', 'favordynmods', 'all', 'none']);
-
-export interface Hierarchy {
-  version: 1 | 2;
-  /** v1: the controllers bound to it; v2: those its root offers (cgroup.controllers) */
-  controllers: string[];
-  /** v1 named hierarchy ("systemd" for name=systemd) */
-  name?: string;
-  mountPoint: string;
-  /** the cgroup that is mounted at mountPoint (mountinfo's root field; "/" unless in a container) */
-  mountRoot: string;
-  /** this process's cgroup in the hierarchy, if /proc/self/cgroup lists it */
-  ownPath?: string;
-}
-
-export interface CgroupLayout {
-  mode: 'unified' | 'hybrid' | 'legacy' | 'none';
-  hierarchies: Hierarchy[];
-  /** where each controller lives (v1 hierarchy, or the cgroup2 when it offers it) */
-  controllers: Partial<Record<Controller, Hierarchy>>;
-  /** the cgroup2 hierarchy, in unified or hybrid mode */
-  unified?: Hierarchy;
-}
-
-export interface DetectOptions {
-  /** /proc/self/mountinfo text (default: read it) */
-  mountinfo?: string;
-  /** /proc/self/cgroup text (default: read it) */
-  procCgroup?: string;
-  /** reads a file, undefined if missing (default: the real filesystem) */
-  readFile?: (path: string) => string | undefined;
-  /**
-   * Whether the mount is what its mount point shows (a later mount can cover it: npm test mounts a
-   * fresh /sys over the host's). Default: stat(mountPoint).st_dev equals the mount's device.
-   */
-  isVisible?: (mount: MountEntry) => boolean;
-}
-
-function readOptional(path: string): string | undefined {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return undefined;
-  }
-}
-
-/** glibc's makedev() encoding of st_dev. */
-function makedev(major: bigint, minor: bigint): bigint {
-  return (minor & 0xffn) | ((major & 0xfffn) << 8n) | ((minor & ~0xffn) << 12n) | ((major & ~0xfffn) << 32n);
-}
-
-function mountIsVisible(m: MountEntry): boolean {
-  const [maj, min] = m.dev.split(':');
-  try {
-    return statSync(m.mountPoint, { bigint: true }).dev === makedev(BigInt(maj ?? 0), BigInt(min ?? 0));
-  } catch {
-    return false;
-  }
-}
-
-/** Path of `cgroupPath` (relative to the hierarchy root) in the filesystem, or undefined if not under the mount. */
-export function cgroupFsPath(h: Hierarchy, cgroupPath: string): string | undefined {
-  const root = h.mountRoot === '/' ? '' : h.mountRoot.replace(/\/+$/, '');
-  if (root && cgroupPath !== root && !cgroupPath.startsWith(root + '/')) return undefined;
-  const rel = cgroupPath.slice(root.length).replace(/^\/+/, '');
-  return rel ? join(h.mountPoint, rel) : h.mountPoint;
-}
-
-/** Finds the host's cgroup hierarchies and where memory, cpu, cpuacct and pids live. */
-export function detectLayout(opts: DetectOptions = {}): CgroupLayout {
-  const mountinfo = opts.mountinfo ?? readFileSync('/proc/self/mountinfo', 'utf8');
-  const procCgroup = opts.procCgroup ?? readOptional('/proc/self/cgroup') ?? '';
-  const readFile = opts.readFile ?? readOptional;
-  const visible = opts.isVisible ?? mountIsVisible;
-  const own = parseProcCgroup(procCgroup);
-
-  const hierarchies: Hierarchy[] = [];
-  const seen = new Set<string>();
-  for (const m of parseMountinfo(mountinfo)) {
-    if (m.fsType !== 'cgroup' && m.fsType !== 'cgroup2') continue;
-    if (!visible(m)) continue;
-    if (m.fsType === 'cgroup2') {
-      // one cgroup2 hierarchy per system; the first visible mount of it is used
-      if (seen.has('v2')) continue;
-      seen.add('v2');
-      const ownPath = own.find((e) => e.id === 0 && e.controllers.length === 0)?.path;
-      const controllers = (readFile(join(m.mountPoint, 'cgroup.controllers')) ?? '').trim().split(/\s+/).filter(Boolean);
-      hierarchies.push({ version: 2, controllers, mountPoint: m.mountPoint, mountRoot: m.root, ...(ownPath !== undefined ? { ownPath } : {}) });
-      continue;
-    }
-    const controllers = m.superOptions.filter((o) => !o.includes('=') && !V1_NON_CONTROLLER_OPTIONS.has(o));
-    const nameOpt = m.superOptions.find((o) => o.startsWith('name='));
-    const name = nameOpt?.slice(5);
-    const id = [...controllers].sort().join(',') + (name ? `;name=${name}` : '');
-    if (seen.has(id)) continue; // the same hierarchy mounted twice
-    seen.add(id);
-    const ownEntry = own.find((e) => e.id !== 0 && (name
-      ? e.controllers.includes(`name=${name}`)
-      : controllers.length > 0 && controllers.every((c) => e.controllers.includes(c))));
-    hierarchies.push({
-      version: 1, controllers, mountPoint: m.mountPoint, mountRoot: m.root,
-      ...(name ? { name } : {}), ...(ownEntry ? { ownPath: ownEntry.path } : {}),
-    });
-  }
-
-  const unified = hierarchies.find((h) => h.version === 2);
-  const controllers: Partial<Record<Controller, Hierarchy>> = {};
-  for (const c of CONTROLLERS) {
-    const v1 = hierarchies.find((h) => h.version === 1 && h.controllers.includes(c));
-    if (v1) controllers[c] = v1;
-    else if (unified && c !== 'cpuacct' && unified.controllers.includes(c)) controllers[c] = unified;
-  }
-  const v1Controllers = hierarchies.some((h) => h.version === 1 && h.controllers.length > 0);
-  const mode = unified ? (v1Controllers ? 'hybrid' : 'unified') : v1Controllers ? 'legacy' : 'none';
-  return { mode, hierarchies, controllers, ...(unified ? { unified } : {}) };
-}
-
-// ---------------------------------------------------------------------------------------------
-// file access (sync: cgroupfs answers immediately, and errors must carry the path)
-
-function writeAttr(path: string, value: string, hint?: string): void {
-  let fd: number;
-  try {
-    // O_WRONLY (write-only files like cgroup.kill refuse read opens), no O_CREAT: a missing knob is ENOENT
-    fd = openSync(path, fsConstants.O_WRONLY | fsConstants.O_TRUNC);
-  } catch (err) {
-    throw CgroupError.io('open', path, err, hint);
-  }
-  try {
-    writeSync(fd, value);
-  } catch (err) {
-    throw CgroupError.io(`write '${value.trim()}' to`, path, err, hint);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function checkPid(pid: number): void {
-  if (!Number.isSafeInteger(pid) || pid <= 0) throw new NspawnError('CGROUP_BAD_PID', `cannot attach pid '${pid}'`);
-}
+export * from './cgroup-layout.js';
+export { CgroupError, enableControllers } from './cgroup-files.js';
 
 /**
  * How a new process enters these cgroups without waiting for the kernel. Moving a process by its
@@ -288,40 +71,6 @@ export function cgroupEntry(dirs: ReadonlyArray<{ version: 1 | 2; path: string }
   return cgroup2Dir === undefined ? { tasksFiles } : { tasksFiles, cgroup2Dir };
 }
 
-function readAttr(path: string): string | undefined {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return undefined;
-  }
-}
-
-function readBig(path: string): bigint | undefined {
-  const t = readAttr(path)?.trim();
-  if (t === undefined) return undefined;
-  if (t === 'max') return undefined;
-  return /^-?[0-9]+$/.test(t) ? BigInt(t) : undefined;
-}
-
-/** "key value" lines (memory.stat, cpu.stat, memory.events, memory.oom_control). */
-function readKeyed(path: string): Map<string, bigint> {
-  const out = new Map<string, bigint>();
-  for (const line of (readAttr(path) ?? '').split('\n')) {
-    const [k, v] = line.trim().split(/\s+/);
-    if (k && v && /^[0-9]+$/.test(v)) out.set(k, BigInt(v));
-  }
-  return out;
-}
-
-function readPids(dir: string): number[] {
-  return (readAttr(join(dir, 'cgroup.procs')) ?? '').split('\n').filter(Boolean).map(Number);
-}
-
-function errCode(err: unknown): string | undefined {
-  const c = (err as NodeJS.ErrnoException)?.code;
-  return typeof c === 'string' ? c : undefined;
-}
-
 // ---------------------------------------------------------------------------------------------
 // machines
 
@@ -337,16 +86,6 @@ export interface CgroupOptions {
   namedHierarchies?: readonly string[];
   /** what percentages resolve against (default: readHostFacts()) */
   facts?: HostFacts;
-}
-
-/** One directory of a machine: the hierarchy it is in and what it controls there. */
-export interface CgroupDir {
-  version: 1 | 2;
-  /** v1: the hierarchy's controllers; v2: the controllers enabled for this cgroup */
-  controllers: string[];
-  /** v1 named hierarchy ("systemd") */
-  name?: string;
-  path: string;
 }
 
 /** What the registry keeps so that another process (machinectl-ts) can open the machine's cgroup. */
@@ -382,175 +121,10 @@ export interface CgroupUsage {
 
 const MACHINE_PREFIX = 'machine-';
 const SUBTREE = 'nspawn-ts';
-const SUPERVISOR = 'supervisor';
 
 function checkMachineName(name: string): void {
   if (!name || name.length > 255 || name.includes('/') || name.includes('\0') || name === '.' || name === '..') {
     throw new ConfigError(`machine name '${name}' cannot name a cgroup (1–255 characters, no '/')`, { code: 'CFG_MACHINE_NAME' });
-  }
-}
-
-/** Which properties need which controller, for a clear error when one is missing. */
-function neededControllers(limits: ResolvedLimits): Map<Controller, string[]> {
-  const need = new Map<Controller, string[]>();
-  const add = (c: Controller, p: string): void => {
-    need.set(c, [...(need.get(c) ?? []), p]);
-  };
-  if (limits.memoryMax !== undefined) add('memory', 'MemoryMax');
-  if (limits.memoryHigh !== undefined) add('memory', 'MemoryHigh');
-  if (limits.memoryLow !== undefined) add('memory', 'MemoryLow');
-  if (limits.memorySwapMax !== undefined) add('memory', 'MemorySwapMax');
-  if (limits.cpu !== undefined) add('cpu', 'CPUQuota');
-  if (limits.cpuWeight !== undefined) add('cpu', 'CPUWeight');
-  if (limits.tasksMax !== undefined) add('pids', 'TasksMax');
-  return need;
-}
-
-/** Refuses what this layout cannot do, before anything is changed. */
-function checkSupported(layout: CgroupLayout, limits: ResolvedLimits): void {
-  for (const [c, props] of neededControllers(limits)) {
-    if (!layout.controllers[c]) {
-      throw new ConfigError(`${props.join('=, ')}= need the ${c} controller, which this host does not offer ` +
-        `(no cgroup v1 ${c} hierarchy is mounted and cgroup v2 does not list it in cgroup.controllers)`,
-      { code: 'CFG_PROPERTY_UNSUPPORTED_HERE' });
-    }
-  }
-  if (limits.memoryLow !== undefined && layout.controllers.memory?.version === 1) {
-    throw new ConfigError('MemoryLow= needs the cgroup v2 memory controller; on this host memory is a cgroup v1 controller, which has no protection threshold',
-      { code: 'CFG_PROPERTY_UNSUPPORTED_HERE' });
-  }
-  if (limits.memorySwapMax !== undefined && limits.memorySwapMax !== 'max' && layout.controllers.memory?.version === 1 && limits.memoryMax === undefined) {
-    throw new ConfigError('MemorySwapMax= on cgroup v1 needs MemoryMax= too (v1 limits memory and swap together: memsw = MemoryMax + MemorySwapMax)',
-      { code: 'CFG_PROPERTY_UNSUPPORTED_HERE' });
-  }
-}
-
-/** Writes the limits that are set in `limits` into the machine's directories. */
-function applyLimits(dirs: readonly CgroupDir[], layout: CgroupLayout, limits: ResolvedLimits, previous: ResolvedLimits): void {
-  const dirFor = (c: Controller): CgroupDir | undefined => {
-    const h = layout.controllers[c];
-    if (!h) return undefined;
-    return dirs.find((d) => d.version === h.version && (h.version === 2 || d.controllers.includes(c)));
-  };
-  const num = (v: bigint | 'max', v1: boolean): string => (v === 'max' ? (v1 ? '-1' : 'max') : v.toString());
-
-  const mem = dirFor('memory');
-  if (mem && mem.version === 1) {
-    if (limits.memoryMax !== undefined || limits.memorySwapMax !== undefined) {
-      const max = limits.memoryMax ?? previous.memoryMax ?? 'max';
-      const swap = limits.memorySwapMax ?? previous.memorySwapMax ?? 0n;
-      const memsw = max === 'max' || swap === 'max' ? 'max' : max + swap;
-      const limitFile = join(mem.path, 'memory.limit_in_bytes');
-      const memswFile = join(mem.path, 'memory.memsw.limit_in_bytes');
-      const hasMemsw = readAttr(memswFile) !== undefined;
-      // the kernel keeps limit ≤ memsw at every step: raise memsw first when growing, last when shrinking
-      const cur = readBig(limitFile);
-      const growing = max === 'max' || cur === undefined || max > cur;
-      if (hasMemsw && growing) writeAttr(memswFile, num(memsw, true));
-      writeAttr(limitFile, num(max, true), 'MemoryMax');
-      if (hasMemsw && !growing) writeAttr(memswFile, num(memsw, true));
-    }
-    if (limits.memoryHigh !== undefined) writeAttr(join(mem.path, 'memory.soft_limit_in_bytes'), num(limits.memoryHigh, true), 'MemoryHigh');
-  } else if (mem) {
-    if (limits.memoryLow !== undefined) writeAttr(join(mem.path, 'memory.low'), limits.memoryLow.toString(), 'MemoryLow');
-    if (limits.memoryHigh !== undefined) writeAttr(join(mem.path, 'memory.high'), num(limits.memoryHigh, false), 'MemoryHigh');
-    if (limits.memoryMax !== undefined) writeAttr(join(mem.path, 'memory.max'), num(limits.memoryMax, false), 'MemoryMax');
-    if (limits.memorySwapMax !== undefined) writeAttr(join(mem.path, 'memory.swap.max'), num(limits.memorySwapMax, false), 'MemorySwapMax');
-  }
-
-  const cpu = dirFor('cpu');
-  if (cpu && cpu.version === 1) {
-    if (limits.cpu) {
-      // the quota is checked against the current period: clear it, set the period, then the quota
-      writeAttr(join(cpu.path, 'cpu.cfs_quota_us'), '-1', 'CPUQuota');
-      writeAttr(join(cpu.path, 'cpu.cfs_period_us'), String(limits.cpu.periodUsec), 'CPUQuotaPeriodSec');
-      if (limits.cpu.quotaUsec !== 'max') writeAttr(join(cpu.path, 'cpu.cfs_quota_us'), String(limits.cpu.quotaUsec), 'CPUQuota');
-    }
-    if (limits.cpuWeight !== undefined) writeAttr(join(cpu.path, 'cpu.shares'), String(cpuWeightToShares(limits.cpuWeight)), 'CPUWeight');
-  } else if (cpu) {
-    if (limits.cpu) writeAttr(join(cpu.path, 'cpu.max'), `${limits.cpu.quotaUsec} ${limits.cpu.periodUsec}`, 'CPUQuota');
-    if (limits.cpuWeight !== undefined) {
-      const idle = limits.cpuWeight === 'idle';
-      if (idle || readAttr(join(cpu.path, 'cpu.idle')) !== undefined) writeAttr(join(cpu.path, 'cpu.idle'), idle ? '1' : '0', 'CPUWeight');
-      if (!idle) writeAttr(join(cpu.path, 'cpu.weight'), String(limits.cpuWeight), 'CPUWeight');
-    }
-  }
-
-  const pids = dirFor('pids');
-  if (pids && limits.tasksMax !== undefined) {
-    writeAttr(join(pids.path, 'pids.max'), limits.tasksMax === 'max' ? 'max' : limits.tasksMax.toString(), 'TasksMax');
-  }
-}
-
-function mkdirIfMissing(path: string, created: string[]): void {
-  try {
-    mkdirSync(path);
-    created.push(path);
-  } catch (err) {
-    if (errCode(err) !== 'EEXIST') throw CgroupError.io('mkdir', path, err);
-  }
-}
-
-function rmdirQuiet(path: string): void {
-  try {
-    rmdirSync(path);
-  } catch (err) {
-    const c = errCode(err);
-    if (c !== 'ENOENT' && c !== 'EBUSY' && c !== 'ENOTEMPTY') throw CgroupError.io('rmdir', path, err);
-  }
-}
-
-/** Sub-cgroups below `dir` (a container's own init makes some), deepest first. */
-function subCgroups(dir: string): string[] {
-  const out: string[] = [];
-  let entries: import('node:fs').Dirent[];
-  try {
-    entries = readdirSync(dir, { withFileTypes: true });
-  } catch {
-    return out;
-  }
-  for (const e of entries) {
-    if (!e.isDirectory()) continue;
-    const sub = join(dir, e.name);
-    out.push(...subCgroups(sub), sub);
-  }
-  return out;
-}
-
-/**
- * v2: enable `controllers` for the children of `dir` (cgroup.subtree_control). When `dir` holds
- * processes (EBUSY, "no internal processes") and this process is the only one, it moves into a
- * `supervisor` leaf first, as systemd-nspawn --keep-unit does; returns that leaf then.
- */
-export function enableControllers(dir: string, controllers: readonly string[]): string | undefined {
-  return enableSubtree(dir, controllers, []);
-}
-
-function enableSubtree(dir: string, controllers: readonly string[], created: string[]): string | undefined {
-  if (controllers.length === 0) return undefined;
-  const file = join(dir, 'cgroup.subtree_control');
-  const already = (readAttr(file) ?? '').trim().split(/\s+/);
-  const missing = controllers.filter((c) => !already.includes(c));
-  if (missing.length === 0) return undefined;
-  const value = missing.map((c) => `+${c}`).join(' ');
-  try {
-    writeAttr(file, value);
-    return undefined;
-  } catch (err) {
-    if (!(err instanceof CgroupError) || err.errnoCode !== 'EBUSY') throw err;
-    const procs = readPids(dir);
-    if (procs.length > 0 && procs.every((p) => p === process.pid)) {
-      const sup = join(dir, SUPERVISOR);
-      mkdirIfMissing(sup, created);
-      writeAttr(join(sup, 'cgroup.procs'), String(process.pid));
-      log.debug('moved the launcher into a leaf cgroup (cgroup v2: no processes in inner cgroups)', { cgroup: sup });
-      writeAttr(file, value);
-      return sup;
-    }
-    throw new CgroupError('CGROUP_INNER_PROCESSES',
-      `cannot enable ${missing.join(', ')} for the children of ${dir}: it holds other processes (${procs.slice(0, 5).join(' ')}), and cgroup v2 ` +
-      'allows controllers only below cgroups without processes; start nspawn-ts in a cgroup of its own ' +
-      '(e.g. systemd-run --scope -p Delegate=yes nspawn-ts …)', file, { cause: err, errno: err.errno ?? 16, errnoCode: 'EBUSY' });
   }
 }
 

@@ -2,7 +2,8 @@
 // client namespace behind a veth asks the server on the host-side address for machine names,
 // forwarded names (cached with their TTL: still answered when the upstream is gone), a TXT answer
 // too big for UDP (TC, then TCP both ways), with a dead first upstream (failover), and gets SERVFAIL
-// when no upstream answers; a query arriving from the uplink is not answered.
+// when no upstream answers; a query arriving from the uplink is not answered. Per-source rate limits
+// over IPv4 and IPv6 (a client cycling through addresses of its /64 shares one bucket).
 import { expect } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { run, runOk } from '../helpers/exec.js';
@@ -119,6 +120,42 @@ ktest('per-source rate limit: a flooding client is dropped, another on the link 
     const other = `const r = new (require('dns').promises.Resolver)({ timeout: 2000, tries: 1 }); r.setLocalAddress('192.168.99.11'); r.setServers(['${HOST}']);
       r.resolve4('alpha').then((a) => console.log(a.join(',')), (e) => console.log(e.code));`;
     expect((await netns.exec(process.execPath, ['-e', other])).trim()).toBe('192.168.99.20');
+  } finally {
+    await server.close();
+    await run('ip', ['link', 'del', 'dnsh0']);
+  }
+});
+
+ktest('per-source rate limit over IPv6: a client cycling through 200 addresses of the /64 shares one bucket; the machine\'s own address is still answered', async ({ netns }) => {
+  const server = new DnsServer({ rate: 50, forwarder: { servers: [] }, resolved: false });
+  try {
+    await clientLink(netns);
+    await runOk('ip', ['addr', 'add', '2001:db8:99::1/64', 'dev', 'dnsh0', 'nodad']);
+    // the machine's address, and 200 others a hostile container could take in its /64
+    const batch = ['addr add 2001:db8:99::20/64 dev dnsc0 nodad', ...Array.from({ length: 200 }, (_, i) => `addr add 2001:db8:99::f:${(i + 1).toString(16)}/64 dev dnsc0 nodad`)];
+    await netns.exec('ip', ['-batch', '-'], { input: batch.join('\n') + '\n' });
+    server.setLinks([{
+      ifname: 'dnsh0', hostAddress: HOST, subnet: '192.168.99.0/24', hostAddress6: '2001:db8:99::1', prefix6: '2001:db8:99::/64',
+      machines: [{ name: 'alpha', address: '192.168.99.20', address6: '2001:db8:99::20' }],
+    }]);
+    await server.ready();
+    expect(server.bound()).toEqual([HOST, '2001:db8:99::1']);
+    // 2000 AAAA queries for alpha, each from the next of the 200 addresses; without the shared
+    // bucket each address would have a burst of its own (200 × 100) and every query be answered
+    const flood = `const dgram = require('dgram'); let answers = 0; const t0 = Date.now();
+      const socks = Array.from({ length: 200 }, (_, i) => { const s = dgram.createSocket('udp6'); s.on('message', () => { answers++; }); s.bind({ address: '2001:db8:99::f:' + (i + 1).toString(16) }); return s; });
+      const q = Buffer.from('00000100000100000000000005616c70686100001c0001', 'hex'); let n = 0;
+      const send = () => { if (n++ >= 2000) { const ms = Date.now() - t0; return setTimeout(() => { console.log(JSON.stringify({ answers, ms })); socks.forEach((s) => s.close()); }, 300); }
+        q.writeUInt16BE(n & 0xffff, 0); socks[n % 200].send(q, 53, '2001:db8:99::1', send); };
+      setTimeout(send, 200);`;
+    const { answers, ms } = JSON.parse(await netns.exec(process.execPath, ['-e', flood])) as { answers: number; ms: number };
+    expect(answers).toBeLessThanOrEqual(100 + Math.ceil((50 * (ms + 500)) / 1000) + 5);
+    expect(answers).toBeGreaterThan(0);
+    expect(server.limiter.sources).toBeLessThanOrEqual(2);
+    // the machine's own address has its own bucket
+    const own = `const r = new (require('dns').promises.Resolver)({ timeout: 2000, tries: 1 }); r.setLocalAddress('192.168.99.10', '2001:db8:99::20'); r.setServers(['2001:db8:99::1']);
+      r.resolve6('alpha').then((a) => console.log(a.join(',')), (e) => console.log(e.code));`;
+    expect((await netns.exec(process.execPath, ['-e', own])).trim()).toBe('2001:db8:99::20');
   } finally {
     await server.close();
     await run('ip', ['link', 'del', 'dnsh0']);

@@ -10,7 +10,7 @@ import { ktest } from '../helpers/kernel.js';
 import { busyboxRoot, copyRoot } from '../helpers/rootfs.js';
 import { nspawn } from '../helpers/nspawn.js';
 import { MAX_LINE_LENGTH, readBoundedText } from '../../src/runtime/bounded-read.js';
-import { loadProperties } from '../../src/runtime/properties.js';
+import { loadProperties } from '../../src/runtime/property-store.js';
 
 const RUN = process.pid.toString(36);
 let scratch: string;

@@ -9,9 +9,9 @@ import { ConfigError } from '../../../src/errors.js';
 import {
   SUPPORTED_PROPERTIES, adjustCpuPeriod, cpuWeightToShares, formatProperties, formatPropertyValue,
   mergeProperties, parsePermyriad, parseProperties, parsePropertyAssignment, parsePropertyValue, parseSize,
-  parseTimespanUsec, propertiesDir, readHostFacts, removeProperties, resolveProperties, saveProperties, startProperties,
-  loadProperties, type HostFacts, type PropertyAssignment,
+  parseTimespanUsec, readHostFacts, resolveProperties, type HostFacts, type PropertyAssignment,
 } from '../../../src/runtime/properties.js';
+import { loadProperties, propertiesDir, removeProperties, saveProperties, startProperties } from '../../../src/runtime/property-store.js';
 
 const G = 1024n ** 3n;
 const M = 1024n ** 2n;
