@@ -146,6 +146,18 @@ function comparisons(r: Run): Comparison[] {
       c('add a mapping (median)', 'add_mapping_median_us', 'nft_cli_add_median_us', '`nft` per change', false, 'µs'),
       c('remove an owner\'s mappings (median)', 'remove_owner_median_us', 'nft_cli_delete_median_us', '`nft` per change', false, 'µs'),
     ];
+    case 'cni': {
+      const ref = 'bridge + host-local + portmap';
+      return [
+        c('ADD, in-process (median)', 'ours_add_ms', 'reference_add_ms', ref, false, 'ms'),
+        c('DEL, in-process (median)', 'ours_del_ms', 'reference_del_ms', ref, false, 'ms'),
+        c('ADD, nspawn-netd running (median)', 'ours_sidecar_add_ms', 'reference_add_ms', ref, false, 'ms'),
+        c('DEL, nspawn-netd running (median)', 'ours_sidecar_del_ms', 'reference_del_ms', ref, false, 'ms'),
+        c('`podman run -d -p` to the first byte served, in-process (median)', 'ours_podman_first_byte_ms', 'reference_podman_first_byte_ms', ref, false, 'ms'),
+        c('`podman run -d -p` to the first byte served, nspawn-netd running (median)', 'ours_sidecar_podman_first_byte_ms', 'reference_podman_first_byte_ms', ref, false, 'ms'),
+        c('VERSION', 'ours_version_ms', 'reference_version_ms', 'the bridge plugin', false, 'ms'),
+      ];
+    }
     default: return [];
   }
 }

@@ -120,6 +120,12 @@ export async function cniAdd(env: CniEnv, cfg: CniConfig): Promise<AddOutcome> {
     } catch (err) {
       throw new CniError(CNI_ERR.SETUP_FAILED, `configuring ${env.ifname} in ${env.netns}: ${errorMessage(err)}`);
     }
+    if (rec.mode === 'zone') {
+      // the address may have been a container's just gone (another MAC): the host asks again, or
+      // it sends to the old MAC until its neighbour entry goes stale (seconds of silence)
+      await rtnl.deleteNeighbour(bridgeName, lease.address);
+      if (lease.ipv6) await rtnl.deleteNeighbour(bridgeName, lease.ipv6.address);
+    }
     const links: AddOutcome['interfaces'] = [];
     if (rec.mode === 'zone') links.push({ name: bridgeName, mac: (await rtnl.requireLink(bridgeName)).mac ?? '' });
     links.push({ name: rec.hostIfname, mac: host.mac ?? '' }, { name: env.ifname, mac, sandbox: env.netns });

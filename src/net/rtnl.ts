@@ -18,7 +18,7 @@ import { NetlinkError } from './netlink/errors.js';
 import {
   type AddressOptions, type BridgeOptions, type IpvlanOptions, type LinkChanges, type LinkRef, type LinkSpec,
   type MacvlanOptions, type RouteSpec, type VethOptions,
-  addrRequest, altnameRequest, delLinkGroupRequest, delLinkRequest, dumpAddrsRequest, dumpLinksRequest,
+  addrRequest, altnameRequest, delLinkGroupRequest, delLinkRequest, delNeighRequest, dumpAddrsRequest, dumpLinksRequest,
   dumpRoutesRequest, getLinkRequest, newLinkRequest, parseCidr, routeRequest, setLinkRequest,
 } from './netlink/requests.js';
 import { NetlinkSocket } from './netlink/socket.js';
@@ -342,6 +342,28 @@ export class Rtnl {
     }
     try {
       await this.sock.request(addrRequest('delete', index, cidr), `delete address ${cidr} from link ${show(link)}`);
+      return true;
+    } catch (err) {
+      if (isCode(err, ...GONE)) return false;
+      throw err;
+    }
+  }
+
+  /**
+   * Forgets the neighbour entry of `address` on a link (the MAC last learnt for it), so that the
+   * next packet asks again; false when there was none. For an address that moved to another MAC: a
+   * container started anew on a bridge with the address of one just gone.
+   */
+  async deleteNeighbour(link: LinkRef, address: string): Promise<boolean> {
+    let index: number;
+    try {
+      index = await this.indexOf(link);
+    } catch (err) {
+      if (isCode(err, 'ENODEV')) return false;
+      throw err;
+    }
+    try {
+      await this.sock.request(delNeighRequest(index, address), `forget the neighbour ${address} on link ${show(link)}`);
       return true;
     } catch (err) {
       if (isCode(err, ...GONE)) return false;

@@ -77,7 +77,7 @@ export async function ok(p: Promise<Call>): Promise<string> {
   return r.stdout;
 }
 
-export interface Result { cniVersion: string; ips: Array<{ address: string; gateway: string; version?: string; interface: number }>; interfaces: Array<{ name: string; sandbox?: string }>; dns?: unknown }
+export interface Result { cniVersion: string; ips: Array<{ address: string; gateway: string; version?: string; interface: number }>; interfaces: Array<{ name: string; mac?: string; sandbox?: string }>; dns?: unknown }
 
 /** Links, records and firewall entries of ours on the host (there must be none after the last DEL). */
 export async function leftovers(net: Net): Promise<string[]> {

@@ -205,6 +205,37 @@ describe('nspawn-cni in-process (no sidecar) touches only its own network', () =
   }, 120_000);
 });
 
+describe('nspawn-cni: an address that moves to a new container', () => {
+  ktest('a container started anew with the address of one just gone answers the host at once (the host forgets the old MAC)', async () => {
+    const keep = await TestNetns.create('k');
+    const c1 = await TestNetns.create('c1');
+    const c2 = await TestNetns.create('c2');
+    const net = network('1.0.0', {}, 'reuse');
+    try {
+      await ok(cni(net, 'add', keep, 'cid-keep', { args: 'K8S_POD_NAME=keep' })); // the bridge stays
+      const r1 = JSON.parse(await ok(cni(net, 'add', c1, 'cid-1', { args: 'K8S_POD_NAME=web' }))) as Result;
+      const addr = (r1.ips[0]?.address ?? '').split('/')[0] as string;
+      await runOk('busybox', ['ping', '-c', '1', '-W', '2', addr]); // the host learns c1's MAC
+      await ok(cni(net, 'del', c1, 'cid-1', { args: 'K8S_POD_NAME=web' }));
+      const r2 = JSON.parse(await ok(cni(net, 'add', c2, 'cid-2', { args: 'K8S_POD_NAME=web' }))) as Result;
+      expect(r2.ips[0]?.address.split('/')[0]).toBe(addr); // stable per pod name, another MAC
+      expect(r2.interfaces[2]?.mac).not.toBe(r1.interfaces[2]?.mac);
+      // within the old entry's reachable time: without forgetting it the host sends to c1's MAC
+      expect((await run('busybox', ['ping', '-c', '1', '-W', '1', addr])).code).toBe(0);
+      await ok(cni(net, 'del', c2, 'cid-2', { args: 'K8S_POD_NAME=web' }));
+      await ok(cni(net, 'del', keep, 'cid-keep', { args: 'K8S_POD_NAME=keep' }));
+      expect(await leftovers(net)).toEqual([]);
+    } finally {
+      await cni(net, 'del', c1, 'cid-1', { args: 'K8S_POD_NAME=web' });
+      await cni(net, 'del', c2, 'cid-2', { args: 'K8S_POD_NAME=web' });
+      await cni(net, 'del', keep, 'cid-keep', { args: 'K8S_POD_NAME=keep' });
+      await keep.destroy();
+      await c1.destroy();
+      await c2.destroy();
+    }
+  }, 120_000);
+});
+
 describe('nspawn-cni under podman (CNI backend)', () => {
   for (const mode of ['zone', 'veth'] as const) ktest(`${mode} mode: two busybox containers on a network: addresses, default routes, each other, the internet through masquerade, -p 8080:80 from a client; rm -f leaves nothing`, async () => {
     const world = await World.create();

@@ -44,7 +44,7 @@ describe('npm pack → npm install -g', () => {
     for (const cmd of ['nspawn-ts', 'machinectl-ts', 'nspawn-netd']) expect(existsSync(join(prefix, 'bin', cmd))).toBe(true);
     expect(existsSync(join(pkgDir, 'native/build/Release/nspawn_native.node'))).toBe(true);
     const caches = readdirSync(join(pkgDir, 'dist')).filter((f) => f.endsWith(`.${process.version}.cache`));
-    expect(caches.sort()).toEqual(['machinectl-ts', 'nspawn-cni', 'nspawn-netd', 'nspawn-ts'].map((n) => `${n}.cjs.${process.version}.cache`));
+    expect(caches.sort()).toEqual(['machinectl-ts', 'nspawn-cni-plugin', 'nspawn-cni', 'nspawn-netd', 'nspawn-ts'].map((n) => `${n}.cjs.${process.version}.cache`));
     expect(existsSync(join(prefix, 'bin', 'nspawn-cni'))).toBe(true);
     expect(existsSync(join(pkgDir, 'src'))).toBe(false);
     // man pages where man finds them, and bash completion where bash-completion's loader looks

@@ -83,6 +83,9 @@ export const RTM_GETADDR = 22;
 export const RTM_NEWROUTE = 24;
 export const RTM_DELROUTE = 25;
 export const RTM_GETROUTE = 26;
+export const RTM_DELNEIGH = 29;
+/** NDA_DST: a neighbour entry's network address */
+export const NDA_DST = 1;
 export const RTM_NEWLINKPROP = 108;
 export const RTM_DELLINKPROP = 109;
 export const RTM_GETLINKPROP = 110;

@@ -4,7 +4,7 @@
 // `ip addr add`, `ip route add`), which the kernel has accepted for decades; see test/golden/netlink/.
 import { Address4, Address6 } from 'ip-address';
 import * as C from './constants.js';
-import type { AddrMessage, LinkMessage, RouteMessage } from './codec.js';
+import { type AddrMessage, type LinkMessage, parseIp, type RawMessage, type RouteMessage } from './codec.js';
 import { NetlinkEncodeError } from './errors.js';
 import type { AddrAttrs, BridgeInfo, IfInfoMsg, IpvlanInfo, LinkAttrs, LinkInfo, MacvlanInfo, RouteAttrs } from './policy.js';
 import { utf8Length } from './wire.js';
@@ -588,4 +588,22 @@ export function dumpRoutesRequest(opts: { family?: 4 | 6; table?: number } = {})
     header: { family: familyNumber(opts.family), dstLen: 0, srcLen: 0, tos: 0, table: 0, protocol: 0, scope: 0, type: 0, flags: 0 },
     attrs,
   };
+}
+
+/**
+ * RTM_DELNEIGH of `address`'s entry on ifindex (its MAC as last learnt). No codec of its own: the
+ * message is small and only ever sent — struct ndmsg { u8 family; u8 pad1; u16 pad2; s32 ifindex;
+ * u16 state; u8 flags; u8 type; } and NDA_DST.
+ */
+export function delNeighRequest(index: number, address: string): RawMessage {
+  checkUint(index, 'ifindex');
+  const dst = parseIp(address, 'neighbour address');
+  const payload = new Uint8Array(12 + 4 + dst.length);
+  const v = new DataView(payload.buffer);
+  payload[0] = dst.length === 4 ? C.AF_INET : C.AF_INET6;
+  v.setInt32(4, index, true);
+  v.setUint16(12, 4 + dst.length, true);
+  v.setUint16(14, C.NDA_DST, true);
+  payload.set(dst, 16);
+  return { kind: 'raw', nl: { type: C.RTM_DELNEIGH, flags: 0, seq: 0, pid: 0 }, payload };
 }

@@ -5,7 +5,7 @@ import * as C from '../../../src/net/netlink/constants.js';
 import { type RtnlMessage, decodeMessages, encodeMessage } from '../../../src/net/netlink/codec.js';
 import { NetlinkEncodeError } from '../../../src/net/netlink/errors.js';
 import {
-  addrRequest, altnameRequest, delLinkGroupRequest, delLinkRequest, dumpRoutesRequest, getLinkRequest,
+  addrRequest, altnameRequest, delLinkGroupRequest, delLinkRequest, delNeighRequest, dumpRoutesRequest, getLinkRequest,
   newBridgeRequest, newIpvlanRequest, newLinkRequest, newMacvlanRequest, newVethRequest, parseCidr, routeRequest,
   setLinkRequest, validateIfname,
 } from '../../../src/net/netlink/requests.js';
@@ -186,5 +186,19 @@ describe('bad input is refused before anything is sent', () => {
     invalid(() => routeRequest('add', { dst: '198.51.100.0/24', gateway: '2001:db8::1' }), /gateway 2001:db8::1 is not IPv4/);
     expect(parseCidr('2001:DB8:0::1/64')).toEqual({ family: 6, address: '2001:db8::1', prefixlen: 64 });
     expect(parseCidr('192.0.2.1')).toEqual({ family: 4, address: '192.0.2.1', prefixlen: 32 });
+  });
+});
+
+describe('RTM_DELNEIGH', () => {
+  test('struct ndmsg (family, ifindex, state 0) and NDA_DST, IPv4 and IPv6', () => {
+    // nlmsghdr: len 36, type 29, flags REQUEST|ACK; ndmsg: AF_INET, pads, ifindex 3, state 0, flags 0, type 0; NDA_DST 192.0.2.7
+    expect(hex(asSent(delNeighRequest(3, '192.0.2.7')))).toBe(
+      '24000000' + '1d00' + '0500' + '00000000' + '00000000' + '02' + '00' + '0000' + '03000000' + '0000' + '00' + '00' + '0800' + '0100' + 'c0000207');
+    const v6 = asSent(delNeighRequest(7, '2001:db8::1'));
+    expect(v6.length).toBe(16 + 12 + 20);
+    expect(hex(v6.subarray(16, 20))).toBe('0a000000');
+    expect(hex(v6.subarray(28, 32))).toBe('14000100');
+    expect(hex(v6.subarray(32))).toBe('20010db8000000000000000000000001');
+    expect(() => delNeighRequest(3, '192.0.2.7/24')).toThrow(NetlinkEncodeError);
   });
 });
