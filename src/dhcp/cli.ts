@@ -12,7 +12,7 @@ import { ConfigError, errorMessage } from '../errors.js';
 import { isDebug, logger, setLogLevel } from '../log.js';
 import { Rtnl } from '../net/rtnl.js';
 import type { InterfaceConfig, Reservation } from './config.js';
-import { type Ipv4Cidr, inSubnet, ipv4ToString, parseCidr, parseIpv4, parseMac } from './ipv4.js';
+import { type Ipv4Cidr, inSubnet, ipv4ToString, parseIpv4Cidr, parseIpv4, parseMac } from './ipv4.js';
 import type { Durability } from './journal.js';
 import { type DhcpEvent, DhcpServer } from './server.js';
 
@@ -116,7 +116,7 @@ export function parseDhcpServeArgs(argv: readonly string[]): DhcpServeArgs {
         break;
       case '--pool': {
         const range = value.match(/^([^-\s]+)-([^-\s]+)$/);
-        const ok = range ? parseIpv4(range[1] as string) !== undefined && parseIpv4(range[2] as string) !== undefined : parseCidr(value) !== undefined;
+        const ok = range ? parseIpv4(range[1] as string) !== undefined && parseIpv4(range[2] as string) !== undefined : parseIpv4Cidr(value) !== undefined;
         if (!ok) bad(`--pool: "${value}" is neither a CIDR (192.0.2.0/24) nor a range (192.0.2.100-192.0.2.199)`);
         a.pools.push(value);
         break;
@@ -181,7 +181,7 @@ export async function linkInfos(names: readonly string[]): Promise<LinkInfo[]> {
       const link = await rt.getLink(name);
       if (!link) throw new ConfigError(`dhcp-serve: --interface ${name}: no such interface`);
       const addresses = (await rt.listAddresses({ link: link.index, family: 4 }))
-        .map((a) => parseCidr(a.cidr)).filter((x): x is Ipv4Cidr => x !== undefined);
+        .map((a) => parseIpv4Cidr(a.cidr)).filter((x): x is Ipv4Cidr => x !== undefined);
       out.push({ ifindex: link.index, ifname: link.name, addresses });
     }
     return out;
@@ -194,7 +194,7 @@ export async function linkInfos(names: readonly string[]): Promise<LinkInfo[]> {
 export function planInterfaces(args: DhcpServeArgs, links: LinkInfo[]): InterfaceConfig[] {
   const poolStart = (p: string): number => {
     const range = p.match(/^([^-\s]+)-([^-\s]+)$/);
-    return range ? (parseIpv4(range[1] as string) as number) : (parseCidr(p) as Ipv4Cidr).network;
+    return range ? (parseIpv4(range[1] as string) as number) : (parseIpv4Cidr(p) as Ipv4Cidr).network;
   };
   const usedPools = new Map<string, string>();
   const configs = links.map((link): InterfaceConfig => {
@@ -243,7 +243,7 @@ export function planInterfaces(args: DhcpServeArgs, links: LinkInfo[]): Interfac
   for (const s of args.statics) {
     const a = parseIpv4(s.address) as number;
     const cfg = configs.find((c) => {
-      const cidr = parseCidr(c.address) as Ipv4Cidr;
+      const cidr = parseIpv4Cidr(c.address) as Ipv4Cidr;
       return inSubnet(a, cidr.network, cidr.prefixLength);
     });
     if (!cfg) bad(`--static ${s.mac}=${s.address}: the address is in no served subnet`);

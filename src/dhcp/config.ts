@@ -3,7 +3,7 @@
 // names the interface, the field and what is allowed; nothing is served from a half-valid config.
 import { ConfigError } from '../errors.js';
 import {
-  type Ipv4, fromHex, inSubnet, ipv4ToString, parseCidr, parseIpv4, parseMac, prefixMask, toHex,
+  type Ipv4, fromHex, inSubnet, ipv4ToString, parseIpv4Cidr, parseIpv4, parseMac, prefixMask, toHex,
 } from './ipv4.js';
 import { type ClasslessRoute, encodeDomainNames, Opt } from './options.js';
 import { MAX_POOL_SIZE } from './pool.js';
@@ -116,7 +116,7 @@ export function resolveInterfaceConfig(c: InterfaceConfig): SubnetConfig {
   };
   if (typeof c.ifname !== 'string' || !IFNAME_RE.test(c.ifname)) bad('ifname', `"${String(c.ifname)}" is not an interface name (1-15 characters, no spaces, "/" or ":")`);
   if (!Number.isInteger(c.ifindex) || c.ifindex <= 0) bad('ifindex', `${String(c.ifindex)} is not a positive integer`);
-  const cidr = typeof c.address === 'string' ? parseCidr(c.address) : undefined;
+  const cidr = typeof c.address === 'string' ? parseIpv4Cidr(c.address) : undefined;
   if (!cidr) return bad('address', `"${String(c.address)}" is not an IPv4 address with prefix length, like 192.168.37.1/28`);
   if (cidr.prefixLength > 30) bad('address', `prefix /${cidr.prefixLength} leaves no address for clients; use /30 or shorter`);
   if (cidr.prefixLength < 8) bad('address', `prefix /${cidr.prefixLength} is too large a subnet; use /8 or longer`);
@@ -140,7 +140,7 @@ export function resolveInterfaceConfig(c: InterfaceConfig): SubnetConfig {
       poolLast = addr('pool', range[2], true);
       if (poolLast < poolFirst) bad('pool', `"${text}": the last address is before the first`);
     } else {
-      const p = parseCidr(text);
+      const p = parseIpv4Cidr(text);
       if (!p) bad('pool', `"${text}" is neither FIRST-LAST nor a CIDR like ${subnetText}`);
       else {
         if (!inNet(p.network) || p.prefixLength < cidr.prefixLength) bad('pool', `${text} is not inside the subnet ${subnetText}`);
@@ -182,7 +182,7 @@ export function resolveInterfaceConfig(c: InterfaceConfig): SubnetConfig {
   }
   const classlessRoutes = list('classlessRoutes', c.classlessRoutes).map((r): ClasslessRoute => {
     const o = r as { destination?: unknown; router?: unknown };
-    const d = typeof o?.destination === 'string' ? parseCidr(o.destination) : undefined;
+    const d = typeof o?.destination === 'string' ? parseIpv4Cidr(o.destination) : undefined;
     if (!d) return bad('classlessRoutes', `destination "${String(o?.destination)}" is not a CIDR like 0.0.0.0/0`);
     return { destination: d.network, prefixLength: d.prefixLength, router: addr('classlessRoutes', o.router, true) };
   });

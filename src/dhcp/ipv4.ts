@@ -3,6 +3,7 @@
 // use as a Map key. Text is parsed (with ip-address, the project's address library) only where it
 // comes from a user: flags, API calls, the lease file.
 import { Address4 } from 'ip-address';
+import { parseCidrText } from '../common/cidr.js';
 
 /** An IPv4 address as an unsigned 32-bit integer (192.0.2.1 = 0xc0000201). */
 export type Ipv4 = number;
@@ -26,18 +27,14 @@ export interface Ipv4Cidr {
   broadcast: Ipv4;
 }
 
-/** Parses "A.B.C.D/N"; undefined when it is not one. */
-export function parseCidr(text: string): Ipv4Cidr | undefined {
-  const slash = text.indexOf('/');
-  if (slash < 0 || !Address4.isValid(text)) return undefined;
-  const address = parseIpv4(text.slice(0, slash));
-  const lenText = text.slice(slash + 1);
-  if (address === undefined || !/^\d{1,2}$/.test(lenText)) return undefined;
-  const prefixLength = Number(lenText);
-  if (prefixLength > 32) return undefined;
-  const mask = prefixMask(prefixLength);
+/** Parses "A.B.C.D/N" into numbers (the shared parser, src/common/cidr.ts); undefined when it is not one. */
+export function parseIpv4Cidr(text: string): Ipv4Cidr | undefined {
+  const c = parseCidrText(text, { requirePrefix: true });
+  if (typeof c !== 'object' || c.family !== 4) return undefined;
+  const address = parseIpv4(c.address) as Ipv4;
+  const mask = prefixMask(c.prefixlen);
   const network = (address & mask) >>> 0;
-  return { address, prefixLength, network, broadcast: (network | ~mask) >>> 0 };
+  return { address, prefixLength: c.prefixlen, network, broadcast: (network | ~mask) >>> 0 };
 }
 
 /** The netmask of a prefix length (24 → 255.255.255.0). */

@@ -3,6 +3,8 @@
 // same operation. Attribute order and header fields follow iproute2 6.1 (`ip link add`, `ip link set`,
 // `ip addr add`, `ip route add`), which the kernel has accepted for decades; see test/golden/netlink/.
 import { Address4, Address6 } from 'ip-address';
+import { type Cidr, parseCidrText } from '../../common/cidr.js';
+export type { Cidr } from '../../common/cidr.js';
 import * as C from './constants.js';
 import { type AddrMessage, type LinkMessage, parseIp, type RawMessage, type RouteMessage } from './codec.js';
 import { NetlinkEncodeError } from './errors.js';
@@ -367,31 +369,18 @@ export function altnameRequest(op: 'add' | 'delete', ref: LinkRef, names: readon
 // ---------------------------------------------------------------------------------------------
 // Addresses
 
-/** A parsed "address/prefixlen". */
-export interface Cidr {
-  family: 4 | 6;
-  address: string;
-  prefixlen: number;
-}
-
-/** Parses "192.0.2.1/24" or "2001:db8::1/64" (a bare address gets /32 or /128). */
+/** Parses "192.0.2.1/24" or "2001:db8::1/64" (a bare address gets /32 or /128); throws naming `what`. */
 export function parseCidr(text: string, what = 'address'): Cidr {
   if (typeof text !== 'string') throw new NetlinkEncodeError(`invalid ${what}: expected a string like 192.0.2.1/24`);
-  const [addr, len, extra] = text.split('/');
-  if (addr === undefined || extra !== undefined || (len !== undefined && !/^\d{1,3}$/.test(len))) {
-    throw new NetlinkEncodeError(`invalid ${what} "${text}": expected ADDRESS/PREFIXLEN like 192.0.2.1/24 or 2001:db8::1/64`);
-  }
-  if (Address4.isValid(addr) && !addr.includes('/')) {
-    const prefixlen = len === undefined ? 32 : Number(len);
-    if (prefixlen > 32) throw new NetlinkEncodeError(`invalid ${what} "${text}": an IPv4 prefix length is 0..32`);
-    return { family: 4, address: new Address4(addr).correctForm(), prefixlen };
-  }
-  if (addr.includes(':') && Address6.isValid(addr)) {
-    const prefixlen = len === undefined ? 128 : Number(len);
-    if (prefixlen > 128) throw new NetlinkEncodeError(`invalid ${what} "${text}": an IPv6 prefix length is 0..128`);
-    return { family: 6, address: new Address6(addr).correctForm(), prefixlen };
-  }
-  throw new NetlinkEncodeError(`invalid ${what} "${text}": "${addr}" is not an IPv4 or IPv6 address`);
+  const c = parseCidrText(text);
+  if (typeof c === 'object') return c;
+  const why = {
+    syntax: 'expected ADDRESS/PREFIXLEN like 192.0.2.1/24 or 2001:db8::1/64',
+    prefix4: 'an IPv4 prefix length is 0..32',
+    prefix6: 'an IPv6 prefix length is 0..128',
+    address: `"${text.split('/')[0]}" is not an IPv4 or IPv6 address`,
+  }[c];
+  throw new NetlinkEncodeError(`invalid ${what} "${text}": ${why}`);
 }
 
 export interface AddressOptions {

@@ -5,7 +5,7 @@ import { describe, expect, test } from 'vitest';
 import { decodePacket, encodePacket } from '../../../src/dhcp/codec.js';
 import { parseDhcpServeArgs, planInterfaces } from '../../../src/dhcp/cli.js';
 import type { InterfaceConfig } from '../../../src/dhcp/config.js';
-import { ipv4ToString, macToString, parseCidr } from '../../../src/dhcp/ipv4.js';
+import { ipv4ToString, macToString, parseIpv4Cidr } from '../../../src/dhcp/ipv4.js';
 import { type JournalEntry, type LeaseStore, MemoryLeaseStore, replay } from '../../../src/dhcp/journal.js';
 import { MessageType as T } from '../../../src/dhcp/options.js';
 import { DhcpServer, type DhcpEvent } from '../../../src/dhcp/server.js';
@@ -283,7 +283,7 @@ describe('dhcp-serve command line', () => {
   });
 
   test('--max-leases-per-source caps the dynamic leases of one Ethernet source on every interface (default: no cap)', () => {
-    const link = { ifindex: 3, ifname: 've-a', addresses: [parseCidr('192.0.2.1/24')!] };
+    const link = { ifindex: 3, ifname: 've-a', addresses: [parseIpv4Cidr('192.0.2.1/24')!] };
     const base = ['--interface', 've-a', '--pool', '192.0.2.0/24'];
     expect(planInterfaces(parseDhcpServeArgs(base), [link])[0]?.maxLeasesPerSource).toBeUndefined();
     expect(planInterfaces(parseDhcpServeArgs([...base, '--max-leases-per-source', '4']), [link])[0]).toMatchObject({ maxLeasesPerSource: 4 });
@@ -293,7 +293,7 @@ describe('dhcp-serve command line', () => {
   test('each interface takes the pool in its own subnet; statics go where their address is', () => {
     const args = parseDhcpServeArgs(['--interface', 've-a', '--interface', 've-b', '--pool', '198.51.100.0/24', '--pool', '192.0.2.100-192.0.2.150',
       '--static', '02:00:00:00:00:42=192.0.2.120']);
-    const link = (ifindex: number, ifname: string, cidr: string) => ({ ifindex, ifname, addresses: [parseCidr(cidr)!] });
+    const link = (ifindex: number, ifname: string, cidr: string) => ({ ifindex, ifname, addresses: [parseIpv4Cidr(cidr)!] });
     const plan = planInterfaces(args, [link(3, 've-a', '192.0.2.1/24'), link(4, 've-b', '198.51.100.1/24')]);
     expect(plan).toEqual([
       expect.objectContaining({ ifname: 've-a', address: '192.0.2.1/24', pool: '192.0.2.100-192.0.2.150', reservations: [{ mac: '02:00:00:00:00:42', address: '192.0.2.120' }] }),
