@@ -33,15 +33,23 @@ describe('lease file durability', () => {
       let renewing = false;
       let ackCount = 0;
       let compactions = 0;
-      const pending = new Map<number, string>(); // xid → client key
+      let naks = 0;
+      let lastAckAt = Date.now();
+      // xid → client key and when it was sent. A request is done when it is answered (ACK or NAK: two
+      // clients may ask for the same address) or, lost in flight, after a second — never by counting
+      // later requests, which stop when every request in flight goes unanswered.
+      const pending = new Map<number, { key: string; sentAt: number }>();
       client.onReply((bytes) => {
         const p = decodePacket(bytes);
-        if (p.op !== BOOTREPLY || p.options.messageType() !== T.ACK) return;
-        const key = pending.get(p.xid);
-        if (key === undefined) return;
+        if (p.op !== BOOTREPLY) return;
+        const sent = pending.get(p.xid);
+        if (sent === undefined) return;
         pending.delete(p.xid);
+        if (p.options.messageType() === T.NAK) naks++;
+        if (p.options.messageType() !== T.ACK) return;
         ackCount++;
-        acked.set(key, ipv4ToString(p.yiaddr));
+        lastAckAt = Date.now();
+        acked.set(sent.key, ipv4ToString(p.yiaddr));
       });
       const request = (): void => {
         const n = ++counter;
@@ -52,7 +60,7 @@ describe('lease file durability', () => {
         const mac = `02:aa:${((n >> 16) & 0xff).toString(16).padStart(2, '0')}:${((n >> 8) & 0xff).toString(16).padStart(2, '0')}:${(n & 0xff).toString(16).padStart(2, '0')}:01`;
         const requested = `198.18.${(n >> 8) & 0xff}.${(n & 0xff) || 1}`;
         const p = clientPacket({ type: T.REQUEST, mac, xid, requested, broadcast: true });
-        pending.set(xid, `hw:1:${macToString(p.chaddr, 6).replace(/:/g, '')}`);
+        pending.set(xid, { key: `hw:1:${macToString(p.chaddr, 6).replace(/:/g, '')}`, sentAt: Date.now() });
         client!.send(encodePacket(p));
       };
       for (let cycle = 0; cycle < 6; cycle++) {
@@ -81,8 +89,12 @@ describe('lease file durability', () => {
             const tick = (): void => {
               if (!server.alive) return reject(new Error(`server died: ${server.output}`));
               if (ackCount >= killAt) return resolve();
+              const now = Date.now();
+              if (now - lastAckAt > 15_000) {
+                return reject(new Error(`the server stopped answering: no ACK for 15 s (${ackCount} ACKs, ${naks} NAKs, ${pending.size} in flight, cycle ${cycle}); its output:\n${server.output}`));
+              }
+              for (const [xid, sent] of pending) if (now - sent.sentAt > 1_000) pending.delete(xid); // lost in flight
               while (pending.size < 64) request();
-              for (const [xid] of pending) if (xid < counter - 256) pending.delete(xid); // lost in flight
               setImmediate(tick);
             };
             tick();
@@ -109,7 +121,7 @@ describe('lease file durability', () => {
       client?.close();
       await env.destroy();
     }
-  }, 120_000);
+  }, 180_000); // alone 8-75 s: the renewing cycles wait for a compaction under the flood
 });
 
 /** Sends a few requests until the (re)started server answers one. */
