@@ -333,20 +333,7 @@ export class Rtnl {
 
   /** Removes an address; returns false if it (or the link) was not there. */
   async deleteAddress(link: LinkRef, cidr: string): Promise<boolean> {
-    let index: number;
-    try {
-      index = await this.indexOf(link);
-    } catch (err) {
-      if (isCode(err, 'ENODEV')) return false;
-      throw err;
-    }
-    try {
-      await this.sock.request(addrRequest('delete', index, cidr), `delete address ${cidr} from link ${show(link)}`);
-      return true;
-    } catch (err) {
-      if (isCode(err, ...GONE)) return false;
-      throw err;
-    }
+    return this.deleteOnLink(link, (index) => addrRequest('delete', index, cidr), `delete address ${cidr} from link ${show(link)}`);
   }
 
   /**
@@ -355,6 +342,11 @@ export class Rtnl {
    * container started anew on a bridge with the address of one just gone.
    */
   async deleteNeighbour(link: LinkRef, address: string): Promise<boolean> {
+    return this.deleteOnLink(link, (index) => delNeighRequest(index, address), `forget the neighbour ${address} on link ${show(link)}`);
+  }
+
+  /** Sends a delete request for something on a link; false when the link or the thing was already gone. */
+  private async deleteOnLink(link: LinkRef, request: (index: number) => RtnlMessage, what: string): Promise<boolean> {
     let index: number;
     try {
       index = await this.indexOf(link);
@@ -363,7 +355,7 @@ export class Rtnl {
       throw err;
     }
     try {
-      await this.sock.request(delNeighRequest(index, address), `forget the neighbour ${address} on link ${show(link)}`);
+      await this.sock.request(request(index), what);
       return true;
     } catch (err) {
       if (isCode(err, ...GONE)) return false;
