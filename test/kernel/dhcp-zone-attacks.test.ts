@@ -42,6 +42,39 @@ async function sidecar(args: string[]): Promise<{ proc: Proc; stop: () => Promis
   };
 }
 
+/** The zone's first container, kept running (until its stdin ends) while the attack goes on. */
+function keptContainer(zone: string, machine: string, rootDir: string): Proc {
+  return nspawnTs([`--network-zone=${zone}`, '-M', machine, '-D', rootDir, 'sh', '-c', `${UDHCPC}; ${SHOW}; echo ready; read x`]);
+}
+
+/** Waits until the kept container has its lease; the zone's gateway (the .1 of its /24). */
+async function gatewayOf(first: Proc): Promise<string> {
+  await waitFor(() => first.output().includes('ready\n') || first.child.exitCode !== null, 'the first container', 30_000);
+  expect(first.output()).not.toMatch(/udhcpc-failed/);
+  return `${(seen(first.output())[0]?.addr ?? '').split('.').slice(0, 3).join('.')}.1`;
+}
+
+/** A container started after the attack still gets an address of the zone from its real udhcpc. */
+async function nextContainerLeases(zone: string, machine: string, rootDir: string): Promise<void> {
+  const second = nspawnTs([`--network-zone=${zone}`, '-M', machine, '-D', rootDir, 'sh', '-c', `${UDHCPC}; ${SHOW}`]);
+  expect(await exitOf(second)).toBe(0);
+  expect(second.output()).not.toMatch(/udhcpc-failed|no free address/);
+  expect(seen(second.output())[0]?.addr).toMatch(/\/24$/);
+}
+
+/** A client without a reservation on a port of its own gets a lease (udhcpc); its port, to leave. */
+async function plainClientLeases(zone: string, name: string, mac: string): Promise<Port> {
+  const plain = await Port.join(`vz-${zone}`, name, mac);
+  try {
+    const r = await plain.ns.tryExec('udhcpc', ['-i', `${name}0`, '-f', '-q', '-n', '-t', '5', '-T', '1', '-s', '/bin/true'], { timeoutMs: 30_000 });
+    expect(r.code, r.stderr).toBe(0);
+    return plain;
+  } catch (err) {
+    await plain.leave();
+    throw err;
+  }
+}
+
 /** A namespace behind a port of the zone's bridge: the attacker's (or a plain client's) position. */
 class Port {
   private constructor(readonly ns: TestNetns, readonly hostIf: string) {}
@@ -185,10 +218,8 @@ for (const mode of ['embedded', 'sidecar'] as const) {
       let plain: Port | undefined;
       let attacker: Attacker | undefined;
       try {
-        first = nspawnTs([`--network-zone=${zone}`, '-M', `st1-${mode.slice(0, 1)}-${process.pid}`, '-D', root.dir, 'sh', '-c', `${UDHCPC}; ${SHOW}; echo ready; read x`]);
-        await waitFor(() => first!.output().includes('ready\n') || first!.child.exitCode !== null, 'the first container', 30_000);
-        expect(first.output()).not.toMatch(/udhcpc-failed/);
-        const gateway = `${(seen(first.output())[0]?.addr ?? '').split('.').slice(0, 3).join('.')}.1`;
+        first = keptContainer(zone, `st1-${mode.slice(0, 1)}-${process.pid}`, root.dir);
+        const gateway = await gatewayOf(first);
         port = await Port.join(`vz-${zone}`, `sta${mode.slice(0, 1)}`, ATTACKER_MAC);
         attacker = new Attacker(port, `sta${mode.slice(0, 1)}0`);
         attacker.server = gateway;
@@ -197,16 +228,9 @@ for (const mode of ['embedded', 'sidecar'] as const) {
         expect(attacker.acks.length).toBeLessThanOrEqual(mode === 'sidecar' ? 8 : 0);
         await attacker.invent(1000, { request: false, prefix: '67' });
 
-        const second = nspawnTs([`--network-zone=${zone}`, '-M', `st2-${mode.slice(0, 1)}-${process.pid}`, '-D', root.dir, 'sh', '-c', `${UDHCPC}; ${SHOW}`]);
-        expect(await exitOf(second)).toBe(0);
-        expect(second.output()).not.toMatch(/udhcpc-failed/);
-        expect(seen(second.output())[0]?.addr).toMatch(/\/24$/);
-        if (mode === 'sidecar') {
-          // a client without a reservation arriving after the floods gets an offer and a lease
-          plain = await Port.join(`vz-${zone}`, `plc${mode.slice(0, 1)}`, '02:00:00:00:0c:0c');
-          const r = await plain.ns.tryExec('udhcpc', ['-i', 'plcs0', '-f', '-q', '-n', '-t', '5', '-T', '1', '-s', '/bin/true'], { timeoutMs: 30_000 });
-          expect(r.code, r.stderr).toBe(0);
-        }
+        await nextContainerLeases(zone, `st2-${mode.slice(0, 1)}-${process.pid}`, root.dir);
+        // a client without a reservation arriving after the floods gets an offer and a lease
+        if (mode === 'sidecar') plain = await plainClientLeases(zone, 'plcs', '02:00:00:00:0c:0c');
         expect(netd?.proc.output() ?? '').not.toMatch(/internal error/);
       } finally {
         attacker?.close();
@@ -230,10 +254,8 @@ describe('a hostile neighbour inventing its Ethernet source for every client (si
     let plain: Port | undefined;
     let attacker: Attacker | undefined;
     try {
-      first = nspawnTs(['--network-zone=macs', '-M', `mc1-${process.pid}`, '-D', root.dir, 'sh', '-c', `${UDHCPC}; ${SHOW}; echo ready; read x`]);
-      await waitFor(() => first!.output().includes('ready\n') || first!.child.exitCode !== null, 'the first container', 30_000);
-      expect(first.output()).not.toMatch(/udhcpc-failed/);
-      const gateway = `${(seen(first.output())[0]?.addr ?? '').split('.').slice(0, 3).join('.')}.1`;
+      first = keptContainer('macs', `mc1-${process.pid}`, root.dir);
+      const gateway = await gatewayOf(first);
       port = await Port.join('vz-macs', 'macs', ATTACKER_MAC);
       attacker = new Attacker(port, 'macs0');
       attacker.server = gateway;
@@ -244,14 +266,9 @@ describe('a hostile neighbour inventing its Ethernet source for every client (si
       expect(attacker.acks.length).toBeLessThanOrEqual(8);
       await attacker.invent(600, { request: false, prefix: '6c' });
       // a plain client (no reservation) on another port gets a lease
-      plain = await Port.join('vz-macs', 'plcm', '02:00:00:00:0c:0e');
-      const r = await plain.ns.tryExec('udhcpc', ['-i', 'plcm0', '-f', '-q', '-n', '-t', '5', '-T', '1', '-s', '/bin/true'], { timeoutMs: 30_000 });
-      expect(r.code, r.stderr).toBe(0);
+      plain = await plainClientLeases('macs', 'plcm', '02:00:00:00:0c:0e');
       // the next container's real udhcpc gets its address
-      const second = nspawnTs(['--network-zone=macs', '-M', `mc2-${process.pid}`, '-D', root.dir, 'sh', '-c', `${UDHCPC}; ${SHOW}`]);
-      expect(await exitOf(second)).toBe(0);
-      expect(second.output()).not.toMatch(/udhcpc-failed|no free address/);
-      expect(seen(second.output())[0]?.addr).toMatch(/\/24$/);
+      await nextContainerLeases('macs', `mc2-${process.pid}`, root.dir);
       expect(netd.proc.output()).not.toMatch(/internal error/);
     } finally {
       attacker?.close();
@@ -274,9 +291,8 @@ describe('a zone without a per-source cap (--zone-leases-per-source=0)', () => {
     let plain: Port | undefined;
     let attacker: Attacker | undefined;
     try {
-      first = nspawnTs(['--network-zone=nocap', '-M', `nc1-${process.pid}`, '-D', root.dir, 'sh', '-c', `${UDHCPC}; ${SHOW}; echo ready; read x`]);
-      await waitFor(() => first!.output().includes('ready\n') || first!.child.exitCode !== null, 'the first container', 30_000);
-      const gateway = `${(seen(first.output())[0]?.addr ?? '').split('.').slice(0, 3).join('.')}.1`;
+      first = keptContainer('nocap', `nc1-${process.pid}`, root.dir);
+      const gateway = await gatewayOf(first);
       port = await Port.join('vz-nocap', 'ncap', ATTACKER_MAC);
       attacker = new Attacker(port, 'ncap0');
       attacker.server = gateway;
@@ -293,15 +309,10 @@ describe('a zone without a per-source cap (--zone-leases-per-source=0)', () => {
       }
 
       // a plain client (no reservation) gets the oldest offer's address
-      plain = await Port.join('vz-nocap', 'plcn', '02:00:00:00:0c:0d');
-      const r = await plain.ns.tryExec('udhcpc', ['-i', 'plcn0', '-f', '-q', '-n', '-t', '5', '-T', '1', '-s', '/bin/true'], { timeoutMs: 30_000 });
-      expect(r.code, r.stderr).toBe(0);
+      plain = await plainClientLeases('nocap', 'plcn', '02:00:00:00:0c:0d');
       // and more: the pool is all bindings now; the next container's reservation takes a dynamic lease's address
       await attacker.invent(30, { request: true, prefix: '6a' });
-      const second = nspawnTs(['--network-zone=nocap', '-M', `nc2-${process.pid}`, '-D', root.dir, 'sh', '-c', `${UDHCPC}; ${SHOW}`]);
-      expect(await exitOf(second)).toBe(0);
-      expect(second.output()).not.toMatch(/udhcpc-failed|no free address/);
-      expect(seen(second.output())[0]?.addr).toMatch(/\/24$/);
+      await nextContainerLeases('nocap', `nc2-${process.pid}`, root.dir);
       expect(netd.proc.output()).not.toMatch(/internal error/);
     } finally {
       attacker?.close();
