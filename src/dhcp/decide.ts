@@ -136,10 +136,6 @@ function portSource(ifindex: number): string {
   return `port${ifindex}`;
 }
 
-/** What the lease table counts the request toward: its bridge port, else its Ethernet source. */
-function sourceKey(req: DhcpRequest & { srcMac: Uint8Array }): string {
-  return req.ingressPort !== undefined ? portSource(req.ingressPort) : toHex(req.srcMac);
-}
 
 
 export function decide(req: DhcpRequest, view: LeaseView, now: number): Decision {
@@ -204,7 +200,7 @@ function chooseAddress(p: DhcpPacket, client: ClientIdentity, view: LeaseView, n
 function overSourceCap(req: DhcpRequest, client: ClientIdentity, view: LeaseView, now: number): string | undefined {
   const cap = view.config.maxLeasesPerSource;
   if (!cap || req.srcMac === undefined || view.reservationFor(client)) return undefined;
-  const src = sourceKey(req as DhcpRequest & { srcMac: Uint8Array }); // what the table counts: an entry's src, else its own MAC
+  const src = sourceOf(req) ?? toHex(req.srcMac); // what the table counts: an entry's src, else its own MAC
   const cur = view.lease(client.key);
   if (cur && cur.state !== 'released' && cur.expiresAt > now) return undefined; // renewing what it holds
   const held = view.heldFrom(src);

@@ -5,6 +5,8 @@
 // request toward the port (decide.ts: the per-source cap), which a container cannot choose, where
 // it can choose its Ethernet source. A fixed ring: copies no bridge copy takes (ports of bridges
 // not served, frames on other links) are overwritten oldest first. No allocation per frame.
+import { readIpv4 } from './ipv4.js';
+
 const SIZE = 64;
 
 export class IngressPorts {
@@ -22,14 +24,14 @@ export class IngressPorts {
     this.next = (i + 1) % SIZE;
     if (this.ports[i] === 0) this.used++;
     this.ports[i] = ifindex;
-    this.xids[i] = xidOf(payload);
+    this.xids[i] = readIpv4(payload, 4);
     this.macs.set(srcMac, i * 6);
   }
 
   /** The port of the newest remembered copy with this xid and source (forgotten then), or undefined. */
   take(srcMac: Uint8Array, payload: Uint8Array): number | undefined {
     if (this.used === 0 || payload.length < 8 || srcMac.length !== 6) return undefined;
-    const xid = xidOf(payload);
+    const xid = readIpv4(payload, 4);
     for (let n = 1; n <= SIZE; n++) {
       const i = (this.next - n + SIZE) % SIZE;
       const port = this.ports[i] as number;
@@ -44,8 +46,4 @@ export class IngressPorts {
     }
     return undefined;
   }
-}
-
-function xidOf(payload: Uint8Array): number {
-  return (((payload[4] as number) << 24) | ((payload[5] as number) << 16) | ((payload[6] as number) << 8) | (payload[7] as number)) >>> 0;
 }

@@ -11,6 +11,7 @@
 // (docs/design/dhcp-performance.md). What does not fit a slot's fixed fields (a client key longer
 // than KEY_BYTES or outside latin-1, a MAC or source not in the usual form, a hostname) goes into a
 // side Map keyed by slot: rare, and bounded by the number of entries like everything else.
+import { macToString, toHex } from './ipv4.js';
 
 /** Entry states as stored; 0 marks a free slot. */
 export const FREE = 0;
@@ -302,7 +303,7 @@ export class LeaseSlots {
 
   mac(s: number): string {
     const f = this.flags[s] as number;
-    if (f & MAC_INLINE) return hexText(this.macs, s * 6, true);
+    if (f & MAC_INLINE) return macToString(this.macs.subarray(s * 6, s * 6 + 6));
     return f & MAC_SIDE ? this.sideMacs.get(s) as string : '';
   }
 
@@ -326,7 +327,7 @@ export class LeaseSlots {
 
   src(s: number): string | undefined {
     const f = this.flags[s] as number;
-    if (f & SRC_INLINE) return hexText(this.srcs, s * 6, false);
+    if (f & SRC_INLINE) return toHex(this.srcs.subarray(s * 6, s * 6 + 6));
     return f & SRC_SIDE ? this.sideSrcs.get(s) : undefined;
   }
 
@@ -540,16 +541,6 @@ function putHex(out: Uint8Array, o: number, text: string, colons: boolean): bool
   }
   for (let i = 0; i < 6; i++) out[o + i] = (hexVal(text.charCodeAt(i * step)) << 4) | hexVal(text.charCodeAt(i * step + 1));
   return true;
-}
-
-function hexText(b: Uint8Array, o: number, colons: boolean): string {
-  let t = '';
-  for (let i = 0; i < 6; i++) {
-    const v = b[o + i] as number;
-    if (colons && i) t += ':';
-    t += (HEX[v >> 4] as string) + (HEX[v & 15] as string);
-  }
-  return t;
 }
 
 function hexIs(b: Uint8Array, o: number, text: string, colons: boolean): boolean {
