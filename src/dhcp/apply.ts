@@ -18,7 +18,8 @@ export const DEFAULT_DECLINE_MS = 600_000;
 export function applyDecision(table: LeaseTable, d: Decision, now: number, opts: ApplyOptions = {}): Lease | undefined {
   switch (d.kind) {
     case 'offer':
-      return table.hold(d.client, d.address, now + (opts.offerHoldMs ?? DEFAULT_OFFER_HOLD_MS), now, d.src);
+      table.hold(d.client, d.address, now + (opts.offerHoldMs ?? DEFAULT_OFFER_HOLD_MS), now, d.src);
+      return undefined;
     case 'ack':
       return table.bind(d.client, d.address, d.expiresAt, d.hostname, now, false, d.src);
     case 'release': {

@@ -220,14 +220,14 @@ export class LeaseTable {
    * Holds `a` for the client until `until` (an OFFER). A live binding of the same address stays as it
    * is. With `offersMax` offers held already, the oldest is withdrawn first.
    */
-  hold(client: ClientIdentity, a: Ipv4, until: number, now: number, src?: string): Lease {
+  hold(client: ClientIdentity, a: Ipv4, until: number, now: number, src?: string): void {
     const { slots } = this;
     const cur = slots.find(client.key);
-    if (cur >= 0 && slots.addr[cur] === a && slots.state[cur] === BOUND && (slots.exp[cur] as number) > now) return this.at(cur, client.key);
+    if (cur >= 0 && slots.addr[cur] === a && slots.state[cur] === BOUND && (slots.exp[cur] as number) > now) return;
     if (cur < 0 || slots.state[cur] !== OFFERED) {
       while ((slots.lsize[OFFERS] as number) >= this.offersMax) this.drop(slots.listHead(OFFERS));
     }
-    return this.put(client, a, until, OFFERED, undefined, now, false, src);
+    this.put(client, a, until, OFFERED, undefined, now, false, src);
   }
 
   /**
@@ -235,7 +235,7 @@ export class LeaseTable {
    * (replaying the lease file, where the later record is the truth) a live holder is displaced.
    */
   bind(client: ClientIdentity, a: Ipv4, expiresAt: number, hostname: string | undefined, now: number, force = false, src?: string): Lease {
-    return this.put(client, a, expiresAt, BOUND, hostname, now, force, src);
+    return this.at(this.put(client, a, expiresAt, BOUND, hostname, now, force, src), client.key);
   }
 
   /**
@@ -338,8 +338,9 @@ export class LeaseTable {
     return l;
   }
 
+  /** The change both make; the client's slot. */
   private put(client: ClientIdentity, a: Ipv4, expiresAt: number, state: number, hostname: string | undefined, now: number, force = false,
-    src?: string): Lease {
+    src?: string): number {
     const { slots } = this;
     let cur = slots.find(client.key);
     const holder = slots.holderAt(a);
@@ -388,7 +389,7 @@ export class LeaseTable {
       if (this.pool.isFree(a)) this.pool.take(a);
     }
     slots.schedule(cur);
-    return this.at(cur, client.key);
+    return cur;
   }
 
   private drop(s: number): void {
