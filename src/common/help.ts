@@ -6,7 +6,7 @@
  * that leaves less than `gap` spaces before the column gets a line of its own (help2man, which
  * makes the man pages, wants two between an option and its text).
  */
-export function helpEntry(label: string, text: string, column: number, gap = 1): string[] {
+export function helpEntry(label: string, text: string, column: number, gap = 2): string[] {
   const lines = text.split('\n');
   const indent = ' '.repeat(column);
   const first = label.length + gap <= column ? [label.padEnd(column) + lines.shift()] : [label];

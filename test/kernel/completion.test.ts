@@ -89,6 +89,11 @@ describe('man pages', () => {
       const longs = [...new Set([...help.matchAll(/^ {2}(?:-\w )?\s*(--[a-z0-9-]+)/gm)].map((m) => m[1] as string))];
       const flat = text.replace(/‐\n\s*/g, '').replace(/\s+/g, ' ');
       for (const o of longs) expect(flat, `${cmd}(${section}) lacks ${o}`).toContain(o);
+      if (cmd === 'nspawn-ts') {
+        // completion is made from the same --help: every option in it is offered (a label one space from its text was not)
+        const offered = new Set((await complete([cmd, '--'])).map((w) => w.replace(/=$/, '')));
+        for (const o of longs) expect(offered.has(o), `completion lacks ${o}`).toBe(true);
+      }
       if (cmd === 'machinectl-ts') for (const v of ['import-tar', 'export-tar', 'pull-tar', 'install-units']) expect(flat).toContain(v);
     }
     expect(readFileSync(join(ROOT, 'dist/man/nspawn-ts.1'), 'utf8')).toContain('.SH "SEE ALSO"');

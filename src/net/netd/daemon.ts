@@ -89,7 +89,7 @@ const HELP_COLUMN = 20;
 /** The sidecar's --help, made from its option table; `subcommands`: nspawn-netd's other commands, listed after. */
 export function sidecarHelp(subcommands = ''): string {
   const options = [
-    ...SIDECAR_OPTIONS.flatMap((o) => helpEntry(`  ${o.name}=${o.value}`, o.help, HELP_COLUMN, 2)),
+    ...SIDECAR_OPTIONS.flatMap((o) => helpEntry(`  ${o.name}=${o.value}`, o.help, HELP_COLUMN)),
     ...helpEntry('  -v, --verbose', 'debug logging', HELP_COLUMN),
     ...helpEntry('  -h, --help', 'this text', HELP_COLUMN),
   ];
