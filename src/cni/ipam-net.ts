@@ -13,7 +13,7 @@ import { Firewall } from '../net/firewall/nft.js';
 import type { PortMapping } from '../net/firewall/rules.js';
 import { normaliseSubnet } from '../net/firewall/rules.js';
 import { removeZoneBridgeIfEmpty, zoneLock } from '../net/modes/zone.js';
-import { enableForwarding } from '../net/netd/sysctl.js';
+import { enableForwarding, IPV6_FORWARD } from '../net/netd/sysctl.js';
 import { Rtnl } from '../net/rtnl.js';
 import { type AddOutcome, CNI_ERR, CniError, type CniConfig, type CniEnv } from './config.js';
 import { delConfigFor, type IpamResult, ipamAdd, ipamCheck, ipamDel } from './ipam.js';
@@ -22,7 +22,6 @@ import { type ContainerRecord, listRecords, recordFor, recordPath, removeRecord,
 
 const log = logger('cni');
 export const IPAM_TABLE = 'nspawn-cni';
-const IPV6_FORWARD = '/proc/sys/net/ipv6/conf/all/forwarding';
 
 /** The bridge of a zone whose addresses an ipam plugin gives (not vz-: the subsystem would serve that). */
 export function ipamBridgeIfname(zone: string): string {

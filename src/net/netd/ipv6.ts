@@ -14,20 +14,18 @@
 //     unless accept_ra=2 there (the README's IPv6 notes say so).
 // A container's address is the EUI-64 SLAAC address of its MAC in the /64 — what its kernel forms
 // from the RA, and what the launcher configures on host0 at start (the same address either way).
-import { readFileSync } from 'node:fs';
 import { ConfigError, errorMessage, NspawnError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Firewall } from '../firewall/index.js';
-import { addressBytes, formatAddress, formatPrefix, hostUlaPrefix, type Ipv6Prefix, linkLocalAddress, linkPrefix, parseIpv6Prefix, slaacAddress } from '../ipv6/prefix.js';
+import { macBytes } from '../../common/mac.js';
+import { addressBytes, addressInPrefix, formatAddress, formatPrefix, hostUlaPrefix, type Ipv6Prefix, linkLocalAddress, linkPrefix, parseIpv6Prefix, slaacAddress } from '../ipv6/prefix.js';
 import { RouterAdvertiser } from '../ipv6/ra-server.js';
 import type { Address, Link } from '../netlink/views.js';
-import { parseMac } from '../naming.js';
+import * as C from '../netlink/constants.js';
+import { readMachineId } from '../naming.js';
 import type { Rtnl } from '../rtnl.js';
 import type { SysctlIo } from './sysctl.js';
 
-export const IPV6_FORWARD = '/proc/sys/net/ipv6/conf/all/forwarding';
-const IFA_F_TENTATIVE = 0x40;
-const RT_SCOPE_LINK = 253;
 
 /** IPv6 of the network subsystem: on (host ULA), a global prefix, or off. */
 export interface Ipv6Settings {
@@ -84,25 +82,21 @@ export class Ipv6Links {
   static create(settings: Ipv6Settings, machineId: Uint8Array | undefined, deps: Ipv6Links['deps']): Ipv6Links | undefined {
     if (!settings.enabled) return undefined;
     if (settings.prefix !== undefined) return new Ipv6Links(parseIpv6Prefix(settings.prefix), false, deps);
-    let id = machineId ? Buffer.from(machineId).toString('hex') : undefined;
+    let id = machineId;
     if (id === undefined) {
       try {
-        id = readFileSync('/etc/machine-id', 'utf8');
+        id = readMachineId();
       } catch (err) {
-        deps.log.warn(`containers get no IPv6 prefix: /etc/machine-id cannot be read (${errorMessage(err)}); give one with --ipv6-prefix=`);
+        deps.log.warn(`containers get no IPv6 prefix: ${errorMessage(err)}; give one with --ipv6=PREFIX`);
         return undefined;
       }
     }
-    return new Ipv6Links(hostUlaPrefix(id), true, deps);
+    return new Ipv6Links(hostUlaPrefix(Buffer.from(id).toString('hex')), true, deps);
   }
 
   /** Whether link prefixes are masqueraded (the host's ULA) or routed (an administrator's prefix). */
   get masquerades(): boolean {
     return this.nat;
-  }
-
-  get basePrefix(): string {
-    return formatPrefix(this.base);
   }
 
   /** The /64 for a link, past those in `taken` (other records, routes of the host). */
@@ -127,7 +121,7 @@ export class Ipv6Links {
   async serve(link: Link, prefixText: string, owner: string, dns: (hostAddress: string) => string[], searchDomains: string[]): Promise<LinkIpv6> {
     const { rtnl, log } = this.deps;
     const prefix = parseIpv6Prefix(prefixText);
-    const hostAddress = formatAddress(slaacHost(prefix));
+    const hostAddress = formatAddress(addressInPrefix(prefix, 1n));
     const v6: LinkIpv6 = { prefix, prefixText, hostAddress, linkLocal: '', masquerade: false };
     try {
       for (const a of await rtnl.listAddresses({ link: link.index, family: 6 })) {
@@ -142,11 +136,11 @@ export class Ipv6Links {
         if (!(err instanceof NspawnError && err.code === 'EEXIST')) throw err;
       }
       const ll = (await rtnl.listAddresses({ link: link.index, family: 6 })).find((a) => a.address.startsWith('fe80:'));
-      if (ll && ll.flags & IFA_F_TENTATIVE) {
+      if (ll && ll.flags & C.IFA_F_TENTATIVE) {
         // up before prepare() (systemd-nspawn's link, a sidecar restart): made usable now, or
         // containers wait seconds for the gateway to answer neighbour solicitations
         await rtnl.deleteAddress(link.index, ll.cidr);
-        await rtnl.addAddress(link.index, ll.cidr, { nodad: true, scope: RT_SCOPE_LINK });
+        await rtnl.addAddress(link.index, ll.cidr, { nodad: true, scope: C.RT_SCOPE_LINK });
       }
       const mac = link.kind === 'bridge' ? await this.pinBridgeMac(link) : macOf(link.mac);
       v6.linkLocal = ll?.address ?? (mac ? formatAddress(linkLocalAddress(mac)) : '');
@@ -176,9 +170,9 @@ export class Ipv6Links {
    */
   adopt(link: Link, prefixText: string, addresses: readonly Address[]): LinkIpv6 | undefined {
     const prefix = parseIpv6Prefix(prefixText);
-    const hostAddress = formatAddress(slaacHost(prefix));
+    const hostAddress = formatAddress(addressInPrefix(prefix, 1n));
     const mine = addresses.filter((a) => a.index === link.index && a.family === 6);
-    const ll = mine.find((a) => a.address.startsWith('fe80:') && !(a.flags & IFA_F_TENTATIVE));
+    const ll = mine.find((a) => a.address.startsWith('fe80:') && !(a.flags & C.IFA_F_TENTATIVE));
     if (!ll || !mine.some((a) => a.cidr === `${hostAddress}/64`)) return undefined;
     return { prefix, prefixText, hostAddress, linkLocal: ll.address, masquerade: this.nat };
   }
@@ -268,16 +262,6 @@ export function machineAddress6(prefixText: string, mac: string): string | undef
   return m ? formatAddress(slaacAddress(parseIpv6Prefix(prefixText), m)) : undefined;
 }
 
-function slaacHost(prefix: Ipv6Prefix): Uint8Array {
-  const b = Uint8Array.from(prefix.bytes);
-  b[15] = 1;
-  return b;
-}
-
 function macOf(text: string | undefined): Uint8Array | undefined {
-  try {
-    return text === undefined ? undefined : parseMac(text);
-  } catch {
-    return undefined;
-  }
+  return text === undefined ? undefined : macBytes(text);
 }

@@ -5,12 +5,11 @@ import { describeSubnet, SubnetPool, type SubnetAllocation } from '../pool.js';
 import type { Link } from '../rtnl.js';
 import { isClientAddress, placeReservation } from './addresses.js';
 import type { Served, SubsystemCore } from './core.js';
-import { IPV6_FORWARD } from './ipv6.js';
 import type { LinkDns } from './link-dns.js';
 import { masqueradeOwner, type LinkRole, type ServedKind } from './links.js';
 import { holderAlive, type LinkRecord, type NetdState, type ReservationRecord } from './state.js';
 import { NetdError, type DhcpInterface } from './subsystem-types.js';
-import { enableForwarding, restoreForwarding } from './sysctl.js';
+import { enableForwarding, IPV6_FORWARD, restoreForwarding } from './sysctl.js';
 
 const ZONE_DHCP_LEASE = 3600;
 

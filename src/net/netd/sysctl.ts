@@ -10,6 +10,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 
 export const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
+export const IPV6_FORWARD = '/proc/sys/net/ipv6/conf/all/forwarding';
 
 export interface SysctlIo {
   read(path: string): string;
