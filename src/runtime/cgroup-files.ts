@@ -126,12 +126,9 @@ export function subCgroups(dir: string): string[] {
 /**
  * v2: enable `controllers` for the children of `dir` (cgroup.subtree_control). When `dir` holds
  * processes (EBUSY, "no internal processes") and this process is the only one, it moves into a
- * `supervisor` leaf first, as systemd-nspawn --keep-unit does; returns that leaf then.
+ * `supervisor` leaf first, as systemd-nspawn --keep-unit does; returns that leaf then. Directories it
+ * makes are added to `created` (for the caller's undo).
  */
-export function enableControllers(dir: string, controllers: readonly string[]): string | undefined {
-  return enableSubtree(dir, controllers, []);
-}
-
 export function enableSubtree(dir: string, controllers: readonly string[], created: string[]): string | undefined {
   if (controllers.length === 0) return undefined;
   const file = join(dir, 'cgroup.subtree_control');

@@ -49,7 +49,7 @@ import { applyLimits, checkSupported } from './cgroup-limits.js';
 const log = logger('cgroups');
 
 export * from './cgroup-layout.js';
-export { CgroupError, enableControllers } from './cgroup-files.js';
+export { CgroupError } from './cgroup-files.js';
 
 /**
  * How a new process enters these cgroups without waiting for the kernel. Moving a process by its

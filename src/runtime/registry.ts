@@ -18,7 +18,7 @@ import { randomBytes } from 'node:crypto';
 import { defaultRunDir } from '../common/paths.js';
 import { readRecordFile, recordLive, recordNameOk, RECORD_VERSION } from '../common/machine-records.js';
 import { processAlive, processStartTime, type ProcessRef } from '../common/proc.js';
-import { type FileLock, lock, LockTimeoutError, tryLock } from '../common/lock.js';
+import { type FileLock, LockTimeoutError, tryLock, withLock } from '../common/lock.js';
 import { NspawnError } from '../errors.js';
 import type { LaunchSpec, PortForward } from './spec.js';
 import type { MachineCgroupState } from './cgroups.js';
@@ -185,18 +185,10 @@ export class MachineRegistry {
 
   /** Runs fn holding the registry's lock, waited for on timers (never blocking the event loop). */
   private async locked<T>(fn: () => T): Promise<T> {
-    let held: FileLock;
-    try {
-      held = await lock(this.lockPath, { timeoutMs: this.lockTimeoutMs, mode: 0o600 });
-    } catch (err) {
+    return withLock(this.lockPath, fn, { timeoutMs: this.lockTimeoutMs, mode: 0o600 }).catch((err: unknown) => {
       if (!(err instanceof LockTimeoutError)) throw err;
       throw new RegistryError('REG_LOCKED', `the machine registry ${this.dir} stayed locked by another process for ${this.lockTimeoutMs} ms`, { cause: err });
-    }
-    try {
-      return fn();
-    } finally {
-      held.release();
-    }
+    });
   }
 
   /** Runs fn holding the lock if it is free now; undefined (fn not run) when another process has it. */
