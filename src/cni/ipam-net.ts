@@ -10,8 +10,7 @@ import { errorMessage, NspawnError } from '../errors.js';
 import { logger } from '../log.js';
 import { sys } from '../native.js';
 import { Firewall } from '../net/firewall/nft.js';
-import type { PortMapping } from '../net/firewall/rules.js';
-import { normaliseSubnet } from '../net/firewall/rules.js';
+import { normaliseSubnet, portForwardMappings } from '../net/firewall/rules.js';
 import { removeZoneBridgeIfEmpty, zoneLock } from '../net/modes/zone.js';
 import { enableForwarding, IPV6_FORWARD } from '../net/netd/sysctl.js';
 import { Rtnl } from '../net/rtnl.js';
@@ -112,13 +111,7 @@ export async function ipamNetAdd(env: CniEnv, cfg: CniConfig): Promise<AddOutcom
     fw.ensureTables();
     const have = new Set(fw.elements().map((e) => e.key));
     for (const s of subnets) if (!s.includes(':') && !have.has(s)) fw.addMasquerade(s, masqueradeOwner(cfg));
-    const mappings: PortMapping[] = [];
-    for (const p of cfg.ports) {
-      for (const ip of res.ips) {
-        mappings.push({ protocol: p.protocol, hostPort: p.hostPort, containerAddress: ip.address.split('/')[0] ?? '', containerPort: p.containerPort, owner: portOwner(cfg, rec) });
-      }
-    }
-    fw.addPortMappings(mappings);
+    fw.addPortMappings(cfg.ports.flatMap((p) => res.ips.flatMap((ip) => portForwardMappings(p, ip.address.split('/')[0] ?? '', portOwner(cfg, rec)))));
     const links: AddOutcome['interfaces'] = [];
     if (rec.mode === 'zone') links.push({ name: bridgeName, mac: (await rtnl.requireLink(bridgeName)).mac ?? '' });
     links.push({ name: rec.hostIfname, mac: host.mac ?? '' }, { name: env.ifname, mac, sandbox: env.netns });
