@@ -7,6 +7,7 @@ import { errorMessage } from '../errors.js';
 import { logger } from '../log.js';
 import { Firewall } from '../net/firewall/nft.js';
 import { CNI_ERR, CniError, type CniConfig, type CniEnv } from './config.js';
+import { lookupPlugin } from './ipam.js';
 import { listRecords, removeRecord } from './records.js';
 
 const log = logger('cni');
@@ -36,16 +37,8 @@ export function cniStatus(env: CniEnv, cfg: CniConfig): void {
   const unavailable = (msg: string): never => {
     throw new CniError(CNI_ERR.NOT_AVAILABLE, msg);
   };
-  if (cfg.ipam) {
-    const found = env.path.some((dir) => {
-      try {
-        accessSync(`${dir}/${cfg.ipam?.type ?? ''}`, constants.X_OK);
-        return true;
-      } catch {
-        return false;
-      }
-    });
-    if (!found) unavailable(`the ipam plugin "${cfg.ipam.type}" is not in CNI_PATH (${env.path.join(':') || 'empty'})`);
+  if (cfg.ipam && lookupPlugin(cfg.ipam.type, env.path) === undefined) {
+    unavailable(`the ipam plugin "${cfg.ipam.type}" is not in CNI_PATH (${env.path.join(':') || 'empty'})`);
   }
   try {
     mkdirSync(`${cfg.stateDir}/cni`, { recursive: true, mode: 0o700 });

@@ -11,11 +11,11 @@ import { logger } from '../log.js';
 import { sys } from '../native.js';
 import { Firewall } from '../net/firewall/nft.js';
 import { normaliseSubnet, portForwardMappings } from '../net/firewall/rules.js';
-import { removeZoneBridgeIfEmpty, zoneLock } from '../net/modes/zone.js';
 import { enableForwarding, IPV6_FORWARD } from '../net/netd/sysctl.js';
 import { Rtnl } from '../net/rtnl.js';
 import { type AddOutcome, CNI_ERR, CniError, type CniConfig, type CniEnv } from './config.js';
 import { delConfigFor, type IpamResult, ipamAdd, ipamCheck, ipamDel } from './ipam.js';
+import { checkHostSide, removeHostLinks, resultInterfaces } from './host-side.js';
 import { asCni, inNetns, makeContainerVeth, openNetns } from './netns.js';
 import { type ContainerRecord, listRecords, recordFor, recordPath, removeRecord, writeRecord } from './records.js';
 
@@ -112,9 +112,7 @@ export async function ipamNetAdd(env: CniEnv, cfg: CniConfig): Promise<AddOutcom
     const have = new Set(fw.elements().map((e) => e.key));
     for (const s of subnets) if (!s.includes(':') && !have.has(s)) fw.addMasquerade(s, masqueradeOwner(cfg));
     fw.addPortMappings(cfg.ports.flatMap((p) => res.ips.flatMap((ip) => portForwardMappings(p, ip.address.split('/')[0] ?? '', portOwner(cfg, rec)))));
-    const links: AddOutcome['interfaces'] = [];
-    if (rec.mode === 'zone') links.push({ name: bridgeName, mac: (await rtnl.requireLink(bridgeName)).mac ?? '' });
-    links.push({ name: rec.hostIfname, mac: host.mac ?? '' }, { name: env.ifname, mac, sandbox: env.netns });
+    const links = await resultInterfaces(rtnl, rec, bridgeName, host, { name: env.ifname, mac, sandbox: env.netns });
     const container = links.length - 1;
     log.debug(`ADD ${rec.machine}: ${res.ips.map((ip) => ip.address).join(' ')} from ${cfg.ipam?.type ?? ''}`);
     return { interfaces: links, ips: res.ips.map((ip) => ({ ...ip, interface: container })), routes, dns: res.dns };
@@ -145,13 +143,7 @@ export async function ipamNetAdd(env: CniEnv, cfg: CniConfig): Promise<AddOutcom
 
 /** The container's host link, its port mappings, and with the network's last container its bridge, masquerade and (empty) table. */
 async function removeHostSide(cfg: CniConfig, rec: ContainerRecord, fw: Firewall): Promise<void> {
-  const rtnl = Rtnl.open();
-  try {
-    await rtnl.deleteLink(rec.hostIfname);
-    if (rec.mode === 'zone') await removeZoneBridgeIfEmpty(rtnl, zoneLock(), ipamBridgeIfname(rec.zone));
-  } finally {
-    rtnl.close();
-  }
+  await removeHostLinks(rec, ipamBridgeIfname(rec.zone));
   fw.removePortMappings(portOwner(cfg, rec));
   const others = listRecords(cfg).filter((r) => r.rec.containerId !== rec.containerId || r.rec.ifname !== rec.ifname);
   if (others.length === 0) {
@@ -177,25 +169,8 @@ export async function ipamNetCollect(env: CniEnv, cfg: CniConfig, rec: Container
   await ipamNetDel({ ...env, command: 'DEL', containerId: rec.containerId, ifname: rec.ifname, netns: '' }, cfg, rec, delConfigFor(cfg));
 }
 
-/** CHECK's host side: the link (on the bridge), the gateway there, then the ipam plugin's own CHECK. */
+/** CHECK's host side (the link, on the bridge, with the gateway), then the ipam plugin's own CHECK. */
 export async function ipamNetCheck(env: CniEnv, cfg: CniConfig, rec: ContainerRecord, gateway: string): Promise<void> {
-  const fail = (msg: string): never => {
-    throw new CniError(CNI_ERR.CHECK_FAILED, msg);
-  };
-  const rtnl = Rtnl.open();
-  try {
-    const host = await rtnl.getLink(rec.hostIfname);
-    if (!host) return fail(`the container's host link ${rec.hostIfname} is missing`);
-    let on = host;
-    if (rec.mode === 'zone') {
-      const bridge = await rtnl.getLink(ipamBridgeIfname(rec.zone));
-      if (!bridge || host.master !== bridge.index) return fail(`the container's port ${rec.hostIfname} is missing or not on ${ipamBridgeIfname(rec.zone)}`);
-      on = bridge;
-    }
-    const own = (await rtnl.listAddresses({ link: on.index, family: 4 })).map((a) => a.address);
-    if (gateway && !own.includes(gateway)) fail(`the gateway ${gateway} is not on ${on.name}`);
-  } finally {
-    rtnl.close();
-  }
+  await checkHostSide(rec, ipamBridgeIfname(rec.zone), gateway);
   if (cfg.ipam) await ipamCheck(cfg, env);
 }
