@@ -25,15 +25,17 @@ export function versionAtLeast(v: string, min: string): boolean {
   return true;
 }
 
-/** The spec's well-known error codes (SPEC.md "Error"); 100+ are the plugin's own. */
+/** The spec's well-known error codes (SPEC.md "Error", libcni's types.Err*); 100+ are the plugin's own. */
 export const CNI_ERR = {
   INCOMPATIBLE_VERSION: 1,
   UNSUPPORTED_FIELD: 2,
   UNKNOWN_CONTAINER: 3,
-  INVALID_CONFIG: 4,
+  /** invalid necessary environment variables (CNI_COMMAND, CNI_NETNS …) */
+  INVALID_ENVIRONMENT: 4,
   IO_FAILURE: 5,
   DECODE_FAILURE: 6,
-  INVALID_ENVIRONMENT: 7,
+  /** invalid network configuration (also runtimeConfig: a host port that is taken) */
+  INVALID_CONFIG: 7,
   TRY_AGAIN_LATER: 11,
   /** STATUS: the plugin cannot serve ADDs now (CNI 1.1.0) */
   NOT_AVAILABLE: 50,

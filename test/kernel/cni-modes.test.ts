@@ -197,7 +197,7 @@ describe('nspawn-cni CNI 1.1.0: STATUS, GC', () => {
       expect(netdState(net.stateDir).links['vz-gcnet']?.reservations.map((r) => r.machine).sort()).toEqual(['cid-gone', 'cid-keep']);
 
       const noList = await call({ CNI_COMMAND: 'GC' }, conf);
-      expect(JSON.parse(noList.stdout)).toMatchObject({ code: 4, msg: expect.stringContaining('cni.dev/valid-attachments') });
+      expect(JSON.parse(noList.stdout)).toMatchObject({ code: 7, msg: expect.stringContaining('cni.dev/valid-attachments') });
       const gc = await call({ CNI_COMMAND: 'GC' }, { ...conf, 'cni.dev/valid-attachments': [{ containerID: 'cid-keep', ifname: 'eth0' }] });
       expect([gc.code, gc.stdout]).toEqual([0, '']);
       expect(netdState(net.stateDir).links['vz-gcnet']?.reservations.map((r) => r.machine)).toEqual(['cid-keep']);
