@@ -4,8 +4,8 @@
 // ve-/vz- links): the zone's bridge is cn-ZONE, the host side of each veth ncXXXXXXXX. What the
 // subsystem would do is done here with the same library parts: the gateway on the bridge (zone
 // mode) or on the container's host link as a /32 with a route to the container (veth mode, as the
-// ptp plugin does), forwarding, masquerade of the ipam subnets and the port mappings in nftables —
-// in a table of their own ("nspawn-cni"), which the subsystem's reconciliation never touches.
+// ptp plugin does), forwarding, masquerade and NAT66 of the ipam subnets and the port mappings in
+// nftables — in a table of their own ("nspawn-cni"), which the subsystem's reconciliation never touches.
 import { errorMessage, NspawnError } from '../errors.js';
 import { logger } from '../log.js';
 import { sys } from '../native.js';
@@ -110,7 +110,8 @@ export async function ipamNetAdd(env: CniEnv, cfg: CniConfig): Promise<AddOutcom
     if (subnets.some((s) => s.includes(':'))) enableForwarding(undefined, IPV6_FORWARD);
     fw.ensureTables();
     const have = new Set(fw.elements().map((e) => e.key));
-    for (const s of subnets) if (!s.includes(':') && !have.has(s)) fw.addMasquerade(s, masqueradeOwner(cfg));
+    // both families, as the pool's links get masquerade and NAT66: an ipam range is rarely routed to this host
+    for (const s of subnets) if (!have.has(s)) fw.addMasquerade(s, masqueradeOwner(cfg));
     fw.addPortMappings(cfg.ports.flatMap((p) => res.ips.flatMap((ip) => portForwardMappings(p, ip.address.split('/')[0] ?? '', portOwner(cfg, rec)))));
     const links = await resultInterfaces(rtnl, rec, bridgeName, host, { name: env.ifname, mac, sandbox: env.netns });
     const container = links.length - 1;
@@ -147,7 +148,7 @@ async function removeHostSide(cfg: CniConfig, rec: ContainerRecord, fw: Firewall
   fw.removePortMappings(portOwner(cfg, rec));
   const others = listRecords(cfg).filter((r) => r.rec.containerId !== rec.containerId || r.rec.ifname !== rec.ifname);
   if (others.length === 0) {
-    for (const s of rec.subnets ?? []) if (!s.includes(':')) fw.removeMasquerade(s);
+    for (const s of rec.subnets ?? []) fw.removeMasquerade(s);
     if (fw.elements().length === 0) fw.removeTables();
   }
 }

@@ -1,6 +1,6 @@
 // nspawn-cni beyond zone mode with our pool: the point-to-point veth mode with IPv6 (libcni driver),
-// "ipam" delegated to the reference host-local plugin, and CNI 1.1.0's STATUS and GC (the plugin
-// run with the spec's environment and stdin: libcni 1.1.2 has no API for them).
+// "ipam" delegated to the reference host-local plugin (IPv4 and IPv6 ranges), and CNI 1.1.0's STATUS
+// and GC (the plugin run with the spec's environment and stdin: libcni 1.1.2 has no API for them).
 import { readdirSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { describe, expect } from 'vitest';
@@ -137,6 +137,47 @@ describe('nspawn-cni with ipam delegated to host-local', () => {
       if (server) await killAndWait(server);
       for (const [ns, id] of [[c1, 'cid-i1'], [c2, 'cid-i2'], [c3, 'cid-i3']] as const) await cni(net, 'del', ns, id);
       for (const ns of [c1, c2, c3]) await ns.destroy();
+      await world.destroy();
+    }
+  }, 120_000);
+});
+
+describe('nspawn-cni with ipam delegated to host-local, IPv6', () => {
+  ktest('an IPv6 range from host-local: neighbours over IPv6, NAT66 to the uplink as the pool\'s links have, a port map over IPv6; DEL leaves nothing', async () => {
+    const world = await World.create();
+    const c1 = await TestNetns.create('c1');
+    const c2 = await TestNetns.create('c2');
+    const net = network('1.0.0', {
+      ipam: { type: 'host-local', ranges: [[{ subnet: '198.51.100.0/24' }], [{ subnet: '2001:db8:1::/64' }]], dataDir: `${work}/host-local-v6` },
+    }, 'ipam6');
+    let server: ReturnType<typeof spawn> | undefined;
+    try {
+      const r1 = JSON.parse(await ok(cni(net, 'add', c1, 'cid-s1', { caps: { portMappings: [{ hostPort: 8086, containerPort: 80, protocol: 'tcp' }] } }))) as Result;
+      const r2 = JSON.parse(await ok(cni(net, 'add', c2, 'cid-s2'))) as Result;
+      expect(r1.ips).toEqual([
+        { address: '198.51.100.2/24', gateway: '198.51.100.1', interface: 2 },
+        { address: '2001:db8:1::2/64', gateway: '2001:db8:1::1', interface: 2 },
+      ]);
+      expect(r2.ips[1]?.address).toBe('2001:db8:1::3/64');
+      expect(await c1.exec('ip', ['-6', 'route', 'show', 'default'])).toContain('via 2001:db8:1::1');
+      await c1.exec('busybox', ['ping', '-c', '1', '-W', '3', '2001:db8:1::3']);
+      // the uplink has no route to 2001:db8:1::/64: only NAT66 to the host's address gets an answer back
+      expect(await c2.exec('sh', ['-c', NC(FETCH6)])).toContain(`remote-ok ${HOST_UPLINK6}`);
+      expect(await c2.exec('sh', ['-c', NC(FETCH)])).toContain(`remote-ok ${HOST_UPLINK}`);
+      expect((await run('nft', ['list', 'set', 'inet', 'nspawn-cni', 'masq6'])).stdout).toContain('2001:db8:1::/64');
+      server = await webServer(c1);
+      expect(await get(world.uplink, HOST_UPLINK6, 8086)).toContain('web ');
+      await ok(cni(net, 'check', c1, 'cid-s1'));
+      for (const [ns, id] of [[c1, 'cid-s1'], [c2, 'cid-s2']] as const) {
+        await ok(cni(net, 'del', ns, id));
+        await ok(cni(net, 'del', ns, id));
+      }
+      expect(await leftovers(net)).toEqual([]);
+    } finally {
+      if (server) await killAndWait(server);
+      for (const [ns, id] of [[c1, 'cid-s1'], [c2, 'cid-s2']] as const) await cni(net, 'del', ns, id);
+      await c1.destroy();
+      await c2.destroy();
       await world.destroy();
     }
   }, 120_000);
