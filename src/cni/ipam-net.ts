@@ -10,7 +10,9 @@ import { errorMessage, NspawnError } from '../errors.js';
 import { logger } from '../log.js';
 import { sys } from '../native.js';
 import { Firewall } from '../net/firewall/nft.js';
-import { normaliseSubnet, portForwardMappings } from '../net/firewall/rules.js';
+import { normaliseSubnet, portForwardMappings, TABLE_FAMILY } from '../net/firewall/rules.js';
+import { CNI_IPAM_TABLE, findPortClashes, foreignPortClashes, PortInUseError } from '../net/netd/ports.js';
+import { type NetdState, StateStore } from '../net/netd/state.js';
 import { enableForwarding, IPV6_FORWARD } from '../net/netd/sysctl.js';
 import { Rtnl } from '../net/rtnl.js';
 import { type AddOutcome, CNI_ERR, CniError, type CniConfig, type CniEnv } from './config.js';
@@ -20,7 +22,6 @@ import { asCni, inNetns, makeContainerVeth, openNetns } from './netns.js';
 import { type ContainerRecord, listRecords, recordFor, recordPath, removeRecord, writeRecord } from './records.js';
 
 const log = logger('cni');
-export const IPAM_TABLE = 'nspawn-cni';
 
 /** The bridge of a zone whose addresses an ipam plugin gives (not vz-: the subsystem would serve that). */
 export function ipamBridgeIfname(zone: string): string {
@@ -33,6 +34,18 @@ function masqueradeOwner(cfg: CniConfig): string {
 
 function portOwner(cfg: CniConfig, rec: ContainerRecord): string {
   return `${masqueradeOwner(cfg)}/${rec.machine}`.slice(0, 100);
+}
+
+/**
+ * Refuses (code 7, naming each port and who holds it) host ports that the network library forwards
+ * (its table inet nspawn-ts: nspawn-ts -p, the sidecar's machines, pods of pool networks; and its
+ * recorded reservations in `state`) or systemd-nspawn does. Our own table's clashes are its map's.
+ */
+function refuseTakenPorts(cfg: CniConfig, owner: string, state: NetdState): void {
+  const library = new Firewall();
+  const clashes = findPortClashes(owner, cfg.ports, { current: library.state().ports, state, foreign: foreignPortClashes([]) })
+    .map((c) => (c.holder.includes('(table ') ? c : { ...c, holder: `${c.holder} (table ${TABLE_FAMILY} ${library.table})` }));
+  if (clashes.length) throw new CniError(CNI_ERR.INVALID_CONFIG, `runtimeConfig.portMappings: ${new PortInUseError(owner, clashes).message}`);
 }
 
 function isEexist(err: unknown): boolean {
@@ -55,9 +68,11 @@ export async function ipamNetAdd(env: CniEnv, cfg: CniConfig): Promise<AddOutcom
   const rec = recordFor(env, cfg);
   const path = recordPath(cfg, env.containerId, env.ifname);
   const bridgeName = ipamBridgeIfname(cfg.zone);
+  // a host port someone else forwards: refused before anything is made (again under the lock below)
+  if (cfg.ports.length) refuseTakenPorts(cfg, portOwner(cfg, rec), new StateStore(cfg.stateDir).peek());
   const netnsFd = openNetns(env.netns);
   const rtnl = Rtnl.open();
-  const fw = new Firewall({ table: IPAM_TABLE });
+  const fw = new Firewall({ table: CNI_IPAM_TABLE });
   let made = false;
   let allocated = false;
   try {
@@ -112,7 +127,19 @@ export async function ipamNetAdd(env: CniEnv, cfg: CniConfig): Promise<AddOutcom
     const have = new Set(fw.elements().map((e) => e.key));
     // both families, as the pool's links get masquerade and NAT66: an ipam range is rarely routed to this host
     for (const s of subnets) if (!have.has(s)) fw.addMasquerade(s, masqueradeOwner(cfg));
-    fw.addPortMappings(cfg.ports.flatMap((p) => res.ips.flatMap((ip) => portForwardMappings(p, ip.address.split('/')[0] ?? '', portOwner(cfg, rec)))));
+    const mappings = cfg.ports.flatMap((p) => res.ips.flatMap((ip) => portForwardMappings(p, ip.address.split('/')[0] ?? '', portOwner(cfg, rec))));
+    if (mappings.length) {
+      // under the network library's state lock, which it holds while it checks our table and records its own ports
+      await new StateStore(cfg.stateDir).update((st) => {
+        refuseTakenPorts(cfg, portOwner(cfg, rec), st);
+        try {
+          fw.addPortMappings(mappings);
+        } catch (err) {
+          if (err instanceof NspawnError && err.code === 'NFT_PORT_IN_USE') throw new CniError(CNI_ERR.INVALID_CONFIG, `runtimeConfig.portMappings: ${err.message}`);
+          throw err;
+        }
+      });
+    }
     const links = await resultInterfaces(rtnl, rec, bridgeName, host, { name: env.ifname, mac, sandbox: env.netns });
     const container = links.length - 1;
     log.debug(`ADD ${rec.machine}: ${res.ips.map((ip) => ip.address).join(' ')} from ${cfg.ipam?.type ?? ''}`);
@@ -155,7 +182,7 @@ async function removeHostSide(cfg: CniConfig, rec: ContainerRecord, fw: Firewall
 
 /** DEL (and GC's removal of a stale attachment): host side, then the addresses back to the ipam plugin. */
 export async function ipamNetDel(env: CniEnv, cfg: CniConfig, rec: ContainerRecord, stdin?: string): Promise<void> {
-  const fw = new Firewall({ table: IPAM_TABLE });
+  const fw = new Firewall({ table: CNI_IPAM_TABLE });
   try {
     await removeHostSide(cfg, rec, fw);
   } finally {
