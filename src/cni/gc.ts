@@ -1,7 +1,7 @@
 // CNI 1.1.0's network-wide commands. GC: every attachment of this network recorded here that the
 // runtime no longer lists in "cni.dev/valid-attachments" is removed as its DEL would (links,
 // reservation or ipam addresses, port mappings). STATUS: whether an ADD can work now (exit 0 with
-// no output), else error 50 naming what is missing.
+// no output), else error 50 naming what is missing — also a pool with no subnet or address left.
 import { accessSync, constants, mkdirSync } from 'node:fs';
 import { errorMessage } from '../errors.js';
 import { logger } from '../log.js';
@@ -33,7 +33,7 @@ export async function cniGc(env: CniEnv, cfg: CniConfig): Promise<string[]> {
   return removed;
 }
 
-export function cniStatus(env: CniEnv, cfg: CniConfig): void {
+export async function cniStatus(env: CniEnv, cfg: CniConfig): Promise<void> {
   const unavailable = (msg: string): never => {
     throw new CniError(CNI_ERR.NOT_AVAILABLE, msg);
   };
@@ -50,5 +50,10 @@ export function cniStatus(env: CniEnv, cfg: CniConfig): void {
     new Firewall().close();
   } catch (err) {
     unavailable(`nftables cannot be used: ${errorMessage(err)}`);
+  }
+  // with an ipam plugin, the addresses are its business (plugins 1.1.1 answer no STATUS)
+  if (!cfg.ipam) {
+    const full = await (await import('./pool-room.js')).poolRoom(cfg);
+    if (full !== undefined) unavailable(full);
   }
 }

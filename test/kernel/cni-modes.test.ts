@@ -5,7 +5,7 @@ import { readdirSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { describe, expect } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
-import { killAndWait, run, waitFor } from '../helpers/exec.js';
+import { killAndWait, run, runOk, waitFor } from '../helpers/exec.js';
 import { TestNetns } from '../helpers/netns.js';
 import { FETCH, FETCH6, HOST_UPLINK, HOST_UPLINK6, netdState, World } from './e2e-world.js';
 import { cni, cniPath, cniSuite, leftovers, network, ok, PLUGIN, type Result, work } from './cni-env.js';
@@ -212,8 +212,21 @@ describe('nspawn-cni with ipam delegated to host-local, veth mode', () => {
   }, 120_000);
 });
 
+/** The library's default pools (src/net/pool.ts DEFAULT_POOLS). */
+const POOLS = ['192.168.0.0/16', '172.16.0.0/12', '10.0.0.0/8'];
+
+/** Runs `fn` while blackhole routes on this host cover every pool (the pool counts routes as in use). */
+async function withFullPool(fn: () => Promise<void>): Promise<void> {
+  try {
+    for (const p of POOLS) await runOk('ip', ['route', 'add', 'blackhole', p]);
+    await fn();
+  } finally {
+    for (const p of POOLS) await run('ip', ['route', 'del', 'blackhole', p]);
+  }
+}
+
 describe('nspawn-cni CNI 1.1.0: STATUS, GC', () => {
-  ktest('STATUS answers; GC removes the attachments not in cni.dev/valid-attachments; libcni 1.1.2 refuses a 1.1.0 result and its DEL then cleans up', async () => {
+  ktest('STATUS answers, also "not available" (50) on a full pool; GC removes the attachments not in cni.dev/valid-attachments; libcni 1.1.2 refuses a 1.1.0 result and its DEL then cleans up', async () => {
     const keep = await TestNetns.create('keep');
     const gone = await TestNetns.create('gone');
     const net = network('1.1.0', {}, 'gcnet');
@@ -230,10 +243,27 @@ describe('nspawn-cni CNI 1.1.0: STATUS, GC', () => {
       expect(JSON.parse(noIpam.stdout)).toMatchObject({ cniVersion: '1.1.0', code: 50, msg: expect.stringContaining('no-such-ipam') });
       expect(JSON.parse((await call({ CNI_COMMAND: 'STATUS' }, { ...conf, cniVersion: '1.0.0' })).stdout)).toMatchObject({ code: 1, msg: expect.stringContaining('1.1.0') });
 
+      // a full pool (the host's routes cover every pool): not available, the pool named; the ADD it foretells fails alike
+      await withFullPool(async () => {
+        const full = await call({ CNI_COMMAND: 'STATUS' }, conf);
+        expect(full.code).toBe(1);
+        expect(JSON.parse(full.stdout)).toMatchObject({ cniVersion: '1.1.0', code: 50, msg: expect.stringContaining(`the subnet pool ${POOLS.join(', ')} has no /24 left for network gcnet`) });
+        expect(JSON.parse((await call({ CNI_COMMAND: 'STATUS' }, { ...conf, mode: 'veth' })).stdout)).toMatchObject({ code: 50, msg: expect.stringContaining('has no /28 left') });
+        const refused = await add(keep, 'cid-full');
+        expect(refused.code).toBe(1);
+        expect(refused.stdout).toContain('no free /24 subnet');
+      });
+      expect((await call({ CNI_COMMAND: 'STATUS' }, conf)).code).toBe(0);
+
       const a = await add(keep, 'cid-keep');
       const b = await add(gone, 'cid-gone');
       expect(a.code, a.stdout).toBe(0);
       expect(b.code, b.stdout).toBe(0);
+      // its bridge has its subnet: the network still takes containers when the pool is full, a veth network does not
+      await withFullPool(async () => {
+        expect(await call({ CNI_COMMAND: 'STATUS' }, conf)).toMatchObject({ code: 0, stdout: '' });
+        expect(JSON.parse((await call({ CNI_COMMAND: 'STATUS' }, { ...conf, mode: 'veth' })).stdout)).toMatchObject({ code: 50 });
+      });
       expect(JSON.parse(a.stdout)).toMatchObject({ cniVersion: '1.1.0', ips: [expect.objectContaining({ address: expect.stringMatching(/\/24$/) }), expect.anything()] });
       expect(netdState(net.stateDir).links['vz-gcnet']?.reservations.map((r) => r.machine).sort()).toEqual(['cid-gone', 'cid-keep']);
 
