@@ -11,9 +11,9 @@ import { DEFAULT_POOLS, describeSubnet, PREFIX_LENGTH, SubnetPool, SubnetPoolExh
 import { Rtnl } from '../net/rtnl.js';
 import type { CniConfig } from './config.js';
 
-/** The name and MAC a dry run places: no container is called so. */
+/** The name a dry run places (no container is called so), and its MAC: none (a reservation with the probe's MAC would count as its own). */
 const PROBE = 'nspawn-cni-status';
-const PROBE_MAC = '02:00:00:00:00:00';
+const PROBE_MAC = '';
 
 /** The pools ADD takes subnets from: the running sidecar's (its --pool=), else the library's defaults (the in-process ADD's). */
 async function addPools(cfg: CniConfig): Promise<readonly string[]> {

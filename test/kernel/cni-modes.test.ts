@@ -1,13 +1,14 @@
 // nspawn-cni beyond zone mode with our pool: the point-to-point veth mode with IPv6 (libcni driver),
 // "ipam" delegated to the reference host-local plugin (IPv4 and IPv6 ranges), and CNI 1.1.0's STATUS
 // and GC (the plugin run with the spec's environment and stdin: libcni 1.1.2 has no API for them).
-import { readdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { describe, expect } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { killAndWait, run, runOk, waitFor } from '../helpers/exec.js';
 import { TestNetns } from '../helpers/netns.js';
-import { FETCH, FETCH6, HOST_UPLINK, HOST_UPLINK6, netdState, World } from './e2e-world.js';
+import { NetdClient } from '../../src/net/netd/client.js';
+import { FETCH, FETCH6, HOST_UPLINK, HOST_UPLINK6, NETD, netdState, startProc, TEST_DNS, World } from './e2e-world.js';
 import { cni, cniPath, cniSuite, leftovers, network, ok, PLUGIN, type Result, work } from './cni-env.js';
 
 cniSuite();
@@ -215,14 +216,19 @@ describe('nspawn-cni with ipam delegated to host-local, veth mode', () => {
 /** The library's default pools (src/net/pool.ts DEFAULT_POOLS). */
 const POOLS = ['192.168.0.0/16', '172.16.0.0/12', '10.0.0.0/8'];
 
-/** Runs `fn` while blackhole routes on this host cover every pool (the pool counts routes as in use). */
-async function withFullPool(fn: () => Promise<void>): Promise<void> {
+/** Runs `fn` while blackhole routes on this host cover `prefixes` (default: every pool; the pool counts routes as in use). */
+async function withFullPool(fn: () => Promise<void>, prefixes = POOLS): Promise<void> {
   try {
-    for (const p of POOLS) await runOk('ip', ['route', 'add', 'blackhole', p]);
+    for (const p of prefixes) await runOk('ip', ['route', 'add', 'blackhole', p]);
     await fn();
   } finally {
-    for (const p of POOLS) await run('ip', ['route', 'del', 'blackhole', p]);
+    for (const p of prefixes) await run('ip', ['route', 'del', 'blackhole', p]);
   }
+}
+
+/** The plugin run with the spec's environment and stdin, as a 1.1.0 runtime runs STATUS and GC. */
+function call(env: Record<string, string>, stdin: unknown) {
+  return run(PLUGIN, [], { env: { PATH: process.env.PATH ?? '', CNI_PATH: cniPath(), ...env }, input: JSON.stringify(stdin), timeoutMs: 60_000 });
 }
 
 describe('nspawn-cni CNI 1.1.0: STATUS, GC', () => {
@@ -231,8 +237,6 @@ describe('nspawn-cni CNI 1.1.0: STATUS, GC', () => {
     const gone = await TestNetns.create('gone');
     const net = network('1.1.0', {}, 'gcnet');
     const conf = { cniVersion: '1.1.0', name: 'gcnet', type: 'nspawn-cni', stateDir: net.stateDir, netdSocket: `${work}/none.sock` };
-    const call = (env: Record<string, string>, stdin: unknown) =>
-      run(PLUGIN, [], { env: { PATH: process.env.PATH ?? '', CNI_PATH: cniPath(), ...env }, input: JSON.stringify(stdin), timeoutMs: 60_000 });
     const add = (ns: TestNetns, id: string) => call({ CNI_COMMAND: 'ADD', CNI_CONTAINERID: id, CNI_IFNAME: 'eth0', CNI_NETNS: ns.path, CNI_ARGS: `K8S_POD_NAME=${id}` }, conf);
     try {
       expect(JSON.parse((await call({ CNI_COMMAND: 'VERSION' }, { cniVersion: '1.1.0' })).stdout).supportedVersions).toContain('1.1.0');
@@ -311,4 +315,41 @@ describe('nspawn-cni CNI 1.1.0: STATUS, GC', () => {
       await gone.destroy();
     }
   }, 120_000);
+
+  ktest('STATUS: a zone whose every address is reserved is not available; with nspawn-netd running, its --pool= is the pool judged', async () => {
+    // the state a sidecar writes for a zone with all 253 client addresses of its /24 reserved
+    const stateDir = `${work}/full-zone`;
+    const conf = { cniVersion: '1.1.0', name: 'full', type: 'nspawn-cni', stateDir, netdSocket: `${work}/none.sock` };
+    const writeState = (n: number) => {
+      const reservations = Array.from({ length: n }, (_, i) => ({ machine: `m${i}`, mac: `02:00:00:00:00:${i.toString(16).padStart(2, '0')}`, address: `10.1.2.${i + 2}` }));
+      mkdirSync(`${stateDir}/netd`, { recursive: true });
+      writeFileSync(`${stateDir}/netd/state.json`, JSON.stringify({
+        version: 1, pool: { version: 1, entries: [{ kind: 'zone', key: 'full', subnet: '10.1.2.0/24', active: true, used: 1 }] },
+        links: { 'vz-full': { kind: 'zone', key: 'full', ifname: 'vz-full', ifindex: 999, subnet: '10.1.2.0/24', reservations, holders: ['sidecar'] } },
+      }));
+    };
+    writeState(253);
+    const full = await call({ CNI_COMMAND: 'STATUS' }, conf);
+    expect(JSON.parse(full.stdout)).toMatchObject({ code: 50, msg: expect.stringContaining('network full has no address left for a new container: all of 10.1.2.0/24 (vz-full) is reserved') });
+    writeState(252);
+    expect(await call({ CNI_COMMAND: 'STATUS' }, conf)).toMatchObject({ code: 0, stdout: '' });
+
+    // a sidecar with a pool of its own: that pool is full, the defaults are not
+    const sidecar = startProc(process.execPath, [NETD, `--dns=${TEST_DNS}`, '--pool=203.0.113.0/24']);
+    try {
+      (await waitFor(() => NetdClient.connect(), 'the sidecar socket', 10_000, 20)).close();
+      const side = { cniVersion: '1.1.0', name: 'side', type: 'nspawn-cni' }; // the sidecar's state directory and socket
+      expect(await call({ CNI_COMMAND: 'STATUS' }, side)).toMatchObject({ code: 0, stdout: '' });
+      await withFullPool(async () => {
+        const r = await call({ CNI_COMMAND: 'STATUS' }, side);
+        expect(JSON.parse(r.stdout)).toMatchObject({ code: 50, msg: expect.stringContaining('the subnet pool 203.0.113.0/24 has no /24 left for network side') });
+        // without the sidecar, ADD would take from the default pools: room there
+        expect(await call({ CNI_COMMAND: 'STATUS' }, { ...side, sidecar: 'never' })).toMatchObject({ code: 0, stdout: '' });
+      }, ['203.0.113.0/24']);
+    } finally {
+      sidecar.child.kill('SIGTERM');
+      await sidecar.exited;
+    }
+  }, 60_000);
 });
+
