@@ -123,7 +123,7 @@ export async function main(_argv: readonly string[], env: NodeJS.ProcessEnv, loa
     const plugin = await loadPlugin();
     if (quiet) plugin.setLogLevel('warn'); // the other bundle's logger
     if (call.command === 'STATUS' || call.command === 'GC') {
-      if (call.command === 'STATUS') plugin.cniStatus(call, cfg);
+      if (call.command === 'STATUS') await plugin.cniStatus(call, cfg);
       else await plugin.cniGc(call, cfg);
       return 0;
     }

@@ -35,7 +35,7 @@ export interface CniAnswer {
 }
 
 /**
- * Refuses a CNI_NETNS that is not a network namespace (CNI error 7) before anything is made: opened
+ * Refuses a CNI_NETNS that is not a network namespace (CNI error 4) before anything is made: opened
  * without blocking (a FIFO would hang the sidecar) and without becoming a terminal, it must be a
  * namespace file (nsfs: the device of our own /proc/self/ns/net) that setns() takes as a network
  * namespace (tried by making a socket in it).

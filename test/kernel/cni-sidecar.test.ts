@@ -236,16 +236,16 @@ describe('nspawn-cni with nspawn-netd running', () => {
       const huge = await other?.raw(req({ config: config({ pad: 'x'.repeat(20_000) }) }));
       other?.close();
       expect(huge).toMatchObject({ ok: false, error: { code: 'NETD_BAD_REQUEST', message: expect.stringContaining('at most 16384 bytes') } });
-      // what only the CNI plugin can judge: a CNI error as the answer (code 7: not a namespace; 4: bad configuration)
+      // what only the CNI plugin can judge: a CNI error as the answer (code 4: not a namespace, bad CNI_ARGS; 7: bad configuration)
       for (const [o, code, text] of [
-        [{ netns: '/etc/passwd' }, 7, 'not a network namespace'],
-        [{ netns: fifo }, 7, 'not a network namespace'],
-        [{ netns: '/run/netns/none-such' }, 7, 'cannot be opened'],
-        [{ netns: `/proc/${process.pid}/ns/mnt` }, 7, 'not a network namespace'],
-        [{ config: config({ zone: 'a/b' }) }, 4, '"zone"'],
-        [{ config: config({ ipam: { type: 'host-local' } }) }, 4, 'ipam'],
+        [{ netns: '/etc/passwd' }, 4, 'not a network namespace'],
+        [{ netns: fifo }, 4, 'not a network namespace'],
+        [{ netns: '/run/netns/none-such' }, 4, 'cannot be opened'],
+        [{ netns: `/proc/${process.pid}/ns/mnt` }, 4, 'not a network namespace'],
+        [{ config: config({ zone: 'a/b' }) }, 7, '"zone"'],
+        [{ config: config({ ipam: { type: 'host-local' } }) }, 7, 'ipam'],
         [{ config: '{"cniVersion":"1.0.0"' }, 6, 'not JSON'],
-        [{ args: 'K8S_POD_NAME' }, 7, 'CNI_ARGS'],
+        [{ args: 'K8S_POD_NAME' }, 4, 'CNI_ARGS'],
       ] as Array<[Record<string, unknown>, number, string]>) {
         const res = await ask(o);
         expect(res, JSON.stringify(o)).toMatchObject({ ok: true, result: { error: { code, msg: expect.stringContaining(text) } } });
