@@ -14,7 +14,6 @@ import { logger } from '../log.js';
 import { sys } from '../native.js';
 import { withLock } from '../common/lock.js';
 import type { PortForward } from '../net/model.js';
-import { removeZoneBridgeIfEmpty, zoneLock } from '../net/modes/zone.js';
 import { configureContainerLink } from '../net/container-link.js';
 import { zoneBridgeIfname } from '../net/naming.js';
 import { NetdClient } from '../net/netd/client.js';
@@ -25,6 +24,7 @@ import {
   type AddOutcome, CNI_ERR, CniError, type CniConfig, type CniEnv, prevAddresses,
 } from './config.js';
 import { asCni, inNetns, makeContainerVeth, openNetns } from './netns.js';
+import { checkHostSide, removeHostLinks, resultInterfaces } from './host-side.js';
 import { type ContainerRecord, readRecord, recordFor, recordPath, removeRecord, writeRecord } from './records.js';
 
 const log = logger('cni');
@@ -71,13 +71,7 @@ async function withLibrary<T>(cfg: CniConfig, fn: (lib: Library) => Promise<T>):
 
 /** Removes the container's links (its host veth, the zone's bridge if it was the last port) and its reservation. */
 export async function teardown(cfg: CniConfig, rec: ContainerRecord): Promise<void> {
-  const rtnl = Rtnl.open();
-  try {
-    await rtnl.deleteLink(rec.hostIfname); // false when gone already (its namespace went, or a second DEL)
-    if (rec.mode === 'zone') await removeZoneBridgeIfEmpty(rtnl, zoneLock(), zoneBridgeIfname(rec.zone));
-  } finally {
-    rtnl.close();
-  }
+  await removeHostLinks(rec, zoneBridgeIfname(rec.zone));
   await withLibrary(cfg, (lib) => lib.release({ machine: rec.machine, kind: rec.mode, zone: rec.zone }));
 }
 
@@ -126,9 +120,7 @@ export async function cniAdd(env: CniEnv, cfg: CniConfig): Promise<AddOutcome> {
       await rtnl.deleteNeighbour(bridgeName, lease.address);
       if (lease.ipv6) await rtnl.deleteNeighbour(bridgeName, lease.ipv6.address);
     }
-    const links: AddOutcome['interfaces'] = [];
-    if (rec.mode === 'zone') links.push({ name: bridgeName, mac: (await rtnl.requireLink(bridgeName)).mac ?? '' });
-    links.push({ name: rec.hostIfname, mac: host.mac ?? '' }, { name: env.ifname, mac, sandbox: env.netns });
+    const links = await resultInterfaces(rtnl, rec, bridgeName, host, { name: env.ifname, mac, sandbox: env.netns });
     log.debug(`ADD ${rec.machine}: ${lease.address}${lease.ipv6 ? ` ${lease.ipv6.address}` : ''} on ${lease.ifname}`);
     return outcomeOf(lease, links);
   } catch (err) {
@@ -160,7 +152,7 @@ export async function cniDel(env: CniEnv, cfg: CniConfig): Promise<void> {
   removeRecord(path);
 }
 
-/** CHECK: the container's link, addresses and default routes, and its host side (on the bridge, with the gateway) are as ADD left them. */
+/** CHECK: the container's link, addresses and default routes, and its host side (host-side.ts) are as ADD left them. */
 export async function cniCheck(env: CniEnv, cfg: CniConfig): Promise<void> {
   const want = prevAddresses(cfg.prevResult);
   if (want.length === 0) throw new CniError(CNI_ERR.INVALID_CONFIG, 'CHECK needs the ADD result as "prevResult" (with an address in "ips")');
@@ -184,25 +176,6 @@ export async function cniCheck(env: CniEnv, cfg: CniConfig): Promise<void> {
     }
     return gw4;
   });
-  if (rec.ipam !== undefined) {
-    await (await import('./ipam-net.js')).ipamNetCheck(env, cfg, rec, gateway);
-    return;
-  }
-  const rtnl = Rtnl.open();
-  try {
-    const host = await rtnl.getLink(rec.hostIfname);
-    let served = host;
-    if (rec.mode === 'zone') {
-      const bridge = await rtnl.getLink(zoneBridgeIfname(rec.zone));
-      if (!bridge) fail(`the network's bridge ${zoneBridgeIfname(rec.zone)} is missing`);
-      if (!host || host.master !== bridge?.index) fail(`the container's port ${rec.hostIfname} is missing or not on ${zoneBridgeIfname(rec.zone)}`);
-      served = bridge;
-    } else if (!host) {
-      fail(`the container's host link ${rec.hostIfname} is missing`);
-    }
-    const own = (await rtnl.listAddresses({ link: served?.index, family: 4 })).map((a) => a.address);
-    if (gateway && !own.includes(gateway)) fail(`the gateway ${gateway} is not on ${served?.name ?? rec.hostIfname}`);
-  } finally {
-    rtnl.close();
-  }
+  if (rec.ipam !== undefined) await (await import('./ipam-net.js')).ipamNetCheck(env, cfg, rec, gateway);
+  else await checkHostSide(rec, zoneBridgeIfname(rec.zone), gateway);
 }

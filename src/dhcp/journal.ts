@@ -35,13 +35,15 @@ export interface LeaseStore {
   append(entry: JournalEntry, onDurable?: (err?: Error) => void): void;
   /**
    * Rewrites the file as exactly these records plus whatever is appended meanwhile. The file store
-   * reads `entries` a chunk at a time while it writes and syncs in the background (`idle` is false
-   * until it is done): they must not change meanwhile (the server passes copies of its tables).
+   * reads `entries` a chunk at a time while it writes and syncs in the background (`compacting` until
+   * it is done): they must not change meanwhile (the server passes copies of its tables).
    */
   compact(entries: Iterable<JournalEntry>): void;
   /** Records appended since the last compaction (the compaction policy reads it). */
   readonly appendedSinceCompaction: number;
-  /** No group is being written or synced and no compaction runs: compact() may run. */
+  /** A compaction runs: compact() may not be called until it has ended. */
+  readonly compacting: boolean;
+  /** No group is being written or synced and no compaction runs. */
   readonly idle: boolean;
   /** Records appended with an `onDurable` that has not run yet (ACKs waiting for the file). */
   readonly backlog: number;
@@ -59,6 +61,7 @@ export class MemoryLeaseStore implements LeaseStore {
   readonly loaded = new Map<string, StoredInterface>();
   readonly entries: JournalEntry[] = [];
   appendedSinceCompaction = 0;
+  readonly compacting = false;
   readonly idle = true;
   get backlog(): number {
     return 0;
@@ -230,9 +233,14 @@ export class FileLeaseStore implements LeaseStore {
    * fdatasync()ed on the thread pool: neither the records nor their text are ever in memory as a whole. Appends go on to the old file meanwhile and are copied into the
    * tail of PATH.tmp just before the rename, so every record acknowledged before the rename is in the
    * file either name points to: the old one until the rename, the new one after it.
+   *
+   * It may begin while a group is being synced (under a steady flood of fsync'd ACKs one always is:
+   * waiting for a quiet moment starved compaction and let the file grow without bound). That group is
+   * in the old file already and its changes in `entries`; the rename waits until no group is being
+   * synced on the old file, so its ACKs still wait for the sync of the file that holds their records.
    */
   compact(entries: Iterable<JournalEntry>): void {
-    if (!this.idle || this.closed) throw new Error('compaction while a commit, sync or compaction is in flight');
+    if (this.compaction || this.closed) throw new Error('compaction while another one runs or after close');
     const records = entries[Symbol.iterator]();
     const tmp = `${this.path}.tmp`;
     let fd: number;
@@ -336,7 +344,11 @@ export class FileLeaseStore implements LeaseStore {
     return this.waiters.length + this.syncing;
   }
 
-  /** True when no group is being written or synced (compaction may run). */
+  get compacting(): boolean {
+    return this.compaction !== undefined;
+  }
+
+  /** True when no group is being written or synced and no compaction runs. */
   get idle(): boolean {
     return !this.inFlight && !this.backgroundSync && !this.compaction;
   }

@@ -456,7 +456,8 @@ export class DhcpServer {
   }
 
   private maybeCompact(): void {
-    if (!this.store.idle || this.store.appendedSinceCompaction < this.compactMinRecords) return;
+    // not only when the store is idle: under a steady fsync flood it never is, and the file would grow without bound
+    if (this.store.compacting || this.store.appendedSinceCompaction < this.compactMinRecords) return;
     let live = 0;
     for (const s of this.byName.values()) live += s.table.size;
     if (this.store.appendedSinceCompaction < 2 * live) return;
