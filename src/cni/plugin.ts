@@ -9,6 +9,7 @@
 // touches only this container's link or its network's bridge, their records and firewall entries —
 // no resync of the host's links, no firewall reconcile; its records are held by "sidecar", so
 // launchers' dead-holder sweeps leave them, and a sidecar started later takes them over).
+import { existsSync } from 'node:fs';
 import { errorMessage } from '../errors.js';
 import { logger } from '../log.js';
 import { sys } from '../native.js';
@@ -17,7 +18,6 @@ import type { PortForward } from '../net/model.js';
 import { removeZoneBridgeIfEmpty, zoneLock } from '../net/modes/zone.js';
 import { configureContainerLink } from '../net/container-link.js';
 import { zoneBridgeIfname } from '../net/naming.js';
-import { NetdClient } from '../net/netd/client.js';
 import type { MachineLease } from '../net/netd/subsystem.js';
 import type { ServedKind } from '../net/netd/links.js';
 import { Rtnl } from '../net/rtnl.js';
@@ -41,7 +41,11 @@ interface Library {
 }
 
 async function withLibrary<T>(cfg: CniConfig, fn: (lib: Library) => Promise<T>): Promise<T> {
-  const client = cfg.sidecar === 'auto' ? await NetdClient.connect(cfg.netdSocket) : undefined;
+  // the client (and node:net with it) is loaded only when a socket is there: an in-process call
+  // spends none of its start-up on it
+  const client = cfg.sidecar === 'auto' && existsSync(cfg.netdSocket)
+    ? await (await import('../net/netd/client.js')).NetdClient.connect(cfg.netdSocket)
+    : undefined;
   if (client) {
     try {
       return await fn({
