@@ -3,9 +3,11 @@
 // and errors) in the shape each cniVersion wants. Specification: CNI 1.0.0 (SPEC.md), with the
 // versions podman's libcni converts from (0.3.1, 0.4.0), and CNI 1.1.0's STATUS and GC. No I/O here
 // (unit-tested byte for byte).
+import { DEFAULT_STATE_DIR } from '../common/paths.js';
 import { sha256 } from '../common/sha256.js';
 import type { PortForward } from '../net/model.js';
 import { ifnameValid, machineNameValid, zoneNameValid } from '../net/naming.js';
+import { DEFAULT_SOCKET } from '../net/netd/socket-path.js';
 
 /** The versions we answer. VERSION lists 1.1.0 only to a runtime that speaks it (versionResult). */
 export const SUPPORTED_VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;
@@ -23,15 +25,17 @@ export function versionAtLeast(v: string, min: string): boolean {
   return true;
 }
 
-/** The spec's well-known error codes (SPEC.md "Error"); 100+ are the plugin's own. */
+/** The spec's well-known error codes (SPEC.md "Error", libcni's types.Err*); 100+ are the plugin's own. */
 export const CNI_ERR = {
   INCOMPATIBLE_VERSION: 1,
   UNSUPPORTED_FIELD: 2,
   UNKNOWN_CONTAINER: 3,
-  INVALID_CONFIG: 4,
+  /** invalid necessary environment variables (CNI_COMMAND, CNI_NETNS …) */
+  INVALID_ENVIRONMENT: 4,
   IO_FAILURE: 5,
   DECODE_FAILURE: 6,
-  INVALID_ENVIRONMENT: 7,
+  /** invalid network configuration (also runtimeConfig: a host port that is taken) */
+  INVALID_CONFIG: 7,
   TRY_AGAIN_LATER: 11,
   /** STATUS: the plugin cannot serve ADDs now (CNI 1.1.0) */
   NOT_AVAILABLE: 50,
@@ -106,9 +110,6 @@ export interface CniConfig {
   /** GC: the attachments the runtime still has (everything else of this network's goes) */
   validAttachments?: Attachment[];
 }
-
-export const DEFAULT_STATE_DIR = '/var/lib/nspawn-ts';
-export const DEFAULT_NETD_SOCKET = '/run/nspawn-ts/netd.sock';
 
 function str(v: unknown, what: string, code: number = CNI_ERR.INVALID_CONFIG): string {
   if (typeof v !== 'string' || v.length === 0) throw new CniError(code, `${what} is missing or not a string`);
@@ -212,7 +213,7 @@ export function parseConfig(text: string): CniConfig {
     zone = zoneNameValid(name) ? name : `cni-${hash8(name)}`;
   }
   const stateDir = o.stateDir === undefined ? DEFAULT_STATE_DIR : str(o.stateDir, '"stateDir"');
-  const netdSocket = o.netdSocket === undefined ? DEFAULT_NETD_SOCKET : str(o.netdSocket, '"netdSocket"');
+  const netdSocket = o.netdSocket === undefined ? DEFAULT_SOCKET : str(o.netdSocket, '"netdSocket"');
   for (const [k, v] of [['stateDir', stateDir], ['netdSocket', netdSocket]] as const) {
     if (!v.startsWith('/')) throw new CniError(CNI_ERR.INVALID_CONFIG, `"${k}" ${JSON.stringify(v)} is not an absolute path`);
   }

@@ -1,12 +1,13 @@
 // CNI 1.1.0's network-wide commands. GC: every attachment of this network recorded here that the
 // runtime no longer lists in "cni.dev/valid-attachments" is removed as its DEL would (links,
 // reservation or ipam addresses, port mappings). STATUS: whether an ADD can work now (exit 0 with
-// no output), else error 50 naming what is missing.
+// no output), else error 50 naming what is missing — also a pool with no subnet or address left.
 import { accessSync, constants, mkdirSync } from 'node:fs';
 import { errorMessage } from '../errors.js';
 import { logger } from '../log.js';
 import { Firewall } from '../net/firewall/nft.js';
 import { CNI_ERR, CniError, type CniConfig, type CniEnv } from './config.js';
+import { lookupPlugin } from './ipam.js';
 import { listRecords, removeRecord } from './records.js';
 
 const log = logger('cni');
@@ -32,20 +33,12 @@ export async function cniGc(env: CniEnv, cfg: CniConfig): Promise<string[]> {
   return removed;
 }
 
-export function cniStatus(env: CniEnv, cfg: CniConfig): void {
+export async function cniStatus(env: CniEnv, cfg: CniConfig): Promise<void> {
   const unavailable = (msg: string): never => {
     throw new CniError(CNI_ERR.NOT_AVAILABLE, msg);
   };
-  if (cfg.ipam) {
-    const found = env.path.some((dir) => {
-      try {
-        accessSync(`${dir}/${cfg.ipam?.type ?? ''}`, constants.X_OK);
-        return true;
-      } catch {
-        return false;
-      }
-    });
-    if (!found) unavailable(`the ipam plugin "${cfg.ipam.type}" is not in CNI_PATH (${env.path.join(':') || 'empty'})`);
+  if (cfg.ipam && lookupPlugin(cfg.ipam.type, env.path) === undefined) {
+    unavailable(`the ipam plugin "${cfg.ipam.type}" is not in CNI_PATH (${env.path.join(':') || 'empty'})`);
   }
   try {
     mkdirSync(`${cfg.stateDir}/cni`, { recursive: true, mode: 0o700 });
@@ -57,5 +50,10 @@ export function cniStatus(env: CniEnv, cfg: CniConfig): void {
     new Firewall().close();
   } catch (err) {
     unavailable(`nftables cannot be used: ${errorMessage(err)}`);
+  }
+  // with an ipam plugin, the addresses are its business (plugins 1.1.1 answer no STATUS)
+  if (!cfg.ipam) {
+    const full = await (await import('./pool-room.js')).poolRoom(cfg);
+    if (full !== undefined) unavailable(full);
   }
 }

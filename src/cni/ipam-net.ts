@@ -4,23 +4,24 @@
 // ve-/vz- links): the zone's bridge is cn-ZONE, the host side of each veth ncXXXXXXXX. What the
 // subsystem would do is done here with the same library parts: the gateway on the bridge (zone
 // mode) or on the container's host link as a /32 with a route to the container (veth mode, as the
-// ptp plugin does), forwarding, masquerade of the ipam subnets and the port mappings in nftables —
-// in a table of their own ("nspawn-cni"), which the subsystem's reconciliation never touches.
+// ptp plugin does), forwarding, masquerade and NAT66 of the ipam subnets and the port mappings in
+// nftables — in a table of their own ("nspawn-cni"), which the subsystem's reconciliation never touches.
 import { errorMessage, NspawnError } from '../errors.js';
 import { logger } from '../log.js';
 import { sys } from '../native.js';
 import { Firewall } from '../net/firewall/nft.js';
-import { normaliseSubnet, portForwardMappings } from '../net/firewall/rules.js';
-import { removeZoneBridgeIfEmpty, zoneLock } from '../net/modes/zone.js';
+import { normaliseSubnet, portForwardMappings, TABLE_FAMILY } from '../net/firewall/rules.js';
+import { CNI_IPAM_TABLE, findPortClashes, foreignPortClashes, PortInUseError } from '../net/netd/ports.js';
+import { type NetdState, StateStore } from '../net/netd/state.js';
 import { enableForwarding, IPV6_FORWARD } from '../net/netd/sysctl.js';
 import { Rtnl } from '../net/rtnl.js';
 import { type AddOutcome, CNI_ERR, CniError, type CniConfig, type CniEnv } from './config.js';
 import { delConfigFor, type IpamResult, ipamAdd, ipamCheck, ipamDel } from './ipam.js';
+import { checkHostSide, removeHostLinks, resultInterfaces } from './host-side.js';
 import { asCni, inNetns, makeContainerVeth, openNetns } from './netns.js';
 import { type ContainerRecord, listRecords, recordFor, recordPath, removeRecord, writeRecord } from './records.js';
 
 const log = logger('cni');
-export const IPAM_TABLE = 'nspawn-cni';
 
 /** The bridge of a zone whose addresses an ipam plugin gives (not vz-: the subsystem would serve that). */
 export function ipamBridgeIfname(zone: string): string {
@@ -33,6 +34,18 @@ function masqueradeOwner(cfg: CniConfig): string {
 
 function portOwner(cfg: CniConfig, rec: ContainerRecord): string {
   return `${masqueradeOwner(cfg)}/${rec.machine}`.slice(0, 100);
+}
+
+/**
+ * Refuses (code 7, naming each port and who holds it) host ports that the network library forwards
+ * (its table inet nspawn-ts: nspawn-ts -p, the sidecar's machines, pods of pool networks; and its
+ * recorded reservations in `state`) or systemd-nspawn does. Our own table's clashes are its map's.
+ */
+function refuseTakenPorts(cfg: CniConfig, owner: string, state: NetdState): void {
+  const library = new Firewall();
+  const clashes = findPortClashes(owner, cfg.ports, { current: library.state().ports, state, foreign: foreignPortClashes([]) })
+    .map((c) => (c.holder.includes('(table ') ? c : { ...c, holder: `${c.holder} (table ${TABLE_FAMILY} ${library.table})` }));
+  if (clashes.length) throw new CniError(CNI_ERR.INVALID_CONFIG, `runtimeConfig.portMappings: ${new PortInUseError(owner, clashes).message}`);
 }
 
 function isEexist(err: unknown): boolean {
@@ -55,9 +68,11 @@ export async function ipamNetAdd(env: CniEnv, cfg: CniConfig): Promise<AddOutcom
   const rec = recordFor(env, cfg);
   const path = recordPath(cfg, env.containerId, env.ifname);
   const bridgeName = ipamBridgeIfname(cfg.zone);
+  // a host port someone else forwards: refused before anything is made (again under the lock below)
+  if (cfg.ports.length) refuseTakenPorts(cfg, portOwner(cfg, rec), new StateStore(cfg.stateDir).peek());
   const netnsFd = openNetns(env.netns);
   const rtnl = Rtnl.open();
-  const fw = new Firewall({ table: IPAM_TABLE });
+  const fw = new Firewall({ table: CNI_IPAM_TABLE });
   let made = false;
   let allocated = false;
   try {
@@ -110,11 +125,22 @@ export async function ipamNetAdd(env: CniEnv, cfg: CniConfig): Promise<AddOutcom
     if (subnets.some((s) => s.includes(':'))) enableForwarding(undefined, IPV6_FORWARD);
     fw.ensureTables();
     const have = new Set(fw.elements().map((e) => e.key));
-    for (const s of subnets) if (!s.includes(':') && !have.has(s)) fw.addMasquerade(s, masqueradeOwner(cfg));
-    fw.addPortMappings(cfg.ports.flatMap((p) => res.ips.flatMap((ip) => portForwardMappings(p, ip.address.split('/')[0] ?? '', portOwner(cfg, rec)))));
-    const links: AddOutcome['interfaces'] = [];
-    if (rec.mode === 'zone') links.push({ name: bridgeName, mac: (await rtnl.requireLink(bridgeName)).mac ?? '' });
-    links.push({ name: rec.hostIfname, mac: host.mac ?? '' }, { name: env.ifname, mac, sandbox: env.netns });
+    // both families, as the pool's links get masquerade and NAT66: an ipam range is rarely routed to this host
+    for (const s of subnets) if (!have.has(s)) fw.addMasquerade(s, masqueradeOwner(cfg));
+    const mappings = cfg.ports.flatMap((p) => res.ips.flatMap((ip) => portForwardMappings(p, ip.address.split('/')[0] ?? '', portOwner(cfg, rec))));
+    if (mappings.length) {
+      // under the network library's state lock, which it holds while it checks our table and records its own ports
+      await new StateStore(cfg.stateDir).update((st) => {
+        refuseTakenPorts(cfg, portOwner(cfg, rec), st);
+        try {
+          fw.addPortMappings(mappings);
+        } catch (err) {
+          if (err instanceof NspawnError && err.code === 'NFT_PORT_IN_USE') throw new CniError(CNI_ERR.INVALID_CONFIG, `runtimeConfig.portMappings: ${err.message}`);
+          throw err;
+        }
+      });
+    }
+    const links = await resultInterfaces(rtnl, rec, bridgeName, host, { name: env.ifname, mac, sandbox: env.netns });
     const container = links.length - 1;
     log.debug(`ADD ${rec.machine}: ${res.ips.map((ip) => ip.address).join(' ')} from ${cfg.ipam?.type ?? ''}`);
     return { interfaces: links, ips: res.ips.map((ip) => ({ ...ip, interface: container })), routes, dns: res.dns };
@@ -145,24 +171,18 @@ export async function ipamNetAdd(env: CniEnv, cfg: CniConfig): Promise<AddOutcom
 
 /** The container's host link, its port mappings, and with the network's last container its bridge, masquerade and (empty) table. */
 async function removeHostSide(cfg: CniConfig, rec: ContainerRecord, fw: Firewall): Promise<void> {
-  const rtnl = Rtnl.open();
-  try {
-    await rtnl.deleteLink(rec.hostIfname);
-    if (rec.mode === 'zone') await removeZoneBridgeIfEmpty(rtnl, zoneLock(), ipamBridgeIfname(rec.zone));
-  } finally {
-    rtnl.close();
-  }
+  await removeHostLinks(rec, ipamBridgeIfname(rec.zone));
   fw.removePortMappings(portOwner(cfg, rec));
   const others = listRecords(cfg).filter((r) => r.rec.containerId !== rec.containerId || r.rec.ifname !== rec.ifname);
   if (others.length === 0) {
-    for (const s of rec.subnets ?? []) if (!s.includes(':')) fw.removeMasquerade(s);
+    for (const s of rec.subnets ?? []) fw.removeMasquerade(s);
     if (fw.elements().length === 0) fw.removeTables();
   }
 }
 
 /** DEL (and GC's removal of a stale attachment): host side, then the addresses back to the ipam plugin. */
 export async function ipamNetDel(env: CniEnv, cfg: CniConfig, rec: ContainerRecord, stdin?: string): Promise<void> {
-  const fw = new Firewall({ table: IPAM_TABLE });
+  const fw = new Firewall({ table: CNI_IPAM_TABLE });
   try {
     await removeHostSide(cfg, rec, fw);
   } finally {
@@ -177,25 +197,8 @@ export async function ipamNetCollect(env: CniEnv, cfg: CniConfig, rec: Container
   await ipamNetDel({ ...env, command: 'DEL', containerId: rec.containerId, ifname: rec.ifname, netns: '' }, cfg, rec, delConfigFor(cfg));
 }
 
-/** CHECK's host side: the link (on the bridge), the gateway there, then the ipam plugin's own CHECK. */
+/** CHECK's host side (the link, on the bridge, with the gateway), then the ipam plugin's own CHECK. */
 export async function ipamNetCheck(env: CniEnv, cfg: CniConfig, rec: ContainerRecord, gateway: string): Promise<void> {
-  const fail = (msg: string): never => {
-    throw new CniError(CNI_ERR.CHECK_FAILED, msg);
-  };
-  const rtnl = Rtnl.open();
-  try {
-    const host = await rtnl.getLink(rec.hostIfname);
-    if (!host) return fail(`the container's host link ${rec.hostIfname} is missing`);
-    let on = host;
-    if (rec.mode === 'zone') {
-      const bridge = await rtnl.getLink(ipamBridgeIfname(rec.zone));
-      if (!bridge || host.master !== bridge.index) return fail(`the container's port ${rec.hostIfname} is missing or not on ${ipamBridgeIfname(rec.zone)}`);
-      on = bridge;
-    }
-    const own = (await rtnl.listAddresses({ link: on.index, family: 4 })).map((a) => a.address);
-    if (gateway && !own.includes(gateway)) fail(`the gateway ${gateway} is not on ${on.name}`);
-  } finally {
-    rtnl.close();
-  }
+  await checkHostSide(rec, ipamBridgeIfname(rec.zone), gateway);
   if (cfg.ipam) await ipamCheck(cfg, env);
 }

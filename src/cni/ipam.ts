@@ -12,14 +12,21 @@ export interface IpamResult {
   dns: { nameservers?: string[]; domain?: string; search?: string[]; options?: string[] };
 }
 
-function findPlugin(type: string, path: readonly string[]): string {
+/** The plugin `type` in the CNI_PATH directories `path` (the first executable one), or undefined. */
+export function lookupPlugin(type: string, path: readonly string[]): string | undefined {
   for (const dir of path) {
     try {
       accessSync(`${dir}/${type}`, constants.X_OK);
       return `${dir}/${type}`;
     } catch { /* next */ }
   }
-  throw new CniError(CNI_ERR.INVALID_CONFIG, `"ipam.type" ${JSON.stringify(type)}: no such plugin in CNI_PATH (${path.join(':') || 'empty'})`);
+  return undefined;
+}
+
+function findPlugin(type: string, path: readonly string[]): string {
+  const bin = lookupPlugin(type, path);
+  if (bin === undefined) throw new CniError(CNI_ERR.INVALID_CONFIG, `"ipam.type" ${JSON.stringify(type)}: no such plugin in CNI_PATH (${path.join(':') || 'empty'})`);
+  return bin;
 }
 
 /** The ipam plugin's answer to `command`, or its CNI error as ours (its code, its message named). */
@@ -77,13 +84,19 @@ function parseResult(type: string, text: string): IpamResult {
   return { ips, routes, dns };
 }
 
+/** A configuration (parsed) as CNI 1.0.0: the version, without 1.1.0's GC list, prevResult's version too. */
+function asV100(o: Record<string, unknown>): string {
+  o.cniVersion = '1.0.0';
+  delete o['cni.dev/valid-attachments'];
+  if (o.prevResult && typeof o.prevResult === 'object') o.prevResult = { ...(o.prevResult as object), cniVersion: '1.0.0' };
+  return JSON.stringify(o);
+}
+
 /** The configuration handed to the ipam plugin for a DEL outside an ADD/DEL call (GC): the network's, at 1.0.0, without GC's keys. */
 export function delConfigFor(cfg: CniConfig): string {
   const o = JSON.parse(cfg.raw) as Record<string, unknown>;
-  delete o['cni.dev/valid-attachments'];
   delete o.prevResult;
-  o.cniVersion = '1.0.0';
-  return JSON.stringify(o);
+  return asV100(o);
 }
 
 /**
@@ -95,11 +108,7 @@ async function runCompat(cfg: CniConfig, env: CniEnv, command: 'ADD' | 'DEL' | '
     return await run(cfg, env, command, stdin);
   } catch (err) {
     if (!(err instanceof CniError && err.code === CNI_ERR.INCOMPATIBLE_VERSION) || !versionAtLeast(cfg.cniVersion, '1.1.0')) throw err;
-    const o = JSON.parse(stdin) as Record<string, unknown>;
-    o.cniVersion = '1.0.0';
-    delete o['cni.dev/valid-attachments'];
-    if (o.prevResult && typeof o.prevResult === 'object') o.prevResult = { ...(o.prevResult as object), cniVersion: '1.0.0' };
-    return run(cfg, env, command, JSON.stringify(o));
+    return run(cfg, env, command, asV100(JSON.parse(stdin) as Record<string, unknown>));
   }
 }
 

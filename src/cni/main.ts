@@ -98,7 +98,7 @@ export async function main(_argv: readonly string[], env: NodeJS.ProcessEnv, loa
       if (!versionAtLeast(cfg.cniVersion, '1.1.0')) {
         throw new CniError(CNI_ERR.INCOMPATIBLE_VERSION, `${call.command} needs cniVersion 1.1.0 or later; the configuration says ${cfg.cniVersion}`);
       }
-      if (call.command === 'STATUS') plugin.cniStatus(call, cfg);
+      if (call.command === 'STATUS') await plugin.cniStatus(call, cfg);
       else await plugin.cniGc(call, cfg);
       return 0;
     }

@@ -15,7 +15,6 @@ import { logger } from '../log.js';
 import { sys } from '../native.js';
 import { withLock } from '../common/lock.js';
 import type { PortForward } from '../net/model.js';
-import { removeZoneBridgeIfEmpty, zoneLock } from '../net/modes/zone.js';
 import { configureContainerLink } from '../net/container-link.js';
 import { zoneBridgeIfname } from '../net/naming.js';
 import type { MachineLease } from '../net/netd/subsystem.js';
@@ -25,14 +24,20 @@ import {
   type AddOutcome, CNI_ERR, CniError, type CniConfig, type CniEnv, prevAddresses,
 } from './config.js';
 import { asCni, inNetns, makeContainerVeth, openNetns } from './netns.js';
+import { checkHostSide, removeHostLinks, resultInterfaces } from './host-side.js';
 import { type ContainerRecord, readRecord, recordFor, recordPath, removeRecord, writeRecord } from './records.js';
 
 const log = logger('cni');
 
 /** The log level of this module's bundle (bin/nspawn-cni loads it apart from its entry's). */
 export { setLogLevel } from '../log.js';
-/** CNI 1.1.0's STATUS and GC, in this bundle too. */
-export { cniGc, cniStatus } from './gc.js';
+/** CNI 1.1.0's STATUS and GC, in this bundle too (gc.ts loaded for them only: it runs ipam plugins, node:child_process). */
+export async function cniGc(env: CniEnv, cfg: CniConfig): Promise<string[]> {
+  return (await import('./gc.js')).cniGc(env, cfg);
+}
+export async function cniStatus(env: CniEnv, cfg: CniConfig): Promise<void> {
+  return (await import('./gc.js')).cniStatus(env, cfg);
+}
 
 /** reserve/release of the network subsystem: the sidecar's, or our own for this one call. */
 interface Library {
@@ -75,13 +80,7 @@ async function withLibrary<T>(cfg: CniConfig, fn: (lib: Library) => Promise<T>):
 
 /** Removes the container's links (its host veth, the zone's bridge if it was the last port) and its reservation. */
 export async function teardown(cfg: CniConfig, rec: ContainerRecord): Promise<void> {
-  const rtnl = Rtnl.open();
-  try {
-    await rtnl.deleteLink(rec.hostIfname); // false when gone already (its namespace went, or a second DEL)
-    if (rec.mode === 'zone') await removeZoneBridgeIfEmpty(rtnl, zoneLock(), zoneBridgeIfname(rec.zone));
-  } finally {
-    rtnl.close();
-  }
+  await removeHostLinks(rec, zoneBridgeIfname(rec.zone));
   await withLibrary(cfg, (lib) => lib.release({ machine: rec.machine, kind: rec.mode, zone: rec.zone }));
 }
 
@@ -130,9 +129,7 @@ export async function cniAdd(env: CniEnv, cfg: CniConfig): Promise<AddOutcome> {
       await rtnl.deleteNeighbour(bridgeName, lease.address);
       if (lease.ipv6) await rtnl.deleteNeighbour(bridgeName, lease.ipv6.address);
     }
-    const links: AddOutcome['interfaces'] = [];
-    if (rec.mode === 'zone') links.push({ name: bridgeName, mac: (await rtnl.requireLink(bridgeName)).mac ?? '' });
-    links.push({ name: rec.hostIfname, mac: host.mac ?? '' }, { name: env.ifname, mac, sandbox: env.netns });
+    const links = await resultInterfaces(rtnl, rec, bridgeName, host, { name: env.ifname, mac, sandbox: env.netns });
     log.debug(`ADD ${rec.machine}: ${lease.address}${lease.ipv6 ? ` ${lease.ipv6.address}` : ''} on ${lease.ifname}`);
     return outcomeOf(lease, links);
   } catch (err) {
@@ -164,7 +161,7 @@ export async function cniDel(env: CniEnv, cfg: CniConfig): Promise<void> {
   removeRecord(path);
 }
 
-/** CHECK: the container's link, addresses and default routes, and its host side (on the bridge, with the gateway) are as ADD left them. */
+/** CHECK: the container's link, addresses and default routes, and its host side (host-side.ts) are as ADD left them. */
 export async function cniCheck(env: CniEnv, cfg: CniConfig): Promise<void> {
   const want = prevAddresses(cfg.prevResult);
   if (want.length === 0) throw new CniError(CNI_ERR.INVALID_CONFIG, 'CHECK needs the ADD result as "prevResult" (with an address in "ips")');
@@ -188,25 +185,6 @@ export async function cniCheck(env: CniEnv, cfg: CniConfig): Promise<void> {
     }
     return gw4;
   });
-  if (rec.ipam !== undefined) {
-    await (await import('./ipam-net.js')).ipamNetCheck(env, cfg, rec, gateway);
-    return;
-  }
-  const rtnl = Rtnl.open();
-  try {
-    const host = await rtnl.getLink(rec.hostIfname);
-    let served = host;
-    if (rec.mode === 'zone') {
-      const bridge = await rtnl.getLink(zoneBridgeIfname(rec.zone));
-      if (!bridge) fail(`the network's bridge ${zoneBridgeIfname(rec.zone)} is missing`);
-      if (!host || host.master !== bridge?.index) fail(`the container's port ${rec.hostIfname} is missing or not on ${zoneBridgeIfname(rec.zone)}`);
-      served = bridge;
-    } else if (!host) {
-      fail(`the container's host link ${rec.hostIfname} is missing`);
-    }
-    const own = (await rtnl.listAddresses({ link: served?.index, family: 4 })).map((a) => a.address);
-    if (gateway && !own.includes(gateway)) fail(`the gateway ${gateway} is not on ${served?.name ?? rec.hostIfname}`);
-  } finally {
-    rtnl.close();
-  }
+  if (rec.ipam !== undefined) await (await import('./ipam-net.js')).ipamNetCheck(env, cfg, rec, gateway);
+  else await checkHostSide(rec, zoneBridgeIfname(rec.zone), gateway);
 }

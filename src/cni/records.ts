@@ -41,17 +41,14 @@ export function writeRecord(path: string, rec: ContainerRecord): void {
   renameSync(tmp, path);
 }
 
-/** The record at `path`; records of the first version lack containerId/ifname/mode (taken from the name, zone). */
+/** The record at `path`; undefined when there is none or it is not one of ours. */
 export function readRecord(path: string): ContainerRecord | undefined {
   try {
     const r = JSON.parse(readFileSync(path, 'utf8')) as Partial<ContainerRecord>;
-    if (typeof r.machine !== 'string' || typeof r.zone !== 'string' || typeof r.hostIfname !== 'string') return undefined;
-    const base = path.slice(path.lastIndexOf('/') + 1, -'.json'.length);
-    const dash = base.lastIndexOf('-');
+    if (typeof r.containerId !== 'string' || typeof r.ifname !== 'string' || typeof r.machine !== 'string' || typeof r.zone !== 'string'
+      || typeof r.hostIfname !== 'string' || (r.mode !== 'zone' && r.mode !== 'veth')) return undefined;
     return {
-      containerId: typeof r.containerId === 'string' ? r.containerId : base.slice(0, dash),
-      ifname: typeof r.ifname === 'string' ? r.ifname : base.slice(dash + 1),
-      machine: r.machine, mode: r.mode === 'veth' ? 'veth' : 'zone', zone: r.zone, hostIfname: r.hostIfname,
+      containerId: r.containerId, ifname: r.ifname, machine: r.machine, mode: r.mode, zone: r.zone, hostIfname: r.hostIfname,
       ...(typeof r.ipam === 'string' ? { ipam: r.ipam } : {}),
       ...(Array.isArray(r.subnets) ? { subnets: r.subnets.filter((x): x is string => typeof x === 'string') } : {}),
     };

@@ -110,10 +110,10 @@ describe('nspawn-cni under libcni', () => {
       expect(JSON.parse(v12.stdout)).toMatchObject({ code: 1, msg: expect.stringContaining('1.2.0') });
       const ipam = await call({ CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'x', CNI_IFNAME: 'eth0', CNI_NETNS: c1.path },
         JSON.stringify({ cniVersion: '1.0.0', name: 'n', type: 'nspawn-cni', runtimeConfig: { portMappings: [{ hostPort: 0, containerPort: 80 }] } }));
-      expect(JSON.parse(ipam.stdout)).toMatchObject({ cniVersion: '1.0.0', code: 4, msg: expect.stringContaining('hostPort') });
+      expect(JSON.parse(ipam.stdout)).toMatchObject({ cniVersion: '1.0.0', code: 7, msg: expect.stringContaining('hostPort') });
       const noNs = await call({ CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'x', CNI_IFNAME: 'eth0', CNI_NETNS: '/run/netns/none-such' },
         JSON.stringify({ cniVersion: '1.0.0', name: 'n', type: 'nspawn-cni', stateDir: `${work}/errstate` }));
-      expect(JSON.parse(noNs.stdout)).toMatchObject({ code: 7, msg: expect.stringContaining('/run/netns/none-such') });
+      expect(JSON.parse(noNs.stdout)).toMatchObject({ code: 4, msg: expect.stringContaining('/run/netns/none-such') });
       const version = await call({ CNI_COMMAND: 'VERSION' }, '{"cniVersion":"1.0.0"}');
       expect(JSON.parse(version.stdout)).toEqual({ cniVersion: '1.0.0', supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0'] });
       // nothing was made by the refused calls

@@ -128,4 +128,12 @@ describe('results', () => {
     expect(errorResult('0.4.0', new CniError(11, 'busy', 'the zone lock'))).toEqual({ cniVersion: '0.4.0', code: 11, msg: 'busy', details: 'the zone lock' });
     expect(errorResult('1.0.0', new CniError(4, 'bad'))).toEqual({ cniVersion: '1.0.0', code: 4, msg: 'bad' });
   });
+  test('the spec\'s well-known codes (SPEC.md "Error"; libcni types.ErrInvalidEnvironmentVariables 4, ErrInvalidNetworkConfig 7)', () => {
+    expect(CNI_ERR).toMatchObject({
+      INCOMPATIBLE_VERSION: 1, UNSUPPORTED_FIELD: 2, UNKNOWN_CONTAINER: 3, INVALID_ENVIRONMENT: 4, IO_FAILURE: 5, DECODE_FAILURE: 6,
+      INVALID_CONFIG: 7, TRY_AGAIN_LATER: 11, NOT_AVAILABLE: 50,
+    });
+    expect(codeOf(() => parseEnv({ ...ENV, CNI_NETNS: undefined }))).toBe(4);
+    expect(codeOf(() => parseConfig(JSON.stringify({ cniVersion: '1.0.0', name: 'n', mode: 'ipvlan' })))).toBe(7);
+  });
 });

@@ -2,7 +2,7 @@
 // reservations on it; undoing all of it when the link goes or its last holder lets go.
 import { NspawnError, errorMessage } from '../../errors.js';
 import { describeSubnet, SubnetPool, type SubnetAllocation } from '../pool.js';
-import type { Link } from '../rtnl.js';
+import type { Link, Rtnl } from '../rtnl.js';
 import { isClientAddress, placeReservation } from './addresses.js';
 import type { Served, SubsystemCore } from './core.js';
 import type { LinkDns } from './link-dns.js';
@@ -19,6 +19,21 @@ export interface ServeWant {
   mac: string;
   /** the sidecar's guess of systemd-nspawn's MAC: never replaces a launcher's reservation */
   soft?: boolean;
+}
+
+/** IPv4 prefixes in use on the host (what the pool must avoid), except on `ifindex` (its own address is its own). */
+export async function prefixesInUse(rtnl: Rtnl, ifindex = 0): Promise<string[]> {
+  // one dump at a time per socket
+  const addrs = await rtnl.listAddresses({ family: 4 });
+  // a namespace without a single IPv4 route has no main table yet: the kernel says ENOENT
+  const routes = await rtnl.listRoutes({ family: 4 }).catch((err: unknown) => {
+    if (err instanceof NspawnError && err.code === 'ENOENT') return [];
+    throw err;
+  });
+  return [
+    ...addrs.filter((a) => a.index !== ifindex).map((a) => a.cidr),
+    ...routes.filter((r) => r.oif !== ifindex && r.dst !== 'default').map((r) => r.dst),
+  ];
 }
 
 export class LinkServer {
@@ -154,20 +169,8 @@ export class LinkServer {
     return served;
   }
 
-  /** IPv4 prefixes in use on the host, except on `ifindex` (its own address is its own). */
-  private async inUse(ifindex: number): Promise<string[]> {
-    const { rtnl } = this.core;
-    // one dump at a time per socket
-    const addrs = await rtnl.listAddresses({ family: 4 });
-    // a namespace without a single IPv4 route has no main table yet: the kernel says ENOENT
-    const routes = await rtnl.listRoutes({ family: 4 }).catch((err: unknown) => {
-      if (err instanceof NspawnError && err.code === 'ENOENT') return [];
-      throw err;
-    });
-    return [
-      ...addrs.filter((a) => a.index !== ifindex).map((a) => a.cidr),
-      ...routes.filter((r) => r.oif !== ifindex && r.dst !== 'default').map((r) => r.dst),
-    ];
+  private inUse(ifindex: number): Promise<string[]> {
+    return prefixesInUse(this.core.rtnl, ifindex);
   }
 
   private loadPool(state: NetdState): SubnetPool {

@@ -4,10 +4,9 @@
 // reservation. route_localnet follows the loopback mappings of each link.
 import { NspawnError, errorMessage } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import { sys } from '../../native.js';
 import type { Firewall } from '../firewall/index.js';
 import {
-  findPortClashes, PortInUseError, portOwner, reservationMappings, routeLocalnetPath, SYSTEMD_NAT_MAPS, systemdPortClashes, type PortRequest,
+  findPortClashes, foreignPortClashes, PortInUseError, portOwner, reservationMappings, routeLocalnetPath, type PortRequest,
 } from './ports.js';
 import type { ReservationRecord, StateStore } from './state.js';
 import { NetdError } from './subsystem-types.js';
@@ -34,12 +33,14 @@ export class PortForwarding {
     const rec: ReservationRecord = { ...res, ports: req.ports };
     if (req.loopback) rec.portLoopback = true;
     const mappings = reservationMappings(rec, this.deps.store.peek().links[ifname]?.prefix6);
-    // recorded ports of others (reserved, maybe not installed yet) and systemd-nspawn's: refused
-    const clashes = findPortClashes(res.machine, req.ports, {
-      current: [], state: this.deps.store.peek(), foreign: systemdPortClashes(SYSTEMD_NAT_MAPS.map((m) => sys().nftRun(m.command))),
-    });
-    if (clashes.length) throw new PortInUseError(res.machine, clashes);
     const setRecord = (value: ReservationRecord | undefined) => this.deps.store.update((st) => {
+      if (value) {
+        // recorded ports of others (reserved, maybe not installed yet), systemd-nspawn's and
+        // nspawn-cni's: refused — checked and recorded under the state lock, which nspawn-cni's
+        // ipam ADD holds while it checks ours and maps its own
+        const clashes = findPortClashes(res.machine, req.ports, { current: [], state: st, foreign: foreignPortClashes() });
+        if (clashes.length) throw new PortInUseError(res.machine, clashes);
+      }
       const r = st.links[ifname]?.reservations.find((x) => x.machine === res.machine);
       if (!r) return;
       delete r.ports;

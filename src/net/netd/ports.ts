@@ -7,13 +7,14 @@
 // machine name as owner. They go when the reservation goes (release, the link's removal, a zone
 // member's port leaving) and a restarted sidecar reconciles the firewall to exactly the recorded
 // ones. Before anything is made, checkPortClashes() refuses host ports another machine forwards —
-// ours (the firewall table, and recorded reservations not yet installed) or a real systemd-nspawn's
-// (its io.systemd.nat tables): two DNAT maps answering one port would make either one win.
+// ours (the firewall table, and recorded reservations not yet installed), a real systemd-nspawn's
+// (its io.systemd.nat tables) or nspawn-cni's ipam networks' (table inet nspawn-cni): two DNAT maps
+// answering one port would make either one win.
 //
 // Pure helpers here; the subsystem (subsystem.ts) calls them and applies the result.
 import { ConfigError } from '../../errors.js';
 import { sys, type NftResult } from '../../native.js';
-import { portForwardMappings, type Firewall, type PortMapping } from '../firewall/index.js';
+import { Firewall, portForwardMappings, type PortMapping } from '../firewall/index.js';
 import { formatPortSpec, parsePortSpec, PortSpecError } from '../port-spec.js';
 import type { PortForward } from '../model.js';
 import type { NetdState, ReservationRecord } from './state.js';
@@ -195,18 +196,34 @@ export function systemdPortClashes(listings: ReadonlyArray<Pick<NftResult, 'rc' 
 }
 
 /**
+ * The table of nspawn-cni's networks whose addresses an ipam plugin gives (src/cni/ipam-net.ts): their
+ * masquerade and port mappings, apart from ours. Its ADD checks our table and state under our state
+ * lock; we check its ports likewise (foreignPortClashes), so a host port is given once.
+ */
+export const CNI_IPAM_TABLE = 'nspawn-cni';
+
+/** The host ports forwarded outside our table: systemd-nspawn's maps, and those of our layout's other `tables` (nspawn-cni's). */
+export function foreignPortClashes(tables: readonly string[] = [CNI_IPAM_TABLE]): PortClash[] {
+  const out = systemdPortClashes(SYSTEMD_NAT_MAPS.map((m) => sys().nftRun(m.command)));
+  for (const table of tables) {
+    const fw = new Firewall({ table });
+    for (const m of fw.state().ports) {
+      const addr = m.containerAddress.includes(':') ? `[${m.containerAddress}]` : m.containerAddress;
+      out.push({ protocol: m.protocol, hostPort: m.hostPort, target: `${addr}:${m.containerPort}`, holder: `${m.owner} (table inet ${table})` });
+    }
+  }
+  return out;
+}
+
+/**
  * Every clash of `ports` on this host (this network namespace): the firewall's mappings (one listing
- * of our table), the recorded reservations (`state`: also those not installed yet) and
- * systemd-nspawn's maps. What the sidecar's check-ports answers, and what a launcher without a
+ * of our table), the recorded reservations (`state`: also those not installed yet), systemd-nspawn's
+ * maps and nspawn-cni's table. What the sidecar's check-ports answers, and what a launcher without a
  * sidecar asks itself.
  */
 export function hostPortClashes(machine: string, ports: readonly PortForward[], firewall: Pick<Firewall, 'state'>, state: NetdState): PortClash[] {
   if (ports.length === 0) return [];
-  return findPortClashes(machine, ports, {
-    current: firewall.state().ports,
-    state,
-    foreign: systemdPortClashes(SYSTEMD_NAT_MAPS.map((m) => sys().nftRun(m.command))),
-  });
+  return findPortClashes(machine, ports, { current: firewall.state().ports, state, foreign: foreignPortClashes() });
 }
 
 /** route_localnet of a link: --port-loopback needs it on the container's host-side link only. */

@@ -31,7 +31,7 @@
 import { ConfigError, errorMessage } from '../../errors.js';
 import type { Firewall } from '../firewall/index.js';
 import { vethHostIfname, zoneBridgeIfname } from '../naming.js';
-import { describeSubnet, type SubnetAllocation } from '../pool.js';
+import { DEFAULT_POOLS, describeSubnet, type SubnetAllocation } from '../pool.js';
 import type { PortForward } from '../model.js';
 import { servesDns, SubsystemCore } from './core.js';
 import type { DnsServer } from '../dns/index.js';
@@ -237,7 +237,7 @@ export class NetworkSubsystem {
     return dhcpServer.leases(ifname);
   }
 
-  status(): { mode: string; links: number; dns: string[]; dnsServer: string[] | false; dhcp: boolean; stateDir: string; forwarding: string | undefined } {
+  status(): { mode: string; links: number; dns: string[]; dnsServer: string[] | false; dhcp: boolean; stateDir: string; forwarding: string | undefined; pools: string[] } {
     const { core } = this;
     let forwarding: string | undefined;
     try {
@@ -245,7 +245,10 @@ export class NetworkSubsystem {
     } catch {
       forwarding = undefined;
     }
-    return { mode: core.mode, links: core.served.size, dns: [...core.dns], dnsServer: core.dnsServer?.bound() ?? false, dhcp: core.dhcpServer !== undefined, stateDir: core.store.dir, forwarding };
+    return {
+      mode: core.mode, links: core.served.size, dns: [...core.dns], dnsServer: core.dnsServer?.bound() ?? false, dhcp: core.dhcpServer !== undefined,
+      stateDir: core.store.dir, forwarding, pools: [...(core.poolOptions.pools ?? DEFAULT_POOLS)],
+    };
   }
 
   /** The subnet a served link has (for the port-forward issue and machinectl). */
