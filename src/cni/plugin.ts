@@ -9,6 +9,7 @@
 // touches only this container's link or its network's bridge, their records and firewall entries —
 // no resync of the host's links, no firewall reconcile; its records are held by "sidecar", so
 // launchers' dead-holder sweeps leave them, and a sidecar started later takes them over).
+import { existsSync } from 'node:fs';
 import { errorMessage } from '../errors.js';
 import { logger } from '../log.js';
 import { sys } from '../native.js';
@@ -16,7 +17,6 @@ import { withLock } from '../common/lock.js';
 import type { PortForward } from '../net/model.js';
 import { configureContainerLink } from '../net/container-link.js';
 import { zoneBridgeIfname } from '../net/naming.js';
-import { NetdClient } from '../net/netd/client.js';
 import type { MachineLease } from '../net/netd/subsystem.js';
 import type { ServedKind } from '../net/netd/links.js';
 import { Rtnl } from '../net/rtnl.js';
@@ -31,8 +31,13 @@ const log = logger('cni');
 
 /** The log level of this module's bundle (bin/nspawn-cni loads it apart from its entry's). */
 export { setLogLevel } from '../log.js';
-/** CNI 1.1.0's STATUS and GC, in this bundle too. */
-export { cniGc, cniStatus } from './gc.js';
+/** CNI 1.1.0's STATUS and GC, in this bundle too (gc.ts loaded for them only: it runs ipam plugins, node:child_process). */
+export async function cniGc(env: CniEnv, cfg: CniConfig): Promise<string[]> {
+  return (await import('./gc.js')).cniGc(env, cfg);
+}
+export async function cniStatus(env: CniEnv, cfg: CniConfig): Promise<void> {
+  return (await import('./gc.js')).cniStatus(env, cfg);
+}
 
 /** reserve/release of the network subsystem: the sidecar's, or our own for this one call. */
 export interface Library {
@@ -47,7 +52,11 @@ export interface Library {
 export type LibraryProvider = <T>(fn: (lib: Library) => Promise<T>) => Promise<T>;
 
 async function withLibrary<T>(cfg: CniConfig, fn: (lib: Library) => Promise<T>): Promise<T> {
-  const client = cfg.sidecar === 'auto' ? await NetdClient.connect(cfg.netdSocket) : undefined;
+  // the client (and node:net with it) is loaded only when a socket is there: an in-process call
+  // spends none of its start-up on it
+  const client = cfg.sidecar === 'auto' && existsSync(cfg.netdSocket)
+    ? await (await import('../net/netd/client.js')).NetdClient.connect(cfg.netdSocket)
+    : undefined;
   if (client) {
     try {
       return await fn({
