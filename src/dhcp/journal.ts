@@ -35,13 +35,15 @@ export interface LeaseStore {
   append(entry: JournalEntry, onDurable?: (err?: Error) => void): void;
   /**
    * Rewrites the file as exactly these records plus whatever is appended meanwhile. The file store
-   * reads `entries` a chunk at a time while it writes and syncs in the background (`idle` is false
-   * until it is done): they must not change meanwhile (the server passes copies of its tables).
+   * reads `entries` a chunk at a time while it writes and syncs in the background (`compacting` until
+   * it is done): they must not change meanwhile (the server passes copies of its tables).
    */
   compact(entries: Iterable<JournalEntry>): void;
   /** Records appended since the last compaction (the compaction policy reads it). */
   readonly appendedSinceCompaction: number;
-  /** No group is being written or synced and no compaction runs: compact() may run. */
+  /** A compaction runs: compact() may not be called until it has ended. */
+  readonly compacting: boolean;
+  /** No group is being written or synced and no compaction runs. */
   readonly idle: boolean;
   /** Records appended with an `onDurable` that has not run yet (ACKs waiting for the file). */
   readonly backlog: number;
@@ -59,6 +61,7 @@ export class MemoryLeaseStore implements LeaseStore {
   readonly loaded = new Map<string, StoredInterface>();
   readonly entries: JournalEntry[] = [];
   appendedSinceCompaction = 0;
+  readonly compacting = false;
   readonly idle = true;
   get backlog(): number {
     return 0;
@@ -111,6 +114,7 @@ export class FileLeaseStore implements LeaseStore {
   private syncTimer: NodeJS.Timeout | undefined;
   private backgroundSync = false;
   private pending: string[] = [];
+  private groupBuffer = Buffer.allocUnsafeSlow(1 << 14);
   private waiters: Array<(err?: Error) => void> = [];
   /** Waiters of the group being synced (durability 'fsync'). */
   private syncing = 0;
@@ -230,9 +234,14 @@ export class FileLeaseStore implements LeaseStore {
    * fdatasync()ed on the thread pool: neither the records nor their text are ever in memory as a whole. Appends go on to the old file meanwhile and are copied into the
    * tail of PATH.tmp just before the rename, so every record acknowledged before the rename is in the
    * file either name points to: the old one until the rename, the new one after it.
+   *
+   * It may begin while a group is being synced (under a steady flood of fsync'd ACKs one always is:
+   * waiting for a quiet moment starved compaction and let the file grow without bound). That group is
+   * in the old file already and its changes in `entries`; the rename waits until no group is being
+   * synced on the old file, so its ACKs still wait for the sync of the file that holds their records.
    */
   compact(entries: Iterable<JournalEntry>): void {
-    if (!this.idle || this.closed) throw new Error('compaction while a commit, sync or compaction is in flight');
+    if (this.compaction || this.closed) throw new Error('compaction while another one runs or after close');
     const records = entries[Symbol.iterator]();
     const tmp = `${this.path}.tmp`;
     let fd: number;
@@ -336,7 +345,11 @@ export class FileLeaseStore implements LeaseStore {
     return this.waiters.length + this.syncing;
   }
 
-  /** True when no group is being written or synced (compaction may run). */
+  get compacting(): boolean {
+    return this.compaction !== undefined;
+  }
+
+  /** True when no group is being written or synced and no compaction runs. */
   get idle(): boolean {
     return !this.inFlight && !this.backgroundSync && !this.compaction;
   }
@@ -401,7 +414,7 @@ export class FileLeaseStore implements LeaseStore {
    * (replay would drop both).
    */
   private appendGroup(data: string): void {
-    const buf = Buffer.from(this.tornTail ? '\n' + data : data, 'utf8');
+    const buf = this.encodeGroup(this.tornTail ? '\n' + data : data);
     let off = 0;
     try {
       while (off < buf.length) off += writeSync(this.fd, buf, off, buf.length - off);
@@ -415,6 +428,20 @@ export class FileLeaseStore implements LeaseStore {
     } else {
       this.goodSize += buf.length;
     }
+  }
+
+  /**
+   * A group's lines as UTF-8, in a buffer kept for the next group (a Buffer per group was a malloc
+   * that only the garbage collector gave back, and one promoted by a scavenge waited for a full
+   * collection). A group larger than GROUP_BUFFER gets a buffer of its own.
+   */
+  private encodeGroup(text: string): Buffer {
+    if (3 * text.length > this.groupBuffer.length) {
+      const need = Buffer.byteLength(text, 'utf8');
+      if (need > GROUP_BUFFER) return Buffer.from(text, 'utf8');
+      if (need > this.groupBuffer.length) this.groupBuffer = Buffer.allocUnsafeSlow(Math.min(GROUP_BUFFER, 2 ** Math.ceil(Math.log2(need))));
+    }
+    return this.groupBuffer.subarray(0, this.groupBuffer.write(text, 0, 'utf8'));
   }
 
   private cutTornTail(): void {
@@ -486,5 +513,7 @@ interface Compaction {
   count: number;
 }
 
+/** A group of records up to this many bytes is encoded into a kept buffer (encodeGroup). */
+const GROUP_BUFFER = 1 << 18;
 /** Bytes of records encoded and written per event-loop turn while compacting in the background. */
 const COMPACT_CHUNK = 1 << 18;
