@@ -106,6 +106,8 @@ export interface NativeAddon {
    */
   recvCredentials(fd: number, buf: Uint8Array): { length: number; pid: number; uid: number; gid: number } | null;
   close(fd: number): void;
+  /** Waits (blocking) until fd is readable/writable (POLL_*): the events that came, POLL_ERROR on error or hang-up, 0 after timeoutMs. */
+  pollFd(fd: number, events: number, timeoutMs: number): number;
   FdWatcher: new (fd: number, events: number, callback: (events: number) => void) => FdWatcher;
   openNamespace(path: string): number;
   createNetns(): number;
