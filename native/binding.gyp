@@ -13,7 +13,8 @@
         "src/enter.cc",
         "src/packet.cc",
         "src/proc-setup.cc",
-        "src/fsat.cc"
+        "src/fsat.cc",
+        "src/pages.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "_GNU_SOURCE"],

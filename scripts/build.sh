@@ -20,7 +20,7 @@ if [ ! -f "$stamp" ] || [ -n "$(find src tsconfig.json package.json -newer "$sta
   say "bundling the commands"
   # nspawn-cni-plugin: what nspawn-cni loads for ADD, CHECK and DEL (its VERSION loads none of it)
   # nspawn-netd-dhcp: the standalone DHCP server (`nspawn-netd dhcp-serve`) without the sidecar's code
-  for entry in nspawn-ts=src/runtime/main.ts nspawn-netd=src/net/netd/main.ts nspawn-netd-dhcp=src/dhcp/serve-main.ts \
+  for entry in nspawn-ts=src/runtime/main.ts nspawn-netd=src/cni/netd-main.ts nspawn-netd-dhcp=src/dhcp/serve-main.ts \
       machinectl-ts=src/machinectl/main.ts nspawn-cni=src/cni/main.ts nspawn-cni-plugin=src/cni/plugin.ts; do
     npx --no-install esbuild "src/${entry#*=src/}" --bundle --platform=node --format=cjs --target=node20 \
       --outfile="dist/${entry%%=*}.cjs" --define:import.meta.url=__import_meta_url \

@@ -106,6 +106,8 @@ export interface NativeAddon {
    */
   recvCredentials(fd: number, buf: Uint8Array): { length: number; pid: number; uid: number; gid: number } | null;
   close(fd: number): void;
+  /** Waits (blocking) until fd is readable/writable (POLL_*): the events that came, POLL_ERROR on error or hang-up, 0 after timeoutMs. */
+  pollFd(fd: number, events: number, timeoutMs: number): number;
   FdWatcher: new (fd: number, events: number, callback: (events: number) => void) => FdWatcher;
   openNamespace(path: string): number;
   createNetns(): number;
@@ -159,6 +161,11 @@ export interface NativeAddon {
   recvBatch(fd: number, buf: Uint8Array, slot: number, lengths: Int32Array, addrs: Uint8Array): number;
   /** sendmmsg: datagrams[i] to addrs[i]; returns how many the kernel took (it stops at the first refused). */
   sendBatch(fd: number, datagrams: Uint8Array[], addrs: Uint8Array[]): number;
+  /**
+   * madvise(MADV_DONTNEED) of [start, start + length) of this process's mappings: only for read-only
+   * private file mappings without anonymous pages (src/common/startup-pages.ts finds them).
+   */
+  dropPages(start: number, length: number): void;
   // ---- *at() calls for walking host trees through directory fds (native/src/fsat.cc) ----
   /** openat(); O_CLOEXEC is always added. */
   openat(dirfd: number, name: FileName, flags: number, mode?: number): number;

@@ -10,6 +10,7 @@ void InitLock(Napi::Env env, Napi::Object exports);
 void InitEnter(Napi::Env env, Napi::Object exports);
 void InitPacket(Napi::Env env, Napi::Object exports);
 void InitFsat(Napi::Env env, Napi::Object exports);
+void InitPages(Napi::Env env, Napi::Object exports);
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitSock(env, exports);
@@ -20,6 +21,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitEnter(env, exports);
   InitPacket(env, exports);
   InitFsat(env, exports);
+  InitPages(env, exports);
   return exports;
 }
 

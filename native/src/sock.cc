@@ -1,6 +1,7 @@
 // Raw socket syscalls that Node's net/dgram do not offer: netlink, AF_PACKET, SO_BINDTODEVICE,
 // sockets made inside another network namespace. Sockets are always non-blocking and close-on-exec;
 // readiness comes from uv_poll (FdWatcher), so no thread ever blocks in recv.
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -206,6 +207,20 @@ static Napi::Value Close(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// pollFd(fd, events, timeoutMs) -> the events that came (readable 1, writable 2, error or hang-up
+// 4), 0 when the time ran out. A blocking wait, for a short-lived process that has nothing else to
+// do meanwhile (nspawn-cni waiting for the sidecar's answer); servers watch with FdWatcher.
+static Napi::Value PollFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt(info, 0, "fd"), events = ArgInt(info, 1, "events"), timeout = ArgInt(info, 2, "timeoutMs");
+  pollfd p = {fd, static_cast<short>(((events & 1) ? POLLIN : 0) | ((events & 2) ? POLLOUT : 0)), 0};
+  int n = RetryEintr([&] { return poll(&p, 1, timeout); });
+  if (n < 0) throw ErrnoError(env, errno, "poll");
+  if (n == 0) return Napi::Number::New(env, 0);
+  int ev = ((p.revents & POLLIN) ? 1 : 0) | ((p.revents & POLLOUT) ? 2 : 0) | ((p.revents & (POLLERR | POLLHUP | POLLNVAL)) ? 4 : 0);
+  return Napi::Number::New(env, ev);
+}
+
 // FdWatcher(fd, events, callback): calls callback(events) from the event loop whenever fd is
 // readable (1) and/or writable (2). stop() ends it for good; unref() lets the process exit while
 // it is armed. It never reads or closes the fd.
@@ -302,7 +317,7 @@ void InitSock(Napi::Env env, Napi::Object exports) {
       {"getsockoptBytes", GetsockoptBytes},
       {"getsockname", Getsockname},     {"sendto", Sendto},                   {"recv", Recv},
       {"recvCredentials", RecvCredentials},
-      {"close", Close},
+      {"close", Close},                 {"pollFd", PollFd},
   });
   exports.Set("FdWatcher", FdWatcher::Define(env));
 }

@@ -3,8 +3,8 @@
 // and errors) in the shape each cniVersion wants. Specification: CNI 1.0.0 (SPEC.md), with the
 // versions podman's libcni converts from (0.3.1, 0.4.0), and CNI 1.1.0's STATUS and GC. No I/O here
 // (unit-tested byte for byte).
-import { createRequire } from 'node:module';
 import { DEFAULT_STATE_DIR } from '../common/paths.js';
+import { sha256 } from '../common/sha256.js';
 import type { PortForward } from '../net/model.js';
 import { ifnameValid, machineNameValid, zoneNameValid } from '../net/naming.js';
 import { DEFAULT_SOCKET } from '../net/netd/socket-path.js';
@@ -143,12 +143,8 @@ export function parseEnv(env: NodeJS.ProcessEnv): CniEnv {
   return { command: command as CniCommand, containerId, netns, ifname, args, path };
 }
 
-// node:crypto is loaded when a name is hashed, not at start-up: it costs VERSION a third of its time
-const requireLazily = createRequire(import.meta.url);
-
 function hash8(s: string): string {
-  const { createHash } = requireLazily('node:crypto') as typeof import('node:crypto');
-  return createHash('sha256').update(s).digest('hex').slice(0, 8);
+  return sha256(s).toString('hex').slice(0, 8);
 }
 
 /** The version the config asks for, refused with code 1 unless we speak it. */

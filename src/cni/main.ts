@@ -10,8 +10,11 @@
 import { readSync, writeSync } from 'node:fs';
 import { errorMessage } from '../errors.js';
 import { setLogLevel } from '../log.js';
-import { addResult, CNI_ERR, CniError, errorResult, parseConfig, parseEnv, versionAtLeast, versionResult } from './config.js';
+import {
+  addResult, CNI_ERR, type CniCommand, type CniConfig, CniError, errorResult, parseConfig, parseEnv, versionAtLeast, versionResult,
+} from './config.js';
 import type * as Plugin from './plugin.js';
+import { askSidecar } from './thin.js';
 
 /** A network configuration is a few KiB; a runaway writer is refused, not buffered. */
 const MAX_CONFIG = 1 << 20;
@@ -66,6 +69,16 @@ function writeStdout(text: string): void {
   }
 }
 
+/** Commands the configuration's version lacks (error 1): STATUS and GC before 1.1.0, CHECK before 0.4.0. */
+export function refuseCommand(command: CniCommand, cfg: CniConfig): void {
+  if ((command === 'STATUS' || command === 'GC') && !versionAtLeast(cfg.cniVersion, '1.1.0')) {
+    throw new CniError(CNI_ERR.INCOMPATIBLE_VERSION, `${command} needs cniVersion 1.1.0 or later; the configuration says ${cfg.cniVersion}`);
+  }
+  if (command === 'CHECK' && (cfg.cniVersion === '0.3.0' || cfg.cniVersion === '0.3.1')) {
+    throw new CniError(CNI_ERR.INCOMPATIBLE_VERSION, `CHECK needs cniVersion 0.4.0 or later; the configuration says ${cfg.cniVersion}`);
+  }
+}
+
 /** ADD, CHECK, DEL, STATUS and GC (src/cni/plugin.ts): bin/nspawn-cni loads them as a bundle of their own. */
 export type PluginLoader = () => Promise<typeof Plugin>;
 
@@ -92,12 +105,24 @@ export async function main(_argv: readonly string[], env: NodeJS.ProcessEnv, loa
     }
     const cfg = parseConfig(text);
     version = cfg.cniVersion;
+    refuseCommand(call.command, cfg);
+    // nspawn-netd running: ADD, CHECK and DEL are one request, the sidecar does the work (src/cni/thin.ts)
+    if ((call.command === 'ADD' || call.command === 'DEL' || call.command === 'CHECK') && cfg.sidecar === 'auto' && !cfg.ipam) {
+      const answer = askSidecar(cfg.netdSocket, {
+        op: 'cni', command: call.command, containerId: call.containerId, netns: call.netns, ifname: call.ifname, args: env.CNI_ARGS ?? '', config: text,
+      });
+      if (answer?.error) throw new CniError(answer.error.code, answer.error.msg, answer.error.details ?? '');
+      if (answer) {
+        if (call.command === 'ADD') {
+          if (!answer.result) throw new CniError(CNI_ERR.IO_FAILURE, `nspawn-netd on ${cfg.netdSocket} answered the ADD without a result`);
+          out(addResult(cfg.cniVersion, answer.result));
+        }
+        return 0;
+      }
+    }
     const plugin = await loadPlugin();
     if (quiet) plugin.setLogLevel('warn'); // the other bundle's logger
     if (call.command === 'STATUS' || call.command === 'GC') {
-      if (!versionAtLeast(cfg.cniVersion, '1.1.0')) {
-        throw new CniError(CNI_ERR.INCOMPATIBLE_VERSION, `${call.command} needs cniVersion 1.1.0 or later; the configuration says ${cfg.cniVersion}`);
-      }
       if (call.command === 'STATUS') await plugin.cniStatus(call, cfg);
       else await plugin.cniGc(call, cfg);
       return 0;
@@ -107,9 +132,6 @@ export async function main(_argv: readonly string[], env: NodeJS.ProcessEnv, loa
     } else if (call.command === 'DEL') {
       await plugin.cniDel(call, cfg);
     } else {
-      if (cfg.cniVersion === '0.3.0' || cfg.cniVersion === '0.3.1') {
-        throw new CniError(CNI_ERR.INCOMPATIBLE_VERSION, `CHECK needs cniVersion 0.4.0 or later; the configuration says ${cfg.cniVersion}`);
-      }
       await plugin.cniCheck(call, cfg);
     }
     return 0;

@@ -9,6 +9,7 @@
 // touches only this container's link or its network's bridge, their records and firewall entries —
 // no resync of the host's links, no firewall reconcile; its records are held by "sidecar", so
 // launchers' dead-holder sweeps leave them, and a sidecar started later takes them over).
+import { existsSync } from 'node:fs';
 import { errorMessage } from '../errors.js';
 import { logger } from '../log.js';
 import { sys } from '../native.js';
@@ -16,7 +17,6 @@ import { withLock } from '../common/lock.js';
 import type { PortForward } from '../net/model.js';
 import { configureContainerLink } from '../net/container-link.js';
 import { zoneBridgeIfname } from '../net/naming.js';
-import { NetdClient } from '../net/netd/client.js';
 import type { MachineLease } from '../net/netd/subsystem.js';
 import type { ServedKind } from '../net/netd/links.js';
 import { Rtnl } from '../net/rtnl.js';
@@ -31,17 +31,32 @@ const log = logger('cni');
 
 /** The log level of this module's bundle (bin/nspawn-cni loads it apart from its entry's). */
 export { setLogLevel } from '../log.js';
-/** CNI 1.1.0's STATUS and GC, in this bundle too. */
-export { cniGc, cniStatus } from './gc.js';
+/** CNI 1.1.0's STATUS and GC, in this bundle too (gc.ts loaded for them only: it runs ipam plugins, node:child_process). */
+export async function cniGc(env: CniEnv, cfg: CniConfig): Promise<string[]> {
+  return (await import('./gc.js')).cniGc(env, cfg);
+}
+export async function cniStatus(env: CniEnv, cfg: CniConfig): Promise<void> {
+  return (await import('./gc.js')).cniStatus(env, cfg);
+}
 
 /** reserve/release of the network subsystem: the sidecar's, or our own for this one call. */
-interface Library {
+export interface Library {
   reserve(req: { machine: string; mac: string; kind: ServedKind; zone: string; ports: PortForward[] }): Promise<MachineLease>;
   release(req: { machine: string; kind: ServedKind; zone: string }): Promise<void>;
 }
 
+/**
+ * Runs `fn` with the library (withLibrary's by default); nspawn-netd doing a call itself
+ * (src/cni/sidecar-op.ts) gives its own subsystem.
+ */
+export type LibraryProvider = <T>(fn: (lib: Library) => Promise<T>) => Promise<T>;
+
 async function withLibrary<T>(cfg: CniConfig, fn: (lib: Library) => Promise<T>): Promise<T> {
-  const client = cfg.sidecar === 'auto' ? await NetdClient.connect(cfg.netdSocket) : undefined;
+  // the client (and node:net with it) is loaded only when a socket is there: an in-process call
+  // spends none of its start-up on it
+  const client = cfg.sidecar === 'auto' && existsSync(cfg.netdSocket)
+    ? await (await import('../net/netd/client.js')).NetdClient.connect(cfg.netdSocket)
+    : undefined;
   if (client) {
     try {
       return await fn({
@@ -70,9 +85,9 @@ async function withLibrary<T>(cfg: CniConfig, fn: (lib: Library) => Promise<T>):
 }
 
 /** Removes the container's links (its host veth, the zone's bridge if it was the last port) and its reservation. */
-export async function teardown(cfg: CniConfig, rec: ContainerRecord): Promise<void> {
+export async function teardown(cfg: CniConfig, rec: ContainerRecord, via: LibraryProvider = (fn) => withLibrary(cfg, fn)): Promise<void> {
   await removeHostLinks(rec, zoneBridgeIfname(rec.zone));
-  await withLibrary(cfg, (lib) => lib.release({ machine: rec.machine, kind: rec.mode, zone: rec.zone }));
+  await via((lib) => lib.release({ machine: rec.machine, kind: rec.mode, zone: rec.zone }));
 }
 
 /** The lease as a CNI result: IPv4, and IPv6 when the link has it (its gateway the host's link-local address). */
@@ -94,7 +109,7 @@ function outcomeOf(lease: MachineLease, links: AddOutcome['interfaces']): AddOut
   return out;
 }
 
-export async function cniAdd(env: CniEnv, cfg: CniConfig): Promise<AddOutcome> {
+export async function cniAdd(env: CniEnv, cfg: CniConfig, via: LibraryProvider = (fn) => withLibrary(cfg, fn)): Promise<AddOutcome> {
   if (cfg.ipam) return (await import('./ipam-net.js')).ipamNetAdd(env, cfg);
   const rec = recordFor(env, cfg);
   const bridgeName = zoneBridgeIfname(cfg.zone);
@@ -108,7 +123,7 @@ export async function cniAdd(env: CniEnv, cfg: CniConfig): Promise<AddOutcome> {
     await makeContainerVeth(rtnl, { ...(rec.mode === 'zone' ? { bridge: bridgeName } : {}), hostIfname: rec.hostIfname, ifname: env.ifname, netnsFd }, () => { made = true; });
     const host = await rtnl.requireLink(rec.hostIfname);
     const mac = await inNetns(env.netns, async (c) => (await c.requireLink(env.ifname)).mac ?? '');
-    const lease = await withLibrary(cfg, (lib) => lib.reserve({ machine: rec.machine, mac, kind: rec.mode, zone: cfg.zone, ports: cfg.ports }));
+    const lease = await via((lib) => lib.reserve({ machine: rec.machine, mac, kind: rec.mode, zone: cfg.zone, ports: cfg.ports }));
     try {
       await configureContainerLink(env.netns, env.ifname, lease);
     } catch (err) {
@@ -127,7 +142,7 @@ export async function cniAdd(env: CniEnv, cfg: CniConfig): Promise<AddOutcome> {
     // a failed ADD leaves nothing (the runtime's DEL after it finds nothing either)
     if (made) {
       try {
-        await teardown(cfg, rec);
+        await teardown(cfg, rec, via);
       } catch (undo) {
         log.warn(`rolling back the ADD of ${rec.machine} failed: ${errorMessage(undo)}`);
       }
@@ -140,12 +155,12 @@ export async function cniAdd(env: CniEnv, cfg: CniConfig): Promise<AddOutcome> {
   }
 }
 
-export async function cniDel(env: CniEnv, cfg: CniConfig): Promise<void> {
+export async function cniDel(env: CniEnv, cfg: CniConfig, via: LibraryProvider = (fn) => withLibrary(cfg, fn)): Promise<void> {
   const path = recordPath(cfg, env.containerId, env.ifname);
   const rec = readRecord(path) ?? recordFor(env, cfg);
   try {
     if (rec.ipam !== undefined) await (await import('./ipam-net.js')).ipamNetDel(env, cfg, rec);
-    else await teardown(cfg, rec);
+    else await teardown(cfg, rec, via);
   } catch (err) {
     throw asCni(err, `removing ${env.ifname} of container ${env.containerId.slice(0, 12)} from network ${cfg.name}`);
   }

@@ -8,6 +8,7 @@
 import { NspawnError } from '../errors.js';
 import { type Ipv4, readIpv4, writeIpv4 } from './ipv4.js';
 import { DhcpOptions, Opt } from './options.js';
+import { replyBytes } from './reply-slabs.js';
 
 export const BOOTREQUEST = 1;
 export const BOOTREPLY = 2;
@@ -204,7 +205,8 @@ export function encodePacket(p: DhcpPacket, opts: EncodeOptions = {}): Uint8Arra
   }
   if (total + 1 <= maxSize - HEADER_SIZE) {
     const size = headroom + Math.max(MIN_MESSAGE, HEADER_SIZE + total + 1);
-    const buf = headroom ? slabAlloc(size) : new Uint8Array(size);
+    // with headroom: a datagram the server sends, carved from a reply slab (reply-slabs.ts)
+    const buf = headroom ? replyBytes(size) : new Uint8Array(size);
     const out = headroom ? buf.subarray(headroom) : buf;
     writeHeader(out, p);
     let o = HEADER_SIZE;
@@ -231,30 +233,6 @@ export function encodePacket(p: DhcpPacket, opts: EncodeOptions = {}): Uint8Arra
   const buf = new Uint8Array(headroom + slow.length);
   buf.set(slow, headroom);
   return buf.subarray(headroom);
-}
-
-/**
- * Datagrams the server sends (encoded with headroom) are carved from shared 16 KiB slabs, as
- * node's Buffer pool does: a reply costs a view, not an ArrayBuffer of its own (each of those is a
- * malloc, a free and work for V8's array-buffer sweeper). A slab is freed by the garbage
- * collector once no reply in it is referenced (sent, or no longer waiting for the lease file).
- * Slab memory is zeroed and never handed out twice, so a reply's padding is zero. 16 KiB (~48
- * replies), not 64: the slab in use when a scavenge comes survives it, and a slab promoted that way
- * waits for a full collection, which comes rarely now that the leases are off the heap.
- */
-const SLAB_BYTES = 1 << 14;
-let slab = new Uint8Array(0);
-let slabUsed = 0;
-
-function slabAlloc(size: number): Uint8Array {
-  if (size > SLAB_BYTES / 4) return new Uint8Array(size);
-  if (slabUsed + size > slab.length) {
-    slab = new Uint8Array(SLAB_BYTES);
-    slabUsed = 0;
-  }
-  const b = slab.subarray(slabUsed, slabUsed + size);
-  slabUsed += (size + 7) & ~7;
-  return b;
 }
 
 function writeHeader(out: Uint8Array, p: DhcpPacket): void {

@@ -1,9 +1,10 @@
 // The bridge port a request came in on. The packet socket (transport.ts, ETH_P_ALL) sees a zone
 // container's frame first as its bridge port received it — that port is not served, the bridge is —
-// and right after as the bridge hands it up. The port's copy is remembered here by the DHCP xid and
-// the Ethernet source, and taken by the bridge's copy that follows it; the server then counts the
-// request toward the port (decide.ts: the per-source cap), which a container cannot choose, where
-// it can choose its Ethernet source. A fixed ring: copies no bridge copy takes (ports of bridges
+// and right after as the bridge hands it up. The transport remembers the port's copy here by the
+// DHCP xid and the Ethernet source, and the bridge's copy that follows takes it: the transport
+// delivers that one frame with its port, and the server counts the request toward the port
+// (decide.ts: the per-source cap), which a container cannot choose, where it can choose its
+// Ethernet source. A fixed ring: copies no bridge copy takes (ports of bridges
 // not served, frames on other links) are overwritten oldest first. No allocation per frame.
 import { readIpv4 } from './ipv4.js';
 

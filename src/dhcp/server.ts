@@ -16,7 +16,6 @@ import { applyDecision, DEFAULT_DECLINE_MS, DEFAULT_OFFER_HOLD_MS } from './appl
 import { decodePacket, DhcpDecodeError, type DhcpPacket, encodePacket, maxPayloadFor } from './codec.js';
 import { type InterfaceConfig, type Reservation, resolveInterfaceConfig, type SubnetConfig } from './config.js';
 import { type Decision, decide, nak } from './decide.js';
-import { IngressPorts } from './ingress.js';
 import { fromHex, inSubnet, ipv4ToString, parseIpv4, parseMac, toHex } from './ipv4.js';
 import {
   bindEntry, type Durability, FileLeaseStore, type JournalEntry, type LeaseStore, MemoryLeaseStore, stateEntries,
@@ -24,6 +23,7 @@ import {
 import { type ClientIdentity, type Lease, LeaseTable } from './leases.js';
 import { AllocationError } from './pool.js';
 import { MessageType, messageTypeName } from './options.js';
+import { releaseReply } from './reply-slabs.js';
 import { replyRoute, SERVER_PORT } from './route.js';
 import { BROADCAST_MAC, type DhcpTransport, type InboundFrame, PacketTransport } from './transport.js';
 import { IP_UDP_HEADERS } from './wire.js';
@@ -107,8 +107,6 @@ export const MAX_ACK_BACKLOG = 4096;
 export class DhcpServer {
   private readonly byIndex = new Map<number, Served>();
   private readonly byName = new Map<string, Served>();
-  /** a zone's requests as their bridge port received them (ingress.ts) */
-  private readonly ingress = new IngressPorts();
   private readonly transport: DhcpTransport;
   private readonly store: LeaseStore;
   private readonly clock: () => number;
@@ -155,6 +153,12 @@ export class DhcpServer {
     }, () => {
       // the batch's ACKs are written now and leave with its offers in one sendmmsg
       this.store.commitNow();
+    }, {
+      served: (ifindex) => this.byIndex.has(ifindex),
+      notServed: (delta) => {
+        this.stats.received += delta;
+        this.stats.notServed += delta;
+      },
     });
     this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
     this.sweepTimer.unref();
@@ -300,8 +304,7 @@ export class DhcpServer {
     this.stats.received++;
     const served = this.byIndex.get(f.ifindex);
     if (!served) {
-      this.stats.notServed++;
-      this.ingress.note(f.ifindex, f.srcMac, f.datagram.payload); // perhaps a port of a bridge served
+      this.stats.notServed++; // a transport that pairs bridge ports' copies (ingress.ts) counts these itself
       return;
     }
     let packet: DhcpPacket;
@@ -320,8 +323,7 @@ export class DhcpServer {
     try {
       const now = this.clock();
       const unicast = f.pkttype === 0 && f.datagram.dstIp === served.config.serverAddress;
-      const ingressPort = this.ingress.take(f.srcMac, f.datagram.payload);
-      const d = decide(ingressPort === undefined ? { packet, unicast, srcMac: f.srcMac } : { packet, unicast, srcMac: f.srcMac, ingressPort }, served.table, now);
+      const d = decide({ packet, unicast, srcMac: f.srcMac, ingressPort: f.ingressPort }, served.table, now);
       this.apply(served, f, packet, d, now);
     } catch (err) {
       // A bug, not input: keep serving, but say so (at most once a second).
@@ -388,6 +390,7 @@ export class DhcpServer {
           if (err) {
             this.stats.journalFailures++;
             this.log.error(`ACK of ${ipv4ToString(d.address)} to ${d.client.mac} on ${ifname} withheld: ${err.message}`);
+            releaseReply(frame.payload);
             return;
           }
           if (!this.transport.send(frame)) this.stats.sendFailures++;

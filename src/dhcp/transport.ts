@@ -20,14 +20,18 @@
 // Bridge ports: the socket is of ETH_P_ALL (a tap, ignoring outgoing frames: PACKET_IGNORE_OUTGOING,
 // so nothing sent is cloned for it), so a request from a zone's container arrives twice — first as
 // received on its bridge port (vb-…: taps run before the bridge's rx_handler takes the frame), then
-// as the bridge passes it up (vz-…). The server serves the bridge and learns the ingress port from
-// the first copy (server.ts), which is what a container cannot fake: its Ethernet source it can.
+// as the bridge passes it up (vz-…). The server serves the bridge; the transport pairs the copies
+// (ingress.ts) and delivers the bridge's copy once, with the port it came in on (`ingressPort`),
+// which is what a container cannot fake: its Ethernet source it can. The port's copy is not
+// delivered: it is counted as not served only if no bridge copy takes it.
 // (A socket of ETH_P_IP sees only the bridge's copy, and PACKET_ORIGDEV does not help: the bridge
 // hands the frame up in a new receive pass whose original device is the bridge itself.) Without
 // PACKET_IGNORE_OUTGOING (Linux < 4.20) the socket stays ETH_P_IP, and frames carry no port.
 import type { Logger } from '../log.js';
 import { type FdWatcher, POLL_READABLE, sys } from '../native.js';
 import { dhcpServerFilter, dropAllFilter } from './bpf.js';
+import { IngressPorts } from './ingress.js';
+import { releaseReply } from './reply-slabs.js';
 import { type UdpDatagram, buildIpUdp, buildIpUdpInPlace, parseIpUdp } from './wire.js';
 
 export interface InboundFrame {
@@ -37,6 +41,19 @@ export interface InboundFrame {
   /** Source MAC of the frame (6 bytes). */
   srcMac: Uint8Array;
   datagram: UdpDatagram;
+  /** The bridge port the frame came in on (its ifindex), when the socket saw it there first (ingress.ts). */
+  ingressPort?: number | undefined;
+}
+
+/** What the transport needs to know to pair a bridge port's copy of a request with the bridge's. */
+export interface IngressHandlers {
+  /** Whether frames on this interface are the server's (others may be ports of a served bridge). */
+  served(ifindex: number): boolean;
+  /**
+   * Frames on interfaces not served, less those that turned out to be a port's copy of a frame that
+   * followed on a served bridge (negative when the pairing came a batch later than the copy).
+   */
+  notServed(delta: number): void;
 }
 
 export interface OutboundFrame {
@@ -56,9 +73,11 @@ export interface DhcpTransport {
    * Starts delivering frames; `onFrame` runs synchronously for each. `onDropped` hears of datagrams
    * that were not IPv4/UDP as they should be, `onSendFailed` of replies the kernel refused,
    * `onBatchEnd` when the frames that were waiting have been delivered (replies sent until then
-   * leave together, after it returns).
+   * leave together, after it returns). With `ingress`, frames on interfaces not served are not
+   * delivered (they may be ports' copies) but counted there.
    */
-  start(onFrame: (frame: InboundFrame) => void, onDropped?: (reason: string) => void, onSendFailed?: (count: number) => void, onBatchEnd?: () => void): void;
+  start(onFrame: (frame: InboundFrame) => void, onDropped?: (reason: string) => void, onSendFailed?: (count: number) => void, onBatchEnd?: () => void,
+    ingress?: IngressHandlers): void;
   /** Sends one frame (possibly batched with others sent in the same event-loop turn); false when refused at once. */
   send(frame: OutboundFrame): boolean;
   /** Stops delivering frames; send() still works (replies waiting for the journal go out). */
@@ -120,6 +139,8 @@ export class PacketTransport implements DhcpTransport {
   private readonly lengths = new Int32Array(BATCH);
   private readonly addrs = new Uint8Array(BATCH * ADDR);
   private readonly addrView = new DataView(this.addrs.buffer);
+  /** ports' copies of requests, until the bridge's copy takes them */
+  private readonly ports = new IngressPorts();
   private outPackets: Uint8Array[] = [];
   /** sockaddr_ll buffers reused across flushes, one per queued reply. */
   private readonly outAddrs: Uint8Array[] = [];
@@ -170,10 +191,13 @@ export class PacketTransport implements DhcpTransport {
     }
   }
 
-  start(onFrame: (frame: InboundFrame) => void, onDropped?: (reason: string) => void, onSendFailed?: (count: number) => void, onBatchEnd?: () => void): void {
+  start(onFrame: (frame: InboundFrame) => void, onDropped?: (reason: string) => void, onSendFailed?: (count: number) => void, onBatchEnd?: () => void,
+    ingress?: IngressHandlers): void {
     const s = sys();
     this.onSendFailed = onSendFailed;
-    const { rx, lengths, addrs, addrView } = this;
+    const { rx, lengths, addrs, addrView, ports } = this;
+    /** frames on interfaces not served, less ports' copies paired since (IngressHandlers.notServed) */
+    let notServed = 0;
     const receive = (): void => {
       for (let round = 0; round < ROUNDS; round++) {
         let n: number;
@@ -198,18 +222,29 @@ export class PacketTransport implements DhcpTransport {
             continue;
           }
           const a = i * ADDR;
-          onFrame({
-            ifindex: addrView.getInt32(a + 4, true),
-            pkttype: addrs[a + 10] as number,
-            srcMac: addrs.subarray(a + 12, a + 12 + Math.min(8, addrs[a + 11] as number)),
-            datagram: d,
-          });
+          const ifindex = addrView.getInt32(a + 4, true);
+          const srcMac = addrs.subarray(a + 12, a + 12 + Math.min(8, addrs[a + 11] as number));
+          let ingressPort: number | undefined;
+          if (ingress) {
+            if (!ingress.served(ifindex)) {
+              ports.note(ifindex, srcMac, d.payload); // perhaps a port of a served bridge: its copy follows
+              notServed++;
+              continue;
+            }
+            ingressPort = ports.take(srcMac, d.payload);
+            if (ingressPort !== undefined) notServed--; // that copy was the port's, not a frame of its own
+          }
+          onFrame({ ifindex, pkttype: addrs[a + 10] as number, srcMac, datagram: d, ingressPort });
         }
         if (n < BATCH) return;
       }
     };
     this.watcher = new s.FdWatcher(this.fd, POLL_READABLE, () => {
       receive();
+      if (notServed !== 0) {
+        ingress?.notServed(notServed);
+        notServed = 0;
+      }
       onBatchEnd?.();
     });
   }
@@ -237,11 +272,11 @@ export class PacketTransport implements DhcpTransport {
   private readonly flushOut = (): void => {
     const packets = this.outPackets;
     const n = packets.length;
+    this.outPackets = [];
     if (!n || this.closed) {
-      this.outPackets = [];
+      for (const p of packets) releaseReply(p);
       return;
     }
-    this.outPackets = [];
     const addrs = n === this.outAddrs.length ? this.outAddrs : this.outAddrs.slice(0, n);
     let done = 0;
     let failed = 0;
@@ -259,6 +294,8 @@ export class PacketTransport implements DhcpTransport {
         done++;
       }
     }
+    // sendmmsg copied them: the slabs they were carved from may be carved again (reply-slabs.ts)
+    for (let i = 0; i < n; i++) releaseReply(packets[i] as Uint8Array);
     if (failed) {
       this.log.debug('the kernel refused DHCP replies', { count: failed });
       this.onSendFailed?.(failed);

@@ -18,8 +18,8 @@
 // to another pool. Prefixes shorter than /8 (0.0.0.0/0, a VPN's 0.0.0.0/1 + 128.0.0.0/1) say where
 // default traffic goes, not which subnets exist, and are ignored. Only IPv4: networkd's container
 // files ask for no IPv6 pool (they use link-local and RAs). All address arithmetic is ip-address's.
-import { createHash } from 'node:crypto';
 import { Address4, Address6 } from 'ip-address';
+import { sha256 } from '../common/sha256.js';
 import { ConfigError, NspawnError } from '../errors.js';
 
 export type LinkKind = 'veth' | 'zone';
@@ -113,7 +113,7 @@ function overlaps(a: Range, b: Range): boolean {
 
 /** The 64-bit start value for a key (exported for golden tests and diagnostics). */
 export function keyHash(kind: LinkKind, key: string): bigint {
-  const digest = createHash('sha256').update(HASH_DOMAIN + kind + '\0' + key, 'utf8').digest();
+  const digest = sha256(HASH_DOMAIN + kind + '\0' + key);
   return digest.readBigUInt64BE(0);
 }
 

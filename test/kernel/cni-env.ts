@@ -64,10 +64,10 @@ export function network(cniVersion: string, extra: Record<string, unknown> = {},
 
 export interface Call { code: number | null; stdout: string; stderr: string }
 
-export function cni(net: Net, cmd: 'add' | 'check' | 'del', ns: TestNetns | string, id: string, opts: { caps?: unknown; args?: string } = {}): Promise<Call> {
+export function cni(net: Net, cmd: 'add' | 'check' | 'del', ns: TestNetns | string, id: string, opts: { caps?: unknown; args?: string; env?: Record<string, string> } = {}): Promise<Call> {
   const path = typeof ns === 'string' ? ns : ns.path;
   return run(driver, [cmd, net.conflist, path, id, 'eth0', opts.caps ? JSON.stringify(opts.caps) : '', opts.args ?? ''], {
-    env: { ...process.env, CNI_PATH: cniPath(), CNI_CACHE_DIR: net.cache }, timeoutMs: 60_000,
+    env: { ...process.env, ...opts.env, CNI_PATH: cniPath(), CNI_CACHE_DIR: net.cache }, timeoutMs: 60_000,
   });
 }
 

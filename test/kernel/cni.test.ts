@@ -1,6 +1,6 @@
 // bin/nspawn-cni driven by libcni itself (the driver of cni-env.ts) and by podman. The
 // test run's namespace is the host; an "uplink" namespace (e2e-world.ts) is the internet.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { describe, expect } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
@@ -203,6 +203,33 @@ describe('nspawn-cni in-process (no sidecar) touches only its own network', () =
       await c2.destroy();
     }
   }, 120_000);
+});
+
+describe('nspawn-cni: start-up', () => {
+  ktest('an in-process ADD and DEL load none of Node\'s net, dgram, stream, crypto or child_process modules (only what they use)', async () => {
+    const c1 = await TestNetns.create('c1');
+    const net = network('1.0.0');
+    // a preload that writes the Node modules the plugin process loaded, at its exit
+    const preload = `${work}/modules.cjs`;
+    const list = `${work}/modules.txt`;
+    writeFileSync(preload, `process.on('exit', () => require('fs').appendFileSync(${JSON.stringify(list)}, process.env.CNI_COMMAND + ' ' + process.moduleLoadList.filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice(13)).join(',') + '\\n'));\n`);
+    const env = { NODE_OPTIONS: `--require ${preload}` };
+    try {
+      await ok(cni(net, 'add', c1, 'cid-lean', { caps: { portMappings: [{ hostPort: 8085, containerPort: 80, protocol: 'tcp' }] }, args: 'K8S_POD_NAME=lean', env }));
+      await ok(cni(net, 'del', c1, 'cid-lean', { caps: { portMappings: [{ hostPort: 8085, containerPort: 80, protocol: 'tcp' }] }, args: 'K8S_POD_NAME=lean', env }));
+      const lines = readFileSync(list, 'utf8').trim().split('\n');
+      expect(lines.map((l) => l.split(' ')[0])).toEqual(['ADD', 'DEL']);
+      for (const l of lines) {
+        const loaded = (l.split(' ')[1] ?? '').split(',');
+        expect(loaded).toContain('fs'); // the list is real
+        expect(loaded.filter((m) => ['net', 'dgram', 'stream', 'crypto', 'child_process'].includes(m))).toEqual([]);
+      }
+      expect(await leftovers(net)).toEqual([]);
+    } finally {
+      await cni(net, 'del', c1, 'cid-lean', { args: 'K8S_POD_NAME=lean' });
+      await c1.destroy();
+    }
+  }, 60_000);
 });
 
 describe('nspawn-cni: an address that moves to a new container', () => {

@@ -52,6 +52,12 @@ export interface FwElement {
   keyExpr?: NftExpr;
 }
 
+/** Elements to create (EEXIST if present), add (no error if the same is present) or delete. */
+export interface ElementChange {
+  verb: 'create' | 'add' | 'delete';
+  elements: readonly FwElement[];
+}
+
 // ---------------------------------------------------------------------------------------------
 // Validation and normalisation
 

@@ -47,7 +47,7 @@
 // rules, sets and maps); this file: operations as documents and the reconcile plans.
 import type { NftDocument } from './nft-json.js';
 import {
-  DEFAULT_TABLE, describeMapping, MAPS, normaliseMapping, type FirewallState, type FwElement, type PortMapping, type SetName,
+  DEFAULT_TABLE, describeMapping, MAPS, normaliseMapping, type ElementChange, type FirewallState, type FwElement, type PortMapping, type SetName,
 } from './model.js';
 import { desiredElements, elementCommands, elementId, mappingElements, masqueradeElement, portKey } from './elements.js';
 
@@ -74,12 +74,20 @@ export function addPortMappingDocument(mapping: PortMapping, table = DEFAULT_TAB
 
 /** Several mappings in one transaction (each map entry with `create`; shared hairpins once). */
 export function addPortMappingsDocument(mappings: readonly PortMapping[], table = DEFAULT_TABLE): NftDocument {
+  return changesDocument(addPortMappingsChanges(mappings), table);
+}
+
+/** The element changes of addPortMappingsDocument: map entries to create, hairpins to add. */
+export function addPortMappingsChanges(mappings: readonly PortMapping[]): ElementChange[] {
   const byId = new Map<string, FwElement>();
   for (const e of mappings.flatMap(mappingElements)) if (!byId.has(elementId(e))) byId.set(elementId(e), e);
   const els = [...byId.values()];
-  const maps = els.filter((e) => MAPS.has(e.set));
-  const rest = els.filter((e) => !MAPS.has(e.set));
-  return { nftables: [...elementCommands('create', maps, table), ...elementCommands('add', rest, table)] };
+  return [{ verb: 'create', elements: els.filter((e) => MAPS.has(e.set)) }, { verb: 'add', elements: els.filter((e) => !MAPS.has(e.set)) }];
+}
+
+/** Element changes as one document (one transaction), in order. */
+export function changesDocument(changes: readonly ElementChange[], table = DEFAULT_TABLE): NftDocument {
+  return { nftables: changes.flatMap((c) => elementCommands(c.verb, c.elements, table)) };
 }
 
 /** Deletes the given elements and adds others, in one transaction. */

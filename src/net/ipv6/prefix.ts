@@ -8,7 +8,7 @@
 // IDs (sd_id128_get_machine_app_specific): the machine ID itself cannot be read back out of the
 // prefix, which containers and anyone they talk to see. RFC 4193 §3.2.2's SHA-1 of the time and an
 // EUI-64 would give a prefix that changes on every install, which is what a stable ID avoids.
-import { createHash, createHmac } from 'node:crypto';
+import { hmacSha256, sha256 } from '../../common/sha256.js';
 import { Address6 } from 'ip-address';
 import { ConfigError } from '../../errors.js';
 import type { Ipv6Bytes } from './ndp.js';
@@ -45,7 +45,7 @@ export function parseIpv6Prefix(text: string): Ipv6Prefix {
 export function hostUlaPrefix(machineId: string): Ipv6Prefix {
   const id = machineId.trim().toLowerCase();
   if (!/^[0-9a-f]{32}$/.test(id)) throw new ConfigError(`the machine ID "${machineId.trim()}" is not 32 hexadecimal digits (/etc/machine-id)`, { code: 'CFG_MACHINE_ID' });
-  const mac = createHmac('sha256', Buffer.from(id, 'hex')).update(ULA_APP_ID).digest();
+  const mac = hmacSha256(Buffer.from(id, 'hex'), ULA_APP_ID);
   const bytes = new Uint8Array(16);
   bytes[0] = 0xfd;
   bytes.set(mac.subarray(0, 5), 1);
@@ -61,7 +61,7 @@ export function linkPrefix(base: Ipv6Prefix, kind: PrefixKind, key: string, inUs
   const bits = 64 - base.length;
   const count = 2n ** BigInt(bits);
   if (count < 2n) throw new ConfigError(`IPv6 prefix ${formatPrefix(base)} has no room for container /64s`, { code: 'CFG_IPV6_PREFIX' });
-  const h = createHash('sha256').update(PREFIX_DOMAIN).update(kind).update('\0').update(key).digest().readBigUInt64BE(0);
+  const h = sha256(PREFIX_DOMAIN, kind, '\0', key).readBigUInt64BE(0);
   const baseValue = toBigInt(base.bytes) >> 64n;
   for (let i = 0n; i < count; i++) {
     const n = (h + i) % count;

@@ -6,8 +6,8 @@
 // ones. For a veth's /28 (13 client addresses: .2–.14 of the subnet) the machine is alone and gets
 // its hash's address every time; in a zone's /24 (253 clients) machines keep theirs unless two
 // collide, and then the later one moves to the next free address.
-import { createHash } from 'node:crypto';
 import { Address4 } from 'ip-address';
+import { sha256 } from '../../common/sha256.js';
 import { NspawnError } from '../../errors.js';
 import type { SubnetAllocation } from '../pool.js';
 import type { Holder, ReservationRecord } from './state.js';
@@ -15,7 +15,7 @@ import type { Holder, ReservationRecord } from './state.js';
 const DOMAIN = 'nspawn-ts/address/v1\0';
 
 export function addressHash(machine: string): bigint {
-  return createHash('sha256').update(DOMAIN + machine, 'utf8').digest().readBigUInt64BE(0);
+  return sha256(DOMAIN + machine).readBigUInt64BE(0);
 }
 
 export class SubnetFullError extends NspawnError {

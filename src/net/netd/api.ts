@@ -16,6 +16,10 @@
 //   list     {}                                          → served links with subnets and reservations
 //   leases   {ifname?}                                   → DHCP leases
 //   ports    {}                                          → port mappings in the firewall (port forwarding)
+//   cni      {command: "ADD"|"DEL"|"CHECK", containerId, netns, ifname, args, config}
+//            → {result?} or {error: {code, msg, details?}}: one call of the CNI plugin (nspawn-cni's
+//            CNI_* environment and its configuration text) done by the sidecar; a CNI error is an
+//            answer, not a refusal. Served only by a sidecar given a handler for it (SidecarDeps.cni).
 //
 // Every request is checked completely before anything is done: a bad one gets an error naming the
 // field and what is allowed, and changes nothing.
@@ -32,9 +36,24 @@ export type NetdRequest =
   | { op: 'status' }
   | { op: 'list' }
   | { op: 'leases'; ifname?: string }
-  | { op: 'ports' };
+  | { op: 'ports' }
+  | CniRequest;
 
-export const OPS = ['reserve', 'release', 'status', 'list', 'leases', 'ports', 'check-ports'] as const;
+/** A CNI plugin call (CNI_COMMAND, CNI_CONTAINERID, CNI_NETNS, CNI_IFNAME, CNI_ARGS and stdin), for the sidecar to do. */
+export interface CniRequest {
+  op: 'cni';
+  command: 'ADD' | 'DEL' | 'CHECK';
+  containerId: string;
+  /** the container's network namespace (a path); '' only for DEL (it is gone) */
+  netns: string;
+  ifname: string;
+  /** CNI_ARGS as the runtime gave it: KEY=VALUE;… */
+  args: string;
+  /** the network configuration, as the runtime wrote it on stdin */
+  config: string;
+}
+
+export const OPS = ['reserve', 'release', 'status', 'list', 'leases', 'ports', 'check-ports', 'cni'] as const;
 
 /** Longest request line accepted. */
 export const MAX_REQUEST_BYTES = 16 * 1024;
@@ -57,6 +76,7 @@ const FIELDS: Record<(typeof OPS)[number], { required: string[]; optional: strin
   list: { required: [], optional: [] },
   leases: { required: [], optional: ['ifname'] },
   ports: { required: [], optional: [] },
+  cni: { required: ['command', 'containerId', 'netns', 'ifname', 'args', 'config'], optional: [] },
 };
 
 function str(op: string, o: Record<string, unknown>, field: string): string {
@@ -143,9 +163,33 @@ export function parseRequest(raw: unknown): NetdRequest {
       if (!ifnameValid(ifname)) throw new BadRequestError(`leases: "ifname" ${JSON.stringify(ifname)} is not an interface name`);
       return { op: 'leases', ifname };
     }
+    case 'cni':
+      return cniRequest(o);
     default:
       return { op } as NetdRequest;
   }
+}
+
+/**
+ * The shapes of a cni request: what would reach the file system or the kernel as a name or path is
+ * checked here (container ID and interface name without '/', the namespace an absolute path); the
+ * configuration's own checks are the CNI plugin's (CNI error 4), and whether the path is a network
+ * namespace is the handler's to find out (CNI error 7).
+ */
+function cniRequest(o: Record<string, unknown>): CniRequest {
+  const command = str('cni', o, 'command');
+  if (command !== 'ADD' && command !== 'DEL' && command !== 'CHECK') throw new BadRequestError(`cni: "command" must be "ADD", "DEL" or "CHECK", got ${JSON.stringify(command)}`);
+  const containerId = str('cni', o, 'containerId');
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$/.test(containerId)) throw new BadRequestError(`cni: "containerId" ${JSON.stringify(containerId.slice(0, 80))} is not 1-255 letters, digits, _ . - (starting with a letter or digit)`);
+  const ifname = str('cni', o, 'ifname');
+  if (!ifnameValid(ifname)) throw new BadRequestError(`cni: "ifname" ${JSON.stringify(ifname.slice(0, 80))} is not an interface name`);
+  const netns = str('cni', o, 'netns');
+  if (netns === '' ? command !== 'DEL' : !netns.startsWith('/') || netns.length > 4096 || netns.includes('\0')) {
+    throw new BadRequestError(`cni: "netns" ${JSON.stringify(netns.slice(0, 80))} is not the absolute path of a network namespace${command === 'DEL' ? ' (or "" once it is gone)' : ''}`);
+  }
+  const args = str('cni', o, 'args');
+  if (args.length > 4096) throw new BadRequestError('cni: "args" is longer than 4096 characters');
+  return { op: 'cni', command, containerId, netns, ifname, args, config: str('cni', o, 'config') };
 }
 
 /** A request as it goes on the wire: ports in -p syntax ("tcp:8080:80"), as parseRequest reads them. */

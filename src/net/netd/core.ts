@@ -3,13 +3,13 @@
 // parts (link-server.ts serves one link, holder-sweep.ts clears what dead holders left,
 // link-watcher.ts follows the kernel's links, firewall-table.ts keeps our nft table, link-dns.ts
 // names the machines) take this object; subsystem.ts is their facade.
-import { isIPv4, isIPv6 } from 'node:net';
 import { logger, type Logger } from '../../log.js';
 import { Firewall } from '../firewall/index.js';
+import { addressFamily } from '../firewall/model.js';
 import { readMachineId } from '../naming.js';
 import type { SubnetAllocation, SubnetPoolOptions } from '../pool.js';
 import { Rtnl } from '../rtnl.js';
-import { DnsServer } from '../dns/index.js';
+import type { DnsServer } from '../dns/index.js';
 import type { RunningMachines } from '../model.js';
 import { hostDns } from './dns.js';
 import { FirewallTable } from './firewall-table.js';
@@ -36,6 +36,11 @@ export interface Served {
 }
 
 let instances = 0;
+
+/** Whether the subsystem runs our DNS server (not when told not to, nor when given servers to hand out). */
+export function servesDns(opts: Pick<SubsystemOptions, 'dnsServer' | 'dns'>): boolean {
+  return opts.dnsServer !== false && !(opts.dnsServer === undefined && opts.dns);
+}
 
 /** 'sidecar', or the embedded instance: PID, start time and a counter (one process may hold several). */
 function holderOf(mode: SubsystemOptions['mode']): Holder {
@@ -71,7 +76,8 @@ export class SubsystemCore {
   readonly chains = new Map<string, Promise<unknown>>();
   closed = false;
 
-  constructor(opts: SubsystemOptions) {
+  /** `dnsServer`: the DNS server's class when it serves (servesDns), loaded by the caller only then */
+  constructor(opts: SubsystemOptions, dnsServer?: typeof DnsServer) {
     this.mode = opts.mode;
     this.oneShot = opts.mode === 'sidecar' && opts.oneShot === true;
     this.machines = opts.machines ?? registryMachines();
@@ -84,11 +90,13 @@ export class SubsystemCore {
     this.sysctl = opts.sysctl ?? procSys;
     this.poolOptions = opts.pools ? { pools: opts.pools } : {};
     this.zoneLeasesPerSource = opts.zoneLeasesPerSource ?? DEFAULT_ZONE_LEASES_PER_SOURCE;
-    const serveDns = opts.dnsServer !== false && !(opts.dnsServer === undefined && opts.dns);
-    if (serveDns) this.dnsServer = new DnsServer({ log: logger('dns'), ...(opts.dnsServer || {}) });
+    if (servesDns(opts)) {
+      if (!dnsServer) throw new Error('the subsystem serves DNS: its caller must pass the DNS server class');
+      this.dnsServer = new dnsServer({ log: logger('dns'), ...(opts.dnsServer || {}) });
+    }
     if (opts.dns) {
-      this.dns = opts.dns.filter((d) => isIPv4(d));
-      this.dns6 = opts.dns.filter((d) => isIPv6(d));
+      this.dns = opts.dns.filter((d) => addressFamily(d) === 4);
+      this.dns6 = opts.dns.filter((d) => addressFamily(d) === 6);
     } else if (this.dnsServer) {
       this.dns = [];
       this.dns6 = [];

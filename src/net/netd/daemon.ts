@@ -6,16 +6,21 @@ import { ConfigError, errorMessage } from '../../errors.js';
 import { logger, setLogFormat, setLogLevel } from '../../log.js';
 import { helpEntry } from '../../common/help.js';
 import { defaultStateDir } from '../../common/paths.js';
-import type { NetdRequest } from './api.js';
+import type { CniRequest, NetdRequest } from './api.js';
 import { defaultSocketPath } from './client.js';
 import { SubnetPool } from '../pool.js';
 import { parseDnsList } from './dns.js';
 import { ipv6Settings, type Ipv6Settings } from './ipv6.js';
 import { sdNotify } from './notify.js';
 import { ApiServer, socketAnswers } from './server.js';
-import { type DhcpBackend, NetworkSubsystem } from './subsystem.js';
+import { type DhcpBackend, type MachineLease, NetdError, NetworkSubsystem } from './subsystem.js';
+import type { ServedKind } from './links.js';
+import type { PortForward } from '../model.js';
 
 const log = logger('netd');
+
+/** How long a stopping sidecar lets requests being answered finish. */
+const STOP_DRAIN_MS = 30_000;
 
 export interface SidecarOptions {
   stateDir: string;
@@ -136,15 +141,38 @@ export function parseSidecarArgs(argv: readonly string[], env: NodeJS.ProcessEnv
   return opts;
 }
 
+/**
+ * What the handler of "cni" requests gets of the sidecar: the reservations of its subsystem (the
+ * API's reserve and release) and the state directory whose locks it shares with in-process users.
+ */
+export interface SidecarLibrary {
+  stateDir: string;
+  reserve(req: { machine: string; mac: string; kind: ServedKind; zone?: string; ports?: PortForward[] }): Promise<MachineLease>;
+  release(req: { machine: string; kind: ServedKind; zone?: string }): Promise<boolean>;
+}
+
+/**
+ * Does one CNI plugin call in the sidecar (the "cni" op). The network library does not know the
+ * CNI plugin (src/net never imports src/cni): the plugin's layer hands this in (src/cni/netd-main.ts).
+ */
+export type CniHandler = (req: CniRequest, lib: SidecarLibrary) => Promise<unknown>;
+
+export interface RequestContext {
+  /** added to the answer of "status" */
+  status?: Record<string, unknown>;
+  /** the "cni" op and the sidecar's state directory; without it the op is refused */
+  cni?: { handler: CniHandler; stateDir: string };
+}
+
 /** Answers one API request with the subsystem. */
-export async function handleRequest(sub: NetworkSubsystem, req: NetdRequest, extra: Record<string, unknown> = {}): Promise<unknown> {
+export async function handleRequest(sub: NetworkSubsystem, req: NetdRequest, ctx: RequestContext = {}): Promise<unknown> {
   switch (req.op) {
     case 'reserve':
       return sub.reserve(req);
     case 'release':
       return { released: await sub.release(req) };
     case 'status':
-      return { ...sub.status(), ...extra };
+      return { ...sub.status(), ...ctx.status };
     case 'list':
       return sub.list();
     case 'leases':
@@ -153,12 +181,22 @@ export async function handleRequest(sub: NetworkSubsystem, req: NetdRequest, ext
       return sub.fw.state().ports;
     case 'check-ports':
       return sub.checkPorts(req.machine, req.ports);
+    case 'cni': {
+      if (!ctx.cni) throw new NetdError('NETD_UNSUPPORTED', 'this nspawn-netd does no CNI calls (it was started without the CNI plugin)');
+      return ctx.cni.handler(req, {
+        stateDir: ctx.cni.stateDir,
+        reserve: (r) => sub.reserve(r),
+        release: (r) => sub.release(r),
+      });
+    }
   }
 }
 
 export interface SidecarDeps {
   /** Makes the DHCP server (the lease file is under the state directory); default src/dhcp's. */
   dhcp?: (leaseFile: string | undefined) => DhcpBackend;
+  /** Does the "cni" op (nspawn-cni's calls); without it that op is refused. */
+  cni?: CniHandler;
 }
 
 /** Runs the sidecar until SIGTERM/SIGINT; returns the exit code. */
@@ -197,7 +235,13 @@ export async function sidecarMain(argv: readonly string[], deps: SidecarDeps = {
   let api: ApiServer;
   const socket = opts.socket;
   try {
-    api = await ApiServer.listen(socket, (req) => handleRequest(sub, req, { pid: process.pid, socket }), log);
+    // requests answered, per op ("status" shows them: a CNI call is one request)
+    const requests: Record<string, number> = {};
+    const ctx: RequestContext = { status: { pid: process.pid, socket, requests }, ...(deps.cni ? { cni: { handler: deps.cni, stateDir: opts.stateDir } } : {}) };
+    api = await ApiServer.listen(socket, (req) => {
+      requests[req.op] = (requests[req.op] ?? 0) + 1;
+      return handleRequest(sub, req, ctx);
+    }, log);
   } catch (err) {
     log.error(`cannot listen on ${socket}: ${errorMessage(err)}`);
     await sub.close();
@@ -210,7 +254,15 @@ export async function sidecarMain(argv: readonly string[], deps: SidecarDeps = {
   });
   sdNotify('STOPPING=1');
   log.info('stopping', { signal });
-  await api.close();
+  // requests being answered (a CNI ADD waiting for a lock) are finished first: their clients would
+  // otherwise do them again themselves while this process goes on with them
+  await api.close(STOP_DRAIN_MS);
+  const unanswered = api.inflight;
   await sub.close();
+  if (unanswered > 0) {
+    // what they still do must not outlive the stop (their clients do it again): as if killed
+    log.warn(`stopping with ${unanswered} request(s) unanswered after ${STOP_DRAIN_MS / 1000} s`);
+    process.exit(0);
+  }
   return 0;
 }

@@ -1,6 +1,7 @@
 // Entry point of bin/nspawn-netd: dispatches the first argument to a subcommand. To add one, add an
 // entry to SUBCOMMANDS (its module is loaded only when it runs); everything else prints the list.
 import { errorMessage } from '../../errors.js';
+import type { SidecarDeps } from './daemon.js';
 
 export interface Subcommand {
   summary: string;
@@ -24,11 +25,12 @@ function usage(): string {
   return `Usage: nspawn-netd [OPTIONS]   (the sidecar; --help lists its options)\n       nspawn-netd SUBCOMMAND [ARGS...]\n\n${subcommandList()}`;
 }
 
-export async function main(argv: readonly string[]): Promise<number> {
+/** `deps`: what the sidecar is given by the command that embeds it (src/cni/netd-main.ts: the CNI op). */
+export async function main(argv: readonly string[], deps: SidecarDeps = {}): Promise<number> {
   const [name, ...rest] = argv;
   // no subcommand, or options only: the network sidecar (src/net/netd/daemon.ts)
   if (name === undefined || (name.startsWith('-') && name !== '-h' && name !== '--help')) {
-    return (await import('./daemon.js')).sidecarMain(argv);
+    return (await import('./daemon.js')).sidecarMain(argv, deps);
   }
   if (name === '-h' || name === '--help') {
     // the sidecar's options (from its option table), then the subcommands

@@ -95,6 +95,11 @@ export class ApiServer {
   private readonly conns = new Set<Socket>();
   /** refused connections whose client may still be writing its first line (see refuse()) */
   private readonly refused = new Set<Socket>();
+  /** requests being answered, on all connections */
+  private active = 0;
+  private readonly whenIdle: Array<() => void> = [];
+  /** close() began: requests taken from now on are answered NETD_CLOSED */
+  private closing = false;
 
   private constructor(private readonly server: Server, readonly path: string, private readonly limits: ApiLimits,
     private readonly allowPeer: (peer: PeerCredentials) => boolean) {}
@@ -236,11 +241,13 @@ export class ApiServer {
         lineDeadline = undefined;
         if (!line) continue;
         inflight++;
+        this.active++;
         chain = chain.then(async () => {
           let id: string | number | undefined;
           try {
             const decoded = decodeRequestLine(line);
             id = decoded.id;
+            if (this.closing) throw new NspawnError('NETD_CLOSED', 'the sidecar is stopping; the request was not handled');
             const result = await handler(decoded.request);
             reply(id === undefined ? { ok: true, result } : { ok: true, id, result });
           } catch (err) {
@@ -249,6 +256,7 @@ export class ApiServer {
             reply(id === undefined ? { ok: false, error } : { ok: false, id, error });
           } finally {
             inflight--;
+            if (--this.active === 0) for (const w of this.whenIdle.splice(0)) w();
             pump();
           }
         });
@@ -272,11 +280,32 @@ export class ApiServer {
     arm();
   }
 
-  async close(): Promise<void> {
-    for (const c of [...this.conns, ...this.refused]) c.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  /** Requests being answered now. */
+  get inflight(): number {
+    return this.active;
+  }
+
+  /**
+   * Stops: no new connections (the socket file goes, so new clients find no sidecar), requests
+   * taken from now on are answered NETD_CLOSED, and those being answered get up to `drainMs` to
+   * finish — a client whose connection broke mid-request would do the work again itself, while
+   * this process may still be doing it — then every connection is closed.
+   */
+  async close(drainMs = 0): Promise<void> {
+    this.closing = true;
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     try {
       unlinkSync(this.path);
     } catch { /* gone already */ }
+    if (this.active > 0 && drainMs > 0) {
+      let t: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => this.whenIdle.push(resolve)),
+        new Promise<void>((resolve) => { t = setTimeout(resolve, drainMs); }),
+      ]);
+      clearTimeout(t);
+    }
+    for (const c of [...this.conns, ...this.refused]) c.destroy();
+    await closed;
   }
 }

@@ -33,7 +33,8 @@ import type { Firewall } from '../firewall/index.js';
 import { vethHostIfname, zoneBridgeIfname } from '../naming.js';
 import { DEFAULT_POOLS, describeSubnet, type SubnetAllocation } from '../pool.js';
 import type { PortForward } from '../model.js';
-import { SubsystemCore } from './core.js';
+import { servesDns, SubsystemCore } from './core.js';
+import type { DnsServer } from '../dns/index.js';
 import { HolderSweep } from './holder-sweep.js';
 import { LinkDns } from './link-dns.js';
 import { LinkServer } from './link-server.js';
@@ -55,8 +56,8 @@ export class NetworkSubsystem {
   private readonly sweep: HolderSweep;
   private readonly watcher: LinkWatcher;
 
-  private constructor(opts: SubsystemOptions) {
-    this.core = new SubsystemCore(opts);
+  private constructor(opts: SubsystemOptions, dnsServer: typeof DnsServer | undefined) {
+    this.core = new SubsystemCore(opts, dnsServer);
     this.mode = this.core.mode;
     this.holder = this.core.holder;
     this.names = new LinkDns(this.core);
@@ -70,7 +71,9 @@ export class NetworkSubsystem {
    * and firewall, and watches for links coming and going.
    */
   static async open(opts: SubsystemOptions): Promise<NetworkSubsystem> {
-    const s = new NetworkSubsystem(opts);
+    // the DNS server (node:dgram, node:net) is loaded only when it serves: not for nspawn-cni's one-shot
+    const dns = servesDns(opts) ? (await import('../dns/index.js')).DnsServer : undefined;
+    const s = new NetworkSubsystem(opts, dns);
     if (s.core.oneShot) {
       // one call in the sidecar's name: it serves (and checks) only the link it is asked about
     } else if (opts.mode === 'sidecar') {

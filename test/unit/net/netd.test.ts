@@ -123,7 +123,7 @@ describe('API requests', () => {
 
   test.each([
     ['[]', /a request is a JSON object/],
-    ['{"op":"nope"}', /"op" must be one of reserve, release, status, list, leases, ports, check-ports; got "nope"/],
+    ['{"op":"nope"}', /"op" must be one of reserve, release, status, list, leases, ports, check-ports, cni; got "nope"/],
     ['{}', /"op" must be one of .*got nothing/],
     ['{"op":"status","extra":1}', /status: unknown field "extra" \(allowed: id\)/],
     ['{"op":"reserve","machine":"web","kind":"veth"}', /reserve: "mac" is missing/],

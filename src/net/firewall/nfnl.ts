@@ -1,0 +1,258 @@
+// Element changes of our port maps and hairpin sets as nf_tables netlink messages of our own (one
+// NFNL batch = one transaction per change), not through libnftables. Why: before every command
+// libnftables refreshes its cache of the ruleset (tables, chains, sets, objects and the elements of
+// interval sets: ~8 netlink dumps), and each change bumps the ruleset's generation, so every change
+// paid for a full re-read — ~3/4 of an addPortMapping's CPU time (perf, strace -c: 8.4 sendto and
+// 13.4 recvmsg per change). Here a change is one sendto and the reading of its ACKs.
+//
+// The messages are those libnftables sends for the same `create|add|delete element` commands
+// (captured with strace; test/unit/net/firewall-nfnl.test.ts holds its element bytes as the golden),
+// except that each element message asks for an ACK (so success is an answer, not a silence) and
+// carries no NFTA_SET_ELEM_LIST_SET_ID (that names sets made in the same batch; ours exist).
+// Interval sets (masq4/masq6) stay with libnftables: their elements need its range and overlap logic.
+import { type NftResult, sys as nativeSys, type NativeAddon } from '../../native.js';
+import { parseIp } from '../netlink/codec.js';
+import * as C from '../netlink/constants.js';
+import { errnoText } from '../netlink/errno.js';
+import { HOST_LE } from '../netlink/wire.js';
+import type { ElementChange, FwElement, SetName } from './model.js';
+
+const NETLINK_NETFILTER = 12;
+const NFNL_SUBSYS_NFTABLES = 10;
+const NFNL_MSG_BATCH_BEGIN = 0x10;
+const NFNL_MSG_BATCH_END = 0x11;
+const NFT_MSG_NEWSETELEM = 12;
+const NFT_MSG_DELSETELEM = 14;
+const NFPROTO_INET = 1;
+const NLA_F_NESTED = 0x8000;
+// enum nft_set_elem_list_attributes, nft_set_elem_attributes, nft_data_attributes, nft_list_attributes
+const NFTA_SET_ELEM_LIST_TABLE = 1;
+const NFTA_SET_ELEM_LIST_SET = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS = 3;
+const NFTA_LIST_ELEM = 1;
+const NFTA_SET_ELEM_KEY = 1;
+const NFTA_SET_ELEM_DATA = 2;
+const NFTA_SET_ELEM_USERDATA = 6;
+const NFTA_DATA_VALUE = 1;
+/** libnftnl's NFTNL_UDATA_SET_ELEM_COMMENT: the element's comment (our owner) in its user data */
+const UDATA_SET_ELEM_COMMENT = 0;
+
+/** The sets and maps whose elements go this way: hash-typed, keys and data of fixed-size fields. */
+const DIRECT_SETS: ReadonlySet<SetName> = new Set(['ports4', 'ports6', 'ports_lo4', 'hairpin4', 'hairpin6']);
+/** Elements per message (a netlink attribute's length is 16 bits). */
+const PER_MESSAGE = 256;
+/** Largest batch sent at once; a bigger change goes through libnftables. */
+const MAX_BATCH = 128 * 1024;
+
+type ElementVerb = ElementChange['verb'];
+
+/** Whether `changes` can be sent this way (hash sets only, each element in our canonical text form). */
+export function directChange(changes: readonly ElementChange[]): boolean {
+  return changes.every((c) => c.elements.every((e) => DIRECT_SETS.has(e.set) && e.keyExpr === undefined));
+}
+
+const PROTOCOLS: Record<string, number> = { tcp: 6, udp: 17 };
+
+/**
+ * A key or data in our text form ("tcp . 8080", "10.0.0.2 . 80", "fd00::2 . fd00::2") as the
+ * kernel's register bytes: each field in network order, padded to 4 bytes (NFT_REG32 alignment).
+ */
+export function fieldBytes(text: string): Uint8Array {
+  const parts = text.split(' . ').map((p): Uint8Array => {
+    const proto = PROTOCOLS[p];
+    if (proto !== undefined) return Uint8Array.of(proto, 0, 0, 0);
+    if (/^\d{1,5}$/.test(p) && Number(p) <= 65535) return Uint8Array.of(Number(p) >> 8, Number(p) & 255, 0, 0);
+    return parseIp(p, 'set element field');
+  });
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+/** Appends netlink attributes to a growing byte list (host byte order, 4-byte aligned). */
+class AttrWriter {
+  readonly bytes: number[] = [];
+
+  u16At(at: number, v: number): void {
+    if (HOST_LE) [this.bytes[at], this.bytes[at + 1]] = [v & 255, v >> 8];
+    else [this.bytes[at], this.bytes[at + 1]] = [v >> 8, v & 255];
+  }
+
+  u32At(at: number, v: number): void {
+    const b = [v & 255, (v >>> 8) & 255, (v >>> 16) & 255, v >>> 24];
+    for (let i = 0; i < 4; i++) this.bytes[at + i] = (HOST_LE ? b[i] : b[3 - i]) as number;
+  }
+
+  private pad(): void {
+    while (this.bytes.length % 4) this.bytes.push(0);
+  }
+
+  attr(type: number, value: Uint8Array | readonly number[]): void {
+    const at = this.bytes.length;
+    this.bytes.push(0, 0, 0, 0, ...value);
+    this.u16At(at, 4 + value.length);
+    this.u16At(at + 2, type);
+    this.pad();
+  }
+
+  /** A nested attribute: `body` appends its members. */
+  nest(type: number, body: () => void): void {
+    const at = this.bytes.length;
+    this.bytes.push(0, 0, 0, 0);
+    body();
+    this.u16At(at, this.bytes.length - at);
+    this.u16At(at + 2, type | NLA_F_NESTED);
+  }
+
+  /** A netlink message with an nfgenmsg; `body` appends its attributes. */
+  message(type: number, flags: number, seq: number, family: number, resId: number, body: () => void): void {
+    const at = this.bytes.length;
+    this.bytes.push(...new Array<number>(16).fill(0), family, 0 /* NFNETLINK_V0 */, resId >> 8, resId & 255);
+    body();
+    this.u32At(at, this.bytes.length - at);
+    this.u16At(at + 4, type);
+    this.u16At(at + 6, flags);
+    this.u32At(at + 8, seq);
+  }
+}
+
+const cString = (s: string): number[] => [...Buffer.from(s, 'utf8'), 0];
+
+function encodeElement(w: AttrWriter, e: FwElement, withData: boolean): void {
+  w.nest(NFTA_LIST_ELEM, () => {
+    w.nest(NFTA_SET_ELEM_KEY, () => w.attr(NFTA_DATA_VALUE, fieldBytes(e.key)));
+    if (withData && e.data !== undefined) w.nest(NFTA_SET_ELEM_DATA, () => w.attr(NFTA_DATA_VALUE, fieldBytes(e.data as string)));
+    if (withData && e.owner !== undefined) {
+      const comment = cString(e.owner);
+      w.attr(NFTA_SET_ELEM_USERDATA, [UDATA_SET_ELEM_COMMENT, comment.length, ...comment]);
+    }
+  });
+}
+
+/** The NFTA_SET_ELEM_LIST_ELEMENTS attribute of some elements (what libnftables sends; for the golden). */
+export function elementListBytes(elements: readonly FwElement[], verb: ElementVerb): Uint8Array {
+  const w = new AttrWriter();
+  w.nest(NFTA_SET_ELEM_LIST_ELEMENTS, () => {
+    for (const e of elements) encodeElement(w, e, verb !== 'delete');
+  });
+  return Uint8Array.from(w.bytes);
+}
+
+/** One batch: BEGIN, a NEWSETELEM/DELSETELEM message per set and verb (ACK asked), END. */
+export function elementBatch(changes: readonly ElementChange[], table: string, firstSeq: number): { bytes: Uint8Array; acked: number[] } {
+  const w = new AttrWriter();
+  let seq = firstSeq;
+  const acked: number[] = [];
+  w.message(NFNL_MSG_BATCH_BEGIN, C.NLM_F_REQUEST, seq++, 0, NFNL_SUBSYS_NFTABLES, () => undefined);
+  for (const { verb, elements } of changes) {
+    const type = (NFNL_SUBSYS_NFTABLES << 8) | (verb === 'delete' ? NFT_MSG_DELSETELEM : NFT_MSG_NEWSETELEM);
+    const flags = C.NLM_F_REQUEST | C.NLM_F_ACK | (verb === 'delete' ? 0 : C.NLM_F_CREATE) | (verb === 'create' ? C.NLM_F_EXCL : 0);
+    const bySet = new Map<SetName, FwElement[]>();
+    for (const e of elements) bySet.set(e.set, [...(bySet.get(e.set) ?? []), e]);
+    for (const [set, els] of bySet) {
+      for (let i = 0; i < els.length; i += PER_MESSAGE) {
+        acked.push(seq);
+        w.message(type, flags, seq++, NFPROTO_INET, 0, () => {
+          w.attr(NFTA_SET_ELEM_LIST_TABLE, cString(table));
+          w.attr(NFTA_SET_ELEM_LIST_SET, cString(set));
+          w.nest(NFTA_SET_ELEM_LIST_ELEMENTS, () => {
+            for (const e of els.slice(i, i + PER_MESSAGE)) encodeElement(w, e, verb !== 'delete');
+          });
+        });
+      }
+    }
+  }
+  w.message(NFNL_MSG_BATCH_END, C.NLM_F_REQUEST, seq, 0, NFNL_SUBSYS_NFTABLES, () => undefined);
+  return { bytes: Uint8Array.from(w.bytes), acked };
+}
+
+type NfnlSys = Pick<NativeAddon, 'socket' | 'setsockoptInt' | 'bind' | 'sendto' | 'recv' | 'close'>;
+
+/**
+ * A NETLINK_NETFILTER socket (in a network namespace) that applies element changes, answering as
+ * libnftables would ({rc, error}) so callers treat both alike. The kernel runs a batch inside
+ * sendto() and queues its answers before returning: they are read at once, without waiting.
+ */
+export class NfnlElements {
+  private fd = -1;
+  private seq = 1;
+  private readonly buf = new Uint8Array(64 * 1024);
+
+  constructor(private readonly netnsFd?: number, private readonly sys: NfnlSys = nativeSys()) {}
+
+  /** Applies the changes in one transaction; undefined when they are too large to send this way. */
+  apply(changes: readonly ElementChange[], table: string): NftResult | undefined {
+    const { bytes, acked } = elementBatch(changes, table, this.seq);
+    if (bytes.length > MAX_BATCH) return undefined;
+    this.seq = (this.seq + acked.length + 2) % 0x7fffffff || 1;
+    const fd = this.open();
+    this.sys.sendto(fd, bytes);
+    const pending = new Set(acked);
+    let failure: { errno: number; msg?: string } | undefined;
+    for (;;) {
+      const n = this.sys.recv(fd, this.buf, C.MSG_TRUNC);
+      if (n < 0) break;
+      const v = new DataView(this.buf.buffer, 0, Math.min(n, this.buf.length));
+      for (let off = 0; off + 16 <= v.byteLength;) {
+        const len = v.getUint32(off, HOST_LE);
+        if (len < 16) break;
+        if (v.getUint16(off + 4, HOST_LE) === C.NLMSG_ERROR && off + 20 <= v.byteLength) {
+          const errno = -v.getInt32(off + 16, HOST_LE);
+          const seq = v.getUint32(off + 8, HOST_LE);
+          if (errno === 0) pending.delete(seq);
+          else failure ??= { errno, ...extackMessage(v, off, len) };
+        }
+        off += (len + 3) & ~3;
+      }
+    }
+    if (failure) {
+      const detail = failure.msg ? `${errnoText(failure.errno)} (${failure.msg})` : errnoText(failure.errno);
+      // libnftables' words, so that errors read (and are recognised: NftError.errno) alike
+      return { rc: -1, output: '', error: `Error: Could not process rule: ${detail}` };
+    }
+    if (pending.size) return { rc: -1, output: '', error: `Error: the kernel did not answer ${pending.size} element change(s)` };
+    return { rc: 0, output: '', error: '' };
+  }
+
+  close(): void {
+    if (this.fd >= 0) this.sys.close(this.fd);
+    this.fd = -1;
+  }
+
+  private open(): number {
+    if (this.fd >= 0) return this.fd;
+    const fd = this.sys.socket(C.AF_NETLINK, C.SOCK_RAW, NETLINK_NETFILTER, this.netnsFd);
+    try {
+      // error answers carry the kernel's text and not a copy of our request
+      this.sys.setsockoptInt(fd, C.SOL_NETLINK, C.NETLINK_EXT_ACK, 1);
+      this.sys.setsockoptInt(fd, C.SOL_NETLINK, C.NETLINK_CAP_ACK, 1);
+      const addr = new Uint8Array(12);
+      new DataView(addr.buffer).setUint16(0, C.AF_NETLINK, HOST_LE);
+      this.sys.bind(fd, addr);
+    } catch (err) {
+      this.sys.close(fd);
+      throw err;
+    }
+    this.fd = fd;
+    return fd;
+  }
+}
+
+/** NLMSGERR_ATTR_MSG of an extended ACK (after the error code and the capped request header). */
+function extackMessage(v: DataView, off: number, len: number): { msg?: string } {
+  const end = Math.min(off + len, v.byteLength);
+  for (let a = off + 36; a + 4 <= end;) {
+    const alen = v.getUint16(a, HOST_LE);
+    if (alen < 4) break;
+    if ((v.getUint16(a + 2, HOST_LE) & 0x3fff) === 1 /* NLMSGERR_ATTR_MSG */) {
+      const s = Buffer.from(v.buffer, v.byteOffset + a + 4, Math.max(0, Math.min(alen, end - a) - 4)).toString('utf8').replace(/\0+$/, '');
+      return s ? { msg: s } : {};
+    }
+    a += (alen + 3) & ~3;
+  }
+  return {};
+}
