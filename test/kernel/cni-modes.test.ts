@@ -185,20 +185,28 @@ describe('nspawn-cni with ipam delegated to host-local, IPv6', () => {
 });
 
 describe('nspawn-cni with ipam delegated to host-local, veth mode', () => {
-  ktest('a point-to-point link each with host-local addresses: the gateway as a host route, neighbours through the host, masquerade; DEL leaves nothing', async () => {
+  ktest('a point-to-point link each with host-local addresses (IPv4 and IPv6): the gateway as a host route, neighbours through the host, masquerade and NAT66; DEL leaves nothing', async () => {
     const world = await World.create();
     const c1 = await TestNetns.create('c1');
     const c2 = await TestNetns.create('c2');
-    const net = network('1.0.0', { mode: 'veth', ipam: { type: 'host-local', ranges: [[{ subnet: '198.51.100.0/24' }]], dataDir: `${work}/host-local-veth` } }, 'ipamveth');
+    const net = network('1.0.0', {
+      mode: 'veth', ipam: { type: 'host-local', ranges: [[{ subnet: '198.51.100.0/24' }], [{ subnet: '2001:db8:2::/64' }]], dataDir: `${work}/host-local-veth` },
+    }, 'ipamveth');
     try {
       const r1 = JSON.parse(await ok(cni(net, 'add', c1, 'cid-p1'))) as Result;
       const r2 = JSON.parse(await ok(cni(net, 'add', c2, 'cid-p2'))) as Result;
       expect(r1.interfaces.map((i) => i.name)).toEqual([expect.stringMatching(/^nc[0-9a-f]{8}$/), 'eth0']);
-      expect(r1.ips).toEqual([{ address: '198.51.100.2/24', gateway: '198.51.100.1', interface: 1 }]);
-      // no on-link route to the /24: the gateway is reached as a host route, the rest through it
+      expect(r1.ips).toEqual([
+        { address: '198.51.100.2/24', gateway: '198.51.100.1', interface: 1 },
+        { address: '2001:db8:2::2/64', gateway: '2001:db8:2::1', interface: 1 },
+      ]);
+      // no on-link route to the /24 (/64): the gateway is reached as a host route, the rest through it
       expect(await c1.exec('ip', ['route'])).toMatch(/198\.51\.100\.0\/24 via 198\.51\.100\.1/);
+      expect(await c1.exec('ip', ['-6', 'route'])).toMatch(/2001:db8:2::\/64 via 2001:db8:2::1/);
       await c1.exec('busybox', ['ping', '-c', '1', '-W', '3', (r2.ips[0]?.address ?? '').split('/')[0] ?? '']);
+      await c1.exec('busybox', ['ping', '-c', '1', '-W', '3', '2001:db8:2::3']);
       expect(await c2.exec('sh', ['-c', NC(FETCH)])).toContain(`remote-ok ${HOST_UPLINK}`);
+      expect(await c2.exec('sh', ['-c', NC(FETCH6)])).toContain(`remote-ok ${HOST_UPLINK6}`);
       await ok(cni(net, 'check', c1, 'cid-p1'));
       await ok(cni(net, 'del', c1, 'cid-p1'));
       await ok(cni(net, 'del', c2, 'cid-p2'));

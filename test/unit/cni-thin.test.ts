@@ -3,8 +3,9 @@
 // (the plugin's own path) when nothing listens, the socket is stale, or the sidecar refuses the op;
 // a connection broken before the answer is tried again; a sidecar that never answers is CNI error 11.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, test } from 'vitest';
 import { parseRequest, type CniRequest } from '../../src/net/netd/api.js';
 import { askSidecar } from '../../src/cni/thin.js';
@@ -66,7 +67,7 @@ describe('the thin client', () => {
     expect(s.lines()).toEqual([REQ]);
     // what it sends is what the sidecar's API accepts
     expect(parseRequest(s.lines()[0])).toEqual(REQ);
-  });
+  }, 30_000);
 
   test('undefined (the plugin does the call) when no socket, a stale socket, or a sidecar without the op', async () => {
     const d = dir();
@@ -82,7 +83,7 @@ describe('the thin client', () => {
     const big = await server('answer');
     expect(askSidecar(big.path, { ...REQ, config: 'x'.repeat(17_000) })).toBeUndefined();
     expect(big.lines()).toHaveLength(0);
-  });
+  }, 30_000);
 
   test('a connection broken before the answer, or a busy sidecar, is tried again', async () => {
     const s = await server('break-once');
@@ -91,7 +92,7 @@ describe('the thin client', () => {
     const b = await server('busy-once');
     expect(askSidecar(b.path, REQ, { backoffMs: 1 })).toEqual({});
     expect(b.lines()).toHaveLength(2);
-  });
+  }, 30_000);
 
   test('a sidecar that keeps breaking, or never answers, is CNI error 11 (try again later)', async () => {
     const s = await server('break');
@@ -101,7 +102,31 @@ describe('the thin client', () => {
     const t0 = Date.now();
     expect(() => askSidecar(q.path, REQ, { timeoutMs: 300 })).toThrow(expect.objectContaining({ code: 11, message: expect.stringContaining('did not answer') }) as Error);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(290);
-  });
+  }, 30_000);
+});
+
+describe('bin/nspawn-cni with a sidecar', () => {
+  test('an ADD is one request and the answer printed: neither the plugin\'s bundle nor node:net is loaded', async () => {
+    const s = await server('answer');
+    const d = dir();
+    // records what the process loaded, at its exit
+    writeFileSync(`${d}/hook.cjs`, `const fs = require('fs'); const read = []; const orig = fs.readFileSync;
+      fs.readFileSync = function (p, ...a) { read.push(String(p)); return orig.call(this, p, ...a); };
+      process.on('exit', () => fs.writeFileSync(${JSON.stringify(`${d}/loaded.json`)}, JSON.stringify({ modules: process.moduleLoadList, read })));`);
+    const config = JSON.stringify({ cniVersion: '0.4.0', name: 'n', type: 'nspawn-cni', netdSocket: s.path });
+    const r = spawnSync(fileURLToPath(new URL('../../bin/nspawn-cni', import.meta.url)), [], {
+      input: config, encoding: 'utf8',
+      env: { PATH: process.env.PATH, NODE_OPTIONS: `--require ${d}/hook.cjs`, CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'cid1', CNI_NETNS: '/run/netns/x', CNI_IFNAME: 'eth0', CNI_ARGS: 'K8S_POD_NAME=a' },
+    });
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ cniVersion: '0.4.0', interfaces: [], ips: [], routes: [], dns: {} });
+    expect(s.lines()).toEqual([{ ...REQ, config }]);
+    const loaded = JSON.parse(readFileSync(`${d}/loaded.json`, 'utf8')) as { modules: string[]; read: string[] };
+    expect(loaded.modules).not.toContain('NativeModule net');
+    expect(loaded.modules).not.toContain('NativeModule stream');
+    expect(loaded.read.some((f) => f.endsWith('/dist/nspawn-cni.cjs'))).toBe(true);
+    expect(loaded.read.filter((f) => f.includes('nspawn-cni-plugin'))).toEqual([]);
+  }, 30_000);
 });
 
 describe('the "cni" op\'s request checks', () => {

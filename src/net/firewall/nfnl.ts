@@ -14,7 +14,7 @@ import { type NftResult, sys as nativeSys, type NativeAddon } from '../../native
 import { parseIp } from '../netlink/codec.js';
 import * as C from '../netlink/constants.js';
 import { errnoText } from '../netlink/errno.js';
-import { HOST_LE } from '../netlink/wire.js';
+import { HOST_LE, Writer } from '../netlink/wire.js';
 import type { ElementChange, FwElement, SetName } from './model.js';
 
 const NETLINK_NETFILTER = 12;
@@ -54,92 +54,98 @@ export function directChange(changes: readonly ElementChange[]): boolean {
 const PROTOCOLS: Record<string, number> = { tcp: 6, udp: 17 };
 
 /**
- * A key or data in our text form ("tcp . 8080", "10.0.0.2 . 80", "fd00::2 . fd00::2") as the
+ * Writes a key or data in our text form ("tcp . 8080", "10.0.0.2 . 80", "fd00::2 . fd00::2") as the
  * kernel's register bytes: each field in network order, padded to 4 bytes (NFT_REG32 alignment).
  */
-export function fieldBytes(text: string): Uint8Array {
-  const parts = text.split(' . ').map((p): Uint8Array => {
+function writeField(w: Writer, text: string): void {
+  for (const p of text.split(' . ')) {
     const proto = PROTOCOLS[p];
-    if (proto !== undefined) return Uint8Array.of(proto, 0, 0, 0);
-    if (/^\d{1,5}$/.test(p) && Number(p) <= 65535) return Uint8Array.of(Number(p) >> 8, Number(p) & 255, 0, 0);
-    return parseIp(p, 'set element field');
-  });
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
+    if (proto !== undefined) {
+      w.u8(proto);
+      w.zeros(3);
+    } else if (/^\d{1,5}$/.test(p) && Number(p) <= 65535) {
+      w.be16(Number(p));
+      w.zeros(2);
+    } else {
+      w.bytes(parseIp(p, 'set element field'));
+    }
   }
-  return out;
 }
 
-/** Appends netlink attributes to a growing byte list (host byte order, 4-byte aligned). */
+/** A key or data as the kernel's register bytes (see writeField). */
+export function fieldBytes(text: string): Uint8Array {
+  const w = new Writer(64);
+  writeField(w, text);
+  return w.finish();
+}
+
+/** Netlink attributes and nfnetlink messages on a Writer (host byte order, 4-byte aligned). */
 class AttrWriter {
-  readonly bytes: number[] = [];
+  readonly w = new Writer(1024);
 
-  u16At(at: number, v: number): void {
-    if (HOST_LE) [this.bytes[at], this.bytes[at + 1]] = [v & 255, v >> 8];
-    else [this.bytes[at], this.bytes[at + 1]] = [v >> 8, v & 255];
+  /** An attribute whose value `value` writes (its length patched in afterwards). */
+  attr(type: number, value: () => void): void {
+    const w = this.w;
+    const at = w.length;
+    w.u32(0);
+    value();
+    w.patchU16(at, w.length - at);
+    w.patchU16(at + 2, type);
+    w.pad();
   }
 
-  u32At(at: number, v: number): void {
-    const b = [v & 255, (v >>> 8) & 255, (v >>> 16) & 255, v >>> 24];
-    for (let i = 0; i < 4; i++) this.bytes[at + i] = (HOST_LE ? b[i] : b[3 - i]) as number;
-  }
-
-  private pad(): void {
-    while (this.bytes.length % 4) this.bytes.push(0);
-  }
-
-  attr(type: number, value: Uint8Array | readonly number[]): void {
-    const at = this.bytes.length;
-    this.bytes.push(0, 0, 0, 0, ...value);
-    this.u16At(at, 4 + value.length);
-    this.u16At(at + 2, type);
-    this.pad();
-  }
-
-  /** A nested attribute: `body` appends its members. */
+  /** A nested attribute: `body` writes its members. */
   nest(type: number, body: () => void): void {
-    const at = this.bytes.length;
-    this.bytes.push(0, 0, 0, 0);
-    body();
-    this.u16At(at, this.bytes.length - at);
-    this.u16At(at + 2, type | NLA_F_NESTED);
+    this.attr(type | NLA_F_NESTED, body);
   }
 
-  /** A netlink message with an nfgenmsg; `body` appends its attributes. */
+  string(type: number, s: string): void {
+    this.attr(type, () => {
+      this.w.utf8(s);
+      this.w.u8(0);
+    });
+  }
+
+  /** A netlink message with an nfgenmsg; `body` writes its attributes. */
   message(type: number, flags: number, seq: number, family: number, resId: number, body: () => void): void {
-    const at = this.bytes.length;
-    this.bytes.push(...new Array<number>(16).fill(0), family, 0 /* NFNETLINK_V0 */, resId >> 8, resId & 255);
+    const w = this.w;
+    const at = w.length;
+    w.zeros(16);
+    w.u8(family);
+    w.u8(0); // NFNETLINK_V0
+    w.be16(resId);
     body();
-    this.u32At(at, this.bytes.length - at);
-    this.u16At(at + 4, type);
-    this.u16At(at + 6, flags);
-    this.u32At(at + 8, seq);
+    w.patchU32(at, w.length - at);
+    w.patchU16(at + 4, type);
+    w.patchU16(at + 6, flags);
+    w.patchU32(at + 8, seq);
   }
 }
 
-const cString = (s: string): number[] => [...Buffer.from(s, 'utf8'), 0];
-
-function encodeElement(w: AttrWriter, e: FwElement, withData: boolean): void {
-  w.nest(NFTA_LIST_ELEM, () => {
-    w.nest(NFTA_SET_ELEM_KEY, () => w.attr(NFTA_DATA_VALUE, fieldBytes(e.key)));
-    if (withData && e.data !== undefined) w.nest(NFTA_SET_ELEM_DATA, () => w.attr(NFTA_DATA_VALUE, fieldBytes(e.data as string)));
+function encodeElement(a: AttrWriter, e: FwElement, withData: boolean): void {
+  a.nest(NFTA_LIST_ELEM, () => {
+    a.nest(NFTA_SET_ELEM_KEY, () => a.attr(NFTA_DATA_VALUE, () => writeField(a.w, e.key)));
+    if (withData && e.data !== undefined) a.nest(NFTA_SET_ELEM_DATA, () => a.attr(NFTA_DATA_VALUE, () => writeField(a.w, e.data as string)));
     if (withData && e.owner !== undefined) {
-      const comment = cString(e.owner);
-      w.attr(NFTA_SET_ELEM_USERDATA, [UDATA_SET_ELEM_COMMENT, comment.length, ...comment]);
+      const owner = e.owner;
+      // libnftnl's user data: a TLV per item, the comment NUL-terminated
+      a.attr(NFTA_SET_ELEM_USERDATA, () => {
+        a.w.u8(UDATA_SET_ELEM_COMMENT);
+        a.w.u8(Buffer.byteLength(owner) + 1);
+        a.w.utf8(owner);
+        a.w.u8(0);
+      });
     }
   });
 }
 
 /** The NFTA_SET_ELEM_LIST_ELEMENTS attribute of some elements (what libnftables sends; for the golden). */
 export function elementListBytes(elements: readonly FwElement[], verb: ElementVerb): Uint8Array {
-  const w = new AttrWriter();
-  w.nest(NFTA_SET_ELEM_LIST_ELEMENTS, () => {
-    for (const e of elements) encodeElement(w, e, verb !== 'delete');
+  const a = new AttrWriter();
+  a.nest(NFTA_SET_ELEM_LIST_ELEMENTS, () => {
+    for (const e of elements) encodeElement(a, e, verb !== 'delete');
   });
-  return Uint8Array.from(w.bytes);
+  return a.w.finish();
 }
 
 /** One batch: BEGIN, a NEWSETELEM/DELSETELEM message per set and verb (ACK asked), END. */
@@ -157,8 +163,8 @@ export function elementBatch(changes: readonly ElementChange[], table: string, f
       for (let i = 0; i < els.length; i += PER_MESSAGE) {
         acked.push(seq);
         w.message(type, flags, seq++, NFPROTO_INET, 0, () => {
-          w.attr(NFTA_SET_ELEM_LIST_TABLE, cString(table));
-          w.attr(NFTA_SET_ELEM_LIST_SET, cString(set));
+          w.string(NFTA_SET_ELEM_LIST_TABLE, table);
+          w.string(NFTA_SET_ELEM_LIST_SET, set);
           w.nest(NFTA_SET_ELEM_LIST_ELEMENTS, () => {
             for (const e of els.slice(i, i + PER_MESSAGE)) encodeElement(w, e, verb !== 'delete');
           });
@@ -167,7 +173,7 @@ export function elementBatch(changes: readonly ElementChange[], table: string, f
     }
   }
   w.message(NFNL_MSG_BATCH_END, C.NLM_F_REQUEST, seq, 0, NFNL_SUBSYS_NFTABLES, () => undefined);
-  return { bytes: Uint8Array.from(w.bytes), acked };
+  return { bytes: w.w.finish(), acked };
 }
 
 type NfnlSys = Pick<NativeAddon, 'socket' | 'setsockoptInt' | 'bind' | 'sendto' | 'recv' | 'close'>;

@@ -12,7 +12,7 @@
 //   check-ports {machine, ports}                         → {checked}: or NETD_PORT_IN_USE naming each
 //            host port another machine forwards (asked before the launcher makes anything)
 //   release  {machine, kind, zone?}                      → {released}: the machine is done
-//   status   {}                                          → the sidecar's state
+//   status   {}                                          → the sidecar's state (and "requests": answered, per op)
 //   list     {}                                          → served links with subnets and reservations
 //   leases   {ifname?}                                   → DHCP leases
 //   ports    {}                                          → port mappings in the firewall (port forwarding)
