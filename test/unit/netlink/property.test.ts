@@ -120,7 +120,8 @@ function onlyDecodeErrors(b: Uint8Array): void {
   }
 }
 
-describe('properties', () => {
+// Thousands of runs each: they assert correctness, not time, and took over vitest's 5 s default at load 19.
+describe('properties', { timeout: 60_000 }, () => {
   test('decode(encode(m)) = m for every message kind', () => {
     fc.assert(fc.property(message, (m) => {
       const bytes = encodeMessage(m);
