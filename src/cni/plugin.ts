@@ -15,7 +15,7 @@ import { logger } from '../log.js';
 import { sys } from '../native.js';
 import { withLock } from '../common/lock.js';
 import type { PortForward } from '../net/model.js';
-import { configureContainerLink } from '../net/container-link.js';
+import { configureLinkIn } from '../net/container-link.js';
 import { zoneBridgeIfname } from '../net/naming.js';
 import type { MachineLease } from '../net/netd/subsystem.js';
 import type { ServedKind } from '../net/netd/links.js';
@@ -116,16 +116,20 @@ export async function cniAdd(env: CniEnv, cfg: CniConfig, via: LibraryProvider =
   const path = recordPath(cfg, env.containerId, env.ifname);
   const netnsFd = openNetns(env.netns);
   const rtnl = Rtnl.open();
+  let inner: Rtnl | undefined;
   let made = false;
   try {
     // recorded before anything exists: a crash from here on leaves what a DEL (or GC) finds and removes
     writeRecord(path, rec);
     await makeContainerVeth(rtnl, { ...(rec.mode === 'zone' ? { bridge: bridgeName } : {}), hostIfname: rec.hostIfname, ifname: env.ifname, netnsFd }, () => { made = true; });
     const host = await rtnl.requireLink(rec.hostIfname);
-    const mac = await inNetns(env.netns, async (c) => (await c.requireLink(env.ifname)).mac ?? '');
+    // one client in the container's namespace (the fd open already) reads its link and configures it
+    inner = Rtnl.open({ netnsFd });
+    const peer = await inner.requireLink(env.ifname);
+    const mac = peer.mac ?? '';
     const lease = await via((lib) => lib.reserve({ machine: rec.machine, mac, kind: rec.mode, zone: cfg.zone, ports: cfg.ports }));
     try {
-      await configureContainerLink(env.netns, env.ifname, lease);
+      await configureLinkIn(inner, peer, lease);
     } catch (err) {
       throw new CniError(CNI_ERR.SETUP_FAILED, `configuring ${env.ifname} in ${env.netns}: ${errorMessage(err)}`);
     }
@@ -150,6 +154,7 @@ export async function cniAdd(env: CniEnv, cfg: CniConfig, via: LibraryProvider =
     removeRecord(path);
     throw asCni(err, `setting up ${env.ifname} of container ${env.containerId.slice(0, 12)} on network ${cfg.name}`);
   } finally {
+    inner?.close();
     rtnl.close();
     sys().close(netnsFd);
   }

@@ -2,6 +2,8 @@
 // complete only adds its elements), reconciled to the state file when a sidecar starts, and removed
 // when nothing is left in it.
 import { errorMessage } from '../../errors.js';
+import { elementsFromListing, stateFromElements } from '../firewall/elements.js';
+import type { NftListing } from '../firewall/nft-json.js';
 import { CHAIN_NAMES, ruleCommands, SET_NAMES, TABLE_FAMILY } from '../firewall/rules.js';
 import type { SubsystemCore } from './core.js';
 import { isMasqueradeOwner, masqueradeOwner } from './links.js';
@@ -9,18 +11,35 @@ import { recordedMappings } from './ports.js';
 
 export class FirewallTable {
   private ready = false;
+  /** the listing ensure() just read (a one-shot's check), for masqueraded() once */
+  private listed: NftListing | undefined;
 
   constructor(private readonly core: SubsystemCore) {}
 
   /** Makes the table's layout (once per process, or again after it was removed). */
   ensure(): void {
+    this.listed = undefined; // masqueraded() takes only a listing this call read
     if (this.ready) return;
     // (re)writing the layout costs ~10 ms of nft work; a launcher (or a sidecar's one-shot) finding
     // it complete only adds its elements (the sidecar rewrites it at every start, which also
     // upgrades an old layout)
     const { mode, oneShot } = this.core;
-    if ((mode !== 'embedded' && !oneShot) || !this.layoutComplete()) this.core.firewall.ensureTables();
+    if ((mode !== 'embedded' && !oneShot) || !this.layoutComplete()) {
+      this.core.firewall.ensureTables();
+      this.listed = undefined;
+    }
     this.ready = true;
+  }
+
+  /**
+   * The masqueraded subnets: from the listing ensure() just read when there is one (a one-shot
+   * serving a link checks its layout and its masquerade with one listing of the table), else listed.
+   */
+  masqueraded(): string[] {
+    const listed = this.listed;
+    this.listed = undefined;
+    const state = listed ? stateFromElements(elementsFromListing(listed, this.core.firewall.table)) : this.core.firewall.state();
+    return state.masquerade.map((m) => m.subnet);
   }
 
   /** Whether our table has every chain, set and map and each chain its rules (one listing). */
@@ -32,6 +51,7 @@ export class FirewallTable {
     } catch {
       return false; // no table
     }
+    this.listed = doc as unknown as NftListing;
     const have = new Set<string>();
     let rules = 0;
     for (const o of doc.nftables) {

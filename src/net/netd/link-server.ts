@@ -162,7 +162,7 @@ export class LinkServer {
     }
     // the table is ours and complete (else made), and masquerades this link's subnets
     core.tables.ensure();
-    const have = new Set(core.firewall.state().masquerade.map((m) => m.subnet));
+    const have = new Set(core.tables.masqueraded());
     if (!masquerade.every((m) => have.has(m))) return undefined;
     core.served.set(link.name, served);
     core.log.debug(`${link.name} is served as recorded (${rec.subnet})`, { ifname: link.name });
