@@ -3,17 +3,17 @@
 // `+`, 0x hex, 0o/0b, a leading 0 is C octal), parse_size(), parse_permyriad(), parse_sec().
 
 export const UINT64_MAX = (1n << 64n) - 1n;
-export const INT_MAX = 2 ** 31 - 1;
+const INT_MAX = 2 ** 31 - 1;
 export const USEC_PER_SEC = 1_000_000;
 export const USEC_PER_MSEC = 1_000;
 export const DEFAULT_CPU_PERIOD_USEC = 100 * USEC_PER_MSEC;
-export const WHITESPACE = ' \t\n\r';
+const WHITESPACE = ' \t\n\r';
 
 export type Parsed<T> = { ok: true; value: T } | { ok: false; err: 'EINVAL' | 'ERANGE' };
-export const EINVAL = { ok: false, err: 'EINVAL' } as const;
-export const ERANGE = { ok: false, err: 'ERANGE' } as const;
+const EINVAL = { ok: false, err: 'EINVAL' } as const;
+const ERANGE = { ok: false, err: 'ERANGE' } as const;
 
-export function skipWhitespace(s: string, i: number): number {
+function skipWhitespace(s: string, i: number): number {
   while (i < s.length && WHITESPACE.includes(s[i]!)) i++;
   return i;
 }
@@ -22,7 +22,7 @@ export function skipWhitespace(s: string, i: number): number {
  * C strtoull/strtol: whitespace, sign, digits in `base` (0 = C's auto-detection: 0x hex, 0 octal).
  * Returns the magnitude, the sign, where parsing stopped, and whether it overflowed 64 bits.
  */
-export function strtoNum(s: string, start: number, base: number): { value: bigint; negative: boolean; end: number; overflow: boolean } {
+function strtoNum(s: string, start: number, base: number): { value: bigint; negative: boolean; end: number; overflow: boolean } {
   let i = skipWhitespace(s, start);
   let negative = false;
   if (s[i] === '+' || s[i] === '-') {
@@ -50,14 +50,14 @@ export function strtoNum(s: string, start: number, base: number): { value: bigin
 }
 
 /** systemd's mangle_base(): "0b"/"0o" prefixes after leading whitespace pick base 2/8. */
-export function mangleBase(s: string): { rest: string; base: number } {
+function mangleBase(s: string): { rest: string; base: number } {
   if (/^0[bB]/.test(s)) return { rest: s.slice(2), base: 2 };
   if (/^0[oO]/.test(s)) return { rest: s.slice(2), base: 8 };
   return { rest: s, base: 0 };
 }
 
 /** safe_atoi(): a whole string as a C int. */
-export function safeAtoi(input: string): Parsed<number> {
+function safeAtoi(input: string): Parsed<number> {
   const { rest, base } = mangleBase(input.slice(skipWhitespace(input, 0)));
   const r = strtoNum(rest, 0, base);
   if (r.end === 0 || r.end !== rest.length) return EINVAL;
@@ -77,7 +77,7 @@ export function safeAtou64(input: string): Parsed<bigint> {
   return { ok: true, value: r.value };
 }
 
-export const IEC: Array<[string, bigint]> = [
+const IEC: Array<[string, bigint]> = [
   ['E', 1024n ** 6n], ['P', 1024n ** 5n], ['T', 1024n ** 4n], ['G', 1024n ** 3n],
   ['M', 1024n ** 2n], ['K', 1024n], ['B', 1n], ['', 1n],
 ];
@@ -135,7 +135,7 @@ export function parsePermyriad(p: string): Parsed<number> {
   return r;
 }
 
-export function partsWhole(n: string): Parsed<number> {
+function partsWhole(n: string): Parsed<number> {
   const r = safeAtoi(n);
   if (!r.ok) return r;
   if (r.value < 0) return ERANGE;
@@ -143,7 +143,7 @@ export function partsWhole(n: string): Parsed<number> {
 }
 
 /** The integer part and up to `places` decimals, scaled by `scale` (= 10^places). */
-export function partsDecimal(body: string, places: number, scale: number): Parsed<number> {
+function partsDecimal(body: string, places: number, scale: number): Parsed<number> {
   const dot = body.indexOf('.');
   let q = 0;
   let whole = body;
@@ -160,7 +160,7 @@ export function partsDecimal(body: string, places: number, scale: number): Parse
   return { ok: true, value: r.value * scale + q };
 }
 
-export const TIME_UNITS: Array<[string, number]> = [
+const TIME_UNITS: Array<[string, number]> = [
   // longest first, as systemd's table is searched by prefix
   ['seconds', USEC_PER_SEC], ['second', USEC_PER_SEC], ['sec', USEC_PER_SEC], ['s', USEC_PER_SEC],
   ['minutes', 60 * USEC_PER_SEC], ['minute', 60 * USEC_PER_SEC], ['min', 60 * USEC_PER_SEC],

@@ -1,13 +1,13 @@
 // Resource control against the real kernel: the limits of --property= and set-property hold for
 // real processes. Only cgroups the tests create get limits, and every one is removed (checked).
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { describe, expect } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { killAndWait, start, waitFor } from '../helpers/exec.js';
 import { ConfigError } from '../../src/errors.js';
-import { CgroupError, MachineCgroup, cgroupFsPath, detectLayout, type CgroupLayout } from '../../src/runtime/cgroups.js';
+import { CgroupError, MachineCgroup, cgroupFsPath, detectLayout, parseProcCgroup, type CgroupLayout } from '../../src/runtime/cgroups.js';
 import { parseProperties } from '../../src/runtime/properties.js';
 
 const layout: CgroupLayout = detectLayout();
@@ -59,6 +59,36 @@ function output(child: ChildProcess): { text: () => string } {
   child.stdout?.on('data', (d: Buffer) => { buf += d.toString(); });
   child.stderr?.on('data', (d: Buffer) => { buf += d.toString(); });
   return { text: () => buf };
+}
+
+/**
+ * A cgroup of this test below its own in the cpu hierarchy, with the top weight, and the layout that
+ * puts machines below it (as if this process lived there).
+ */
+function topWeightCpuParent(): { layout: CgroupLayout; remove: () => void } {
+  const h = layout.controllers.cpu!;
+  const name = `kt-cpu-${process.pid}`;
+  const own = cgroupFsPath(h, h.ownPath!)!;
+  const dir = join(own, name);
+  mkdirSync(dir);
+  try {
+    if (h.version === 1) {
+      writeFileSync(join(dir, 'cpu.shares'), '262144');
+    } else {
+      writeFileSync(join(own, 'cgroup.subtree_control'), '+cpu');
+      writeFileSync(join(dir, 'cpu.weight'), '10000');
+    }
+  } catch (err) {
+    rmdirSync(dir);
+    throw err;
+  }
+  const moved = parseProcCgroup(readFileSync('/proc/self/cgroup', 'utf8'))
+    .map((e) => {
+      const isCpu = h.version === 1 ? e.controllers.includes('cpu') : e.id === 0;
+      return `${e.id}:${e.controllers.join(',')}:${isCpu ? join(e.path, name) : e.path}`;
+    })
+    .join('\n');
+  return { layout: detectLayout({ procCgroup: moved }), remove: () => rmdirSync(dir) };
 }
 
 function dirOf(cg: MachineCgroup, controller: string): string {
@@ -190,9 +220,14 @@ describe('enforcement', () => {
   });
 
   ctest('CPUQuota=50% holds a busy loop near half a core', async ({ machine }) => {
-    // CPUWeight=10000: other work on this 2-core machine must not be what keeps the loop below half
-    // a core; with the top weight it gets all it asks for, and only the quota holds it back
-    const cg = MachineCgroup.create(machine, parseProperties(['CPUQuota=50%', 'CPUWeight=10000']), { layout });
+    // Other work on this 2-core machine must not be what keeps the loop below half a core: with the
+    // top weight it gets all it asks for, and only the quota holds it back. The weight must be where
+    // the loop meets that work: CPUWeight weighs the machine against its siblings below nspawn-ts/
+    // only, and nspawn-ts/ itself (weight 1024) shares the CPU with every other session's autogroup
+    // — under load (4 busy sessions, load 15) it got 0.2 cores and was never throttled. So the
+    // machine's cgroup is made below a cgroup of the test's own with the top weight.
+    const top = topWeightCpuParent();
+    const cg = MachineCgroup.create(machine, parseProperties(['CPUQuota=50%', 'CPUWeight=10000']), { layout: top.layout });
     const loop = gated('while :; do :; done');
     try {
       const cpu = dirOf(cg, 'cpu');
@@ -228,6 +263,7 @@ describe('enforcement', () => {
     } finally {
       await cg.remove();
       await killAndWait(loop);
+      top.remove();
     }
   });
 

@@ -176,7 +176,12 @@ function launcherScript(cfgExpr: string, prelude = ''): string {
         }
       }
     });
-    process.on('SIGTERM', () => { if (cfg.onTerm !== 'ignore') s.pidfdSendSignal(c.pidfd, 9); });
+    // as the real launcher: the container may have ended (and been reaped) before the SIGTERM came —
+    // machinectl terminate SIGKILLs the leader first — and then there is nothing left to kill (ESRCH)
+    process.on('SIGTERM', () => {
+      if (cfg.onTerm === 'ignore') return;
+      try { s.pidfdSendSignal(c.pidfd, 9); } catch (e) { if (e.code !== 'ESRCH') throw e; }
+    });
     const pw = new s.FdWatcher(c.pidfd, POLL_READABLE, () => {
       const st = s.waitPidfd(c.pidfd);
       if (!st) return;

@@ -8,7 +8,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
-  existsSync, linkSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, statSync, symlinkSync, unlinkSync, writeFileSync,
+  closeSync, existsSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, statSync, symlinkSync, unlinkSync, writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
@@ -18,6 +18,7 @@ import { TestNetns } from '../helpers/netns.js';
 import { NSPAWN_TS, machineLeader } from '../helpers/nspawn.js';
 import { busyboxRoot as cachedBusybox, debianRoot } from '../helpers/rootfs.js';
 import { tempDir } from './machinectl-fixture.js';
+import { sys } from '../../src/native.js';
 
 const BIN = new URL('../../bin/machinectl-ts', import.meta.url).pathname;
 
@@ -252,6 +253,11 @@ describe('interrupted transfers', () => {
           expect(temps).toEqual([]);
         } else {
           expect(temps.length).toBe(1); // what kill -9 left, until the next transfer
+          // Its tar inherited the directory's lock and ends only when it reads the end of its input,
+          // a moment after the kill (longer under load): until then the transfer is still running and
+          // the next one rightly leaves the directory alone. Sweeping is for what no process holds.
+          const left = join(pool, temps[0]!);
+          await waitFor(() => lockFree(left), 'the killed import\'s tar to end', 10_000);
         }
       } finally {
         await killAndWait(child);
@@ -263,6 +269,18 @@ describe('interrupted transfers', () => {
     expect(readdirSync(pool).filter((e) => e.startsWith('.#import-'))).toEqual([]);
   });
 });
+
+/** Whether no process holds the lock of directory `dir` (a running transfer holds it). */
+function lockFree(dir: string): boolean {
+  const fd = openSync(dir, 'r');
+  try {
+    return sys().flock(fd, LOCK_SH | LOCK_NB);
+  } finally {
+    closeSync(fd); // drops the shared lock taken, if it was
+  }
+}
+const LOCK_SH = 1;
+const LOCK_NB = 4;
 
 // --- pull-tar ----------------------------------------------------------------------------------
 

@@ -242,7 +242,7 @@ describe('signals', () => {
     const m = await world.machine('t1');
     const r = await world.ctl('terminate', 't1');
     expect(r).toEqual({ code: 0, stdout: '', stderr: '' });
-    expect(await m.exited).toEqual({ code: 0, signal: null });
+    expect(await m.exited, m.log()).toEqual({ code: 0, signal: null });
     expect(world.registry.get('t1')).toBeUndefined();
   });
 
