@@ -1,17 +1,41 @@
 // Helpers of nspawn-cni's operations: the container's network namespace (CNI_NETNS), its veth
 // pair, and library errors as CNI errors.
+import { constants, fstatSync, openSync, statSync } from 'node:fs';
 import { errorMessage, NspawnError } from '../errors.js';
 import { sys } from '../native.js';
 import { zoneLock } from '../net/modes/zone.js';
 import { Rtnl } from '../net/rtnl.js';
 import { CNI_ERR, CniError } from './config.js';
 
+const AF_UNIX = 1;
+const SOCK_DGRAM = 2;
+
+/**
+ * Opens CNI_NETNS, refusing (CNI error 4) what is not a network namespace: opened without blocking
+ * (a FIFO would hang the plugin or the sidecar) and without becoming a terminal, it must be a
+ * namespace file (nsfs: the device of our own /proc/self/ns/net) that setns() takes as a network
+ * namespace (tried by making a socket in it).
+ */
 export function openNetns(path: string): number {
+  let fd: number;
   try {
-    return sys().openNamespace(path);
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY); // libuv adds O_CLOEXEC
   } catch (err) {
-    throw new CniError(CNI_ERR.INVALID_ENVIRONMENT, `CNI_NETNS ${path} cannot be opened as a network namespace: ${errorMessage(err)}`);
+    throw new CniError(CNI_ERR.INVALID_ENVIRONMENT, `CNI_NETNS ${path} cannot be opened: ${errorMessage(err)}`);
   }
+  const s = sys();
+  try {
+    if (fstatSync(fd).dev !== statSync('/proc/self/ns/net').dev) throw new CniError(CNI_ERR.INVALID_ENVIRONMENT, `CNI_NETNS ${path} is not a network namespace (not a namespace file)`);
+    try {
+      s.close(s.socket(AF_UNIX, SOCK_DGRAM, 0, fd));
+    } catch (err) {
+      throw new CniError(CNI_ERR.INVALID_ENVIRONMENT, `CNI_NETNS ${path} is not a network namespace: ${errorMessage(err)}`);
+    }
+  } catch (err) {
+    s.close(fd);
+    throw err;
+  }
+  return fd;
 }
 
 export async function inNetns<T>(path: string, fn: (rtnl: Rtnl) => Promise<T>): Promise<T> {

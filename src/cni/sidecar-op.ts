@@ -12,8 +12,6 @@
 // two serve one host side by side and a DEL by either finds what the other made. The network
 // library still knows nothing of CNI: it calls a handler given to it (SidecarDeps.cni) by
 // src/cni/netd-main.ts, bin/nspawn-netd's entry.
-import { constants, fstatSync, openSync, statSync } from 'node:fs';
-import { errorMessage } from '../errors.js';
 import { logger } from '../log.js';
 import { withLock } from '../common/lock.js';
 import { sys } from '../native.js';
@@ -21,43 +19,15 @@ import type { CniRequest } from '../net/netd/api.js';
 import type { SidecarLibrary } from '../net/netd/daemon.js';
 import { type AddOutcome, CNI_ERR, CniError, parseConfig, parseEnv } from './config.js';
 import { refuseCommand } from './main.js';
-import { asCni } from './netns.js';
+import { asCni, openNetns } from './netns.js';
 import { cniAdd, cniCheck, cniDel, type LibraryProvider } from './plugin.js';
 
 const log = logger('cni');
-const AF_UNIX = 1;
-const SOCK_DGRAM = 2;
 
 /** The op's answer: ADD's outcome, nothing (DEL, CHECK), or the CNI error the plugin prints. */
 export interface CniAnswer {
   result?: AddOutcome;
   error?: { code: number; msg: string; details?: string };
-}
-
-/**
- * Refuses a CNI_NETNS that is not a network namespace (CNI error 4) before anything is made: opened
- * without blocking (a FIFO would hang the sidecar) and without becoming a terminal, it must be a
- * namespace file (nsfs: the device of our own /proc/self/ns/net) that setns() takes as a network
- * namespace (tried by making a socket in it).
- */
-function checkNetns(path: string): void {
-  let fd: number;
-  try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
-  } catch (err) {
-    throw new CniError(CNI_ERR.INVALID_ENVIRONMENT, `CNI_NETNS ${path} cannot be opened: ${errorMessage(err)}`);
-  }
-  const s = sys();
-  try {
-    if (fstatSync(fd).dev !== statSync('/proc/self/ns/net').dev) throw new CniError(CNI_ERR.INVALID_ENVIRONMENT, `CNI_NETNS ${path} is not a network namespace (not a namespace file)`);
-    try {
-      s.close(s.socket(AF_UNIX, SOCK_DGRAM, 0, fd));
-    } catch (err) {
-      throw new CniError(CNI_ERR.INVALID_ENVIRONMENT, `CNI_NETNS ${path} is not a network namespace: ${errorMessage(err)}`);
-    }
-  } finally {
-    s.close(fd);
-  }
 }
 
 /** Does one call; a CNI error is an answer (the thin client prints it), never a refusal of the request. */
@@ -70,7 +40,7 @@ export async function serveCni(req: CniRequest, lib: SidecarLibrary): Promise<Cn
     refuseCommand(env.command, cfg);
     // the plugin runs these itself: the addresses are another plugin's, which it runs with the runtime's CNI_PATH
     if (cfg.ipam) throw new CniError(CNI_ERR.INVALID_CONFIG, 'a network whose "ipam" is another plugin is set up by nspawn-cni in its own process, not by nspawn-netd');
-    if (env.command !== 'DEL') checkNetns(env.netns);
+    if (env.command !== 'DEL') sys().close(openNetns(env.netns)); // refused before anything is made
     // the sidecar's subsystem, under the lock in-process plugins take around theirs
     const via: LibraryProvider = (fn) => withLock(`${lib.stateDir}/netd/cni.lock`, () => fn({
       reserve: (r) => lib.reserve({ machine: r.machine, mac: r.mac, kind: r.kind, ...(r.kind === 'zone' ? { zone: r.zone } : {}), ports: r.ports }),

@@ -1,5 +1,6 @@
 // Leak check for kernel tests: what a test leaves behind in the run's network namespace — links,
-// named network namespaces, nft tables, mounts, child processes — fails the test.
+// named network namespaces, nft tables, mounts, child processes — and in the host's cgroup
+// hierarchies (which no namespace of ours hides) fails the test.
 import { readFileSync, readdirSync } from 'node:fs';
 import { runOk } from './exec.js';
 
@@ -9,6 +10,44 @@ export interface Snapshot {
   nftTables: Set<string>;
   mounts: Set<string>;
   processes: Set<string>;
+  cgroups: Set<string>;
+}
+
+const CGROUP_ROOT = '/sys/fs/cgroup';
+
+function subdirs(dir: string): string[] {
+  try {
+    return readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => `${dir}/${e.name}`);
+  } catch {
+    return []; // removed while we looked, or no such hierarchy
+  }
+}
+
+/** Whether a cgroup or one below it holds a process. */
+function populated(dir: string): boolean {
+  try {
+    if (readFileSync(`${dir}/cgroup.procs`, 'utf8').trim() !== '') return true;
+  } catch {
+    return false;
+  }
+  return subdirs(dir).some(populated);
+}
+
+/**
+ * Every cgroup directory below each hierarchy. A cgroup that holds a process is left out: that
+ * process is a leak the process check names if it is ours, and another run's otherwise (the
+ * hierarchies are the host's, shared with whatever else runs) — an empty cgroup left behind is ours.
+ */
+function cgroups(): Set<string> {
+  const out = new Set<string>();
+  const walk = (dir: string, depth: number): void => {
+    for (const d of subdirs(dir)) {
+      out.add(d);
+      if (depth < 6) walk(d, depth + 1);
+    }
+  };
+  for (const h of subdirs(CGROUP_ROOT)) walk(h, 0);
+  return out;
 }
 
 async function links(): Promise<Set<string>> {
@@ -65,7 +104,7 @@ function processes(): Set<string> {
 }
 
 export async function snapshot(): Promise<Snapshot> {
-  return { links: await links(), netns: await netns(), nftTables: await nftTables(), mounts: mounts(), processes: processes() };
+  return { links: await links(), netns: await netns(), nftTables: await nftTables(), mounts: mounts(), processes: processes(), cgroups: cgroups() };
 }
 
 function added(before: Set<string>, after: Set<string>): string[] {
@@ -82,6 +121,7 @@ export async function assertNoLeaks(before: Snapshot, graceMs = 3_000): Promise<
       ['link', before.links, now.links], ['netns', before.netns, now.netns],
       ['nft table', before.nftTables, now.nftTables], ['mount', before.mounts, now.mounts],
       ['process', before.processes, now.processes],
+      ['cgroup', before.cgroups, new Set([...now.cgroups].filter((c) => !before.cgroups.has(c) && !populated(c)))],
     ];
     for (const [kind, b, a] of kinds) for (const x of added(b, a)) leaks.push(`${kind} ${x}`);
     if (leaks.length === 0) return;

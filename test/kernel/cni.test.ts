@@ -114,6 +114,15 @@ describe('nspawn-cni under libcni', () => {
       const noNs = await call({ CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'x', CNI_IFNAME: 'eth0', CNI_NETNS: '/run/netns/none-such' },
         JSON.stringify({ cniVersion: '1.0.0', name: 'n', type: 'nspawn-cni', stateDir: `${work}/errstate` }));
       expect(JSON.parse(noNs.stdout)).toMatchObject({ code: 4, msg: expect.stringContaining('/run/netns/none-such') });
+      // what is not a network namespace is refused before anything is made, a FIFO without hanging
+      const fifo = `${work}/not-a-netns`;
+      await runOk('mkfifo', [fifo]);
+      for (const path of [fifo, '/etc/passwd', `/proc/${process.pid}/ns/mnt`]) {
+        const notNs = await call({ CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'x', CNI_IFNAME: 'eth0', CNI_NETNS: path },
+          JSON.stringify({ cniVersion: '1.0.0', name: 'n', type: 'nspawn-cni', stateDir: `${work}/errstate` }));
+        expect(JSON.parse(notNs.stdout), path).toMatchObject({ code: 4, msg: expect.stringContaining('not a network namespace') });
+      }
+      rmSync(fifo);
       const version = await call({ CNI_COMMAND: 'VERSION' }, '{"cniVersion":"1.0.0"}');
       expect(JSON.parse(version.stdout)).toEqual({ cniVersion: '1.0.0', supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0'] });
       // nothing was made by the refused calls
