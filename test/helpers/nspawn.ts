@@ -1,6 +1,6 @@
 // Running bin/nspawn-ts from tests: as a child process with a timeout, output captured.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { run, type RunResult } from './exec.js';
 
@@ -99,3 +99,28 @@ export function leftoverCgroups(): string[] {
   walk('/sys/fs/cgroup', 0);
   return found;
 }
+
+/**
+ * Removes the cgroups of machine NAME that a launcher killed with SIGKILL could not (they are the
+ * host's and outlive the run; the leak check fails a test that leaves them): depth first, once the
+ * processes in them are gone.
+ */
+export async function removeMachineCgroups(name: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (const dir of leftoverCgroups().filter((d) => d.endsWith(`/machine-${name}`))) {
+    const below = (d: string): string[] => readdirSync(d, { withFileTypes: true }).filter((e) => e.isDirectory()).flatMap((e) => below(`${d}/${e.name}`)).concat(d);
+    for (const d of below(dir)) {
+      for (;;) {
+        try {
+          rmdirSync(d);
+          break;
+        } catch (err) {
+          // EBUSY while a killed process is still leaving it
+          if ((err as NodeJS.ErrnoException).code !== 'EBUSY' || Date.now() > deadline) throw err;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+    }
+  }
+}
+
