@@ -197,6 +197,17 @@ export interface TerminateResult {
   graceful: boolean;
   /** SIGKILL was needed */
   killed: boolean;
+  /** what the launcher was doing when it was killed (its state and kernel wait channel) */
+  stuck?: string;
+}
+
+/** "state S, waiting in do_wait": what /proc says a process is doing, for a message about it. */
+function doing(ref: ProcessRef, proc: Proc): string | undefined {
+  const stat = proc.read(ref.pid, 'stat');
+  if (stat === undefined || proc.startTime(ref.pid) !== ref.startTime) return undefined;
+  const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0] ?? '?';
+  const wchan = proc.read(ref.pid, 'wchan')?.trim();
+  return `state ${state}${wchan && wchan !== '0' ? `, waiting in ${wchan}` : ''}`;
 }
 
 /**
@@ -210,13 +221,13 @@ export async function terminate(r: MachineRecord, opts: { timeoutMs?: number; pr
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const refs = [r.launcher, ...(r.leader ? [r.leader] : [])];
   if (r.leader) signalProcess(r.leader, SIGKILL, proc);
-  if (signalProcess(r.launcher, SIGTERM, proc)) {
-    if (await waitForExit(refs, timeoutMs, proc)) return { graceful: true, killed: false };
-  }
+  // a launcher gone already (it ended with its container) needs no SIGTERM: the leader's end is waited for
+  const asked = signalProcess(r.launcher, SIGTERM, proc);
+  if (await waitForExit(refs, asked ? timeoutMs : 5_000, proc)) return { graceful: true, killed: false };
+  const stuck = doing(r.launcher, proc);
   if (r.leader) signalProcess(r.leader, SIGKILL, proc);
-  if (await waitForExit(refs, 5_000, proc)) return { graceful: false, killed: true };
   signalProcess(r.launcher, SIGKILL, proc);
-  if (await waitForExit(refs, 5_000, proc)) return { graceful: false, killed: true };
+  if (await waitForExit(refs, 5_000, proc)) return { graceful: false, killed: true, ...(stuck ? { stuck } : {}) };
   throw new MachineError('MACHINE_STUCK', `Machine '${r.name}' did not end even after SIGKILL (leader ${r.leader?.pid ?? '-'}, launcher ${r.launcher.pid})`);
 }
 

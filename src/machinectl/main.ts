@@ -124,7 +124,7 @@ async function runVerb(verb: Verb, args: string[], c: Ctx): Promise<number> {
       for (const name of args) {
         const r = lookupMachine(c.registry, name);
         const res = await terminate(r, { proc: c.proc });
-        if (res.killed) say(`Machine '${name}' was killed, but its launcher (PID ${r.launcher.pid}) did not end after SIGTERM and was killed with SIGKILL; what it set up is removed at the machine's next start.`);
+        if (res.killed) say(`Machine '${name}' was killed, but its launcher (PID ${r.launcher.pid}${res.stuck ? `, ${res.stuck}` : ''}) did not end after SIGTERM and was killed with SIGKILL; what it set up is removed at the machine's next start.`);
       }
       return 0;
     case 'kill':

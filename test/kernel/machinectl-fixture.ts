@@ -84,7 +84,7 @@ export interface FakeMachine {
  * in `registryDir`, ends it on SIGTERM (SIGKILL to the leader) and unregisters when it is gone.
  */
 export async function startFakeMachine(opts: {
-  name: string; root: string; registryDir: string; argv?: string[]; network?: object; onTerm?: 'kill' | 'ignore';
+  name: string; root: string; registryDir: string; argv?: string[]; network?: object; onTerm?: 'kill' | 'ignore' | 'hang';
   /** a user namespace mapping container 0-65535 onto host IDs from this base */
   userns?: number;
   /** a machine cgroup (src/runtime/cgroups.ts) with the leader in it; 'record' also stores it in the registry */
@@ -179,7 +179,7 @@ function launcherScript(cfgExpr: string, prelude = ''): string {
     // as the real launcher: the container may have ended (and been reaped) before the SIGTERM came —
     // machinectl terminate SIGKILLs the leader first — and then there is nothing left to kill (ESRCH)
     process.on('SIGTERM', () => {
-      if (cfg.onTerm === 'ignore') return;
+      if (cfg.onTerm === 'ignore' || cfg.onTerm === 'hang') return;
       try { s.pidfdSendSignal(c.pidfd, 9); } catch (e) { if (e.code !== 'ESRCH') throw e; }
     });
     const pw = new s.FdWatcher(c.pidfd, POLL_READABLE, () => {
@@ -187,6 +187,8 @@ function launcherScript(cfgExpr: string, prelude = ''): string {
       if (!st) return;
       pw.stop();
       console.error('container ended', JSON.stringify(st));
+      // a launcher stuck in its clean-up: alive until SIGKILL
+      if (cfg.onTerm === 'hang') { setInterval(() => {}, 1000); return; }
       const done = () => process.exit(0);
       const fail = (e) => { console.error(String(e)); process.exit(1); };
       (registered ? reg.unregister(cfg.name) : Promise.resolve()).then(() => (cg ? cg.remove() : undefined)).then(done, fail);

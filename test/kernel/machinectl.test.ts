@@ -257,6 +257,19 @@ describe('signals', () => {
   });
 });
 
+describe('terminate of a launcher stuck in its clean-up', () => {
+  mtest('SIGKILL after the timeout, and the message says what it was doing', async ({ world }) => {
+    const m = await world.machine('stuck', { onTerm: 'hang' });
+    const rec = world.registry.get('stuck');
+    expect(rec).toBeDefined();
+    const t0 = Date.now();
+    const res = await terminate(rec!, { timeoutMs: 300 });
+    expect(res).toMatchObject({ graceful: false, killed: true, stuck: expect.stringMatching(/^state [SR]/) });
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    expect(await m.exited).toMatchObject({ signal: 'SIGKILL' });
+  });
+});
+
 describe('bad input for every machine verb', () => {
   mtest('invalid names and unknown machines: exit 1, a clear message, nothing done', async ({ world }) => {
     await world.machine('here', { argv: ['/bin/sleep', '3600'] });
