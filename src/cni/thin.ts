@@ -14,6 +14,7 @@
 import { errorMessage } from '../errors.js';
 import { POLL_READABLE, POLL_WRITABLE, sys } from '../native.js';
 import type { CniRequest, NetdResponse } from '../net/netd/api.js';
+import { sockaddrUn } from '../net/netd/notify.js';
 import { CNI_ERR, CniError } from './config.js';
 import type { CniAnswer } from './sidecar-op.js';
 
@@ -34,14 +35,6 @@ export interface ThinOptions {
 }
 
 type Outcome = { kind: 'absent' } | { kind: 'broken'; why: string } | { kind: 'line'; line: string };
-
-function sockaddrUn(path: string): Uint8Array {
-  const p = Buffer.from(path);
-  const sa = Buffer.alloc(2 + p.length + 1);
-  sa.set(new Uint8Array(new Uint16Array([AF_UNIX]).buffer), 0); // sun_family, host order
-  p.copy(sa, 2);
-  return sa;
-}
 
 function errnoOf(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException).code;

@@ -11,7 +11,7 @@
 // carries no NFTA_SET_ELEM_LIST_SET_ID (that names sets made in the same batch; ours exist).
 // Interval sets (masq4/masq6) stay with libnftables: their elements need its range and overlap logic.
 import { type NftResult, sys as nativeSys, type NativeAddon } from '../../native.js';
-import { parseIp } from '../netlink/codec.js';
+import { decodeMessages, parseIp } from '../netlink/codec.js';
 import * as C from '../netlink/constants.js';
 import { errnoText } from '../netlink/errno.js';
 import { HOST_LE, Writer } from '../netlink/wire.js';
@@ -24,7 +24,6 @@ const NFNL_MSG_BATCH_END = 0x11;
 const NFT_MSG_NEWSETELEM = 12;
 const NFT_MSG_DELSETELEM = 14;
 const NFPROTO_INET = 1;
-const NLA_F_NESTED = 0x8000;
 // enum nft_set_elem_list_attributes, nft_set_elem_attributes, nft_data_attributes, nft_list_attributes
 const NFTA_SET_ELEM_LIST_TABLE = 1;
 const NFTA_SET_ELEM_LIST_SET = 2;
@@ -96,7 +95,7 @@ class AttrWriter {
 
   /** A nested attribute: `body` writes its members. */
   nest(type: number, body: () => void): void {
-    this.attr(type | NLA_F_NESTED, body);
+    this.attr(type | C.NLA_F_NESTED, body);
   }
 
   string(type: number, s: string): void {
@@ -202,17 +201,10 @@ export class NfnlElements {
     for (;;) {
       const n = this.sys.recv(fd, this.buf, C.MSG_TRUNC);
       if (n < 0) break;
-      const v = new DataView(this.buf.buffer, 0, Math.min(n, this.buf.length));
-      for (let off = 0; off + 16 <= v.byteLength;) {
-        const len = v.getUint32(off, HOST_LE);
-        if (len < 16) break;
-        if (v.getUint16(off + 4, HOST_LE) === C.NLMSG_ERROR && off + 20 <= v.byteLength) {
-          const errno = -v.getInt32(off + 16, HOST_LE);
-          const seq = v.getUint32(off + 8, HOST_LE);
-          if (errno === 0) pending.delete(seq);
-          else failure ??= { errno, ...extackMessage(v, off, len) };
-        }
-        off += (len + 3) & ~3;
+      for (const m of decodeMessages(this.buf.subarray(0, Math.min(n, this.buf.length)), { share: true })) {
+        if (m.kind !== 'error') continue;
+        if (m.error === 0) pending.delete(m.nl.seq);
+        else failure ??= { errno: -m.error, ...(m.extack?.msg ? { msg: m.extack.msg } : {}) };
       }
     }
     if (failure) {
@@ -246,19 +238,4 @@ export class NfnlElements {
     this.fd = fd;
     return fd;
   }
-}
-
-/** NLMSGERR_ATTR_MSG of an extended ACK (after the error code and the capped request header). */
-function extackMessage(v: DataView, off: number, len: number): { msg?: string } {
-  const end = Math.min(off + len, v.byteLength);
-  for (let a = off + 36; a + 4 <= end;) {
-    const alen = v.getUint16(a, HOST_LE);
-    if (alen < 4) break;
-    if ((v.getUint16(a + 2, HOST_LE) & 0x3fff) === 1 /* NLMSGERR_ATTR_MSG */) {
-      const s = Buffer.from(v.buffer, v.byteOffset + a + 4, Math.max(0, Math.min(alen, end - a) - 4)).toString('utf8').replace(/\0+$/, '');
-      return s ? { msg: s } : {};
-    }
-    a += (alen + 3) & ~3;
-  }
-  return {};
 }
