@@ -2,7 +2,8 @@ import { defineConfig } from 'vitest/config';
 
 // Two projects. `unit`: pure logic (codecs, parsers, allocators), files in parallel. `kernel`:
 // anything that touches namespaces, links, nftables or real peers; one file at a time, because the
-// leak check compares the state of the run's (private) network namespace before and after a test.
+// leak check compares the state of the run's (private) network namespace before and after a test,
+// and (test/helpers/leaks-per-file.ts) before and after each file.
 export default defineConfig({
   test: {
     projects: [
@@ -17,6 +18,7 @@ export default defineConfig({
         test: {
           name: 'kernel',
           include: ['test/kernel/**/*.test.ts'],
+          setupFiles: ['test/helpers/leaks-per-file.ts'],
           fileParallelism: false,
           maxWorkers: 1,
           testTimeout: 60_000,

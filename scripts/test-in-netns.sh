@@ -33,6 +33,10 @@ fi
 # Machine records and sidecar state of tests stay inside this run.
 mkdir -p /var/lib/nspawn-ts
 mount -t tmpfs tmpfs /var/lib/nspawn-ts
+# So do the tests' scratch files: the leak check (test/helpers/leak-files.ts) names what a test leaves
+# in /tmp and /var/tmp, which must not be what other programs on this machine make meanwhile.
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mount -t tmpfs -o mode=1777 tmpfs /var/tmp
 ip link set lo up
 # The first `ip netns add` turns /run/netns into a mount point; do it now, not inside a leak-checked test.
 ip netns add nspawn-ts-warmup && ip netns del nspawn-ts-warmup
@@ -47,5 +51,13 @@ if [ -f "$results" ]; then
     const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
     console.log(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${skipped} skipped`);
   ' "$PWD/$results"
+fi
+# Per test and per test file, the leak check names files a kernel test leaves; unit tests run in
+# parallel, so what they leave in the run's scratch directories is only seen here, at the end.
+left=$(find /tmp /var/tmp -mindepth 1 -maxdepth 1 \( -type d -printf '%p/\n' -o -printf '%p\n' \) | sort)
+if [ -n "$left" ]; then
+  echo "test run leaked files (a test made them and did not remove them):" >&2
+  echo "$left" | sed 's/^/  /' >&2
+  rc=1
 fi
 exit $rc

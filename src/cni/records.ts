@@ -1,7 +1,7 @@
 // nspawn-cni's per-attachment records: STATE/cni/NETWORK/CONTAINERID-IFNAME.json, written before
 // ADD makes anything, so that DEL (without CNI_ARGS or prevResult, after a crash) and GC (which
 // knows only the attachments the runtime still has) find what to remove.
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeSync } from 'node:fs';
 import { vethHostIfname } from '../net/naming.js';
 import { type CniConfig, type CniEnv, type CniMode, hostIfnameFor, machineFor } from './config.js';
 
@@ -30,9 +30,18 @@ export function recordPath(cfg: Pick<CniConfig, 'stateDir' | 'name'>, containerI
 }
 
 export function writeRecord(path: string, rec: ContainerRecord): void {
-  mkdirSync(path.slice(0, path.lastIndexOf('/')), { recursive: true, mode: 0o700 });
   const tmp = `${path}.${process.pid}`;
-  const fd = openSync(tmp, 'w', 0o600);
+  let fd = -1;
+  // the network's directory goes with its last record (removeRecord): made again if a DEL of the
+  // network's last container took it between our mkdir and open
+  for (let tries = 0; fd < 0; tries++) {
+    mkdirSync(networkDirOf(path), { recursive: true, mode: 0o700 });
+    try {
+      fd = openSync(tmp, 'w', 0o600);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || tries >= 3) throw err;
+    }
+  }
   try {
     writeSync(fd, JSON.stringify(rec) + '\n');
   } finally {
@@ -56,8 +65,16 @@ export function readRecord(path: string): ContainerRecord | undefined {
   return undefined;
 }
 
+/** Removes the record, and the network's directory with its last one (nothing stays once all are gone). */
 export function removeRecord(path: string): void {
   rmSync(path, { force: true });
+  try {
+    rmdirSync(networkDirOf(path));
+  } catch { /* other records (or a record being written) are still there, or it is gone already */ }
+}
+
+function networkDirOf(path: string): string {
+  return path.slice(0, path.lastIndexOf('/'));
 }
 
 /** Every record of the network (GC), with its path. */

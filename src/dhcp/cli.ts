@@ -12,7 +12,7 @@ import { dropStartupPages } from '../common/startup-pages.js';
 import { ConfigError, errorMessage } from '../errors.js';
 import { isDebug, logger, setLogLevel } from '../log.js';
 import { Rtnl } from '../net/rtnl.js';
-import type { InterfaceConfig, Reservation } from './config.js';
+import { type InterfaceConfig, type Reservation, resolveInterfaceConfig } from './config.js';
 import { type Ipv4Cidr, inSubnet, ipv4ToString, parseIpv4Cidr, parseIpv4, parseMac } from './ipv4.js';
 import type { Durability } from './journal.js';
 import { type DhcpEvent, DhcpServer } from './server.js';
@@ -282,6 +282,8 @@ export async function dhcpServeMain(argv: readonly string[]): Promise<number> {
     if (args.verbosity === 'verbose') setLogLevel('debug');
     if (args.verbosity === 'quiet') setLogLevel('warn');
     configs = planInterfaces(args, await linkInfos(args.interfaces));
+    // refused before the lease file (and its directory and lock) is made: bad input changes nothing
+    for (const c of configs) resolveInterfaceConfig(c);
   } catch (err) {
     process.stderr.write(`nspawn-netd: ${errorMessage(err)}\n`);
     return 1;

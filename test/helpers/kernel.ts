@@ -6,11 +6,12 @@ import { TestNetns } from './netns.js';
 
 export const ktest = base.extend<{ leakCheck: void; netns: TestNetns }>({
   leakCheck: [
-    // eslint-disable-next-line no-empty-pattern
-    async ({}, use) => {
+    async ({ onTestFinished }, use) => {
       const before = await snapshot();
+      // Checked last: after the test's fixtures, afterEach hooks and its own onTestFinished clean-ups
+      // (vitest runs those after fixtures, as a stack, and this one is registered first).
+      onTestFinished(() => assertNoLeaks(before));
       await use();
-      await assertNoLeaks(before);
     },
     { auto: true },
   ],

@@ -1,8 +1,10 @@
 // Leak check for kernel tests: what a test leaves behind in the run's network namespace — links,
-// named network namespaces, nft tables, mounts, child processes — and in the host's cgroup
-// hierarchies (which no namespace of ours hides) fails the test.
+// named network namespaces, nft tables, mounts, child processes — in the host's cgroup hierarchies
+// (which no namespace of ours hides) and in the directories the product and the tests write
+// (leak-files.ts) fails the test.
 import { readFileSync, readdirSync } from 'node:fs';
 import { runOk } from './exec.js';
+import { fileLeaks, files, type LeakScope } from './leak-files.js';
 
 export interface Snapshot {
   links: Set<string>;
@@ -11,6 +13,8 @@ export interface Snapshot {
   mounts: Set<string>;
   processes: Set<string>;
   cgroups: Set<string>;
+  files: Set<string>;
+  scope: LeakScope;
 }
 
 const CGROUP_ROOT = '/sys/fs/cgroup';
@@ -103,8 +107,9 @@ function processes(): Set<string> {
   return out;
 }
 
-export async function snapshot(): Promise<Snapshot> {
-  return { links: await links(), netns: await netns(), nftTables: await nftTables(), mounts: mounts(), processes: processes(), cgroups: cgroups() };
+/** What is there now; `scope` says whether a single test or a whole test file will be compared. */
+export async function snapshot(scope: LeakScope = 'test'): Promise<Snapshot> {
+  return { links: await links(), netns: await netns(), nftTables: await nftTables(), mounts: mounts(), processes: processes(), cgroups: cgroups(), files: files(scope), scope };
 }
 
 function added(before: Set<string>, after: Set<string>): string[] {
@@ -115,7 +120,7 @@ function added(before: Set<string>, after: Set<string>): string[] {
 export async function assertNoLeaks(before: Snapshot, graceMs = 3_000): Promise<void> {
   const deadline = Date.now() + graceMs;
   for (;;) {
-    const now = await snapshot();
+    const now = await snapshot(before.scope);
     const leaks: string[] = [];
     const kinds: Array<[string, Set<string>, Set<string>]> = [
       ['link', before.links, now.links], ['netns', before.netns, now.netns],
@@ -125,6 +130,7 @@ export async function assertNoLeaks(before: Snapshot, graceMs = 3_000): Promise<
       ['cgroup', before.cgroups, new Set([...now.cgroups].filter((c) => !before.cgroups.has(c) && !c.endsWith('/nspawn-ts') && !populated(c)))],
     ];
     for (const [kind, b, a] of kinds) for (const x of added(b, a)) leaks.push(`${kind} ${x}`);
+    for (const f of fileLeaks(before.files, now.files)) leaks.push(`file ${f}`);
     if (leaks.length === 0) return;
     if (Date.now() > deadline) throw new Error(`test leaked: ${leaks.join(', ')}`);
     await new Promise((r) => setTimeout(r, 50));

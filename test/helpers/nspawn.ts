@@ -3,6 +3,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, rmdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { run, type RunResult } from './exec.js';
+import { sweepNotifySockets } from '../../src/runtime/leftovers.js';
+import { MachineRegistry } from '../../src/runtime/registry.js';
 
 export const NSPAWN_TS = fileURLToPath(new URL('../../bin/nspawn-ts', import.meta.url));
 
@@ -124,3 +126,12 @@ export async function removeMachineCgroups(name: string): Promise<void> {
   }
 }
 
+/**
+ * What launchers killed with SIGKILL left in /run/nspawn-ts — their machine records and notify
+ * sockets, which the next launch sweeps — swept now, as that launch would (the leak check fails a
+ * test that leaves them).
+ */
+export async function sweepKilledLaunchers(): Promise<void> {
+  await new MachineRegistry().pruneDead();
+  sweepNotifySockets();
+}

@@ -33,7 +33,11 @@ cat > "$W/net/podnet.conflist" <<C
 C
 export CONTAINERS_CONF="$W/containers.conf"
 p() { podman --root "$W/root" --runroot "$W/runroot" "$@"; }
-trap 'p rm -f -a -t 0 >/dev/null 2>&1 || true' EXIT
+# podman's and crun's runtime directories in /run (tmp_dir, the OCI state) go too, unless they were there
+keep_run=""
+for d in /run/libpod /run/crun; do [ -e "$d" ] && keep_run="$keep_run $d"; done
+trap 'p rm -f -a -t 0 >/dev/null 2>&1 || true
+for d in /run/libpod /run/crun; do case " $keep_run " in *" $d "*) ;; *) rm -rf "$d" ;; esac; done' EXIT
 
 p run -d --name web --network podnet -p 8080:80 --rootfs "$ROOTFS" sh -c 'echo web-ok > /tmp/index.html; exec httpd -f -p 80 -h /tmp' >/dev/null
 p run -d --name other --network podnet --rootfs "$ROOTFS" sleep 1000 >/dev/null

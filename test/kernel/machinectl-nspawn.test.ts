@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { ktest } from '../helpers/kernel.js';
 import { run, waitFor } from '../helpers/exec.js';
 import { copyRoot, busyboxRoot } from '../helpers/rootfs.js';
-import { exited, leftoverCgroups, machineLeader, machineRecords, removeMachineCgroups, startNspawn } from '../helpers/nspawn.js';
+import { exited, leftoverCgroups, machineLeader, machineRecords, removeMachineCgroups, startNspawn, sweepKilledLaunchers } from '../helpers/nspawn.js';
 import { main } from '../../src/machinectl/main.js';
 import { detectLayout, cgroupFsPath, parseProcCgroup } from '../../src/runtime/cgroups.js';
 import { sys } from '../../src/native.js';
@@ -48,6 +48,7 @@ const btest = ktest.extend<{ boot: (extra?: string[]) => Promise<Booted> }>({
           if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
           await exited(child);
           await removeMachineCgroups(name);
+          await sweepKilledLaunchers();
         },
       };
       started.push(b);

@@ -58,7 +58,9 @@ async function describeTree(root: string): Promise<string[]> {
   walk('');
   const attrs = await run('getfattr', ['-R', '-P', '-d', '-m', '-', '--absolute-names', '.'], { cwd: root });
   const acls = await run('getfacl', ['-R', '-P', '-p', '-s', '.'], { cwd: root });
-  return [...out, ...attrs.stdout.split('\n').filter(Boolean), ...acls.stdout.split('\n').filter(Boolean)];
+  // one block per file, in the file system's readdir order (tmpfs: newest first): compared sorted
+  const blocks = (text: string): string[] => text.split('\n\n').map((b) => b.trim()).filter(Boolean).sort().flatMap((b) => b.split('\n'));
+  return [...out, ...blocks(attrs.stdout), ...blocks(acls.stdout)];
 }
 
 /** A busybox image with what tar must carry: owners, setuid, xattrs, an ACL, device nodes, a FIFO, hard links, a sparse file. */

@@ -2,7 +2,7 @@
 // `machinectl-ts install-units DIR`, accepted by systemd's own checker (systemd-analyze verify, which
 // also checks that ExecStart= is there and executable — a unit pointing nowhere fails it), and the
 // start/enable verbs dispatching to systemctl where systemd is PID 1 (sd_booted(): /run/systemd/system).
-import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
@@ -23,9 +23,16 @@ let t: { dir: string; cleanup: () => void };
 beforeAll(() => { t = tempDir('machinectl-units-'); });
 afterAll(() => t.cleanup());
 
+/** systemd-analyze verify, without the marker it leaves in /run/systemd (systemd-units-load). */
 async function verify(dir: string, units: string[]): Promise<{ code: number | null; out: string }> {
-  const r = await run('systemd-analyze', ['verify', '--man=no', ...units.map((u) => join(dir, u))], { env: { ...process.env, SYSTEMD_LOG_LEVEL: 'notice' }, timeoutMs: 60_000 });
-  return { code: r.code, out: (r.stdout + r.stderr).trim() };
+  const marker = '/run/systemd/systemd-units-load';
+  const had = existsSync(marker);
+  try {
+    const r = await run('systemd-analyze', ['verify', '--man=no', ...units.map((u) => join(dir, u))], { env: { ...process.env, SYSTEMD_LOG_LEVEL: 'notice' }, timeoutMs: 60_000 });
+    return { code: r.code, out: (r.stdout + r.stderr).trim() };
+  } finally {
+    if (!had) rmSync(marker, { force: true });
+  }
 }
 
 describe('install-units', () => {

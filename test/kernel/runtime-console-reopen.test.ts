@@ -3,7 +3,7 @@
 // on a real terminal (script(1) drives one) reaches its login prompt. A pty whose every slave is
 // closed answers EIO until one is opened again: that is not the end of the console.
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { beforeAll, describe, expect } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { busyboxRoot, debianRoot } from '../helpers/rootfs.js';
@@ -58,9 +58,9 @@ describe('console reopened', () => {
   });
 
   ktest('Debian boots to its login prompt on a terminal (as systemd-nspawn -b shows it)', async ({ onTestFinished }) => {
-    mkdirSync('/tmp/nspawn-ts-console', { recursive: true });
-    const log = `/tmp/nspawn-ts-console/boot-${RUN}`;
-    onTestFinished(() => rmSync(log, { force: true }));
+    const dir = mkdtempSync('/tmp/nspawn-ts-console-');
+    const log = `${dir}/boot`;
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     const name = `cre-${RUN}-deb`;
     const cmd = `${process.execPath} ${NSPAWN_TS} -x -b -D ${deb} -M ${name}`;
     // script(1): nspawn-ts gets a real terminal (interactive console); our stdin pipe stays open

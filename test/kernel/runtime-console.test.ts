@@ -1,7 +1,7 @@
 // --console= end to end on the busybox root: what the container's stdio and /dev/console are in
 // each mode, what reaches the launcher's output, and systemd-nspawn's default without a terminal
 // (read-only: a pty whose output is forwarded, our standard input never read).
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { beforeAll, describe, expect } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { busyboxRoot } from '../helpers/rootfs.js';
@@ -74,15 +74,18 @@ describe('--console=', () => {
     const r = await raw(['--console=autopipe', '/bin/cat'], 'through\n');
     expect(r).toMatchObject({ code: 0, stdout: 'through\n', stderr: '' });
     // script(1) gives nspawn-ts a terminal: then the container gets a pty of its own
-    mkdirSync('/tmp/nspawn-ts-console', { recursive: true });
-    const log = `/tmp/nspawn-ts-console/autopipe-${RUN}`;
-    const cmd = `${process.execPath} ${NSPAWN_TS} -q --console=autopipe -D ${root} -M con-${RUN}-tty /bin/sh -c 'tty; readlink /dev/console'`;
-    const t = await run('script', ['-qfec', cmd, log], { timeoutMs: 30_000 });
-    expect(t.code).toBe(0);
-    const out = readFileSync(log, 'utf8');
-    expect(out).toContain('/dev/pts/0');
-    expect(out).toContain('pts/0');
-    rmSync(log, { force: true });
+    const dir = mkdtempSync('/tmp/nspawn-ts-console-');
+    try {
+      const log = `${dir}/autopipe`;
+      const cmd = `${process.execPath} ${NSPAWN_TS} -q --console=autopipe -D ${root} -M con-${RUN}-tty /bin/sh -c 'tty; readlink /dev/console'`;
+      const t = await run('script', ['-qfec', cmd, log], { timeoutMs: 30_000 });
+      expect(t.code).toBe(0);
+      const out = readFileSync(log, 'utf8');
+      expect(out).toContain('/dev/pts/0');
+      expect(out).toContain('pts/0');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   ktest('a bad mode: exit 1, the option, the value and the modes named, nothing created', async () => {

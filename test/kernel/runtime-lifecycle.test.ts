@@ -1,7 +1,7 @@
 // Stopping and losing containers: SIGTERM/SIGINT to the launcher stop PID 1 gracefully (SIGKILL
 // after the timeout), a SIGKILLed launcher takes its container with it, and the next start cleans
 // what was left; the console pty and Ctrl-] three times.
-import { existsSync, mkdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { describe, expect, beforeAll } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { busyboxRoot } from '../helpers/rootfs.js';
@@ -138,10 +138,11 @@ describe('a launcher killed with SIGKILL', () => {
 });
 
 describe('console', () => {
-  ktest('on a terminal the container gets a pty as /dev/console; Ctrl-] three times kills it', async () => {
+  ktest('on a terminal the container gets a pty as /dev/console; Ctrl-] three times kills it', async ({ onTestFinished }) => {
     // script(1) gives nspawn-ts a terminal; the container's tty must be its own pty
-    mkdirSync('/tmp/nspawn-ts-console', { recursive: true });
-    const log = '/tmp/nspawn-ts-console/out';
+    const dir = mkdtempSync('/tmp/nspawn-ts-console-');
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    const log = `${dir}/out`;
     const cmd = `${process.execPath} ${NSPAWN_TS} -q -D ${root} -M lc-tty /bin/sh -c 'tty; readlink /dev/console; test -t 0 && echo stdin-is-tty; sleep 30'`;
     const input = 'abc\n'; // then three Ctrl-] after the container printed
     const t0 = Date.now();

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import fc from 'fast-check';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -166,8 +166,9 @@ describe('machine ID', () => {
     expect(() => parseMachineId('0'.repeat(32))).toThrow(/all zeros/);
   });
 
-  test('reads the first valid file of the list and names every problem otherwise', () => {
+  test('reads the first valid file of the list and names every problem otherwise', ({ onTestFinished }) => {
     const dir = mkdtempSync(join(tmpdir(), 'naming-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     const bad = join(dir, 'bad');
     const good = join(dir, 'good');
     writeFileSync(bad, 'not an id\n');
