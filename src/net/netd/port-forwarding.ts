@@ -6,7 +6,7 @@ import { NspawnError, errorMessage } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Firewall } from '../firewall/index.js';
 import {
-  findPortClashes, foreignPortClashes, PortInUseError, portOwner, reservationMappings, routeLocalnetPath, type PortRequest,
+  findPortClashes, foreignPortClashes, hostPortsOf, PortInUseError, portOwner, reservationMappings, routeLocalnetPath, type PortRequest,
 } from './ports.js';
 import type { ReservationRecord, StateStore } from './state.js';
 import { NetdError } from './subsystem-types.js';
@@ -28,7 +28,7 @@ export class PortForwarding {
   async forward(ifname: string, res: ReservationRecord, req: PortRequest, previous: ReservationRecord | undefined): Promise<void> {
     const owner = portOwner(res.machine);
     // a previous run's ports (its launcher was killed) must not outlive it
-    if (previous?.ports?.length) this.deps.firewall.removePortMappings(owner);
+    if (previous?.ports?.length) this.deps.firewall.removePortMappings(owner, hostPortsOf(previous.ports));
     if (req.ports.length === 0) return;
     const rec: ReservationRecord = { ...res, ports: req.ports };
     if (req.loopback) rec.portLoopback = true;
@@ -38,7 +38,7 @@ export class PortForwarding {
         // recorded ports of others (reserved, maybe not installed yet), systemd-nspawn's and
         // nspawn-cni's: refused — checked and recorded under the state lock, which nspawn-cni's
         // ipam ADD holds while it checks ours and maps its own
-        const clashes = findPortClashes(res.machine, req.ports, { current: [], state: st, foreign: foreignPortClashes() });
+        const clashes = findPortClashes(res.machine, req.ports, { current: [], state: st, foreign: foreignPortClashes(req.ports) });
         if (clashes.length) throw new PortInUseError(res.machine, clashes);
       }
       const r = st.links[ifname]?.reservations.find((x) => x.machine === res.machine);
@@ -67,10 +67,13 @@ export class PortForwarding {
     });
   }
 
-  /** Removes a reservation's mappings (one transaction); never throws (the caller is tearing down). */
+  /**
+   * Removes a reservation's mappings (one transaction; the record's ports are where they are: no
+   * listing of the table); never throws (the caller is tearing down).
+   */
   unforward(r: ReservationRecord, ifname?: string): void {
     try {
-      const gone = this.deps.firewall.removePortMappings(portOwner(r.machine));
+      const gone = this.deps.firewall.removePortMappings(portOwner(r.machine), hostPortsOf(r.ports ?? []));
       if (gone.length) this.deps.log.info(`stopped forwarding ${gone.length} port(s) to ${r.machine}`, { machine: r.machine });
     } catch (err) {
       this.deps.log.warn(`removing the port mappings of ${r.machine} failed: ${errorMessage(err)}`);
