@@ -34,7 +34,7 @@ import {
   masqueradeElement, normaliseMapping, normaliseSubnet, ownerRemoval, portKey, reconcilePlan, removeMasqueradeDocument, replacementPlan,
   stateFromElements, TABLE_FAMILY, type ElementChange, type FirewallState, type FwElement, type PortMapping, type Protocol, type SetName,
 } from './rules.js';
-import { directChange, type ElementQuery, NfnlElements } from './nfnl.js';
+import { directChange, NfnlElements } from './nfnl.js';
 
 const log = logger('firewall');
 
