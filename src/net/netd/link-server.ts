@@ -9,7 +9,7 @@ import type { LinkDns } from './link-dns.js';
 import { masqueradeOwner, type LinkRole, type ServedKind } from './links.js';
 import { holderAlive, type LinkRecord, type NetdState, type ReservationRecord } from './state.js';
 import { NetdError, type DhcpInterface } from './subsystem-types.js';
-import { enableForwarding, IPV6_FORWARD, restoreForwarding } from './sysctl.js';
+import { forwardingOffIfUnused, forwardingOn } from './sysctl.js';
 
 const ZONE_DHCP_LEASE = 3600;
 
@@ -86,12 +86,7 @@ export class LinkServer {
         kind, key, ifname: link.name, ifindex: link.index, subnet: alloc.subnet, reservations, holders: [...holders, core.holder],
         ...(prefix6 !== undefined ? { prefix6 } : {}),
       };
-      const before = enableForwarding(sysctl);
-      if (before !== undefined && st.ipForwardBefore === undefined) st.ipForwardBefore = before;
-      if (v6) {
-        const before6 = enableForwarding(sysctl, IPV6_FORWARD);
-        if (before6 !== undefined && st.ip6ForwardBefore === undefined) st.ip6ForwardBefore = before6;
-      }
+      forwardingOn(st, v6 !== undefined, sysctl);
     });
 
     const served: Served = { kind, key, ifname: link.name, ifindex: link.index, alloc, masquerade: false, dhcp: false };
@@ -241,21 +236,14 @@ export class LinkServer {
     }
   }
 
-  /** Releases the pool entry and the record; puts ip_forward back after the last link. */
+  /** Releases the pool entry and the record; puts forwarding back after the last link (when nothing else needs it). */
   forgetRecord(st: NetdState, rec: LinkRecord): void {
     const { sysctl, log } = this.core;
     const pool = this.loadPool(st);
     pool.release(rec.kind, rec.key);
     st.pool = pool.serialize();
     delete st.links[rec.ifname];
-    if (Object.keys(st.links).length === 0 && st.ipForwardBefore !== undefined) {
-      if (restoreForwarding(st.ipForwardBefore, sysctl)) log.info(`net.ipv4.ip_forward set back to ${st.ipForwardBefore}`);
-      delete st.ipForwardBefore;
-    }
-    if (Object.keys(st.links).length === 0 && st.ip6ForwardBefore !== undefined) {
-      if (restoreForwarding(st.ip6ForwardBefore, sysctl, IPV6_FORWARD)) log.info(`net.ipv6.conf.all.forwarding set back to ${st.ip6ForwardBefore}`);
-      delete st.ip6ForwardBefore;
-    }
+    for (const done of forwardingOffIfUnused(st, sysctl)) log.info(done);
   }
 
   /**
