@@ -10,8 +10,16 @@ if [ ! -f "$addon" ] || [ -n "$(find native/src native/binding.gyp -newer "$addo
   npx --no-install node-gyp rebuild --directory native --loglevel=warn >&2 || { say "error: native addon build failed"; exit 1; }
 fi
 
+# the CNI plugin's executable, a native front (native/front/nspawn-cni.c); a checkout from before it
+# had a script of that name
+front=bin/nspawn-cni
+if [ ! -f "$front" ] || [ native/front/nspawn-cni.c -nt "$front" ] || [ "$(head -c 4 "$front")" != $'\x7fELF' ]; then
+  say "building bin/nspawn-cni (the CNI plugin's front)"
+  bash scripts/build-cni-front.sh >&2 || { say "error: building bin/nspawn-cni failed (it needs gcc and libc6-dev)"; exit 1; }
+fi
+
 stamp=dist/.build-stamp
-if [ ! -f "$stamp" ] || [ -n "$(find src tsconfig.json package.json -newer "$stamp" -print -quit)" ]; then
+if [ ! -f "$stamp" ] || [ -n "$(find src tsconfig.json package.json scripts/build.sh scripts/ascii-bundle.mjs -newer "$stamp" -print -quit)" ]; then
   say "compiling TypeScript"
   rm -rf dist
   npx --no-install tsc -p tsconfig.json >&2 || { say "error: TypeScript build failed"; exit 1; }
@@ -26,6 +34,8 @@ if [ ! -f "$stamp" ] || [ -n "$(find src tsconfig.json package.json -newer "$sta
       --outfile="dist/${entry%%=*}.cjs" --define:import.meta.url=__import_meta_url \
       --banner:js="const __import_meta_url = require('url').pathToFileURL(__filename).href;" --log-level=warning >&2 \
       || { say "error: bundling failed"; exit 1; }
+    # ASCII only: V8 holds a source with one non-ASCII character as UTF-16 (scripts/ascii-bundle.mjs)
+    node scripts/ascii-bundle.mjs "dist/${entry%%=*}.cjs" || { say "error: making dist/${entry%%=*}.cjs ASCII failed"; exit 1; }
     # V8's code cache with every function compiled, under the command's own V8 flags (bin/cached-bundle.cjs)
     # shellcheck disable=SC2046 # the options are words
     node $(node -p 'require(process.argv[1]).nodeOptions(process.argv[2]).join(" ")' "$PWD/bin/cached-bundle.cjs" "${entry%%=*}") \

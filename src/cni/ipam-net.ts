@@ -10,10 +10,10 @@ import { errorMessage, NspawnError } from '../errors.js';
 import { logger } from '../log.js';
 import { sys } from '../native.js';
 import { Firewall } from '../net/firewall/nft.js';
-import { normaliseSubnet, portForwardMappings, TABLE_FAMILY } from '../net/firewall/rules.js';
-import { CNI_IPAM_TABLE, findPortClashes, foreignPortClashes, PortInUseError } from '../net/netd/ports.js';
+import { normaliseSubnet, portForwardMappings, TABLE_FAMILY, type PortMapping } from '../net/firewall/rules.js';
+import { CNI_IPAM_TABLE, findPortClashes, foreignPortClashes, hostPortsOf, PortInUseError } from '../net/netd/ports.js';
 import { type NetdState, StateStore } from '../net/netd/state.js';
-import { enableForwarding, IPV6_FORWARD } from '../net/netd/sysctl.js';
+import { forwardingOffIfUnused, forwardingOn } from '../net/netd/sysctl.js';
 import { Rtnl } from '../net/rtnl.js';
 import { type AddOutcome, CNI_ERR, CniError, type CniConfig, type CniEnv } from './config.js';
 import { delConfigFor, type IpamResult, ipamAdd, ipamCheck, ipamDel } from './ipam.js';
@@ -32,6 +32,11 @@ function masqueradeOwner(cfg: CniConfig): string {
   return `cni:${cfg.name.replace(/[^A-Za-z0-9._:@/+-]/g, '_')}`.slice(0, 100);
 }
 
+/** The network as a user of forwarding in the library's state (held while the network has a container). */
+function forwardingUser(cfg: CniConfig): string {
+  return `cni:${cfg.name}`;
+}
+
 function portOwner(cfg: CniConfig, rec: ContainerRecord): string {
   return `${masqueradeOwner(cfg)}/${rec.machine}`.slice(0, 100);
 }
@@ -43,7 +48,14 @@ function portOwner(cfg: CniConfig, rec: ContainerRecord): string {
  */
 function refuseTakenPorts(cfg: CniConfig, owner: string, state: NetdState): void {
   const library = new Firewall();
-  const clashes = findPortClashes(owner, cfg.ports, { current: library.state().ports, state, foreign: foreignPortClashes([]) })
+  let current: PortMapping[];
+  try {
+    // its entries at the asked ports, looked up key by key: no listing of its (maybe large) table
+    current = library.portMappingsAt(hostPortsOf(cfg.ports));
+  } finally {
+    library.close();
+  }
+  const clashes = findPortClashes(owner, cfg.ports, { current, state, foreign: foreignPortClashes(cfg.ports, { tables: [] }) })
     .map((c) => (c.holder.includes('(table ') ? c : { ...c, holder: `${c.holder} (table ${TABLE_FAMILY} ${library.table})` }));
   if (clashes.length) throw new CniError(CNI_ERR.INVALID_CONFIG, `runtimeConfig.portMappings: ${new PortInUseError(owner, clashes).message}`);
 }
@@ -82,6 +94,8 @@ export async function ipamNetAdd(env: CniEnv, cfg: CniConfig): Promise<AddOutcom
     allocated = true;
     const subnets = [...new Set(res.ips.map((ip) => normaliseSubnet(ip.address).subnet))];
     rec.subnets = subnets;
+    // the host ports before their mappings exist: a DEL removes them by these keys (no listing)
+    rec.ports = hostPortsOf(cfg.ports);
     writeRecord(path, rec);
     const routes = containerRoutes(res);
     // the container: its addresses (IPv6 without DAD: the ipam plugin made it unique), then its
@@ -121,16 +135,15 @@ export async function ipamNetAdd(env: CniEnv, cfg: CniConfig): Promise<AddOutcom
       }
       if (rec.mode === 'veth') await rtnl.replaceRoute({ dst: `${ip.address.split('/')[0] ?? ''}/${v6 ? 128 : 32}`, dev: host.index });
     }
-    enableForwarding();
-    if (subnets.some((s) => s.includes(':'))) enableForwarding(undefined, IPV6_FORWARD);
     fw.ensureTables();
     const have = new Set(fw.elements().map((e) => e.key));
     // both families, as the pool's links get masquerade and NAT66: an ipam range is rarely routed to this host
     for (const s of subnets) if (!have.has(s)) fw.addMasquerade(s, masqueradeOwner(cfg));
     const mappings = cfg.ports.flatMap((p) => res.ips.flatMap((ip) => portForwardMappings(p, ip.address.split('/')[0] ?? '', portOwner(cfg, rec))));
-    if (mappings.length) {
-      // under the network library's state lock, which it holds while it checks our table and records its own ports
-      await new StateStore(cfg.stateDir).update((st) => {
+    // under the network library's state lock, which it holds while it checks our table and records its
+    // own ports, and while it turns forwarding on or puts it back (the record of the values before is shared)
+    await new StateStore(cfg.stateDir).update((st) => {
+      if (mappings.length) {
         refuseTakenPorts(cfg, portOwner(cfg, rec), st);
         try {
           fw.addPortMappings(mappings);
@@ -138,8 +151,12 @@ export async function ipamNetAdd(env: CniEnv, cfg: CniConfig): Promise<AddOutcom
           if (err instanceof NspawnError && err.code === 'NFT_PORT_IN_USE') throw new CniError(CNI_ERR.INVALID_CONFIG, `runtimeConfig.portMappings: ${err.message}`);
           throw err;
         }
-      });
-    }
+      }
+      // last: a refused port leaves forwarding as it was (a throw writes no state)
+      forwardingOn(st, subnets.some((s) => s.includes(':')));
+      const user = forwardingUser(cfg);
+      if (!st.forwardingUsers?.includes(user)) st.forwardingUsers = [...(st.forwardingUsers ?? []), user];
+    });
     const links = await resultInterfaces(rtnl, rec, bridgeName, host, { name: env.ifname, mac, sandbox: env.netns });
     const container = links.length - 1;
     log.debug(`ADD ${rec.machine}: ${res.ips.map((ip) => ip.address).join(' ')} from ${cfg.ipam?.type ?? ''}`);
@@ -169,11 +186,27 @@ export async function ipamNetAdd(env: CniEnv, cfg: CniConfig): Promise<AddOutcom
   }
 }
 
-/** The container's host link, its port mappings, and with the network's last container its bridge, masquerade and (empty) table. */
+/**
+ * The container's host link, its port mappings, and with the network's last container its bridge,
+ * masquerade, (empty) table and its claim on forwarding (put back when no one else needs it).
+ */
 async function removeHostSide(cfg: CniConfig, rec: ContainerRecord, fw: Firewall): Promise<void> {
   await removeHostLinks(rec, ipamBridgeIfname(rec.zone));
-  fw.removePortMappings(portOwner(cfg, rec));
-  const others = listRecords(cfg).filter((r) => r.rec.containerId !== rec.containerId || r.rec.ifname !== rec.ifname);
+  fw.removePortMappings(portOwner(cfg, rec), rec.ports);
+  const othersNow = (): ContainerRecord[] => listRecords(cfg).map((r) => r.rec).filter((r) => r.containerId !== rec.containerId || r.ifname !== rec.ifname);
+  const store = new StateStore(cfg.stateDir);
+  const user = forwardingUser(cfg);
+  // the claim is given up under the lock ADD takes after writing its record: a container arriving meanwhile keeps it
+  const others = !store.peek().forwardingUsers?.includes(user) ? othersNow() : await store.update((st) => {
+    const rest = othersNow();
+    if (rest.length === 0 && st.forwardingUsers) {
+      const users = st.forwardingUsers.filter((u) => u !== user);
+      if (users.length) st.forwardingUsers = users;
+      else delete st.forwardingUsers;
+      for (const done of forwardingOffIfUnused(st)) log.info(done);
+    }
+    return rest;
+  });
   if (others.length === 0) {
     for (const s of rec.subnets ?? []) fw.removeMasquerade(s);
     if (fw.elements().length === 0) fw.removeTables();

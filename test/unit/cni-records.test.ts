@@ -1,29 +1,51 @@
-// nspawn-cni's per-attachment records (src/cni/records.ts): a network's directory goes with its last
-// record, so DEL of every container leaves nothing in the state directory but what is kept on purpose.
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { describe, expect, test } from 'vitest';
-import { type ContainerRecord, listRecords, readRecord, recordPath, removeRecord, writeRecord } from '../../src/cni/records.js';
+// nspawn-cni's attachment records (src/cni/records.ts): the host ports an ipam ADD records are read
+// back for its DEL, which removes the mappings there by key; a list with one bad entry is not
+// trusted (the DEL then finds the mappings by listing the table). A network's directory goes with its
+// last record, so DEL of every container leaves nothing but what is kept on purpose.
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { afterAll, describe, expect, test } from 'vitest';
+import { listRecords, readRecord, recordPath, removeRecord, writeRecord, type ContainerRecord } from '../../src/cni/records.js';
 
-const rec = (containerId: string): ContainerRecord => ({ containerId, ifname: 'eth0', machine: `m-${containerId}`, mode: 'zone', zone: 'podnet', hostIfname: `cn-${containerId}` });
+const dir = mkdtempSync('/tmp/cni-records-');
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-describe('cni records', () => {
-  test('the network\'s directory stays while it has records and goes with the last; a later ADD makes it again', ({ onTestFinished }) => {
-    const stateDir = mkdtempSync(`${tmpdir()}/cni-records-`);
-    onTestFinished(() => rmSync(stateDir, { recursive: true, force: true }));
-    const cfg = { stateDir, name: 'podnet' };
+const base: ContainerRecord = { containerId: 'c1', ifname: 'eth0', machine: 'c1', mode: 'zone', zone: 'net', hostIfname: 'nc01234567', ipam: 'host-local' };
+
+describe('attachment records', () => {
+  test('the recorded host ports round-trip; an empty list stays empty (no mappings: nothing to remove)', () => {
+    const path = `${dir}/a.json`;
+    writeRecord(path, { ...base, ports: [{ protocol: 'tcp', hostPort: 8080 }, { protocol: 'udp', hostPort: 53 }] });
+    expect(readRecord(path)?.ports).toEqual([{ protocol: 'tcp', hostPort: 8080 }, { protocol: 'udp', hostPort: 53 }]);
+    writeRecord(path, { ...base, ports: [] });
+    expect(readRecord(path)?.ports).toEqual([]);
+  });
+
+  test('no list (an older record) or a bad entry: no ports, so the DEL lists the table', () => {
+    const path = `${dir}/b.json`;
+    writeRecord(path, base);
+    expect(readRecord(path)).toEqual(base);
+    for (const bad of [[{ protocol: 'sctp', hostPort: 80 }], [{ protocol: 'tcp', hostPort: 0 }], [{ protocol: 'tcp', hostPort: 8080 }, 'udp:53'], 'tcp:80']) {
+      writeFileSync(path, JSON.stringify({ ...base, ports: bad }));
+      expect(readRecord(path)).toEqual(base);
+    }
+  });
+});
+
+describe('a network\'s records directory', () => {
+  test('stays while it has records and goes with the last; a later ADD makes it again', () => {
+    const cfg = { stateDir: `${dir}/state`, name: 'podnet' };
     const a = recordPath(cfg, 'a', 'eth0');
     const b = recordPath(cfg, 'b', 'eth0');
-    writeRecord(a, rec('a'));
-    writeRecord(b, rec('b'));
+    writeRecord(a, { ...base, containerId: 'a' });
+    writeRecord(b, { ...base, containerId: 'b' });
     expect(listRecords(cfg).map((r) => r.rec.containerId).sort()).toEqual(['a', 'b']);
     removeRecord(a);
-    expect(readRecord(b)).toEqual(rec('b'));
+    expect(readRecord(b)).toEqual({ ...base, containerId: 'b' });
     removeRecord(b);
-    expect(existsSync(`${stateDir}/cni/podnet`)).toBe(false);
-    expect(existsSync(`${stateDir}/cni`)).toBe(true);
+    expect(existsSync(`${dir}/state/cni/podnet`)).toBe(false);
+    expect(existsSync(`${dir}/state/cni`)).toBe(true);
     removeRecord(b); // a DEL repeated: nothing to do
-    writeRecord(a, rec('a'));
-    expect(readRecord(a)).toEqual(rec('a'));
+    writeRecord(a, { ...base, containerId: 'a' });
+    expect(readRecord(a)).toEqual({ ...base, containerId: 'a' });
   });
 });

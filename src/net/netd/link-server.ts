@@ -7,9 +7,10 @@ import { isClientAddress, placeReservation } from './addresses.js';
 import type { Served, SubsystemCore } from './core.js';
 import type { LinkDns } from './link-dns.js';
 import { masqueradeOwner, type LinkRole, type ServedKind } from './links.js';
+import type { PortRequest } from './ports.js';
 import { holderAlive, type LinkRecord, type NetdState, type ReservationRecord } from './state.js';
 import { NetdError, type DhcpInterface } from './subsystem-types.js';
-import { enableForwarding, IPV6_FORWARD, restoreForwarding } from './sysctl.js';
+import { forwardingOffIfUnused, forwardingOn } from './sysctl.js';
 
 const ZONE_DHCP_LEASE = 3600;
 
@@ -19,6 +20,8 @@ export interface ServeWant {
   mac: string;
   /** the sidecar's guess of systemd-nspawn's MAC: never replaces a launcher's reservation */
   soft?: boolean;
+  /** its port forwarding, recorded with the reservation (installed by PortForwarding.forward) */
+  ports?: PortRequest;
 }
 
 /** IPv4 prefixes in use on the host (what the pool must avoid), except on `ifindex` (its own address is its own). */
@@ -86,12 +89,8 @@ export class LinkServer {
         kind, key, ifname: link.name, ifindex: link.index, subnet: alloc.subnet, reservations, holders: [...holders, core.holder],
         ...(prefix6 !== undefined ? { prefix6 } : {}),
       };
-      const before = enableForwarding(sysctl);
-      if (before !== undefined && st.ipForwardBefore === undefined) st.ipForwardBefore = before;
-      if (v6) {
-        const before6 = enableForwarding(sysctl, IPV6_FORWARD);
-        if (before6 !== undefined && st.ip6ForwardBefore === undefined) st.ip6ForwardBefore = before6;
-      }
+      if (want?.ports && reservations.some((r) => r.machine === want.machine && r.mac === want.mac)) core.ports.record(st, link.name, want.machine, want.ports);
+      forwardingOn(st, v6 !== undefined, sysctl);
     });
 
     const served: Served = { kind, key, ifname: link.name, ifindex: link.index, alloc, masquerade: false, dhcp: false };
@@ -241,21 +240,14 @@ export class LinkServer {
     }
   }
 
-  /** Releases the pool entry and the record; puts ip_forward back after the last link. */
+  /** Releases the pool entry and the record; puts forwarding back after the last link (when nothing else needs it). */
   forgetRecord(st: NetdState, rec: LinkRecord): void {
     const { sysctl, log } = this.core;
     const pool = this.loadPool(st);
     pool.release(rec.kind, rec.key);
     st.pool = pool.serialize();
     delete st.links[rec.ifname];
-    if (Object.keys(st.links).length === 0 && st.ipForwardBefore !== undefined) {
-      if (restoreForwarding(st.ipForwardBefore, sysctl)) log.info(`net.ipv4.ip_forward set back to ${st.ipForwardBefore}`);
-      delete st.ipForwardBefore;
-    }
-    if (Object.keys(st.links).length === 0 && st.ip6ForwardBefore !== undefined) {
-      if (restoreForwarding(st.ip6ForwardBefore, sysctl, IPV6_FORWARD)) log.info(`net.ipv6.conf.all.forwarding set back to ${st.ip6ForwardBefore}`);
-      delete st.ip6ForwardBefore;
-    }
+    for (const done of forwardingOffIfUnused(st, sysctl)) log.info(done);
   }
 
   /**
@@ -299,8 +291,11 @@ export class LinkServer {
     core.log.info(`stopped serving ${ifname}`, { ifname, subnet: s.alloc.subnet, reason: gone ? 'link gone' : 'released' });
   }
 
-  /** Records and applies machine → (mac, address) on a served link; returns the reservation. */
-  async reserveOn(ifname: string, machine: string, mac: string): Promise<ReservationRecord> {
+  /**
+   * Records and applies machine → (mac, address) on a served link, with its ports when given (one
+   * state write; PortForwarding.forward installs them); returns the reservation.
+   */
+  async reserveOn(ifname: string, machine: string, mac: string, ports?: PortRequest): Promise<ReservationRecord> {
     const { core } = this;
     const s = core.served.get(ifname);
     if (!s) throw new NetdError('NETD_NOT_SERVED', `link ${ifname} is not served`);
@@ -311,6 +306,7 @@ export class LinkServer {
       if (!rec) throw new NetdError('NETD_NOT_SERVED', `link ${ifname} has no record (was it removed meanwhile?)`);
       const bound = leases.filter((l) => l.state === 'bound' && l.expiresAt > Date.now() && l.mac.toLowerCase() !== mac).map((l) => l.address);
       rec.reservations = placeReservation(s.alloc, rec.reservations, machine, mac, bound, core.embeddedHolder);
+      if (ports) core.ports.record(st, ifname, machine, ports);
       res = rec.reservations.find((r) => r.machine === machine) as ReservationRecord;
     });
     if (core.mode === 'embedded') s.placed = res;

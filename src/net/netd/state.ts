@@ -76,6 +76,11 @@ export interface NetdState {
   /** net.ipv6.conf.all.forwarding before we set it to 1, likewise */
   ip6ForwardBefore?: string;
   /**
+   * Who else needs forwarding on besides the served links: nspawn-cni's ipam networks ("cni:NAME"),
+   * each while it has a container. The values above are put back only when both are gone (sysctl.ts).
+   */
+  forwardingUsers?: string[];
+  /**
    * Port owners (machine names) whose launcher maps their ports itself, following the container's
    * address (ports-watch.ts: --network-bridge=, --network-macvlan=, …), with that launcher: their
    * mappings are kept while it runs (registered or not) and swept once it is gone.
@@ -201,6 +206,10 @@ export function parseState(text: string, file: string): NetdState {
     if (r.ip6ForwardBefore !== undefined) {
       need(typeof r.ip6ForwardBefore === 'string', 'ip6ForwardBefore', 'a string');
       out.ip6ForwardBefore = r.ip6ForwardBefore as string;
+    }
+    if (r.forwardingUsers !== undefined) {
+      need(Array.isArray(r.forwardingUsers) && (r.forwardingUsers as unknown[]).every((u) => typeof u === 'string' && u.length > 0), 'forwardingUsers', 'a list of names');
+      if ((r.forwardingUsers as string[]).length) out.forwardingUsers = r.forwardingUsers as string[];
     }
     if (r.portWatchers !== undefined) {
       need(isObject(r.portWatchers), 'portWatchers', 'an object');

@@ -12,7 +12,8 @@ import { addressHooks } from '../../../src/runtime/net/addresses.js';
 import { configMode } from '../../../src/runtime/net/request.js';
 import { parseSidecarArgs, sidecarHelp } from '../../../src/net/netd/daemon.js';
 import { sockaddrUn } from '../../../src/net/netd/notify.js';
-import { enableForwarding, IP_FORWARD, restoreForwarding, type SysctlIo } from '../../../src/net/netd/sysctl.js';
+import { enableForwarding, forwardingOffIfUnused, forwardingOn, IP_FORWARD, IPV6_FORWARD, restoreForwarding, type SysctlIo } from '../../../src/net/netd/sysctl.js';
+import { emptyState, parseState } from '../../../src/net/netd/state.js';
 import { describeSubnet } from '../../../src/net/pool.js';
 import { shortenIfname } from '../../../src/net/naming.js';
 import { placeReservation } from '../../../src/net/netd/subsystem.js';
@@ -215,6 +216,32 @@ describe('forwarding sysctl', () => {
     io.v = '0';
     expect(restoreForwarding('0', io)).toBe(false);
     expect(IP_FORWARD).toBe('/proc/sys/net/ipv4/ip_forward');
+  });
+  test('served links and other users (nspawn-cni ipam networks) share one record: put back when neither is left', () => {
+    const vals: Record<string, string> = { [IP_FORWARD]: '0', [IPV6_FORWARD]: '0' };
+    const io: SysctlIo = { read: (p) => vals[p] ?? '', write: (p, x) => { vals[p] = x; } };
+    const st = emptyState();
+    forwardingOn(st, false, io);
+    st.forwardingUsers = ['cni:a'];
+    expect([vals[IP_FORWARD], vals[IPV6_FORWARD], st.ipForwardBefore, st.ip6ForwardBefore]).toEqual(['1', '0', '0', undefined]);
+    forwardingOn(st, true, io); // a served link with IPv6: IPv4's record stays the first one
+    st.links.x = { kind: 'zone', key: 'x', ifname: 'vz-x', ifindex: 1, subnet: '192.168.0.0/24', reservations: [], holders: ['sidecar'] };
+    expect([vals[IPV6_FORWARD], st.ipForwardBefore, st.ip6ForwardBefore]).toEqual(['1', '0', '0']);
+    delete st.links.x;
+    expect(forwardingOffIfUnused(st, io)).toEqual([]); // the ipam network still has a container
+    expect(vals[IP_FORWARD]).toBe('1');
+    st.links.x = { kind: 'zone', key: 'x', ifname: 'vz-x', ifindex: 1, subnet: '192.168.0.0/24', reservations: [], holders: ['sidecar'] };
+    delete st.forwardingUsers;
+    expect(forwardingOffIfUnused(st, io)).toEqual([]); // a served link still needs it
+    delete st.links.x;
+    expect(forwardingOffIfUnused(st, io)).toEqual(['net.ipv4.ip_forward set back to 0', 'net.ipv6.conf.all.forwarding set back to 0']);
+    expect([vals[IP_FORWARD], vals[IPV6_FORWARD], st.ipForwardBefore, st.ip6ForwardBefore]).toEqual(['0', '0', undefined, undefined]);
+  });
+  test('the state file keeps the other users; a wrong value is refused', () => {
+    const text = (users: unknown): string => JSON.stringify({ version: 1, links: {}, ipForwardBefore: '0', forwardingUsers: users });
+    expect(parseState(text(['cni:a', 'cni:b']), 'f').forwardingUsers).toEqual(['cni:a', 'cni:b']);
+    expect(parseState(text([]), 'f').forwardingUsers).toBeUndefined();
+    for (const bad of ['cni:a', [''], [1], {}]) expect(() => parseState(text(bad), 'f')).toThrow(/forwardingUsers is not a list of names/);
   });
 });
 
