@@ -29,7 +29,8 @@ export const FILE_ROOTS: readonly FileRoot[] = [
   { dir: '/tmp', depth: 3, testDepth: 1 },
   { dir: '/var/tmp', depth: 3, testDepth: 1 },
   // The host's directories the product writes when no variable points elsewhere: images, .nspawn
-  // settings, properties, units, logs, podman's CNI cache and configs, the test roots' cache.
+  // settings, properties, units, logs, podman's CNI cache and configs; the cache's own entries only
+  // (the test roots in it are built by setup, the busybox one on demand by test/helpers/rootfs.ts).
   { dir: '/var/lib/machines', depth: 2 },
   { dir: '/etc/machines', depth: 2 },
   { dir: '/etc/systemd/nspawn', depth: 2 },
@@ -38,7 +39,7 @@ export const FILE_ROOTS: readonly FileRoot[] = [
   { dir: '/var/log/nspawn-ts', depth: 2 },
   { dir: '/var/lib/cni', depth: 3 },
   { dir: '/etc/cni', depth: 3 },
-  { dir: '/var/cache/nspawn-ts', depth: 2 },
+  { dir: '/var/cache/nspawn-ts', depth: 1 },
 ];
 
 /**
@@ -52,6 +53,9 @@ export const KEPT_FILES: readonly RegExp[] = [
   /^\/run\/nspawn-ts\/((machines|notify)\/)?$/,
   /^\/var\/lib\/nspawn-ts\/ephemeral\/$/,
   /^\/run\/systemd\/(nspawn-uid\/)?$/,
+  // the same of the real systemd-nspawn the tests run: its propagation and lock directories (each machine's
+  // goes with it)
+  /^\/run\/systemd\/nspawn\/((propagate|locks)\/)?$/,
   // nspawn-cni's records, by network (src/cni/records.ts; a network's directory goes with its last record)
   /^\/var\/lib\/nspawn-ts\/cni\/$/,
   // The sidecar's (and the in-process library's) state: the pool's remembered subnets and
@@ -62,8 +66,6 @@ export const KEPT_FILES: readonly RegExp[] = [
   // records', the zone's (the sidecar's are above)
   /^\/run\/nspawn-ts\/machines\/\.lock$/,
   /^\/run\/nspawn-ts\/network-zone\.lock$/,
-  // the test roots' cache (test/helpers/rootfs.ts builds the busybox root on demand)
-  /^\/var\/cache\/nspawn-ts\/roots\//,
   // vitest's own: the transformed modules it caches while it runs (/tmp/NANOID/ssr/SHA1), removed at its exit
   /^\/tmp\/[\w-]{21}\/(ssr\/([0-9a-f]{40})?)?$/,
 ];
@@ -85,7 +87,7 @@ export function files(scope: LeakScope = 'file', roots: readonly FileRoot[] = FI
         continue;
       }
       out.add(`${path}/`);
-      if (left <= 1 || KEPT_FILES.some((k) => k.test(`${path}/`))) continue;
+      if (left <= 1) continue;
       let sub: number;
       try {
         sub = lstatSync(path).dev;

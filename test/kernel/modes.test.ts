@@ -1,7 +1,8 @@
 // Each network mode against the real kernel: the test's namespace stands for the host, a second
 // namespace for the container. Every result is read back from both sides with `ip -j -d link`
 // (not our own decoder), and every test is leak-checked after teardown.
-import { describe, expect } from 'vitest';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { TestNetns } from '../helpers/netns.js';
 import { defaultNetworkSpec, type NetworkSpec } from '../../src/runtime/spec.js';
@@ -13,7 +14,14 @@ import { TeardownError } from '../../src/errors.js';
 
 /** The reference's worked example (nspawn-networking.md §2). */
 const MACHINE_ID = Uint8Array.from(Buffer.from('0123456789abcdef0123456789abcdef', 'hex'));
-const LOCK = zoneLock({ path: '/run/nspawn-ts/test-network-zone.lock', systemdPath: null });
+const LOCK_PATH = '/run/nspawn-ts/test-network-zone.lock';
+const LOCK = zoneLock({ path: LOCK_PATH, systemdPath: null });
+// the file's own zone lock: made for all its tests, removed after them (a flock file stays while in use)
+beforeAll(() => {
+  mkdirSync('/run/nspawn-ts', { recursive: true });
+  writeFileSync(LOCK_PATH, '', { flag: 'a' });
+});
+afterAll(() => rmSync(LOCK_PATH, { force: true }));
 
 interface IpLink {
   ifindex: number;
