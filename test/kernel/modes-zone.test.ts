@@ -2,10 +2,10 @@
 // never lose or leak the bridge, a launcher killed with SIGKILL leaves a bridge that the next start
 // or cleanupStaleZoneBridges() removes, and the lock excludes a systemd-nspawn holding its own.
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, rmSync, unlinkSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect } from 'vitest';
+import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { waitFor } from '../helpers/exec.js';
 import type { TestNetns } from '../helpers/netns.js';
@@ -19,6 +19,12 @@ const specModule = new URL('../../dist/runtime/spec.js', import.meta.url).href;
 const nativeModule = new URL('../../dist/native.js', import.meta.url).href;
 const rtnlModule = new URL('../../dist/net/rtnl.js', import.meta.url).href;
 const LOCK_PATH = '/run/nspawn-ts/test-network-zone.lock';
+// the file's own zone lock: made for all its tests, removed after them (a flock file stays while in use)
+beforeAll(() => {
+  mkdirSync('/run/nspawn-ts', { recursive: true });
+  writeFileSync(LOCK_PATH, '', { flag: 'a' });
+});
+afterAll(() => rmSync(LOCK_PATH, { force: true }));
 
 /** A launcher stand-in: its own container namespace, `rounds` starts and stops in zone `zone`. */
 function launcherScript(hostPath: string, zone: string, machine: string, rounds: number, hold: boolean): string {
