@@ -4,7 +4,7 @@
 // the container has configured anything), carries real traffic, and goes with the reservation.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
-import { describe, expect } from 'vitest';
+import { describe, expect, vi } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { killAndWait, run, runOk, waitFor } from '../helpers/exec.js';
 import { TestNetns } from '../helpers/netns.js';
@@ -14,6 +14,7 @@ import { handleRequest } from '../../src/net/netd/daemon.js';
 import { shortenIfname } from '../../src/net/naming.js';
 import { parsePortSpec } from '../../src/net/port-spec.js';
 import { Firewall } from '../../src/net/firewall/index.js';
+import { StateStore } from '../../src/net/netd/state.js';
 import { MachineRegistry, type MachineSpecSummary } from '../../src/runtime/registry.js';
 
 const p = parsePortSpec;
@@ -240,6 +241,56 @@ describe('port forwarding in the network subsystem', () => {
       await sub?.close();
       await run('ip', ['link', 'del', 'vz-ports']);
       await run('ip', ['link', 'del', 'vb-pm']);
+      st.remove();
+    }
+  });
+
+  ktest('a reservation and its ports are one state write: a launcher serving a fresh link, a one-shot on a served zone', async ({ netns }) => {
+    const st = withState();
+    // StateStore's write(): one per update that changed the state (one fsync each)
+    const writes = vi.spyOn(StateStore.prototype as unknown as { write(text: string): void }, 'write');
+    let sub: NetworkSubsystem | undefined;
+    try {
+      const { ifname, mac } = await nspawnVeth('one', netns);
+      sub = await NetworkSubsystem.open({ mode: 'embedded', stateDir: st.dir, dns: [], machineId: null });
+      writes.mockClear();
+      const lease = await sub.reserve({ machine: 'one', mac, kind: 'veth', ports: [p('tcp:8010:80')] });
+      expect(writes).toHaveBeenCalledTimes(1);
+      expect(await portsMap()).toContain(`tcp . 8010 comment "one" : ${lease.address} . 80`);
+      expect(JSON.parse(readFileSync(`${st.dir}/netd/state.json`, 'utf8')).links[ifname].reservations[0]).toMatchObject({ machine: 'one', ports: [p('tcp:8010:80')] });
+      await sub.close();
+      sub = undefined;
+
+      await runOk('ip', ['link', 'add', 'vz-once', 'type', 'bridge']);
+      await runOk('ip', ['link', 'add', 'vb-once', 'type', 'veth', 'peer', 'name', 'vb-once-peer']);
+      await runOk('ip', ['link', 'set', 'vb-once', 'master', 'vz-once']);
+      const oneShot = async <T>(fn: (s: NetworkSubsystem) => Promise<T>): Promise<T> => {
+        const s = await NetworkSubsystem.open({ mode: 'sidecar', oneShot: true, stateDir: st.dir, dns: [], dnsServer: false, machineId: null });
+        try {
+          return await fn(s);
+        } finally {
+          await s.close();
+        }
+      };
+      await oneShot((s) => s.reserve({ machine: 'z1', mac: '02:00:00:00:01:01', kind: 'zone', zone: 'once', ports: [] }));
+      writes.mockClear();
+      const l2 = await oneShot((s) => s.reserve({ machine: 'z2', mac: '02:00:00:00:01:02', kind: 'zone', zone: 'once', ports: [p('tcp:8011:80')] }));
+      expect(writes).toHaveBeenCalledTimes(1);
+      expect(await portsMap()).toContain(`tcp . 8011 comment "z2" : ${l2.address} . 80`);
+      // refused ports: nothing written, nothing mapped
+      writes.mockClear();
+      await expect(oneShot((s) => s.reserve({ machine: 'z3', mac: '02:00:00:00:01:03', kind: 'zone', zone: 'once', ports: [p('tcp:8011:81')] }))).rejects.toThrow(/8011/);
+      expect(writes).not.toHaveBeenCalled();
+      expect(JSON.parse(readFileSync(`${st.dir}/netd/state.json`, 'utf8')).links['vz-once'].reservations.map((r: { machine: string }) => r.machine)).toEqual(['z1', 'z2']);
+      await oneShot((s) => s.release({ machine: 'z2', kind: 'zone', zone: 'once' }));
+      expect(await portsMap()).not.toContain('8011');
+      await oneShot((s) => s.release({ machine: 'z1', kind: 'zone', zone: 'once' }));
+    } finally {
+      writes.mockRestore();
+      await sub?.close();
+      await run('ip', ['link', 'del', 'vz-once']);
+      await run('ip', ['link', 'del', 'vb-once']);
+      await run('nft', ['delete', 'table', 'inet', 'nspawn-ts']);
       st.remove();
     }
   });

@@ -7,6 +7,7 @@ import { isClientAddress, placeReservation } from './addresses.js';
 import type { Served, SubsystemCore } from './core.js';
 import type { LinkDns } from './link-dns.js';
 import { masqueradeOwner, type LinkRole, type ServedKind } from './links.js';
+import type { PortRequest } from './ports.js';
 import { holderAlive, type LinkRecord, type NetdState, type ReservationRecord } from './state.js';
 import { NetdError, type DhcpInterface } from './subsystem-types.js';
 import { forwardingOffIfUnused, forwardingOn } from './sysctl.js';
@@ -19,6 +20,8 @@ export interface ServeWant {
   mac: string;
   /** the sidecar's guess of systemd-nspawn's MAC: never replaces a launcher's reservation */
   soft?: boolean;
+  /** its port forwarding, recorded with the reservation (installed by PortForwarding.forward) */
+  ports?: PortRequest;
 }
 
 /** IPv4 prefixes in use on the host (what the pool must avoid), except on `ifindex` (its own address is its own). */
@@ -86,6 +89,7 @@ export class LinkServer {
         kind, key, ifname: link.name, ifindex: link.index, subnet: alloc.subnet, reservations, holders: [...holders, core.holder],
         ...(prefix6 !== undefined ? { prefix6 } : {}),
       };
+      if (want?.ports && reservations.some((r) => r.machine === want.machine && r.mac === want.mac)) core.ports.record(st, link.name, want.machine, want.ports);
       forwardingOn(st, v6 !== undefined, sysctl);
     });
 
@@ -287,8 +291,11 @@ export class LinkServer {
     core.log.info(`stopped serving ${ifname}`, { ifname, subnet: s.alloc.subnet, reason: gone ? 'link gone' : 'released' });
   }
 
-  /** Records and applies machine → (mac, address) on a served link; returns the reservation. */
-  async reserveOn(ifname: string, machine: string, mac: string): Promise<ReservationRecord> {
+  /**
+   * Records and applies machine → (mac, address) on a served link, with its ports when given (one
+   * state write; PortForwarding.forward installs them); returns the reservation.
+   */
+  async reserveOn(ifname: string, machine: string, mac: string, ports?: PortRequest): Promise<ReservationRecord> {
     const { core } = this;
     const s = core.served.get(ifname);
     if (!s) throw new NetdError('NETD_NOT_SERVED', `link ${ifname} is not served`);
@@ -299,6 +306,7 @@ export class LinkServer {
       if (!rec) throw new NetdError('NETD_NOT_SERVED', `link ${ifname} has no record (was it removed meanwhile?)`);
       const bound = leases.filter((l) => l.state === 'bound' && l.expiresAt > Date.now() && l.mac.toLowerCase() !== mac).map((l) => l.address);
       rec.reservations = placeReservation(s.alloc, rec.reservations, machine, mac, bound, core.embeddedHolder);
+      if (ports) core.ports.record(st, ifname, machine, ports);
       res = rec.reservations.find((r) => r.machine === machine) as ReservationRecord;
     });
     if (core.mode === 'embedded') s.placed = res;

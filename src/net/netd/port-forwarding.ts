@@ -8,7 +8,7 @@ import type { Firewall } from '../firewall/index.js';
 import {
   findPortClashes, foreignPortClashes, PortInUseError, portOwner, reservationMappings, routeLocalnetPath, type PortRequest,
 } from './ports.js';
-import type { ReservationRecord, StateStore } from './state.js';
+import type { NetdState, ReservationRecord, StateStore } from './state.js';
 import { NetdError } from './subsystem-types.js';
 import type { SysctlIo } from './sysctl.js';
 
@@ -24,39 +24,43 @@ export interface PortForwardingDeps {
 export class PortForwarding {
   constructor(private readonly deps: PortForwardingDeps) {}
 
-  /** Records the machine's ports with its reservation and installs them (all or none). */
+  /**
+   * Puts the machine's ports on its reservation in `st`, inside the caller's state update: the
+   * reservation and its ports are one write (one fsync on an ADD or a launch). Ports others hold —
+   * recorded (reserved, maybe not installed yet), systemd-nspawn's and nspawn-cni's — are refused
+   * (PortInUseError, nothing written): checked under the state lock, which nspawn-cni's ipam ADD
+   * holds while it checks ours and maps its own.
+   */
+  record(st: NetdState, ifname: string, machine: string, req: PortRequest): void {
+    const r = st.links[ifname]?.reservations.find((x) => x.machine === machine);
+    if (!r) return;
+    if (req.ports.length) {
+      const clashes = findPortClashes(machine, req.ports, { current: [], state: st, foreign: foreignPortClashes() });
+      if (clashes.length) throw new PortInUseError(machine, clashes);
+    }
+    delete r.ports;
+    delete r.portLoopback;
+    if (req.ports.length) r.ports = req.ports;
+    if (req.ports.length && req.loopback) r.portLoopback = true;
+  }
+
+  /**
+   * Installs the ports record() put on `res` (all or none; on failure its record loses them). Recorded
+   * first: a crash after the install leaves a record that the next start reconciles.
+   */
   async forward(ifname: string, res: ReservationRecord, req: PortRequest, previous: ReservationRecord | undefined): Promise<void> {
     const owner = portOwner(res.machine);
     // a previous run's ports (its launcher was killed) must not outlive it
     if (previous?.ports?.length) this.deps.firewall.removePortMappings(owner);
     if (req.ports.length === 0) return;
-    const rec: ReservationRecord = { ...res, ports: req.ports };
-    if (req.loopback) rec.portLoopback = true;
-    const mappings = reservationMappings(rec, this.deps.store.peek().links[ifname]?.prefix6);
-    const setRecord = (value: ReservationRecord | undefined) => this.deps.store.update((st) => {
-      if (value) {
-        // recorded ports of others (reserved, maybe not installed yet), systemd-nspawn's and
-        // nspawn-cni's: refused — checked and recorded under the state lock, which nspawn-cni's
-        // ipam ADD holds while it checks ours and maps its own
-        const clashes = findPortClashes(res.machine, req.ports, { current: [], state: st, foreign: foreignPortClashes() });
-        if (clashes.length) throw new PortInUseError(res.machine, clashes);
-      }
-      const r = st.links[ifname]?.reservations.find((x) => x.machine === res.machine);
-      if (!r) return;
-      delete r.ports;
-      delete r.portLoopback;
-      if (value?.ports) r.ports = value.ports;
-      if (value?.portLoopback) r.portLoopback = true;
-    });
-    // recorded first: a crash after the install leaves a record that the next start reconciles
-    await setRecord(rec);
+    const mappings = reservationMappings({ ...res, ports: req.ports, ...(req.loopback ? { portLoopback: true } : {}) }, this.deps.store.peek().links[ifname]?.prefix6);
     try {
       this.deps.ensureTables();
       // 127.0.0.1 as a source may leave the host only by this link (reference: systemd#6106)
       if (req.loopback) this.deps.sysctl.write(routeLocalnetPath(ifname), '1');
       this.deps.firewall.addPortMappings(mappings);
     } catch (err) {
-      await setRecord(undefined);
+      await this.deps.store.update((st) => this.record(st, ifname, res.machine, { ports: [], loopback: false }));
       if (err instanceof NspawnError && err.code === 'NFT_PORT_IN_USE') {
         throw new NetdError('NETD_PORT_IN_USE', `cannot forward ports to ${res.machine}: ${err.message.replace(/^nftables: .*? failed: /, '')}`, { cause: err });
       }

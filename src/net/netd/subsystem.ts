@@ -120,13 +120,15 @@ export class NetworkSubsystem {
       }
       const previous = core.store.peek().links[ifname]?.reservations.find((r) => r.machine === req.machine);
       const fresh = core.served.get(ifname)?.ifindex !== link.index;
-      const s = await server.serve(link, role, { machine: req.machine, mac });
+      // the ports are recorded with the reservation (one state write), then mapped to its address
+      // before the container asks for it
+      const ports = { ports: req.ports ?? [], loopback: req.portLoopback ?? false };
+      const s = await server.serve(link, role, { machine: req.machine, mac, ports });
       const placed = fresh && s.placed?.mac === mac ? s.placed : undefined;
-      const res = placed ?? await server.reserveOn(ifname, req.machine, mac);
+      const res = placed ?? await server.reserveOn(ifname, req.machine, mac, ports);
       if (placed) core.log.info(`reserved ${placed.address} for ${req.machine}`, { ifname, machine: req.machine, mac, address: placed.address });
-      // port forwarding: mapped to the address just reserved, before the container asks for it
       try {
-        await core.ports.forward(ifname, res, { ports: req.ports ?? [], loopback: req.portLoopback ?? false }, previous);
+        await core.ports.forward(ifname, res, ports, previous);
       } catch (err) {
         // a refused request leaves nothing it made: the new reservation, and a link this request
         // started to serve in-process (a sidecar keeps serving the links it watches)
