@@ -65,6 +65,10 @@ class ContainerRun {
   private failure: LaunchError | undefined;
   private started = false;
   private stopping = false;
+  /** spawnContainer() made the container's processes */
+  private cloned = false;
+  /** the container has ended or never will: run() is in its clean-up */
+  private finished = false;
   private killTimer: NodeJS.Timeout | undefined;
   private console: PtyForwarder | undefined;
   private killSignal = 15;
@@ -113,8 +117,16 @@ class ContainerRun {
       const exit = await this.start();
       return exit;
     } finally {
+      // from here on a stop request has nothing to stop (requestStop): only the clean-up is left
+      this.finished = true;
+      if (this.killTimer) clearTimeout(this.killTimer);
       await this.teardown();
     }
+  }
+
+  /** SIGTERM/SIGINT/SIGHUP came while this run was on: a rebooting container is not started again. */
+  get stopRequested(): boolean {
+    return this.stopping;
   }
 
   /** Host-side preparation (preparation.ts, everything made registered for undo) and the plan (container-plan.ts). */
@@ -187,13 +199,8 @@ class ContainerRun {
       }
     });
 
-    const signalHandler = (sig: NodeJS.Signals): void => this.requestStop(sig);
-    if (this.opts.handleSignals !== false) {
-      for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(s, signalHandler);
-      this.onUndo('remove signal handlers', () => {
-        for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.off(s, signalHandler);
-      });
-    }
+    // stopped while it was prepared: nothing of the container exists yet, what was prepared is undone
+    if (this.stopping) throw new LaunchError('STOPPED', `container ${spec.machine} was stopped while it started`, 1);
     const interactive = this.consoleMode === 'interactive';
     this.status(`Spawning container ${spec.machine} on ${spec.directory}.`);
     if (interactive) this.status('Press ^] three times within 1s to kill container.');
@@ -203,6 +210,7 @@ class ContainerRun {
     log.debug('prepared; cloning the container');
     try {
       spawned = s.spawnContainer(this.plan);
+      this.cloned = true;
     } catch (err) {
       throw new LaunchError('SPAWN_FAILED', `failed to create the container's namespaces: ${errorMessage(err)}`, 1, { cause: err });
     }
@@ -382,14 +390,17 @@ class ContainerRun {
 
   private onReady(m: ChannelMessage): void {
     const kind = this.syncKinds.get(m.op ?? -1);
+    // stopped while it starts: PID 1 goes no further (before the hooks: they would work on a dying PID 1)
+    const stopped = (): boolean => {
+      if (this.stopping) this.abort(new LaunchError('STOPPED', `container ${this.spec.machine} was stopped while it started`, 1));
+      return this.stopping;
+    };
     this.busy = this.busy.then(async () => {
       try {
+        if (stopped()) return;
         if (kind === 'afterClone') await this.afterClone();
         else if (kind === 'beforeExec') for (const h of this.hooks) if (h.beforeExec) await h.beforeExec(this.context());
-        if (this.stopping) {
-          this.abort(new LaunchError('STOPPED', `container ${this.spec.machine} was stopped while it started`, 1));
-          return;
-        }
+        if (stopped()) return;
         if (kind === 'beforeExec') log.debug('before-exec hooks done; PID 1 goes on to exec');
         if (this.channel >= 0) {
           try {
@@ -452,6 +463,19 @@ class ContainerRun {
    * goes to PID 1, and a second request (or the stop timeout, our safety net) kills it.
    */
   requestStop(sig: string): void {
+    if (this.exit !== undefined || this.finished) {
+      // it has ended already (e.g. machinectl terminate SIGKILLs PID 1, then SIGTERMs us): no kill
+      // timer, which would keep the launcher alive for the stop timeout after its clean-up
+      log.debug(`${sig}: the container has ended; finishing the clean-up`);
+      this.stopping = true;
+      return;
+    }
+    if (!this.cloned) {
+      // start() checks before the clone
+      log.debug(`${sig}: stopping before the container is made`);
+      this.stopping = true;
+      return;
+    }
     if (this.stopping || !this.started || this.killSignal === 0) {
       log.debug(`${sig}: killing the container`);
       this.stopping = true;
@@ -490,17 +514,32 @@ class ContainerRun {
   }
 }
 
+/** What stops the container (requestStop), as systemd-nspawn's SIGTERM/SIGINT (and SIGHUP: the terminal went away). */
+const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
+
 /**
  * Runs a container for `spec` until it ends; returns the launcher's exit code. A reboot inside the
  * container starts it again, as systemd-nspawn does. Setup failures throw LaunchError/ConfigError
  * with nothing left behind.
  */
 export async function runContainer(spec: LaunchSpec, opts: LaunchOptions = {}): Promise<ContainerExit> {
-  for (;;) {
-    const run = new ContainerRun(spec, opts);
-    const exit = await run.run();
-    run.report(exit);
-    if (!exit.reboot) return exit;
+  // the handlers stay from before anything is made until after the last clean-up (also across
+  // reboots): a signal during start-up or clean-up never meets the default action, which would end
+  // the launcher halfway and leave the machine's record, cgroups and links behind
+  let run: ContainerRun | undefined;
+  const onSignal = (sig: NodeJS.Signals): void => run?.requestStop(sig);
+  const handle = opts.handleSignals !== false;
+  if (handle) for (const s of STOP_SIGNALS) process.on(s, onSignal);
+  try {
+    for (;;) {
+      run = new ContainerRun(spec, opts);
+      const ended = await run.run();
+      const exit = ended.reboot && run.stopRequested ? { ...ended, reboot: false } : ended;
+      run.report(exit);
+      if (!exit.reboot) return exit;
+    }
+  } finally {
+    if (handle) for (const s of STOP_SIGNALS) process.off(s, onSignal);
   }
 }
 

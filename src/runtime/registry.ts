@@ -20,9 +20,11 @@ import { readRecordFile, recordLive, recordNameOk, RECORD_VERSION } from '../com
 import { processAlive, processStartTime, type ProcessRef } from '../common/proc.js';
 import { type FileLock, LockTimeoutError, tryLock, withLock } from '../common/lock.js';
 import { NspawnError } from '../errors.js';
+import { logger } from '../log.js';
 import type { LaunchSpec, PortForward } from './spec.js';
 import type { MachineCgroupState } from './cgroups.js';
 
+const log = logger('registry');
 
 export type { ProcessRef } from '../common/proc.js';
 export { defaultRunDir } from '../common/paths.js';
@@ -185,6 +187,15 @@ export class MachineRegistry {
 
   /** Runs fn holding the registry's lock, waited for on timers (never blocking the event loop). */
   private async locked<T>(fn: () => T): Promise<T> {
+    const free = tryLock(this.lockPath, { mode: 0o600 });
+    if (free) {
+      try {
+        return fn();
+      } finally {
+        free.release();
+      }
+    }
+    log.debug(`the machine registry ${this.dir} is locked by another process; waiting for it`);
     return withLock(this.lockPath, fn, { timeoutMs: this.lockTimeoutMs, mode: 0o600 }).catch((err: unknown) => {
       if (!(err instanceof LockTimeoutError)) throw err;
       throw new RegistryError('REG_LOCKED', `the machine registry ${this.dir} stayed locked by another process for ${this.lockTimeoutMs} ms`, { cause: err });

@@ -7,6 +7,7 @@ import { ktest } from '../helpers/kernel.js';
 import { busyboxRoot } from '../helpers/rootfs.js';
 import { ephemeralLayers, exited, leftoverCgroups, machineLeader, machineRecords, nspawn, startNspawn, NSPAWN_TS } from '../helpers/nspawn.js';
 import { run, waitFor } from '../helpers/exec.js';
+import { tryLock, type FileLock } from '../../src/common/lock.js';
 
 /** machine names carry this run's ID: cgroups are host-wide, and other test runs may use the same names */
 const RUN = process.pid.toString(36);
@@ -98,6 +99,113 @@ describe('stopping', () => {
     c.kill('SIGTERM');
     expect(await exited(c)).toEqual({ code: 3, signal: null });
     expect(c.output()).toContain('got USR1');
+  });
+});
+
+/** Holds the machine registry's lock: the launcher waits for it (on timers) when it starts (the sweep) and in its last clean-up step (the record). */
+function holdRegistry(): FileLock {
+  const held = tryLock('/run/nspawn-ts/machines/.lock', { mode: 0o600 });
+  if (!held) throw new Error('the machine registry is locked by another process');
+  return held;
+}
+
+const ended = (c: ReturnType<typeof startNspawn>): boolean => c.exitCode !== null || c.signalCode !== null;
+const WAITING_FOR_REGISTRY = 'is locked by another process; waiting for it';
+
+describe('a stop request while the launcher starts or cleans up', () => {
+  ktest('after PID 1 died (machinectl terminate: SIGKILL to it, then SIGTERM to us), SIGTERM arms no kill timer that outlives the clean-up', async () => {
+    const { runContainer } = await import('../../src/runtime/launcher.js');
+    const { newSpec } = await import('../unit/runtime/spec-fixture.js');
+    const lines: string[] = [];
+    const before = new Set(process.listeners('SIGTERM'));
+    let handlers = -1;
+    const exit = await runContainer(newSpec({
+      directory: root, machine: `lc-ended-${RUN}`, killSignal: 'SIGTERM', command: ['/bin/sh', '-c', 'exit 3'],
+    }), {
+      console: 'pipe', registry: null, stopTimeoutMs: 300, status: (l) => lines.push(l),
+      hooks: [{
+        afterClone: () => undefined,
+        // the clean-up after PID 1's end: the SIGTERM comes now, to the launcher's own handler
+        afterExit: () => {
+          const ours = process.listeners('SIGTERM').filter((l) => !before.has(l));
+          handlers = ours.length;
+          for (const l of ours) (l as (s: NodeJS.Signals) => void)('SIGTERM');
+        },
+      }],
+    });
+    expect(handlers).toBe(1);
+    expect(exit).toEqual({ exitCode: 3, code: 3, signal: null, reboot: false });
+    // a kill timer armed now would fire after the stop timeout and keep a launcher alive until then
+    await new Promise((r) => setTimeout(r, 600));
+    expect(lines.filter((l) => /Trying to halt|did not stop/.test(l))).toEqual([]);
+    expect(process.listeners('SIGTERM').filter((l) => !before.has(l))).toEqual([]);
+  });
+
+  ktest('a container that reboots is not started again when SIGTERM comes during its clean-up', async () => {
+    const { runContainer } = await import('../../src/runtime/launcher.js');
+    const { newSpec } = await import('../unit/runtime/spec-fixture.js');
+    const name = `lc-reboot-${RUN}`;
+    const lines: string[] = [];
+    const leaders: number[] = [];
+    const before = new Set(process.listeners('SIGTERM'));
+    const exit = await runContainer(newSpec({ directory: root, machine: name, mode: 'boot' }), {
+      console: 'pipe', registry: null, stopTimeoutMs: 300, status: (l) => lines.push(l),
+      hooks: [{
+        afterClone: (ctx) => {
+          leaders.push(ctx.pid);
+          // a second start (the reboot) ends at once; the first boot reboots once rcS ran (busybox init: on SIGTERM)
+          if (leaders.length > 1) process.kill(ctx.pid, 'SIGKILL');
+          else void waitFor(() => existsSync(`/proc/${ctx.pid}/root/run/booted`), 'rcS to run', 20_000).then(() => process.kill(ctx.pid, 'SIGTERM'));
+        },
+        afterExit: () => {
+          for (const l of process.listeners('SIGTERM')) if (!before.has(l)) (l as (s: NodeJS.Signals) => void)('SIGTERM');
+        },
+      }],
+    });
+    expect(leaders).toHaveLength(1);
+    expect(exit).toEqual({ exitCode: 0, code: null, signal: 1, reboot: false });
+    expect(lines).toContain(`Container ${name} has been shut down.`);
+  });
+
+  ktest('SIGTERM during the clean-up does not end the launcher halfway: it removes its record and ends with its container\'s status', async () => {
+    const name = `lc-late-${RUN}`;
+    const c = startNspawn(['-q', '-D', root, '-M', name, '/bin/sh', '-c', 'echo ready; while :; do sleep 0.1; done'], { NSPAWN_TS_LOG: 'debug' });
+    const leader = await started(name, c);
+    await waitFor(() => c.output().includes('ready'), 'the payload');
+    const held = holdRegistry();
+    try {
+      process.kill(leader, 'SIGKILL');
+      // its last clean-up step, the record's removal, waits for the registry
+      await waitFor(() => c.output().includes(WAITING_FOR_REGISTRY), 'the launcher to wait for the registry in its clean-up', 10_000);
+      c.kill('SIGTERM');
+      await waitFor(() => c.output().includes('SIGTERM: the container has ended; finishing the clean-up') || ended(c), 'the launcher to take the SIGTERM');
+    } finally {
+      held.release();
+    }
+    expect(await exited(c), c.output()).toEqual({ code: 137, signal: null });
+    expect(machineRecords()).toEqual([]);
+    expect(ours()).toEqual([]);
+  });
+
+  ktest('SIGTERM while the launcher starts stops it before the container is made, with nothing left', async () => {
+    const name = `lc-early-${RUN}`;
+    mkdirSync('/run/nspawn-ts/machines', { recursive: true });
+    const held = holdRegistry();
+    let c: ReturnType<typeof startNspawn>;
+    try {
+      c = startNspawn(['-q', '-D', root, '-M', name, '/bin/true'], { NSPAWN_TS_LOG: 'debug' });
+      // the sweep of dead launchers, before anything is made, waits for the registry
+      await waitFor(() => c.output().includes(WAITING_FOR_REGISTRY), 'the launcher to wait for the registry as it starts', 20_000);
+      c.kill('SIGTERM');
+      await waitFor(() => c.output().includes('SIGTERM: stopping before the container is made') || ended(c), 'the launcher to take the SIGTERM');
+    } finally {
+      held.release();
+    }
+    expect(await exited(c), c.output()).toEqual({ code: 1, signal: null });
+    expect(c.output()).toContain(`nspawn-ts: container ${name} was stopped while it started`);
+    expect(c.output()).not.toContain('cloning the container');
+    expect(machineRecords()).toEqual([]);
+    expect(ours()).toEqual([]);
   });
 });
 
