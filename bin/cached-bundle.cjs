@@ -29,17 +29,20 @@ function writeAtomically(target, data) {
 
 /**
  * The Node options NAME's command runs with (its bin/ script's #! line; a bundle NAME-PART belongs to
- * the command NAME). V8 accepts a code cache only from a run with the same V8 flags
- * (--max-semi-space-size changes its flag hash): the cache is written under these.
+ * the command NAME; a command whose executable is native, nspawn-cni, has its script in bin/NAME.cjs).
+ * V8 accepts a code cache only from a run with the same V8 flags (--max-semi-space-size changes its
+ * flag hash): the cache is written under these.
  */
 exports.nodeOptions = function nodeOptions(name) {
   let first = '';
-  for (let n = name; n; n = n.includes('-') ? n.slice(0, n.lastIndexOf('-')) : '') {
-    try {
-      first = fs.readFileSync(path.join(__dirname, n), 'utf8').split('\n', 1)[0];
-      break;
-    } catch {
-      // no such command: try its prefix
+  search: for (let n = name; n; n = n.includes('-') ? n.slice(0, n.lastIndexOf('-')) : '') {
+    for (const file of [`${n}.cjs`, n]) {
+      try {
+        first = fs.readFileSync(path.join(__dirname, file), 'utf8').split('\n', 1)[0];
+        break search;
+      } catch {
+        // no such command: try its prefix
+      }
     }
   }
   const m = /^#!.*?\bnode((?: --[^\s]+)*)\s*$/.exec(first);

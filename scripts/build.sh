@@ -10,6 +10,14 @@ if [ ! -f "$addon" ] || [ -n "$(find native/src native/binding.gyp -newer "$addo
   npx --no-install node-gyp rebuild --directory native --loglevel=warn >&2 || { say "error: native addon build failed"; exit 1; }
 fi
 
+# the CNI plugin's executable, a native front (native/front/nspawn-cni.c); a checkout from before it
+# had a script of that name
+front=bin/nspawn-cni
+if [ ! -f "$front" ] || [ native/front/nspawn-cni.c -nt "$front" ] || [ "$(head -c 4 "$front")" != $'\x7fELF' ]; then
+  say "building bin/nspawn-cni (the CNI plugin's front)"
+  bash scripts/build-cni-front.sh >&2 || { say "error: building bin/nspawn-cni failed (it needs gcc and libc6-dev)"; exit 1; }
+fi
+
 stamp=dist/.build-stamp
 if [ ! -f "$stamp" ] || [ -n "$(find src tsconfig.json package.json scripts/build.sh scripts/ascii-bundle.mjs -newer "$stamp" -print -quit)" ]; then
   say "compiling TypeScript"

@@ -29,6 +29,12 @@ if ! "${gyp[@]}" rebuild --directory native --loglevel=warn "${nodedir[@]}" >&2;
   exit 1
 fi
 rm -rf native/build/Release/obj.target native/build/Release/.deps
+# the CNI plugin's executable, for this machine (the package carries the packer's build)
+say "compiling bin/nspawn-cni"
+if ! bash scripts/build-cni-front.sh >&2; then
+  say "error: bin/nspawn-cni did not compile; it needs gcc and the C library's headers (apt-get install gcc libc6-dev)"
+  exit 1
+fi
 
 # bash completion: linked where bash-completion looks (PREFIX/share/bash-completion/completions) for
 # a global install; npm installs the man pages itself (package.json "man"). A link left by an

@@ -9,7 +9,11 @@ import type { PortForward } from '../net/model.js';
 import { ifnameValid, machineNameValid, zoneNameValid } from '../net/naming.js';
 import { DEFAULT_SOCKET } from '../net/netd/socket-path.js';
 
-/** The versions we answer. VERSION lists 1.1.0 only to a runtime that speaks it (versionResult). */
+/**
+ * The versions we answer. VERSION lists 1.1.0 only to a runtime that speaks it (versionResult).
+ * bin/nspawn-cni's native front answers the runtime's VERSION with these too (native/front/nspawn-cni.c;
+ * test/unit/cni-front.test.ts compares its answers with versionResult's).
+ */
 export const SUPPORTED_VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;
 export type CniVersion = (typeof SUPPORTED_VERSIONS)[number];
 
@@ -302,6 +306,20 @@ export function prevAddresses(prev: unknown): string[] {
  * 1.1.0 or later: podman 4.3's libcni 1.1.2 (asks with 1.0.0) cannot convert a 1.1.0 result back
  * and would leak on DEL, so it is told we do not speak 1.1.0 and leaves such a network out.
  */
+/**
+ * The version VERSION's stdin asks with: its "cniVersion" when that is a string, else 1.0.0 (VERSION
+ * reads nothing else; the runtime sends {"cniVersion":"1.0.0"} and nothing else).
+ */
+export function versionAsked(text: string): string {
+  let asked: unknown;
+  try {
+    asked = (JSON.parse(text) as { cniVersion?: unknown } | null)?.cniVersion;
+  } catch {
+    asked = undefined;
+  }
+  return typeof asked === 'string' ? asked : '1.0.0';
+}
+
 export function versionResult(asked: string): Record<string, unknown> {
   const supported = SUPPORTED_VERSIONS.filter((v) => v !== '1.1.0' || versionAtLeast(asked, '1.1.0'));
   return { cniVersion: asked, supportedVersions: supported };

@@ -3,15 +3,16 @@
 // The runtime keeps only CNI_*, PATH and HOME for DEL (podman's cleanup): every setting comes from
 // the configuration, none from other environment variables.
 //
-// Start-up is most of a call: podman runs VERSION once per network whenever it loads its networks.
-// So this module is a bundle of its own with nothing VERSION does not use (the operations come from
+// Start-up is most of a call: podman runs VERSION once per network whenever it loads its networks
+// (bin/nspawn-cni, a native front, answers that call without Node: native/front/nspawn-cni.c).
+// This module is a bundle of its own with nothing VERSION does not use (the operations come from
 // `loadPlugin`, bin/nspawn-cni's second bundle), and stdin and stdout are read and written with
 // plain system calls: Node's stream objects for them cost more than the whole answer.
 import { readSync, writeSync } from 'node:fs';
 import { errorMessage } from '../errors.js';
 import { setLogLevel } from '../log.js';
 import {
-  addResult, CNI_ERR, type CniCommand, type CniConfig, CniError, errorResult, parseConfig, parseEnv, versionAtLeast, versionResult,
+  addResult, CNI_ERR, type CniCommand, type CniConfig, CniError, errorResult, parseConfig, parseEnv, versionAsked, versionAtLeast, versionResult,
 } from './config.js';
 import type * as Plugin from './plugin.js';
 import { askSidecar } from './thin.js';
@@ -93,14 +94,8 @@ export async function main(_argv: readonly string[], env: NodeJS.ProcessEnv, loa
     const call = parseEnv(env);
     const text = await readStdin();
     if (call.command === 'VERSION') {
-      // only "cniVersion" is read: the runtime sends {"cniVersion":"1.0.0"} and nothing else
-      let asked: unknown;
-      try {
-        asked = (JSON.parse(text) as { cniVersion?: unknown }).cniVersion;
-      } catch {
-        asked = undefined;
-      }
-      out(versionResult(typeof asked === 'string' ? asked : version));
+      // bin/nspawn-cni's native front answers the runtime's own VERSION call; this, everything else
+      out(versionResult(versionAsked(text)));
       return 0;
     }
     const cfg = parseConfig(text);

@@ -4,7 +4,7 @@
 // dependencies, node-gyp pointed at this Node's headers). The installed commands then run a
 // networked container (DHCP lease, the remote reached through the masquerade) and `machinectl-ts
 // list`, and strace shows they open nothing of the source tree.
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
@@ -78,6 +78,29 @@ describe('npm pack → npm install -g', () => {
     } finally {
       root.remove();
     }
+  });
+
+  ktest('the installed nspawn-cni: its front, compiled at install, answers VERSION; Node the rest, from the installed copy', async () => {
+    const front = join(prefix, 'bin', 'nspawn-cni');
+    // npm gives the packed files a fixed 1985 mtime: a recent one is install-package.sh's compile
+    expect(statSync(realpathSync(front)).mtimeMs).toBeGreaterThan(Date.parse('2020-01-01'));
+    const env = { PATH: `${join(prefix, 'bin')}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`, CNI_COMMAND: 'VERSION' };
+    const log = join(work, 'strace-cni.log');
+    const traced = async (input: string): Promise<{ stdout: string; nodeRuns: string[] }> => {
+      const r = await run('strace', ['-f', '-s', '4096', '-e', 'trace=open,openat,execve', '-o', log, 'nspawn-cni'], { cwd: '/', env, input });
+      expect(r.code, r.stderr).toBe(0);
+      const opened = readFileSync(log, 'utf8').split('\n');
+      rmSync(log);
+      expect(opened.filter((l) => l.includes(`"${SOURCE}/`))).toEqual([]);
+      return { stdout: r.stdout, nodeRuns: opened.filter((l) => /execve\("[^"]*\/node"/.test(l) && !l.includes('ENOENT')) };
+    };
+    const answered = await traced('{"cniVersion":"1.1.0"}');
+    expect(answered.stdout).toBe('{"cniVersion":"1.1.0","supportedVersions":["0.3.0","0.3.1","0.4.0","1.0.0","1.1.0"]}\n');
+    expect(answered.nodeRuns).toEqual([]);
+    const passed = await traced('{"cniVersion":"1.1.0","name":"n"}');
+    expect(passed.stdout).toBe(answered.stdout);
+    expect(passed.nodeRuns).toHaveLength(1);
+    expect(passed.nodeRuns[0]).toContain(`"${join(pkgDir, 'bin/nspawn-cni.cjs')}"`);
   });
 
   ktest('the installed nspawn-ts runs a networked container: DHCP lease, the remote reached through the masquerade', async () => {
