@@ -222,20 +222,24 @@ export class NfnlElements {
   }
 
   private open(): number {
-    if (this.fd >= 0) return this.fd;
-    const fd = this.sys.socket(C.AF_NETLINK, C.SOCK_RAW, NETLINK_NETFILTER, this.netnsFd);
-    try {
-      // error answers carry the kernel's text and not a copy of our request
-      this.sys.setsockoptInt(fd, C.SOL_NETLINK, C.NETLINK_EXT_ACK, 1);
-      this.sys.setsockoptInt(fd, C.SOL_NETLINK, C.NETLINK_CAP_ACK, 1);
-      const addr = new Uint8Array(12);
-      new DataView(addr.buffer).setUint16(0, C.AF_NETLINK, HOST_LE);
-      this.sys.bind(fd, addr);
-    } catch (err) {
-      this.sys.close(fd);
-      throw err;
-    }
-    this.fd = fd;
-    return fd;
+    if (this.fd < 0) this.fd = openNfnlSocket(this.sys, this.netnsFd);
+    return this.fd;
   }
+}
+
+/** A bound NETLINK_NETFILTER socket in `netnsFd`'s namespace (or ours), for batches and dumps (nfnl-dump.ts). */
+export function openNfnlSocket(sys: Pick<NativeAddon, 'socket' | 'setsockoptInt' | 'bind' | 'close'>, netnsFd?: number): number {
+  const fd = sys.socket(C.AF_NETLINK, C.SOCK_RAW, NETLINK_NETFILTER, netnsFd);
+  try {
+    // error answers carry the kernel's text and not a copy of our request
+    sys.setsockoptInt(fd, C.SOL_NETLINK, C.NETLINK_EXT_ACK, 1);
+    sys.setsockoptInt(fd, C.SOL_NETLINK, C.NETLINK_CAP_ACK, 1);
+    const addr = new Uint8Array(12);
+    new DataView(addr.buffer).setUint16(0, C.AF_NETLINK, HOST_LE);
+    sys.bind(fd, addr);
+  } catch (err) {
+    sys.close(fd);
+    throw err;
+  }
+  return fd;
 }

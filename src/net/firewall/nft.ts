@@ -28,9 +28,10 @@ import {
   addMasqueradeDocument, addPortMappingsChanges, assertOwner, changesDocument, knownOwnerRemoval, assertTableName, changeDocument, DEFAULT_TABLE,
   deleteTableDocument, describeMapping, elementsFromListing, layoutDocument, layoutMapsScript, mappingElements,
   masqueradeElement, normaliseMapping, normaliseSubnet, ownerRemoval, portKey, reconcilePlan, removeMasqueradeDocument, replacementPlan,
-  stateFromElements, TABLE_FAMILY, type ElementChange, type FirewallState, type FwElement, type PortMapping,
+  stateFromElements, TABLE_FAMILY, type ElementChange, type FirewallState, type FwElement, type MasqueradeEntry, type PortMapping,
 } from './rules.js';
 import { directChange, NfnlElements } from './nfnl.js';
+import { layoutFromListing, NfnlDump, NfnlDumpError, type TableLayout } from './nfnl-dump.js';
 
 const log = logger('firewall');
 
@@ -188,6 +189,8 @@ export class Firewall {
   private readonly netnsFd: number | undefined;
   /** Port mappings' element changes sent as netlink messages of our own (none with a test runner). */
   private readonly direct: NfnlElements | undefined;
+  /** The layout and masquerade checks as nf_tables dumps of our own (none with a test runner). */
+  private readonly dumps: NfnlDump | undefined;
   /** What this instance added and has not removed: replayed after the table vanished. */
   private readonly knownMasq = new Map<string, string | undefined>();
   private readonly knownPorts = new KnownPorts();
@@ -199,6 +202,7 @@ export class Firewall {
     const netnsFd = opts.netnsFd;
     this.run = opts.runner ?? ((cmd) => sys().nftRun(cmd, netnsFd === undefined ? {} : { netnsFd }));
     this.direct = opts.runner ? undefined : new NfnlElements(netnsFd);
+    this.dumps = opts.runner ? undefined : new NfnlDump(netnsFd);
   }
 
   private get where(): string {
@@ -248,6 +252,7 @@ export class Firewall {
   /** Releases the namespace's libnftables context and our netlink socket (before the caller closes netnsFd). */
   close(): void {
     this.direct?.close();
+    this.dumps?.close();
     if (this.netnsFd !== undefined) sys().nftForget(this.netnsFd);
   }
 
@@ -260,6 +265,36 @@ export class Firewall {
       throw err;
     }
     return elementsFromListing(JSON.parse(r.output) as NftListing, this.table);
+  }
+
+  /**
+   * The table's chains, sets and maps and its rules per chain (undefined when it does not exist),
+   * read without any element (nfnl-dump.ts): its cost does not grow with the port mappings.
+   */
+  layout(): TableLayout | undefined {
+    if (!this.dumps) {
+      const r = this.run(`list table ${TABLE_FAMILY} ${this.table}`);
+      if (r.rc === 0) return layoutFromListing(JSON.parse(r.output) as NftListing, this.table);
+      const err = new NftError(`listing ${this.where}`, r);
+      if (err.errno === 'ENOENT') return undefined;
+      throw err;
+    }
+    try {
+      return this.dumps.layout(this.table);
+    } catch (err) {
+      throw err instanceof NfnlDumpError ? new NftError(`listing ${this.where}`, { rc: -1, error: err.message }) : err;
+    }
+  }
+
+  /** The masquerade entries (the masq4 and masq6 sets alone, not a listing of the table). */
+  masquerade(): MasqueradeEntry[] {
+    const dumps = this.dumps;
+    if (!dumps) return this.state().masquerade;
+    try {
+      return [...dumps.intervals(this.table, 'masq4'), ...dumps.intervals(this.table, 'masq6')];
+    } catch (err) {
+      throw err instanceof NfnlDumpError ? new NftError(`listing the masquerade sets of ${this.where}`, { rc: -1, error: err.message }) : err;
+    }
   }
 
   /** What the table holds: masqueraded subnets and port mappings with their owners. */

@@ -2,66 +2,64 @@
 // complete only adds its elements), reconciled to the state file when a sidecar starts, and removed
 // when nothing is left in it.
 import { errorMessage } from '../../errors.js';
-import { elementsFromListing, stateFromElements } from '../firewall/elements.js';
-import type { NftListing } from '../firewall/nft-json.js';
-import { CHAIN_NAMES, ruleCommands, SET_NAMES, TABLE_FAMILY } from '../firewall/rules.js';
+import type { TableLayout } from '../firewall/nfnl-dump.js';
+import { CHAIN_NAMES, ruleCommands, SET_NAMES } from '../firewall/rules.js';
 import type { SubsystemCore } from './core.js';
 import { isMasqueradeOwner, masqueradeOwner } from './links.js';
 import { recordedMappings } from './ports.js';
 
+/** How many rules each of our chains has (ruleCommands), per table name. */
+const wanted = new Map<string, Map<string, number>>();
+function rulesWanted(table: string): Map<string, number> {
+  let counts = wanted.get(table);
+  if (!counts) {
+    counts = new Map();
+    for (const c of ruleCommands(table)) {
+      const chain = 'add' in c && 'rule' in c.add ? c.add.rule.chain : undefined;
+      if (chain !== undefined) counts.set(chain, (counts.get(chain) ?? 0) + 1);
+    }
+    wanted.set(table, counts);
+  }
+  return counts;
+}
+
 export class FirewallTable {
   private ready = false;
-  /** the listing ensure() just read (a one-shot's check), for masqueraded() once */
-  private listed: NftListing | undefined;
 
   constructor(private readonly core: SubsystemCore) {}
 
   /** Makes the table's layout (once per process, or again after it was removed). */
   ensure(): void {
-    this.listed = undefined; // masqueraded() takes only a listing this call read
     if (this.ready) return;
     // (re)writing the layout costs ~10 ms of nft work; a launcher (or a sidecar's one-shot) finding
     // it complete only adds its elements (the sidecar rewrites it at every start, which also
     // upgrades an old layout)
     const { mode, oneShot } = this.core;
-    if ((mode !== 'embedded' && !oneShot) || !this.layoutComplete()) {
-      this.core.firewall.ensureTables();
-      this.listed = undefined;
-    }
+    if ((mode !== 'embedded' && !oneShot) || !this.layoutComplete()) this.core.firewall.ensureTables();
     this.ready = true;
   }
 
-  /**
-   * The masqueraded subnets: from the listing ensure() just read when there is one (a one-shot
-   * serving a link checks its layout and its masquerade with one listing of the table), else listed.
-   */
+  /** The masqueraded subnets (the masquerade sets alone: no listing of the port maps). */
   masqueraded(): string[] {
-    const listed = this.listed;
-    this.listed = undefined;
-    const state = listed ? stateFromElements(elementsFromListing(listed, this.core.firewall.table)) : this.core.firewall.state();
-    return state.masquerade.map((m) => m.subnet);
+    return this.core.firewall.masquerade().map((m) => m.subnet);
   }
 
-  /** Whether our table has every chain, set and map and each chain its rules (one listing). */
+  /**
+   * Whether our table has every chain, set and map and each chain its rules — read by nf_tables
+   * dumps that carry no elements (Firewall.layout), so the check costs the same at 10,000 mappings.
+   */
   private layoutComplete(): boolean {
     const { firewall } = this.core;
-    let doc: { nftables: Array<Record<string, { name?: string; chain?: string; table?: string; family?: string }>> };
+    let layout: TableLayout | undefined;
     try {
-      doc = JSON.parse(firewall.raw(`list table ${TABLE_FAMILY} ${firewall.table}`)) as typeof doc;
+      layout = firewall.layout();
     } catch {
-      return false; // no table
+      return false; // unreadable: rewritten (which reports a real failure)
     }
-    this.listed = doc as unknown as NftListing;
-    const have = new Set<string>();
-    let rules = 0;
-    for (const o of doc.nftables) {
-      if (o.chain?.name) have.add(`chain ${o.chain.name}`);
-      if (o.set?.name) have.add(`set ${o.set.name}`);
-      if (o.map?.name) have.add(`set ${o.map.name}`);
-      if (o.rule) rules++;
-    }
-    return CHAIN_NAMES.every((c) => have.has(`chain ${c}`)) && SET_NAMES.every((n) => have.has(`set ${n}`)) &&
-      rules === ruleCommands(firewall.table).length;
+    if (!layout) return false; // no table
+    const want = rulesWanted(firewall.table);
+    return CHAIN_NAMES.every((c) => layout.chains.has(c) && (layout.rules.get(c) ?? 0) === (want.get(c) ?? 0)) &&
+      SET_NAMES.every((n) => layout.sets.has(n));
   }
 
   /** The firewall holds exactly the masquerade entries of the links in the state file. */

@@ -11,8 +11,9 @@ export interface Golden {
 
 const dir = new URL('../../golden/netlink/', import.meta.url);
 
-export function loadGolden(name: string): Golden {
-  const text = readFileSync(new URL(`${name}.txt`, dir), 'utf8');
+/** `from`: another directory of captures in this format (test/golden/nfnl/ holds nft's). */
+export function loadGolden(name: string, from: URL = dir): Golden {
+  const text = readFileSync(new URL(`${name}.txt`, from), 'utf8');
   const g: Golden = { name, command: '', sent: [], received: [] };
   for (const line of text.split('\n')) {
     if (line.startsWith('# command: ')) g.command = line.slice('# command: '.length);
