@@ -209,6 +209,29 @@ describe('a stop request while the launcher starts or cleans up', () => {
   });
 });
 
+describe('the launcher\'s end', () => {
+  ktest('a handle a library left open (here a timer of a preloaded module) keeps the launcher no more than a moment after its clean-up', async ({ onTestFinished }) => {
+    const dir = '/tmp/nspawn-ts-linger';
+    mkdirSync(dir, { recursive: true });
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    writeFileSync(`${dir}/linger.cjs`, 'setInterval(() => {}, 60_000);\n');
+    const name = `lc-linger-${RUN}`;
+    const c = startNspawn(['-q', '-D', root, '-M', name, '/bin/sh', '-c', 'exit 4'], {
+      NODE_OPTIONS: `--require ${dir}/linger.cjs`, NSPAWN_TS_LOG: 'debug',
+    });
+    onTestFinished(async () => {
+      if (!ended(c)) c.kill('SIGKILL');
+      await exited(c);
+    });
+    const t0 = Date.now();
+    await waitFor(() => ended(c), 'the launcher to end', 20_000);
+    expect(c.exitCode, c.output()).toBe(4);
+    expect(Date.now() - t0).toBeLessThan(15_000);
+    expect(c.output()).toMatch(/still busy 1000 ms after the clean-up \([^)]*Timeout[^)]*\); exiting/);
+    expect(machineRecords()).toEqual([]);
+  });
+});
+
 describe('a launcher killed with SIGKILL', () => {
   ktest('takes its container along, and the next start cleans the record, cgroups and ephemeral layer', async () => {
     const c = startNspawn(['-q', '-D', root, '-M', `lc-lost-${RUN}`, '-x', '/bin/sleep', '60']);
