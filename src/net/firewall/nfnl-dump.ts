@@ -8,7 +8,8 @@
 // The requests are those libnftables 1.0.6 sends (strace of `nft list table`, `nft list set`; the
 // unit golden): GETSET and GETRULE dumps filtered by NFTA_*_TABLE, GETSETELEM dumps naming set and
 // table. The chain dump (which nft sends unfiltered) asks for family inet and names our table as
-// `nft list chain` does; chains of other tables are skipped here in case the kernel does not filter.
+// `nft list chain` does; the kernel filters chain dumps by family only (6.18), so chains of other
+// inet tables are skipped here.
 import { POLL_READABLE, type NativeAddon, sys as nativeSys } from '../../native.js';
 import { decodeAttrs, decodeMessages, encodeAttrs, encodeMessageInto, formatIpBytes } from '../netlink/codec.js';
 import * as C from '../netlink/constants.js';
