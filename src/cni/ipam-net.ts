@@ -10,8 +10,8 @@ import { errorMessage, NspawnError } from '../errors.js';
 import { logger } from '../log.js';
 import { sys } from '../native.js';
 import { Firewall } from '../net/firewall/nft.js';
-import { normaliseSubnet, portForwardMappings, TABLE_FAMILY } from '../net/firewall/rules.js';
-import { CNI_IPAM_TABLE, findPortClashes, foreignPortClashes, PortInUseError } from '../net/netd/ports.js';
+import { normaliseSubnet, portForwardMappings, TABLE_FAMILY, type PortMapping } from '../net/firewall/rules.js';
+import { CNI_IPAM_TABLE, findPortClashes, foreignPortClashes, hostPortsOf, PortInUseError } from '../net/netd/ports.js';
 import { type NetdState, StateStore } from '../net/netd/state.js';
 import { forwardingOffIfUnused, forwardingOn } from '../net/netd/sysctl.js';
 import { Rtnl } from '../net/rtnl.js';
@@ -48,7 +48,14 @@ function portOwner(cfg: CniConfig, rec: ContainerRecord): string {
  */
 function refuseTakenPorts(cfg: CniConfig, owner: string, state: NetdState): void {
   const library = new Firewall();
-  const clashes = findPortClashes(owner, cfg.ports, { current: library.state().ports, state, foreign: foreignPortClashes([]) })
+  let current: PortMapping[];
+  try {
+    // its entries at the asked ports, looked up key by key: no listing of its (maybe large) table
+    current = library.portMappingsAt(hostPortsOf(cfg.ports));
+  } finally {
+    library.close();
+  }
+  const clashes = findPortClashes(owner, cfg.ports, { current, state, foreign: foreignPortClashes(cfg.ports, { tables: [] }) })
     .map((c) => (c.holder.includes('(table ') ? c : { ...c, holder: `${c.holder} (table ${TABLE_FAMILY} ${library.table})` }));
   if (clashes.length) throw new CniError(CNI_ERR.INVALID_CONFIG, `runtimeConfig.portMappings: ${new PortInUseError(owner, clashes).message}`);
 }
@@ -87,6 +94,8 @@ export async function ipamNetAdd(env: CniEnv, cfg: CniConfig): Promise<AddOutcom
     allocated = true;
     const subnets = [...new Set(res.ips.map((ip) => normaliseSubnet(ip.address).subnet))];
     rec.subnets = subnets;
+    // the host ports before their mappings exist: a DEL removes them by these keys (no listing)
+    rec.ports = hostPortsOf(cfg.ports);
     writeRecord(path, rec);
     const routes = containerRoutes(res);
     // the container: its addresses (IPv6 without DAD: the ipam plugin made it unique), then its
@@ -183,7 +192,7 @@ export async function ipamNetAdd(env: CniEnv, cfg: CniConfig): Promise<AddOutcom
  */
 async function removeHostSide(cfg: CniConfig, rec: ContainerRecord, fw: Firewall): Promise<void> {
   await removeHostLinks(rec, ipamBridgeIfname(rec.zone));
-  fw.removePortMappings(portOwner(cfg, rec));
+  fw.removePortMappings(portOwner(cfg, rec), rec.ports);
   const othersNow = (): ContainerRecord[] => listRecords(cfg).map((r) => r.rec).filter((r) => r.containerId !== rec.containerId || r.ifname !== rec.ifname);
   const store = new StateStore(cfg.stateDir);
   const user = forwardingUser(cfg);

@@ -2,6 +2,7 @@
 // ADD makes anything, so that DEL (without CNI_ARGS or prevResult, after a crash) and GC (which
 // knows only the attachments the runtime still has) find what to remove.
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import type { HostPort } from '../net/firewall/index.js';
 import { vethHostIfname } from '../net/naming.js';
 import { type CniConfig, type CniEnv, type CniMode, hostIfnameFor, machineFor } from './config.js';
 
@@ -19,6 +20,8 @@ export interface ContainerRecord {
   ipam?: string;
   /** ipam: the subnets masqueraded for the network (removed with its last container) */
   subnets?: string[];
+  /** ipam: the host ports forwarded (written before their mappings are made; absent in older records) */
+  ports?: HostPort[];
 }
 
 function networkDir(cfg: Pick<CniConfig, 'stateDir' | 'name'>): string {
@@ -42,6 +45,12 @@ export function writeRecord(path: string, rec: ContainerRecord): void {
 }
 
 /** The record at `path`; undefined when there is none or it is not one of ours. */
+function isHostPort(p: unknown): p is HostPort {
+  if (typeof p !== 'object' || p === null) return false;
+  const { protocol, hostPort } = p as Partial<HostPort>;
+  return (protocol === 'tcp' || protocol === 'udp') && Number.isInteger(hostPort) && (hostPort as number) >= 1 && (hostPort as number) <= 65535;
+}
+
 export function readRecord(path: string): ContainerRecord | undefined {
   try {
     const r = JSON.parse(readFileSync(path, 'utf8')) as Partial<ContainerRecord>;
@@ -51,6 +60,8 @@ export function readRecord(path: string): ContainerRecord | undefined {
       containerId: r.containerId, ifname: r.ifname, machine: r.machine, mode: r.mode, zone: r.zone, hostIfname: r.hostIfname,
       ...(typeof r.ipam === 'string' ? { ipam: r.ipam } : {}),
       ...(Array.isArray(r.subnets) ? { subnets: r.subnets.filter((x): x is string => typeof x === 'string') } : {}),
+      // one bad entry and the list is not trusted: DEL then finds the mappings by listing the table
+      ...(Array.isArray(r.ports) && r.ports.every(isHostPort) ? { ports: r.ports.map((p) => ({ protocol: p.protocol, hostPort: p.hostPort })) } : {}),
     };
   } catch { /* none, or unreadable: DEL falls back to what the call says */ }
   return undefined;

@@ -3,7 +3,7 @@
 // port one of them forwards is refused to the other with a clear error, and nothing is made. The
 // networks use the launcher's state directory (the test run's tmpfs /var/lib/nspawn-ts), so both
 // sides check under one state lock, as on a host.
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { run } from '../helpers/exec.js';
@@ -112,6 +112,8 @@ describe('host ports between nspawn-cni ipam networks and the network library', 
     try {
       await ok(cni(net, 'add', c1, 'cid-k2', { caps: { portMappings: tcp(8085) } }));
       const held = 'tcp port 8085 is already forwarded to 198.51.100.2:80 for cni:clash2/cid-k2 (table inet nspawn-cni)';
+      // the record names the host ports: the DEL removes the mappings there by key, without a listing of the table
+      expect(JSON.parse(readFileSync(`${STATE}/cni/clash2/cid-k2-eth0.json`, 'utf8'))).toMatchObject({ ports: [{ protocol: 'tcp', hostPort: 8085 }] });
 
       const refused = nspawnTs(['-D', root, '-x', '-M', m, '-n', '-p', 'tcp:9185:80', '-p', 'tcp:8085:80', '/bin/true']);
       expect(await exitOf(refused)).toBe(1);

@@ -10,11 +10,15 @@
 // except that each element message asks for an ACK (so success is an answer, not a silence) and
 // carries no NFTA_SET_ELEM_LIST_SET_ID (that names sets made in the same batch; ours exist).
 // Interval sets (masq4/masq6) stay with libnftables: their elements need its range and overlap logic.
+//
+// Lookups by key (lookup(): one NFT_MSG_GETSETELEM per key, as `nft get element` sends) answer "who
+// holds this port" and "is this element still ours" in time independent of the number of other
+// elements, where a listing (libnftables' `list table`) costs time in proportion to all of them.
 import { type NftResult, sys as nativeSys, type NativeAddon } from '../../native.js';
-import { decodeMessages, parseIp } from '../netlink/codec.js';
+import { decodeMessages, formatIpBytes, parseIp } from '../netlink/codec.js';
 import * as C from '../netlink/constants.js';
 import { errnoText } from '../netlink/errno.js';
-import { HOST_LE, Writer } from '../netlink/wire.js';
+import { decodeStringAt, HOST_LE, viewOf, Writer } from '../netlink/wire.js';
 import type { ElementChange, FwElement, SetName } from './model.js';
 
 const NETLINK_NETFILTER = 12;
@@ -22,8 +26,12 @@ const NFNL_SUBSYS_NFTABLES = 10;
 const NFNL_MSG_BATCH_BEGIN = 0x10;
 const NFNL_MSG_BATCH_END = 0x11;
 const NFT_MSG_NEWSETELEM = 12;
+const NFT_MSG_GETSETELEM = 13;
 const NFT_MSG_DELSETELEM = 14;
 const NFPROTO_INET = 1;
+/** nfgenmsg families of the tables we look into: ours (inet), systemd-nspawn's (ip, ip6) */
+const NFPROTO: Record<NfFamily, number> = { inet: NFPROTO_INET, ip: 2, ip6: 10 };
+const ENOENT = 2;
 // enum nft_set_elem_list_attributes, nft_set_elem_attributes, nft_data_attributes, nft_list_attributes
 const NFTA_SET_ELEM_LIST_TABLE = 1;
 const NFTA_SET_ELEM_LIST_SET = 2;
@@ -38,12 +46,31 @@ const UDATA_SET_ELEM_COMMENT = 0;
 
 /** The sets and maps whose elements go this way: hash-typed, keys and data of fixed-size fields. */
 const DIRECT_SETS: ReadonlySet<SetName> = new Set(['ports4', 'ports6', 'ports_lo4', 'hairpin4', 'hairpin6']);
+/** Keys looked up per sendto: their answers (~150 bytes each) must fit the socket's receive buffer. */
+const LOOKUPS_PER_SEND = 128;
 /** Elements per message (a netlink attribute's length is 16 bits). */
 const PER_MESSAGE = 256;
 /** Largest batch sent at once; a bigger change goes through libnftables. */
 const MAX_BATCH = 128 * 1024;
 
 type ElementVerb = ElementChange['verb'];
+
+export type NfFamily = 'inet' | 'ip' | 'ip6';
+
+/** An element to look up: its table, set and key (our text form, e.g. "tcp . 8080"). */
+export interface ElementQuery {
+  /** default inet */
+  family?: NfFamily;
+  table: string;
+  set: string;
+  key: string;
+}
+
+/** What the kernel holds under a looked-up key: the map's data ("10.0.0.2 . 80") and the comment. */
+export interface FoundElement {
+  data?: string;
+  owner?: string;
+}
 
 /** Whether `changes` can be sent this way (hash sets only, each element in our canonical text form). */
 export function directChange(changes: readonly ElementChange[]): boolean {
@@ -175,6 +202,69 @@ export function elementBatch(changes: readonly ElementChange[], table: string, f
   return { bytes: w.w.finish(), acked };
 }
 
+/** GETSETELEM messages, one per query (the kernel ends a message's answers at its first missing key). */
+export function lookupMessages(queries: readonly ElementQuery[], firstSeq: number): Uint8Array {
+  const w = new AttrWriter();
+  let seq = firstSeq;
+  for (const q of queries) {
+    w.message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM, C.NLM_F_REQUEST | C.NLM_F_ACK, seq++, NFPROTO[q.family ?? 'inet'], 0, () => {
+      w.string(NFTA_SET_ELEM_LIST_TABLE, q.table);
+      w.string(NFTA_SET_ELEM_LIST_SET, q.set);
+      w.nest(NFTA_SET_ELEM_LIST_ELEMENTS, () => encodeElement(w, { set: q.set as SetName, key: q.key }, false));
+    });
+  }
+  return w.w.finish();
+}
+
+/** The attributes of bytes[start, end): type (flags masked off) → value's [start, end). */
+function attrsOf(bytes: Uint8Array, start: number, end: number): Map<number, [number, number]> {
+  const view = viewOf(bytes);
+  const out = new Map<number, [number, number]>();
+  for (let at = start; at + 4 <= end;) {
+    const len = view.getUint16(at, HOST_LE);
+    if (len < 4 || at + len > end) break;
+    out.set(view.getUint16(at + 2, HOST_LE) & 0x3fff, [at + 4, at + len]);
+    at += (len + 3) & ~3;
+  }
+  return out;
+}
+
+/** Map data as register bytes (address, then port in the first 2 bytes of its 4) → "10.0.0.2 . 80". */
+function dataText(b: Uint8Array): string | undefined {
+  if (b.length !== 8 && b.length !== 20) return undefined;
+  const a = b.length - 4;
+  return `${formatIpBytes(b.subarray(0, a))} . ${((b[a] as number) << 8) | (b[a + 1] as number)}`;
+}
+
+/** A NEWSETELEM answer's (first) element: its data and its comment (libnftnl's user data TLVs). */
+export function parseFoundElement(payload: Uint8Array): FoundElement {
+  const top = attrsOf(payload, 4, payload.length); // after the nfgenmsg
+  const list = top.get(NFTA_SET_ELEM_LIST_ELEMENTS);
+  const elem = list && attrsOf(payload, list[0], list[1]).get(NFTA_LIST_ELEM);
+  const out: FoundElement = {};
+  if (!elem) return out;
+  const attrs = attrsOf(payload, elem[0], elem[1]);
+  const data = attrs.get(NFTA_SET_ELEM_DATA);
+  const value = data && attrsOf(payload, data[0], data[1]).get(NFTA_DATA_VALUE);
+  const text = value && dataText(payload.subarray(value[0], value[1]));
+  if (text !== undefined) out.data = text;
+  const udata = attrs.get(NFTA_SET_ELEM_USERDATA);
+  for (let at = udata?.[0] ?? 0; udata && at + 2 <= udata[1];) {
+    const type = payload[at] as number;
+    const len = payload[at + 1] as number;
+    if (at + 2 + len > udata[1]) break;
+    if (type === UDATA_SET_ELEM_COMMENT) out.owner = decodeStringAt(payload, at + 2, at + 2 + len);
+    at += 2 + len;
+  }
+  return out;
+}
+
+/** The kernel's refusal in libnftables' words, so that errors read (and are recognised: NftError.errno) alike. */
+function failedResult(failure: { errno: number; msg?: string }): NftResult {
+  const detail = failure.msg ? `${errnoText(failure.errno)} (${failure.msg})` : errnoText(failure.errno);
+  return { rc: -1, output: '', error: `Error: Could not process rule: ${detail}` };
+}
+
 type NfnlSys = Pick<NativeAddon, 'socket' | 'setsockoptInt' | 'bind' | 'sendto' | 'recv' | 'close'>;
 
 /**
@@ -207,13 +297,46 @@ export class NfnlElements {
         else failure ??= { errno: -m.error, ...(m.extack?.msg ? { msg: m.extack.msg } : {}) };
       }
     }
-    if (failure) {
-      const detail = failure.msg ? `${errnoText(failure.errno)} (${failure.msg})` : errnoText(failure.errno);
-      // libnftables' words, so that errors read (and are recognised: NftError.errno) alike
-      return { rc: -1, output: '', error: `Error: Could not process rule: ${detail}` };
-    }
+    if (failure) return failedResult(failure);
     if (pending.size) return { rc: -1, output: '', error: `Error: the kernel did not answer ${pending.size} element change(s)` };
     return { rc: 0, output: '', error: '' };
+  }
+
+  /**
+   * Looks the queries' keys up: what each holds, undefined where the key (or its set, or its table)
+   * is absent; the kernel's other refusals as libnftables would word them.
+   */
+  lookup(queries: readonly ElementQuery[]): { found: Array<FoundElement | undefined> } | { failed: NftResult } {
+    const found: Array<FoundElement | undefined> = [];
+    for (let i = 0; i < queries.length; i += LOOKUPS_PER_SEND) {
+      const part = queries.slice(i, i + LOOKUPS_PER_SEND);
+      if (this.seq + part.length >= 0x7fffffff) this.seq = 1;
+      const base = this.seq;
+      this.seq += part.length;
+      const fd = this.open();
+      this.sys.sendto(fd, lookupMessages(part, base));
+      const answers: Array<FoundElement | undefined> = new Array<FoundElement | undefined>(part.length);
+      const pending = new Set(part.map((_, j) => base + j));
+      let failure: { errno: number; msg?: string } | undefined;
+      for (;;) {
+        const n = this.sys.recv(fd, this.buf, C.MSG_TRUNC);
+        if (n < 0) break;
+        for (const m of decodeMessages(this.buf.subarray(0, Math.min(n, this.buf.length)), { share: true })) {
+          const j = m.nl.seq - base;
+          if (j < 0 || j >= part.length) continue;
+          if (m.kind === 'raw' && m.nl.type === ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM)) {
+            answers[j] = parseFoundElement(m.payload);
+          } else if (m.kind === 'error') {
+            pending.delete(m.nl.seq);
+            if (m.error !== 0 && m.error !== -ENOENT) failure ??= { errno: -m.error, ...(m.extack?.msg ? { msg: m.extack.msg } : {}) };
+          }
+        }
+      }
+      if (failure) return { failed: failedResult(failure) };
+      if (pending.size) return { failed: { rc: -1, output: '', error: `Error: the kernel did not answer ${pending.size} element lookup(s)` } };
+      found.push(...answers);
+    }
+    return { found };
   }
 
   close(): void {

@@ -10,9 +10,13 @@
 // into a desired state with no duplicates and no leftovers. The instance also remembers what it
 // added (per owner and per target address), so removePortMappings(owner) deletes exactly those
 // elements in one transaction without listing the table — a listing costs time in proportion to
-// every mapping of every container (≈8 ms with 200 others). The listing is the fallback: for an
-// owner this instance did not add (another process, before a reconcile), for an address another
-// owner targets too, and when the kernel says an element is already gone.
+// every mapping of every container (≈8 ms with 200 others). A caller whose record names the owner's
+// host ports (a DEL in a new process: the reservation, the CNI record) passes them: the elements at
+// those keys are looked up (nfnl.ts lookup(), no listing) and those that are the owner's deleted.
+// The listing is the fallback: for an owner nobody knows the ports of, for an address another owner
+// this instance knows targets too, and when the kernel says otherwise than the record (a recorded
+// port not the owner's, an element already gone: what a crash leaves) — the listing then finds
+// everything of the owner.
 //
 // Like systemd (firewall-util-nft.c), an element operation that fails with ENOENT (the table went
 // away, e.g. `nft flush ruleset`) re-creates the table and retries once; on top of systemd, this
@@ -28,7 +32,8 @@ import {
   addMasqueradeDocument, addPortMappingsChanges, assertOwner, changesDocument, knownOwnerRemoval, assertTableName, changeDocument, DEFAULT_TABLE,
   deleteTableDocument, describeMapping, elementsFromListing, layoutDocument, layoutMapsScript, mappingElements,
   masqueradeElement, normaliseMapping, normaliseSubnet, ownerRemoval, portKey, reconcilePlan, removeMasqueradeDocument, replacementPlan,
-  stateFromElements, TABLE_FAMILY, type ElementChange, type FirewallState, type FwElement, type MasqueradeEntry, type PortMapping,
+  stateFromElements, TABLE_FAMILY, type ElementChange, type FirewallState, type FwElement, type MasqueradeEntry, type PortMapping, type Protocol,
+  type SetName,
 } from './rules.js';
 import { directChange, NfnlElements } from './nfnl.js';
 import { layoutFromListing, NfnlDump, NfnlDumpError, type TableLayout } from './nfnl-dump.js';
@@ -110,6 +115,12 @@ export interface FirewallBlocker {
   hook: 'forward' | 'input';
   /** what it means for containers, in words */
   effect: string;
+}
+
+/** A host port (protocol and number): where a mapping sits in our maps, whatever its target. */
+export interface HostPort {
+  protocol: Protocol;
+  hostPort: number;
 }
 
 type KnownMapping = PortMapping & { family: 4 | 6 };
@@ -265,6 +276,40 @@ export class Firewall {
       throw err;
     }
     return elementsFromListing(JSON.parse(r.output) as NftListing, this.table);
+  }
+
+  /**
+   * The elements at these (set, key) places, looked up key by key (time independent of the table's
+   * size); none where the table is absent. Undefined with a test runner (no netlink of our own).
+   */
+  private elementsAt(places: ReadonlyArray<{ set: SetName; key: string }>): FwElement[] | undefined {
+    if (!this.direct) return undefined;
+    if (places.length === 0) return [];
+    const r = this.direct.lookup(places.map((p) => ({ table: this.table, set: p.set, key: p.key })));
+    if ('failed' in r) throw new NftError(`looking up ${places.length} element(s) of ${this.where}`, r.failed);
+    return places.flatMap((p, i) => {
+      const f = r.found[i];
+      if (!f) return [];
+      const e: FwElement = { set: p.set, key: p.key };
+      if (f.data !== undefined) e.data = f.data;
+      if (f.owner !== undefined) e.owner = f.owner;
+      return [e];
+    });
+  }
+
+  /**
+   * The mappings at these host ports (both families), read key by key — no listing: a port check's
+   * cost does not grow with the mappings of other containers. The loopback flag is not looked up.
+   */
+  portMappingsAt(ports: readonly HostPort[]): PortMapping[] {
+    const keys = [...new Set(ports.map((p) => portKey(p.protocol, p.hostPort)))];
+    if (keys.length === 0) return [];
+    const found = this.elementsAt(keys.flatMap((key) => [{ set: 'ports4' as const, key }, { set: 'ports6' as const, key }]));
+    if (found === undefined) {
+      const want = new Set(keys);
+      return this.state().ports.filter((m) => want.has(portKey(m.protocol, m.hostPort)));
+    }
+    return stateFromElements(found).ports;
   }
 
   /**
@@ -439,21 +484,28 @@ export class Firewall {
   /**
    * Removes every mapping of `owner` (map, loopback and hairpin entries) in one transaction and
    * returns them. Nothing of other owners is touched; no mappings (or no table) is fine.
+   * `recorded`: the host ports the caller's record says the owner forwards ([] : none), when it has
+   * a record — the removal then looks up those keys instead of listing the table (see the header).
    */
-  removePortMappings(owner: string): PortMapping[] {
+  removePortMappings(owner: string, recorded?: readonly HostPort[]): PortMapping[] {
     assertOwner(owner);
     const mine = this.knownPorts.ofOwner(owner);
     const known = knownOwnerRemoval(mine, (address) => this.knownPorts.sharedWithOthers(address, owner));
     this.knownPorts.deleteOwner(owner);
+    const what = `removing the port mappings of ${owner} from ${this.where}`;
     if (known) {
       // what we added, deleted as we know it: no listing
       try {
-        this.change([{ verb: 'delete', elements: known }], `removing the port mappings of ${owner} from ${this.where}`);
+        this.change([{ verb: 'delete', elements: known }], what);
         return mine.map(plainMapping);
       } catch (err) {
         if (!(err instanceof NftError && err.errno === 'ENOENT')) throw err;
         log.debug(`some port mappings of ${owner} were already gone from ${this.where}; removing what is left`);
       }
+    } else if (recorded && mine.length === 0) {
+      const removed = this.removeRecorded(owner, recorded, what);
+      if (removed) return removed;
+      log.debug(`the port mappings of ${owner} in ${this.where} differ from its record; removing what the table holds`);
     }
     for (let attempt = 0; ; attempt++) {
       const current = this.elements();
@@ -467,6 +519,35 @@ export class Firewall {
         throw err;
       }
     }
+  }
+
+  /**
+   * removePortMappings by the owner's recorded host ports: the map entries there (both families,
+   * loopback) that are the owner's, and the hairpin entries of their targets that are the owner's,
+   * deleted in one transaction. Undefined when the kernel differs from the record — a recorded port
+   * without an entry of the owner, an entry gone meanwhile — or cannot be read key by key (a test
+   * runner): the caller lists the table then.
+   */
+  private removeRecorded(owner: string, recorded: readonly HostPort[], what: string): PortMapping[] | undefined {
+    const keys = [...new Set(recorded.map((p) => portKey(p.protocol, p.hostPort)))];
+    if (keys.length === 0) return [];
+    const sets: SetName[] = ['ports4', 'ports6', 'ports_lo4'];
+    const maps = this.elementsAt(keys.flatMap((key) => sets.map((set) => ({ set, key }))))?.filter((e) => e.owner === owner);
+    if (!maps || !keys.every((k) => maps.some((e) => e.key === k && e.set !== 'ports_lo4'))) return undefined;
+    // a hairpin entry names the first owner that targeted its address: ours go with us (an address
+    // another owner targets too is not ours alone, and allocations give an address once)
+    const targets = [...new Set(maps.map((e) => (e.data ?? '').split(' . ')[0] ?? ''))];
+    const hairpins = (this.elementsAt(targets.map((a) => ({ set: a.includes(':') ? 'hairpin6' : 'hairpin4', key: `${a} . ${a}` }))) ?? [])
+      .filter((e) => e.owner === owner);
+    if (hairpins.some((e) => this.knownPorts.sharedWithOthers(e.key.split(' . ')[0] ?? '', owner))) return undefined;
+    const remove = [...maps, ...hairpins];
+    try {
+      this.change([{ verb: 'delete', elements: remove }], what);
+    } catch (err) {
+      if (err instanceof NftError && err.errno === 'ENOENT') return undefined;
+      throw err;
+    }
+    return stateFromElements(remove).ports;
   }
 
   /**

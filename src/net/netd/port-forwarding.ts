@@ -6,7 +6,7 @@ import { NspawnError, errorMessage } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Firewall } from '../firewall/index.js';
 import {
-  findPortClashes, foreignPortClashes, PortInUseError, portOwner, reservationMappings, routeLocalnetPath, type PortRequest,
+  findPortClashes, foreignPortClashes, hostPortsOf, PortInUseError, portOwner, reservationMappings, routeLocalnetPath, type PortRequest,
 } from './ports.js';
 import type { NetdState, ReservationRecord, StateStore } from './state.js';
 import { NetdError } from './subsystem-types.js';
@@ -35,7 +35,7 @@ export class PortForwarding {
     const r = st.links[ifname]?.reservations.find((x) => x.machine === machine);
     if (!r) return;
     if (req.ports.length) {
-      const clashes = findPortClashes(machine, req.ports, { current: [], state: st, foreign: foreignPortClashes() });
+      const clashes = findPortClashes(machine, req.ports, { current: [], state: st, foreign: foreignPortClashes(req.ports) });
       if (clashes.length) throw new PortInUseError(machine, clashes);
     }
     delete r.ports;
@@ -51,7 +51,7 @@ export class PortForwarding {
   async forward(ifname: string, res: ReservationRecord, req: PortRequest, previous: ReservationRecord | undefined): Promise<void> {
     const owner = portOwner(res.machine);
     // a previous run's ports (its launcher was killed) must not outlive it
-    if (previous?.ports?.length) this.deps.firewall.removePortMappings(owner);
+    if (previous?.ports?.length) this.deps.firewall.removePortMappings(owner, hostPortsOf(previous.ports));
     if (req.ports.length === 0) return;
     const mappings = reservationMappings({ ...res, ports: req.ports, ...(req.loopback ? { portLoopback: true } : {}) }, this.deps.store.peek().links[ifname]?.prefix6);
     try {
@@ -71,10 +71,13 @@ export class PortForwarding {
     });
   }
 
-  /** Removes a reservation's mappings (one transaction); never throws (the caller is tearing down). */
+  /**
+   * Removes a reservation's mappings (one transaction; the record's ports are where they are: no
+   * listing of the table); never throws (the caller is tearing down).
+   */
   unforward(r: ReservationRecord, ifname?: string): void {
     try {
-      const gone = this.deps.firewall.removePortMappings(portOwner(r.machine));
+      const gone = this.deps.firewall.removePortMappings(portOwner(r.machine), hostPortsOf(r.ports ?? []));
       if (gone.length) this.deps.log.info(`stopped forwarding ${gone.length} port(s) to ${r.machine}`, { machine: r.machine });
     } catch (err) {
       this.deps.log.warn(`removing the port mappings of ${r.machine} failed: ${errorMessage(err)}`);

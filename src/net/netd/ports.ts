@@ -13,8 +13,9 @@
 //
 // Pure helpers here; the subsystem (subsystem.ts) calls them and applies the result.
 import { ConfigError } from '../../errors.js';
-import { sys, type NftResult } from '../../native.js';
-import { Firewall, portForwardMappings, type PortMapping } from '../firewall/index.js';
+import { Firewall, NftError, portForwardMappings, type HostPort, type PortMapping } from '../firewall/index.js';
+import { portKey } from '../firewall/elements.js';
+import { NfnlElements } from '../firewall/nfnl.js';
 import { formatPortSpec, parsePortSpec, PortSpecError } from '../port-spec.js';
 import type { PortForward } from '../model.js';
 import type { NetdState, ReservationRecord } from './state.js';
@@ -110,7 +111,7 @@ export class PortInUseError extends ConfigError {
   }
 }
 
-function hostPortsOf(p: PortForward): number[] {
+function hostPortNumbers(p: PortForward): number[] {
   const out: number[] = [];
   for (let h = p.hostPort; h <= p.hostPortEnd; h++) out.push(h);
   return out;
@@ -127,7 +128,7 @@ export function findPortClashes(machine: string, ports: readonly PortForward[], 
   foreign?: readonly PortClash[];
 }): PortClash[] {
   const owner = portOwner(machine);
-  const want = new Set(ports.flatMap((p) => hostPortsOf(p).map((h) => `${p.protocol} ${h}`)));
+  const want = new Set(ports.flatMap((p) => hostPortNumbers(p).map((h) => `${p.protocol} ${h}`)));
   const out = new Map<string, PortClash>();
   const consider = (c: PortClash): void => {
     const k = `${c.protocol} ${c.hostPort}`;
@@ -148,51 +149,15 @@ export function findPortClashes(machine: string, ports: readonly PortForward[], 
   return [...out.values()].sort((a, b) => a.hostPort - b.hostPort || a.protocol.localeCompare(b.protocol));
 }
 
-/** systemd-nspawn's port map (reference §4.3): `table ip|ip6 io.systemd.nat`, map map_port_ipport. */
+/** systemd-nspawn's port maps (reference §4.3): `map map_port_ipport` of `table ip|ip6 io.systemd.nat`, keyed like ours. */
 export const SYSTEMD_NAT_MAPS = [
-  { family: 'ip', command: 'list map ip io.systemd.nat map_port_ipport' },
-  { family: 'ip6', command: 'list map ip6 io.systemd.nat map_port_ipport' },
+  { family: 'ip', table: 'io.systemd.nat', set: 'map_port_ipport' },
+  { family: 'ip6', table: 'io.systemd.nat', set: 'map_port_ipport' },
 ] as const;
 
-interface ListedMap {
-  nftables: Array<{ map?: { family: string; elem?: Array<[unknown, unknown]> } }>;
-}
-
-function concatParts(e: unknown): unknown[] {
-  if (typeof e === 'object' && e !== null && 'elem' in e) return concatParts((e as { elem: { val: unknown } }).elem.val);
-  if (typeof e === 'object' && e !== null && 'concat' in e) return (e as { concat: unknown[] }).concat;
-  return [e];
-}
-
-/**
- * The ports systemd-nspawn forwards, from `nft -j list map … map_port_ipport` outputs (absent
- * tables: rc ≠ 0, ignored). Its entries carry no owner: the holder says whose they are.
- */
-export function systemdPortClashes(listings: ReadonlyArray<Pick<NftResult, 'rc' | 'output'>>): PortClash[] {
-  const out: PortClash[] = [];
-  for (const r of listings) {
-    if (r.rc !== 0 || !r.output) continue;
-    let doc: ListedMap;
-    try {
-      doc = JSON.parse(r.output) as ListedMap;
-    } catch {
-      continue;
-    }
-    for (const o of doc.nftables) {
-      if (!o.map) continue;
-      for (const [k, v] of o.map.elem ?? []) {
-        const [proto, port] = concatParts(k);
-        const [addr, cport] = concatParts(v);
-        if ((proto !== 'tcp' && proto !== 'udp') || typeof port !== 'number') continue;
-        const a = String(addr);
-        out.push({
-          protocol: proto, hostPort: port, target: `${a.includes(':') ? `[${a}]` : a}:${String(cport)}`,
-          holder: `a systemd-nspawn container (table ${o.map.family} io.systemd.nat)`,
-        });
-      }
-    }
-  }
-  return out;
+/** The host ports of port specs, as the firewall's keys (a range gives each of its ports). */
+export function hostPortsOf(ports: readonly PortForward[]): HostPort[] {
+  return ports.flatMap((p) => hostPortNumbers(p).map((hostPort) => ({ protocol: p.protocol, hostPort })));
 }
 
 /**
@@ -202,28 +167,49 @@ export function systemdPortClashes(listings: ReadonlyArray<Pick<NftResult, 'rc' 
  */
 export const CNI_IPAM_TABLE = 'nspawn-cni';
 
-/** The host ports forwarded outside our table: systemd-nspawn's maps, and those of our layout's other `tables` (nspawn-cni's). */
-export function foreignPortClashes(tables: readonly string[] = [CNI_IPAM_TABLE]): PortClash[] {
-  const out = systemdPortClashes(SYSTEMD_NAT_MAPS.map((m) => sys().nftRun(m.command)));
-  for (const table of tables) {
-    const fw = new Firewall({ table });
-    for (const m of fw.state().ports) {
-      const addr = m.containerAddress.includes(':') ? `[${m.containerAddress}]` : m.containerAddress;
-      out.push({ protocol: m.protocol, hostPort: m.hostPort, target: `${addr}:${m.containerPort}`, holder: `${m.owner} (table inet ${table})` });
-    }
+/**
+ * Who forwards `ports` outside our table: systemd-nspawn's maps, and our layout's other `tables`
+ * (default: nspawn-cni's), in the caller's network namespace or `netnsFd`'s. Read key by key (nfnl lookups, one sendto): the cost follows the ports asked, not
+ * the mappings those tables hold. Absent tables hold nothing.
+ */
+export function foreignPortClashes(ports: readonly PortForward[], opts: { tables?: readonly string[]; netnsFd?: number } = {}): PortClash[] {
+  const tables = opts.tables ?? [CNI_IPAM_TABLE];
+  const keys = [...new Set(hostPortsOf(ports).map((p) => portKey(p.protocol, p.hostPort)))];
+  if (keys.length === 0) return [];
+  const places = [
+    ...SYSTEMD_NAT_MAPS.map((m) => ({ ...m, holder: `a systemd-nspawn container (table ${m.family} ${m.table})`, owned: false })),
+    ...tables.flatMap((table) => (['ports4', 'ports6'] as const).map((set) => ({ family: 'inet' as const, table, set, holder: table, owned: true }))),
+  ];
+  const queries = keys.flatMap((key) => places.map((p) => ({ ...p, key })));
+  const nfnl = new NfnlElements(opts.netnsFd);
+  let r: ReturnType<NfnlElements['lookup']>;
+  try {
+    r = nfnl.lookup(queries);
+  } finally {
+    nfnl.close();
   }
-  return out;
+  if ('failed' in r) throw new NftError(`looking up who forwards ${keys.join(', ')}`, r.failed);
+  return queries.flatMap((q, i) => {
+    const f = r.found[i];
+    if (!f) return [];
+    const [protocol = '', hostPort = ''] = q.key.split(' . ');
+    const [addr = '?', port = '?'] = (f.data ?? '').split(' . ');
+    return [{
+      protocol: protocol as PortClash['protocol'], hostPort: Number(hostPort), target: `${addr.includes(':') ? `[${addr}]` : addr}:${port}`,
+      holder: q.owned ? `${f.owner ?? '(no owner)'} (table inet ${q.holder})` : q.holder,
+    }];
+  });
 }
 
 /**
- * Every clash of `ports` on this host (this network namespace): the firewall's mappings (one listing
- * of our table), the recorded reservations (`state`: also those not installed yet), systemd-nspawn's
- * maps and nspawn-cni's table. What the sidecar's check-ports answers, and what a launcher without a
- * sidecar asks itself.
+ * Every clash of `ports` on this host (this network namespace): the firewall's mappings at those
+ * ports (looked up key by key), the recorded reservations (`state`: also those not installed yet),
+ * systemd-nspawn's maps and nspawn-cni's table. What the sidecar's check-ports answers, and what a
+ * launcher without a sidecar asks itself.
  */
-export function hostPortClashes(machine: string, ports: readonly PortForward[], firewall: Pick<Firewall, 'state'>, state: NetdState): PortClash[] {
+export function hostPortClashes(machine: string, ports: readonly PortForward[], firewall: Pick<Firewall, 'portMappingsAt'>, state: NetdState): PortClash[] {
   if (ports.length === 0) return [];
-  return findPortClashes(machine, ports, { current: firewall.state().ports, state, foreign: foreignPortClashes() });
+  return findPortClashes(machine, ports, { current: firewall.portMappingsAt(hostPortsOf(ports)), state, foreign: foreignPortClashes(ports) });
 }
 
 /** route_localnet of a link: --port-loopback needs it on the container's host-side link only. */

@@ -3,7 +3,7 @@
 import { describe, expect, test } from 'vitest';
 import { decodeRequestLine, encodeRequest, parseRequest } from '../../../src/net/netd/api.js';
 import {
-  findPortClashes, formatPortList, parsePortList, PortInUseError, recordedMappings, reservationMappings, systemdPortClashes,
+  findPortClashes, formatPortList, hostPortsOf, parsePortList, PortInUseError, recordedMappings, reservationMappings,
 } from '../../../src/net/netd/ports.js';
 import type { NetdState } from '../../../src/net/netd/state.js';
 import { parsePortSpec } from '../../../src/net/port-spec.js';
@@ -108,18 +108,10 @@ describe('records and clashes', () => {
     expect(err.message).toBe('cannot forward tcp port 8000 to web: tcp port 8000 is already forwarded to 10.0.0.34:80 for db (stop that machine or pick another host port)');
   });
 
-  test('systemd-nspawn\'s map_port_ipport, as libnftables lists it; absent tables are no clash', () => {
-    const listing = {
-      nftables: [
-        { metainfo: { version: '1.0.6', json_schema_version: 1 } },
-        { map: { family: 'ip', name: 'map_port_ipport', table: 'io.systemd.nat', type: ['inet_proto', 'inet_service'], handle: 2,
-          map: ['ipv4_addr', 'inet_service'], elem: [[{ concat: ['tcp', 8080] }, { concat: ['10.0.0.24', 80] }]] } },
-      ],
-    };
-    expect(systemdPortClashes([{ rc: 0, output: JSON.stringify(listing) }, { rc: 1, output: '' }])).toEqual([
-      { protocol: 'tcp', hostPort: 8080, target: '10.0.0.24:80', holder: 'a systemd-nspawn container (table ip io.systemd.nat)' },
+  test('the host ports of port specs (what a removal and a check look up): each port of a range', () => {
+    expect(hostPortsOf([{ protocol: 'tcp', hostPort: 8000, hostPortEnd: 8002, containerPort: 80, containerPortEnd: 82 }, p('udp:53:53')])).toEqual([
+      { protocol: 'tcp', hostPort: 8000 }, { protocol: 'tcp', hostPort: 8001 }, { protocol: 'tcp', hostPort: 8002 }, { protocol: 'udp', hostPort: 53 },
     ]);
-    expect(systemdPortClashes([{ rc: 0, output: 'not json' }])).toEqual([]);
   });
 });
 
