@@ -39,7 +39,7 @@
 
 // bin/nspawn-cni.cjs's #! line: `env -S -u NODE_EXTRA_CA_CERTS MALLOC_ARENA_MAX=1 node FLAGS`
 // (the unit test checks these against it)
-static const char *const NODE_FLAGS[] = {"--max-semi-space-size=4", "--v8-pool-size=1"};
+static const char *const NODE_FLAGS[] = {"--min-semi-space-size=16", "--max-semi-space-size=16", "--v8-pool-size=1"};
 #define NODE_SCRIPT "nspawn-cni.cjs"
 
 // src/cni/config.ts SUPPORTED_VERSIONS; 1.1.0 is listed only to a runtime that asks with 1.1.0 or later

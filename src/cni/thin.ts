@@ -14,16 +14,13 @@
 import { errorMessage } from '../errors.js';
 import { POLL_READABLE, POLL_WRITABLE, sys } from '../native.js';
 import type { CniRequest, NetdResponse } from '../net/netd/api.js';
-import { sockaddrUn } from '../net/netd/notify.js';
+import { sockaddrUn, SUN_PATH_MAX } from '../net/netd/notify.js';
+import { MAX_REQUEST_BYTES } from '../net/netd/socket-path.js';
 import { CNI_ERR, CniError } from './config.js';
 import type { CniAnswer } from './sidecar-op.js';
 
 const AF_UNIX = 1;
 const SOCK_STREAM = 1;
-/** sun_path's size, with its terminating NUL */
-const UNIX_PATH_MAX = 108;
-/** the sidecar's request line limit (src/net/netd/api.ts MAX_REQUEST_BYTES) */
-const MAX_REQUEST_BYTES = 16 * 1024;
 
 export interface ThinOptions {
   /** connections tried while they break before the answer (default 5) */
@@ -101,7 +98,7 @@ function exchange(path: string, data: Buffer, timeoutMs: number): Outcome {
 /** Asks the sidecar on `path` to do the call; its answer, or undefined: do it the plugin's way (above). */
 export function askSidecar(path: string, req: CniRequest, opts: ThinOptions = {}): CniAnswer | undefined {
   const data = Buffer.from(JSON.stringify(req) + '\n');
-  if (data.length > MAX_REQUEST_BYTES || Buffer.byteLength(path) >= UNIX_PATH_MAX) return undefined;
+  if (data.length > MAX_REQUEST_BYTES || Buffer.byteLength(path) >= SUN_PATH_MAX) return undefined;
   const attempts = opts.attempts ?? 5;
   let backoff = opts.backoffMs ?? 50;
   let why = '';

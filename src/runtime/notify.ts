@@ -10,6 +10,7 @@ import { chmodSync, chownSync, mkdirSync, unlinkSync } from 'node:fs';
 import { NspawnError, errorMessage } from '../errors.js';
 import { logger } from '../log.js';
 import { POLL_READABLE, sys, type FdWatcher } from '../native.js';
+import { sockaddrUn } from '../net/netd/notify.js';
 
 const log = logger('notify');
 
@@ -17,26 +18,9 @@ const AF_UNIX = 1;
 const SOCK_DGRAM = 2;
 const SOL_SOCKET = 1;
 const SO_PASSCRED = 16;
-/** sizeof(struct sockaddr_un.sun_path) */
-const SUN_PATH_MAX = 108;
 
 /** Where the container finds the socket (systemd's NSPAWN_NOTIFY_SOCKET_PATH). */
 export const CONTAINER_NOTIFY_SOCKET = '/run/host/notify';
-
-/** sockaddr_un for a path, or for an abstract name written "@name" (as $NOTIFY_SOCKET allows). */
-export function unixSockaddr(address: string): Uint8Array {
-  const abstract = address.startsWith('@');
-  const name = Buffer.from(abstract ? address.slice(1) : address, 'utf8');
-  if (address === '' || name.length + 1 > SUN_PATH_MAX) {
-    throw new NspawnError('NOTIFY_ADDRESS', `not a usable AF_UNIX socket address: "${address}" (a path or @name of at most ${SUN_PATH_MAX - 1} bytes)`);
-  }
-  // abstract: a leading NUL and exactly the name's bytes; a path: NUL-terminated
-  const out = Buffer.alloc(2 + 1 + name.length);
-  out.writeUInt16LE(AF_UNIX, 0);
-  if (abstract) name.copy(out, 3);
-  else name.copy(out, 2);
-  return abstract ? out : out.subarray(0, 2 + name.length + 1);
-}
 
 /** The assignments of one notification datagram; lines that are not KEY=VALUE are skipped. */
 export function parseNotifyMessage(text: string): Map<string, string> {
@@ -59,7 +43,7 @@ export function notifyManager(state: string, env: NodeJS.ProcessEnv = process.en
   let fd = -1;
   try {
     fd = s.socket(AF_UNIX, SOCK_DGRAM, 0);
-    s.sendto(fd, Buffer.from(state, 'utf8'), unixSockaddr(address));
+    s.sendto(fd, Buffer.from(state, 'utf8'), sockaddrUn(address));
     return true;
   } catch (err) {
     log.warn(`Failed to send readiness notification to ${address}, ignoring: ${errorMessage(err)}`);
@@ -99,7 +83,7 @@ export class ContainerNotifySocket {
     const fd = s.socket(AF_UNIX, SOCK_DGRAM, 0);
     try {
       s.setsockoptInt(fd, SOL_SOCKET, SO_PASSCRED, 1);
-      s.bind(fd, unixSockaddr(path));
+      s.bind(fd, sockaddrUn(path));
       // writable for the container's root only (connect() needs write permission), as systemd's 0200
       chownSync(path, owner, owner);
       chmodSync(path, 0o600);

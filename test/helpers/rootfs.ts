@@ -58,11 +58,20 @@ export async function copyRoot(src: string, base = '/var/tmp'): Promise<{ dir: s
   const parent = mkdtempSync(posix.join(base, 'nspawn-ts-root-'));
   const dir = `${parent}/root`;
   const remove = (): void => rmSync(parent, { recursive: true, force: true });
-  try {
-    await run('cp', ['-a', src, dir]);
-  } catch (err) {
-    remove();
-    throw err;
+  // tests that run a container on the shared root itself (read-only for them otherwise) have the
+  // launcher write /etc/resolv.conf there, through a temporary file: one that vanishes while cp
+  // reads the directory fails the copy (ENOENT), so a copy is tried again, from scratch
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await run('cp', ['-a', src, dir]);
+      return { dir, remove };
+    } catch (err) {
+      rmSync(dir, { recursive: true, force: true });
+      const vanished = /No such file or directory/.test((err as { stderr?: string }).stderr ?? '');
+      if (!vanished || attempt === 3) {
+        remove();
+        throw err;
+      }
+    }
   }
-  return { dir, remove };
 }

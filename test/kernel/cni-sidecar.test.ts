@@ -8,12 +8,12 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { describe, expect } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { killAndWait, runOk, waitFor } from '../helpers/exec.js';
-import { lock } from '../../src/common/lock.js';
+import { type FileLock, lock } from '../../src/common/lock.js';
 import { TestNetns } from '../helpers/netns.js';
 import { NetdClient } from '../../src/net/netd/client.js';
 import type { NetdResponse } from '../../src/net/netd/api.js';
 import { NETD, netdState } from './e2e-world.js';
-import { cni, cniSuite, leftovers, network, ok, type Net, type Result, work } from './cni-env.js';
+import { type Call, cni, cniSuite, leftovers, network, ok, type Net, type Result, work } from './cni-env.js';
 
 cniSuite();
 
@@ -77,6 +77,43 @@ async function containerAddrs(ns: TestNetns): Promise<string[]> {
 async function hostLinks(): Promise<string[]> {
   const links = JSON.parse(await runOk('ip', ['-j', 'link'])) as Array<{ ifname: string }>;
   return links.map((l) => l.ifname).filter((n) => /^(nc[0-9a-f]{8}|vz-|ve-)/.test(n)).sort();
+}
+
+/** A sidecar's ADD held at the state file's lock (taken here), after the veth pair, before the reservation. */
+interface HeldAdd {
+  net: Net;
+  c1: TestNetns;
+  sidecar: Sidecar;
+  /** the plugin's call, answered once the lock is released */
+  add: Promise<Call>;
+  release: () => void;
+  /** the lock released, the sidecar killed, the namespace gone */
+  cleanup: () => Promise<void>;
+}
+
+/** A sidecar on a network of its own that has taken an ADD of `id` (pod `pod`) and waits for the state lock held here. */
+async function addAtHeldLock(name: string, id: string, pod: string): Promise<HeldAdd> {
+  const net = sidecarNet(name);
+  const c1 = await TestNetns.create('c1');
+  let sidecar: Sidecar | undefined;
+  let holder: FileLock | undefined;
+  const cleanup = async (): Promise<void> => {
+    holder?.release();
+    await sidecar?.stop('SIGKILL');
+    await c1.destroy();
+  };
+  try {
+    sidecar = await startSidecar(net);
+    holder = await lock(`${net.stateDir}/netd/lock`);
+    const add = cni(net, 'add', c1, id, { args: `K8S_POD_NAME=${pod}` });
+    const log = sidecar.log;
+    await waitFor(() => log().includes(`ADD ${id} eth0 begun`), 'the sidecar to take the ADD', 20_000);
+    const held = holder;
+    return { net, c1, sidecar, add, release: () => held.release(), cleanup };
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
 }
 
 describe('nspawn-cni with nspawn-netd running', () => {
@@ -155,18 +192,12 @@ describe('nspawn-cni with nspawn-netd running', () => {
   }, 120_000);
 
   ktest('a sidecar killed in the middle of an ADD: the plugin finishes it in-process, nothing half made', async () => {
-    const net = sidecarNet('killed');
-    const c1 = await TestNetns.create('c1');
-    const sidecar = await startSidecar(net);
-    // the state file's lock held: the sidecar's ADD stops after making the veth pair, at the reservation
-    const holder = await lock(`${net.stateDir}/netd/lock`);
+    const { net, c1, sidecar, add, release, cleanup } = await addAtHeldLock('killed', 'cid-k', 'killed1');
     try {
-      const add = cni(net, 'add', c1, 'cid-k', { args: 'K8S_POD_NAME=killed1' });
       // the sidecar is in the middle of it: the request arrived and the container's link exists
-      await waitFor(() => /ADD cid-k eth0 begun/.test(sidecar.log()), 'the sidecar to take the ADD', 20_000);
       await waitFor(async () => (await containerLinks(c1)).includes('eth0'), 'the sidecar to make the veth pair', 20_000);
       await sidecar.stop('SIGKILL');
-      holder.release();
+      release();
       const r = JSON.parse(await ok(add)) as Result;
       const addr = (r.ips[0]?.address ?? '').split('/')[0] ?? '';
       // one container link, configured, and one host side: the one in the result
@@ -176,26 +207,19 @@ describe('nspawn-cni with nspawn-netd running', () => {
       await ok(cni(net, 'del', c1, 'cid-k', { args: 'K8S_POD_NAME=killed1' }));
       expect(await leftovers(net)).toEqual([]);
     } finally {
-      holder.release();
-      await sidecar.stop('SIGKILL');
-      await c1.destroy();
+      await cleanup();
     }
   }, 120_000);
 
   ktest('a sidecar stopped (SIGTERM) in the middle of an ADD answers it before it exits', async () => {
-    const net = sidecarNet('stopped');
-    const c1 = await TestNetns.create('c1');
-    const sidecar = await startSidecar(net);
-    const holder = await lock(`${net.stateDir}/netd/lock`);
+    const { net, c1, sidecar, add, release, cleanup } = await addAtHeldLock('stopped', 'cid-st', 'stopped1');
     try {
-      const add = cni(net, 'add', c1, 'cid-st', { args: 'K8S_POD_NAME=stopped1' });
-      await waitFor(() => /ADD cid-st eth0 begun/.test(sidecar.log()), 'the sidecar to take the ADD', 20_000);
       const exited = new Promise<number | null>((resolve) => sidecar.child.once('exit', (code) => resolve(code)));
       sidecar.child.kill('SIGTERM');
       // stopping: the socket goes at once (new calls find no sidecar), the ADD waits for the lock
       await waitFor(() => !existsSync(sidecar.socket), 'the socket to go');
       expect(sidecar.child.exitCode).toBeNull();
-      holder.release();
+      release();
       const r = JSON.parse(await ok(add)) as Result;
       expect(await exited).toBe(0);
       expect(sidecar.log()).toMatch(/ADD cid-st eth0 done in/);
@@ -203,9 +227,7 @@ describe('nspawn-cni with nspawn-netd running', () => {
       await ok(cni(net, 'del', c1, 'cid-st', { args: 'K8S_POD_NAME=stopped1' }));
       expect(await leftovers(net)).toEqual([]);
     } finally {
-      holder.release();
-      await sidecar.stop('SIGKILL');
-      await c1.destroy();
+      await cleanup();
     }
   }, 120_000);
 

@@ -241,6 +241,32 @@ describe('nspawn-cni: start-up', () => {
   }, 60_000);
 });
 
+describe('nspawn-cni: no garbage collection', () => {
+  ktest('an in-process ADD and DEL collect no garbage: bin/nspawn-cni gives V8 young-generation room for all a call allocates', async () => {
+    const c1 = await TestNetns.create('c1');
+    const net = network('1.0.0');
+    // a preload that writes the plugin process's garbage collections (V8's GCProfiler: every
+    // scavenge and mark-compact) at its exit; node:v8 loads node:stream, so not in the test above
+    const preload = `${work}/gc.cjs`;
+    const list = `${work}/gc.txt`;
+    writeFileSync(preload, [
+      "const gc = new (require('v8').GCProfiler)(); gc.start();",
+      `process.on('exit', () => require('fs').appendFileSync(${JSON.stringify(list)}, process.env.CNI_COMMAND + ' [' + gc.stop().statistics.map((s) => s.gcType).join(',') + ']\\n'));`,
+    ].join('\n'));
+    const env = { NODE_OPTIONS: `--require ${preload}` };
+    const caps = { portMappings: [{ hostPort: 8086, containerPort: 80, protocol: 'tcp' }] };
+    try {
+      await ok(cni(net, 'add', c1, 'cid-gc', { caps, args: 'K8S_POD_NAME=gc', env }));
+      await ok(cni(net, 'del', c1, 'cid-gc', { caps, args: 'K8S_POD_NAME=gc', env }));
+      expect(readFileSync(list, 'utf8').trim().split('\n')).toEqual(['ADD []', 'DEL []']);
+      expect(await leftovers(net)).toEqual([]);
+    } finally {
+      await cni(net, 'del', c1, 'cid-gc', { args: 'K8S_POD_NAME=gc' });
+      await c1.destroy();
+    }
+  }, 60_000);
+});
+
 describe('nspawn-cni: an address that moves to a new container', () => {
   ktest('a container started anew with the address of one just gone answers the host at once (the host forgets the old MAC)', async () => {
     const keep = await TestNetns.create('k');

@@ -10,7 +10,7 @@ import { exited, machineLeader, machineRecords, nspawn, startNspawn } from '../h
 import { waitFor } from '../helpers/exec.js';
 import { staticHelper } from '../helpers/traffic.js';
 import { POLL_READABLE, sys, type FdWatcher } from '../../src/native.js';
-import { unixSockaddr } from '../../src/runtime/notify.js';
+import { sockaddrUn } from '../../src/net/netd/notify.js';
 
 const RUN = process.pid.toString(36);
 const DIR = `/tmp/nspawn-ts-notify-${RUN}`;
@@ -39,7 +39,7 @@ class Manager {
     const path = `${DIR}/${name}`;
     rmSync(path, { force: true });
     const fd = sys().socket(1 /* AF_UNIX */, 2 /* SOCK_DGRAM */, 0);
-    sys().bind(fd, unixSockaddr(path));
+    sys().bind(fd, sockaddrUn(path));
     return new Manager(path, fd);
   }
 

@@ -301,7 +301,13 @@ export class NfnlDump {
     for (let attempt = 0; ; attempt++) {
       const seq = this.seq;
       this.seq = (this.seq + 1) % 0x7fffffff || 1;
-      const answer = this.exchange(request(seq), seq, what);
+      let answer: DumpAnswer;
+      try {
+        answer = this.exchange(request(seq), seq, what);
+      } catch (err) {
+        this.close(); // a dump left half read would make the next one EBUSY: start afresh
+        throw err;
+      }
       if (answer.errno === ENOENT) return undefined;
       if (answer.errno !== undefined) throw new NfnlDumpError(answer.errno, what);
       if (!answer.interrupted || attempt >= 3) return answer.messages;

@@ -15,7 +15,7 @@
 // holds this port" and "is this element still ours" in time independent of the number of other
 // elements, where a listing (libnftables' `list table`) costs time in proportion to all of them.
 import { type NftResult, sys as nativeSys, type NativeAddon } from '../../native.js';
-import { decodeMessages, formatIpBytes, parseIp } from '../netlink/codec.js';
+import { beginAttr, beginMessage, decodeMessages, endAttr, endMessage, formatIpBytes, type NlMsgHeader, parseIp } from '../netlink/codec.js';
 import * as C from '../netlink/constants.js';
 import { errnoText } from '../netlink/errno.js';
 import { decodeStringAt, HOST_LE, viewOf, Writer } from '../netlink/wire.js';
@@ -105,61 +105,47 @@ export function fieldBytes(text: string): Uint8Array {
   return w.finish();
 }
 
-/** Netlink attributes and nfnetlink messages on a Writer (host byte order, 4-byte aligned). */
-class AttrWriter {
-  readonly w = new Writer(1024);
-
-  /** An attribute whose value `value` writes (its length patched in afterwards). */
-  attr(type: number, value: () => void): void {
-    const w = this.w;
-    const at = w.length;
-    w.u32(0);
-    value();
-    w.patchU16(at, w.length - at);
-    w.patchU16(at + 2, type);
-    w.pad();
-  }
-
-  /** A nested attribute: `body` writes its members. */
-  nest(type: number, body: () => void): void {
-    this.attr(type | C.NLA_F_NESTED, body);
-  }
-
-  string(type: number, s: string): void {
-    this.attr(type, () => {
-      this.w.utf8(s);
-      this.w.u8(0);
-    });
-  }
-
-  /** A netlink message with an nfgenmsg; `body` writes its attributes. */
-  message(type: number, flags: number, seq: number, family: number, resId: number, body: () => void): void {
-    const w = this.w;
-    const at = w.length;
-    w.zeros(16);
-    w.u8(family);
-    w.u8(0); // NFNETLINK_V0
-    w.be16(resId);
-    body();
-    w.patchU32(at, w.length - at);
-    w.patchU16(at + 4, type);
-    w.patchU16(at + 6, flags);
-    w.patchU32(at + 8, seq);
-  }
+/** An attribute whose value `value` writes (framed by the netlink codec: length, type, padding). */
+function attr(w: Writer, type: number, value: () => void): void {
+  const at = beginAttr(w, type);
+  value();
+  endAttr(w, at);
 }
 
-function encodeElement(a: AttrWriter, e: FwElement, withData: boolean): void {
-  a.nest(NFTA_LIST_ELEM, () => {
-    a.nest(NFTA_SET_ELEM_KEY, () => a.attr(NFTA_DATA_VALUE, () => writeField(a.w, e.key)));
-    if (withData && e.data !== undefined) a.nest(NFTA_SET_ELEM_DATA, () => a.attr(NFTA_DATA_VALUE, () => writeField(a.w, e.data as string)));
+/** A nested attribute: `body` writes its members. */
+function nest(w: Writer, type: number, body: () => void): void {
+  attr(w, type | C.NLA_F_NESTED, body);
+}
+
+function stringAttr(w: Writer, type: number, s: string): void {
+  attr(w, type, () => {
+    w.utf8(s);
+    w.u8(0);
+  });
+}
+
+/** A netlink message with an nfgenmsg (family, NFNETLINK_V0, res_id in network order); `body` writes its attributes. */
+function message(w: Writer, nl: NlMsgHeader, family: number, resId: number, body: () => void): void {
+  const at = beginMessage(w, nl);
+  w.u8(family);
+  w.u8(0); // NFNETLINK_V0
+  w.be16(resId);
+  body();
+  endMessage(w, at);
+}
+
+function encodeElement(w: Writer, e: FwElement, withData: boolean): void {
+  nest(w, NFTA_LIST_ELEM, () => {
+    nest(w, NFTA_SET_ELEM_KEY, () => attr(w, NFTA_DATA_VALUE, () => writeField(w, e.key)));
+    if (withData && e.data !== undefined) nest(w, NFTA_SET_ELEM_DATA, () => attr(w, NFTA_DATA_VALUE, () => writeField(w, e.data as string)));
     if (withData && e.owner !== undefined) {
       const owner = e.owner;
       // libnftnl's user data: a TLV per item, the comment NUL-terminated
-      a.attr(NFTA_SET_ELEM_USERDATA, () => {
-        a.w.u8(UDATA_SET_ELEM_COMMENT);
-        a.w.u8(Buffer.byteLength(owner) + 1);
-        a.w.utf8(owner);
-        a.w.u8(0);
+      attr(w, NFTA_SET_ELEM_USERDATA, () => {
+        w.u8(UDATA_SET_ELEM_COMMENT);
+        w.u8(Buffer.byteLength(owner) + 1);
+        w.utf8(owner);
+        w.u8(0);
       });
     }
   });
@@ -167,19 +153,19 @@ function encodeElement(a: AttrWriter, e: FwElement, withData: boolean): void {
 
 /** The NFTA_SET_ELEM_LIST_ELEMENTS attribute of some elements (what libnftables sends; for the golden). */
 export function elementListBytes(elements: readonly FwElement[], verb: ElementVerb): Uint8Array {
-  const a = new AttrWriter();
-  a.nest(NFTA_SET_ELEM_LIST_ELEMENTS, () => {
-    for (const e of elements) encodeElement(a, e, verb !== 'delete');
+  const w = new Writer(1024);
+  nest(w, NFTA_SET_ELEM_LIST_ELEMENTS, () => {
+    for (const e of elements) encodeElement(w, e, verb !== 'delete');
   });
-  return a.w.finish();
+  return w.finish();
 }
 
 /** One batch: BEGIN, a NEWSETELEM/DELSETELEM message per set and verb (ACK asked), END. */
 export function elementBatch(changes: readonly ElementChange[], table: string, firstSeq: number): { bytes: Uint8Array; acked: number[] } {
-  const w = new AttrWriter();
+  const w = new Writer(1024);
   let seq = firstSeq;
   const acked: number[] = [];
-  w.message(NFNL_MSG_BATCH_BEGIN, C.NLM_F_REQUEST, seq++, 0, NFNL_SUBSYS_NFTABLES, () => undefined);
+  message(w, { type: NFNL_MSG_BATCH_BEGIN, flags: C.NLM_F_REQUEST, seq: seq++, pid: 0 }, 0, NFNL_SUBSYS_NFTABLES, () => undefined);
   for (const { verb, elements } of changes) {
     const type = (NFNL_SUBSYS_NFTABLES << 8) | (verb === 'delete' ? NFT_MSG_DELSETELEM : NFT_MSG_NEWSETELEM);
     const flags = C.NLM_F_REQUEST | C.NLM_F_ACK | (verb === 'delete' ? 0 : C.NLM_F_CREATE) | (verb === 'create' ? C.NLM_F_EXCL : 0);
@@ -188,32 +174,32 @@ export function elementBatch(changes: readonly ElementChange[], table: string, f
     for (const [set, els] of bySet) {
       for (let i = 0; i < els.length; i += PER_MESSAGE) {
         acked.push(seq);
-        w.message(type, flags, seq++, NFPROTO_INET, 0, () => {
-          w.string(NFTA_SET_ELEM_LIST_TABLE, table);
-          w.string(NFTA_SET_ELEM_LIST_SET, set);
-          w.nest(NFTA_SET_ELEM_LIST_ELEMENTS, () => {
+        message(w, { type, flags, seq: seq++, pid: 0 }, NFPROTO_INET, 0, () => {
+          stringAttr(w, NFTA_SET_ELEM_LIST_TABLE, table);
+          stringAttr(w, NFTA_SET_ELEM_LIST_SET, set);
+          nest(w, NFTA_SET_ELEM_LIST_ELEMENTS, () => {
             for (const e of els.slice(i, i + PER_MESSAGE)) encodeElement(w, e, verb !== 'delete');
           });
         });
       }
     }
   }
-  w.message(NFNL_MSG_BATCH_END, C.NLM_F_REQUEST, seq, 0, NFNL_SUBSYS_NFTABLES, () => undefined);
-  return { bytes: w.w.finish(), acked };
+  message(w, { type: NFNL_MSG_BATCH_END, flags: C.NLM_F_REQUEST, seq, pid: 0 }, 0, NFNL_SUBSYS_NFTABLES, () => undefined);
+  return { bytes: w.finish(), acked };
 }
 
 /** GETSETELEM messages, one per query (the kernel ends a message's answers at its first missing key). */
 export function lookupMessages(queries: readonly ElementQuery[], firstSeq: number): Uint8Array {
-  const w = new AttrWriter();
+  const w = new Writer(1024);
   let seq = firstSeq;
   for (const q of queries) {
-    w.message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM, C.NLM_F_REQUEST | C.NLM_F_ACK, seq++, NFPROTO[q.family ?? 'inet'], 0, () => {
-      w.string(NFTA_SET_ELEM_LIST_TABLE, q.table);
-      w.string(NFTA_SET_ELEM_LIST_SET, q.set);
-      w.nest(NFTA_SET_ELEM_LIST_ELEMENTS, () => encodeElement(w, { set: q.set as SetName, key: q.key }, false));
+    message(w, { type: (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM, flags: C.NLM_F_REQUEST | C.NLM_F_ACK, seq: seq++, pid: 0 }, NFPROTO[q.family ?? 'inet'], 0, () => {
+      stringAttr(w, NFTA_SET_ELEM_LIST_TABLE, q.table);
+      stringAttr(w, NFTA_SET_ELEM_LIST_SET, q.set);
+      nest(w, NFTA_SET_ELEM_LIST_ELEMENTS, () => encodeElement(w, { set: q.set as SetName, key: q.key }, false));
     });
   }
-  return w.w.finish();
+  return w.finish();
 }
 
 /** The attributes of bytes[start, end): type (flags masked off) → value's [start, end). */

@@ -27,6 +27,7 @@ import { errorMessage, NspawnError } from '../../errors.js';
 import { ifnameValid, machineNameValid, parseMac, zoneNameValid } from '../naming.js';
 import type { ServedKind } from './links.js';
 import { formatPortList, parsePortList } from './ports.js';
+import { MAX_REQUEST_BYTES } from './socket-path.js';
 import type { PortForward } from '../model.js';
 
 export type NetdRequest =
@@ -55,8 +56,8 @@ export interface CniRequest {
 
 export const OPS = ['reserve', 'release', 'status', 'list', 'leases', 'ports', 'check-ports', 'cni'] as const;
 
-/** Longest request line accepted. */
-export const MAX_REQUEST_BYTES = 16 * 1024;
+/** Longest request line accepted (in socket-path.ts, which the thin clients load). */
+export { MAX_REQUEST_BYTES };
 
 export class BadRequestError extends NspawnError {
   constructor(message: string) {

@@ -384,14 +384,19 @@ export function encodeAttrs<T>(table: AttrTable<T>, w: Writer, value: T): void {
   }
 }
 
-function beginAttr(w: Writer, type: number): number {
+/**
+ * Starts an attribute of `type` (with its NLA_F_* bits) at the writer's end and returns where;
+ * endAttr(w, at) then sets its length from what was written and pads. For attribute sets no
+ * table describes (nf_tables' set elements, firewall/nfnl.ts).
+ */
+export function beginAttr(w: Writer, type: number): number {
   const at = w.length;
   w.u16(0);
   w.u16(type);
   return at;
 }
 
-function endAttr(w: Writer, at: number): void {
+export function endAttr(w: Writer, at: number): void {
   const len = w.length - at;
   if (len > 0xffff) throw new NetlinkEncodeError(`attribute of ${len} bytes exceeds the 65535-byte netlink limit`);
   w.patchU16(at, len);
@@ -433,14 +438,28 @@ function encodeAttr(w: Writer, nla: number, spec: AttrSpec, value: unknown, sibl
 // ---------------------------------------------------------------------------------------------
 // Messages
 
-/** Appends one message to `w` (its nlmsg_len computed, padded to 4 bytes). */
-export function encodeMessageInto(w: Writer, msg: RtnlMessage): void {
+/**
+ * Starts a message at the writer's end (struct nlmsghdr, its length left open) and returns where;
+ * endMessage(w, at) pads it and sets nlmsg_len. The body in between is the caller's.
+ */
+export function beginMessage(w: Writer, nl: NlMsgHeader): number {
   const start = w.length;
   w.u32(0);
-  w.u16(msg.nl.type);
-  w.u16(msg.nl.flags);
-  w.u32(msg.nl.seq >>> 0);
-  w.u32(msg.nl.pid >>> 0);
+  w.u16(nl.type);
+  w.u16(nl.flags);
+  w.u32(nl.seq >>> 0);
+  w.u32(nl.pid >>> 0);
+  return start;
+}
+
+export function endMessage(w: Writer, start: number): void {
+  w.pad();
+  w.patchU32(start, w.length - start);
+}
+
+/** Appends one message to `w` (its nlmsg_len computed, padded to 4 bytes). */
+export function encodeMessageInto(w: Writer, msg: RtnlMessage): void {
+  const start = beginMessage(w, msg.nl);
   switch (msg.kind) {
     case 'link':
       encodeStruct(ifinfomsg, w, msg.header);
@@ -473,8 +492,7 @@ export function encodeMessageInto(w: Writer, msg: RtnlMessage): void {
       w.bytes(msg.payload);
       break;
   }
-  w.pad();
-  w.patchU32(start, w.length - start);
+  endMessage(w, start);
 }
 
 /** Encodes one message. */

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
 import {
-  chainDumpRequest, chainNames, type DumpAnswer, intervalSubnets, layoutFromListing, readDumpDatagram, ruleDumpRequest, rulesPerChain,
+  chainDumpRequest, chainNames, type DumpAnswer, intervalSubnets, layoutFromListing, NfnlDump, readDumpDatagram, ruleDumpRequest, rulesPerChain,
   setDumpRequest, setElemDumpRequest, setNames,
 } from '../../../src/net/firewall/nfnl-dump.js';
 import type { NftListing } from '../../../src/net/firewall/nft-json.js';
@@ -151,5 +151,47 @@ describe('nf_tables dumps of our table', () => {
     expect([...l.chains]).toEqual(['input']);
     expect([...l.sets]).toEqual(['masq4', 'ports4']);
     expect(Object.fromEntries(l.rules)).toEqual({ input: 1 });
+  });
+
+  test('a dump that fails half read closes its socket (the next dump would be refused busy) and is reported', () => {
+    let nextFd = 3;
+    const closed: number[] = [];
+    let lastSeq = 0;
+    let garbage = true;
+    const answer = (): Uint8Array => {
+      // NLMSG_DONE for the last request, or (the first time) a message overrunning its datagram
+      const b = Buffer.alloc(20);
+      b.writeUInt32LE(garbage ? 100 : 20, 0);
+      b.writeUInt16LE(3, 4);
+      b.writeUInt16LE(2, 6);
+      b.writeUInt32LE(lastSeq, 8);
+      garbage = false;
+      return new Uint8Array(b);
+    };
+    let pending: Uint8Array | undefined;
+    const fake = {
+      socket: () => nextFd++, setsockoptInt: () => undefined, bind: () => undefined, pollFd: () => 0,
+      close: (fd: number) => void closed.push(fd),
+      sendto: (_fd: number, data: Uint8Array) => {
+        lastSeq = new DataView(data.buffer, data.byteOffset).getUint32(8, true);
+        pending = answer();
+        return data.length;
+      },
+      recv: (_fd: number, buf: Uint8Array) => {
+        if (!pending) return -1;
+        buf.set(pending);
+        const n = pending.length;
+        pending = undefined;
+        return n;
+      },
+    };
+    const d = new NfnlDump(undefined, fake);
+    expect(() => d.layout(TABLE)).toThrow(/overruns/);
+    expect(closed).toEqual([3]);
+    // the next dump opens a new socket; empty dumps: a table without chains, sets or rules
+    expect(d.layout(TABLE)).toEqual({ chains: new Set(), sets: new Set(), rules: new Map() });
+    expect(nextFd).toBe(5);
+    d.close();
+    expect(closed).toEqual([3, 4]);
   });
 });

@@ -285,10 +285,17 @@ describe('nspawn-netd command line', () => {
   });
 });
 
-test('sockaddr_un for sd_notify: paths and abstract names', () => {
+test('sockaddr_un (sd_notify, the launcher\'s notify sockets, the thin client): a path NUL-terminated, "@name" abstract (a leading NUL, no terminator)', () => {
   expect(Buffer.from(sockaddrUn('/run/x')).toString('hex')).toBe('0100' + Buffer.from('/run/x\0').toString('hex'));
   expect(Buffer.from(sockaddrUn('@abs')).toString('hex')).toBe('0100' + '00' + Buffer.from('abs').toString('hex'));
-  expect(() => sockaddrUn('/' + 'x'.repeat(120))).toThrow(/longer than 107 bytes/);
+  expect(sockaddrUn(`/${'x'.repeat(106)}`).length).toBe(2 + 108);
+  expect(sockaddrUn(`@${'x'.repeat(107)}`).length).toBe(2 + 108);
+});
+
+test('sockaddr_un: empty and over-long addresses are refused with what is allowed', () => {
+  expect(() => sockaddrUn('')).toThrow(expect.objectContaining({ code: 'NOTIFY_ADDRESS', message: 'not a usable AF_UNIX socket address: "" (a path or @name of at most 107 bytes)' }));
+  expect(() => sockaddrUn(`/${'x'.repeat(107)}`)).toThrow(/not a usable AF_UNIX socket address/);
+  expect(() => sockaddrUn(`@${'x'.repeat(108)}`)).toThrow(/a path or @name of at most 107 bytes/);
 });
 
 describe('resolv.conf of a container configured at start', () => {
