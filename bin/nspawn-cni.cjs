@@ -12,8 +12,6 @@
 'use strict';
 
 const bundles = require('./cached-bundle.cjs');
-const { main } = bundles.load('nspawn-cni');
+const { main, exitAfterAnswer } = bundles.load('nspawn-cni');
 
-main(process.argv.slice(2), process.env, async () => bundles.load('nspawn-cni-plugin')).then((code) => {
-  process.exitCode = code;
-});
+main(process.argv.slice(2), process.env, async () => bundles.load('nspawn-cni-plugin')).then(exitAfterAnswer);

@@ -59,6 +59,9 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/** Whether part of the answer waits in process.stdout's queue (a non-blocking stdout said EAGAIN). */
+let answerQueued = false;
+
 function writeStdout(text: string): void {
   const data = Buffer.from(text);
   let off = 0;
@@ -66,8 +69,23 @@ function writeStdout(text: string): void {
     while (off < data.length) off += writeSync(1, data, off);
   } catch (err) {
     if (!isEagain(err)) throw err;
+    answerQueued = true;
     process.stdout.write(data.subarray(off));
   }
+}
+
+/**
+ * Ends the process with `code` now that the answer is written: the runtime waits for our exit, and
+ * Node's teardown after a natural end costs ~2 ms more per call (its 'exit' event → reaped: 5.8 ms
+ * against 4.0 with process.exit); nothing left open (a stray timer or socket) can hold the call
+ * either. An answer still queued on a non-blocking stdout drains first (a natural end).
+ */
+export function exitAfterAnswer(code: number): void {
+  if (answerQueued) {
+    process.exitCode = code;
+    return;
+  }
+  process.exit(code);
 }
 
 /** Commands the configuration's version lacks (error 1): STATUS and GC before 1.1.0, CHECK before 0.4.0. */

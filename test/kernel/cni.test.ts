@@ -267,6 +267,27 @@ describe('nspawn-cni: no garbage collection', () => {
   }, 60_000);
 });
 
+describe('nspawn-cni: the end of a call', () => {
+  ktest('the plugin exits as soon as its answer is written: a handle left open (a 20 s timer) holds neither ADD nor DEL', async () => {
+    const c1 = await TestNetns.create('c1');
+    const net = network('1.0.0');
+    const preload = `${work}/timer.cjs`;
+    writeFileSync(preload, 'setTimeout(() => {}, 20_000);\n');
+    const env = { NODE_OPTIONS: `--require ${preload}` };
+    try {
+      for (const cmd of ['add', 'del'] as const) {
+        const t0 = Date.now();
+        await ok(cni(net, cmd, c1, 'cid-end', { args: 'K8S_POD_NAME=end', env }));
+        expect(Date.now() - t0).toBeLessThan(10_000);
+      }
+      expect(await leftovers(net)).toEqual([]);
+    } finally {
+      await cni(net, 'del', c1, 'cid-end', { args: 'K8S_POD_NAME=end' });
+      await c1.destroy();
+    }
+  }, 60_000);
+});
+
 describe('nspawn-cni: an address that moves to a new container', () => {
   ktest('a container started anew with the address of one just gone answers the host at once (the host forgets the old MAC)', async () => {
     const keep = await TestNetns.create('k');
