@@ -35,8 +35,29 @@ mkdir -p /var/lib/nspawn-ts
 mount -t tmpfs tmpfs /var/lib/nspawn-ts
 # So do the tests' scratch files: the leak check (test/helpers/leak-files.ts) names what a test leaves
 # in /tmp and /var/tmp, which must not be what other programs on this machine make meanwhile.
-mount -t tmpfs -o mode=1777 tmpfs /tmp
-mount -t tmpfs -o mode=1777 tmpfs /var/tmp
+# The checkout itself may live below /tmp or /var/tmp (a CI clone there): it is carried into the fresh
+# tmpfs at its own path (a bind mount, which the leak check's walks do not enter: another file system)
+# and its top directory there is left out of the end-of-run check below.
+repo=$PWD
+checkout_top=""
+for scratch in /tmp /var/tmp; do
+  carried=""
+  case "$repo/" in
+    "$scratch"/*)
+      carried=$(mktemp -d /run/nspawn-ts-checkout.XXXXXX)
+      mount --rbind "$repo" "$carried"
+      rest=${repo#"$scratch"/}
+      checkout_top="$scratch/${rest%%/*}/"
+      ;;
+  esac
+  mount -t tmpfs -o mode=1777 tmpfs "$scratch"
+  if [ -n "$carried" ]; then
+    mkdir -p "$repo"
+    mount --move "$carried" "$repo"
+    rmdir "$carried"
+  fi
+done
+cd "$repo"
 ip link set lo up
 # The first `ip netns add` turns /run/netns into a mount point; do it now, not inside a leak-checked test.
 ip netns add nspawn-ts-warmup && ip netns del nspawn-ts-warmup
@@ -54,7 +75,7 @@ if [ -f "$results" ]; then
 fi
 # Per test and per test file, the leak check names files a kernel test leaves; unit tests run in
 # parallel, so what they leave in the run's scratch directories is only seen here, at the end.
-left=$(find /tmp /var/tmp -mindepth 1 -maxdepth 1 \( -type d -printf '%p/\n' -o -printf '%p\n' \) | sort)
+left=$(find /tmp /var/tmp -mindepth 1 -maxdepth 1 \( -type d -printf '%p/\n' -o -printf '%p\n' \) | grep -v -x -F "${checkout_top:-//}" | sort || true)
 if [ -n "$left" ]; then
   echo "test run leaked files (a test made them and did not remove them):" >&2
   echo "$left" | sed 's/^/  /' >&2
