@@ -19,8 +19,20 @@ function fill(fw: Firewall, n: number): void {
 }
 
 /** Elements of the table as "set key [data] owner" lines. */
+/**
+ * The table's elements as sorted lines, once two listings in a row agree: right after thousands of
+ * inserts the kernel grows the hash set's table in a deferred worker, and a dump that walks it
+ * meanwhile may see an element twice and miss another.
+ */
 function elementLines(fw: Firewall): string[] {
-  return fw.elements().map((e) => `${e.set} ${e.key}${e.data ? ` : ${e.data}` : ''} ${e.owner ?? '-'}`).sort();
+  const list = (): string[] => fw.elements().map((e) => `${e.set} ${e.key}${e.data ? ` : ${e.data}` : ''} ${e.owner ?? '-'}`).sort();
+  let last = list();
+  for (let i = 0; i < 20; i++) {
+    const next = list();
+    if (next.join('\n') === last.join('\n')) return next;
+    last = next;
+  }
+  return last;
 }
 
 afterEach(() => {
