@@ -11,27 +11,22 @@
 // `nft list chain` does; the kernel filters chain dumps by family only (6.18), so chains of other
 // inet tables are skipped here.
 import { POLL_READABLE, type NativeAddon, sys as nativeSys } from '../../native.js';
-import { decodeAttrs, decodeMessages, encodeAttrs, encodeMessageInto, formatIpBytes } from '../netlink/codec.js';
+import { decodeAttrs, decodeMessages, encodeAttrs, formatIpBytes } from '../netlink/codec.js';
 import * as C from '../netlink/constants.js';
 import { errnoText } from '../netlink/errno.js';
 import { attrs, type AttrTable, type WithUnknown } from '../netlink/policy.js';
 import { Writer } from '../netlink/wire.js';
 import type { MasqueradeEntry } from './model.js';
 import type { NftListing } from './nft-json.js';
-import { openNfnlSocket } from './nfnl.js';
+import { commentOf, message, NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NFT_MSG_GETSETELEM, openNfnlSocket, setElemListAttrs } from './nfnl.js';
 
-const NFNL_SUBSYS_NFTABLES = 10;
-const NFPROTO_INET = 1;
 const NFT_MSG_GETCHAIN = 4;
 const NFT_MSG_GETRULE = 7;
 const NFT_MSG_GETSET = 10;
-const NFT_MSG_GETSETELEM = 13;
 /** enum nft_set_flags: a rule's inline set (`{ established, related }`), not listed as a set */
 const NFT_SET_ANONYMOUS = 1;
 /** enum nft_set_elem_flags: this element ends an interval (the key is the first address after it) */
 const NFT_SET_ELEM_INTERVAL_END = 1;
-/** libnftnl's NFTNL_UDATA_SET_ELEM_COMMENT */
-const UDATA_SET_ELEM_COMMENT = 0;
 
 // The attributes we send and read (<linux/netfilter/nf_tables.h>); the rest pass as unknownAttrs.
 interface NftChainAttrs extends WithUnknown {
@@ -47,48 +42,15 @@ interface NftSetAttrs extends WithUnknown {
   name?: string;
   flags?: number;
 }
-interface NftDataAttrs extends WithUnknown {
-  value?: Uint8Array;
-}
-interface NftElemAttrs extends WithUnknown {
-  key?: NftDataAttrs;
-  flags?: number;
-  userdata?: Uint8Array;
-}
-interface NftElemListAttrs extends WithUnknown {
-  elem?: NftElemAttrs[];
-}
-interface NftSetElemListAttrs extends WithUnknown {
-  table?: string;
-  set?: string;
-  elements?: NftElemListAttrs;
-}
 
 const chainAttrs = attrs<NftChainAttrs>('nft_chain', { 1: { key: 'table', type: 'string' }, 3: { key: 'name', type: 'string' } });
 const ruleAttrs = attrs<NftRuleAttrs>('nft_rule', { 1: { key: 'table', type: 'string' }, 2: { key: 'chain', type: 'string' } });
 const setAttrs = attrs<NftSetAttrs>('nft_set', { 1: { key: 'table', type: 'string' }, 2: { key: 'name', type: 'string' }, 3: { key: 'flags', type: 'be32' } });
-const dataAttrs = attrs<NftDataAttrs>('nft_data', { 1: { key: 'value', type: 'bytes' } });
-const elemAttrs = attrs<NftElemAttrs>('nft_set_elem', {
-  1: { key: 'key', type: 'nested', nlaFlags: C.NLA_F_NESTED, of: () => dataAttrs },
-  3: { key: 'flags', type: 'be32' },
-  6: { key: 'userdata', type: 'bytes' },
-});
-const elemListAttrs = attrs<NftElemListAttrs>('nft_list', { 1: { key: 'elem', type: 'nested', multi: true, nlaFlags: C.NLA_F_NESTED, of: () => elemAttrs } });
-const setElemListAttrs = attrs<NftSetElemListAttrs>('nft_set_elem_list', {
-  1: { key: 'table', type: 'string' },
-  2: { key: 'set', type: 'string' },
-  3: { key: 'elements', type: 'nested', nlaFlags: C.NLA_F_NESTED, of: () => elemListAttrs },
-});
 
 /** One dump request: nlmsghdr (NLM_F_REQUEST|NLM_F_DUMP), nfgenmsg, the filter's attributes. */
 function dumpRequest<T>(msgType: number, family: number, table: AttrTable<T>, filter: T, seq: number): Uint8Array {
-  const payload = new Writer(64);
-  payload.u8(family);
-  payload.u8(0); // NFNETLINK_V0
-  payload.be16(0);
-  encodeAttrs(table, payload, filter);
   const w = new Writer(96);
-  encodeMessageInto(w, { kind: 'raw', nl: { type: (NFNL_SUBSYS_NFTABLES << 8) | msgType, flags: C.NLM_F_REQUEST | C.NLM_F_DUMP, seq, pid: 0 }, payload: payload.peek() });
+  message(w, { type: (NFNL_SUBSYS_NFTABLES << 8) | msgType, flags: C.NLM_F_REQUEST | C.NLM_F_DUMP, seq, pid: 0 }, family, 0, () => encodeAttrs(table, w, filter));
   return w.finish();
 }
 
@@ -180,23 +142,6 @@ export function rulesPerChain(messages: readonly Uint8Array[], table: string): M
     if (a.table === table && a.chain !== undefined) out.set(a.chain, (out.get(a.chain) ?? 0) + 1);
   }
   return out;
-}
-
-/** The comment libnftnl keeps in an element's user data (TLVs: type, length, value). */
-function commentOf(userdata: Uint8Array | undefined): string | undefined {
-  if (!userdata) return undefined;
-  for (let i = 0; i + 2 <= userdata.length;) {
-    const type = userdata[i] as number;
-    const len = userdata[i + 1] as number;
-    if (i + 2 + len > userdata.length) return undefined;
-    if (type === UDATA_SET_ELEM_COMMENT) {
-      const v = userdata.subarray(i + 2, i + 2 + len);
-      const nul = v.indexOf(0);
-      return Buffer.from(nul < 0 ? v : v.subarray(0, nul)).toString('utf8');
-    }
-    i += 2 + len;
-  }
-  return undefined;
 }
 
 function toBig(b: Uint8Array): bigint {

@@ -15,20 +15,21 @@
 // holds this port" and "is this element still ours" in time independent of the number of other
 // elements, where a listing (libnftables' `list table`) costs time in proportion to all of them.
 import { type NftResult, sys as nativeSys, type NativeAddon } from '../../native.js';
-import { beginAttr, beginMessage, decodeMessages, endAttr, endMessage, formatIpBytes, type NlMsgHeader, parseIp } from '../netlink/codec.js';
+import { beginAttr, beginMessage, decodeAttrs, decodeMessages, endAttr, endMessage, formatIpBytes, type NlMsgHeader, parseIp } from '../netlink/codec.js';
 import * as C from '../netlink/constants.js';
 import { errnoText } from '../netlink/errno.js';
-import { decodeStringAt, HOST_LE, viewOf, Writer } from '../netlink/wire.js';
+import { attrs, type WithUnknown } from '../netlink/policy.js';
+import { HOST_LE, Writer } from '../netlink/wire.js';
 import type { ElementChange, FwElement, SetName } from './model.js';
 
 const NETLINK_NETFILTER = 12;
-const NFNL_SUBSYS_NFTABLES = 10;
+export const NFNL_SUBSYS_NFTABLES = 10;
 const NFNL_MSG_BATCH_BEGIN = 0x10;
 const NFNL_MSG_BATCH_END = 0x11;
 const NFT_MSG_NEWSETELEM = 12;
-const NFT_MSG_GETSETELEM = 13;
+export const NFT_MSG_GETSETELEM = 13;
 const NFT_MSG_DELSETELEM = 14;
-const NFPROTO_INET = 1;
+export const NFPROTO_INET = 1;
 /** nfgenmsg families of the tables we look into: ours (inet), systemd-nspawn's (ip, ip6) */
 const NFPROTO: Record<NfFamily, number> = { inet: NFPROTO_INET, ip: 2, ip6: 10 };
 const ENOENT = 2;
@@ -39,10 +40,61 @@ const NFTA_SET_ELEM_LIST_ELEMENTS = 3;
 const NFTA_LIST_ELEM = 1;
 const NFTA_SET_ELEM_KEY = 1;
 const NFTA_SET_ELEM_DATA = 2;
+const NFTA_SET_ELEM_FLAGS = 3;
 const NFTA_SET_ELEM_USERDATA = 6;
 const NFTA_DATA_VALUE = 1;
 /** libnftnl's NFTNL_UDATA_SET_ELEM_COMMENT: the element's comment (our owner) in its user data */
 const UDATA_SET_ELEM_COMMENT = 0;
+
+// The element attributes we read (<linux/netfilter/nf_tables.h>): the answers of our lookups and of
+// nfnl-dump.ts's element dumps; the rest pass as unknownAttrs.
+interface NftDataAttrs extends WithUnknown {
+  value?: Uint8Array;
+}
+interface NftElemAttrs extends WithUnknown {
+  key?: NftDataAttrs;
+  data?: NftDataAttrs;
+  flags?: number;
+  userdata?: Uint8Array;
+}
+interface NftElemListAttrs extends WithUnknown {
+  elem?: NftElemAttrs[];
+}
+export interface NftSetElemListAttrs extends WithUnknown {
+  table?: string;
+  set?: string;
+  elements?: NftElemListAttrs;
+}
+const dataAttrs = attrs<NftDataAttrs>('nft_data', { [NFTA_DATA_VALUE]: { key: 'value', type: 'bytes' } });
+const elemAttrs = attrs<NftElemAttrs>('nft_set_elem', {
+  [NFTA_SET_ELEM_KEY]: { key: 'key', type: 'nested', nlaFlags: C.NLA_F_NESTED, of: () => dataAttrs },
+  [NFTA_SET_ELEM_DATA]: { key: 'data', type: 'nested', nlaFlags: C.NLA_F_NESTED, of: () => dataAttrs },
+  [NFTA_SET_ELEM_FLAGS]: { key: 'flags', type: 'be32' },
+  [NFTA_SET_ELEM_USERDATA]: { key: 'userdata', type: 'bytes' },
+});
+const elemListAttrs = attrs<NftElemListAttrs>('nft_list', { [NFTA_LIST_ELEM]: { key: 'elem', type: 'nested', multi: true, nlaFlags: C.NLA_F_NESTED, of: () => elemAttrs } });
+export const setElemListAttrs = attrs<NftSetElemListAttrs>('nft_set_elem_list', {
+  [NFTA_SET_ELEM_LIST_TABLE]: { key: 'table', type: 'string' },
+  [NFTA_SET_ELEM_LIST_SET]: { key: 'set', type: 'string' },
+  [NFTA_SET_ELEM_LIST_ELEMENTS]: { key: 'elements', type: 'nested', nlaFlags: C.NLA_F_NESTED, of: () => elemListAttrs },
+});
+
+/** The comment libnftnl keeps in an element's user data (TLVs: type, length, value). */
+export function commentOf(userdata: Uint8Array | undefined): string | undefined {
+  if (!userdata) return undefined;
+  for (let i = 0; i + 2 <= userdata.length;) {
+    const type = userdata[i] as number;
+    const len = userdata[i + 1] as number;
+    if (i + 2 + len > userdata.length) return undefined;
+    if (type === UDATA_SET_ELEM_COMMENT) {
+      const v = userdata.subarray(i + 2, i + 2 + len);
+      const nul = v.indexOf(0);
+      return Buffer.from(nul < 0 ? v : v.subarray(0, nul)).toString('utf8');
+    }
+    i += 2 + len;
+  }
+  return undefined;
+}
 
 /** The sets and maps whose elements go this way: hash-typed, keys and data of fixed-size fields. */
 const DIRECT_SETS: ReadonlySet<SetName> = new Set(['ports4', 'ports6', 'ports_lo4', 'hairpin4', 'hairpin6']);
@@ -125,7 +177,7 @@ function stringAttr(w: Writer, type: number, s: string): void {
 }
 
 /** A netlink message with an nfgenmsg (family, NFNETLINK_V0, res_id in network order); `body` writes its attributes. */
-function message(w: Writer, nl: NlMsgHeader, family: number, resId: number, body: () => void): void {
+export function message(w: Writer, nl: NlMsgHeader, family: number, resId: number, body: () => void): void {
   const at = beginMessage(w, nl);
   w.u8(family);
   w.u8(0); // NFNETLINK_V0
@@ -202,19 +254,6 @@ export function lookupMessages(queries: readonly ElementQuery[], firstSeq: numbe
   return w.finish();
 }
 
-/** The attributes of bytes[start, end): type (flags masked off) → value's [start, end). */
-function attrsOf(bytes: Uint8Array, start: number, end: number): Map<number, [number, number]> {
-  const view = viewOf(bytes);
-  const out = new Map<number, [number, number]>();
-  for (let at = start; at + 4 <= end;) {
-    const len = view.getUint16(at, HOST_LE);
-    if (len < 4 || at + len > end) break;
-    out.set(view.getUint16(at + 2, HOST_LE) & 0x3fff, [at + 4, at + len]);
-    at += (len + 3) & ~3;
-  }
-  return out;
-}
-
 /** Map data as register bytes (address, then port in the first 2 bytes of its 4) → "10.0.0.2 . 80". */
 function dataText(b: Uint8Array): string | undefined {
   if (b.length !== 8 && b.length !== 20) return undefined;
@@ -222,26 +261,22 @@ function dataText(b: Uint8Array): string | undefined {
   return `${formatIpBytes(b.subarray(0, a))} . ${((b[a] as number) << 8) | (b[a + 1] as number)}`;
 }
 
-/** A NEWSETELEM answer's (first) element: its data and its comment (libnftnl's user data TLVs). */
+/**
+ * A NEWSETELEM answer's (first) element: its data and its comment; nothing of an answer that does
+ * not decode (cut short).
+ */
 export function parseFoundElement(payload: Uint8Array): FoundElement {
-  const top = attrsOf(payload, 4, payload.length); // after the nfgenmsg
-  const list = top.get(NFTA_SET_ELEM_LIST_ELEMENTS);
-  const elem = list && attrsOf(payload, list[0], list[1]).get(NFTA_LIST_ELEM);
-  const out: FoundElement = {};
-  if (!elem) return out;
-  const attrs = attrsOf(payload, elem[0], elem[1]);
-  const data = attrs.get(NFTA_SET_ELEM_DATA);
-  const value = data && attrsOf(payload, data[0], data[1]).get(NFTA_DATA_VALUE);
-  const text = value && dataText(payload.subarray(value[0], value[1]));
-  if (text !== undefined) out.data = text;
-  const udata = attrs.get(NFTA_SET_ELEM_USERDATA);
-  for (let at = udata?.[0] ?? 0; udata && at + 2 <= udata[1];) {
-    const type = payload[at] as number;
-    const len = payload[at + 1] as number;
-    if (at + 2 + len > udata[1]) break;
-    if (type === UDATA_SET_ELEM_COMMENT) out.owner = decodeStringAt(payload, at + 2, at + 2 + len);
-    at += 2 + len;
+  let e: NftElemAttrs | undefined;
+  try {
+    e = decodeAttrs(setElemListAttrs, payload, 4).elements?.elem?.[0]; // after the nfgenmsg
+  } catch {
+    return {};
   }
+  const out: FoundElement = {};
+  const text = e?.data?.value && dataText(e.data.value);
+  if (text !== undefined) out.data = text;
+  const owner = commentOf(e?.userdata);
+  if (owner !== undefined) out.owner = owner;
   return out;
 }
 
