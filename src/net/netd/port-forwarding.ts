@@ -53,7 +53,7 @@ export class PortForwarding {
     // a previous run's ports (its launcher was killed) must not outlive it
     if (previous?.ports?.length) this.deps.firewall.removePortMappings(owner, hostPortsOf(previous.ports));
     if (req.ports.length === 0) return;
-    const mappings = reservationMappings({ ...res, ports: req.ports, ...(req.loopback ? { portLoopback: true } : {}) }, this.deps.store.peek().links[ifname]?.prefix6);
+    const mappings = reservationMappings(res, this.deps.store.peek().links[ifname]?.prefix6);
     try {
       this.deps.ensureTables();
       // 127.0.0.1 as a source may leave the host only by this link (reference: systemd#6106)
