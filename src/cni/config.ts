@@ -302,11 +302,6 @@ export function prevAddresses(prev: unknown): string[] {
 }
 
 /**
- * VERSION's answer. libcni asks with its own newest version; 1.1.0 is listed only when that is
- * 1.1.0 or later: podman 4.3's libcni 1.1.2 (asks with 1.0.0) cannot convert a 1.1.0 result back
- * and would leak on DEL, so it is told we do not speak 1.1.0 and leaves such a network out.
- */
-/**
  * The version VERSION's stdin asks with: its "cniVersion" when that is a string, else 1.0.0 (VERSION
  * reads nothing else; the runtime sends {"cniVersion":"1.0.0"} and nothing else).
  */
@@ -320,6 +315,11 @@ export function versionAsked(text: string): string {
   return typeof asked === 'string' ? asked : '1.0.0';
 }
 
+/**
+ * VERSION's answer. libcni asks with its own newest version; 1.1.0 is listed only when that is
+ * 1.1.0 or later: podman 4.3's libcni 1.1.2 (asks with 1.0.0) cannot convert a 1.1.0 result back
+ * and would leak on DEL, so it is told we do not speak 1.1.0 and leaves such a network out.
+ */
 export function versionResult(asked: string): Record<string, unknown> {
   const supported = SUPPORTED_VERSIONS.filter((v) => v !== '1.1.0' || versionAtLeast(asked, '1.1.0'));
   return { cniVersion: asked, supportedVersions: supported };

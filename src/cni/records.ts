@@ -53,13 +53,13 @@ export function writeRecord(path: string, rec: ContainerRecord): void {
   renameSync(tmp, path);
 }
 
-/** The record at `path`; undefined when there is none or it is not one of ours. */
 function isHostPort(p: unknown): p is HostPort {
   if (typeof p !== 'object' || p === null) return false;
   const { protocol, hostPort } = p as Partial<HostPort>;
   return (protocol === 'tcp' || protocol === 'udp') && Number.isInteger(hostPort) && (hostPort as number) >= 1 && (hostPort as number) <= 65535;
 }
 
+/** The record at `path`; undefined when there is none or it is not one of ours. */
 export function readRecord(path: string): ContainerRecord | undefined {
   try {
     const r = JSON.parse(readFileSync(path, 'utf8')) as Partial<ContainerRecord>;
