@@ -8,7 +8,7 @@ import { killAndWait, run, runOk, waitFor } from '../helpers/exec.js';
 import { TestNetns } from '../helpers/netns.js';
 import { FETCH, HOST_UPLINK, HOST_UPLINK6, netdState, REMOTE, startSidecar, World } from './e2e-world.js';
 import { busyboxRoot, copyRoot } from '../helpers/rootfs.js';
-import { cni, cniSuite, leftovers, network, ok, PLUGIN, PODMAN_SCRIPT, type Result, work } from './cni-env.js';
+import { type Call, cni, cniSuite, leftovers, network, ok, PLUGIN, PODMAN_SCRIPT, type Result, work } from './cni-env.js';
 
 cniSuite();
 
@@ -214,77 +214,67 @@ describe('nspawn-cni in-process (no sidecar) touches only its own network', () =
   }, 120_000);
 });
 
+/**
+ * An in-process ADD and then DEL of one container (pod `pod`), each plugin process with `preload`
+ * (JavaScript) required first; `each` makes a call (the default: it must succeed). Nothing may be
+ * left after.
+ */
+async function addDelWithPreload(pod: string, preload: string, opts: { caps?: unknown; each?: (call: () => Promise<Call>) => Promise<void> } = {}): Promise<void> {
+  const c1 = await TestNetns.create('c1');
+  const net = network('1.0.0');
+  const file = `${work}/${pod}.cjs`;
+  writeFileSync(file, preload);
+  const env = { NODE_OPTIONS: `--require ${file}` };
+  const each = opts.each ?? (async (call) => { await ok(call()); });
+  try {
+    for (const cmd of ['add', 'del'] as const) {
+      await each(() => cni(net, cmd, c1, `cid-${pod}`, { ...(opts.caps === undefined ? {} : { caps: opts.caps }), args: `K8S_POD_NAME=${pod}`, env }));
+    }
+    expect(await leftovers(net)).toEqual([]);
+  } finally {
+    await cni(net, 'del', c1, `cid-${pod}`, { args: `K8S_POD_NAME=${pod}` });
+    await c1.destroy();
+  }
+}
+
 describe('nspawn-cni: start-up', () => {
   ktest('an in-process ADD and DEL load none of Node\'s net, dgram, stream, crypto or child_process modules (only what they use)', async () => {
-    const c1 = await TestNetns.create('c1');
-    const net = network('1.0.0');
     // a preload that writes the Node modules the plugin process loaded, at its exit
-    const preload = `${work}/modules.cjs`;
     const list = `${work}/modules.txt`;
-    writeFileSync(preload, `process.on('exit', () => require('fs').appendFileSync(${JSON.stringify(list)}, process.env.CNI_COMMAND + ' ' + process.moduleLoadList.filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice(13)).join(',') + '\\n'));\n`);
-    const env = { NODE_OPTIONS: `--require ${preload}` };
-    try {
-      await ok(cni(net, 'add', c1, 'cid-lean', { caps: { portMappings: [{ hostPort: 8085, containerPort: 80, protocol: 'tcp' }] }, args: 'K8S_POD_NAME=lean', env }));
-      await ok(cni(net, 'del', c1, 'cid-lean', { caps: { portMappings: [{ hostPort: 8085, containerPort: 80, protocol: 'tcp' }] }, args: 'K8S_POD_NAME=lean', env }));
-      const lines = readFileSync(list, 'utf8').trim().split('\n');
-      expect(lines.map((l) => l.split(' ')[0])).toEqual(['ADD', 'DEL']);
-      for (const l of lines) {
-        const loaded = (l.split(' ')[1] ?? '').split(',');
-        expect(loaded).toContain('fs'); // the list is real
-        expect(loaded.filter((m) => ['net', 'dgram', 'stream', 'crypto', 'child_process'].includes(m))).toEqual([]);
-      }
-      expect(await leftovers(net)).toEqual([]);
-    } finally {
-      await cni(net, 'del', c1, 'cid-lean', { args: 'K8S_POD_NAME=lean' });
-      await c1.destroy();
+    await addDelWithPreload('lean', `process.on('exit', () => require('fs').appendFileSync(${JSON.stringify(list)}, process.env.CNI_COMMAND + ' ' + process.moduleLoadList.filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice(13)).join(',') + '\\n'));\n`,
+      { caps: { portMappings: [{ hostPort: 8085, containerPort: 80, protocol: 'tcp' }] } });
+    const lines = readFileSync(list, 'utf8').trim().split('\n');
+    expect(lines.map((l) => l.split(' ')[0])).toEqual(['ADD', 'DEL']);
+    for (const l of lines) {
+      const loaded = (l.split(' ')[1] ?? '').split(',');
+      expect(loaded).toContain('fs'); // the list is real
+      expect(loaded.filter((m) => ['net', 'dgram', 'stream', 'crypto', 'child_process'].includes(m))).toEqual([]);
     }
   }, 60_000);
 });
 
 describe('nspawn-cni: no garbage collection', () => {
   ktest('an in-process ADD and DEL collect no garbage: bin/nspawn-cni gives V8 young-generation room for all a call allocates', async () => {
-    const c1 = await TestNetns.create('c1');
-    const net = network('1.0.0');
     // a preload that writes the plugin process's garbage collections (V8's GCProfiler: every
     // scavenge and mark-compact) at its exit; node:v8 loads node:stream, so not in the test above
-    const preload = `${work}/gc.cjs`;
     const list = `${work}/gc.txt`;
-    writeFileSync(preload, [
+    await addDelWithPreload('gc', [
       "const gc = new (require('v8').GCProfiler)(); gc.start();",
       `process.on('exit', () => require('fs').appendFileSync(${JSON.stringify(list)}, process.env.CNI_COMMAND + ' [' + gc.stop().statistics.map((s) => s.gcType).join(',') + ']\\n'));`,
-    ].join('\n'));
-    const env = { NODE_OPTIONS: `--require ${preload}` };
-    const caps = { portMappings: [{ hostPort: 8086, containerPort: 80, protocol: 'tcp' }] };
-    try {
-      await ok(cni(net, 'add', c1, 'cid-gc', { caps, args: 'K8S_POD_NAME=gc', env }));
-      await ok(cni(net, 'del', c1, 'cid-gc', { caps, args: 'K8S_POD_NAME=gc', env }));
-      expect(readFileSync(list, 'utf8').trim().split('\n')).toEqual(['ADD []', 'DEL []']);
-      expect(await leftovers(net)).toEqual([]);
-    } finally {
-      await cni(net, 'del', c1, 'cid-gc', { args: 'K8S_POD_NAME=gc' });
-      await c1.destroy();
-    }
+    ].join('\n'), { caps: { portMappings: [{ hostPort: 8086, containerPort: 80, protocol: 'tcp' }] } });
+    expect(readFileSync(list, 'utf8').trim().split('\n')).toEqual(['ADD []', 'DEL []']);
   }, 60_000);
 });
 
 describe('nspawn-cni: the end of a call', () => {
   ktest('the plugin exits as soon as its answer is written: a handle left open (a 20 s timer) holds neither ADD nor DEL', async () => {
-    const c1 = await TestNetns.create('c1');
-    const net = network('1.0.0');
-    const preload = `${work}/timer.cjs`;
-    writeFileSync(preload, 'setTimeout(() => {}, 20_000);\n');
-    const env = { NODE_OPTIONS: `--require ${preload}` };
-    try {
-      for (const cmd of ['add', 'del'] as const) {
+    await addDelWithPreload('end', 'setTimeout(() => {}, 20_000);\n', {
+      each: async (call) => {
         const t0 = Date.now();
-        await ok(cni(net, cmd, c1, 'cid-end', { args: 'K8S_POD_NAME=end', env }));
+        await ok(call());
         expect(Date.now() - t0).toBeLessThan(10_000);
-      }
-      expect(await leftovers(net)).toEqual([]);
-    } finally {
-      await cni(net, 'del', c1, 'cid-end', { args: 'K8S_POD_NAME=end' });
-      await c1.destroy();
-    }
+      },
+    });
   }, 60_000);
 });
 
