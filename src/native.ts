@@ -2,7 +2,6 @@
 // lacks and nothing else: sockets of any family (optionally made inside another network namespace),
 // readiness watching through the event loop, namespace fds, and libnftables. Every failure becomes
 // a SysError with the kernel's errno (`err.code === 'EEXIST'`, `err.errno === 17`).
-import { createRequire } from 'node:module';
 import { NspawnError } from './errors.js';
 
 export interface NftResult {
@@ -228,12 +227,14 @@ export class SysError extends NspawnError {
   }
 }
 
-const require = createRequire(import.meta.url);
-
 function loadAddon(): NativeAddon {
   const path = new URL('../native/build/Release/nspawn_native.node', import.meta.url).pathname;
+  // process.dlopen, not a require() made by node:module's createRequire: node:module loads Node's ES
+  // module loader and source maps with it, ~1 ms of compiling in every nspawn-cni call
+  const mod = { exports: {} };
   try {
-    return require(path) as NativeAddon;
+    process.dlopen(mod, path);
+    return mod.exports as NativeAddon;
   } catch (err) {
     throw new NspawnError('SYS_ADDON_MISSING',
       `the native addon could not be loaded from ${path}; in a source checkout run "npm run setup" to build it; an npm-installed nspawn-ts builds it at install: reinstall with "npm install -g --allow-scripts=nspawn-ts PACKAGE" (npm may skip install scripts otherwise)`, { cause: err });

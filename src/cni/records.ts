@@ -1,7 +1,7 @@
 // nspawn-cni's per-attachment records: STATE/cni/NETWORK/CONTAINERID-IFNAME.json, written before
 // ADD makes anything, so that DEL (without CNI_ARGS or prevResult, after a crash) and GC (which
 // knows only the attachments the runtime still has) find what to remove.
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, unlinkSync, writeSync } from 'node:fs';
 import type { HostPort } from '../net/firewall/index.js';
 import { vethHostIfname } from '../net/naming.js';
 import { type CniConfig, type CniEnv, type CniMode, hostIfnameFor, machineFor } from './config.js';
@@ -78,7 +78,12 @@ export function readRecord(path: string): ContainerRecord | undefined {
 
 /** Removes the record, and the network's directory with its last one (nothing stays once all are gone). */
 export function removeRecord(path: string): void {
-  rmSync(path, { force: true });
+  // unlinkSync, not rmSync: rmSync loads (and compiles) Node's rimraf in every call that gets here
+  try {
+    unlinkSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
   try {
     rmdirSync(networkDirOf(path));
   } catch { /* other records (or a record being written) are still there, or it is gone already */ }

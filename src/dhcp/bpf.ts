@@ -1,7 +1,7 @@
 // Classic BPF (the SO_ATTACH_FILTER kind): a small assembler with labels, the DHCP server's filter,
 // and an interpreter for the instructions that filter uses, so the program is tested in unit tests
 // as well as by the kernel.
-import { endianness } from 'node:os';
+import { HOST_LE } from '../common/endian.js';
 
 export const BPF = {
   LD: 0x00, LDX: 0x01, ALU: 0x04, JMP: 0x05, RET: 0x06,
@@ -36,7 +36,7 @@ export function assemble(lines: readonly Line[]): Uint8Array {
   }
   const out = new Uint8Array(insns.length * 8);
   const dv = new DataView(out.buffer);
-  const le = endianness() === 'LE';
+  const le = HOST_LE;
   insns.forEach((ins, i) => {
     const target = (t: number | string | undefined): number => {
       if (t === undefined) return 0;
@@ -92,7 +92,7 @@ export function dropAllFilter(): Uint8Array {
  */
 export function runFilter(program: Uint8Array, pkt: Uint8Array, meta: { pkttype: number; protocol?: number }): number {
   const dv = new DataView(program.buffer, program.byteOffset, program.byteLength);
-  const le = endianness() === 'LE';
+  const le = HOST_LE;
   const n = program.length / 8;
   let a = 0;
   let x = 0;

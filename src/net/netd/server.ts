@@ -14,7 +14,7 @@
 // and the time a connection may sit idle.
 import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
-import { endianness } from 'node:os';
+import { HOST_LE } from '../../common/endian.js';
 import { dirname } from 'node:path';
 import { errorMessage, NspawnError } from '../../errors.js';
 import type { Logger } from '../../log.js';
@@ -72,7 +72,7 @@ export function peerCredentials(sock: Socket): PeerCredentials | undefined {
   const b = sys().getsockoptBytes(fd, SOL_SOCKET, SO_PEERCRED, 12);
   if (b.length < 12) return undefined;
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  const le = endianness() === 'LE';
+  const le = HOST_LE;
   return { pid: v.getInt32(0, le), uid: v.getUint32(4, le), gid: v.getUint32(8, le) };
 }
 

@@ -2,12 +2,11 @@
 // the uapi says network order), 4-byte alignment of messages and attributes (NLMSG_ALIGN, NLA_ALIGN in
 // <linux/netlink.h>). The Reader checks every bound itself and raises NetlinkDecodeError, never a
 // RangeError from DataView.
-import { endianness } from 'node:os';
+import { HOST_LE } from '../../common/endian.js';
 import { NLA_ALIGNTO } from './constants.js';
 import { NetlinkDecodeError, NetlinkEncodeError } from './errors.js';
 
-/** True on little-endian hosts: DataView calls take this as their littleEndian argument. */
-export const HOST_LE = endianness() === 'LE';
+export { HOST_LE };
 
 /** NLMSG_ALIGN / NLA_ALIGN: rounds up to a multiple of 4. */
 export function align4(n: number): number {
