@@ -136,7 +136,7 @@ export async function ipamNetAdd(env: CniEnv, cfg: CniConfig): Promise<AddOutcom
       if (rec.mode === 'veth') await rtnl.replaceRoute({ dst: `${ip.address.split('/')[0] ?? ''}/${v6 ? 128 : 32}`, dev: host.index });
     }
     fw.ensureTables();
-    const have = new Set(fw.elements().map((e) => e.key));
+    const have = new Set(fw.masquerade().map((e) => e.subnet)); // the masquerade sets alone, not a listing of the table
     // both families, as the pool's links get masquerade and NAT66: an ipam range is rarely routed to this host
     for (const s of subnets) if (!have.has(s)) fw.addMasquerade(s, masqueradeOwner(cfg));
     const mappings = cfg.ports.flatMap((p) => res.ips.flatMap((ip) => portForwardMappings(p, ip.address.split('/')[0] ?? '', portOwner(cfg, rec))));

@@ -6,6 +6,7 @@
 import { afterEach, describe, expect, vi } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import { Firewall, type PortMapping } from '../../src/net/firewall/index.js';
+import { elementLine } from '../../src/net/firewall/rules.js';
 import { foreignPortClashes } from '../../src/net/netd/ports.js';
 import { sys } from '../../src/native.js';
 
@@ -18,21 +19,9 @@ function fill(fw: Firewall, n: number): void {
   for (let i = 0; i < all.length; i += 500) fw.addPortMappings(all.slice(i, i + 500));
 }
 
-/** Elements of the table as "set key [data] owner" lines. */
-/**
- * The table's elements as sorted lines, once two listings in a row agree: right after thousands of
- * inserts the kernel grows the hash set's table in a deferred worker, and a dump that walks it
- * meanwhile may see an element twice and miss another.
- */
+/** The table's elements as sorted lines (a settled listing: Firewall.elements(), settle.ts). */
 function elementLines(fw: Firewall): string[] {
-  const list = (): string[] => fw.elements().map((e) => `${e.set} ${e.key}${e.data ? ` : ${e.data}` : ''} ${e.owner ?? '-'}`).sort();
-  let last = list();
-  for (let i = 0; i < 20; i++) {
-    const next = list();
-    if (next.join('\n') === last.join('\n')) return next;
-    last = next;
-  }
-  return last;
+  return fw.elements().map(elementLine).sort();
 }
 
 afterEach(() => {

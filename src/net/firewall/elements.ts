@@ -36,6 +36,11 @@ export function elementId(e: FwElement): string {
   return `${e.set} ${e.key}`;
 }
 
+/** Everything of an element as one line ("ports4 tcp . 80 : 10.0.0.2 . 80 web"), for comparing listings. */
+export function elementLine(e: FwElement): string {
+  return `${e.set} ${e.key}${e.data === undefined ? '' : ` : ${e.data}`} ${e.owner ?? '-'}${e.keyExpr === undefined ? '' : ` ${JSON.stringify(e.keyExpr)}`}`;
+}
+
 /**
  * Every element a desired state needs, deduplicated by (set, key). Two mappings with one
  * (protocol, host port) in one family are a conflict (ConfigError); a hairpin entry shared by two

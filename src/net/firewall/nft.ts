@@ -30,13 +30,14 @@ import { sys, type NftResult } from '../../native.js';
 import type { NftCommand, NftDocument, NftListing } from './nft-json.js';
 import {
   addMasqueradeDocument, addPortMappingsChanges, assertOwner, changesDocument, knownOwnerRemoval, assertTableName, changeDocument, DEFAULT_TABLE,
-  deleteTableDocument, describeMapping, elementsFromListing, layoutDocument, layoutMapsScript, mappingElements,
+  deleteTableDocument, describeMapping, elementId, elementLine, elementsFromListing, layoutDocument, layoutMapsScript, mappingElements,
   masqueradeElement, normaliseMapping, normaliseSubnet, ownerRemoval, portKey, reconcilePlan, removeMasqueradeDocument, replacementPlan,
   stateFromElements, TABLE_FAMILY, type ElementChange, type FirewallState, type FwElement, type MasqueradeEntry, type PortMapping, type Protocol,
   type SetName,
 } from './rules.js';
 import { directChange, NfnlElements } from './nfnl.js';
 import { layoutFromListing, NfnlDump, NfnlDumpError, type TableLayout } from './nfnl-dump.js';
+import { settledListing } from './settle.js';
 
 const log = logger('firewall');
 
@@ -267,8 +268,17 @@ export class Firewall {
     if (this.netnsFd !== undefined) sys().nftForget(this.netnsFd);
   }
 
-  /** The table's elements as listed now; [] when the table does not exist. */
+  /**
+   * The table's elements ([] when the table does not exist), as two listings in a row agree: a
+   * single listing taken while the kernel resizes a hash set can be torn (settle.ts). Every read
+   * of the elements that the firewall acts on comes here.
+   */
   elements(): FwElement[] {
+    return settledListing(() => this.listElements(), { idOf: elementId, lineOf: elementLine, what: `the elements of ${this.where}` });
+  }
+
+  /** One listing of the table's elements (possibly torn: see elements()). */
+  private listElements(): FwElement[] {
     const r = this.run(`list table ${TABLE_FAMILY} ${this.table}`);
     if (r.rc !== 0) {
       const err = new NftError(`listing ${this.where}`, r);
