@@ -14,14 +14,15 @@
         "src/packet.cc",
         "src/proc-setup.cc",
         "src/fsat.cc",
-        "src/pages.cc"
+        "src/pages.cc",
+        "src/exit.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "_GNU_SOURCE"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter"],
-      "libraries": ["-lnftables", "-lpthread"]
+      "libraries": ["-ldl", "-lpthread"]
     }
   ]
 }

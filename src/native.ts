@@ -113,6 +113,7 @@ export interface NativeAddon {
   namespaceId(fd: number): string;
   nftRun(command: string, options?: NftRunOptions): NftResult;
   nftForget(netnsFd: number): void;
+  exitNow(code: number): never;
   /** clone3() into new namespaces (and into cgroupDir, a cgroup2 directory) and run the plan's ops (src/runtime/plan.ts) in the child. */
   spawnContainer(plan: { cloneFlags: number; ops: ReadonlyArray<object>; cgroupDir?: string }): SpawnedContainer;
   /** Next message from a clone child; null when none is waiting. */
@@ -265,5 +266,10 @@ let cached: NativeAddon | undefined;
 /** The addon, loaded on first use (so modules that never touch the kernel start without it). */
 export function sys(): NativeAddon {
   cached ??= wrap(loadAddon());
+  return cached;
+}
+
+/** The addon if something has loaded it already, without loading it. */
+export function sysIfLoaded(): NativeAddon | undefined {
   return cached;
 }

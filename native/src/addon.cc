@@ -11,6 +11,7 @@ void InitEnter(Napi::Env env, Napi::Object exports);
 void InitPacket(Napi::Env env, Napi::Object exports);
 void InitFsat(Napi::Env env, Napi::Object exports);
 void InitPages(Napi::Env env, Napi::Object exports);
+void InitExit(Napi::Env env, Napi::Object exports);
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitSock(env, exports);
@@ -22,6 +23,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitPacket(env, exports);
   InitFsat(env, exports);
   InitPages(env, exports);
+  InitExit(env, exports);
   return exports;
 }
 

@@ -217,11 +217,11 @@ describe('nspawn-cni in-process (no sidecar) touches only its own network', () =
 /**
  * An in-process ADD and then DEL of one container (pod `pod`), each plugin process with `preload`
  * (JavaScript) required first; `each` makes a call (the default: it must succeed). Nothing may be
- * left after.
+ * left after — on a network of the caller's (`keepNetwork`, with containers of its own), the caller checks.
  */
-async function addDelWithPreload(pod: string, preload: string, opts: { caps?: unknown; each?: (call: () => Promise<Call>) => Promise<void> } = {}): Promise<void> {
+async function addDelWithPreload(pod: string, preload: string, opts: { caps?: unknown; each?: (call: () => Promise<Call>) => Promise<void>; keepNetwork?: ReturnType<typeof network> } = {}): Promise<void> {
   const c1 = await TestNetns.create('c1');
-  const net = network('1.0.0');
+  const net = opts.keepNetwork ?? network('1.0.0');
   const file = `${work}/${pod}.cjs`;
   writeFileSync(file, preload);
   const env = { NODE_OPTIONS: `--require ${file}` };
@@ -230,7 +230,7 @@ async function addDelWithPreload(pod: string, preload: string, opts: { caps?: un
     for (const cmd of ['add', 'del'] as const) {
       await each(() => cni(net, cmd, c1, `cid-${pod}`, { ...(opts.caps === undefined ? {} : { caps: opts.caps }), args: `K8S_POD_NAME=${pod}`, env }));
     }
-    expect(await leftovers(net)).toEqual([]);
+    if (opts.keepNetwork === undefined) expect(await leftovers(net)).toEqual([]); // else the caller's containers are still on it
   } finally {
     await cni(net, 'del', c1, `cid-${pod}`, { args: `K8S_POD_NAME=${pod}` });
     await c1.destroy();
@@ -255,6 +255,41 @@ describe('nspawn-cni: start-up', () => {
         'internal/source_map/source_map', 'os', 'internal/fs/rimraf'];
       expect(loaded.filter((m) => unwanted.includes(m))).toEqual([]);
     }
+  }, 60_000);
+});
+
+describe('nspawn-cni: libnftables only when used', () => {
+  ktest('an in-process ADD and DEL on a network that exists do not load libnftables (their firewall work is nf_tables netlink)', async () => {
+    // the network's first ADD makes its firewall table (through libnftables); a container kept on it
+    const keep = await TestNetns.create('ck');
+    const net = network('1.0.0');
+    const list = `${work}/maps.txt`;
+    try {
+      await ok(cni(net, 'add', keep, 'cid-keep', { args: 'K8S_POD_NAME=keep' }));
+      // at the plugin's exit: whether its maps hold the addon (the list is real) and libnftables
+      await addDelWithPreload('nolib', [
+        "process.on('exit', () => {",
+        "  const maps = require('fs').readFileSync('/proc/self/maps', 'utf8');",
+        `  require('fs').appendFileSync(${JSON.stringify(list)}, [process.env.CNI_COMMAND, maps.includes('nspawn_native.node') ? 'addon' : 'no-addon', maps.includes('libnftables') ? 'libnftables' : 'no-libnftables'].join(' ') + '\\n');`,
+        '});',
+      ].join('\n'),
+        { caps: { portMappings: [{ hostPort: 8087, containerPort: 80, protocol: 'tcp' }] }, keepNetwork: net });
+      expect(readFileSync(list, 'utf8').trim().split('\n')).toEqual(['ADD addon no-libnftables', 'DEL addon no-libnftables']);
+    } finally {
+      await cni(net, 'del', keep, 'cid-keep', { args: 'K8S_POD_NAME=keep' });
+      await keep.destroy();
+    }
+    expect(await leftovers(net)).toEqual([]);
+  }, 60_000);
+});
+
+describe('nspawn-cni: the exit', () => {
+  ktest('ADD and DEL end with _exit once the \'exit\' listeners have run, not with Node\'s teardown', async () => {
+    // at the 'exit' event (listeners still run: a code cache may be written there) process.reallyExit,
+    // what process.exit calls last, is no longer Node's own
+    const list = `${work}/exit.txt`;
+    await addDelWithPreload('exit', `process.on('exit', (code) => require('fs').appendFileSync(${JSON.stringify(list)}, process.env.CNI_COMMAND + ' ' + code + ' ' + (/\\[native code\\]/.test(String(process.reallyExit)) ? 'node-teardown' : '_exit') + '\\n'));\n`);
+    expect(readFileSync(list, 'utf8').trim().split('\n')).toEqual(['ADD 0 _exit', 'DEL 0 _exit']);
   }, 60_000);
 });
 
