@@ -12,7 +12,8 @@ import { afterEach, describe, expect, vi } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
 import type { TestNetns } from '../helpers/netns.js';
 import { Firewall, type PortMapping } from '../../src/net/firewall/index.js';
-import { elementId, elementLine } from '../../src/net/firewall/rules.js';
+import { elementId, elementLine, elementsFromListing } from '../../src/net/firewall/rules.js';
+import type { NftListing } from '../../src/net/firewall/nft-json.js';
 import { openNfnlSocket, setElemListAttrs } from '../../src/net/firewall/nfnl.js';
 import { setElemDumpRequest } from '../../src/net/firewall/nfnl-dump.js';
 import { decodeAttrs, decodeMessages } from '../../src/net/netlink/codec.js';
@@ -124,9 +125,10 @@ describe('a listing right after a burst of inserts', () => {
 
 /**
  * The next `count` listings of the table come back torn as the kernel tears them: each element of
- * owner `hide` (in `sets`) replaced by a second copy of another element of its set.
+ * owner `hide` (in `sets`) replaced by a second copy of another element of its set (`twice`), or
+ * just missing.
  */
-function tearListings(count: number, hide: string, sets: readonly string[] = ['ports4', 'ports6', 'ports_lo4', 'hairpin4', 'hairpin6']): void {
+function tearListings(count: number, hide: string, sets: readonly string[] = ['ports4', 'ports6', 'ports_lo4', 'hairpin4', 'hairpin6'], twice = true): void {
   const addon = sys();
   const real = addon.nftRun.bind(addon);
   let left = count;
@@ -143,7 +145,8 @@ function tearListings(count: number, hide: string, sets: readonly string[] = ['p
         return key.elem?.comment;
       };
       const donor = s.elem.find((e) => ownerOf(e) !== hide);
-      if (donor !== undefined) s.elem = s.elem.map((e) => (ownerOf(e) === hide ? donor : e));
+      if (!twice) s.elem = s.elem.filter((e) => ownerOf(e) !== hide);
+      else if (donor !== undefined) s.elem = s.elem.map((e) => (ownerOf(e) === hide ? donor : e));
     }
     return { ...r, output: JSON.stringify(listing) };
   });
@@ -154,20 +157,22 @@ function lines(fw: Firewall): string[] {
 }
 
 describe('acting on a torn listing', () => {
-  ktest('reconcile removes a stale mapping a torn listing hides, and nothing else', async ({ netns }) => {
+  ktest('reconcile removes a stale mapping a torn listing hides (seen twice or not at all), and nothing else', async ({ netns }) => {
     const fw = new Firewall({ netnsFd: netns.fd });
     try {
       fw.ensureTables();
       const recorded = Array.from({ length: 300 }, (_, i) => other(i));
       fw.addPortMappings(recorded);
-      fw.addPortMappings([m('gone', 9000, '10.9.0.2'), m('gone', 9001, '10.9.0.2', 'udp')]);
       const want = lines(fw).filter((l) => !l.endsWith(' gone'));
-      tearListings(1, 'gone');
-      const done = fw.reconcile({ masquerade: [], ports: recorded });
-      vi.restoreAllMocks();
-      expect(done.added).toEqual([]);
-      expect(done.removed.map(elementId).sort()).toEqual(['hairpin4 10.9.0.2 . 10.9.0.2', 'ports4 tcp . 9000', 'ports4 udp . 9001']);
-      expect(lines(fw)).toEqual(want);
+      for (const twice of [true, false]) {
+        fw.addPortMappings([m('gone', 9000, '10.9.0.2'), m('gone', 9001, '10.9.0.2', 'udp')]);
+        tearListings(1, 'gone', undefined, twice);
+        const done = fw.reconcile({ masquerade: [], ports: recorded });
+        vi.restoreAllMocks();
+        expect(done.added).toEqual([]);
+        expect(done.removed.map(elementId).sort()).toEqual(['hairpin4 10.9.0.2 . 10.9.0.2', 'ports4 tcp . 9000', 'ports4 udp . 9001']);
+        expect(lines(fw)).toEqual(want);
+      }
     } finally {
       dispose(fw);
     }
@@ -215,3 +220,33 @@ describe('acting on a torn listing', () => {
     }
   });
 });
+
+describe('the second read of elements(): our own dumps', () => {
+  ktest('one libnftables listing, confirmed by nf_tables dumps: the same elements as the listing for every shape the table holds', async ({ netns }) => {
+    const fw = new Firewall({ netnsFd: netns.fd });
+    try {
+      fw.ensureTables();
+      fw.addMasquerade('10.0.0.16/28', 'zone:a');
+      fw.addMasquerade('192.0.2.1/32', 'b');
+      fw.addMasquerade('fd00:1::/64', 'zone:a');
+      fw.addPortMappings([{ ...m('web', 8080, '10.0.0.18'), loopback: true }, m('web', 5353, '10.0.0.18', 'udp'), m('web', 8080, 'fd00:1::18')]);
+      // by hand: a range that is no prefix, a map entry without a comment
+      fw.raw('add element inet nspawn-ts masq4 { 10.9.0.1-10.9.0.5 }; add element inet nspawn-ts ports4 { tcp . 7777 : 10.0.0.99 . 80 }');
+      const listed = elementsFromListing(JSON.parse(fw.raw('list table inet nspawn-ts')) as NftListing, fw.table).map(elementLine).sort();
+      expect(listed).toHaveLength(11);
+      const nft = vi.spyOn(sys(), 'nftRun');
+      expect(fw.elements().map(elementLine).sort()).toEqual(listed);
+      expect(nft.mock.calls.map((c) => c[0])).toEqual(['list table inet nspawn-ts']);
+      vi.restoreAllMocks();
+      // a Firewall with a test runner has no dumps of its own: two listings in a row
+      const runner = vi.fn((command: string) => sys().nftRun(command, { netnsFd: netns.fd }));
+      const viaRunner = new Firewall({ netnsFd: netns.fd, runner });
+      expect(viaRunner.elements().map(elementLine).sort()).toEqual(listed);
+      expect(runner).toHaveBeenCalledTimes(2);
+      viaRunner.close();
+    } finally {
+      dispose(fw);
+    }
+  });
+});
+

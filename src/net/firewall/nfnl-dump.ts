@@ -4,6 +4,8 @@
 // every element of every set, so checking the layout cost time in proportion to the port mappings
 // (~600 KB of JSON and hundreds of ms at 10,000), and ~2-3 ms of CPU on a small table (context,
 // cache refresh, JSON). These dumps carry no map elements: their size does not grow with mappings.
+// elements() reads every set's elements, as the second read that confirms a listing (settle.ts):
+// it decodes our own shapes only, so libnftables' listing stays what the firewall acts on.
 //
 // The requests are those libnftables 1.0.6 sends (strace of `nft list table`, `nft list set`; the
 // unit golden): GETSET and GETRULE dumps filtered by NFTA_*_TABLE, GETSETELEM dumps naming set and
@@ -16,9 +18,11 @@ import * as C from '../netlink/constants.js';
 import { errnoText } from '../netlink/errno.js';
 import { attrs, type AttrTable, type WithUnknown } from '../netlink/policy.js';
 import { Writer } from '../netlink/wire.js';
-import type { MasqueradeEntry } from './model.js';
+import { SET_NAMES, type FwElement, type MasqueradeEntry, type SetName } from './model.js';
 import type { NftListing } from './nft-json.js';
-import { commentOf, message, NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NFT_MSG_GETSETELEM, openNfnlSocket, setElemListAttrs } from './nfnl.js';
+import {
+  addressPairText, commentOf, dataText, message, NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NFT_MSG_GETSETELEM, openNfnlSocket, portKeyText, setElemListAttrs,
+} from './nfnl.js';
 
 const NFT_MSG_GETCHAIN = 4;
 const NFT_MSG_GETRULE = 7;
@@ -195,6 +199,31 @@ export function intervalSubnets(messages: readonly Uint8Array[], table: string, 
   return out;
 }
 
+/**
+ * The elements of a hash set's or map's dump (ports4/6, ports_lo4: protocol . port → address . port;
+ * hairpin4/6: address . address) in our text form, as a listing gives them; undefined when one is
+ * not in that shape (another protocol, added by hand).
+ */
+export function hashSetElements(messages: readonly Uint8Array[], table: string, set: SetName): FwElement[] | undefined {
+  const out: FwElement[] = [];
+  const keyText = set === 'hairpin4' || set === 'hairpin6' ? addressPairText : portKeyText;
+  for (const m of messages) {
+    const a = decodeAttrs(setElemListAttrs, m);
+    if (a.table !== table || a.set !== set) continue;
+    for (const e of a.elements?.elem ?? []) {
+      const key = e.key?.value && keyText(e.key.value);
+      const data = e.data?.value && dataText(e.data.value);
+      if (key === undefined || (e.data?.value !== undefined && data === undefined)) return undefined;
+      const el: FwElement = { set, key };
+      if (data !== undefined) el.data = data;
+      const owner = commentOf(e.userdata);
+      if (owner !== undefined) el.owner = owner;
+      out.push(el);
+    }
+  }
+  return out;
+}
+
 type NfnlSys = Pick<NativeAddon, 'socket' | 'setsockoptInt' | 'bind' | 'sendto' | 'recv' | 'close' | 'pollFd'>;
 
 /** A dump the kernel refused (errno); ENOENT: the table or set does not exist. */
@@ -234,6 +263,26 @@ export class NfnlDump {
   intervals(table: string, set: string): MasqueradeEntry[] {
     const messages = this.dump((seq) => setElemDumpRequest(table, set, seq), `set ${set} of table inet ${table}`);
     return messages ? intervalSubnets(messages, table, set) : [];
+  }
+
+  /**
+   * Every element of our sets and maps, as a listing of the table gives them — except ranges that
+   * are no prefix in the masquerade sets (intervals()); undefined when an element of a hash set or
+   * map is not in our shape. [] when the table does not exist.
+   */
+  elements(table: string): FwElement[] | undefined {
+    const out: FwElement[] = [];
+    for (const set of SET_NAMES) {
+      if (set === 'masq4' || set === 'masq6') {
+        for (const m of this.intervals(table, set)) out.push(m.owner === undefined ? { set, key: m.subnet } : { set, key: m.subnet, owner: m.owner });
+        continue;
+      }
+      const messages = this.dump((seq) => setElemDumpRequest(table, set, seq), `set ${set} of table inet ${table}`);
+      const els = messages ? hashSetElements(messages, table, set) : [];
+      if (!els) return undefined;
+      out.push(...els);
+    }
+    return out;
   }
 
   close(): void {

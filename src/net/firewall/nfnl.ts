@@ -254,8 +254,23 @@ export function lookupMessages(queries: readonly ElementQuery[], firstSeq: numbe
   return w.finish();
 }
 
+const PROTOCOL_NAMES: Record<number, string> = Object.fromEntries(Object.entries(PROTOCOLS).map(([name, n]) => [n, name]));
+
+/** A port map's key bytes in our text form ("tcp . 8080"); undefined for another shape or protocol. */
+export function portKeyText(b: Uint8Array): string | undefined {
+  const protocol = b.length === 8 ? PROTOCOL_NAMES[b[0] as number] : undefined;
+  return protocol === undefined ? undefined : `${protocol} . ${((b[4] as number) << 8) | (b[5] as number)}`;
+}
+
+/** A hairpin set's key bytes in our text form ("10.0.0.2 . 10.0.0.2"); undefined for another shape. */
+export function addressPairText(b: Uint8Array): string | undefined {
+  if (b.length !== 8 && b.length !== 32) return undefined;
+  const half = b.length / 2;
+  return `${formatIpBytes(b.subarray(0, half))} . ${formatIpBytes(b.subarray(half))}`;
+}
+
 /** Map data as register bytes (address, then port in the first 2 bytes of its 4) → "10.0.0.2 . 80". */
-function dataText(b: Uint8Array): string | undefined {
+export function dataText(b: Uint8Array): string | undefined {
   if (b.length !== 8 && b.length !== 20) return undefined;
   const a = b.length - 4;
   return `${formatIpBytes(b.subarray(0, a))} . ${((b[a] as number) << 8) | (b[a + 1] as number)}`;

@@ -274,7 +274,32 @@ export class Firewall {
    * of the elements that the firewall acts on comes here.
    */
   elements(): FwElement[] {
-    return settledListing(() => this.listElements(), { idOf: elementId, lineOf: elementLine, what: `the elements of ${this.where}` });
+    const dumps = this.dumps;
+    return settledListing(() => this.listElements(), {
+      idOf: elementId, lineOf: elementLine, what: `the elements of ${this.where}`,
+      ...(dumps ? { confirm: (listed: readonly FwElement[]) => this.dumpsAgree(dumps, listed) } : {}),
+    });
+  }
+
+  /**
+   * Whether our own dumps of the sets, read now, hold what `listed` holds (the second read of
+   * elements(), far cheaper than a listing). Undefined where they cannot tell — a map element not
+   * in our shape, a dump that failed: the next listing is the second read then.
+   */
+  private dumpsAgree(dumps: NfnlDump, listed: readonly FwElement[]): boolean | undefined {
+    // a range that is no prefix (added by hand) is not among the masquerade dumps' subnets
+    const isRange = (e: FwElement): boolean => e.keyExpr !== undefined && (e.set === 'masq4' || e.set === 'masq6');
+    if (listed.some((e) => e.keyExpr !== undefined && !isRange(e))) return undefined;
+    let dumped: FwElement[] | undefined;
+    try {
+      dumped = dumps.elements(this.table);
+    } catch (err) {
+      if (err instanceof NfnlDumpError) return undefined;
+      throw err;
+    }
+    if (!dumped) return undefined;
+    const want = listed.filter((e) => !isRange(e));
+    return dumped.length === want.length && dumped.map(elementLine).sort().join('\n') === want.map(elementLine).sort().join('\n');
   }
 
   /** One listing of the table's elements (possibly torn: see elements()). */

@@ -3,8 +3,9 @@
 // `strace -e sendmsg -xx` of `nft add element` / `delete element` on table inet nspawn-ts), the
 // batch is framed as libnftables frames it, and what cannot go this way is recognised.
 import { describe, expect, test } from 'vitest';
-import { directChange, elementBatch, elementListBytes, fieldBytes } from '../../../src/net/firewall/nfnl.js';
-import { addPortMappingsChanges, mappingElements } from '../../../src/net/firewall/rules.js';
+import fc from 'fast-check';
+import { addressPairText, dataText, directChange, elementBatch, elementListBytes, fieldBytes, portKeyText } from '../../../src/net/firewall/nfnl.js';
+import { addPortMappingsChanges, canonicalAddress, mappingElements } from '../../../src/net/firewall/rules.js';
 import type { FwElement } from '../../../src/net/firewall/rules.js';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
@@ -65,5 +66,40 @@ describe('nf_tables element messages', () => {
     expect(directChange(addPortMappingsChanges([{ protocol: 'tcp', hostPort: 80, containerAddress: 'fd00::2', containerPort: 80, owner: 'a' }]))).toBe(true);
     expect(directChange([{ verb: 'add', elements: [{ set: 'masq4', key: '10.0.0.16/28' }] }])).toBe(false);
     expect(directChange([{ verb: 'delete', elements: [{ ...web, keyExpr: { concat: ['tcp', 8080] } }] }])).toBe(false);
+  });
+});
+
+describe('register bytes back to our text form (the dumps that confirm a listing)', () => {
+  test('port keys, hairpin keys and map data read back as written', () => {
+    for (const k of ['tcp . 8080', 'udp . 53', 'tcp . 0', 'udp . 65535']) expect(portKeyText(fieldBytes(k))).toBe(k);
+    for (const k of ['10.0.0.18 . 10.0.0.18', 'fd00:1::18 . fd00:1::18']) expect(addressPairText(fieldBytes(k))).toBe(k);
+    for (const d of ['10.0.0.18 . 80', 'fd00:1::18 . 8080']) expect(dataText(fieldBytes(d))).toBe(d);
+  });
+
+  test('another protocol (sctp, 132) or length is not ours: undefined', () => {
+    const sctp = fieldBytes('tcp . 80');
+    sctp[0] = 132;
+    expect(portKeyText(sctp)).toBeUndefined();
+    expect(portKeyText(new Uint8Array(4))).toBeUndefined();
+    expect(addressPairText(new Uint8Array(20))).toBeUndefined();
+    expect(dataText(new Uint8Array(12))).toBeUndefined();
+  });
+
+  test('property: an address reads back in the listing\'s canonical form (canonicalAddress), else a listing would never be confirmed', () => {
+    fc.assert(fc.property(fc.oneof(fc.ipV4(), fc.ipV6()), (addr) => {
+      expect(addressPairText(fieldBytes(`${addr} . ${addr}`))).toBe(`${canonicalAddress(addr)} . ${canonicalAddress(addr)}`);
+    }), { numRuns: 2000 });
+    for (const addr of ['::', '::1', '::ffff:10.0.0.1', '2001:db8:0:0:1:0:0:1', '2001:db8::1:0:0:1', 'fd00:0:0:1::', '0:0:1::']) {
+      expect(addressPairText(fieldBytes(`${addr} . ${addr}`))).toBe(`${canonicalAddress(addr)} . ${canonicalAddress(addr)}`);
+    }
+  });
+
+  test('property: any port and IPv4/IPv6 address round-trip', () => {
+    fc.assert(fc.property(fc.constantFrom('tcp', 'udp'), fc.integer({ min: 0, max: 65535 }), fc.oneof(fc.ipV4(), fc.ipV6()), (proto, port, addr) => {
+      const canonical = addressPairText(fieldBytes(`${addr} . ${addr}`))?.split(' . ')[0] ?? '';
+      expect(portKeyText(fieldBytes(`${proto} . ${port}`))).toBe(`${proto} . ${port}`);
+      expect(dataText(fieldBytes(`${addr} . ${port}`))).toBe(`${canonical} . ${port}`);
+      expect(addressPairText(fieldBytes(`${canonical} . ${canonical}`))).toBe(`${canonical} . ${canonical}`);
+    }));
   });
 });

@@ -86,3 +86,50 @@ describe('settledListing', () => {
     }));
   });
 });
+
+describe('settledListing with a cheaper second read (confirm)', () => {
+  test('the second read agrees at once: one listing', () => {
+    const l = lister([table]);
+    const confirm = (items: readonly FwElement[]): boolean => items.length === 4;
+    expect(settledListing(l.list, { ...opts, confirm })).toEqual(table);
+    expect(l.calls()).toBe(1);
+  });
+
+  test('the second read disagrees with a torn listing that names nothing twice: the next listing, read again', () => {
+    const l = lister([table.slice(1), table]);
+    const reads: number[] = [];
+    const confirm = (items: readonly FwElement[]): boolean => {
+      reads.push(items.length);
+      return items.length === 4;
+    };
+    expect(settledListing(l.list, { ...opts, confirm })).toEqual(table);
+    expect(reads).toEqual([3, 4]);
+  });
+
+  test('a listing naming an element twice is not even compared', () => {
+    const l = lister([torn, table]);
+    const reads: number[] = [];
+    expect(settledListing(l.list, { ...opts, confirm: (items) => (reads.push(items.length), true) })).toEqual(table);
+    expect(reads).toEqual([4]);
+    expect(l.calls()).toBe(2);
+  });
+
+  test('the second read cannot tell (undefined): two listings in a row decide', () => {
+    const l = lister([table, table]);
+    expect(settledListing(l.list, { ...opts, confirm: () => undefined })).toEqual(table);
+    expect(l.calls()).toBe(2);
+  });
+
+  test('a second read that always disagrees (a quirk of its own): two listings in a row still decide', () => {
+    const l = lister([table, table]);
+    expect(settledListing(l.list, { ...opts, confirm: () => false })).toEqual(table);
+    expect(l.calls()).toBe(2);
+  });
+
+  test('never agreeing: ListingUnsettledError after the bound', () => {
+    let n = 0;
+    const list = (): FwElement[] => [el(1000 + n++)];
+    expect(() => settledListing(list, { ...opts, confirm: () => false })).toThrow(ListingUnsettledError);
+    expect(n).toBe(SETTLE_ATTEMPTS);
+  });
+});
