@@ -72,9 +72,11 @@ export function assertOwner(owner: string): void {
 }
 
 export function addressFamily(address: string): 4 | 6 | undefined {
-  if (Address4.isValid(address) && !address.includes('/')) return 4;
-  if (Address6.isValid(address) && !address.includes('/') && !address.includes('%')) return 6;
-  return undefined;
+  // IPv6 text has a colon and IPv4 text none: only the parser that can accept it is asked (ip-address
+  // throws, with a stack trace, for each text it refuses; several per call of nspawn-cni)
+  if (address.includes('/')) return undefined;
+  if (!address.includes(':')) return Address4.isValid(address) ? 4 : undefined;
+  return !address.includes('%') && Address6.isValid(address) ? 6 : undefined;
 }
 
 /** Canonical text of an address: dotted quad, or RFC 5952 lower-case compressed IPv6. */
