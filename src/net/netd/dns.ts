@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import { Address4, Address6 } from 'ip-address';
 import { ConfigError } from '../../errors.js';
 import { nameservers } from '../resolv.js';
+import { addressFamily } from '../firewall/model.js';
 
 export interface HostDns {
   /** IPv4: DHCP option 6 */
@@ -27,12 +28,12 @@ const UPLINK = '/run/systemd/resolve/resolv.conf';
 
 function usable(list: readonly string[]): string[] {
   // IPv4 only: DHCPv4 option 6 carries IPv4 addresses
-  return list.filter((a) => Address4.isValid(a) && !a.includes('/') && !a.startsWith('127.') && a !== '0.0.0.0');
+  return list.filter((a) => addressFamily(a) === 4 && !a.startsWith('127.') && a !== '0.0.0.0');
 }
 
 /** An IPv6 resolver a container can reach through the host (routed or NAT66). */
 export function reachableIpv6Resolver(a: string): boolean {
-  if (a.includes('%') || a.includes('/') || !Address6.isValid(a)) return false;
+  if (addressFamily(a) !== 6) return false;
   const v6 = new Address6(a);
   const first = parseInt(v6.canonicalForm().slice(0, 4), 16);
   if (v6.is4()) return false; // v4-mapped: an IPv4 server, handed out as such
@@ -58,9 +59,10 @@ function read(path: string): string | undefined {
 export function parseDnsList(text: string, where: string): string[] {
   const out: string[] = [];
   for (const item of text.split(/[\s,]+/).filter(Boolean)) {
-    if (Address4.isValid(item) && !item.includes('/')) {
+    const family = addressFamily(item);
+    if (family === 4) {
       out.push(new Address4(item).correctForm());
-    } else if (Address6.isValid(item) && !item.includes('/') && !item.includes('%')) {
+    } else if (family === 6) {
       out.push(new Address6(item).correctForm());
     } else {
       throw new ConfigError(`${where}: "${item}" is not an IP address (IPv4 DNS servers are handed out by DHCP, IPv6 ones in router advertisements)`, { code: 'CFG_DNS' });
