@@ -14,6 +14,7 @@ import { ktest } from '../helpers/kernel.js';
 import { run, runOk } from '../helpers/exec.js';
 import type { TestNetns } from '../helpers/netns.js';
 import { NetworkSubsystem, type SubsystemOptions } from '../../src/net/netd/subsystem.js';
+import { dnsServerClass } from '../../src/net/netd/dns-class.js';
 import { configureContainerLink } from '../../src/net/container-link.js';
 import { resolveIn } from './dns-world.js';
 
@@ -42,7 +43,8 @@ async function served(netns: TestNetns, opts: Partial<SubsystemOptions>, body: (
   const dir = mkdtempSync('/var/lib/nspawn-ts/dns6-test-');
   await runOk('ip', ['link', 'add', 've-dns6', 'type', 'veth', 'peer', 'name', 'host0', 'netns', netns.name]);
   await netns.exec('ip', ['link', 'set', 'host0', 'address', MAC]);
-  const sub = await NetworkSubsystem.open({ mode: 'embedded', stateDir: dir, machineId: null, ipv6: { enabled: true, prefix: PREFIX }, ...opts });
+  const subOpts: SubsystemOptions = { mode: 'embedded', stateDir: dir, machineId: null, ipv6: { enabled: true, prefix: PREFIX }, ...opts };
+  const sub = await NetworkSubsystem.open(subOpts, await dnsServerClass(subOpts));
   try {
     await body(sub);
   } finally {

@@ -13,6 +13,7 @@ import { parseDnsList } from './dns.js';
 import { ipv6Settings, type Ipv6Settings } from './ipv6.js';
 import { sdNotify } from './notify.js';
 import { ApiServer, socketAnswers } from './server.js';
+import { dnsServerClass } from './dns-class.js';
 import { type DhcpBackend, type MachineLease, NetdError, NetworkSubsystem } from './subsystem.js';
 import type { ServedKind } from './links.js';
 import type { PortForward } from '../model.js';
@@ -227,7 +228,7 @@ export async function sidecarMain(argv: readonly string[], deps: SidecarDeps = {
   }
   let sub: NetworkSubsystem;
   try {
-    sub = await NetworkSubsystem.open(subOpts);
+    sub = await NetworkSubsystem.open(subOpts, await dnsServerClass(subOpts));
   } catch (err) {
     log.error(`cannot start: ${errorMessage(err)}`);
     return 1;

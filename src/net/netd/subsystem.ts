@@ -33,7 +33,7 @@ import type { Firewall } from '../firewall/index.js';
 import { vethHostIfname, zoneBridgeIfname } from '../naming.js';
 import { DEFAULT_POOLS, describeSubnet, type SubnetAllocation } from '../pool.js';
 import type { PortForward } from '../model.js';
-import { servesDns, SubsystemCore } from './core.js';
+import { SubsystemCore } from './core.js';
 import type { DnsServer } from '../dns/index.js';
 import { HolderSweep } from './holder-sweep.js';
 import { LinkDns } from './link-dns.js';
@@ -68,12 +68,12 @@ export class NetworkSubsystem {
 
   /**
    * Opens the subsystem. A sidecar then serves every ve-/vz- link already there, reconciles state
-   * and firewall, and watches for links coming and going.
+   * and firewall, and watches for links coming and going. `dnsServer`: the DNS server's class when
+   * `opts` serve DNS (servesDns), from dnsServerClass() (dns-class.ts): the caller loads it, so that
+   * nspawn-cni's one-shot, which never serves DNS, carries none of it.
    */
-  static async open(opts: SubsystemOptions): Promise<NetworkSubsystem> {
-    // the DNS server (node:dgram, node:net) is loaded only when it serves: not for nspawn-cni's one-shot
-    const dns = servesDns(opts) ? (await import('../dns/index.js')).DnsServer : undefined;
-    const s = new NetworkSubsystem(opts, dns);
+  static async open(opts: SubsystemOptions, dnsServer?: typeof DnsServer): Promise<NetworkSubsystem> {
+    const s = new NetworkSubsystem(opts, dnsServer);
     if (s.core.oneShot) {
       // one call in the sidecar's name: it serves (and checks) only the link it is asked about
     } else if (opts.mode === 'sidecar') {

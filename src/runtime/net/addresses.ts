@@ -26,6 +26,7 @@ import { defaultSocketPath } from '../../net/netd/socket-path.js';
 import { parseDnsList } from '../../net/netd/dns.js';
 import { ipv6Settings } from '../../net/netd/ipv6.js';
 import type { ServedKind } from '../../net/netd/links.js';
+import { dnsServerClass } from '../../net/netd/dns-class.js';
 import { type DhcpBackend, type MachineLease, NetworkSubsystem } from '../../net/netd/subsystem.js';
 import { configureContainerLink } from '../../net/container-link.js';
 import type { PlanOp } from '../plan.js';
@@ -190,7 +191,7 @@ export function addressHooks(opts: AddressHooksOptions): {
         // a DHCP client inside (dhcp) needs the server before the container starts; with the static
         // configuration it is started right after, off the start-up path (beforeExec)
         if (mode === 'dhcp') subOpts.dhcp = await dhcpFactory();
-        embedded = await NetworkSubsystem.open(subOpts);
+        embedded = await NetworkSubsystem.open(subOpts, await dnsServerClass(subOpts));
         lease = await embedded.reserve(req);
         log.debug(`reserved ${lease.address} for ${ctx.machine} (no sidecar on ${socket}: serving in-process)`);
       }
