@@ -221,6 +221,29 @@ describe('acting on a torn listing', () => {
   });
 });
 
+describe('a sidecar\'s start (FirewallTable.reconcile)', () => {
+  ktest('reads the table once before its plan (one settled listing, not two), removes what no record names, keeps the table', async ({ netns }) => {
+    const fw = new Firewall({ netnsFd: netns.fd });
+    const dir = mkdtempSync('/tmp/fwtorn-');
+    try {
+      const core = { mode: 'sidecar', oneShot: false, firewall: fw, store: new StateStore(dir, { durable: false }), machines: { launcher: () => undefined }, log: logger('test') };
+      const tables = new FirewallTable(core as unknown as SubsystemCore);
+      fw.ensureTables();
+      fw.addPortMappings(Array.from({ length: 50 }, (_, i) => other(i))); // launchers that are gone: no record
+      const nft = vi.spyOn(sys(), 'nftRun');
+      tables.reconcile();
+      // one listing for the first look, one for the look after the change (that finds nothing to do)
+      expect(nft.mock.calls.map((c) => c[0]).filter((c) => c.startsWith('list'))).toEqual(['list table inet nspawn-ts', 'list table inet nspawn-ts']);
+      vi.restoreAllMocks();
+      expect(lines(fw)).toEqual([]);
+      expect(fw.layout()).toBeDefined();
+    } finally {
+      dispose(fw);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('the second read of elements(): our own dumps', () => {
   ktest('one libnftables listing, confirmed by nf_tables dumps: the same elements as the listing for every shape the table holds', async ({ netns }) => {
     const fw = new Firewall({ netnsFd: netns.fd });

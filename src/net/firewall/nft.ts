@@ -101,6 +101,8 @@ export interface ReconcileOptions {
    * `desired`. Default: every owner (the table is the caller's alone).
    */
   owns?: (owner: string | undefined) => boolean;
+  /** the table's elements as the caller just read them (elements()): the first look, not listed again */
+  current?: readonly FwElement[];
 }
 
 export interface ReconcileResult {
@@ -594,7 +596,7 @@ export class Firewall {
     this.ensureTables();
     let done: ReconcileResult = { added: [], removed: [] };
     for (let attempt = 0; ; attempt++) {
-      const plan = reconcilePlan(this.elements(), desired, opts.owns);
+      const plan = reconcilePlan(attempt === 0 && opts.current ? opts.current : this.elements(), desired, opts.owns);
       if (plan.add.length === 0 && plan.remove.length === 0) break;
       try {
         this.exec(changeDocument(plan.remove, plan.add, this.table),

@@ -3,7 +3,7 @@
 // when nothing is left in it.
 import { errorMessage } from '../../errors.js';
 import type { TableLayout } from '../firewall/nfnl-dump.js';
-import { CHAIN_NAMES, ruleCommands, SET_NAMES } from '../firewall/rules.js';
+import { CHAIN_NAMES, ruleCommands, SET_NAMES, stateFromElements } from '../firewall/rules.js';
 import type { SubsystemCore } from './core.js';
 import { isMasqueradeOwner, masqueradeOwner } from './links.js';
 import { recordedMappings } from './ports.js';
@@ -72,7 +72,8 @@ export class FirewallTable {
     ]);
     // port forwarding (ports.ts): exactly the ports recorded with the reservations
     const ports = recordedMappings(state);
-    const current = firewall.state(); // empty when the table does not exist
+    const elements = firewall.elements(); // [] when the table does not exist
+    const current = stateFromElements(elements);
     if (masquerade.length === 0 && current.masquerade.length === 0 && ports.length === 0 && current.ports.length === 0) return;
     // mappings without a record belong to launchers that watch their machine's address
     // (ports-watch.ts): left alone while that launcher (state's portWatchers) or machine runs,
@@ -81,7 +82,7 @@ export class FirewallTable {
     const watched = new Set(Object.keys(state.portWatchers ?? {})); // their launchers run (the sweep before this took the others)
     const owns = (o: string | undefined): boolean => isMasqueradeOwner(o) || o === undefined || recorded.has(o) ||
       (!watched.has(o) && machines.launcher(o) === undefined);
-    const done = firewall.reconcile({ masquerade, ports }, { owns });
+    const done = firewall.reconcile({ masquerade, ports }, { owns, current: elements });
     this.ready = true;
     if (done.added.length || done.removed.length) {
       log.info('firewall reconciled', { added: done.added.map((e) => e.key), removed: done.removed.map((e) => e.key) });
