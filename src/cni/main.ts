@@ -89,10 +89,17 @@ export function exitAfterAnswer(code: number): void {
     process.exitCode = code;
     return;
   }
-  // (a call that never loaded the addon — VERSION, a refused configuration — does not load it for this)
+  // (a call that never loaded the addon — VERSION, a refused configuration — does not load it for
+  // this; Node's own exit-time writers, a --cpu-prof profile or NODE_V8_COVERAGE, need its teardown)
   const addon = sysIfLoaded();
-  if (addon) (process as unknown as { reallyExit: (code: number) => void }).reallyExit = (c) => addon.exitNow(c);
+  if (addon && !wantsNodeTeardown()) (process as unknown as { reallyExit: (code: number) => void }).reallyExit = (c) => addon.exitNow(c);
   process.exit(code);
+}
+
+/** Whether Node writes something in its teardown: a profile (--cpu-prof, --heap-prof) or coverage. */
+function wantsNodeTeardown(): boolean {
+  const flags = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
+  return process.env.NODE_V8_COVERAGE !== undefined || flags.some((f) => /^--(cpu|heap)-prof/.test(f));
 }
 
 /** Commands the configuration's version lacks (error 1): STATUS and GC before 1.1.0, CHECK before 0.4.0. */

@@ -1,6 +1,6 @@
 // bin/nspawn-cni driven by libcni itself (the driver of cni-env.ts) and by podman. The
 // test run's namespace is the host; an "uplink" namespace (e2e-world.ts) is the internet.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { describe, expect } from 'vitest';
 import { ktest } from '../helpers/kernel.js';
@@ -219,12 +219,12 @@ describe('nspawn-cni in-process (no sidecar) touches only its own network', () =
  * (JavaScript) required first; `each` makes a call (the default: it must succeed). Nothing may be
  * left after — on a network of the caller's (`keepNetwork`, with containers of its own), the caller checks.
  */
-async function addDelWithPreload(pod: string, preload: string, opts: { caps?: unknown; each?: (call: () => Promise<Call>) => Promise<void>; keepNetwork?: ReturnType<typeof network> } = {}): Promise<void> {
+async function addDelWithPreload(pod: string, preload: string, opts: { caps?: unknown; each?: (call: () => Promise<Call>) => Promise<void>; keepNetwork?: ReturnType<typeof network>; env?: Record<string, string> } = {}): Promise<void> {
   const c1 = await TestNetns.create('c1');
   const net = opts.keepNetwork ?? network('1.0.0');
   const file = `${work}/${pod}.cjs`;
   writeFileSync(file, preload);
-  const env = { NODE_OPTIONS: `--require ${file}` };
+  const env = { ...opts.env, NODE_OPTIONS: `--require ${file}` };
   const each = opts.each ?? (async (call) => { await ok(call()); });
   try {
     for (const cmd of ['add', 'del'] as const) {
@@ -290,6 +290,15 @@ describe('nspawn-cni: the exit', () => {
     const list = `${work}/exit.txt`;
     await addDelWithPreload('exit', `process.on('exit', (code) => require('fs').appendFileSync(${JSON.stringify(list)}, process.env.CNI_COMMAND + ' ' + code + ' ' + (/\\[native code\\]/.test(String(process.reallyExit)) ? 'node-teardown' : '_exit') + '\\n'));\n`);
     expect(readFileSync(list, 'utf8').trim().split('\n')).toEqual(['ADD 0 _exit', 'DEL 0 _exit']);
+  }, 60_000);
+
+  ktest('with NODE_V8_COVERAGE set, Node\'s teardown runs and writes the coverage', async () => {
+    const list = `${work}/exit-cov.txt`;
+    const coverage = `${work}/coverage`;
+    await addDelWithPreload('exitcov', `process.on('exit', (code) => require('fs').appendFileSync(${JSON.stringify(list)}, process.env.CNI_COMMAND + ' ' + code + ' ' + (/\\[native code\\]/.test(String(process.reallyExit)) ? 'node-teardown' : '_exit') + '\\n'));\n`,
+      { env: { NODE_V8_COVERAGE: coverage } });
+    expect(readFileSync(list, 'utf8').trim().split('\n')).toEqual(['ADD 0 node-teardown', 'DEL 0 node-teardown']);
+    expect(readdirSync(coverage).filter((f) => f.endsWith('.json')).length).toBeGreaterThanOrEqual(2);
   }, 60_000);
 });
 
