@@ -228,18 +228,29 @@ export class SysError extends NspawnError {
   }
 }
 
+/**
+ * The addon's exports, loaded once per process: every bundle of a command carries its own copy of
+ * this module (nspawn-cni's entry and plugin bundles both do), and a second load runs the addon's
+ * N-API init again (~0.3 ms). Each copy wraps the shared exports with its own SysError.
+ */
+const LOADED = Symbol.for('nspawn-ts.native-addon');
+const processWide = globalThis as { [LOADED]?: NativeAddon };
+
 function loadAddon(): NativeAddon {
+  const loaded = processWide[LOADED];
+  if (loaded) return loaded;
   const path = new URL('../native/build/Release/nspawn_native.node', import.meta.url).pathname;
   // process.dlopen, not a require() made by node:module's createRequire: node:module loads Node's ES
   // module loader and source maps with it, ~1 ms of compiling in every nspawn-cni call
   const mod = { exports: {} };
   try {
     process.dlopen(mod, path);
-    return mod.exports as NativeAddon;
   } catch (err) {
     throw new NspawnError('SYS_ADDON_MISSING',
       `the native addon could not be loaded from ${path}; in a source checkout run "npm run setup" to build it; an npm-installed nspawn-ts builds it at install: reinstall with "npm install -g --allow-scripts=nspawn-ts PACKAGE" (npm may skip install scripts otherwise)`, { cause: err });
   }
+  processWide[LOADED] = mod.exports as NativeAddon;
+  return mod.exports as NativeAddon;
 }
 
 function wrap(addon: NativeAddon): NativeAddon {
@@ -269,7 +280,7 @@ export function sys(): NativeAddon {
   return cached;
 }
 
-/** The addon if something has loaded it already, without loading it. */
+/** The addon if something in this process has loaded it already, without loading it. */
 export function sysIfLoaded(): NativeAddon | undefined {
-  return cached;
+  return processWide[LOADED] === undefined ? undefined : sys();
 }

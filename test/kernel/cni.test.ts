@@ -283,6 +283,18 @@ describe('nspawn-cni: libnftables only when used', () => {
   }, 60_000);
 });
 
+describe('nspawn-cni: one load of the addon', () => {
+  ktest('an in-process ADD and DEL load the native addon once, though both of nspawn-cni\'s bundles carry its loader', async () => {
+    const list = `${work}/dlopen.txt`;
+    await addDelWithPreload('dlopen', [
+      'const dlopen = process.dlopen; let n = 0;',
+      'process.dlopen = function (...a) { n += 1; return dlopen.apply(this, a); };',
+      `process.on('exit', () => require('fs').appendFileSync(${JSON.stringify(list)}, process.env.CNI_COMMAND + ' ' + n + '\\n'));`,
+    ].join('\n'));
+    expect(readFileSync(list, 'utf8').trim().split('\n')).toEqual(['ADD 1', 'DEL 1']);
+  }, 60_000);
+});
+
 describe('nspawn-cni: the exit', () => {
   ktest('ADD and DEL end with _exit once the \'exit\' listeners have run, not with Node\'s teardown', async () => {
     // at the 'exit' event (listeners still run: a code cache may be written there) process.reallyExit,
