@@ -296,20 +296,25 @@ describe('nspawn-cni: one load of the addon', () => {
 });
 
 describe('nspawn-cni: the exit', () => {
+  /**
+   * How an ADD and a DEL (pod `pod`, extra environment `env`) ended: per call, "COMMAND CODE HOW".
+   * At the 'exit' event (its listeners still run: a code cache may be written there) HOW is
+   * "_exit" when process.reallyExit, what process.exit calls last, is no longer Node's own.
+   */
+  async function endings(pod: string, env?: Record<string, string>): Promise<string[]> {
+    const list = `${work}/${pod}-exit.txt`;
+    await addDelWithPreload(pod, `process.on('exit', (code) => require('fs').appendFileSync(${JSON.stringify(list)}, process.env.CNI_COMMAND + ' ' + code + ' ' + (/\\[native code\\]/.test(String(process.reallyExit)) ? 'node-teardown' : '_exit') + '\\n'));\n`,
+      env ? { env } : {});
+    return readFileSync(list, 'utf8').trim().split('\n');
+  }
+
   ktest('ADD and DEL end with _exit once the \'exit\' listeners have run, not with Node\'s teardown', async () => {
-    // at the 'exit' event (listeners still run: a code cache may be written there) process.reallyExit,
-    // what process.exit calls last, is no longer Node's own
-    const list = `${work}/exit.txt`;
-    await addDelWithPreload('exit', `process.on('exit', (code) => require('fs').appendFileSync(${JSON.stringify(list)}, process.env.CNI_COMMAND + ' ' + code + ' ' + (/\\[native code\\]/.test(String(process.reallyExit)) ? 'node-teardown' : '_exit') + '\\n'));\n`);
-    expect(readFileSync(list, 'utf8').trim().split('\n')).toEqual(['ADD 0 _exit', 'DEL 0 _exit']);
+    expect(await endings('exit')).toEqual(['ADD 0 _exit', 'DEL 0 _exit']);
   }, 60_000);
 
   ktest('with NODE_V8_COVERAGE set, Node\'s teardown runs and writes the coverage', async () => {
-    const list = `${work}/exit-cov.txt`;
     const coverage = `${work}/coverage`;
-    await addDelWithPreload('exitcov', `process.on('exit', (code) => require('fs').appendFileSync(${JSON.stringify(list)}, process.env.CNI_COMMAND + ' ' + code + ' ' + (/\\[native code\\]/.test(String(process.reallyExit)) ? 'node-teardown' : '_exit') + '\\n'));\n`,
-      { env: { NODE_V8_COVERAGE: coverage } });
-    expect(readFileSync(list, 'utf8').trim().split('\n')).toEqual(['ADD 0 node-teardown', 'DEL 0 node-teardown']);
+    expect(await endings('exitcov', { NODE_V8_COVERAGE: coverage })).toEqual(['ADD 0 node-teardown', 'DEL 0 node-teardown']);
     expect(readdirSync(coverage).filter((f) => f.endsWith('.json')).length).toBeGreaterThanOrEqual(2);
   }, 60_000);
 });
