@@ -237,13 +237,21 @@ async function addDelWithPreload(pod: string, preload: string, opts: { caps?: un
   }
 }
 
+/**
+ * An ADD and a DEL (addDelWithPreload) whose preload runs `setup` (JavaScript) first and, at the
+ * plugin process's exit (`code` its exit code), records the JavaScript expression `value`: per
+ * call, "COMMAND VALUE".
+ */
+async function atExit(pod: string, setup: string, value: string, opts: Parameters<typeof addDelWithPreload>[2] = {}): Promise<string[]> {
+  const list = `${work}/${pod}-at-exit.txt`;
+  await addDelWithPreload(pod, `${setup}\nprocess.on('exit', (code) => require('fs').appendFileSync(${JSON.stringify(list)}, process.env.CNI_COMMAND + ' ' + (${value}) + '\\n'));\n`, opts);
+  return readFileSync(list, 'utf8').trim().split('\n');
+}
+
 describe('nspawn-cni: start-up', () => {
   ktest('an in-process ADD and DEL load none of Node\'s net, dgram, stream, crypto, child_process, module (its ES module loader, source maps), os or rimraf modules (only what they use)', async () => {
-    // a preload that writes the Node modules the plugin process loaded, at its exit
-    const list = `${work}/modules.txt`;
-    await addDelWithPreload('lean', `process.on('exit', () => require('fs').appendFileSync(${JSON.stringify(list)}, process.env.CNI_COMMAND + ' ' + process.moduleLoadList.filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice(13)).join(',') + '\\n'));\n`,
+    const lines = await atExit('lean', '', "process.moduleLoadList.filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice(13)).join(',')",
       { caps: { portMappings: [{ hostPort: 8085, containerPort: 80, protocol: 'tcp' }] } });
-    const lines = readFileSync(list, 'utf8').trim().split('\n');
     expect(lines.map((l) => l.split(' ')[0])).toEqual(['ADD', 'DEL']);
     for (const l of lines) {
       const loaded = (l.split(' ')[1] ?? '').split(',');
@@ -263,18 +271,13 @@ describe('nspawn-cni: libnftables only when used', () => {
     // the network's first ADD makes its firewall table (through libnftables); a container kept on it
     const keep = await TestNetns.create('ck');
     const net = network('1.0.0');
-    const list = `${work}/maps.txt`;
     try {
       await ok(cni(net, 'add', keep, 'cid-keep', { args: 'K8S_POD_NAME=keep' }));
-      // at the plugin's exit: whether its maps hold the addon (the list is real) and libnftables
-      await addDelWithPreload('nolib', [
-        "process.on('exit', () => {",
-        "  const maps = require('fs').readFileSync('/proc/self/maps', 'utf8');",
-        `  require('fs').appendFileSync(${JSON.stringify(list)}, [process.env.CNI_COMMAND, maps.includes('nspawn_native.node') ? 'addon' : 'no-addon', maps.includes('libnftables') ? 'libnftables' : 'no-libnftables'].join(' ') + '\\n');`,
-        '});',
-      ].join('\n'),
-        { caps: { portMappings: [{ hostPort: 8087, containerPort: 80, protocol: 'tcp' }] }, keepNetwork: net });
-      expect(readFileSync(list, 'utf8').trim().split('\n')).toEqual(['ADD addon no-libnftables', 'DEL addon no-libnftables']);
+      // whether the plugin's maps hold the addon (the list is real) and libnftables
+      const maps = "require('fs').readFileSync('/proc/self/maps', 'utf8')";
+      expect(await atExit('nolib', '', `(${maps}.includes('nspawn_native.node') ? 'addon' : 'no-addon') + ' ' + (${maps}.includes('libnftables') ? 'libnftables' : 'no-libnftables')`,
+        { caps: { portMappings: [{ hostPort: 8087, containerPort: 80, protocol: 'tcp' }] }, keepNetwork: net }))
+        .toEqual(['ADD addon no-libnftables', 'DEL addon no-libnftables']);
     } finally {
       await cni(net, 'del', keep, 'cid-keep', { args: 'K8S_POD_NAME=keep' });
       await keep.destroy();
@@ -285,50 +288,33 @@ describe('nspawn-cni: libnftables only when used', () => {
 
 describe('nspawn-cni: one load of the addon', () => {
   ktest('an in-process ADD and DEL load the native addon once, though both of nspawn-cni\'s bundles carry its loader', async () => {
-    const list = `${work}/dlopen.txt`;
-    await addDelWithPreload('dlopen', [
-      'const dlopen = process.dlopen; let n = 0;',
-      'process.dlopen = function (...a) { n += 1; return dlopen.apply(this, a); };',
-      `process.on('exit', () => require('fs').appendFileSync(${JSON.stringify(list)}, process.env.CNI_COMMAND + ' ' + n + '\\n'));`,
-    ].join('\n'));
-    expect(readFileSync(list, 'utf8').trim().split('\n')).toEqual(['ADD 1', 'DEL 1']);
+    const count = 'const dlopen = process.dlopen; let n = 0; process.dlopen = function (...a) { n += 1; return dlopen.apply(this, a); };';
+    expect(await atExit('dlopen', count, 'n')).toEqual(['ADD 1', 'DEL 1']);
   }, 60_000);
 });
 
 describe('nspawn-cni: the exit', () => {
-  /**
-   * How an ADD and a DEL (pod `pod`, extra environment `env`) ended: per call, "COMMAND CODE HOW".
-   * At the 'exit' event (its listeners still run: a code cache may be written there) HOW is
-   * "_exit" when process.reallyExit, what process.exit calls last, is no longer Node's own.
-   */
-  async function endings(pod: string, env?: Record<string, string>): Promise<string[]> {
-    const list = `${work}/${pod}-exit.txt`;
-    await addDelWithPreload(pod, `process.on('exit', (code) => require('fs').appendFileSync(${JSON.stringify(list)}, process.env.CNI_COMMAND + ' ' + code + ' ' + (/\\[native code\\]/.test(String(process.reallyExit)) ? 'node-teardown' : '_exit') + '\\n'));\n`,
-      env ? { env } : {});
-    return readFileSync(list, 'utf8').trim().split('\n');
-  }
+  // "_exit" when process.reallyExit, what process.exit calls last, is no longer Node's own at the
+  // 'exit' event (whose listeners still run: a code cache may be written there)
+  const how = "code + ' ' + (/\\[native code\\]/.test(String(process.reallyExit)) ? 'node-teardown' : '_exit')";
 
   ktest('ADD and DEL end with _exit once the \'exit\' listeners have run, not with Node\'s teardown', async () => {
-    expect(await endings('exit')).toEqual(['ADD 0 _exit', 'DEL 0 _exit']);
+    expect(await atExit('exit', '', how)).toEqual(['ADD 0 _exit', 'DEL 0 _exit']);
   }, 60_000);
 
   ktest('with NODE_V8_COVERAGE set, Node\'s teardown runs and writes the coverage', async () => {
     const coverage = `${work}/coverage`;
-    expect(await endings('exitcov', { NODE_V8_COVERAGE: coverage })).toEqual(['ADD 0 node-teardown', 'DEL 0 node-teardown']);
+    expect(await atExit('exitcov', '', how, { env: { NODE_V8_COVERAGE: coverage } })).toEqual(['ADD 0 node-teardown', 'DEL 0 node-teardown']);
     expect(readdirSync(coverage).filter((f) => f.endsWith('.json')).length).toBeGreaterThanOrEqual(2);
   }, 60_000);
 });
 
 describe('nspawn-cni: no garbage collection', () => {
   ktest('an in-process ADD and DEL collect no garbage: bin/nspawn-cni gives V8 young-generation room for all a call allocates', async () => {
-    // a preload that writes the plugin process's garbage collections (V8's GCProfiler: every
-    // scavenge and mark-compact) at its exit; node:v8 loads node:stream, so not in the test above
-    const list = `${work}/gc.txt`;
-    await addDelWithPreload('gc', [
-      "const gc = new (require('v8').GCProfiler)(); gc.start();",
-      `process.on('exit', () => require('fs').appendFileSync(${JSON.stringify(list)}, process.env.CNI_COMMAND + ' [' + gc.stop().statistics.map((s) => s.gcType).join(',') + ']\\n'));`,
-    ].join('\n'), { caps: { portMappings: [{ hostPort: 8086, containerPort: 80, protocol: 'tcp' }] } });
-    expect(readFileSync(list, 'utf8').trim().split('\n')).toEqual(['ADD []', 'DEL []']);
+    // V8's GCProfiler sees every scavenge and mark-compact of the plugin process; node:v8 loads
+    // node:stream, so not in the start-up test above
+    expect(await atExit('gc', "const gc = new (require('v8').GCProfiler)(); gc.start();", "'[' + gc.stop().statistics.map((s) => s.gcType).join(',') + ']'",
+      { caps: { portMappings: [{ hostPort: 8086, containerPort: 80, protocol: 'tcp' }] } })).toEqual(['ADD []', 'DEL []']);
   }, 60_000);
 });
 
