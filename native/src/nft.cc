@@ -29,8 +29,7 @@ struct Lib {
   decltype(&nft_ctx_get_output_buffer) get_output_buffer;
   decltype(&nft_ctx_get_error_buffer) get_error_buffer;
 };
-Lib lib;
-bool lib_loaded = false;
+Lib lib;  // lib.ctx_new is set once the library is loaded
 
 template <typename T>
 bool Resolve(void* handle, const char* name, T& out) {
@@ -40,7 +39,7 @@ bool Resolve(void* handle, const char* name, T& out) {
 
 // Loads libnftables once (callers hold contexts_mutex); throws what dlopen said, as ELIBACC.
 void LoadLib(Napi::Env env) {
-  if (lib_loaded) return;
+  if (lib.ctx_new) return;
   void* h = dlopen("libnftables.so.1", RTLD_NOW | RTLD_LOCAL);
   Lib l{};
   bool ok = h && Resolve(h, "nft_ctx_new", l.ctx_new) && Resolve(h, "nft_ctx_free", l.ctx_free) &&
@@ -57,7 +56,6 @@ void LoadLib(Napi::Env env) {
     throw ErrnoError(env, ELIBACC, "dlopen", msg);
   }
   lib = l;
-  lib_loaded = true;
 }
 
 struct NsKey {

@@ -271,9 +271,10 @@ export class Firewall {
   }
 
   /**
-   * The table's elements ([] when the table does not exist), as two listings in a row agree: a
-   * single listing taken while the kernel resizes a hash set can be torn (settle.ts). Every read
-   * of the elements that the firewall acts on comes here.
+   * The table's elements ([] when the table does not exist), from a listing a second read agrees
+   * with — our own dumps of the sets, or else the next listing: a single listing taken while the
+   * kernel resizes a hash set can be torn (settle.ts). Every read of the elements that the firewall
+   * acts on comes here.
    */
   elements(): FwElement[] {
     const dumps = this.dumps;
