@@ -144,6 +144,21 @@ function lines(fw: Firewall): string[] {
   return fw.elements().map(elementLine).sort();
 }
 
+/**
+ * Runs `body` with a FirewallTable over `fw` whose subsystem is a stub of mode `mode` with a state
+ * store in a directory of its own (gone after), and no launcher running; `fw` is disposed after.
+ */
+async function withTable(fw: Firewall, mode: 'sidecar' | 'embedded', body: (tables: FirewallTable) => Promise<void> | void): Promise<void> {
+  const dir = mkdtempSync('/tmp/fwtorn-');
+  try {
+    const core = { mode, oneShot: false, firewall: fw, store: new StateStore(dir, { durable: false }), machines: { launcher: () => undefined }, log: logger('test') };
+    await body(new FirewallTable(core as unknown as SubsystemCore));
+  } finally {
+    dispose(fw);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 describe('acting on a torn listing', () => {
   ktest('reconcile removes a stale mapping a torn listing hides (seen twice or not at all), and nothing else', async ({ netns }) => {
     const fw = new Firewall({ netnsFd: netns.fd });
@@ -187,9 +202,7 @@ describe('acting on a torn listing', () => {
 
   ktest('dropIfEmpty keeps a table whose listing is torn (a torn listing is never empty), drops it once empty', async ({ netns }) => {
     const fw = new Firewall({ netnsFd: netns.fd });
-    const dir = mkdtempSync('/tmp/fwtorn-');
-    try {
-      const tables = new FirewallTable({ mode: 'embedded', oneShot: false, firewall: fw, store: new StateStore(dir, { durable: false }), log: logger('test') } as unknown as SubsystemCore);
+    await withTable(fw, 'embedded', async (tables) => {
       fw.ensureTables();
       fw.addPortMappings(Array.from({ length: 300 }, (_, i) => other(i)));
       fw.addPortMapping(m('web', 8080, '10.0.0.18'));
@@ -202,20 +215,14 @@ describe('acting on a torn listing', () => {
       fw.removePortMappings('web');
       await tables.dropIfEmpty();
       expect(fw.layout()).toBeUndefined();
-    } finally {
-      dispose(fw);
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
 
 describe('a sidecar\'s start (FirewallTable.reconcile)', () => {
   ktest('reads the table once before its plan (one settled listing, not two), removes what no record names, keeps the table', async ({ netns }) => {
     const fw = new Firewall({ netnsFd: netns.fd });
-    const dir = mkdtempSync('/tmp/fwtorn-');
-    try {
-      const core = { mode: 'sidecar', oneShot: false, firewall: fw, store: new StateStore(dir, { durable: false }), machines: { launcher: () => undefined }, log: logger('test') };
-      const tables = new FirewallTable(core as unknown as SubsystemCore);
+    await withTable(fw, 'sidecar', (tables) => {
       fw.ensureTables();
       fw.addPortMappings(Array.from({ length: 50 }, (_, i) => other(i))); // launchers that are gone: no record
       const nft = vi.spyOn(sys(), 'nftRun');
@@ -225,10 +232,7 @@ describe('a sidecar\'s start (FirewallTable.reconcile)', () => {
       vi.restoreAllMocks();
       expect(lines(fw)).toEqual([]);
       expect(fw.layout()).toBeDefined();
-    } finally {
-      dispose(fw);
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
 
